@@ -1,0 +1,44 @@
+# Seglake developer commands. Every target creates .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: build run test test-faults lint fmt check bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,dev]'
+	touch $(STAMP)
+
+build: $(STAMP)
+	mkdir -p build
+	printf '#!/bin/sh\nexec "%s/$(BIN)/seglake" "$$@"\n' "$(CURDIR)" > build/seglake
+	chmod +x build/seglake
+
+run: build
+	./build/seglake -data-dir ./data -access-key test -secret-key testsecret
+
+test: build
+	$(BIN)/python -m pytest -q tests
+
+test-faults: build
+	SEGLAKE_LONG_FAULTS=1 $(BIN)/python -m pytest -q tests/faults
+
+lint: $(STAMP)
+	$(BIN)/ruff check seglake tests benchmarks
+	$(BIN)/ruff format --check seglake tests benchmarks
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format seglake tests benchmarks
+	$(BIN)/ruff check --fix seglake tests benchmarks
+
+check: lint test
+
+bench: build
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,117 @@
+"""Command line: ``seglake [MODE] [flags]``.
+
+Both spellings work: the seed's Go-style single-dash flags
+(``./build/seglake -data-dir ./data -mode status``) and the idiomatic form
+(``seglake status --data-dir ./data``). Every server setting is also a
+``SEGLAKE_*`` environment variable (flags beat env, env beats defaults), and
+``--secrets-file`` loads KEY=VALUE pairs without exporting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from typing import Any
+
+import trio
+
+from seglake.config import FIELD_TYPES, Config, build_config
+
+MODES = ("server", "serve", "status")
+BOOL_WORDS = {"1", "true", "yes", "on", "0", "false", "no", "off"}
+
+
+def normalise(argv: list[str]) -> list[str]:
+    """``-data-dir x`` → ``--data-dir x``; ``-gc-force`` → ``--gc-force``."""
+    out = []
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2:
+            arg = "-" + arg
+        out.append(arg)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="seglake",
+        description="Seglake: a durable, single-node S3-compatible object store.",
+    )
+    p.add_argument("command", nargs="*", help="mode: serve (default), status")
+    p.add_argument("--mode", help="seed spelling of the command")
+    p.add_argument("--secrets-file", help="KEY=VALUE file loaded before the environment")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        if FIELD_TYPES[f.name] is bool:
+            p.add_argument(flag, dest=f.name, nargs="?", const="true", default=None)
+        else:
+            p.add_argument(flag, dest=f.name, default=None)
+    return p
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, Config]:
+    args = build_parser().parse_args(normalise(argv))
+    flags: dict[str, str | bool] = {
+        f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None
+    }
+    cfg = build_config(flags, secrets_file=args.secrets_file)
+    return args, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args, cfg = parse(argv)
+    except (ValueError, OSError) as exc:
+        print(f"seglake: {exc}", file=sys.stderr)
+        return 2
+    words = list(args.command)
+    mode = args.mode or (words[0] if words else "server")
+    if mode in ("server", "serve"):
+        from seglake.supervisor.main import serve
+
+        return serve(cfg)
+    if mode == "status":
+        return status(cfg, as_json=args.json)
+    print(f"seglake: unknown mode {mode!r} (available: {', '.join(MODES)})", file=sys.stderr)
+    return 2
+
+
+def status(cfg: Config, *, as_json: bool) -> int:
+    from seglake.maintenance.admin_client import AdminUnavailable, admin_call
+
+    try:
+        result = trio.run(admin_call, cfg, "status", {})
+    except AdminUnavailable as exc:
+        print(f"seglake: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    render_status(result)
+    return 0
+
+
+def render_status(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]Seglake[/bold] {result.get('data_dir')} on {result.get('address')}")
+    procs = Table("process", "pid", "alive", "uptime", "restarts", title="processes")
+    for p in result.get("processes", []):
+        procs.add_row(
+            p["name"], str(p.get("pid")), "yes" if p.get("alive") else "NO",
+            f"{p.get('uptime', 0):.0f}s", str(p.get("restarts", 0)),
+        )  # fmt: skip
+    console.print(procs)
+    store = Table("metric", "value", title="store")
+    for k, v in sorted((result.get("store") or {}).items()):
+        store.add_row(k, str(v))
+    console.print(store)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The one configuration object.
+
+Built in layers, later ones winning: defaults → ``--secrets-file`` (KEY=VALUE
+lines, never exported to the environment) → ``SEGLAKE_*`` environment
+variables → command-line flags. Children of the supervisor receive the final
+object serialised as JSON, so every process sees exactly the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Final
+
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
+GiB: Final = 1024 * MiB
+
+# Fixed by the on-disk format (SPEC §5): every chunk record holds at most this
+# many bytes. 4 MiB keeps per-chunk hashing/IO overhead under 0.1% while a
+# range read never has to verify more than 4 MiB to serve one byte.
+CHUNK_SIZE: Final = 4 * MiB
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = "./data"
+    addr: str = ":9000"
+    access_key: str = ""
+    secret_key: str = ""
+    region: str = "us-east-1"
+    frontends: int = 0  # 0 = one per CPU
+    shutdown_timeout: float = 30.0
+    # Segments rotate at ~1 GiB (large enough that a busy store keeps few open
+    # files, small enough that gc-rewrite moves bounded amounts) or after
+    # 10 minutes without appends, so an idle store has every byte sealed.
+    segment_max_bytes: int = 1 * GiB
+    segment_idle_seal: float = 600.0
+    # Group commit: 0 = start a commit as soon as the previous one finished
+    # (leader/follower). >0 additionally waits up to this long to gather more.
+    sync_interval: float = 0.0
+    # A batch stops growing at this many payload bytes so one commit never
+    # makes the requests behind it wait for an unbounded fsync.
+    sync_bytes: int = 128 * MiB
+    max_object_size: int = 5 * GiB  # 0 = unlimited
+    # Refuse writes (HTTP 507) while free space is below this reserve, so the
+    # database and manifests always have room to record what was accepted.
+    min_free_bytes: int = 64 * MiB
+    virtual_hosted: bool = True
+    allow_unsigned_payload: bool = True
+    default_versioning: str = "enabled"
+    # Header and URL caps: 32 KiB matches what nginx/Go allow by default and
+    # is far above any S3 client's real request.
+    max_header_bytes: int = 32 * KiB
+    max_url_bytes: int = 32 * KiB
+    log_level: str = "info"
+    restart_backoff_max: float = 10.0
+
+    # ---- derived paths -------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "meta.db"
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.root / "objects" / "segments"
+
+    @property
+    def manifests_dir(self) -> Path:
+        return self.root / "objects" / "manifests"
+
+    @property
+    def writer_socket(self) -> Path:
+        return self.root / ".seglake-writer.sock"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.root / ".seglake-supervisor.sock"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.root / ".seglake-admin.sock"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.root / ".seglake-admin.token"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".seglake.lock"
+
+    @property
+    def listen_path(self) -> Path:
+        """Where the supervisor records the address it actually bound."""
+        return self.root / ".seglake-listen"
+
+    def frontend_count(self) -> int:
+        return self.frontends if self.frontends > 0 else max(1, os.cpu_count() or 1)
+
+    def listen_host_port(self) -> tuple[str, int]:
+        host, sep, port = self.addr.rpartition(":")
+        if not sep:
+            raise ValueError(f"address {self.addr!r} is not HOST:PORT")
+        host = host.strip("[]")
+        return host, int(port)
+
+    # ---- serialisation -------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        return cls(**json.loads(text))
+
+
+FIELD_TYPES: Final[dict[str, type]] = {
+    f.name: type(f.default) for f in fields(Config) if f.default is not dataclasses.MISSING
+}
+
+
+def _coerce(name: str, raw: str | bool) -> Any:
+    kind = FIELD_TYPES[name]
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}: expected a boolean, got {raw!r}")
+    if isinstance(raw, bool):
+        raise ValueError(f"{name}: needs a value")
+    if kind is int:
+        return parse_size(raw)
+    if kind is float:
+        return parse_duration(raw)
+    return raw
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``64KiB``, ``4MiB``, ``1GiB``, ``1G`` → bytes."""
+    t = text.strip()
+    units = {
+        "kib": KiB, "k": KiB, "kb": 1000,
+        "mib": MiB, "m": MiB, "mb": 1000**2,
+        "gib": GiB, "g": GiB, "gb": 1000**3,
+        "tib": 1024 * GiB, "t": 1024 * GiB,
+    }  # fmt: skip
+    lower = t.lower()
+    for suffix in sorted(units, key=len, reverse=True):
+        if lower.endswith(suffix) and lower[: -len(suffix)].strip():
+            return int(float(lower[: -len(suffix)]) * units[suffix])
+    return int(lower)
+
+
+def parse_duration(text: str) -> float:
+    """``1.5``, ``250ms``, ``10s``, ``10m``, ``2h`` → seconds."""
+    t = text.strip().lower()
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)):
+        if t.endswith(suffix) and t[: -len(suffix)]:
+            return float(t[: -len(suffix)]) * factor
+    return float(t)
+
+
+def env_name(field_name: str) -> str:
+    return "SEGLAKE_" + field_name.upper()
+
+
+def read_secrets_file(path: str) -> dict[str, str]:
+    """KEY=VALUE lines; keys may be ``SEGLAKE_X`` or the bare flag name."""
+    out: dict[str, str] = {}
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ValueError(f"{path}:{lineno}: expected KEY=VALUE")
+        key = key.strip()
+        if key.startswith("SEGLAKE_"):
+            key = key[len("SEGLAKE_") :]
+        out[key.lower().replace("-", "_")] = value.strip().strip('"').strip("'")
+    return out
+
+
+def build_config(
+    flags: dict[str, str | bool],
+    env: dict[str, str] | None = None,
+    secrets_file: str | None = None,
+) -> Config:
+    """Layer defaults → secrets file → environment → flags into a Config."""
+    env = dict(os.environ) if env is None else env
+    values: dict[str, Any] = {}
+    secrets_path = secrets_file or env.get("SEGLAKE_SECRETS_FILE")
+    if secrets_path:
+        for key, raw in read_secrets_file(secrets_path).items():
+            if key in FIELD_TYPES:
+                values[key] = _coerce(key, raw)
+    for name in FIELD_TYPES:
+        raw_env = env.get(env_name(name))
+        if raw_env is not None:
+            values[name] = _coerce(name, raw_env)
+    for name, raw in flags.items():
+        if name not in FIELD_TYPES:
+            raise ValueError(f"unknown setting {name!r}")
+        values[name] = _coerce(name, raw)
+    cfg = Config(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    cfg.listen_host_port()
+    if cfg.default_versioning not in ("enabled", "unversioned"):
+        raise ValueError("default-versioning must be 'enabled' or 'unversioned'")
+    # A segment may overshoot this by one record; small values are allowed so
+    # tests can exercise rotation and GC on little data.
+    if cfg.segment_max_bytes < 4096:
+        raise ValueError("segment-max-bytes must be at least 4096")
+    if cfg.sync_bytes <= 0:
+        raise ValueError("sync-bytes must be positive")

@@ -1,0 +1,152 @@
+"""The frontend's ASGI application.
+
+Per request: assign a request id → enforce header/URL limits → route →
+authenticate (SigV4, before reading any body byte) → dispatch to the
+operation's handler. Every failure becomes AWS XML from the one error table,
+with ``x-amz-request-id``; unexpected exceptions are logged with their
+traceback and answered with a bare ``InternalError`` (no traceback leaves the
+process). The frontend never writes: mutations go to the writer over IPC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+import trio
+
+from seglake.config import Config
+from seglake.errors import S3Error
+from seglake.frontend.buckets import BucketHandlers
+from seglake.frontend.http import Receive, Request, Scope, Send, new_request_id
+from seglake.frontend.objects import ObjectHandlers, ResponseAborted
+from seglake.frontend.router import route
+from seglake.frontend.writer_client import WriterClient
+from seglake.meta.reads import MetaReader
+from seglake.meta.schema import open_read
+from seglake.protocol.sigv4 import RequestView, authenticate
+from seglake.protocol.xml import error_document
+
+log = logging.getLogger("seglake.frontend")
+access_log = logging.getLogger("seglake.access")
+
+
+class App:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._writer: WriterClient | None = None
+        self._reader: MetaReader | None = None
+        self._objects: ObjectHandlers | None = None
+        self._buckets: BucketHandlers | None = None
+        self.secrets = {cfg.access_key: cfg.secret_key} if cfg.access_key else {}
+
+    def bind(self, nursery: trio.Nursery) -> None:
+        """Attach to the process's long-lived nursery (writer channel reader)."""
+        self._writer = WriterClient(str(self.cfg.writer_socket), nursery)
+        self._reader = MetaReader(open_read(str(self.cfg.db_path)))
+        self._objects = ObjectHandlers(self.cfg, self._reader, self._writer)
+        self._buckets = BucketHandlers(self.cfg, self._reader, self._writer)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        req: Request | None = None
+        try:
+            req = Request.from_scope(scope, receive, send)
+            await self._handle(req)
+        except S3Error as exc:
+            if req is None:
+                req = _fallback_request(scope, receive, send)
+            await self._error(req, exc)
+        except ResponseAborted:
+            raise
+        except Exception:
+            log.exception("unhandled error")
+            if req is None:
+                req = _fallback_request(scope, receive, send)
+            if req.started:
+                raise
+            await self._error(req, S3Error("InternalError"))
+        finally:
+            if req is not None:
+                access_log.info(
+                    "%s %s %s %d %d %.1fms",
+                    req.request_id, req.method, req.route.operation if req.route else "-",
+                    req.status, req.bytes_out, (time.perf_counter() - started) * 1000,
+                )  # fmt: skip
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, req: Request) -> None:
+        if len(req.raw_path) + len(req.query_string) > self.cfg.max_url_bytes:
+            raise S3Error("InvalidURI", message="The URL is too long")
+        if sum(len(k) + len(v) + 4 for k, v in req.raw_headers) > self.cfg.max_header_bytes:
+            raise S3Error("RequestHeaderSectionTooLarge")
+        req.route = route(req.method, req.raw_path, req.query)
+        view = RequestView(req.method, req.raw_path, req.query_string, req.raw_headers)
+        req.auth = authenticate(
+            view, self.secrets.get, dt.datetime.now(dt.UTC), region=self.cfg.region
+        )
+        if req.auth is None:
+            raise S3Error("AccessDenied", message="Anonymous access is not allowed")
+        await self._dispatch(req, req.route.operation)
+
+    async def _dispatch(self, req: Request, op: str) -> None:
+        objects, buckets = self._objects, self._buckets
+        assert objects is not None and buckets is not None
+        handlers: dict[str, Any] = {
+            "ListBuckets": buckets.list_buckets,
+            "CreateBucket": buckets.create_bucket,
+            "DeleteBucket": buckets.delete_bucket,
+            "HeadBucket": buckets.head_bucket,
+            "GetBucketLocation": buckets.get_bucket_location,
+            "PutObject": objects.put_object,
+            "GetObject": objects.get_object,
+            "HeadObject": objects.head_object,
+            "DeleteObject": objects.delete_object,
+        }
+        if op == "ListObjects":
+            await buckets.list_objects(req, v2=False)
+        elif op == "ListObjectsV2":
+            await buckets.list_objects(req, v2=True)
+        else:
+            await handlers[op](req)
+
+    async def _error(self, req: Request, exc: S3Error) -> None:
+        if req.started:
+            # Too late for an error document; cut the connection instead of
+            # letting a truncated body look complete.
+            raise ResponseAborted() from exc
+        resource = exc.resource or req.raw_path.decode("utf-8", "replace")
+        headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+        if exc.status >= 500:
+            log.warning("%s %s: %s", req.request_id, exc.code, exc.text)
+        if exc.code == "NotModified" or req.method == "HEAD":
+            await req.start(exc.status, headers)
+            await req.body(b"")
+            return
+        body = error_document(exc.code, exc.text, resource, req.request_id, exc.fields)
+        if exc.status == 503:
+            headers.append((b"retry-after", b"1"))
+        await req.xml(exc.status, body, headers)
+
+
+def _fallback_request(scope: Scope, receive: Receive, send: Send) -> Request:
+    return Request(
+        scope=scope, receive=receive, send=send, method=str(scope.get("method", "GET")),
+        raw_path=bytes(scope.get("raw_path") or b"/"), query_string=b"", raw_headers=[],
+        request_id=new_request_id(),
+    )  # fmt: skip

@@ -1,0 +1,193 @@
+"""Incoming object bodies: decode, hash, chunk, verify — before any commit.
+
+The frontend is where the bytes already are, so it computes everything the
+writer needs (SPEC §4): MD5 for the ETag, BLAKE3 per 4 MiB chunk, the SHA-256
+of the payload when the client signed it, and any ``x-amz-checksum-*`` the
+client sent in a header or an aws-chunked trailer. Every check runs before
+the writer is asked to commit, so a body that fails one is never visible.
+Full chunks are handed to ``on_chunk`` as soon as they fill, so at most one
+chunk per request is held in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import blake3
+
+from seglake.config import CHUNK_SIZE, Config
+from seglake.errors import S3Error
+from seglake.frontend.http import Request
+from seglake.protocol import chunked, checksums
+from seglake.protocol.sigv4 import StreamingSigner
+
+STREAMING_MODES = {
+    "STREAMING-UNSIGNED-PAYLOAD-TRAILER": (False, True),
+    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD": (True, False),
+    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER": (True, True),
+}
+# Bigger chunk-digest work goes to a thread so other requests keep moving.
+THREAD_HASH_MIN = 1 << 20
+
+
+@dataclass
+class Ingested:
+    size: int
+    etag: str
+    tail: bytes
+    tail_digest: bytes
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+def _b64_md5(value: str) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise S3Error("InvalidDigest") from None
+    if len(raw) != 16:
+        raise S3Error("InvalidDigest")
+    return raw
+
+
+def declared_length(req: Request, cfg: Config) -> int:
+    """The payload length the client promises; checked against what arrives."""
+    sha = req.headers.get("x-amz-content-sha256", "")
+    raw = (
+        req.headers.get("x-amz-decoded-content-length")
+        if sha in STREAMING_MODES
+        else req.headers.get("content-length")
+    )
+    if raw is None:
+        raise S3Error("MissingContentLength")
+    if not raw.isdigit() or len(raw) > 19:
+        raise S3Error("InvalidArgument", message="invalid content length")
+    length = int(raw)
+    if cfg.max_object_size and length > cfg.max_object_size:
+        raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(cfg.max_object_size)})
+    return length
+
+
+async def ingest(
+    req: Request,
+    cfg: Config,
+    length: int,
+    on_chunk: Callable[[bytes, bytes], Awaitable[None]],
+) -> Ingested:
+    """Read the whole body; returns the final partial chunk undelivered."""
+    from trio import to_thread
+
+    sha_mode = req.headers.get("x-amz-content-sha256", "")
+    decoder: chunked.AwsChunkedDecoder | None = None
+    if sha_mode in STREAMING_MODES:
+        signed, trailer = STREAMING_MODES[sha_mode]
+        if signed and req.auth is None:
+            raise S3Error("AccessDenied")
+        signer = StreamingSigner(req.auth) if signed and req.auth is not None else None
+        decoder = chunked.AwsChunkedDecoder(signer=signer, trailer=trailer)
+    elif sha_mode == "UNSIGNED-PAYLOAD":
+        if not cfg.allow_unsigned_payload:
+            raise S3Error("AccessDenied", message="UNSIGNED-PAYLOAD is disabled on this server")
+    payload_sha = hashlib.sha256() if len(sha_mode) == 64 else None
+
+    # Checksums: one from a header, or one announced in x-amz-trailer.
+    header_sums: dict[str, str] = {}
+    for name, value in req.headers.items():
+        alg = checksums.algorithm_from_header(name)
+        if alg is not None:
+            header_sums[alg] = value
+    trailer_alg: str | None = None
+    announced = req.headers.get("x-amz-trailer")
+    if announced:
+        if decoder is None:
+            raise S3Error("InvalidRequest", message="x-amz-trailer requires an aws-chunked body")
+        trailer_alg = checksums.algorithm_from_header(announced.strip().lower())
+        if trailer_alg is None:
+            raise S3Error("InvalidRequest", message=f"unsupported trailer {announced!r}")
+    if len(header_sums) + (1 if trailer_alg else 0) > 1:
+        raise S3Error("InvalidRequest", message="Expecting a single x-amz-checksum- header")
+    sums = {alg: checksums.new_checksum(alg) for alg in [*header_sums, *([trailer_alg] if trailer_alg else [])]}
+
+    md5 = hashlib.md5()
+    buf = bytearray()
+    total = 0
+    trailers: dict[str, str] = {}
+
+    async def take(data: bytes) -> None:
+        nonlocal total, buf
+        total += len(data)
+        if total > length:
+            raise S3Error("IncompleteBody", message="more data than the declared length")
+        md5.update(data)
+        for s in sums.values():
+            s.update(data)
+        buf += data
+        while len(buf) >= CHUNK_SIZE:
+            chunk = bytes(buf[:CHUNK_SIZE])
+            del buf[:CHUNK_SIZE]
+            digest = await to_thread.run_sync(_digest, chunk)
+            await on_chunk(chunk, digest)
+
+    while True:
+        message = await req.receive()
+        if message["type"] == "http.disconnect":
+            raise S3Error("IncompleteBody")
+        data = bytes(message.get("body", b""))
+        if data:
+            if payload_sha is not None:
+                payload_sha.update(data)
+            if decoder is None:
+                await take(data)
+            else:
+                for event in decoder.feed(data):
+                    if isinstance(event, chunked.Data):
+                        await take(event.data)
+                    elif isinstance(event, chunked.Trailers):
+                        trailers = event.headers
+                if decoder.complete and decoder.unused_data:
+                    raise S3Error("IncompleteBody", message="data after the final chunk")
+        if not message.get("more_body", False):
+            break
+    if decoder is not None:
+        decoder.eof()
+    if total != length:
+        raise S3Error("IncompleteBody")
+    if payload_sha is not None and not hmac.compare_digest(
+        payload_sha.hexdigest(), sha_mode.lower()
+    ):
+        raise S3Error("XAmzContentSHA256Mismatch")
+
+    content_md5 = req.headers.get("content-md5")
+    md5_raw = md5.digest()
+    if content_md5 is not None and not hmac.compare_digest(_b64_md5(content_md5), md5_raw):
+        raise S3Error("BadDigest")
+
+    stored: dict[str, str] = {}
+    for alg, value in header_sums.items():
+        got = sums[alg].b64()
+        if not hmac.compare_digest(got, value.strip()):
+            raise S3Error("BadDigest", message=f"The {alg} you specified did not match the calculated checksum.")
+        stored[alg] = got
+    if trailer_alg is not None:
+        name = checksums.header_name(trailer_alg)
+        value = trailers.get(name)
+        if value is None:
+            raise S3Error("InvalidRequest", message=f"the announced trailer {name} was not sent")
+        got = sums[trailer_alg].b64()
+        if not hmac.compare_digest(got, value.strip()):
+            raise S3Error("BadDigest", message=f"The {trailer_alg} you specified did not match the calculated checksum.")
+        stored[trailer_alg] = got
+
+    tail = bytes(buf)
+    tail_digest = b""
+    if tail:
+        tail_digest = await to_thread.run_sync(_digest, tail) if len(tail) >= THREAD_HASH_MIN else _digest(tail)
+    return Ingested(total, md5_raw.hex(), tail, tail_digest, stored)
+
+
+def _digest(data: bytes) -> bytes:
+    return blake3.blake3(data).digest()

@@ -1,0 +1,145 @@
+"""Service and bucket operations: ListBuckets, Create/Delete/HeadBucket,
+GetBucketLocation, ListObjects V1 and V2."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+
+from seglake.config import Config
+from seglake.errors import S3Error
+from seglake.frontend.http import Request
+from seglake.frontend.writer_client import WriterClient
+from seglake.meta.reads import ListEntry, MetaReader
+from seglake.protocol import listing
+from seglake.protocol.xml import document, el, iso8601, url_encode_key
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+OWNER_ID = "seglake"
+LIST_BATCH = 1000
+
+
+def validate_bucket_name(name: str) -> None:
+    """S3's naming rules for new buckets (lowercase, 3..63, no IP form)."""
+    ok = bool(_BUCKET_RE.match(name)) and ".." not in name and ".-" not in name and "-." not in name
+    if ok:
+        try:
+            ipaddress.ip_address(name)
+            ok = False
+        except ValueError:
+            pass
+    if not ok:
+        raise S3Error("InvalidBucketName", resource=name, fields={"BucketName": name})
+
+
+def _owner() -> str:
+    return "<Owner>" + el("ID", OWNER_ID) + el("DisplayName", OWNER_ID) + "</Owner>"
+
+
+class BucketHandlers:
+    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
+        self.cfg = cfg
+        self.reader = reader
+        self.writer = writer
+
+    def _require(self, name: str) -> None:
+        if self.reader.bucket(name) is None:
+            raise S3Error("NoSuchBucket", resource=name, fields={"BucketName": name})
+
+    async def list_buckets(self, req: Request) -> None:
+        items = "".join(
+            "<Bucket>" + el("Name", b.name) + el("CreationDate", iso8601(b.created_ns)) + "</Bucket>"
+            for b in self.reader.buckets()
+        )
+        await req.xml(200, document("ListAllMyBucketsResult", [_owner(), f"<Buckets>{items}</Buckets>"]))
+
+    async def create_bucket(self, req: Request) -> None:
+        validate_bucket_name(req.bucket)
+        await _drain_body(req)
+        versioning = req.headers.get("x-seglake-versioning", self.cfg.default_versioning).strip().lower()
+        await self.writer.call("create_bucket", {"bucket": req.bucket, "versioning": versioning})
+        await req.respond(200, [(b"location", f"/{req.bucket}".encode())])
+
+    async def delete_bucket(self, req: Request) -> None:
+        await self.writer.call("delete_bucket", {"bucket": req.bucket})
+        await req.respond(204)
+
+    async def head_bucket(self, req: Request) -> None:
+        self._require(req.bucket)
+        await req.respond(200, [(b"x-amz-bucket-region", self.cfg.region.encode())])
+
+    async def get_bucket_location(self, req: Request) -> None:
+        self._require(req.bucket)
+        # us-east-1 is reported as an empty LocationConstraint, as AWS does.
+        region = "" if self.cfg.region == "us-east-1" else self.cfg.region
+        await req.xml(200, document("LocationConstraint", [region]))
+
+    async def list_objects(self, req: Request, v2: bool) -> None:
+        self._require(req.bucket)
+        prefix = req.q("prefix") or ""
+        delimiter = req.q("delimiter") or ""
+        encoding = req.q("encoding-type")
+        if encoding is not None and encoding != "url":
+            raise S3Error("InvalidArgument", message="Invalid Encoding Method specified in Request")
+        max_keys = listing.parse_max_keys(req.q("max-keys"))
+        token = req.q("continuation-token") if v2 else None
+        start_after = req.q("start-after" if v2 else "marker") or ""
+        if token is not None:
+            after = listing.decode_token(token)
+        else:
+            after = start_after
+        after = listing.skip_cursor(after, delimiter, prefix)
+
+        def fetch(cursor: str) -> Iterator[ListEntry]:
+            return self.reader.live_keys(req.bucket, cursor, prefix, LIST_BATCH)
+
+        page = listing.paginate(fetch, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys)
+        enc = (lambda s: url_encode_key(s)) if encoding == "url" else (lambda s: s)
+        fetch_owner = v2 and req.q("fetch-owner") == "true"
+        parts = [el("Name", req.bucket), el("Prefix", enc(prefix))]
+        if v2:
+            if token is not None:
+                parts.append(el("ContinuationToken", token))
+            if start_after:
+                parts.append(el("StartAfter", enc(start_after)))
+            parts.append(el("KeyCount", len(page.contents) + len(page.common_prefixes)))
+        else:
+            parts.append(el("Marker", enc(start_after)))
+        parts.append(el("MaxKeys", max_keys))
+        if delimiter:
+            parts.append(el("Delimiter", enc(delimiter)))
+        if encoding:
+            parts.append(el("EncodingType", encoding))
+        parts.append(el("IsTruncated", page.is_truncated))
+        if page.is_truncated and page.last is not None:
+            if v2:
+                parts.append(el("NextContinuationToken", listing.encode_token(page.last)))
+            elif delimiter:
+                parts.append(el("NextMarker", enc(page.last)))
+        for e in page.contents:
+            item = (
+                el("Key", enc(e.key)) + el("LastModified", iso8601(e.created_ns))
+                + el("ETag", f'"{e.etag}"') + el("Size", e.size)
+                + el("StorageClass", "STANDARD")
+            )  # fmt: skip
+            if fetch_owner or not v2:
+                item += _owner()
+            parts.append(f"<Contents>{item}</Contents>")
+        for cp in page.common_prefixes:
+            parts.append("<CommonPrefixes>" + el("Prefix", enc(cp)) + "</CommonPrefixes>")
+        await req.xml(200, document("ListBucketResult", parts))
+
+
+async def _drain_body(req: Request, limit: int = 64 * 1024) -> bytes:
+    """Read a small request body (e.g. CreateBucketConfiguration)."""
+    data = bytearray()
+    while True:
+        message = await req.receive()
+        if message["type"] == "http.disconnect":
+            raise S3Error("IncompleteBody")
+        data += message.get("body", b"")
+        if len(data) > limit:
+            raise S3Error("MaxMessageLengthExceeded")
+        if not message.get("more_body", False):
+            return bytes(data)

@@ -1,0 +1,112 @@
+"""The request object handlers receive, and response helpers (ASGI)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from seglake.errors import S3Error
+from seglake.frontend.router import Route
+from seglake.protocol.sigv4 import AuthContext
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def new_request_id() -> str:
+    return os.urandom(8).hex().upper()
+
+
+@dataclass
+class Request:
+    scope: Scope
+    receive: Receive
+    send: Send
+    method: str
+    raw_path: bytes
+    query_string: bytes
+    raw_headers: list[tuple[bytes, bytes]]
+    request_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, list[str]] = field(default_factory=dict)
+    route: Route | None = None
+    auth: AuthContext | None = None
+    started: bool = False  # response headers sent
+    status: int = 0
+    bytes_out: int = 0
+
+    @classmethod
+    def from_scope(cls, scope: Scope, receive: Receive, send: Send) -> Request:
+        raw_headers = [(bytes(k), bytes(v)) for k, v in scope["headers"]]
+        headers: dict[str, str] = {}
+        for k, v in raw_headers:
+            name = k.decode("latin-1").lower()
+            value = v.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        qs = bytes(scope.get("query_string", b""))
+        try:
+            query = parse_qs(qs.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise S3Error("InvalidURI", message="The query string is not valid UTF-8") from None
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        return cls(
+            scope=scope, receive=receive, send=send, method=scope["method"],
+            raw_path=bytes(raw_path), query_string=qs, raw_headers=raw_headers,
+            request_id=new_request_id(), headers=headers, query=query,
+        )  # fmt: skip
+
+    def q(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    @property
+    def bucket(self) -> str:
+        assert self.route is not None
+        return self.route.bucket
+
+    @property
+    def key(self) -> str:
+        assert self.route is not None
+        return self.route.key
+
+    def common_headers(self) -> list[tuple[bytes, bytes]]:
+        rid = self.request_id.encode()
+        return [(b"x-amz-request-id", rid), (b"x-amz-id-2", rid), (b"server", b"Seglake")]
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        self.status = status
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": self.common_headers() + headers,
+            }
+        )
+
+    async def body(self, data: bytes, more: bool = False) -> None:
+        self.bytes_out += len(data)
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def respond(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+        content_type: bytes | None = None,
+    ) -> None:
+        hdrs = list(headers or [])
+        if content_type is not None:
+            hdrs.append((b"content-type", content_type))
+        if self.method != "HEAD" or not any(k == b"content-length" for k, _ in hdrs):
+            hdrs.append((b"content-length", str(len(body)).encode()))
+        await self.start(status, hdrs)
+        await self.body(b"" if self.method == "HEAD" else body)
+
+    async def xml(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        await self.respond(status, headers, body, content_type=b"application/xml")

@@ -1,0 +1,80 @@
+"""A frontend process: Hypercorn (trio worker) serving the S3 app on the
+listening socket the supervisor bound once and passed down as a descriptor.
+
+SIGTERM starts a graceful shutdown: stop accepting, let in-flight requests
+finish for up to ``shutdown_timeout``, exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from seglake.config import Config
+from seglake.frontend.app import App
+from seglake.lifecycle import exit_when_orphaned
+from seglake.logs import setup_logging
+
+log = logging.getLogger("seglake.frontend")
+
+
+def hypercorn_config(cfg: Config, fd: int) -> HypercornConfig:
+    """The Hypercorn settings every frontend uses (and the benchmark ceiling)."""
+    hc = HypercornConfig()
+    hc.bind = [f"fd://{fd}"]
+    hc.accesslog = None
+    hc.errorlog = None
+    hc.graceful_timeout = cfg.shutdown_timeout
+    # Header section limit; h11 refuses anything larger with 431/400.
+    hc.h11_max_incomplete_size = cfg.max_header_bytes + 1024
+    hc.keep_alive_timeout = 75  # longer than common client pools' idle time
+    hc.read_timeout = 120  # a client that sends nothing for this long is dropped
+    hc.backlog = 1024
+    return hc
+
+
+async def serve_until_signal(
+    app: Callable[..., Awaitable[None]], hc: HypercornConfig
+) -> None:
+    stop = trio.Event()
+
+    async def watch_signals() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                stop.set()
+                return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_signals)
+        await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()
+
+
+async def run(cfg: Config, fd: int) -> None:
+    app = App(cfg)
+    async with trio.open_nursery() as nursery:
+        app.bind(nursery)
+        nursery.start_soon(exit_when_orphaned)
+        log.info("frontend serving on fd %d", fd)
+        await serve_until_signal(app, hypercorn_config(cfg, fd))
+        nursery.cancel_scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args: list[Any] = sys.argv[1:] if argv is None else argv
+    cfg = Config.from_json(args[0])
+    fd = int(args[1])
+    setup_logging(cfg.log_level, "frontend")
+    trio.run(run, cfg, fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Request/reply channels over Unix sockets, multiplexed and bounded.
+
+Many concurrent calls share one connection; replies are matched by request
+id. Both directions are bounded: a caller waits for a free slot before
+sending (at most ``max_in_flight`` outstanding calls), and a server stops
+reading new requests while ``max_in_flight`` are being handled, so a slow
+writer pushes back through the socket buffers instead of growing memory.
+
+Errors tell the caller what to do: ``ChannelClosed`` — we closed it on
+purpose; ``ChannelBroken`` — the peer died or spoke nonsense (cause attached),
+the in-flight calls may or may not have taken effect. S3 errors raised by the
+remote handler are re-raised as ``S3Error`` on the calling side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from seglake.errors import ERRORS, S3Error
+from seglake.ipc.framing import (
+    REPLY_ERROR,
+    REPLY_OK,
+    REQUEST,
+    Frame,
+    FrameDecoder,
+    FramingError,
+    encode_frame,
+)
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 1 << 20
+
+Handler = Callable[[str, Any, bytes], Awaitable[tuple[Any, bytes]]]
+
+
+class ChannelClosed(Exception):
+    """The channel was closed by this side; no new calls are possible."""
+
+
+class ChannelBroken(Exception):
+    """The peer went away or violated the protocol."""
+
+
+class _Pending:
+    __slots__ = ("event", "frame")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.frame: Frame | None = None
+
+
+class Channel:
+    """Client side of a connection: ``await call(name, args, body)``."""
+
+    def __init__(self, stream: trio.SocketStream, max_in_flight: int = 64) -> None:
+        self._stream = stream
+        self._send_lock = trio.Lock()
+        self._slots = trio.Semaphore(max_in_flight)
+        self._pending: dict[int, _Pending] = {}
+        self._next_id = 1
+        self._closed = False
+        self._broken: BaseException | None = None
+
+    @property
+    def usable(self) -> bool:
+        return not self._closed and self._broken is None
+
+    async def call(self, name: str, args: Any = None, body: bytes = b"") -> tuple[Any, bytes]:
+        async with self._slots:
+            if self._closed:
+                raise ChannelClosed(name)
+            if self._broken is not None:
+                raise ChannelBroken(name) from self._broken
+            rid = self._next_id
+            self._next_id += 1
+            pending = _Pending()
+            self._pending[rid] = pending
+            try:
+                buffers = encode_frame(Frame(REQUEST, rid, name, args, body))
+                async with self._send_lock:
+                    try:
+                        for buf in buffers:
+                            await self._stream.send_all(buf)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                        self._mark_broken(exc)
+                        raise ChannelBroken(name) from exc
+                await pending.event.wait()
+            finally:
+                self._pending.pop(rid, None)
+            frame = pending.frame
+            if frame is None:
+                if self._closed:
+                    raise ChannelClosed(name)
+                raise ChannelBroken(name) from self._broken
+            if frame.kind == REPLY_ERROR:
+                raise _error_from_reply(frame.args)
+            return frame.args, frame.body
+
+    async def run_reader(self) -> None:
+        """Dispatch replies until the stream ends; run this in a nursery."""
+        decoder = FrameDecoder()
+        try:
+            while True:
+                data = await self._stream.receive_some(RECV_SIZE)
+                if not data:
+                    raise ChannelBroken("peer closed the connection")
+                for frame in decoder.feed(data):
+                    if frame.kind not in (REPLY_OK, REPLY_ERROR):
+                        raise FramingError(f"unexpected frame kind {frame.kind}")
+                    pending = self._pending.get(frame.request_id)
+                    if pending is not None:
+                        pending.frame = frame
+                        pending.event.set()
+        except (ChannelBroken, FramingError, trio.BrokenResourceError, OSError) as exc:
+            self._mark_broken(exc)
+        except trio.ClosedResourceError as exc:
+            if not self._closed:
+                self._mark_broken(exc)
+
+    def _mark_broken(self, exc: BaseException) -> None:
+        if self._broken is None and not self._closed:
+            self._broken = exc
+        for pending in self._pending.values():
+            pending.event.set()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for pending in self._pending.values():
+            pending.event.set()
+        await self._stream.aclose()
+
+
+def _error_from_reply(args: Any) -> Exception:
+    if isinstance(args, list) and len(args) >= 2 and isinstance(args[0], str):
+        code, message = args[0], args[1]
+        if code in ERRORS:
+            return S3Error(code, message=str(message) if message is not None else None)
+        return RuntimeError(f"remote error {code}: {message}")
+    return RuntimeError(f"malformed error reply {args!r}")
+
+
+def error_reply(exc: BaseException) -> list[Any]:
+    if isinstance(exc, S3Error):
+        return [exc.code, exc.message]
+    return ["InternalError", None]
+
+
+async def serve_channel(
+    stream: trio.SocketStream, handler: Handler, *, max_in_flight: int = 64
+) -> None:
+    """Serve requests from one connection until it closes.
+
+    Each request runs in its own task; at most ``max_in_flight`` run at once,
+    and reading pauses while that many are outstanding.
+    """
+    send_lock = trio.Lock()
+    slots = trio.Semaphore(max_in_flight)
+    decoder = FrameDecoder()
+
+    async def reply(frame: Frame) -> None:
+        try:
+            async with send_lock:
+                for buf in encode_frame(frame):
+                    await stream.send_all(buf)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the caller went away; its outcome stands (it may retry)
+
+    async def handle(req: Frame) -> None:
+        try:
+            try:
+                result, body = await handler(req.name, req.args, req.body)
+            except S3Error as exc:
+                await reply(Frame(REPLY_ERROR, req.request_id, req.name, error_reply(exc)))
+            except (trio.Cancelled, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                log.exception("IPC handler %s failed", req.name)
+                await reply(Frame(REPLY_ERROR, req.request_id, req.name, error_reply(exc)))
+            else:
+                await reply(Frame(REPLY_OK, req.request_id, req.name, result, body))
+        finally:
+            slots.release()
+
+    # In-flight handlers are left to finish when the peer goes away: a write
+    # that reached the commit queue must complete whether or not anyone
+    # is still listening for the reply.
+    async with trio.open_nursery() as nursery:
+        while True:
+            try:
+                data = await stream.receive_some(RECV_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                break
+            if not data:
+                break
+            try:
+                frames = decoder.feed(data)
+            except FramingError as exc:
+                log.warning("dropping IPC connection: %s", exc)
+                break
+            if any(frame.kind != REQUEST for frame in frames):
+                log.warning("dropping IPC connection: unexpected frame kind")
+                break
+            for frame in frames:
+                await slots.acquire()
+                nursery.start_soon(handle, frame)
+    await stream.aclose()
+
+
+async def connect(path: str, max_in_flight: int = 64) -> tuple[Channel, trio.SocketStream]:
+    stream = await trio.open_unix_socket(path)
+    return Channel(stream, max_in_flight), stream

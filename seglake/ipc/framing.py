@@ -1,0 +1,111 @@
+"""IPC framing between Seglake processes (sans-IO).
+
+A frame on the Unix socket is::
+
+    total_len u32 | header_len u32 | header (msgpack) | body (raw bytes)
+
+``total_len`` counts everything after itself. The header is a msgpack array
+``[kind, request_id, name, args]``; the body carries bulk payload (chunk data)
+outside msgpack so that 4 MiB chunks are not re-encoded. Frames larger than
+``MAX_FRAME`` are a protocol violation: the peer is broken or hostile, and the
+connection is dropped rather than buffering without bound.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from seglake.config import CHUNK_SIZE, KiB
+
+REQUEST: Final = 0
+REPLY_OK: Final = 1
+REPLY_ERROR: Final = 2
+
+# One chunk of payload plus generous room for its header; nothing larger is
+# ever legitimately sent, so anything larger is rejected before buffering.
+MAX_FRAME: Final = CHUNK_SIZE + 256 * KiB
+_PREFIX = struct.Struct(">II")
+
+
+class FramingError(Exception):
+    """The byte stream is not a valid sequence of frames."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    kind: int
+    request_id: int
+    name: str
+    args: Any
+    body: bytes = b""
+
+
+def encode_frame(frame: Frame) -> list[bytes]:
+    """Return the frame as buffers to send in order (avoids joining big bodies)."""
+    header = msgpack.packb(
+        [frame.kind, frame.request_id, frame.name, frame.args], use_bin_type=True
+    )
+    total = 4 + len(header) + len(frame.body)
+    if total > MAX_FRAME:
+        raise FramingError(f"frame of {total} bytes exceeds the {MAX_FRAME}-byte limit")
+    prefix = _PREFIX.pack(total, len(header))
+    if frame.body:
+        return [prefix + header, frame.body]
+    return [prefix + header]
+
+
+class FrameDecoder:
+    """Accumulates bytes and yields complete frames.
+
+    Buffers at most one frame; a length prefix over ``MAX_FRAME`` raises
+    before any of its payload is accepted.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._need: int | None = None  # total frame size incl. 4-byte length, once known
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buf += data
+        out: list[Frame] = []
+        while True:
+            if self._need is None:
+                if len(self._buf) < 8:
+                    return out
+                total, header_len = _PREFIX.unpack_from(self._buf, 0)
+                if total > MAX_FRAME or total < 4 or header_len > total - 4:
+                    raise FramingError(f"bad frame prefix total={total} header={header_len}")
+                self._need = 4 + total
+            if len(self._buf) < self._need:
+                return out
+            need = self._need
+            _, header_len = _PREFIX.unpack_from(self._buf, 0)
+            header_raw = bytes(self._buf[8 : 8 + header_len])
+            body = bytes(self._buf[8 + header_len : need])
+            del self._buf[:need]
+            self._need = None
+            out.append(_decode_header(header_raw, body))
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buf)
+
+
+def _decode_header(raw: bytes, body: bytes) -> Frame:
+    try:
+        header = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise FramingError(f"undecodable frame header: {exc}") from None
+    if (
+        not isinstance(header, list)
+        or len(header) != 4
+        or header[0] not in (REQUEST, REPLY_OK, REPLY_ERROR)
+        or not isinstance(header[1], int)
+        or not isinstance(header[2], str)
+    ):
+        raise FramingError("frame header is not [kind, id, name, args]")
+    return Frame(header[0], header[1], header[2], header[3], body)

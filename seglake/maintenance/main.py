@@ -1,0 +1,116 @@
+"""The maintenance process: owns the admin socket and (later) the schedules
+of scrub, GC, MPU-GC and replication.
+
+Quiesce protocol (the rule every destructive operation here will follow):
+destructive work (gc-run, gc-rewrite, rebuild-index) runs only while the
+writer reports the maintenance state ``quiesced``; reads and non-destructive
+checks may run at any time. Mutations are never made directly: they are sent
+to the writer over IPC like any frontend's.
+
+Admin socket: ``.seglake-admin.sock`` (mode 0600) in the data dir, the same
+msgpack framing as the writer's IPC. Every request carries the token from
+``.seglake-admin.token`` (0600); a wrong token is refused before anything
+else is looked at.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+import trio
+
+from seglake.config import Config
+from seglake.errors import S3Error
+from seglake.ipc.channel import connect, serve_channel
+from seglake.lifecycle import exit_when_orphaned
+from seglake.logs import setup_logging
+
+log = logging.getLogger("seglake.maintenance")
+
+CALL_TIMEOUT_S = 10.0
+
+
+async def call_socket(path: str, name: str, args: Any = None) -> Any:
+    """One request to one of our Unix-socket services."""
+    channel, _ = await connect(path)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(channel.run_reader)
+        try:
+            with trio.fail_after(CALL_TIMEOUT_S):
+                result, _ = await channel.call(name, args)
+        finally:
+            await channel.aclose()
+            nursery.cancel_scope.cancel()
+    return result
+
+
+class Maintenance:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.token = cfg.admin_token_path.read_text().strip()
+        self.started = time.time()
+
+    async def status(self) -> dict[str, Any]:
+        procs = await call_socket(str(self.cfg.supervisor_socket), "processes")
+        try:
+            store = await call_socket(str(self.cfg.writer_socket), "status")
+        except (OSError, S3Error, trio.TooSlowError) as exc:
+            store = {"error": f"writer unavailable: {exc}"}
+        return {
+            "data_dir": str(self.cfg.root),
+            "address": procs.get("address"),
+            "processes": procs.get("processes", []),
+            "store": store,
+        }
+
+    async def handle(self, name: str, args: Any, body: bytes) -> tuple[Any, bytes]:
+        token = args.get("token") if isinstance(args, dict) else None
+        if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
+            raise S3Error("AccessDenied", message="bad admin token")
+        if name == "status":
+            return await self.status(), b""
+        if name == "ping":
+            return {"pid": os.getpid()}, b""
+        raise S3Error("NotImplemented", message=f"admin command {name!r} is not available")
+
+    async def serve(self) -> None:
+        path = str(self.cfg.admin_socket)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        await sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(16)
+
+        async def conn(stream: trio.SocketStream) -> None:
+            await serve_channel(stream, self.handle, max_in_flight=8)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(exit_when_orphaned)
+            nursery.start_soon(trio.serve_listeners, conn, [trio.SocketListener(sock)])
+            log.info("maintenance ready; admin socket %s", path)
+            import signal
+
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+            nursery.cancel_scope.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    cfg = Config.from_json(args[0])
+    setup_logging(cfg.log_level, "maintenance")
+    trio.run(Maintenance(cfg).serve)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Read-only metadata queries (frontends, tools). Never writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+import msgpack
+
+
+@dataclass(frozen=True)
+class BucketRow:
+    name: str
+    created_ns: int
+    versioning: str
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    uid: str
+    bucket: str
+    key: str
+    version_id: str
+    size: int
+    etag: str
+    created_ns: int
+    state: str
+    delete_marker: bool
+    meta: dict[str, Any]
+    manifest: bytes | None
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    key: str
+    size: int
+    etag: str
+    created_ns: int
+
+
+_VERSION_COLS = (
+    "v.uid, v.bucket, v.key, v.version_id, v.size, v.etag, v.created_ns, v.state, "
+    "v.delete_marker, v.meta, v.manifest"
+)
+
+
+def _version(row: Any) -> VersionRow:
+    return VersionRow(
+        uid=row[0], bucket=row[1], key=row[2], version_id=row[3], size=row[4], etag=row[5],
+        created_ns=row[6], state=row[7], delete_marker=bool(row[8]),
+        meta=msgpack.unpackb(row[9], raw=False) if row[9] else {}, manifest=row[10],
+    )  # fmt: skip
+
+
+class MetaReader:
+    def __init__(self, conn: apsw.Connection) -> None:
+        self.conn = conn
+
+    def bucket(self, name: str) -> BucketRow | None:
+        rows = self.conn.execute(
+            "SELECT name, created_ns, versioning FROM buckets WHERE name = ?", (name,)
+        ).fetchall()
+        return BucketRow(*rows[0]) if rows else None
+
+    def buckets(self) -> list[BucketRow]:
+        return [
+            BucketRow(*r)
+            for r in self.conn.execute(
+                "SELECT name, created_ns, versioning FROM buckets ORDER BY name"
+            )
+        ]
+
+    def current(self, bucket: str, key: str) -> VersionRow | None:
+        rows = self.conn.execute(
+            f"SELECT {_VERSION_COLS} FROM current c JOIN versions v ON v.id = c.version "
+            "WHERE c.bucket = ? AND c.key = ?",
+            (bucket, key),
+        ).fetchall()
+        return _version(rows[0]) if rows else None
+
+    def live_keys(self, bucket: str, after: str, prefix: str, batch: int) -> Iterator[ListEntry]:
+        """Current, non-deleted objects with ``key > after`` and the prefix, in
+        UTF-8 byte order (SQLite's BINARY collation), fetched in batches."""
+        cursor = max(after, prefix) if prefix else after
+        inclusive = bool(prefix) and cursor == prefix and prefix > after
+        while True:
+            op = ">=" if inclusive else ">"
+            rows = self.conn.execute(
+                "SELECT c.key, v.size, v.etag, v.created_ns FROM current c "
+                "JOIN versions v ON v.id = c.version "
+                f"WHERE c.bucket = ? AND c.key {op} ? AND v.delete_marker = 0 "
+                "ORDER BY c.key LIMIT ?",
+                (bucket, cursor, batch),
+            ).fetchall()
+            for r in rows:
+                if prefix and not r[0].startswith(prefix):
+                    return
+                yield ListEntry(r[0], r[1], r[2], r[3])
+            if len(rows) < batch:
+                return
+            cursor = rows[-1][0]
+            inclusive = False
+
+    def bucket_has_live_objects(self, bucket: str) -> bool:
+        return bool(
+            self.conn.execute(
+                "SELECT 1 FROM versions WHERE bucket = ? AND delete_marker = 0 "
+                "AND state != 'DELETED' LIMIT 1",
+                (bucket,),
+            ).fetchall()
+        )

@@ -1,0 +1,143 @@
+"""The SQLite schema of ``meta.db`` and its migrations.
+
+Rules this file keeps:
+- Only the writer process opens ``meta.db`` for writing; frontends and tools
+  open it read-only (WAL lets them read while the writer commits).
+- Every connection that writes uses WAL with ``synchronous=FULL``: a commit
+  returns only after the WAL is on stable storage.
+- The schema version lives in ``PRAGMA user_version``. Migrations are applied
+  in order, each in its own transaction, and are never edited once released:
+  a change is a new entry at the end of ``MIGRATIONS``.
+
+Tables (SPEC §5):
+- ``buckets``: name, creation time, versioning state, policy.
+- ``versions``: one row per stored version or delete marker. ``uid`` is
+  unique for every row and names its manifest file; ``version_id`` is what S3
+  clients see, ``null`` for versions written while a bucket was unversioned
+  or suspended (so it repeats: an overwritten null version stays as a
+  DELETED row until GC). ``manifest`` holds the same bytes as the manifest
+  file so a GET needs one query. Keys are TEXT under BINARY collation, i.e. ordered by UTF-8 bytes as
+  S3 lists them.
+- ``current``: the current-version pointer per (bucket, key).
+- ``segments``: every segment file with its state and ``committed_end``, the
+  end offset of the last chunk referenced by a committed version; recovery
+  never truncates a segment below it.
+- ``settings``: small named values (maintenance state, HLC watermark).
+- ``ops_runs``: history of maintenance runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import apsw
+
+MIGRATIONS: Final[list[str]] = [
+    # 1: the foundation
+    """
+    CREATE TABLE buckets (
+        name        TEXT PRIMARY KEY,
+        created_ns  INTEGER NOT NULL,
+        versioning  TEXT NOT NULL CHECK (versioning IN ('enabled', 'suspended', 'unversioned')),
+        policy      TEXT
+    );
+    CREATE TABLE versions (
+        id             INTEGER PRIMARY KEY,
+        uid            TEXT NOT NULL UNIQUE,
+        bucket         TEXT NOT NULL,
+        key            TEXT NOT NULL,
+        version_id     TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        etag           TEXT NOT NULL,
+        created_ns     INTEGER NOT NULL,
+        state          TEXT NOT NULL CHECK (state IN ('ACTIVE', 'DELETED', 'DAMAGED', 'CONFLICT')),
+        delete_marker  INTEGER NOT NULL DEFAULT 0,
+        hlc            INTEGER NOT NULL,
+        meta           BLOB NOT NULL,
+        manifest       BLOB
+    );
+    CREATE INDEX versions_by_key ON versions(bucket, key, version_id);
+    CREATE TABLE current (
+        bucket      TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        version     INTEGER NOT NULL REFERENCES versions(id),
+        PRIMARY KEY (bucket, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE segments (
+        id             INTEGER PRIMARY KEY,
+        state          TEXT NOT NULL CHECK (state IN ('OPEN', 'SEALED')),
+        size           INTEGER NOT NULL,
+        committed_end  INTEGER NOT NULL,
+        created_ns     INTEGER NOT NULL,
+        sealed_ns      INTEGER,
+        footer_digest  BLOB
+    );
+    CREATE TABLE settings (
+        name   TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    CREATE TABLE ops_runs (
+        id           INTEGER PRIMARY KEY,
+        mode         TEXT NOT NULL,
+        started_ns   INTEGER NOT NULL,
+        finished_ns  INTEGER,
+        status       TEXT NOT NULL,
+        report       TEXT
+    );
+    """,
+]
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def open_write(path: str) -> apsw.Connection:
+    """The writer's connection: creates/migrates the database."""
+    conn = apsw.Connection(path)
+    conn.setbusytimeout(5000)
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+    if str(mode).lower() != "wal":
+        raise RuntimeError(f"{path}: could not enable WAL (journal_mode={mode})")
+    conn.execute("PRAGMA synchronous=FULL")
+    # The writer checkpoints itself between batches; automatic checkpoints
+    # inside a commit would add a second fsync to the client-visible barrier.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    migrate(conn)
+    return conn
+
+
+def open_read(path: str) -> apsw.Connection:
+    """A read-only connection for frontends and tools."""
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    conn.setbusytimeout(5000)
+    conn.execute("PRAGMA query_only=1")
+    version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    if version != SCHEMA_VERSION:
+        raise RuntimeError(
+            f"{path}: schema version {version}, this build expects {SCHEMA_VERSION}"
+        )
+    return conn
+
+
+def migrate(conn: apsw.Connection) -> None:
+    current = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema version {current} is newer than this build ({SCHEMA_VERSION})"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        with conn:
+            conn.execute(MIGRATIONS[version - 1])
+            conn.execute(f"PRAGMA user_version={version}")
+
+
+def get_setting(conn: apsw.Connection, name: str) -> str | None:
+    rows = conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def set_setting(conn: apsw.Connection, name: str, value: Any) -> None:
+    conn.execute(
+        "INSERT INTO settings(name, value) VALUES (?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        (name, str(value)),
+    )

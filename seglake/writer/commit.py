@@ -1,0 +1,311 @@
+"""Group commit: the durability barrier.
+
+Ordering kept for every batch, and the reason a reply is safe to send:
+
+1. fsync every segment that holds a chunk of the batch (the open one, and
+   each rotated one, which is sealed: footer written, fsynced, closed);
+2. BEGIN; apply each mutation under its own SAVEPOINT (one refused mutation
+   does not fail the others);
+3. write each new manifest file, fsync it, then fsync each manifest directory
+   touched;
+4. COMMIT (WAL, synchronous=FULL: returns after the WAL is on disk);
+5. only now set the results that the IPC handlers send back.
+
+Batching is leader/follower: the next batch starts as soon as the previous
+one finished, and takes every mutation that queued up meanwhile (bounded by
+``sync_bytes``). A lone request is committed at once; a busy server shares
+one set of fsyncs among many requests.
+
+A failed fsync is never retried or trusted (the kernel may have dropped the
+dirty pages): ``WriterFatal`` is raised and the process exits, so the
+supervisor restarts it into recovery.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+import trio
+
+from seglake.config import Config
+from seglake.errors import S3Error
+from seglake.format.manifest import manifest_path
+from seglake.meta.schema import set_setting
+from seglake.writer.ops import APPLY, BatchContext, VersionClock
+from seglake.writer.segments import (
+    OpenSegment,
+    SealResult,
+    SegmentStore,
+    WriterFatal,
+    fsync_dir,
+    seal,
+)
+
+log = logging.getLogger(__name__)
+
+# Passive WAL checkpoints run between batches at most this often, so the WAL
+# stays small without adding a checkpoint to any client's commit latency.
+CHECKPOINT_INTERVAL_S = 2.0
+MANIFEST_FSYNC_THREADS = 16
+
+
+@dataclass
+class Mutation:
+    name: str
+    args: dict[str, Any]
+    nbytes: int = 0
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    mutations: int = 0
+    last_batch_size: int = 0
+    last_batch_seconds: float = 0.0
+
+
+class Committer:
+    def __init__(self, cfg: Config, conn: apsw.Connection, store: SegmentStore) -> None:
+        self.cfg = cfg
+        self.conn = conn
+        self.store = store
+        last = conn.execute("SELECT value FROM settings WHERE name = 'clock_ns'").fetchall()
+        self.clock = VersionClock(int(last[0][0]) if last else 0)
+        self._queue: deque[Mutation] = deque()
+        self._wake = trio.Event()
+        self._pool = ThreadPoolExecutor(MANIFEST_FSYNC_THREADS, thread_name_prefix="mfsync")
+        self._last_checkpoint = time.monotonic()
+        self._closing = False
+        self.stats = BatchStats()
+        self.in_flight = 0
+
+    async def submit(self, name: str, args: dict[str, Any], nbytes: int = 0) -> Any:
+        if name not in APPLY:
+            raise S3Error("InternalError", message=f"unknown mutation {name}")
+        if self._closing:
+            raise S3Error("ServiceUnavailable", message="the writer is shutting down")
+        m = Mutation(name, args, nbytes)
+        self._queue.append(m)
+        self._wake.set()
+        self.in_flight += 1
+        try:
+            # Not cancellable: once queued, the mutation will be committed or
+            # refused, and its caller learns which.
+            with trio.CancelScope(shield=True):
+                await m.done.wait()
+        finally:
+            self.in_flight -= 1
+        if m.error is not None:
+            raise m.error
+        return m.result
+
+    def poke(self) -> None:
+        """Wake the loop (e.g. a segment waits to be sealed)."""
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Refuse new mutations and wait until every queued one is done."""
+        self._closing = True
+        self._wake.set()
+        while self._queue or self.in_flight:
+            await trio.sleep(0.01)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            if self.cfg.sync_interval > 0 and self._queue:
+                await trio.sleep(self.cfg.sync_interval)
+            while self._queue or self.store.to_seal:
+                await self._one_batch()
+            if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                await trio.to_thread.run_sync(self._checkpoint)
+
+    async def _one_batch(self) -> None:
+        batch: list[Mutation] = []
+        nbytes = 0
+        while self._queue and (not batch or nbytes + self._queue[0].nbytes <= self.cfg.sync_bytes):
+            m = self._queue.popleft()
+            batch.append(m)
+            nbytes += m.nbytes
+        to_seal = list(self.store.to_seal)
+        self.store.to_seal.clear()
+        cur = self.store.current
+        sync_target = (cur, cur.end) if cur is not None and cur.dirty else None
+        started = time.monotonic()
+        try:
+            await trio.to_thread.run_sync(self._run_batch, batch, to_seal, sync_target)
+        except WriterFatal as exc:
+            log.critical("writer cannot guarantee durability, stopping: %s", exc)
+            for m in batch:
+                m.error = S3Error("InternalError", message="storage failure; write not stored")
+                m.done.set()
+            raise
+        if sync_target is not None:
+            seg, end = sync_target
+            seg.synced_end = max(seg.synced_end, end)
+        for m in batch:
+            m.done.set()
+        self.stats.batches += 1
+        self.stats.mutations += len(batch)
+        self.stats.last_batch_size = len(batch)
+        self.stats.last_batch_seconds = time.monotonic() - started
+
+    # ---- runs in a worker thread --------------------------------------
+    def _run_batch(
+        self,
+        batch: list[Mutation],
+        to_seal: list[OpenSegment],
+        sync_target: tuple[OpenSegment, int] | None,
+    ) -> None:
+        sealed: list[SealResult] = []
+        try:
+            for seg in to_seal:
+                sealed.append(seal(seg))
+            if sync_target is not None:
+                os.fsync(sync_target[0].fd)
+        except OSError as exc:
+            raise WriterFatal(f"segment fsync/seal failed: {exc}") from exc
+
+        ctx = BatchContext(self.clock)
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except apsw.Error as exc:
+            raise WriterFatal(f"cannot begin transaction: {exc}") from exc
+        try:
+            for i, m in enumerate(batch):
+                sp = f"m{i}"
+                conn.execute(f"SAVEPOINT {sp}")
+                mark = len(ctx.manifests)
+                committed = dict(ctx.committed_ends)
+                try:
+                    m.result = APPLY[m.name](conn, ctx, m.args)
+                    conn.execute(f"RELEASE {sp}")
+                except S3Error as exc:
+                    conn.execute(f"ROLLBACK TO {sp}")
+                    conn.execute(f"RELEASE {sp}")
+                    del ctx.manifests[mark:]
+                    ctx.committed_ends = committed
+                    m.error = exc
+            now = time.time_ns()
+            for s in sealed:
+                conn.execute(
+                    "INSERT INTO segments(id, state, size, committed_end, created_ns, sealed_ns, "
+                    "footer_digest) VALUES (?, 'SEALED', ?, 0, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
+                    "SET state = 'SEALED', size = excluded.size, sealed_ns = excluded.sealed_ns, "
+                    "footer_digest = excluded.footer_digest",
+                    (s.segment_id, s.size, now, now, s.footer_digest),
+                )
+            for seg_id, end in ctx.committed_ends.items():
+                conn.execute(
+                    "INSERT INTO segments(id, state, size, committed_end, created_ns) "
+                    "VALUES (?, 'OPEN', ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                    "committed_end = max(committed_end, excluded.committed_end), "
+                    "size = max(size, excluded.size)",
+                    (seg_id, end, end, now),
+                )
+            set_setting(conn, "clock_ns", self.clock.last_ns)
+            written = self._write_manifests(ctx.manifests)
+        except BaseException as exc:
+            self._rollback()
+            self._fail_all(batch, exc)
+            if isinstance(exc, WriterFatal):
+                raise
+            return
+        try:
+            conn.execute("COMMIT")
+        except apsw.FullError as exc:
+            self._rollback()
+            self._unlink(written)
+            self._fail_all(batch, exc)
+            return
+        except apsw.Error as exc:
+            raise WriterFatal(f"commit failed: {exc}") from exc
+        if ctx.unlink_after_commit:
+            self._unlink([manifest_path(self.cfg.manifests_dir, uid) for uid in ctx.unlink_after_commit])
+
+    def _write_manifests(self, manifests: list[tuple[str, bytes]]) -> list[Path]:
+        if not manifests:
+            return []
+        paths = [manifest_path(self.cfg.manifests_dir, uid) for uid, _ in manifests]
+        results = list(self._pool.map(_write_one, paths, [b for _, b in manifests]))
+        written = [p for p, err in zip(paths, results, strict=True) if err is None]
+        errors = [err for err in results if err is not None]
+        if errors:
+            self._unlink(written)
+            raise errors[0]
+        try:
+            for d in {p.parent for p in paths}:
+                fsync_dir(d)
+        except OSError as exc:
+            raise WriterFatal(f"manifest directory fsync failed: {exc}") from exc
+        return written
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except apsw.Error as exc:
+            raise WriterFatal(f"rollback failed: {exc}") from exc
+
+    @staticmethod
+    def _fail_all(batch: list[Mutation], exc: BaseException) -> None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            err = S3Error("InsufficientStorage")
+        elif isinstance(exc, apsw.FullError):
+            err = S3Error("InsufficientStorage")
+        else:
+            log.error("batch failed: %r", exc)
+            err = S3Error("InternalError", message="the write could not be stored")
+        for m in batch:
+            m.result = None
+            m.error = err
+
+    @staticmethod
+    def _unlink(paths: list[Path]) -> None:
+        for p in paths:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _checkpoint(self) -> None:
+        self._last_checkpoint = time.monotonic()
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except apsw.Error as exc:
+            log.warning("WAL checkpoint failed: %s", exc)
+
+
+def _write_one(path: Path, data: bytes) -> OSError | None:
+    """Write and fsync one manifest; an fsync failure is fatal, ENOSPC is not."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        return exc
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise WriterFatal(f"manifest fsync failed for {path}: {exc}") from exc
+        return None
+    except OSError as exc:
+        return exc
+    finally:
+        os.close(fd)

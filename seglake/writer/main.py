@@ -1,0 +1,233 @@
+"""The writer process: sole owner of segments, manifests and the SQLite
+write connection.
+
+Start-up order: open and migrate ``meta.db`` → recover every unsealed segment
+(validate, cut a torn tail, seal) and record the result → listen on the
+writer socket → report ready (the supervisor waits for a ``ping`` answer).
+
+Requests arrive over the IPC channel from frontends and the maintenance
+process. Appends happen here on the event loop; everything that must be
+durable goes through the ``Committer`` (see ``commit.py`` for the barrier).
+On SIGTERM the writer stops listening, lets every queued mutation commit,
+and exits 0. On a durability failure (``WriterFatal``) it exits non-zero so
+that the supervisor restarts it into recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import trio
+
+from seglake.config import CHUNK_SIZE, Config
+from seglake.errors import S3Error
+from seglake.format.manifest import SHARDS, ChunkRef
+from seglake.ipc.channel import serve_channel
+from seglake.lifecycle import exit_when_orphaned
+from seglake.logs import setup_logging
+from seglake.meta.schema import open_read, open_write
+from seglake.writer.commit import Committer
+from seglake.writer.segments import SegmentStore, WriterFatal, fsync_dir
+
+log = logging.getLogger("seglake.writer")
+
+EXIT_FATAL = 70  # EX_SOFTWARE: tells the supervisor this was not a clean stop
+IDLE_CHECK_INTERVAL_S = 1.0
+WRITER_LOCK_WAIT_S = 30.0
+
+
+class Writer:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.started = time.time()
+        self.lock_fd = _take_writer_lock(cfg)
+        self._prepare_dirs()
+        self.conn = open_write(str(cfg.db_path))
+        self.store = SegmentStore(cfg)
+        self._recover()
+        self.committer = Committer(cfg, self.conn, self.store)
+        self.reader = open_read(str(cfg.db_path))
+        self.appended_bytes = 0
+
+    def _prepare_dirs(self) -> None:
+        mdir = self.cfg.manifests_dir
+        created = False
+        for shard in SHARDS:
+            d = mdir / shard
+            if not d.is_dir():
+                d.mkdir(parents=True, exist_ok=True)
+                created = True
+        self.cfg.segments_dir.mkdir(parents=True, exist_ok=True)
+        if created:
+            fsync_dir(mdir)
+            fsync_dir(mdir.parent)
+            fsync_dir(self.cfg.root)
+
+    def _recover(self) -> None:
+        sealed = self.store.recover(self.conn)
+        now = time.time_ns()
+        with self.conn:
+            for s in sealed:
+                self.conn.execute(
+                    "INSERT INTO segments(id, state, size, committed_end, created_ns, sealed_ns, "
+                    "footer_digest) VALUES (?, 'SEALED', ?, 0, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
+                    "SET state = 'SEALED', size = excluded.size, sealed_ns = excluded.sealed_ns, "
+                    "footer_digest = excluded.footer_digest",
+                    (s.segment_id, s.size, now, now, s.footer_digest or None),
+                )
+        if sealed:
+            log.info("recovery sealed %d segment(s)", len(sealed))
+
+    # ---- IPC -----------------------------------------------------------
+    async def handle(self, name: str, args: Any, body: bytes) -> tuple[Any, bytes]:
+        if name == "append":
+            ref = self._append(args, body)
+            return [ref.segment_id, ref.offset, ref.length], b""
+        if name == "put":
+            chunks = list(args.get("chunks") or [])
+            if body:
+                ref = self._append({"digest": args.get("tail_digest")}, body)
+                chunks.append([ref.segment_id, ref.offset, ref.length, ref.digest])
+            args["chunks"] = chunks
+            result = await self.committer.submit("put", args, int(args.get("size", 0)))
+            return result, b""
+        if name in ("delete_object", "create_bucket", "delete_bucket", "mark_damaged"):
+            return await self.committer.submit(name, args), b""
+        if name == "ping":
+            return {"pid": os.getpid(), "uptime": time.time() - self.started}, b""
+        if name == "status":
+            return await trio.to_thread.run_sync(self._status), b""
+        raise S3Error("NotImplemented", message=f"writer operation {name!r}")
+
+    def _append(self, args: Any, body: bytes) -> ChunkRef:
+        digest = args.get("digest") if isinstance(args, dict) else None
+        if not isinstance(digest, bytes) or len(digest) != 32 or not 0 < len(body) <= CHUNK_SIZE:
+            raise S3Error("InternalError", message="malformed append")
+        ref = self.store.append(digest, body)
+        self.appended_bytes += len(body)
+        if self.store.to_seal:
+            self.committer.poke()
+        return ref
+
+    def _status(self) -> dict[str, Any]:
+        r = self.reader
+        def one(sql: str) -> int:
+            return int(r.execute(sql).fetchall()[0][0] or 0)
+        return {
+            "pid": os.getpid(),
+            "uptime": time.time() - self.started,
+            "buckets": one("SELECT count(*) FROM buckets"),
+            "objects": one(
+                "SELECT count(*) FROM current c JOIN versions v ON v.id = c.version "
+                "WHERE v.delete_marker = 0"
+            ),
+            "versions": one("SELECT count(*) FROM versions WHERE state != 'DELETED'"),
+            "bytes_live": one(
+                "SELECT sum(size) FROM versions WHERE state != 'DELETED' AND delete_marker = 0"
+            ),
+            "segments": one("SELECT count(*) FROM segments"),
+            "segments_sealed": one("SELECT count(*) FROM segments WHERE state = 'SEALED'"),
+            "segment_bytes": one("SELECT sum(size) FROM segments"),
+            "commit_batches": self.committer.stats.batches,
+            "commit_mutations": self.committer.stats.mutations,
+            "write_in_flight": self.committer.in_flight,
+            "appended_bytes": self.appended_bytes,
+        }
+
+    # ---- lifecycle -----------------------------------------------------
+    async def _idle_sealer(self) -> None:
+        while True:
+            await trio.sleep(IDLE_CHECK_INTERVAL_S)
+            if self.store.idle_expired():
+                self.store.rotate()
+                self.committer.poke()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        path = str(self.cfg.writer_socket)
+        # The supervisor holds the data-dir lock, so a socket file left here
+        # belongs to a dead writer of this same server.
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        await sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        listener = trio.SocketListener(sock)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.committer.run)
+            nursery.start_soon(self._idle_sealer)
+            nursery.start_soon(exit_when_orphaned)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                conn_nursery_cm = trio.open_nursery()
+                async with conn_nursery_cm as conns:
+                    conns.start_soon(
+                        trio.serve_listeners, self._serve_conn, [listener]
+                    )
+                    task_status.started()
+                    log.info("writer ready on %s (pid %d)", path, os.getpid())
+                    async for _ in signals:
+                        log.info("writer stopping: draining queued commits")
+                        await self.committer.drain()
+                        conns.cancel_scope.cancel()
+                        break
+            nursery.cancel_scope.cancel()
+
+    async def _serve_conn(self, stream: trio.SocketStream) -> None:
+        await serve_channel(stream, self.handle, max_in_flight=256)
+
+    def close(self) -> None:
+        self.store.close()
+        self.reader.close()
+        self.conn.close()
+
+
+def _take_writer_lock(cfg: Config) -> int:
+    """Exactly one writer per data dir, even if a supervisor died and a new
+    one started before the old writer noticed: wait for it to let go."""
+    import fcntl
+
+    fd = os.open(cfg.root / ".seglake-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    deadline = time.monotonic() + WRITER_LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise WriterFatal("another writer still holds the data dir") from None
+            time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    cfg = Config.from_json(args[0])
+    setup_logging(cfg.log_level, "writer")
+    try:
+        writer = Writer(cfg)
+    except WriterFatal as exc:
+        log.critical("recovery failed: %s", exc)
+        return EXIT_FATAL
+    try:
+        trio.run(writer.serve)
+    except WriterFatal as exc:
+        log.critical("writer stopped: %s", exc)
+        os._exit(EXIT_FATAL)  # do not run anything that could touch the files
+    except BaseExceptionGroup as group:
+        fatal = group.subgroup(WriterFatal)
+        if fatal is not None:
+            log.critical("writer stopped: %s", fatal.exceptions[0])
+            os._exit(EXIT_FATAL)
+        raise
+    writer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Append-only segment files, owned by the writer alone.
+
+Durability rules this module keeps (the committer relies on them):
+1. A new segment file is created with its header, then the file and the
+   segments directory are fsynced *before* any record is appended, so a
+   committed chunk can never live in a file whose directory entry is lost.
+2. Records are appended with positioned writes at ``end``; a failed or short
+   write is cut back off (ftruncate) so the record stream stays contiguous.
+   If even that fails the writer cannot know the file's state and stops.
+3. Appends are not durable by themselves. The committer fsyncs the open
+   segment (and seals rotated ones: footer + fsync) before it writes any
+   manifest or commits a transaction that references their chunks.
+4. Recovery validates every unsealed segment record by record and cuts a torn
+   tail, but never below ``committed_end`` from the database: bytes a commit
+   referenced are kept even if a record before them is damaged (scrub will
+   report it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import apsw
+
+from seglake.config import CHUNK_SIZE, Config
+from seglake.errors import S3Error
+from seglake.format import segment as segfmt
+from seglake.format.errors import FormatError
+from seglake.format.manifest import ChunkRef
+
+log = logging.getLogger(__name__)
+
+# Free-space checks call statvfs; doing it at most this often keeps it off
+# the per-chunk path while still reacting within a fraction of a second.
+FREE_SPACE_CHECK_INTERVAL_S = 0.25
+
+
+class WriterFatal(Exception):
+    """The writer's on-disk state is unknown; it must stop and recover."""
+
+
+def segment_file_name(segment_id: int) -> str:
+    return f"{segment_id:016x}.seg"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class OpenSegment:
+    segment_id: int
+    path: Path
+    fd: int
+    end: int
+    created_ns: int
+    records: list[segfmt.RecordInfo] = field(default_factory=list)
+    synced_end: int = 0
+    last_append: float = field(default_factory=time.monotonic)
+
+    @property
+    def dirty(self) -> bool:
+        return self.end > self.synced_end
+
+
+@dataclass(frozen=True)
+class SealResult:
+    segment_id: int
+    size: int
+    footer_digest: bytes
+
+
+class SegmentStore:
+    """The open segment, rotation, and start-up recovery."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.dir = cfg.segments_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.current: OpenSegment | None = None
+        self.to_seal: list[OpenSegment] = []
+        self.next_id = 1
+        self._free_checked_at = 0.0
+        self._free_ok = True
+
+    # ---- recovery ------------------------------------------------------
+    def recover(self, conn: apsw.Connection) -> list[SealResult]:
+        """Validate and seal every unsealed segment; returns what was sealed.
+
+        Runs before the writer accepts requests. The caller records the
+        results in the database.
+        """
+        known: dict[int, tuple[str, int]] = {
+            int(r[0]): (str(r[1]), int(r[2]))
+            for r in conn.execute("SELECT id, state, committed_end FROM segments")
+        }
+        on_disk: dict[int, Path] = {}
+        for entry in self.dir.iterdir():
+            if entry.suffix == ".seg":
+                try:
+                    on_disk[int(entry.stem, 16)] = entry
+                except ValueError:
+                    log.warning("ignoring unexpected file %s", entry)
+        for seg_id, (state, committed_end) in known.items():
+            if seg_id not in on_disk and committed_end > 0:
+                log.critical("segment %d is referenced by the database but missing", seg_id)
+        sealed: list[SealResult] = []
+        for seg_id in sorted(on_disk):
+            state, committed_end = known.get(seg_id, ("OPEN", 0))
+            if state == "SEALED":
+                continue
+            result = self._recover_one(seg_id, on_disk[seg_id], committed_end)
+            if result is not None:
+                sealed.append(result)
+        ids = set(on_disk) | set(known)
+        self.next_id = max(ids) + 1 if ids else 1
+        return sealed
+
+    def _recover_one(self, seg_id: int, path: Path, committed_end: int) -> SealResult | None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            size = os.fstat(fd).st_size
+            footer = None
+            try:
+                footer = segfmt.read_footer(fd, size, path=str(path))
+            except FormatError as exc:
+                log.warning("segment footer damaged, rescanning: %s", exc)
+            if footer is not None:
+                # Sealed on disk but the database did not learn it: adopt it.
+                os.fsync(fd)
+                tail = _read_tail_digest(fd, size)
+                return SealResult(seg_id, size, tail)
+            if size < segfmt.HEADER_SIZE:
+                if committed_end > 0:
+                    raise WriterFatal(f"{path}: header lost but chunks were committed")
+                log.warning("removing segment %s with a torn header (%d bytes)", path, size)
+                os.unlink(path)
+                fsync_dir(self.dir)
+                return None
+            try:
+                segfmt.decode_header(os.pread(fd, segfmt.HEADER_SIZE, 0), path=str(path))
+            except FormatError as exc:
+                # Never delete or rewrite a file we cannot understand; an
+                # operator (fsck/scrub) decides. Appends go to a new segment.
+                log.critical("leaving segment with a damaged header untouched: %s", exc)
+                return None
+            scan = segfmt.scan_records(fd, path=str(path))
+            cut = max(scan.valid_end, committed_end)
+            if scan.error is not None:
+                log.warning("segment %s: %s; cutting at %d", path, scan.error, cut)
+            if committed_end > size:
+                log.critical(
+                    "segment %s is shorter (%d) than its committed end (%d)",
+                    path, size, committed_end,
+                )  # fmt: skip
+                cut = size
+            if cut < size:
+                os.ftruncate(fd, cut)
+            if scan.valid_end < cut:
+                # A damaged record sits below committed data: keep the bytes,
+                # leave the file without a footer, and let scrub report it.
+                os.fsync(fd)
+                log.error("segment %s sealed without footer: damaged record below commit", path)
+                return SealResult(seg_id, cut, b"")
+            footer_bytes = segfmt.encode_footer(scan.records, cut)
+            _pwrite_all(fd, footer_bytes, cut)
+            os.fsync(fd)
+            return SealResult(seg_id, cut + len(footer_bytes), footer_bytes[-40:-8])
+        finally:
+            os.close(fd)
+
+    # ---- appends -------------------------------------------------------
+    def _open_new(self) -> OpenSegment:
+        seg_id = self.next_id
+        self.next_id += 1
+        path = self.dir / segment_file_name(seg_id)
+        created_ns = time.time_ns()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            _pwrite_all(fd, segfmt.encode_header(seg_id, created_ns), 0)
+            os.fsync(fd)
+            fsync_dir(self.dir)
+        except OSError:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        seg = OpenSegment(seg_id, path, fd, segfmt.HEADER_SIZE, created_ns)
+        seg.synced_end = seg.end
+        log.info("opened segment %s", path.name)
+        return seg
+
+    def check_free_space(self) -> None:
+        now = time.monotonic()
+        if now - self._free_checked_at >= FREE_SPACE_CHECK_INTERVAL_S:
+            st = os.statvfs(self.dir)
+            self._free_ok = st.f_bavail * st.f_frsize >= self.cfg.min_free_bytes
+            self._free_checked_at = now
+        if not self._free_ok:
+            raise S3Error("InsufficientStorage")
+
+    def append(self, digest: bytes, data: bytes) -> ChunkRef:
+        if not 0 < len(data) <= CHUNK_SIZE:
+            raise S3Error("InvalidRequest", message="chunk size out of range")
+        self.check_free_space()
+        if self.current is None:
+            try:
+                self.current = self._open_new()
+            except OSError as exc:
+                raise _refusal(exc) from exc
+        seg = self.current
+        start = seg.end
+        try:
+            _pwritev_all(seg.fd, [segfmt.encode_record_header(digest, len(data)), data], start)
+        except OSError as exc:
+            try:
+                os.ftruncate(seg.fd, start)
+            except OSError as exc2:
+                raise WriterFatal(f"cannot cut back {seg.path} after failed write") from exc2
+            raise _refusal(exc) from exc
+        record = segfmt.RecordInfo(start, len(data), digest)
+        seg.records.append(record)
+        seg.end = record.end
+        seg.last_append = time.monotonic()
+        if seg.end >= self.cfg.segment_max_bytes:
+            self.rotate()
+        return ChunkRef(seg.segment_id, record.data_offset, len(data), digest)
+
+    def rotate(self) -> None:
+        """Stop appending to the current segment; the committer seals it."""
+        if self.current is not None and self.current.records:
+            self.to_seal.append(self.current)
+            self.current = None
+
+    def idle_expired(self) -> bool:
+        seg = self.current
+        return (
+            seg is not None
+            and bool(seg.records)
+            and time.monotonic() - seg.last_append >= self.cfg.segment_idle_seal
+        )
+
+    def close(self) -> None:
+        for seg in [*self.to_seal, *([self.current] if self.current else [])]:
+            os.close(seg.fd)
+        self.to_seal.clear()
+        self.current = None
+
+
+def seal(seg: OpenSegment) -> SealResult:
+    """Write the footer and fsync; runs in the committer's thread."""
+    footer = segfmt.encode_footer(seg.records, seg.end)
+    _pwrite_all(seg.fd, footer, seg.end)
+    os.fsync(seg.fd)
+    os.close(seg.fd)
+    return SealResult(seg.segment_id, seg.end + len(footer), footer[-40:-8])
+
+
+def _refusal(exc: OSError) -> S3Error:
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return S3Error("InsufficientStorage")
+    return S3Error("InternalError", message="storage write failed")
+
+
+def _read_tail_digest(fd: int, size: int) -> bytes:
+    tail = os.pread(fd, segfmt.FOOTER_TAIL_SIZE, size - segfmt.FOOTER_TAIL_SIZE)
+    return tail[8:40]
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError("short write")
+        view = view[n:]
+        offset += n
+
+
+def _pwritev_all(fd: int, buffers: list[bytes], offset: int) -> None:
+    total = sum(len(b) for b in buffers)
+    n = os.pwritev(fd, buffers, offset)
+    if n == total:
+        return
+    # Rare: a short vectored write; finish the rest piece by piece.
+    joined = memoryview(b"".join(buffers))[n:]
+    _pwrite_all(fd, bytes(joined), offset + n)

@@ -1,0 +1,132 @@
+"""Checksums against botocore's own implementations, which are what clients send."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from botocore import httpchecksum
+from hypothesis import given
+from hypothesis import strategies as st
+
+from seglake.errors import S3Error
+from seglake.protocol.checksums import (
+    ALGORITHMS,
+    Checksum,
+    algorithm_from_header,
+    decode_value,
+    header_name,
+    new_checksum,
+)
+
+BOTOCORE_CLASSES = {
+    "CRC32": httpchecksum.Crc32Checksum,
+    "CRC32C": httpchecksum.CrtCrc32cChecksum,
+    "CRC64NVME": httpchecksum.CrtCrc64NvmeChecksum,
+    "SHA1": httpchecksum.Sha1Checksum,
+    "SHA256": httpchecksum.Sha256Checksum,
+}
+
+# Published check values of each algorithm over b"123456789".
+CHECK_VALUES = {
+    "CRC32": "cbf43926",
+    "CRC32C": "e3069283",
+    "CRC64NVME": "ae8b14860a799888",
+    "SHA1": "f7c3bc1d808e04732adf679965ccc34ca7ae3441",
+    "SHA256": "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225",
+}
+
+INPUTS = [b"", b"a", b"123456789", b"hello world\n" * 1000, bytes(range(256)) * 300]
+
+
+def botocore_b64(alg: str, data: bytes) -> str:
+    c = BOTOCORE_CLASSES[alg]()
+    c.update(data)
+    result: str = c.b64digest()
+    return result
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_check_value(alg: str) -> None:
+    c = new_checksum(alg)
+    c.update(b"123456789")
+    assert c.digest().hex() == CHECK_VALUES[alg]
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+@pytest.mark.parametrize("data", INPUTS, ids=lambda d: f"len{len(d)}")
+def test_matches_botocore(alg: str, data: bytes) -> None:
+    c = new_checksum(alg)
+    c.update(data)
+    assert c.b64() == botocore_b64(alg, data)
+    assert base64.b64decode(c.b64()) == c.digest()
+    assert len(c.digest()) == c.digest_size
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+@given(data=st.binary(max_size=2000), cuts=st.lists(st.integers(0, 2000), max_size=6))
+def test_incremental_equals_one_shot(alg: str, data: bytes, cuts: list[int]) -> None:
+    one = new_checksum(alg)
+    one.update(data)
+    inc = new_checksum(alg)
+    bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        inc.update(memoryview(data)[lo:hi])
+    assert inc.digest() == one.digest()
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_header_round_trip(alg: str) -> None:
+    name = header_name(alg)
+    assert name == "x-amz-checksum-" + alg.lower()
+    assert algorithm_from_header(name) == alg
+    assert algorithm_from_header(name.upper()) == alg
+    assert header_name(alg.lower()) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x-amz-checksum-mode",
+        "X-Amz-Checksum-Algorithm",
+        "x-amz-checksum-type",
+        "x-amz-sdk-checksum-algorithm",
+        "content-md5",
+        "x-amz-checksum",
+    ],
+)
+def test_not_a_checksum_header(name: str) -> None:
+    assert algorithm_from_header(name) is None
+
+
+@pytest.mark.parametrize("name", ["x-amz-checksum-md5", "x-amz-checksum-xxhash64", "x-amz-checksum-"])
+def test_unknown_checksum_header_refused(name: str) -> None:
+    with pytest.raises(S3Error) as exc:
+        algorithm_from_header(name)
+    assert exc.value.code == "InvalidRequest"
+
+
+def test_unknown_algorithm_refused() -> None:
+    for bad in ("MD5", "crc16", ""):
+        with pytest.raises(S3Error) as exc:
+            new_checksum(bad)
+        assert exc.value.code == "InvalidRequest"
+        with pytest.raises(S3Error):
+            Checksum(bad)
+        with pytest.raises(S3Error):
+            header_name(bad)
+
+
+def test_lowercase_algorithm_accepted() -> None:
+    assert new_checksum("crc64nvme").algorithm == "CRC64NVME"
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_decode_value(alg: str) -> None:
+    c = new_checksum(alg)
+    c.update(b"x")
+    assert decode_value(alg, c.b64()) == c.digest()
+    for bad in ("", "!!!!", base64.b64encode(c.digest() + b"\0").decode(), c.b64()[:-2]):
+        with pytest.raises(S3Error) as exc:
+            decode_value(alg, bad)
+        assert exc.value.code == "InvalidRequest"
