@@ -187,7 +187,8 @@ def read_secrets_file(path: str) -> dict[str, str]:
         key = key.strip()
         if key.startswith("SEGLAKE_"):
             key = key[len("SEGLAKE_") :]
-        out[key.lower().replace("-", "_")] = value.strip().strip('"').strip("'")
+        value = value.strip().strip('"').strip("'")
+        out[key.lower().replace("-", "_")] = value
     return out
 
 
@@ -201,17 +202,17 @@ def build_config(
     values: dict[str, Any] = {}
     secrets_path = secrets_file or env.get("SEGLAKE_SECRETS_FILE")
     if secrets_path:
-        for key, raw in read_secrets_file(secrets_path).items():
+        for key, text in read_secrets_file(secrets_path).items():
             if key in FIELD_TYPES:
-                values[key] = _coerce(key, raw)
+                values[key] = _coerce(key, text)
     for name in FIELD_TYPES:
         raw_env = env.get(env_name(name))
         if raw_env is not None:
             values[name] = _coerce(name, raw_env)
-    for name, raw in flags.items():
+    for name, flag_value in flags.items():
         if name not in FIELD_TYPES:
             raise ValueError(f"unknown setting {name!r}")
-        values[name] = _coerce(name, raw)
+        values[name] = _coerce(name, flag_value)
     cfg = Config(**values)
     validate(cfg)
     return cfg

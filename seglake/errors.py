@@ -23,9 +23,7 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     # 3xx / 4xx client errors
     "NotModified": ErrorSpec(304, "Not Modified"),
     "AccessDenied": ErrorSpec(403, "Access Denied"),
-    "AuthorizationHeaderMalformed": ErrorSpec(
-        400, "The authorization header is malformed."
-    ),
+    "AuthorizationHeaderMalformed": ErrorSpec(400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": ErrorSpec(
         400, "Error parsing the X-Amz-Credential parameter."
     ),
@@ -111,9 +109,7 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         503, "The server is in maintenance mode and refuses writes; reads keep working."
     ),
     # 5xx server errors
-    "InternalError": ErrorSpec(
-        500, "We encountered an internal error. Please try again."
-    ),
+    "InternalError": ErrorSpec(500, "We encountered an internal error. Please try again."),
     "ObjectDamaged": ErrorSpec(
         500, "The stored object failed its integrity check and cannot be served."
     ),

@@ -11,9 +11,7 @@ import sys
 def setup_logging(level: str, role: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        logging.Formatter(
-            f"%(asctime)s {role}[{os.getpid()}] %(levelname)s %(name)s: %(message)s"
-        )
+        logging.Formatter(f"%(asctime)s {role}[{os.getpid()}] %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -169,7 +169,7 @@ def encode_manifest(m: Manifest) -> bytes:
 # ---- decode ----------------------------------------------------------------
 
 
-def decode_manifest(buf: bytes, *, path: str) -> Manifest:
+def decode_manifest(buf: bytes | bytearray | memoryview, *, path: str) -> Manifest:
     data = bytes(buf)
     seen = data[: len(MANIFEST_MAGIC)]
     if seen != MANIFEST_MAGIC[: len(seen)]:

@@ -166,7 +166,7 @@ def encode_header(segment_id: int, created_ns: int) -> bytes:
     return _HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, 0, segment_id, created_ns)
 
 
-def decode_header(buf: bytes, *, path: str) -> SegmentHeader:
+def decode_header(buf: bytes | bytearray | memoryview, *, path: str) -> SegmentHeader:
     """Decode the first 32 bytes of ``buf``; any bytes after them are ignored."""
     head = bytes(buf[:HEADER_SIZE])
     seen = head[: len(SEGMENT_MAGIC)]
@@ -319,16 +319,20 @@ def read_footer(fd: int, file_size: int, *, path: str) -> Footer | None:
     if end_magic != END_MAGIC:
         return None
     max_body = tail_at - HEADER_SIZE
+    entries, misfit = divmod(body_len - FOOTER_HEAD_SIZE, FOOTER_ENTRY_SIZE)
+    # Each listed record needs at least 37 bytes before the footer; checking
+    # that first keeps a forged length from making us read most of the file.
     if (
         body_len < FOOTER_HEAD_SIZE
         or body_len > max_body
-        or (body_len - FOOTER_HEAD_SIZE) % FOOTER_ENTRY_SIZE
+        or misfit
+        or entries * (RECORD_HEADER_SIZE + 1) > max_body - body_len
     ):
         raise FormatError(
             path,
             tail_at,
-            f"footer body length {body_len} is impossible (must be 24 + 44*N and fit "
-            f"between the header and the tail, at most {max(max_body, 0)})",
+            f"footer body length {body_len} is impossible for a {file_size}-byte file "
+            f"(must be 24 + 44*N with room for N records before it)",
         )
     footer_offset = tail_at - body_len
     body = _pread_exact(fd, body_len, footer_offset, path=path, what="footer body")

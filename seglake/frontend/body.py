@@ -23,7 +23,7 @@ import blake3
 from seglake.config import CHUNK_SIZE, Config
 from seglake.errors import S3Error
 from seglake.frontend.http import Request
-from seglake.protocol import chunked, checksums
+from seglake.protocol import checksums, chunked
 from seglake.protocol.sigv4 import StreamingSigner
 
 STREAMING_MODES = {
@@ -89,9 +89,8 @@ async def ingest(
             raise S3Error("AccessDenied")
         signer = StreamingSigner(req.auth) if signed and req.auth is not None else None
         decoder = chunked.AwsChunkedDecoder(signer=signer, trailer=trailer)
-    elif sha_mode == "UNSIGNED-PAYLOAD":
-        if not cfg.allow_unsigned_payload:
-            raise S3Error("AccessDenied", message="UNSIGNED-PAYLOAD is disabled on this server")
+    elif sha_mode == "UNSIGNED-PAYLOAD" and not cfg.allow_unsigned_payload:
+        raise S3Error("AccessDenied", message="UNSIGNED-PAYLOAD is disabled on this server")
     payload_sha = hashlib.sha256() if len(sha_mode) == 64 else None
 
     # Checksums: one from a header, or one announced in x-amz-trailer.
@@ -110,7 +109,10 @@ async def ingest(
             raise S3Error("InvalidRequest", message=f"unsupported trailer {announced!r}")
     if len(header_sums) + (1 if trailer_alg else 0) > 1:
         raise S3Error("InvalidRequest", message="Expecting a single x-amz-checksum- header")
-    sums = {alg: checksums.new_checksum(alg) for alg in [*header_sums, *([trailer_alg] if trailer_alg else [])]}
+    sums = {
+        alg: checksums.new_checksum(alg)
+        for alg in [*header_sums, *([trailer_alg] if trailer_alg else [])]
+    }
 
     md5 = hashlib.md5()
     buf = bytearray()
@@ -170,22 +172,32 @@ async def ingest(
     for alg, value in header_sums.items():
         got = sums[alg].b64()
         if not hmac.compare_digest(got, value.strip()):
-            raise S3Error("BadDigest", message=f"The {alg} you specified did not match the calculated checksum.")
+            raise S3Error(
+                "BadDigest",
+                message=f"The {alg} you specified did not match the calculated checksum.",
+            )
         stored[alg] = got
     if trailer_alg is not None:
         name = checksums.header_name(trailer_alg)
-        value = trailers.get(name)
-        if value is None:
+        sent = trailers.get(name)
+        if sent is None:
             raise S3Error("InvalidRequest", message=f"the announced trailer {name} was not sent")
         got = sums[trailer_alg].b64()
-        if not hmac.compare_digest(got, value.strip()):
-            raise S3Error("BadDigest", message=f"The {trailer_alg} you specified did not match the calculated checksum.")
+        if not hmac.compare_digest(got, sent.strip()):
+            raise S3Error(
+                "BadDigest",
+                message=f"The {trailer_alg} you specified did not match the calculated checksum.",
+            )
         stored[trailer_alg] = got
 
     tail = bytes(buf)
     tail_digest = b""
     if tail:
-        tail_digest = await to_thread.run_sync(_digest, tail) if len(tail) >= THREAD_HASH_MIN else _digest(tail)
+        tail_digest = (
+            await to_thread.run_sync(_digest, tail)
+            if len(tail) >= THREAD_HASH_MIN
+            else _digest(tail)
+        )
     return Ingested(total, md5_raw.hex(), tail, tail_digest, stored)
 
 

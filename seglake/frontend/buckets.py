@@ -49,15 +49,22 @@ class BucketHandlers:
 
     async def list_buckets(self, req: Request) -> None:
         items = "".join(
-            "<Bucket>" + el("Name", b.name) + el("CreationDate", iso8601(b.created_ns)) + "</Bucket>"
+            "<Bucket>"
+            + el("Name", b.name)
+            + el("CreationDate", iso8601(b.created_ns))
+            + "</Bucket>"
             for b in self.reader.buckets()
         )
-        await req.xml(200, document("ListAllMyBucketsResult", [_owner(), f"<Buckets>{items}</Buckets>"]))
+        await req.xml(
+            200, document("ListAllMyBucketsResult", [_owner(), f"<Buckets>{items}</Buckets>"])
+        )
 
     async def create_bucket(self, req: Request) -> None:
         validate_bucket_name(req.bucket)
         await _drain_body(req)
-        versioning = req.headers.get("x-seglake-versioning", self.cfg.default_versioning).strip().lower()
+        versioning = (
+            req.headers.get("x-seglake-versioning", self.cfg.default_versioning).strip().lower()
+        )
         await self.writer.call("create_bucket", {"bucket": req.bucket, "versioning": versioning})
         await req.respond(200, [(b"location", f"/{req.bucket}".encode())])
 
@@ -85,16 +92,15 @@ class BucketHandlers:
         max_keys = listing.parse_max_keys(req.q("max-keys"))
         token = req.q("continuation-token") if v2 else None
         start_after = req.q("start-after" if v2 else "marker") or ""
-        if token is not None:
-            after = listing.decode_token(token)
-        else:
-            after = start_after
+        after = listing.decode_token(token) if token is not None else start_after
         after = listing.skip_cursor(after, delimiter, prefix)
 
         def fetch(cursor: str) -> Iterator[ListEntry]:
             return self.reader.live_keys(req.bucket, cursor, prefix, LIST_BATCH)
 
-        page = listing.paginate(fetch, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys)
+        page = listing.paginate(
+            fetch, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
+        )
         enc = (lambda s: url_encode_key(s)) if encoding == "url" else (lambda s: s)
         fetch_owner = v2 and req.q("fetch-owner") == "true"
         parts = [el("Name", req.bucket), el("Prefix", enc(prefix))]

@@ -108,5 +108,7 @@ class Request:
         await self.start(status, hdrs)
         await self.body(b"" if self.method == "HEAD" else body)
 
-    async def xml(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    async def xml(
+        self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         await self.respond(status, headers, body, content_type=b"application/xml")

@@ -40,9 +40,7 @@ def hypercorn_config(cfg: Config, fd: int) -> HypercornConfig:
     return hc
 
 
-async def serve_until_signal(
-    app: Callable[..., Awaitable[None]], hc: HypercornConfig
-) -> None:
+async def serve_until_signal(app: Callable[..., Awaitable[None]], hc: HypercornConfig) -> None:
     stop = trio.Event()
 
     async def watch_signals() -> None:

@@ -104,7 +104,9 @@ class SegmentFiles:
 
     def read(self, ref: ChunkRef) -> bytes:
         path = str(self.dir / segment_file_name(ref.segment_id))
-        return segfmt.read_record(self.fd(ref.segment_id), ref.offset, ref.length, ref.digest, path=path)
+        return segfmt.read_record(
+            self.fd(ref.segment_id), ref.offset, ref.length, ref.digest, path=path
+        )
 
 
 class ObjectHandlers:
@@ -154,7 +156,9 @@ class ObjectHandlers:
         version = self.reader.current(req.bucket, req.key)
         if version is None or version.state == "DELETED":
             if self.reader.bucket(req.bucket) is None:
-                raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
+                raise S3Error(
+                    "NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket}
+                )
             raise S3Error("NoSuchKey", resource=req.key, fields={"Key": req.key})
         if version.delete_marker:
             raise S3Error(
@@ -169,14 +173,22 @@ class ObjectHandlers:
             (b"etag", f'"{v.etag}"'.encode()),
             (b"last-modified", http_date(v.created_ns).encode()),
             (b"accept-ranges", b"bytes"),
-            (b"content-type", str(meta.get("content_type") or "binary/octet-stream").encode("latin-1", "replace")),
+            (
+                b"content-type",
+                str(meta.get("content_type") or "binary/octet-stream").encode("latin-1", "replace"),
+            ),
         ]
         if v.version_id != "null":
             h.append((b"x-amz-version-id", v.version_id.encode()))
         for name, value in (meta.get("headers") or {}).items():
             h.append((name.encode(), str(value).encode("latin-1", "replace")))
         for name, value in (meta.get("user") or {}).items():
-            h.append((f"x-amz-meta-{name}".encode("latin-1", "replace"), str(value).encode("latin-1", "replace")))
+            h.append(
+                (
+                    f"x-amz-meta-{name}".encode("latin-1", "replace"),
+                    str(value).encode("latin-1", "replace"),
+                )
+            )
         if req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
             for alg, value in (meta.get("checksums") or {}).items():
                 h.append((checksums.header_name(alg).encode(), str(value).encode()))

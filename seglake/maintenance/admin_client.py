@@ -18,7 +18,9 @@ async def admin_call(cfg: Config, name: str, args: dict[str, Any]) -> Any:
     try:
         token = cfg.admin_token_path.read_text().strip()
     except OSError as exc:
-        raise AdminUnavailable(f"cannot read the admin token ({exc}); is a server running on {cfg.root}?") from None
+        raise AdminUnavailable(
+            f"cannot read the admin token ({exc}); is a server running on {cfg.root}?"
+        ) from None
     try:
         return await call_socket(str(cfg.admin_socket), name, {**args, "token": token})
     except (OSError, ConnectionError) as exc:

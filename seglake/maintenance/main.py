@@ -15,6 +15,7 @@ else is looked at.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
@@ -80,10 +81,8 @@ class Maintenance:
 
     async def serve(self) -> None:
         path = str(self.cfg.admin_socket)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
         await sock.bind(path)
         os.chmod(path, 0o600)

@@ -9,6 +9,8 @@ from typing import Any
 import apsw
 import msgpack
 
+from seglake.meta.schema import query
+
 
 @dataclass(frozen=True)
 class BucketRow:
@@ -59,16 +61,16 @@ class MetaReader:
         self.conn = conn
 
     def bucket(self, name: str) -> BucketRow | None:
-        rows = self.conn.execute(
-            "SELECT name, created_ns, versioning FROM buckets WHERE name = ?", (name,)
-        ).fetchall()
+        rows = query(
+            self.conn, "SELECT name, created_ns, versioning FROM buckets WHERE name = ?", (name,)
+        )
         return BucketRow(*rows[0]) if rows else None
 
     def buckets(self) -> list[BucketRow]:
         return [
             BucketRow(*r)
-            for r in self.conn.execute(
-                "SELECT name, created_ns, versioning FROM buckets ORDER BY name"
+            for r in query(
+                self.conn, "SELECT name, created_ns, versioning FROM buckets ORDER BY name"
             )
         ]
 
@@ -87,13 +89,14 @@ class MetaReader:
         inclusive = bool(prefix) and cursor == prefix and prefix > after
         while True:
             op = ">=" if inclusive else ">"
-            rows = self.conn.execute(
+            rows = query(
+                self.conn,
                 "SELECT c.key, v.size, v.etag, v.created_ns FROM current c "
                 "JOIN versions v ON v.id = c.version "
                 f"WHERE c.bucket = ? AND c.key {op} ? AND v.delete_marker = 0 "
                 "ORDER BY c.key LIMIT ?",
                 (bucket, cursor, batch),
-            ).fetchall()
+            )
             for r in rows:
                 if prefix and not r[0].startswith(prefix):
                     return

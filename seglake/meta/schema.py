@@ -90,11 +90,22 @@ MIGRATIONS: Final[list[str]] = [
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 
+def query(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """All rows of a query. Rows are typed ``Any``: columns are known by the SQL."""
+    rows: list[Any] = conn.execute(sql, params).fetchall()
+    return rows
+
+
+def scalar(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    rows = query(conn, sql, params)
+    return rows[0][0] if rows else None
+
+
 def open_write(path: str) -> apsw.Connection:
     """The writer's connection: creates/migrates the database."""
     conn = apsw.Connection(path)
     conn.setbusytimeout(5000)
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+    mode = scalar(conn, "PRAGMA journal_mode=WAL")
     if str(mode).lower() != "wal":
         raise RuntimeError(f"{path}: could not enable WAL (journal_mode={mode})")
     conn.execute("PRAGMA synchronous=FULL")
@@ -110,16 +121,14 @@ def open_read(path: str) -> apsw.Connection:
     conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
     conn.setbusytimeout(5000)
     conn.execute("PRAGMA query_only=1")
-    version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    version = int(scalar(conn, "PRAGMA user_version"))
     if version != SCHEMA_VERSION:
-        raise RuntimeError(
-            f"{path}: schema version {version}, this build expects {SCHEMA_VERSION}"
-        )
+        raise RuntimeError(f"{path}: schema version {version}, this build expects {SCHEMA_VERSION}")
     return conn
 
 
 def migrate(conn: apsw.Connection) -> None:
-    current = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    current = int(scalar(conn, "PRAGMA user_version"))
     if current > SCHEMA_VERSION:
         raise RuntimeError(
             f"database schema version {current} is newer than this build ({SCHEMA_VERSION})"
@@ -131,8 +140,8 @@ def migrate(conn: apsw.Connection) -> None:
 
 
 def get_setting(conn: apsw.Connection, name: str) -> str | None:
-    rows = conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchall()
-    return str(rows[0][0]) if rows else None
+    value = scalar(conn, "SELECT value FROM settings WHERE name = ?", (name,))
+    return None if value is None else str(value)
 
 
 def set_setting(conn: apsw.Connection, name: str, value: Any) -> None:

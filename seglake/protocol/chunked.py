@@ -143,6 +143,9 @@ class AwsChunkedDecoder:
     def feed(self, data: bytes) -> list[Event]:
         if self._error is not None:
             raise self._error
+        if type(data) is not bytes:
+            # Data events promise immutable bytes, whatever buffer type came in.
+            data = bytes(data)
         if self._state is _State.DONE:
             self._unused += data
             return []

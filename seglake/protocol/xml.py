@@ -29,10 +29,7 @@ def http_date(ns: int) -> str:
 
 
 def el(name: str, value: object) -> str:
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    else:
-        text = escape(str(value))
+    text = ("true" if value else "false") if isinstance(value, bool) else escape(str(value))
     return f"<{name}>{text}</{name}>"
 
 

@@ -18,6 +18,7 @@ queued and exits → exit 0.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -171,7 +172,7 @@ class Supervisor:
             if proc.returncode is not None or proc.poll() is not None:
                 return False
             try:
-                channel, stream = await connect(str(self.cfg.writer_socket))
+                channel, _stream = await connect(str(self.cfg.writer_socket))
             except OSError:
                 await trio.sleep(0.05)
                 continue
@@ -188,7 +189,9 @@ class Supervisor:
                     n.cancel_scope.cancel()
         return False
 
-    async def _keep(self, child: Child, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _keep(
+        self, child: Child, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Run ``child`` until shutdown, restarting it with backoff."""
         backoff = 0.1
         announced = False
@@ -238,17 +241,20 @@ class Supervisor:
                     "name": "supervisor", "role": "supervisor", "pid": os.getpid(), "alive": True,
                     "restarts": 0, "uptime": time.time() - self.started, "last_exit": None,
                 }  # fmt: skip
-                return {"address": self.address, "processes": [me] + [c.info() for c in self.children]}, b""
+                return {
+                    "address": self.address,
+                    "processes": [me] + [c.info() for c in self.children],
+                }, b""
             raise ValueError(name)
 
         await serve_channel(stream, handle, max_in_flight=8)
 
-    async def _serve_control(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _serve_control(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         path = str(self.cfg.supervisor_socket)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
         await sock.bind(path)
         os.chmod(path, 0o600)
@@ -256,19 +262,17 @@ class Supervisor:
         task_status.started()
         await trio.serve_listeners(self._control, [trio.SocketListener(sock)])
 
-    async def _stop_group(self, children: list[Child], timeout: float) -> None:
+    async def _stop_group(self, children: list[Child], grace: float) -> None:
         procs = [c.proc for c in children if c.proc is not None and c.proc.returncode is None]
         for p in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(grace):
             for p in procs:
                 await p.wait()
         for p in procs:
             if p.returncode is None:
-                log.warning("pid %d did not stop in %.0fs; killing", p.pid, timeout)
+                log.warning("pid %d did not stop in %.0fs; killing", p.pid, grace)
                 p.kill()
                 await p.wait()
 
@@ -296,17 +300,17 @@ class Supervisor:
             await self._stop_group([self.writer], max(60.0, self.cfg.shutdown_timeout))
             nursery.cancel_scope.cancel()
         self.listener.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.cfg.listen_path.unlink()
-        except FileNotFoundError:
-            pass
         log.info("stopped")
 
 
 def serve(cfg: Config) -> int:
     setup_logging(cfg.log_level, "supervisor")
     if not cfg.access_key or not cfg.secret_key:
-        log.error("an access key and secret key are required (-access-key/-secret-key or SEGLAKE_ACCESS_KEY/SEGLAKE_SECRET_KEY)")
+        log.error(
+            "an access key and secret key are required (-access-key/-secret-key or SEGLAKE_ACCESS_KEY/SEGLAKE_SECRET_KEY)"
+        )
         return 2
     try:
         sup = Supervisor(cfg)

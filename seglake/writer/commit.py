@@ -23,6 +23,7 @@ supervisor restarts it into recovery.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -39,7 +40,7 @@ import trio
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.manifest import manifest_path
-from seglake.meta.schema import set_setting
+from seglake.meta.schema import get_setting, set_setting
 from seglake.writer.ops import APPLY, BatchContext, VersionClock
 from seglake.writer.segments import (
     OpenSegment,
@@ -81,13 +82,13 @@ class Committer:
         self.cfg = cfg
         self.conn = conn
         self.store = store
-        last = conn.execute("SELECT value FROM settings WHERE name = 'clock_ns'").fetchall()
-        self.clock = VersionClock(int(last[0][0]) if last else 0)
+        self.clock = VersionClock(int(get_setting(conn, "clock_ns") or 0))
         self._queue: deque[Mutation] = deque()
         self._wake = trio.Event()
         self._pool = ThreadPoolExecutor(MANIFEST_FSYNC_THREADS, thread_name_prefix="mfsync")
         self._last_checkpoint = time.monotonic()
         self._closing = False
+        self._drained = trio.Event()
         self.stats = BatchStats()
         self.in_flight = 0
 
@@ -107,6 +108,8 @@ class Committer:
                 await m.done.wait()
         finally:
             self.in_flight -= 1
+            if self._closing and self.in_flight == 0:
+                self._drained.set()
         if m.error is not None:
             raise m.error
         return m.result
@@ -119,8 +122,8 @@ class Committer:
         """Refuse new mutations and wait until every queued one is done."""
         self._closing = True
         self._wake.set()
-        while self._queue or self.in_flight:
-            await trio.sleep(0.01)
+        if self.in_flight:
+            await self._drained.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -236,7 +239,9 @@ class Committer:
         except apsw.Error as exc:
             raise WriterFatal(f"commit failed: {exc}") from exc
         if ctx.unlink_after_commit:
-            self._unlink([manifest_path(self.cfg.manifests_dir, uid) for uid in ctx.unlink_after_commit])
+            self._unlink(
+                [manifest_path(self.cfg.manifests_dir, uid) for uid in ctx.unlink_after_commit]
+            )
 
     def _write_manifests(self, manifests: list[tuple[str, bytes]]) -> list[Path]:
         if not manifests:
@@ -263,9 +268,9 @@ class Committer:
 
     @staticmethod
     def _fail_all(batch: list[Mutation], exc: BaseException) -> None:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            err = S3Error("InsufficientStorage")
-        elif isinstance(exc, apsw.FullError):
+        if (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or isinstance(
+            exc, apsw.FullError
+        ):
             err = S3Error("InsufficientStorage")
         else:
             log.error("batch failed: %r", exc)
@@ -277,10 +282,8 @@ class Committer:
     @staticmethod
     def _unlink(paths: list[Path]) -> None:
         for p in paths:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-            except FileNotFoundError:
-                pass
 
     def _checkpoint(self) -> None:
         self._last_checkpoint = time.monotonic()

@@ -15,6 +15,7 @@ that the supervisor restarts it into recovery.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -116,8 +117,10 @@ class Writer:
 
     def _status(self) -> dict[str, Any]:
         r = self.reader
+
         def one(sql: str) -> int:
             return int(r.execute(sql).fetchall()[0][0] or 0)
+
         return {
             "pid": os.getpid(),
             "uptime": time.time() - self.started,
@@ -151,10 +154,8 @@ class Writer:
         path = str(self.cfg.writer_socket)
         # The supervisor holds the data-dir lock, so a socket file left here
         # belongs to a dead writer of this same server.
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
         sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
         await sock.bind(path)
         os.chmod(path, 0o600)
@@ -167,9 +168,7 @@ class Writer:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 conn_nursery_cm = trio.open_nursery()
                 async with conn_nursery_cm as conns:
-                    conns.start_soon(
-                        trio.serve_listeners, self._serve_conn, [listener]
-                    )
+                    conns.start_soon(trio.serve_listeners, self._serve_conn, [listener])
                     task_status.started()
                     log.info("writer ready on %s (pid %d)", path, os.getpid())
                     async for _ in signals:

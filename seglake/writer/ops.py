@@ -20,6 +20,7 @@ import msgpack
 from seglake.config import CHUNK_SIZE
 from seglake.errors import S3Error
 from seglake.format.manifest import ChunkRef, Manifest, encode_manifest
+from seglake.meta.schema import query
 
 VERSIONING_STATES = ("enabled", "suspended", "unversioned")
 NULL_VERSION = "null"
@@ -70,18 +71,19 @@ class Current:
 
 
 def bucket_versioning(conn: apsw.Connection, bucket: str) -> str:
-    rows = conn.execute("SELECT versioning FROM buckets WHERE name = ?", (bucket,)).fetchall()
+    rows = query(conn, "SELECT versioning FROM buckets WHERE name = ?", (bucket,))
     if not rows:
         raise S3Error("NoSuchBucket", resource=bucket, fields={"BucketName": bucket})
     return str(rows[0][0])
 
 
 def current_version(conn: apsw.Connection, bucket: str, key: str) -> Current | None:
-    rows = conn.execute(
+    rows = query(
+        conn,
         "SELECT v.id, v.version_id, v.etag, v.delete_marker FROM current c "
         "JOIN versions v ON v.id = c.version WHERE c.bucket = ? AND c.key = ?",
         (bucket, key),
-    ).fetchall()
+    )
     if not rows:
         return None
     r = rows[0]
@@ -203,7 +205,7 @@ def apply_create_bucket(
     name, versioning = a["bucket"], a["versioning"]
     if versioning not in ("enabled", "unversioned"):
         raise S3Error("InvalidArgument", message="x-seglake-versioning must be enabled|unversioned")
-    exists = conn.execute("SELECT 1 FROM buckets WHERE name = ?", (name,)).fetchall()
+    exists = query(conn, "SELECT 1 FROM buckets WHERE name = ?", (name,))
     if exists:
         # us-east-1 semantics: re-creating your own bucket succeeds.
         return {"created": False}
@@ -228,9 +230,9 @@ def apply_delete_bucket(
     ).fetchall()
     if data:
         raise S3Error("BucketNotEmpty", resource=name, fields={"BucketName": name})
-    markers = conn.execute(
-        "SELECT uid FROM versions WHERE bucket = ? AND delete_marker = 1", (name,)
-    ).fetchall()
+    markers = query(
+        conn, "SELECT uid FROM versions WHERE bucket = ? AND delete_marker = 1", (name,)
+    )
     ctx.unlink_after_commit.extend(str(r[0]) for r in markers)
     conn.execute("DELETE FROM current WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM versions WHERE bucket = ? AND delete_marker = 1", (name,))

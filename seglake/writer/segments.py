@@ -109,7 +109,7 @@ class SegmentStore:
                     on_disk[int(entry.stem, 16)] = entry
                 except ValueError:
                     log.warning("ignoring unexpected file %s", entry)
-        for seg_id, (state, committed_end) in known.items():
+        for seg_id, (_state, committed_end) in known.items():
             if seg_id not in on_disk and committed_end > 0:
                 log.critical("segment %d is referenced by the database but missing", seg_id)
         sealed: list[SealResult] = []
@@ -128,16 +128,9 @@ class SegmentStore:
         fd = os.open(path, os.O_RDWR)
         try:
             size = os.fstat(fd).st_size
-            footer = None
-            try:
-                footer = segfmt.read_footer(fd, size, path=str(path))
-            except FormatError as exc:
-                log.warning("segment footer damaged, rescanning: %s", exc)
-            if footer is not None:
-                # Sealed on disk but the database did not learn it: adopt it.
-                os.fsync(fd)
-                tail = _read_tail_digest(fd, size)
-                return SealResult(seg_id, size, tail)
+            # Always rescan: a footer in a segment the database does not
+            # list as SEALED proves nothing (object bytes could mimic one).
+            # A footer the seal wrote before a crash is simply rewritten.
             if size < segfmt.HEADER_SIZE:
                 if committed_end > 0:
                     raise WriterFatal(f"{path}: header lost but chunks were committed")
@@ -269,11 +262,6 @@ def _refusal(exc: OSError) -> S3Error:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return S3Error("InsufficientStorage")
     return S3Error("InternalError", message="storage write failed")
-
-
-def _read_tail_digest(fd: int, size: int) -> bytes:
-    tail = os.pread(fd, segfmt.FOOTER_TAIL_SIZE, size - segfmt.FOOTER_TAIL_SIZE)
-    return tail[8:40]
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

@@ -140,7 +140,7 @@ plain = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
     | st.text(max_size=20) | st.binary(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
+    max_leaves=6,
 )  # fmt: skip
 chunk_refs = st.builds(
     ChunkRef,
@@ -160,7 +160,7 @@ def manifests(draw: st.DrawFn) -> Manifest:
         version_id=draw(version_ids),
         size=sum(c.length for c in chunks),
         chunks=chunks,
-        meta=draw(st.dictionaries(st.text(max_size=10), plain, max_size=6)),
+        meta=draw(st.dictionaries(st.text(max_size=10), plain, max_size=4)),
     )
 
 

@@ -93,7 +93,7 @@ def build(payloads: list[bytes], *, sealed: bool = False) -> tuple[bytes, list[R
     return bytes(out), records
 
 
-SMALL = [b"a", b"hello world", bytes(range(256)) * 3, b"\x00" * 40, b"z" * 5]
+SMALL = [b"a", b"hello world", bytes(range(256)), b"\x00" * 40, b"z" * 5]
 
 
 # ---- header ----------------------------------------------------------------
