@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 
 import pytest
 from botocore import httpchecksum
@@ -70,7 +71,7 @@ def test_incremental_equals_one_shot(alg: str, data: bytes, cuts: list[int]) -> 
     one.update(data)
     inc = new_checksum(alg)
     bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         inc.update(memoryview(data)[lo:hi])
     assert inc.digest() == one.digest()
 
@@ -99,7 +100,9 @@ def test_not_a_checksum_header(name: str) -> None:
     assert algorithm_from_header(name) is None
 
 
-@pytest.mark.parametrize("name", ["x-amz-checksum-md5", "x-amz-checksum-xxhash64", "x-amz-checksum-"])
+@pytest.mark.parametrize(
+    "name", ["x-amz-checksum-md5", "x-amz-checksum-xxhash64", "x-amz-checksum-"]
+)
 def test_unknown_checksum_header_refused(name: str) -> None:
     with pytest.raises(S3Error) as exc:
         algorithm_from_header(name)

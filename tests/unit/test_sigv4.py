@@ -374,9 +374,15 @@ def test_utf8_header_value_as_sent_by_other_sdks() -> None:
             b"GET",
             b"/bucket/key",
             b"",
-            b"host:" + HOST.encode() + b"\nx-amz-content-sha256:" + EMPTY.encode()
-            + b"\nx-amz-date:" + ctx.amz_date.encode() + b"\nx-amz-meta-name:"
-            + "日本".encode() + b"\n",
+            b"host:"
+            + HOST.encode()
+            + b"\nx-amz-content-sha256:"
+            + EMPTY.encode()
+            + b"\nx-amz-date:"
+            + ctx.amz_date.encode()
+            + b"\nx-amz-meta-name:"
+            + "日本".encode()
+            + b"\n",
             b"host;x-amz-content-sha256;x-amz-date;x-amz-meta-name",
             EMPTY.encode(),
         ]
@@ -548,7 +554,9 @@ BASE_HEADERS = [("x-amz-meta-color", "Blue Green"), ("Content-Type", "image/png"
 
 
 def base_signed() -> RequestView:
-    return signed("PUT", key="Photos/Cat1.png", query=BASE_QUERY, headers=BASE_HEADERS, body=b"meow")
+    return signed(
+        "PUT", key="Photos/Cat1.png", query=BASE_QUERY, headers=BASE_HEADERS, body=b"meow"
+    )
 
 
 def test_base_signed_verifies() -> None:
@@ -578,9 +586,7 @@ def test_query_additions_refused() -> None:
         assert err.code == "SignatureDoesNotMatch"
 
 
-@pytest.mark.parametrize(
-    "name", [b"host", b"x-amz-meta-color", b"content-type", b"x-amz-date"]
-)
+@pytest.mark.parametrize("name", [b"host", b"x-amz-meta-color", b"content-type", b"x-amz-date"])
 def test_every_signed_header_byte_mutation_refused(name: bytes) -> None:
     view = base_signed()
     value = header(view, name)
@@ -612,7 +618,9 @@ def test_payload_hash_mutations() -> None:
     for i in range(0, 64, 7):
         c = value[i]
         other = b"0" if c != ord("0") else b"1"
-        err = refused(with_header(view, b"x-amz-content-sha256", value[:i] + other + value[i + 1 :]))
+        err = refused(
+            with_header(view, b"x-amz-content-sha256", value[:i] + other + value[i + 1 :])
+        )
         assert err.code == "SignatureDoesNotMatch"
     for constant in (b"UNSIGNED-PAYLOAD", b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"):
         assert refused(with_header(view, b"x-amz-content-sha256", constant)).code == (
@@ -644,7 +652,9 @@ def auth_parts(view: RequestView) -> tuple[str, str, str]:
 
 
 def with_auth(view: RequestView, cred: str, signed_headers: str, signature: str) -> RequestView:
-    value = f"AWS4-HMAC-SHA256 Credential={cred}, SignedHeaders={signed_headers}, Signature={signature}"
+    value = (
+        f"AWS4-HMAC-SHA256 Credential={cred}, SignedHeaders={signed_headers}, Signature={signature}"
+    )
     return with_header(view, b"authorization", value.encode())
 
 
@@ -698,9 +708,10 @@ def test_signed_headers_mutations() -> None:
         with_auth(view, cred, ";".join(n for n in names if n != "x-amz-date"), sig)
     ).code in ("AuthorizationHeaderMalformed", "AccessDenied")
     # Dropping a non-x-amz header from the list changes what was signed.
-    assert refused(
-        with_auth(view, cred, ";".join(n for n in names if n != "content-type"), sig)
-    ).code == "SignatureDoesNotMatch"
+    assert (
+        refused(with_auth(view, cred, ";".join(n for n in names if n != "content-type"), sig)).code
+        == "SignatureDoesNotMatch"
+    )
     # Dropping an x-amz header leaves it present but unsigned.
     err = refused(with_auth(view, cred, ";".join(n for n in names if n != "x-amz-meta-color"), sig))
     assert err.code == "AccessDenied"
@@ -756,7 +767,9 @@ def test_missing_amz_date() -> None:
 
 
 def test_sigv2_refused() -> None:
-    view = with_header(base_signed(), b"authorization", b"AWS AKIDEXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg=")
+    view = with_header(
+        base_signed(), b"authorization", b"AWS AKIDEXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg="
+    )
     err = refused(view)
     assert err.code == "AccessDenied"
     assert "Version 4" in err.text
@@ -798,7 +811,9 @@ def test_malformed_authorization(auth: bytes) -> None:
         .replace(b"SH", sh.encode())
         .replace(b"SIG", sig.encode())
     )
-    assert refused(with_header(view, b"authorization", value)).code == "AuthorizationHeaderMalformed"
+    assert (
+        refused(with_header(view, b"authorization", value)).code == "AuthorizationHeaderMalformed"
+    )
 
 
 def test_authorization_spacing_variants() -> None:
@@ -811,7 +826,9 @@ def test_authorization_spacing_variants() -> None:
 
 def test_two_authorization_headers() -> None:
     view = base_signed()
-    doubled = replace(view, headers=[*view.headers, (b"Authorization", header(view, b"authorization"))])
+    doubled = replace(
+        view, headers=[*view.headers, (b"Authorization", header(view, b"authorization"))]
+    )
     assert refused(doubled).code == "AuthorizationHeaderMalformed"
 
 
@@ -874,7 +891,9 @@ def test_presigned_future() -> None:
     assert err.code in ("RequestTimeTooSkewed", "AccessDenied")
 
 
-@pytest.mark.parametrize("expires", [b"0", b"-1", b"604801", b"1e3", b"", b"+5", b"99999999999", b"%31"])
+@pytest.mark.parametrize(
+    "expires", [b"0", b"-1", b"604801", b"1e3", b"", b"+5", b"99999999999", b"%31"]
+)
 def test_presigned_bad_expires(expires: bytes) -> None:
     view = with_query_param(base_presigned(), b"X-Amz-Expires", expires)
     err = refused(view)
@@ -887,7 +906,14 @@ def test_presigned_bad_expires(expires: bytes) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    [b"X-Amz-Algorithm", b"X-Amz-Credential", b"X-Amz-Date", b"X-Amz-Expires", b"X-Amz-SignedHeaders", b"X-Amz-Signature"],
+    [
+        b"X-Amz-Algorithm",
+        b"X-Amz-Credential",
+        b"X-Amz-Date",
+        b"X-Amz-Expires",
+        b"X-Amz-SignedHeaders",
+        b"X-Amz-Signature",
+    ],
 )
 def test_presigned_missing_param(name: bytes) -> None:
     err = refused(with_query_param(base_presigned(), name, None))
@@ -913,10 +939,26 @@ def test_presigned_duplicate_param() -> None:
         (b"X-Amz-SignedHeaders", b"HOST", "AuthorizationQueryParametersError"),
         (b"X-Amz-Signature", b"0" * 64, "SignatureDoesNotMatch"),
         (b"X-Amz-Signature", b"0" * 63, "AuthorizationQueryParametersError"),
-        (b"X-Amz-Credential", b"NOBODY%2F20240501%2Fus-east-1%2Fs3%2Faws4_request", "InvalidAccessKeyId"),
-        (b"X-Amz-Credential", AK.encode() + b"%2F20240501%2Feu-west-1%2Fs3%2Faws4_request", "AuthorizationQueryParametersError"),
-        (b"X-Amz-Credential", AK.encode() + b"%2F20240501%2Fus-east-1%2Fs3", "AuthorizationQueryParametersError"),
-        (b"X-Amz-Credential", AK.encode() + b"%2F20240501%2Fus%2Fs3%2Faws4_request", "SignatureDoesNotMatch"),
+        (
+            b"X-Amz-Credential",
+            b"NOBODY%2F20240501%2Fus-east-1%2Fs3%2Faws4_request",
+            "InvalidAccessKeyId",
+        ),
+        (
+            b"X-Amz-Credential",
+            AK.encode() + b"%2F20240501%2Feu-west-1%2Fs3%2Faws4_request",
+            "AuthorizationQueryParametersError",
+        ),
+        (
+            b"X-Amz-Credential",
+            AK.encode() + b"%2F20240501%2Fus-east-1%2Fs3",
+            "AuthorizationQueryParametersError",
+        ),
+        (
+            b"X-Amz-Credential",
+            AK.encode() + b"%2F20240501%2Fus%2Fs3%2Faws4_request",
+            "SignatureDoesNotMatch",
+        ),
     ],
 )
 def test_presigned_param_mutations(name: bytes, value: bytes, code: str) -> None:
@@ -1021,9 +1063,9 @@ def test_streaming_signer_chain() -> None:
 key_text = st.text(
     st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=40
 )
-param_name = st.text(
-    st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12
-).filter(lambda s: not s.startswith("X-Amz-") and s not in ("Signature", "AWSAccessKeyId"))
+param_name = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12).filter(
+    lambda s: not s.startswith("X-Amz-") and s not in ("Signature", "AWSAccessKeyId")
+)
 param_value = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 header_value = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=30
@@ -1045,7 +1087,9 @@ def test_generated_header_auth(
     method: str,
 ) -> None:
     headers = [(f"x-amz-meta-{n}", v) for n, v in meta]
-    view = signed(method, key=key, query=query, headers=headers, body=b"b" if method == "PUT" else b"")
+    view = signed(
+        method, key=key, query=query, headers=headers, body=b"b" if method == "PUT" else b""
+    )
     verify(view)
     positions = list(alnum_positions(view.raw_path))
     if positions:
@@ -1126,3 +1170,30 @@ def test_verification_speed() -> None:
         fn()
     per_call = (time.perf_counter() - start) / 200
     assert per_call < 2e-3
+
+
+def test_payload_hash_header_need_not_be_signed() -> None:
+    # Its value is the canonical request's last line, so it is covered anyway.
+    view = base_signed()
+    payload = header(view, b"x-amz-content-sha256").decode()
+    amz_date = header(view, b"x-amz-date").decode()
+    names = ["content-type", "host", "x-amz-date", "x-amz-meta-color"]
+    lines = "".join(f"{n}:{' '.join(header(view, n.encode()).decode().split())}\n" for n in names)
+    creq = "\n".join(
+        [
+            "PUT",
+            view.raw_path.decode(),
+            canonical_query(view.query_string).decode(),
+            lines,
+            ";".join(names),
+            payload,
+        ]
+    )
+    scope = f"{amz_date[:8]}/us-east-1/s3/aws4_request"
+    key = derive_signing_key(SECRET, amz_date[:8], "us-east-1")
+    sts = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(creq.encode()).hexdigest()}"
+    view = with_auth(view, f"{AK}/{scope}", ";".join(names), sign(key, sts))
+    assert verify(view).content_sha256 == payload
+    assert refused(with_header(view, b"x-amz-content-sha256", EMPTY.encode())).code == (
+        "SignatureDoesNotMatch"
+    )
