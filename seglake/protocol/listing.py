@@ -99,7 +99,8 @@ def encode_token(marker: str) -> str:
 
 def decode_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+        raw = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True)
+        return raw.decode("utf-8")
     except (ValueError, binascii.Error, UnicodeError):
         raise S3Error(
             "InvalidArgument", message="The continuation token provided is incorrect"
