@@ -9,6 +9,7 @@ byte of it is sent, so damaged data ends the response instead of being served.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums
+from seglake.protocol.ranges import multipart_parts, parse_range
 from seglake.protocol.xml import http_date
 from seglake.writer.segments import segment_file_name
 
@@ -167,7 +169,12 @@ class ObjectHandlers:
             )  # fmt: skip
         return version
 
-    def _object_headers(self, req: Request, v: VersionRow) -> list[tuple[bytes, bytes]]:
+    def _object_headers(
+        self, req: Request, v: VersionRow, *, whole: bool = True
+    ) -> list[tuple[bytes, bytes]]:
+        """Headers describing the version. Stored checksums describe the whole
+        object, so they are sent only when the whole object is (clients that
+        ask with x-amz-checksum-mode verify them against the body)."""
         meta = v.meta
         h: list[tuple[bytes, bytes]] = [
             (b"etag", f'"{v.etag}"'.encode()),
@@ -189,7 +196,7 @@ class ObjectHandlers:
                     str(value).encode("latin-1", "replace"),
                 )
             )
-        if req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        if whole and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
             for alg, value in (meta.get("checksums") or {}).items():
                 h.append((checksums.header_name(alg).encode(), str(value).encode()))
         return h
@@ -211,14 +218,54 @@ class ObjectHandlers:
             log.error("damaged manifest: %s", exc)
             await self._mark_damaged(v)
             raise S3Error("ObjectDamaged") from None
-        headers = self._object_headers(req, v)
-        headers.append((b"content-length", str(v.size).encode()))
-        if not manifest.chunks:
-            await req.start(200, headers)
-            await req.body(b"")
-            return
-        first = True
-        for i, ref in enumerate(manifest.chunks):
+        byte_ranges = parse_range(req.headers.get("range"), v.size)
+        headers = self._object_headers(req, v, whole=byte_ranges is None)
+        plan: list[bytes | tuple[int, int]] = []  # literal bytes or [start, end] spans
+        if byte_ranges is None:
+            status = 200
+            length = v.size
+            plan.append((0, v.size - 1))
+        elif len(byte_ranges) == 1:
+            status = 206
+            r = byte_ranges[0]
+            length = r.length
+            headers.append((b"content-range", r.content_range(v.size).encode()))
+            plan.append((r.start, r.end))
+        else:
+            status = 206
+            boundary = os.urandom(12).hex()
+            ctype = str(v.meta.get("content_type") or "binary/octet-stream")
+            heads, closing, length = multipart_parts(byte_ranges, v.size, ctype, boundary)
+            headers = [h for h in headers if h[0] != b"content-type"]
+            headers.append((b"content-type", f"multipart/byteranges; boundary={boundary}".encode()))
+            for head, r in zip(heads, byte_ranges, strict=True):
+                plan += [head, (r.start, r.end)]
+            plan.append(closing)
+        headers.append((b"content-length", str(length).encode()))
+        await self._stream(req, v, manifest.chunks, status, headers, plan)
+
+    async def _stream(
+        self,
+        req: Request,
+        v: VersionRow,
+        chunks: tuple[ChunkRef, ...],
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        plan: list[bytes | tuple[int, int]],
+    ) -> None:
+        """Send ``plan``; every chunk is verified before any of its bytes go out."""
+        starts: list[int] = []
+        pos = 0
+        for ref in chunks:
+            starts.append(pos)
+            pos += ref.length
+        cached: tuple[int, bytes] | None = None
+
+        async def chunk(i: int) -> bytes:
+            nonlocal cached
+            if cached is not None and cached[0] == i:
+                return cached[1]
+            ref = chunks[i]
             try:
                 if ref.length >= THREAD_READ_MIN:
                     data = await trio.to_thread.run_sync(self.segments.read, ref)
@@ -227,15 +274,42 @@ class ObjectHandlers:
             except (FormatError, OSError) as exc:
                 log.error("object %s/%s version %s is damaged: %s", v.bucket, v.key, v.uid, exc)
                 await self._mark_damaged(v)
-                if first:
+                if not req.started:
                     raise S3Error("ObjectDamaged") from None
-                # Headers are out: end the connection so the client sees a
+                # Headers are out: cut the connection so the client sees a
                 # short body instead of wrong bytes.
                 raise ResponseAborted() from exc
-            if first:
-                await req.start(200, headers)
-                first = False
-            await req.body(data, more=i < len(manifest.chunks) - 1)
+            cached = (i, data)
+            return data
+
+        pieces: list[bytes | tuple[int, int, int]] = []  # bytes, or (chunk, lo, hi)
+        for item in plan:
+            if isinstance(item, bytes):
+                pieces.append(item)
+                continue
+            first, last = item
+            if last < first:
+                continue  # empty object
+            i = bisect.bisect_right(starts, first) - 1
+            while i < len(chunks) and starts[i] <= last:
+                lo = max(first, starts[i]) - starts[i]
+                hi = min(last, starts[i] + chunks[i].length - 1) - starts[i] + 1
+                pieces.append((i, lo, hi))
+                i += 1
+        if pieces and not isinstance(pieces[0], bytes):
+            await chunk(pieces[0][0])  # a damaged first chunk still gets a 500
+        await req.start(status, headers)
+        if not pieces:
+            await req.body(b"")
+            return
+        for n, piece in enumerate(pieces):
+            more = n < len(pieces) - 1
+            if isinstance(piece, bytes):
+                await req.body(piece, more)
+            else:
+                i, lo, hi = piece
+                data = await chunk(i)
+                await req.body(data if lo == 0 and hi == len(data) else data[lo:hi], more)
 
     async def _mark_damaged(self, v: VersionRow) -> None:
         try:
