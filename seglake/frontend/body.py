@@ -98,7 +98,8 @@ async def ingest(
     for name, value in req.headers.items():
         alg = checksums.algorithm_from_header(name)
         if alg is not None:
-            header_sums[alg] = value
+            checksums.decode_value(alg, value)  # malformed → InvalidRequest, before any byte
+            header_sums[alg] = value.strip()
     trailer_alg: str | None = None
     announced = req.headers.get("x-amz-trailer")
     if announced:
@@ -182,6 +183,7 @@ async def ingest(
         sent = trailers.get(name)
         if sent is None:
             raise S3Error("InvalidRequest", message=f"the announced trailer {name} was not sent")
+        checksums.decode_value(trailer_alg, sent)
         got = sums[trailer_alg].b64()
         if not hmac.compare_digest(got, sent.strip()):
             raise S3Error(

@@ -20,9 +20,23 @@ OWNER_ID = "seglake"
 LIST_BATCH = 1000
 
 
+# Prefixes and suffixes AWS reserves for its own naming schemes (punycode,
+# access-point aliases, Object Lambda); a bucket named so could never move
+# to AWS, so refuse it here too.
+RESERVED_PREFIXES = ("xn--", "sthree-", "sthree-configurator", "amzn-s3-demo-")
+RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
 def validate_bucket_name(name: str) -> None:
     """S3's naming rules for new buckets (lowercase, 3..63, no IP form)."""
-    ok = bool(_BUCKET_RE.match(name)) and ".." not in name and ".-" not in name and "-." not in name
+    ok = (
+        bool(_BUCKET_RE.match(name))
+        and ".." not in name
+        and ".-" not in name
+        and "-." not in name
+        and not name.startswith(RESERVED_PREFIXES)
+        and not name.endswith(RESERVED_SUFFIXES)
+    )
     if ok:
         try:
             ipaddress.ip_address(name)

@@ -37,6 +37,7 @@ def hypercorn_config(cfg: Config, fd: int) -> HypercornConfig:
     hc.keep_alive_timeout = 75  # longer than common client pools' idle time
     hc.read_timeout = 120  # a client that sends nothing for this long is dropped
     hc.backlog = 1024
+    hc.include_server_header = False  # responses carry our own Server header
     return hc
 
 

@@ -57,6 +57,17 @@ def validate_key(key: str) -> None:
             )
 
 
+_VERSION_ID_LEN = 24  # 16 hex digits of inverted clock + 8 random
+
+
+def validate_version_id(version_id: str) -> None:
+    """Seglake version ids are 24 lowercase hex digits, or ``null``."""
+    if version_id == "null":
+        return
+    if len(version_id) != _VERSION_ID_LEN or not all(c in "0123456789abcdef" for c in version_id):
+        raise S3Error("InvalidArgument", message="Invalid version id specified")
+
+
 def stored_meta(req: Request) -> dict[str, Any]:
     user: dict[str, str] = {}
     size = 0
@@ -153,14 +164,32 @@ class ObjectHandlers:
         await req.respond(200, headers)
 
     # ---- GET / HEAD ------------------------------------------------------
-    def _current(self, req: Request) -> VersionRow:
+    def _resolve(self, req: Request) -> VersionRow:
+        """The version a GET/HEAD addresses: ``?versionId=`` or the current one."""
         validate_key(req.key)
+        version_id = req.q("versionId")
+        if version_id is not None:
+            validate_version_id(version_id)
+            version = self.reader.version(req.bucket, req.key, version_id)
+            if version is None:
+                self._require_bucket(req)
+                raise S3Error(
+                    "NoSuchVersion", resource=req.key,
+                    fields={"Key": req.key, "VersionId": version_id},
+                )  # fmt: skip
+            if version.delete_marker:
+                # A delete marker has no body: S3 answers 405 and says what it is.
+                raise S3Error(
+                    "MethodNotAllowed", resource=req.key,
+                    headers={
+                        "x-amz-delete-marker": "true", "x-amz-version-id": version_id,
+                        "Last-Modified": http_date(version.created_ns), "Allow": "DELETE",
+                    },
+                )  # fmt: skip
+            return version
         version = self.reader.current(req.bucket, req.key)
         if version is None or version.state == "DELETED":
-            if self.reader.bucket(req.bucket) is None:
-                raise S3Error(
-                    "NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket}
-                )
+            self._require_bucket(req)
             raise S3Error("NoSuchKey", resource=req.key, fields={"Key": req.key})
         if version.delete_marker:
             raise S3Error(
@@ -168,6 +197,10 @@ class ObjectHandlers:
                 headers={"x-amz-delete-marker": "true", "x-amz-version-id": version.version_id},
             )  # fmt: skip
         return version
+
+    def _require_bucket(self, req: Request) -> None:
+        if self.reader.bucket(req.bucket) is None:
+            raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
 
     def _object_headers(
         self, req: Request, v: VersionRow, *, whole: bool = True
@@ -202,14 +235,14 @@ class ObjectHandlers:
         return h
 
     async def head_object(self, req: Request) -> None:
-        v = self._current(req)
+        v = self._resolve(req)
         headers = self._object_headers(req, v)
         headers.append((b"content-length", str(v.size).encode()))
         await req.start(200, headers)
         await req.body(b"")
 
     async def get_object(self, req: Request) -> None:
-        v = self._current(req)
+        v = self._resolve(req)
         if v.manifest is None:
             raise S3Error("InternalError", message="version has no manifest")
         try:
@@ -320,7 +353,15 @@ class ObjectHandlers:
     # ---- DELETE ----------------------------------------------------------
     async def delete_object(self, req: Request) -> None:
         validate_key(req.key)
-        result = await self.writer.call("delete_object", {"bucket": req.bucket, "key": req.key})
+        version_id = req.q("versionId")
+        if version_id is not None:
+            validate_version_id(version_id)
+            result = await self.writer.call(
+                "delete_version",
+                {"bucket": req.bucket, "key": req.key, "version_id": version_id},
+            )
+        else:
+            result = await self.writer.call("delete_object", {"bucket": req.bucket, "key": req.key})
         headers: list[tuple[bytes, bytes]] = []
         if result.get("delete_marker"):
             headers.append((b"x-amz-delete-marker", b"true"))

@@ -109,7 +109,8 @@ def route(method: str, raw_path: bytes, query: dict[str, list[str]]) -> Route:
         if (method, target, sub) in ROUTES or sub:
             raise S3Error(
                 "NotImplemented",
-                message=f"{method} ?{sub or ''} on a {target} is not implemented by Seglake",
+                message=f"{method} ?{sub} on {'an' if target == OBJECT else 'a'} {target} "
+                "is not implemented by Seglake",
             )
         raise S3Error("MethodNotAllowed")
     if op == "ListObjects" and query.get("list-type") == ["2"]:

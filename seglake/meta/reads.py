@@ -82,6 +82,16 @@ class MetaReader:
         ).fetchall()
         return _version(rows[0]) if rows else None
 
+    def version(self, bucket: str, key: str, version_id: str) -> VersionRow | None:
+        """A stored version (or delete marker) by its S3 version id."""
+        rows = query(
+            self.conn,
+            f"SELECT {_VERSION_COLS} FROM versions v WHERE v.bucket = ? AND v.key = ? "
+            "AND v.version_id = ? AND v.state != 'DELETED'",
+            (bucket, key, version_id),
+        )
+        return _version(rows[0]) if rows else None
+
     def live_keys(self, bucket: str, after: str, prefix: str, batch: int) -> Iterator[ListEntry]:
         """Current, non-deleted objects with ``key > after`` and the prefix, in
         UTF-8 byte order (SQLite's BINARY collation), fetched in batches."""

@@ -97,7 +97,13 @@ class Writer:
             args["chunks"] = chunks
             result = await self.committer.submit("put", args, int(args.get("size", 0)))
             return result, b""
-        if name in ("delete_object", "create_bucket", "delete_bucket", "mark_damaged"):
+        if name in (
+            "delete_object",
+            "delete_version",
+            "create_bucket",
+            "delete_bucket",
+            "mark_damaged",
+        ):
             return await self.committer.submit(name, args), b""
         if name == "ping":
             return {"pid": os.getpid(), "uptime": time.time() - self.started}, b""

@@ -199,6 +199,45 @@ def apply_delete_object(
     return {"version_id": version_id, "delete_marker": True}
 
 
+def apply_delete_version(
+    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
+) -> dict[str, Any]:
+    """DELETE ?versionId=: remove exactly that version (or marker) for good.
+
+    If it was current, the newest remaining version becomes current. The
+    row stays as DELETED (its manifest and chunks are GC's to reclaim).
+    Deleting a version that does not exist succeeds, as in S3.
+    """
+    bucket, key, version_id = a["bucket"], a["key"], a["version_id"]
+    bucket_versioning(conn, bucket)
+    rows = query(
+        conn,
+        "SELECT id, delete_marker FROM versions WHERE bucket = ? AND key = ? "
+        "AND version_id = ? AND state != 'DELETED'",
+        (bucket, key, version_id),
+    )
+    if not rows:
+        return {"version_id": version_id, "delete_marker": False}
+    row_id, marker = int(rows[0][0]), bool(rows[0][1])
+    conn.execute("UPDATE versions SET state = 'DELETED' WHERE id = ?", (row_id,))
+    cur = current_version(conn, bucket, key)
+    if cur is not None and cur.row_id == row_id:
+        newest = query(
+            conn,
+            "SELECT id FROM versions WHERE bucket = ? AND key = ? AND state != 'DELETED' "
+            "ORDER BY created_ns DESC LIMIT 1",
+            (bucket, key),
+        )
+        if newest:
+            conn.execute(
+                "UPDATE current SET version = ? WHERE bucket = ? AND key = ?",
+                (int(newest[0][0]), bucket, key),
+            )
+        else:
+            conn.execute("DELETE FROM current WHERE bucket = ? AND key = ?", (bucket, key))
+    return {"version_id": version_id, "delete_marker": marker}
+
+
 def apply_create_bucket(
     conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
 ) -> dict[str, Any]:
@@ -254,6 +293,7 @@ APPLY = {
     "mark_damaged": apply_mark_damaged,
     "put": apply_put,
     "delete_object": apply_delete_object,
+    "delete_version": apply_delete_version,
     "create_bucket": apply_create_bucket,
     "delete_bucket": apply_delete_bucket,
 }
