@@ -52,7 +52,7 @@ async def serve_until_signal(app: Callable[..., Awaitable[None]], hc: HypercornC
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals)
-        await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        await serve(app, hc, shutdown_trigger=stop.wait)
         nursery.cancel_scope.cancel()
 
 
