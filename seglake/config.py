@@ -9,6 +9,7 @@ object serialised as JSON, so every process sees exactly the same settings.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass, fields
@@ -60,8 +61,10 @@ class Config:
     restart_backoff_max: float = 10.0
 
     # ---- derived paths -------------------------------------------------
-    @property
+    @functools.cached_property
     def root(self) -> Path:
+        # Resolved once: resolve() walks the path with syscalls, and every
+        # derived path below is used on hot paths.
         return Path(self.data_dir).resolve()
 
     @property

@@ -15,11 +15,15 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import blake3
+import trio
 
+from seglake.aio import s3_error_from_group
 from seglake.config import CHUNK_SIZE, Config
 from seglake.errors import S3Error
 from seglake.frontend.http import Request
@@ -33,6 +37,10 @@ STREAMING_MODES = {
 }
 # Bigger chunk-digest work goes to a thread so other requests keep moving.
 THREAD_HASH_MIN = 1 << 20
+# Appends of one request that may be in flight at once: 2 overlaps the
+# writer's work on one chunk with the network read of the next, while a
+# request still holds at most three chunks in memory.
+APPENDS_IN_FLIGHT = 2
 
 
 @dataclass
@@ -76,11 +84,14 @@ async def ingest(
     req: Request,
     cfg: Config,
     length: int,
-    on_chunk: Callable[[bytes, bytes], Awaitable[None]],
+    on_chunk: Callable[[bytearray, bytes, int], Awaitable[None]],
 ) -> Ingested:
-    """Read the whole body; returns the final partial chunk undelivered."""
-    from trio import to_thread
+    """Read the whole body; returns the final partial chunk undelivered.
 
+    ``on_chunk(data, digest, index)`` receives each full chunk; up to
+    ``APPENDS_IN_FLIGHT`` run concurrently, so their completion order is not
+    the object order: ``index`` is.
+    """
     sha_mode = req.headers.get("x-amz-content-sha256", "")
     decoder: chunked.AwsChunkedDecoder | None = None
     if sha_mode in STREAMING_MODES:
@@ -91,7 +102,6 @@ async def ingest(
         decoder = chunked.AwsChunkedDecoder(signer=signer, trailer=trailer)
     elif sha_mode == "UNSIGNED-PAYLOAD" and not cfg.allow_unsigned_payload:
         raise S3Error("AccessDenied", message="UNSIGNED-PAYLOAD is disabled on this server")
-    payload_sha = hashlib.sha256() if len(sha_mode) == 64 else None
 
     # Checksums: one from a header, or one announced in x-amz-trailer.
     header_sums: dict[str, str] = {}
@@ -115,46 +125,81 @@ async def ingest(
         for alg in [*header_sums, *([trailer_alg] if trailer_alg else [])]
     }
 
+    # Hashes that must see every payload byte in order. They run once per
+    # 4 MiB chunk in a worker thread (hashlib, zlib, awscrt and blake3 all
+    # release the GIL on large buffers), not per network read on the loop.
     md5 = hashlib.md5()
-    buf = bytearray()
+    payload_sha = hashlib.sha256() if len(sha_mode) == 64 else None
+    running: list[Any] = [md5, *sums.values()]
+    if payload_sha is not None:
+        running.append(payload_sha)  # no aws-chunked framing: wire bytes are the payload
+
+    def hash_chunk(data: bytes | bytearray) -> bytes:
+        for h in running:
+            h.update(data)
+        return _digest(data)
+
+    # Each chunk is copied once, from the network buffer into its own
+    # bytearray, which is then handed to the writer without another copy.
+    buf = bytearray(CHUNK_SIZE)
+    fill = 0
     total = 0
     trailers: dict[str, str] = {}
+    # One append in flight while the next chunk is received and hashed.
+    in_flight = trio.CapacityLimiter(APPENDS_IN_FLIGHT)
 
-    async def take(data: bytes) -> None:
-        nonlocal total, buf
+    async def ship(chunk: bytearray, digest: bytes, index: int) -> None:
+        try:
+            await on_chunk(chunk, digest, index)
+        finally:
+            in_flight.release_on_behalf_of(index)
+
+    async def take(data: bytes | memoryview, nursery: trio.Nursery) -> None:
+        nonlocal total, buf, fill
         total += len(data)
         if total > length:
             raise S3Error("IncompleteBody", message="more data than the declared length")
-        md5.update(data)
-        for s in sums.values():
-            s.update(data)
-        buf += data
-        while len(buf) >= CHUNK_SIZE:
-            chunk = bytes(buf[:CHUNK_SIZE])
-            del buf[:CHUNK_SIZE]
-            digest = await to_thread.run_sync(_digest, chunk)
-            await on_chunk(chunk, digest)
+        view = memoryview(data)
+        while view:
+            n = min(len(view), CHUNK_SIZE - fill)
+            buf[fill : fill + n] = view[:n]
+            fill += n
+            view = view[n:]
+            if fill == CHUNK_SIZE:
+                chunk, buf, fill = buf, bytearray(CHUNK_SIZE), 0
+                digest = await trio.to_thread.run_sync(hash_chunk, chunk)
+                index = next(counter)
+                await in_flight.acquire_on_behalf_of(index)
+                nursery.start_soon(ship, chunk, digest, index)
 
-    while True:
-        message = await req.receive()
-        if message["type"] == "http.disconnect":
-            raise S3Error("IncompleteBody")
-        data = bytes(message.get("body", b""))
-        if data:
-            if payload_sha is not None:
-                payload_sha.update(data)
-            if decoder is None:
-                await take(data)
-            else:
-                for event in decoder.feed(data):
-                    if isinstance(event, chunked.Data):
-                        await take(event.data)
-                    elif isinstance(event, chunked.Trailers):
-                        trailers = event.headers
-                if decoder.complete and decoder.unused_data:
-                    raise S3Error("IncompleteBody", message="data after the final chunk")
-        if not message.get("more_body", False):
-            break
+    counter = itertools.count()
+    with s3_error_from_group():
+        async with trio.open_nursery() as nursery:
+            while True:
+                message = await req.receive()
+                if message["type"] == "http.disconnect":
+                    raise S3Error("IncompleteBody")
+                data = message.get("body", b"")
+                if data:
+                    if decoder is None:
+                        await take(data, nursery)
+                    else:
+                        for event in decoder.feed(bytes(data)):
+                            if isinstance(event, chunked.Data):
+                                await take(event.data, nursery)
+                            elif isinstance(event, chunked.Trailers):
+                                trailers = event.headers
+                        if decoder.complete and decoder.unused_data:
+                            raise S3Error("IncompleteBody", message="data after the final chunk")
+                if not message.get("more_body", False):
+                    break
+    tail = bytes(memoryview(buf)[:fill])
+    tail_digest = b""
+    if tail:
+        if len(tail) >= THREAD_HASH_MIN:
+            tail_digest = await trio.to_thread.run_sync(hash_chunk, tail)
+        else:
+            tail_digest = hash_chunk(tail)
     if decoder is not None:
         decoder.eof()
     if total != length:
@@ -192,16 +237,8 @@ async def ingest(
             )
         stored[trailer_alg] = got
 
-    tail = bytes(buf)
-    tail_digest = b""
-    if tail:
-        tail_digest = (
-            await to_thread.run_sync(_digest, tail)
-            if len(tail) >= THREAD_HASH_MIN
-            else _digest(tail)
-        )
     return Ingested(total, md5_raw.hex(), tail, tail_digest, stored)
 
 
-def _digest(data: bytes) -> bytes:
+def _digest(data: bytes | bytearray) -> bytes:
     return blake3.blake3(data).digest()

@@ -37,6 +37,10 @@ def hypercorn_config(cfg: Config, fd: int) -> HypercornConfig:
     hc.keep_alive_timeout = 75  # longer than common client pools' idle time
     hc.read_timeout = 120  # a client that sends nothing for this long is dropped
     hc.backlog = 1024
+    # Hypercorn closes a connection after 1,000 requests by default; S3
+    # clients keep pools of long-lived connections, and reconnecting costs
+    # far more than anything a limit protects here.
+    hc.keep_alive_max_requests = 1_000_000
     hc.include_server_header = False  # responses carry our own Server header
     return hc
 

@@ -140,13 +140,14 @@ class ObjectHandlers:
         if_none_match = req.headers.get("if-none-match")
         if if_none_match is not None and if_none_match.strip() != "*":
             raise S3Error("NotImplemented", message="If-None-Match on PUT supports only '*'")
-        chunks: list[list[Any]] = []
+        refs: dict[int, list[Any]] = {}
 
-        async def on_chunk(data: bytes, digest: bytes) -> None:
+        async def on_chunk(data: bytearray, digest: bytes, index: int) -> None:
             ref = await self.writer.call("append", {"digest": digest}, data)
-            chunks.append([ref[0], ref[1], ref[2], digest])
+            refs[index] = [ref[0], ref[1], ref[2], digest]
 
         body = await ingest(req, self.cfg, length, on_chunk)
+        chunks = [refs[i] for i in range(len(refs))]
         if body.checksums:
             meta["checksums"] = body.checksums
         args = {

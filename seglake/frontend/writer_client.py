@@ -52,7 +52,7 @@ class WriterClient:
                     return ch
             raise S3Error("ServiceUnavailable", message="the storage writer is not available")
 
-    async def call(self, name: str, args: Any = None, body: bytes = b"") -> Any:
+    async def call(self, name: str, args: Any = None, body: bytes | bytearray = b"") -> Any:
         ch = await self._get()
         try:
             result, _ = await ch.call(name, args, body)

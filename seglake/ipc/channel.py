@@ -70,7 +70,9 @@ class Channel:
     def usable(self) -> bool:
         return not self._closed and self._broken is None
 
-    async def call(self, name: str, args: Any = None, body: bytes = b"") -> tuple[Any, bytes]:
+    async def call(
+        self, name: str, args: Any = None, body: bytes | bytearray = b""
+    ) -> tuple[Any, bytes]:
         async with self._slots:
             if self._closed:
                 raise ChannelClosed(name)
@@ -99,7 +101,7 @@ class Channel:
                 raise ChannelBroken(name) from self._broken
             if frame.kind == REPLY_ERROR:
                 raise _error_from_reply(frame.args)
-            return frame.args, frame.body
+            return frame.args, bytes(frame.body)
 
     async def run_reader(self) -> None:
         """Dispatch replies until the stream ends; run this in a nursery."""
@@ -173,7 +175,8 @@ async def serve_channel(
     async def handle(req: Frame) -> None:
         try:
             try:
-                result, body = await handler(req.name, req.args, req.body)
+                body_in = req.body if isinstance(req.body, bytes) else bytes(req.body)
+                result, body = await handler(req.name, req.args, body_in)
             except S3Error as exc:
                 await reply(Frame(REPLY_ERROR, req.request_id, req.name, error_reply(exc)))
             except (trio.Cancelled, KeyboardInterrupt):

@@ -41,10 +41,10 @@ class Frame:
     request_id: int
     name: str
     args: Any
-    body: bytes = b""
+    body: bytes | bytearray = b""
 
 
-def encode_frame(frame: Frame) -> list[bytes]:
+def encode_frame(frame: Frame) -> list[bytes | bytearray]:
     """Return the frame as buffers to send in order (avoids joining big bodies)."""
     header = msgpack.packb(
         [frame.kind, frame.request_id, frame.name, frame.args], use_bin_type=True
