@@ -180,7 +180,8 @@ class SeglakeServer:
         import boto3
         from botocore.config import Config
 
-        cfg = Config(retries={"max_attempts": config.pop("max_attempts", 1)}, **config)
+        # total_max_attempts counts the first try (max_attempts counts retries).
+        cfg = Config(retries={"total_max_attempts": config.pop("max_attempts", 1)}, **config)
         return boto3.client(
             "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY, region_name=REGION, config=cfg,

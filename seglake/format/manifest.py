@@ -169,7 +169,15 @@ def encode_manifest(m: Manifest) -> bytes:
 # ---- decode ----------------------------------------------------------------
 
 
-def decode_manifest(buf: bytes | bytearray | memoryview, *, path: str) -> Manifest:
+def decode_manifest(
+    buf: bytes | bytearray | memoryview, *, path: str, with_meta: bool = True
+) -> Manifest:
+    """Decode and verify a manifest.
+
+    ``with_meta=False`` leaves ``meta`` empty without parsing it (the read
+    path has the same values from the database); the checksum still covers
+    it, so a damaged manifest is still refused.
+    """
     data = bytes(buf)
     seen = data[: len(MANIFEST_MAGIC)]
     if seen != MANIFEST_MAGIC[: len(seen)]:
@@ -254,7 +262,7 @@ def decode_manifest(buf: bytes | bytearray | memoryview, *, path: str) -> Manife
     if stored != size:
         raise FormatError(path, 16, f"size is {size} but the chunks hold {stored} bytes")
 
-    meta = _decode_meta(data[meta_at:sum_at], path=path, offset=meta_at)
+    meta = _decode_meta(data[meta_at:sum_at], path=path, offset=meta_at) if with_meta else {}
     return Manifest(
         bucket=bucket,
         key=key,

@@ -10,8 +10,10 @@ process). The frontend never writes: mutations go to the writer over IPC.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
 import time
 from typing import Any
 
@@ -30,7 +32,13 @@ from seglake.protocol.sigv4 import RequestView, authenticate
 from seglake.protocol.xml import error_document
 
 log = logging.getLogger("seglake.frontend")
-access_log = logging.getLogger("seglake.access")
+
+# An error may be answered before the request body is read (auth, missing
+# bucket, writer gone). Up to this much of the rest is read and dropped so the
+# connection stays usable and the client sees the answer; a bigger or slower
+# body gets the answer with ``Connection: close``.
+DISCARD_LIMIT_BYTES = 16 * 1024 * 1024
+DISCARD_SECONDS = 5.0
 
 
 class App:
@@ -41,6 +49,8 @@ class App:
         self._objects: ObjectHandlers | None = None
         self._buckets: BucketHandlers | None = None
         self.secrets = {cfg.access_key: cfg.secret_key} if cfg.access_key else {}
+        self._access_log = logging.getLevelName(cfg.log_level.upper()) <= logging.INFO
+        self._pid = os.getpid()
 
     def bind(self, nursery: trio.Nursery) -> None:
         """Attach to the process's long-lived nursery (writer channel reader)."""
@@ -74,12 +84,17 @@ class App:
                 raise
             await self._error(req, S3Error("InternalError"))
         finally:
-            if req is not None:
-                access_log.info(
-                    "%s %s %s %d %d %.1fms",
-                    req.request_id, req.method, req.route.operation if req.route else "-",
-                    req.status, req.bytes_out, (time.perf_counter() - started) * 1000,
-                )  # fmt: skip
+            if req is not None and self._access_log:
+                # One line per request, written directly: the logging
+                # machinery costs more than the rest of a small GET's own work.
+                line = (
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')} frontend[{self._pid}] access "
+                    f"{req.request_id} {req.method} "
+                    f"{req.route.operation if req.route else '-'} {req.status} "
+                    f"{req.bytes_out} {(time.perf_counter() - started) * 1000:.1f}ms\n"
+                )
+                with contextlib.suppress(OSError):
+                    os.write(2, line.encode("utf-8", "replace"))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -132,6 +147,10 @@ class App:
             raise ResponseAborted() from exc
         resource = exc.resource or req.raw_path.decode("utf-8", "replace")
         headers = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+        if not await req.discard_body(DISCARD_LIMIT_BYTES, DISCARD_SECONDS):
+            # The client is still sending and will not read our answer until
+            # it is done: close the connection after the answer instead.
+            headers.append((b"connection", b"close"))
         if exc.status >= 500:
             log.warning("%s %s: %s", req.request_id, exc.code, exc.text)
         if exc.code == "NotModified" or req.method == "HEAD":

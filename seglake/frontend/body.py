@@ -84,7 +84,7 @@ async def ingest(
     req: Request,
     cfg: Config,
     length: int,
-    on_chunk: Callable[[bytearray, bytes, int], Awaitable[None]],
+    on_chunk: Callable[[bytes, bytes, int], Awaitable[None]],
 ) -> Ingested:
     """Read the whole body; returns the final partial chunk undelivered.
 
@@ -134,39 +134,40 @@ async def ingest(
     if payload_sha is not None:
         running.append(payload_sha)  # no aws-chunked framing: wire bytes are the payload
 
-    def hash_chunk(data: bytes | bytearray) -> bytes:
+    def hash_chunk(data: bytes) -> bytes:
         for h in running:
             h.update(data)
         return _digest(data)
 
-    # Each chunk is copied once, from the network buffer into its own
-    # bytearray, which is then handed to the writer without another copy.
-    buf = bytearray(CHUNK_SIZE)
+    # Each chunk is copied exactly once: network reads are kept as views and
+    # joined when 4 MiB have arrived (or at the end, for the last one).
+    pieces: list[memoryview] = []
     fill = 0
     total = 0
     trailers: dict[str, str] = {}
     # One append in flight while the next chunk is received and hashed.
     in_flight = trio.CapacityLimiter(APPENDS_IN_FLIGHT)
 
-    async def ship(chunk: bytearray, digest: bytes, index: int) -> None:
+    async def ship(chunk: bytes, digest: bytes, index: int) -> None:
         try:
             await on_chunk(chunk, digest, index)
         finally:
             in_flight.release_on_behalf_of(index)
 
-    async def take(data: bytes | memoryview, nursery: trio.Nursery) -> None:
-        nonlocal total, buf, fill
+    async def take(data: bytes, nursery: trio.Nursery) -> None:
+        nonlocal total, pieces, fill
         total += len(data)
         if total > length:
             raise S3Error("IncompleteBody", message="more data than the declared length")
         view = memoryview(data)
         while view:
             n = min(len(view), CHUNK_SIZE - fill)
-            buf[fill : fill + n] = view[:n]
+            pieces.append(view[:n])
             fill += n
             view = view[n:]
             if fill == CHUNK_SIZE:
-                chunk, buf, fill = buf, bytearray(CHUNK_SIZE), 0
+                chunk = b"".join(pieces)
+                pieces, fill = [], 0
                 digest = await trio.to_thread.run_sync(hash_chunk, chunk)
                 index = next(counter)
                 await in_flight.acquire_on_behalf_of(index)
@@ -176,15 +177,15 @@ async def ingest(
     with s3_error_from_group():
         async with trio.open_nursery() as nursery:
             while True:
-                message = await req.receive()
+                message = await req.recv()
                 if message["type"] == "http.disconnect":
                     raise S3Error("IncompleteBody")
-                data = message.get("body", b"")
+                data = bytes(message.get("body", b""))
                 if data:
                     if decoder is None:
                         await take(data, nursery)
                     else:
-                        for event in decoder.feed(bytes(data)):
+                        for event in decoder.feed(data):
                             if isinstance(event, chunked.Data):
                                 await take(event.data, nursery)
                             elif isinstance(event, chunked.Trailers):
@@ -193,7 +194,7 @@ async def ingest(
                             raise S3Error("IncompleteBody", message="data after the final chunk")
                 if not message.get("more_body", False):
                     break
-    tail = bytes(memoryview(buf)[:fill])
+    tail = b"".join(pieces)
     tail_digest = b""
     if tail:
         if len(tail) >= THREAD_HASH_MIN:
@@ -240,5 +241,5 @@ async def ingest(
     return Ingested(total, md5_raw.hex(), tail, tail_digest, stored)
 
 
-def _digest(data: bytes | bytearray) -> bytes:
+def _digest(data: bytes) -> bytes:
     return blake3.blake3(data).digest()

@@ -155,7 +155,7 @@ async def _drain_body(req: Request, limit: int = 64 * 1024) -> bytes:
     """Read a small request body (e.g. CreateBucketConfiguration)."""
     data = bytearray()
     while True:
-        message = await req.receive()
+        message = await req.recv()
         if message["type"] == "http.disconnect":
             raise S3Error("IncompleteBody")
         data += message.get("body", b"")

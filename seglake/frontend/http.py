@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+import trio
+
 from seglake.errors import S3Error
 from seglake.frontend.router import Route
 from seglake.protocol.sigv4 import AuthContext
@@ -39,6 +41,37 @@ class Request:
     started: bool = False  # response headers sent
     status: int = 0
     bytes_out: int = 0
+    body_complete: bool = False  # the last request body message was received
+    body_started: bool = False
+    disconnected: bool = False
+
+    async def recv(self) -> Message:
+        """``receive()`` that remembers whether the request body was consumed."""
+        self.body_started = True
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            self.disconnected = True
+        elif not message.get("more_body", False):
+            self.body_complete = True
+        return message
+
+    async def discard_body(self, limit: int, seconds: float) -> bool:
+        """Read and drop what is left of the request body, within bounds.
+
+        An error answered while the client is still sending must either let
+        the client finish (so it reads the answer) or close the connection;
+        True means the body was fully consumed.
+        """
+        if self.body_complete or self.disconnected:
+            return not self.disconnected
+        if not self.body_started and self.headers.get("expect", "").lower() == "100-continue":
+            return False  # reading now would invite the upload we are refusing
+        seen = 0
+        with trio.move_on_after(seconds):
+            while not self.body_complete and not self.disconnected and seen <= limit:
+                message = await self.recv()
+                seen += len(message.get("body", b""))
+        return self.body_complete
 
     @classmethod
     def from_scope(cls, scope: Scope, receive: Receive, send: Send) -> Request:

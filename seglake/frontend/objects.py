@@ -142,7 +142,7 @@ class ObjectHandlers:
             raise S3Error("NotImplemented", message="If-None-Match on PUT supports only '*'")
         refs: dict[int, list[Any]] = {}
 
-        async def on_chunk(data: bytearray, digest: bytes, index: int) -> None:
+        async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
             ref = await self.writer.call("append", {"digest": digest}, data)
             refs[index] = [ref[0], ref[1], ref[2], digest]
 
@@ -247,7 +247,9 @@ class ObjectHandlers:
         if v.manifest is None:
             raise S3Error("InternalError", message="version has no manifest")
         try:
-            manifest = decode_manifest(v.manifest, path=f"meta.db:versions/{v.uid}")
+            manifest = decode_manifest(
+                v.manifest, path=f"meta.db:versions/{v.uid}", with_meta=False
+            )
         except FormatError as exc:
             log.error("damaged manifest: %s", exc)
             await self._mark_damaged(v)

@@ -29,6 +29,7 @@ REPLY_ERROR: Final = 2
 # ever legitimately sent, so anything larger is rejected before buffering.
 MAX_FRAME: Final = CHUNK_SIZE + 256 * KiB
 _PREFIX = struct.Struct(">II")
+SMALL_BODY: Final = 64 * KiB
 
 
 class FramingError(Exception):
@@ -53,9 +54,11 @@ def encode_frame(frame: Frame) -> list[bytes | bytearray]:
     if total > MAX_FRAME:
         raise FramingError(f"frame of {total} bytes exceeds the {MAX_FRAME}-byte limit")
     prefix = _PREFIX.pack(total, len(header))
-    if frame.body:
+    if len(frame.body) > SMALL_BODY:
         return [prefix + header, frame.body]
-    return [prefix + header]
+    # One buffer, one send: each send wakes the peer, which costs more than
+    # copying a small body.
+    return [prefix + header + frame.body]
 
 
 class FrameDecoder:
