@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 RECV_SIZE = 1 << 20
 
-Handler = Callable[[str, Any, bytes], Awaitable[tuple[Any, bytes]]]
+# Handlers get the request body as a view of the received frame (no copy).
+Handler = Callable[[str, Any, memoryview], Awaitable[tuple[Any, bytes]]]
 
 
 class ChannelClosed(Exception):
@@ -175,8 +176,7 @@ async def serve_channel(
     async def handle(req: Frame) -> None:
         try:
             try:
-                body_in = req.body if isinstance(req.body, bytes) else bytes(req.body)
-                result, body = await handler(req.name, req.args, body_in)
+                result, body = await handler(req.name, req.args, memoryview(req.body))
             except S3Error as exc:
                 await reply(Frame(REPLY_ERROR, req.request_id, req.name, error_reply(exc)))
             except (trio.Cancelled, KeyboardInterrupt):

@@ -42,10 +42,10 @@ class Frame:
     request_id: int
     name: str
     args: Any
-    body: bytes | bytearray = b""
+    body: bytes | bytearray | memoryview = b""
 
 
-def encode_frame(frame: Frame) -> list[bytes | bytearray]:
+def encode_frame(frame: Frame) -> list[bytes | bytearray | memoryview]:
     """Return the frame as buffers to send in order (avoids joining big bodies)."""
     header = msgpack.packb(
         [frame.kind, frame.request_id, frame.name, frame.args], use_bin_type=True
@@ -58,47 +58,64 @@ def encode_frame(frame: Frame) -> list[bytes | bytearray]:
         return [prefix + header, frame.body]
     # One buffer, one send: each send wakes the peer, which costs more than
     # copying a small body.
-    return [prefix + header + frame.body]
+    return [prefix + header + bytes(frame.body)]
 
 
 class FrameDecoder:
     """Accumulates bytes and yields complete frames.
 
-    Buffers at most one frame; a length prefix over ``MAX_FRAME`` raises
-    before any of its payload is accepted.
+    Network reads are kept as a list and joined once per complete frame, so
+    a 4 MiB body is copied once here; frame bodies are zero-copy views of
+    that join. Buffers at most one frame: a length prefix over ``MAX_FRAME``
+    raises before any of its payload is accepted.
     """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
-        self._need: int | None = None  # total frame size incl. 4-byte length, once known
+        self._pieces: list[bytes] = []
+        self._have = 0
+        self._need: int | None = None  # total frame size incl. the prefix, once known
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
+        if data:
+            self._pieces.append(data)
+            self._have += len(data)
         out: list[Frame] = []
         while True:
             if self._need is None:
-                if len(self._buf) < 8:
+                if self._have < 8:
                     return out
-                total, header_len = _PREFIX.unpack_from(self._buf, 0)
+                head = self._peek(8)
+                total, header_len = _PREFIX.unpack_from(head, 0)
                 if total > MAX_FRAME or total < 4 or header_len > total - 4:
                     raise FramingError(f"bad frame prefix total={total} header={header_len}")
                 self._need = 4 + total
-            if len(self._buf) < self._need:
+            if self._have < self._need:
                 return out
+            joined = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
+            view = memoryview(joined)
             need = self._need
-            _, header_len = _PREFIX.unpack_from(self._buf, 0)
-            header_raw = bytes(self._buf[8 : 8 + header_len])
-            body = bytes(self._buf[8 + header_len : need])
-            del self._buf[:need]
+            _, header_len = _PREFIX.unpack_from(joined, 0)
+            header_raw = bytes(view[8 : 8 + header_len])
+            body = view[8 + header_len : need]
+            rest = joined[need:] if len(joined) > need else b""
+            self._pieces = [rest] if rest else []
+            self._have = len(rest)
             self._need = None
             out.append(_decode_header(header_raw, body))
 
+    def _peek(self, n: int) -> bytes:
+        if len(self._pieces[0]) >= n:
+            return self._pieces[0][:n]
+        joined = b"".join(self._pieces)
+        self._pieces = [joined]
+        return joined[:n]
+
     @property
     def pending_bytes(self) -> int:
-        return len(self._buf)
+        return self._have
 
 
-def _decode_header(raw: bytes, body: bytes) -> Frame:
+def _decode_header(raw: bytes, body: memoryview) -> Frame:
     try:
         header = msgpack.unpackb(raw, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types

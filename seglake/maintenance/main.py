@@ -69,7 +69,7 @@ class Maintenance:
             "store": store,
         }
 
-    async def handle(self, name: str, args: Any, body: bytes) -> tuple[Any, bytes]:
+    async def handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
         token = args.get("token") if isinstance(args, dict) else None
         if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
             raise S3Error("AccessDenied", message="bad admin token")

@@ -235,7 +235,7 @@ class Supervisor:
             await trio.sleep(interval)
 
     async def _control(self, stream: trio.SocketStream) -> None:
-        async def handle(name: str, args: Any, body: bytes) -> tuple[Any, bytes]:
+        async def handle(name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
             if name == "processes":
                 me = {
                     "name": "supervisor", "role": "supervisor", "pid": os.getpid(), "alive": True,

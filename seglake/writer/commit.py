@@ -90,6 +90,7 @@ class Committer:
         self._wake = trio.Event()
         self._pool = ThreadPoolExecutor(MANIFEST_FSYNC_THREADS, thread_name_prefix="mfsync")
         self._last_checkpoint = time.monotonic()
+        self._known_dirs: set[Path] = set()
         self._closing = False
         self._drained = trio.Event()
         self.stats = BatchStats()
@@ -252,6 +253,13 @@ class Committer:
         paths = [manifest_path(self.cfg.manifests_dir, uid) for uid, _ in manifests]
         bodies = [b for _, b in manifests]
         dirs = {p.parent for p in paths}
+        try:
+            for d in dirs - self._known_dirs:
+                self._make_dir(d)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise WriterFatal(f"cannot create manifest directory: {exc}") from exc
         # Small batches stay on this thread: a pool hand-off costs more CPU
         # than the fsync it would overlap.
         inline = len(paths) < PARALLEL_FSYNC_MIN
@@ -275,6 +283,20 @@ class Committer:
         except OSError as exc:
             raise WriterFatal(f"manifest directory fsync failed: {exc}") from exc
         return written
+
+    def _make_dir(self, d: Path) -> None:
+        """Create a shard directory durably: the new entry in its parent (and
+        a new top level in the manifests dir) is fsynced before any manifest
+        inside it counts as durable."""
+        missing: list[Path] = []
+        p = d
+        while not p.is_dir():
+            missing.append(p)
+            p = p.parent
+        for m in reversed(missing):
+            m.mkdir(exist_ok=True)
+            fsync_dir(m.parent)
+        self._known_dirs.add(d)
 
     def _rollback(self) -> None:
         try:

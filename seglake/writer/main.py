@@ -27,7 +27,7 @@ import trio
 
 from seglake.config import CHUNK_SIZE, Config
 from seglake.errors import S3Error
-from seglake.format.manifest import SHARDS, ChunkRef
+from seglake.format.manifest import ChunkRef
 from seglake.ipc.channel import serve_channel
 from seglake.lifecycle import exit_when_orphaned
 from seglake.logs import setup_logging
@@ -56,18 +56,12 @@ class Writer:
         self.appended_bytes = 0
 
     def _prepare_dirs(self) -> None:
-        mdir = self.cfg.manifests_dir
-        created = False
-        for shard in SHARDS:
-            d = mdir / shard
+        # Manifest shard directories are created by the committer as needed.
+        for d in (self.cfg.segments_dir, self.cfg.manifests_dir):
             if not d.is_dir():
                 d.mkdir(parents=True, exist_ok=True)
-                created = True
-        self.cfg.segments_dir.mkdir(parents=True, exist_ok=True)
-        if created:
-            fsync_dir(mdir)
-            fsync_dir(mdir.parent)
-            fsync_dir(self.cfg.root)
+                fsync_dir(d.parent)
+                fsync_dir(d.parent.parent)
 
     def _recover(self) -> None:
         sealed = self.store.recover(self.conn)
@@ -85,7 +79,7 @@ class Writer:
             log.info("recovery sealed %d segment(s)", len(sealed))
 
     # ---- IPC -----------------------------------------------------------
-    async def handle(self, name: str, args: Any, body: bytes) -> tuple[Any, bytes]:
+    async def handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
         if name == "append":
             ref = self._append(args, body)
             return [ref.segment_id, ref.offset, ref.length], b""
@@ -111,7 +105,7 @@ class Writer:
             return await trio.to_thread.run_sync(self._status), b""
         raise S3Error("NotImplemented", message=f"writer operation {name!r}")
 
-    def _append(self, args: Any, body: bytes) -> ChunkRef:
+    def _append(self, args: Any, body: memoryview) -> ChunkRef:
         digest = args.get("digest") if isinstance(args, dict) else None
         if not isinstance(digest, bytes) or len(digest) != 32 or not 0 < len(body) <= CHUNK_SIZE:
             raise S3Error("InternalError", message="malformed append")

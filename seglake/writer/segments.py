@@ -199,7 +199,7 @@ class SegmentStore:
         if not self._free_ok:
             raise S3Error("InsufficientStorage")
 
-    def append(self, digest: bytes, data: bytes) -> ChunkRef:
+    def append(self, digest: bytes, data: bytes | memoryview) -> ChunkRef:
         if not 0 < len(data) <= CHUNK_SIZE:
             raise S3Error("InvalidRequest", message="chunk size out of range")
         self.check_free_space()
@@ -274,7 +274,7 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         offset += n
 
 
-def _pwritev_all(fd: int, buffers: list[bytes], offset: int) -> None:
+def _pwritev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> None:
     total = sum(len(b) for b in buffers)
     n = os.pwritev(fd, buffers, offset)
     if n == total:
