@@ -15,13 +15,13 @@ import datetime as dt
 import logging
 import os
 import time
-from typing import Any
 
 import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.frontend.buckets import BucketHandlers
+from seglake.frontend.family import Family, Handler
 from seglake.frontend.http import Receive, Request, Scope, Send, new_request_id
 from seglake.frontend.objects import ObjectHandlers, ResponseAborted
 from seglake.frontend.router import route
@@ -32,6 +32,10 @@ from seglake.protocol.sigv4 import RequestView, authenticate
 from seglake.protocol.xml import error_document
 
 log = logging.getLogger("seglake.frontend")
+
+# Every operation family; each maps the router's operation names to its
+# handlers. An operation the router knows but no family handles is 501.
+FAMILIES: list[type[Family]] = [BucketHandlers, ObjectHandlers]
 
 # An error may be answered before the request body is read (auth, missing
 # bucket, writer gone). Up to this much of the rest is read and dropped so the
@@ -45,19 +49,21 @@ class App:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self._writer: WriterClient | None = None
-        self._reader: MetaReader | None = None
-        self._objects: ObjectHandlers | None = None
-        self._buckets: BucketHandlers | None = None
+        self._handlers: dict[str, Handler] = {}
         self.secrets = {cfg.access_key: cfg.secret_key} if cfg.access_key else {}
         self._access_log = logging.getLevelName(cfg.log_level.upper()) <= logging.INFO
         self._pid = os.getpid()
 
     def bind(self, nursery: trio.Nursery) -> None:
         """Attach to the process's long-lived nursery (writer channel reader)."""
-        self._writer = WriterClient(str(self.cfg.writer_socket), nursery)
-        self._reader = MetaReader(open_read(str(self.cfg.db_path)))
-        self._objects = ObjectHandlers(self.cfg, self._reader, self._writer)
-        self._buckets = BucketHandlers(self.cfg, self._reader, self._writer)
+        writer = WriterClient(str(self.cfg.writer_socket), nursery)
+        reader = MetaReader(open_read(str(self.cfg.db_path)))
+        self._writer = writer
+        for family in FAMILIES:
+            for op, handler in family(self.cfg, reader, writer).handlers().items():
+                if op in self._handlers:
+                    raise RuntimeError(f"two handlers for {op}")
+                self._handlers[op] = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -110,7 +116,10 @@ class App:
             raise S3Error("InvalidURI", message="The URL is too long")
         if sum(len(k) + len(v) + 4 for k, v in req.raw_headers) > self.cfg.max_header_bytes:
             raise S3Error("RequestHeaderSectionTooLarge")
-        req.route = route(req.method, req.raw_path, req.query)
+        req.route = route(
+            req.method, req.raw_path, req.query,
+            copy_source="x-amz-copy-source" in req.headers,
+        )  # fmt: skip
         view = RequestView(req.method, req.raw_path, req.query_string, req.raw_headers)
         req.auth = authenticate(
             view, self.secrets.get, dt.datetime.now(dt.UTC), region=self.cfg.region
@@ -120,25 +129,10 @@ class App:
         await self._dispatch(req, req.route.operation)
 
     async def _dispatch(self, req: Request, op: str) -> None:
-        objects, buckets = self._objects, self._buckets
-        assert objects is not None and buckets is not None
-        handlers: dict[str, Any] = {
-            "ListBuckets": buckets.list_buckets,
-            "CreateBucket": buckets.create_bucket,
-            "DeleteBucket": buckets.delete_bucket,
-            "HeadBucket": buckets.head_bucket,
-            "GetBucketLocation": buckets.get_bucket_location,
-            "PutObject": objects.put_object,
-            "GetObject": objects.get_object,
-            "HeadObject": objects.head_object,
-            "DeleteObject": objects.delete_object,
-        }
-        if op == "ListObjects":
-            await buckets.list_objects(req, v2=False)
-        elif op == "ListObjectsV2":
-            await buckets.list_objects(req, v2=True)
-        else:
-            await handlers[op](req)
+        handler = self._handlers.get(op)
+        if handler is None:
+            raise S3Error("NotImplemented", message=f"{op} is not implemented by Seglake")
+        await handler(req)
 
     async def _error(self, req: Request, exc: S3Error) -> None:
         if req.started:

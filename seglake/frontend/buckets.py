@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.frontend.family import Handler
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import ListEntry, MetaReader
@@ -56,6 +57,23 @@ class BucketHandlers:
         self.cfg = cfg
         self.reader = reader
         self.writer = writer
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "ListBuckets": self.list_buckets,
+            "CreateBucket": self.create_bucket,
+            "DeleteBucket": self.delete_bucket,
+            "HeadBucket": self.head_bucket,
+            "GetBucketLocation": self.get_bucket_location,
+            "ListObjects": self.list_objects_v1,
+            "ListObjectsV2": self.list_objects_v2,
+        }
+
+    async def list_objects_v1(self, req: Request) -> None:
+        await self.list_objects(req, v2=False)
+
+    async def list_objects_v2(self, req: Request) -> None:
+        await self.list_objects(req, v2=True)
 
     def _require(self, name: str) -> None:
         if self.reader.bucket(name) is None:

@@ -23,6 +23,7 @@ from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.frontend.body import declared_length, ingest
+from seglake.frontend.family import Handler
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader, VersionRow
@@ -128,6 +129,14 @@ class ObjectHandlers:
         self.reader = reader
         self.writer = writer
         self.segments = SegmentFiles(cfg)
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "PutObject": self.put_object,
+            "GetObject": self.get_object,
+            "HeadObject": self.head_object,
+            "DeleteObject": self.delete_object,
+        }
 
     # ---- PUT -------------------------------------------------------------
     async def put_object(self, req: Request) -> None:

@@ -18,65 +18,105 @@ from seglake.errors import S3Error
 
 SERVICE, BUCKET, OBJECT = "service", "bucket", "object"
 
-# Sub-resource keywords S3 defines; a request carrying one of these is that
-# sub-resource's operation, whatever else it carries.
+# Sub-resource keywords, in precedence order: a request carrying one of these
+# is that sub-resource's operation, whatever else it carries. ``partNumber``
+# is not here: with ``uploadId`` it is UploadPart, alone it selects a part of
+# an object on GET/HEAD.
 SUBRESOURCES: Final = (
-    "acl", "accelerate", "analytics", "attributes", "cors", "delete", "encryption",
-    "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "location", "logging",
-    "metrics", "notification", "object-lock", "ownershipControls", "partNumber", "policy",
-    "policyStatus", "publicAccessBlock", "replication", "requestPayment", "restore", "retention",
-    "select", "tagging", "torrent", "uploadId", "uploads", "versioning", "versions", "website",
+    "uploadId", "uploads", "delete", "versioning", "versions", "location", "policy",
+    "policyStatus", "cors", "acl", "tagging", "lifecycle", "encryption", "object-lock",
+    "retention", "legal-hold", "attributes", "restore", "select", "torrent", "website",
+    "logging", "notification", "replication", "requestPayment", "accelerate",
+    "ownershipControls", "publicAccessBlock", "analytics", "metrics", "inventory",
+    "intelligent-tiering",
 )  # fmt: skip
 
-# (method, target, sub-resource or "") → operation; None = known, not implemented.
-ROUTES: Final[dict[tuple[str, str, str], str | None]] = {
+# (method, target, sub-resource or "") → S3 operation name (AWS's API names).
+# Whether Seglake implements an operation is decided by the handler families
+# registered in ``app.py``: a routed operation without a handler is 501.
+ROUTES: Final[dict[tuple[str, str, str], str]] = {
     ("GET", SERVICE, ""): "ListBuckets",
     ("PUT", BUCKET, ""): "CreateBucket",
     ("DELETE", BUCKET, ""): "DeleteBucket",
     ("HEAD", BUCKET, ""): "HeadBucket",
     ("GET", BUCKET, ""): "ListObjects",
+    ("POST", BUCKET, ""): "PostObject",
     ("GET", BUCKET, "location"): "GetBucketLocation",
+    ("GET", BUCKET, "versioning"): "GetBucketVersioning",
+    ("PUT", BUCKET, "versioning"): "PutBucketVersioning",
+    ("GET", BUCKET, "versions"): "ListObjectVersions",
+    ("POST", BUCKET, "delete"): "DeleteObjects",
+    ("GET", BUCKET, "uploads"): "ListMultipartUploads",
+    ("GET", BUCKET, "policy"): "GetBucketPolicy",
+    ("PUT", BUCKET, "policy"): "PutBucketPolicy",
+    ("DELETE", BUCKET, "policy"): "DeleteBucketPolicy",
+    ("GET", BUCKET, "policyStatus"): "GetBucketPolicyStatus",
+    ("GET", BUCKET, "cors"): "GetBucketCors",
+    ("PUT", BUCKET, "cors"): "PutBucketCors",
+    ("DELETE", BUCKET, "cors"): "DeleteBucketCors",
+    ("GET", BUCKET, "acl"): "GetBucketAcl",
+    ("PUT", BUCKET, "acl"): "PutBucketAcl",
+    ("GET", BUCKET, "tagging"): "GetBucketTagging",
+    ("PUT", BUCKET, "tagging"): "PutBucketTagging",
+    ("DELETE", BUCKET, "tagging"): "DeleteBucketTagging",
+    ("GET", BUCKET, "lifecycle"): "GetBucketLifecycleConfiguration",
+    ("PUT", BUCKET, "lifecycle"): "PutBucketLifecycleConfiguration",
+    ("DELETE", BUCKET, "lifecycle"): "DeleteBucketLifecycle",
+    ("GET", BUCKET, "encryption"): "GetBucketEncryption",
+    ("PUT", BUCKET, "encryption"): "PutBucketEncryption",
+    ("DELETE", BUCKET, "encryption"): "DeleteBucketEncryption",
+    ("GET", BUCKET, "object-lock"): "GetObjectLockConfiguration",
+    ("PUT", BUCKET, "object-lock"): "PutObjectLockConfiguration",
+    ("GET", BUCKET, "website"): "GetBucketWebsite",
+    ("PUT", BUCKET, "website"): "PutBucketWebsite",
+    ("DELETE", BUCKET, "website"): "DeleteBucketWebsite",
+    ("GET", BUCKET, "logging"): "GetBucketLogging",
+    ("PUT", BUCKET, "logging"): "PutBucketLogging",
+    ("GET", BUCKET, "notification"): "GetBucketNotificationConfiguration",
+    ("PUT", BUCKET, "notification"): "PutBucketNotificationConfiguration",
+    ("GET", BUCKET, "replication"): "GetBucketReplication",
+    ("PUT", BUCKET, "replication"): "PutBucketReplication",
+    ("DELETE", BUCKET, "replication"): "DeleteBucketReplication",
+    ("GET", BUCKET, "requestPayment"): "GetBucketRequestPayment",
+    ("PUT", BUCKET, "requestPayment"): "PutBucketRequestPayment",
+    ("GET", BUCKET, "accelerate"): "GetBucketAccelerateConfiguration",
+    ("PUT", BUCKET, "accelerate"): "PutBucketAccelerateConfiguration",
+    ("GET", BUCKET, "ownershipControls"): "GetBucketOwnershipControls",
+    ("PUT", BUCKET, "ownershipControls"): "PutBucketOwnershipControls",
+    ("DELETE", BUCKET, "ownershipControls"): "DeleteBucketOwnershipControls",
+    ("GET", BUCKET, "publicAccessBlock"): "GetPublicAccessBlock",
+    ("PUT", BUCKET, "publicAccessBlock"): "PutPublicAccessBlock",
+    ("DELETE", BUCKET, "publicAccessBlock"): "DeletePublicAccessBlock",
+    ("GET", BUCKET, "analytics"): "GetBucketAnalyticsConfiguration",
+    ("GET", BUCKET, "metrics"): "GetBucketMetricsConfiguration",
+    ("GET", BUCKET, "inventory"): "GetBucketInventoryConfiguration",
+    ("GET", BUCKET, "intelligent-tiering"): "GetBucketIntelligentTieringConfiguration",
     ("PUT", OBJECT, ""): "PutObject",
     ("GET", OBJECT, ""): "GetObject",
     ("HEAD", OBJECT, ""): "HeadObject",
     ("DELETE", OBJECT, ""): "DeleteObject",
-    # Known S3 operations not implemented yet.
-    ("GET", BUCKET, "versioning"): None,
-    ("PUT", BUCKET, "versioning"): None,
-    ("GET", BUCKET, "versions"): None,
-    ("POST", BUCKET, "delete"): None,
-    ("GET", BUCKET, "uploads"): None,
-    ("POST", OBJECT, "uploads"): None,
-    ("PUT", OBJECT, "uploadId"): None,
-    ("GET", OBJECT, "uploadId"): None,
-    ("POST", OBJECT, "uploadId"): None,
-    ("DELETE", OBJECT, "uploadId"): None,
-    ("GET", BUCKET, "policy"): None,
-    ("PUT", BUCKET, "policy"): None,
-    ("DELETE", BUCKET, "policy"): None,
-    ("GET", BUCKET, "cors"): None,
-    ("PUT", BUCKET, "cors"): None,
-    ("DELETE", BUCKET, "cors"): None,
-    ("GET", BUCKET, "acl"): None,
-    ("PUT", BUCKET, "acl"): None,
-    ("GET", OBJECT, "acl"): None,
-    ("PUT", OBJECT, "acl"): None,
-    ("GET", BUCKET, "tagging"): None,
-    ("PUT", BUCKET, "tagging"): None,
-    ("DELETE", BUCKET, "tagging"): None,
-    ("GET", OBJECT, "tagging"): None,
-    ("PUT", OBJECT, "tagging"): None,
-    ("DELETE", OBJECT, "tagging"): None,
-    ("GET", BUCKET, "lifecycle"): None,
-    ("PUT", BUCKET, "lifecycle"): None,
-    ("DELETE", BUCKET, "lifecycle"): None,
-    ("GET", BUCKET, "encryption"): None,
-    ("PUT", BUCKET, "encryption"): None,
-    ("GET", BUCKET, "object-lock"): None,
-    ("GET", OBJECT, "attributes"): None,
-    ("POST", OBJECT, "restore"): None,
-    ("POST", OBJECT, "select"): None,
+    ("POST", OBJECT, "uploads"): "CreateMultipartUpload",
+    ("PUT", OBJECT, "uploadId"): "UploadPart",
+    ("GET", OBJECT, "uploadId"): "ListParts",
+    ("POST", OBJECT, "uploadId"): "CompleteMultipartUpload",
+    ("DELETE", OBJECT, "uploadId"): "AbortMultipartUpload",
+    ("GET", OBJECT, "acl"): "GetObjectAcl",
+    ("PUT", OBJECT, "acl"): "PutObjectAcl",
+    ("GET", OBJECT, "tagging"): "GetObjectTagging",
+    ("PUT", OBJECT, "tagging"): "PutObjectTagging",
+    ("DELETE", OBJECT, "tagging"): "DeleteObjectTagging",
+    ("GET", OBJECT, "attributes"): "GetObjectAttributes",
+    ("POST", OBJECT, "restore"): "RestoreObject",
+    ("POST", OBJECT, "select"): "SelectObjectContent",
+    ("GET", OBJECT, "retention"): "GetObjectRetention",
+    ("PUT", OBJECT, "retention"): "PutObjectRetention",
+    ("GET", OBJECT, "legal-hold"): "GetObjectLegalHold",
+    ("PUT", OBJECT, "legal-hold"): "PutObjectLegalHold",
+    ("GET", OBJECT, "torrent"): "GetObjectTorrent",
 }
+
+# Operations selected by a header on top of the route above.
+COPY_VARIANTS: Final = {"PutObject": "CopyObject", "UploadPart": "UploadPartCopy"}
 
 
 @dataclass(frozen=True)
@@ -98,21 +138,24 @@ def split_path(raw_path: bytes) -> tuple[str, str]:
     return bucket, key
 
 
-def route(method: str, raw_path: bytes, query: dict[str, list[str]]) -> Route:
+def route(
+    method: str, raw_path: bytes, query: dict[str, list[str]], *, copy_source: bool = False
+) -> Route:
+    """``copy_source``: the request carries ``x-amz-copy-source``."""
     bucket, key = split_path(raw_path)
     target = OBJECT if key else BUCKET if bucket else SERVICE
     sub = next((k for k in SUBRESOURCES if k in query), "")
-    if sub == "partNumber":
-        sub = ""  # GET/HEAD ?partNumber=N is a GetObject variant (#3)
     op = ROUTES.get((method, target, sub))
     if op is None:
-        if (method, target, sub) in ROUTES or sub:
+        if sub:
             raise S3Error(
                 "NotImplemented",
                 message=f"{method} ?{sub} on {'an' if target == OBJECT else 'a'} {target} "
-                "is not implemented by Seglake",
+                "is not an operation Seglake implements",
             )
         raise S3Error("MethodNotAllowed")
     if op == "ListObjects" and query.get("list-type") == ["2"]:
         op = "ListObjectsV2"
+    if copy_source and op in COPY_VARIANTS:
+        op = COPY_VARIANTS[op]
     return Route(op, bucket, key)

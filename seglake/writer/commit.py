@@ -41,7 +41,8 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.manifest import manifest_path
 from seglake.meta.schema import get_setting, set_setting
-from seglake.writer.ops import APPLY, BatchContext, VersionClock
+from seglake.writer.mutations import APPLY
+from seglake.writer.ops import BatchContext, VersionClock
 from seglake.writer.segments import (
     OpenSegment,
     SealResult,

@@ -33,6 +33,7 @@ from seglake.lifecycle import exit_when_orphaned
 from seglake.logs import setup_logging
 from seglake.meta.schema import open_read, open_write
 from seglake.writer.commit import Committer
+from seglake.writer.mutations import APPLY
 from seglake.writer.segments import SegmentStore, WriterFatal, fsync_dir
 
 log = logging.getLogger("seglake.writer")
@@ -83,22 +84,18 @@ class Writer:
         if name == "append":
             ref = self._append(args, body)
             return [ref.segment_id, ref.offset, ref.length], b""
-        if name == "put":
-            chunks = list(args.get("chunks") or [])
-            if body:
-                ref = self._append({"digest": args.get("tail_digest")}, body)
-                chunks.append([ref.segment_id, ref.offset, ref.length, ref.digest])
-            args["chunks"] = chunks
-            result = await self.committer.submit("put", args, int(args.get("size", 0)))
-            return result, b""
-        if name in (
-            "delete_object",
-            "delete_version",
-            "create_bucket",
-            "delete_bucket",
-            "mark_damaged",
-        ):
-            return await self.committer.submit(name, args), b""
+        if name in APPLY:
+            nbytes = 0
+            if isinstance(args, dict) and "chunks" in args:
+                # A mutation that stores data (PUT, UploadPart, ...) may carry
+                # its last, partial chunk inline to save a round trip.
+                chunks = list(args.get("chunks") or [])
+                if body:
+                    ref = self._append({"digest": args.get("tail_digest")}, body)
+                    chunks.append([ref.segment_id, ref.offset, ref.length, ref.digest])
+                args["chunks"] = chunks
+                nbytes = int(args.get("size", 0))
+            return await self.committer.submit(name, args, nbytes), b""
         if name == "ping":
             return {"pid": os.getpid(), "uptime": time.time() - self.started}, b""
         if name == "status":

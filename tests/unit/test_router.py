@@ -22,6 +22,12 @@ CASES = [
     ("GET", b"/bkt/%F0%9F%92%A1", {}, "GetObject", "bkt", "💡"),
     ("HEAD", b"/bkt/k", {}, "HeadObject", "bkt", "k"),
     ("DELETE", b"/bkt/k", {}, "DeleteObject", "bkt", "k"),
+    ("PUT", b"/bkt/k", {"partNumber": ["1"], "uploadId": ["u"]}, "UploadPart", "bkt", "k"),
+    ("GET", b"/bkt/k", {"partNumber": ["1"]}, "GetObject", "bkt", "k"),
+    ("POST", b"/bkt/k", {"uploads": [""]}, "CreateMultipartUpload", "bkt", "k"),
+    ("POST", b"/bkt", {"delete": [""]}, "DeleteObjects", "bkt", ""),
+    ("GET", b"/bkt", {"versions": [""]}, "ListObjectVersions", "bkt", ""),
+    ("GET", b"/bkt", {"acl": [""]}, "GetBucketAcl", "bkt", ""),
 ]
 
 
@@ -33,14 +39,18 @@ def test_routes(
     assert (r.operation, r.bucket, r.key) == (op, bucket, key)
 
 
+def test_copy_variants() -> None:
+    assert route("PUT", b"/b/k", {}, copy_source=True).operation == "CopyObject"
+    q = {"partNumber": ["2"], "uploadId": ["u"]}
+    assert route("PUT", b"/b/k", q, copy_source=True).operation == "UploadPartCopy"
+    assert route("GET", b"/b/k", {}, copy_source=True).operation == "GetObject"
+
+
 @pytest.mark.parametrize(
     "method,path,query,code",
     [
-        ("GET", b"/bkt", {"acl": [""]}, "NotImplemented"),
-        ("POST", b"/bkt", {"delete": [""]}, "NotImplemented"),
-        ("POST", b"/bkt/k", {"uploads": [""]}, "NotImplemented"),
-        ("PUT", b"/bkt/k", {"tagging": [""]}, "NotImplemented"),
-        ("GET", b"/bkt", {"website": [""]}, "NotImplemented"),
+        ("POST", b"/bkt", {"website": [""]}, "NotImplemented"),
+        ("PATCH", b"/bkt", {"acl": [""]}, "NotImplemented"),
         ("POST", b"/bkt/k", {}, "MethodNotAllowed"),
         ("PATCH", b"/bkt/k", {}, "MethodNotAllowed"),
         ("GET", b"/bkt/%FF", {}, "InvalidURI"),
