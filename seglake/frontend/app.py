@@ -20,10 +20,10 @@ import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
-from seglake.frontend.buckets import BucketHandlers
-from seglake.frontend.family import Family, Handler
+from seglake.frontend.families import FAMILIES
+from seglake.frontend.family import Handler
 from seglake.frontend.http import Receive, Request, Scope, Send, new_request_id
-from seglake.frontend.objects import ObjectHandlers, ResponseAborted
+from seglake.frontend.objects import ResponseAborted
 from seglake.frontend.router import route
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
@@ -32,10 +32,6 @@ from seglake.protocol.sigv4 import RequestView, authenticate
 from seglake.protocol.xml import error_document
 
 log = logging.getLogger("seglake.frontend")
-
-# Every operation family; each maps the router's operation names to its
-# handlers. An operation the router knows but no family handles is 501.
-FAMILIES: list[type[Family]] = [BucketHandlers, ObjectHandlers]
 
 # An error may be answered before the request body is read (auth, missing
 # bucket, writer gone). Up to this much of the rest is read and dropped so the
