@@ -161,17 +161,30 @@ async def serve_channel(
     Each request runs in its own task; at most ``max_in_flight`` run at once,
     and reading pauses while that many are outstanding.
     """
-    send_lock = trio.Lock()
     slots = trio.Semaphore(max_in_flight)
     decoder = FrameDecoder()
+    # Replies that become ready together (a group commit finishes many
+    # mutations at once) leave in one send: each send wakes the peer, which
+    # costs more than joining a few small frames.
+    outbox: list[bytes | bytearray | memoryview] = []
+    flushing = False
 
     async def reply(frame: Frame) -> None:
+        nonlocal flushing
+        outbox.extend(encode_frame(frame))
+        if flushing:
+            return  # the task already flushing will send it
+        flushing = True
         try:
-            async with send_lock:
-                for buf in encode_frame(frame):
-                    await stream.send_all(buf)
+            await trio.lowlevel.checkpoint()  # let replies woken this tick join
+            while outbox:
+                data = b"".join(outbox)
+                outbox.clear()
+                await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the caller went away; its outcome stands (it may retry)
+            outbox.clear()  # the caller went away; its outcome stands (it may retry)
+        finally:
+            flushing = False
 
     async def handle(req: Frame) -> None:
         try:
