@@ -37,6 +37,7 @@ from typing import Any
 import apsw
 import trio
 
+from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.manifest import manifest_path
@@ -184,6 +185,7 @@ class Committer:
             for seg in to_seal:
                 sealed.append(seal(seg))
             if sync_target is not None:
+                failpoints.hit("segment_fsync")
                 os.fsync(sync_target[0].fd)
         except OSError as exc:
             raise WriterFatal(f"segment fsync/seal failed: {exc}") from exc
@@ -235,13 +237,14 @@ class Committer:
                 raise
             return
         try:
+            failpoints.hit("before_commit")
             conn.execute("COMMIT")
         except apsw.FullError as exc:
             self._rollback()
             self._unlink(written)
             self._fail_all(batch, exc)
             return
-        except apsw.Error as exc:
+        except (apsw.Error, OSError) as exc:
             raise WriterFatal(f"commit failed: {exc}") from exc
         if ctx.unlink_after_commit:
             self._unlink(
@@ -276,6 +279,7 @@ class Committer:
         # Directory entries are durable only after the directory is fsynced;
         # a batch touches up to 256 shard directories, fsynced in parallel.
         try:
+            failpoints.hit("manifest_dir_fsync")
             if len(dirs) < PARALLEL_FSYNC_MIN:
                 for d in dirs:
                     fsync_dir(d)
@@ -343,6 +347,7 @@ def _write_one(path: Path, data: bytes) -> OSError | None:
         while view:
             view = view[os.write(fd, view) :]
         try:
+            failpoints.hit("manifest_fsync")
             os.fsync(fd)
         except OSError as exc:
             raise WriterFatal(f"manifest fsync failed for {path}: {exc}") from exc
