@@ -25,6 +25,7 @@ from seglake.ipc.framing import (
     REPLY_ERROR,
     REPLY_OK,
     REQUEST,
+    SMALL_BODY,
     Frame,
     FrameDecoder,
     FramingError,
@@ -66,6 +67,8 @@ class Channel:
         self._next_id = 1
         self._closed = False
         self._broken: BaseException | None = None
+        self._outbox: list[bytes | bytearray | memoryview] = []
+        self._flushing = False
 
     @property
     def usable(self) -> bool:
@@ -84,14 +87,7 @@ class Channel:
             pending = _Pending()
             self._pending[rid] = pending
             try:
-                buffers = encode_frame(Frame(REQUEST, rid, name, args, body))
-                async with self._send_lock:
-                    try:
-                        for buf in buffers:
-                            await self._stream.send_all(buf)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                        self._mark_broken(exc)
-                        raise ChannelBroken(name) from exc
+                await self._send(encode_frame(Frame(REQUEST, rid, name, args, body)), name)
                 await pending.event.wait()
             finally:
                 self._pending.pop(rid, None)
@@ -103,6 +99,34 @@ class Channel:
             if frame.kind == REPLY_ERROR:
                 raise _error_from_reply(frame.args)
             return frame.args, bytes(frame.body)
+
+    async def _send(self, buffers: list[bytes | bytearray | memoryview], name: str) -> None:
+        """Send one frame. Small frames from calls made in the same scheduler
+        tick share one send (each send wakes the peer); large ones are sent by
+        their caller, so memory stays bounded by the socket, not an outbox."""
+        try:
+            if sum(len(b) for b in buffers) > SMALL_BODY:
+                async with self._send_lock:
+                    for buf in buffers:
+                        await self._stream.send_all(buf)
+                return
+            self._outbox.extend(buffers)
+            if self._flushing:
+                return  # the flushing task sends it; our reply wait covers failure
+            self._flushing = True
+            try:
+                await trio.lowlevel.checkpoint()
+                async with self._send_lock:
+                    while self._outbox:
+                        data = b"".join(self._outbox)
+                        self._outbox.clear()
+                        await self._stream.send_all(data)
+            finally:
+                self._flushing = False
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._outbox.clear()
+            self._mark_broken(exc)
+            raise ChannelBroken(name) from exc
 
     async def run_reader(self) -> None:
         """Dispatch replies until the stream ends; run this in a nursery."""
