@@ -1,0 +1,155 @@
+"""The IPC channel over a real Unix socket: multiplexing, coalesced sends,
+errors and peer death."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from seglake.config import CHUNK_SIZE
+from seglake.errors import S3Error
+from seglake.ipc.channel import Channel, ChannelBroken, ChannelClosed, connect, serve_channel
+
+Handler = Any
+
+
+async def _serve(
+    path: str, handler: Handler, nursery: trio.Nursery, max_in_flight: int = 64
+) -> trio.SocketListener:
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen(8)
+    listener = trio.SocketListener(sock)
+
+    async def conn(stream: trio.SocketStream) -> None:
+        await serve_channel(stream, handler, max_in_flight=max_in_flight)
+
+    nursery.start_soon(trio.serve_listeners, conn, [listener])
+    return listener
+
+
+@pytest.fixture
+async def sock_path(tmp_path: Path) -> AsyncIterator[str]:
+    yield str(tmp_path / "ipc.sock")
+
+
+async def echo(name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
+    if name == "fail":
+        raise S3Error("NoSuchBucket", message="gone")
+    if name == "crash":
+        raise ValueError("boom")
+    await trio.sleep(random.random() / 200)
+    return {"name": name, "args": args, "len": len(body)}, bytes(body[:16])
+
+
+async def test_concurrent_calls_match_replies(sock_path: str) -> None:
+    async with trio.open_nursery() as n:
+        await _serve(sock_path, echo, n)
+        ch, _ = await connect(sock_path)
+        n.start_soon(ch.run_reader)
+        big = os.urandom(CHUNK_SIZE)
+        results: dict[int, Any] = {}
+
+        async def one(i: int) -> None:
+            body = big if i % 17 == 0 else os.urandom(i % 100)
+            reply, head = await ch.call("echo", {"i": i}, body)
+            assert reply == {"name": "echo", "args": {"i": i}, "len": len(body)}
+            assert head == body[:16]
+            results[i] = reply
+
+        async with trio.open_nursery() as calls:
+            for i in range(300):
+                calls.start_soon(one, i)
+        assert len(results) == 300
+        await ch.aclose()
+        n.cancel_scope.cancel()
+
+
+async def test_errors_cross_the_channel(sock_path: str) -> None:
+    async with trio.open_nursery() as n:
+        await _serve(sock_path, echo, n)
+        ch, _ = await connect(sock_path)
+        n.start_soon(ch.run_reader)
+        with pytest.raises(S3Error) as e:
+            await ch.call("fail")
+        assert e.value.code == "NoSuchBucket" and e.value.text == "gone"
+        with pytest.raises(S3Error) as e:
+            await ch.call("crash")
+        assert e.value.code == "InternalError" and "boom" not in e.value.text
+        assert (await ch.call("echo", 1))[0]["args"] == 1  # still usable
+        await ch.aclose()
+        with pytest.raises(ChannelClosed):
+            await ch.call("echo")
+        n.cancel_scope.cancel()
+
+
+async def test_peer_death_breaks_pending_calls(sock_path: str) -> None:
+    release = trio.Event()
+
+    async def slow(name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
+        await release.wait()
+        return None, b""
+
+    async with trio.open_nursery() as n:
+        server = trio.CancelScope()
+
+        async def run_server() -> None:
+            with server:
+                async with trio.open_nursery() as sn:
+                    await _serve(sock_path, slow, sn)
+                    await trio.sleep_forever()
+
+        n.start_soon(run_server)
+        await trio.sleep(0.05)
+        stream = await trio.open_unix_socket(sock_path)
+        ch = Channel(stream)
+        n.start_soon(ch.run_reader)
+        broken: list[BaseException] = []
+
+        async def call() -> None:
+            try:
+                await ch.call("slow")
+            except ChannelBroken as exc:
+                broken.append(exc)
+
+        async with trio.open_nursery() as calls:
+            for _ in range(5):
+                calls.start_soon(call)
+            await trio.sleep(0.05)
+            server.cancel()  # the peer goes away with calls outstanding
+        assert len(broken) == 5
+        assert not ch.usable
+        with pytest.raises(ChannelBroken):
+            await ch.call("slow")
+        await ch.aclose()
+        n.cancel_scope.cancel()
+
+
+async def test_server_bounds_in_flight(sock_path: str) -> None:
+    running = 0
+    peak = 0
+
+    async def count(name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await trio.sleep(0.01)
+        running -= 1
+        return None, b""
+
+    async with trio.open_nursery() as n:
+        await _serve(sock_path, count, n, max_in_flight=4)
+        ch, _ = await connect(sock_path, max_in_flight=64)
+        n.start_soon(ch.run_reader)
+        async with trio.open_nursery() as calls:
+            for _ in range(40):
+                calls.start_soon(ch.call, "count")
+        assert peak == 4
+        await ch.aclose()
+        n.cancel_scope.cancel()
