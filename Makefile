@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: build run test test-faults lint fmt check bench clean
+.PHONY: build run test test-faults lint fmt check bench clean docs
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix seglake tests benchmarks
 
 check: lint test
+
+# docs/compatibility.md is generated from the router and the handler families;
+# tests/unit/test_compat_doc.py fails until this is re-run after a change.
+docs: $(STAMP)
+	$(BIN)/python -m seglake.frontend.compat --write
 
 bench: build
 	$(BIN)/python -m benchmarks.run

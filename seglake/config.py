@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
@@ -50,7 +51,16 @@ class Config:
     # Refuse writes (HTTP 507) while free space is below this reserve, so the
     # database and manifests always have room to record what was accepted.
     min_free_bytes: int = 64 * MiB
+    # Virtual-hosted-style addressing (``<bucket>.<domain>``). The SPEC rule
+    # "IPs, ``localhost`` and dot-less names are path-style" alone would read
+    # ``myhost.lan:9000`` as bucket ``myhost``, so the bucket is taken from the
+    # Host header only when the host is ``<bucket>.<d>`` for a base domain
+    # ``d`` in ``domains`` (comma list, longest match wins; the bare domain is
+    # path-style), or ``<bucket>.localhost`` (unambiguous: RFC 6761 reserves
+    # ``localhost`` and its subdomains for loopback). Every other host — IPs,
+    # ``localhost``, dot-less or unlisted names — is path-style.
     virtual_hosted: bool = True
+    domains: str = ""
     allow_unsigned_payload: bool = True
     default_versioning: str = "enabled"
     # Header and URL caps: 32 KiB matches what nginx/Go allow by default and
@@ -58,6 +68,23 @@ class Config:
     max_header_bytes: int = 32 * KiB
     max_url_bytes: int = 32 * KiB
     log_level: str = "info"
+    # CORS (browser access). No origins = CORS off: preflights are refused
+    # (403 AccessForbidden) and no Access-Control-* header is ever sent.
+    # Origins are exact (``https://app.example.com``), ``*`` (any origin,
+    # answered with ``*`` and never with credentials) or one wildcard label
+    # (``https://*.example.com``). Headers are request header names a
+    # preflight may ask for; ``*`` allows any, ``x-amz-*`` a prefix.
+    cors_origins: str = ""
+    cors_methods: str = "GET,PUT,POST,DELETE,HEAD"
+    cors_headers: str = "*"
+    # How long a browser may cache a preflight answer; 0 = no Max-Age header.
+    cors_max_age: float = 3600.0
+    # Integrity/overwrite guards on writes: PutObject/UploadPart without
+    # ``Content-MD5`` are refused (400 InvalidRequest) when set; writes to the
+    # listed buckets (comma list) must carry ``If-Match`` (overwrite guard) or
+    # ``If-None-Match: *`` (create only), else 428 PreconditionRequired.
+    require_content_md5: bool = False
+    require_if_match_buckets: str = ""
     restart_backoff_max: float = 10.0
 
     # ---- derived paths -------------------------------------------------
@@ -114,6 +141,16 @@ class Config:
         host = host.strip("[]")
         return host, int(port)
 
+    # ---- parsed list settings ------------------------------------------
+    @property
+    def domain_list(self) -> tuple[str, ...]:
+        """Base domains for virtual-hosted style, lowercase, no leading dot."""
+        return tuple(d.lstrip(".").rstrip(".") for d in csv_list(self.domains.lower()))
+
+    @property
+    def if_match_bucket_set(self) -> frozenset[str]:
+        return frozenset(csv_list(self.require_if_match_buckets))
+
     # ---- serialisation -------------------------------------------------
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -146,6 +183,11 @@ def _coerce(name: str, raw: str | bool) -> Any:
     if kind is float:
         return parse_duration(raw)
     return raw
+
+
+def csv_list(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` → ``("a", "b", "c")``."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def parse_size(text: str) -> int:
@@ -231,3 +273,15 @@ def validate(cfg: Config) -> None:
         raise ValueError("segment-max-bytes must be at least 4096")
     if cfg.sync_bytes <= 0:
         raise ValueError("sync-bytes must be positive")
+    for domain in cfg.domain_list:
+        if not _DOMAIN_RE.fullmatch(domain):
+            raise ValueError(f"domains: {domain!r} is not a host name")
+    if cfg.cors_max_age < 0:
+        raise ValueError("cors-max-age must not be negative")
+    # Imported here: the CORS module is frontend code and imports this one.
+    from seglake.frontend.cors import CorsPolicy
+
+    CorsPolicy.from_config(cfg)  # raises ValueError on a bad origin/method/header
+
+
+_DOMAIN_RE: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")

@@ -23,6 +23,8 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     # 3xx / 4xx client errors
     "NotModified": ErrorSpec(304, "Not Modified"),
     "AccessDenied": ErrorSpec(403, "Access Denied"),
+    # A refused CORS preflight (OPTIONS): origin, method or headers not allowed.
+    "AccessForbidden": ErrorSpec(403, "CORSResponse: This CORS request is not allowed."),
     "AuthorizationHeaderMalformed": ErrorSpec(400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": ErrorSpec(
         400, "Error parsing the X-Amz-Credential parameter."
@@ -38,6 +40,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         400, "Your proposed upload is smaller than the minimum allowed object size."
     ),
     "ExpiredToken": ErrorSpec(400, "The provided token has expired."),
+    "IllegalVersioningConfigurationException": ErrorSpec(
+        400, "The versioning configuration specified in the request is invalid."
+    ),
     "IncompleteBody": ErrorSpec(
         400, "You did not provide the number of bytes specified by the Content-Length HTTP header."
     ),
@@ -53,6 +58,16 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "InvalidEncodingType": ErrorSpec(400, "Invalid Encoding Method specified in Request"),
     "InvalidObjectState": ErrorSpec(
         403, "The operation is not valid for the current state of the object."
+    ),
+    "InvalidPart": ErrorSpec(
+        400,
+        "One or more of the specified parts could not be found. The part may not have been "
+        "uploaded, or the specified entity tag may not match the part's entity tag.",
+    ),
+    "InvalidPartNumber": ErrorSpec(416, "The requested partnumber is not satisfiable"),
+    "InvalidPartOrder": ErrorSpec(
+        400,
+        "The list of parts was not in ascending order. Parts must be ordered by part number.",
     ),
     "InvalidRange": ErrorSpec(416, "The requested range is not satisfiable"),
     "InvalidRequest": ErrorSpec(400, "Invalid Request"),
@@ -83,6 +98,11 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     ),
     "PreconditionFailed": ErrorSpec(
         412, "At least one of the preconditions you specified did not hold."
+    ),
+    # RFC 6585: a write to a bucket in --require-if-match-buckets without
+    # If-Match (overwrite guard) or If-None-Match: * (create only).
+    "PreconditionRequired": ErrorSpec(
+        428, "This bucket requires conditional writes: send If-Match or If-None-Match: *."
     ),
     "RequestHeaderSectionTooLarge": ErrorSpec(
         400, "Your request header section exceeds the maximum allowed size."

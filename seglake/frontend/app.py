@@ -1,11 +1,14 @@
 """The frontend's ASGI application.
 
-Per request: assign a request id → enforce header/URL limits → route →
-authenticate (SigV4, before reading any body byte) → dispatch to the
-operation's handler. Every failure becomes AWS XML from the one error table,
-with ``x-amz-request-id``; unexpected exceptions are logged with their
-traceback and answered with a bare ``InternalError`` (no traceback leaves the
-process). The frontend never writes: mutations go to the writer over IPC.
+Per request: assign a request id → enforce header/URL limits → answer a CORS
+preflight (``OPTIONS``, unauthenticated by design) → route (path style, or
+virtual-hosted style from the Host header) → authenticate (SigV4 over the
+raw path as sent, before reading any body byte) → dispatch to the operation's
+handler. While CORS is configured every answer carries ``Vary: Origin`` and,
+for an allowed Origin, ``Access-Control-Allow-Origin``/``-Expose-Headers``.
+Every failure becomes AWS XML from the one error table, with
+``x-amz-request-id``; unexpected exceptions are logged with their traceback
+and answered with a bare ``InternalError`` (no traceback leaves the process). The frontend never writes: mutations go to the writer over IPC.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.frontend.cors import CorsPolicy
 from seglake.frontend.families import FAMILIES
 from seglake.frontend.family import Handler
-from seglake.frontend.http import Receive, Request, Scope, Send, new_request_id
+from seglake.frontend.http import Message, Receive, Request, Scope, Send, new_request_id
 from seglake.frontend.objects import ResponseAborted
-from seglake.frontend.router import route
+from seglake.frontend.router import Route, host_bucket, route
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
 from seglake.meta.schema import open_read
@@ -49,6 +53,8 @@ class App:
         self.secrets = {cfg.access_key: cfg.secret_key} if cfg.access_key else {}
         self._access_log = logging.getLevelName(cfg.log_level.upper()) <= logging.INFO
         self._pid = os.getpid()
+        self.cors = CorsPolicy.from_config(cfg)
+        self._domains = cfg.domain_list
 
     def bind(self, nursery: trio.Nursery) -> None:
         """Attach to the process's long-lived nursery (writer channel reader)."""
@@ -69,6 +75,7 @@ class App:
             return
         started = time.perf_counter()
         req: Request | None = None
+        send = self._with_cors(scope, send)
         try:
             req = Request.from_scope(scope, receive, send)
             await self._handle(req)
@@ -112,10 +119,18 @@ class App:
             raise S3Error("InvalidURI", message="The URL is too long")
         if sum(len(k) + len(v) + 4 for k, v in req.raw_headers) > self.cfg.max_header_bytes:
             raise S3Error("RequestHeaderSectionTooLarge")
+        if req.method == "OPTIONS":
+            await self._preflight(req)
+            return
+        vhost = (
+            host_bucket(req.headers.get("host"), self._domains) if self.cfg.virtual_hosted else ""
+        )
         req.route = route(
             req.method, req.raw_path, req.query,
-            copy_source="x-amz-copy-source" in req.headers,
+            copy_source="x-amz-copy-source" in req.headers, vhost_bucket=vhost,
         )  # fmt: skip
+        # The signature covers the path exactly as sent (for virtual-hosted
+        # requests: without the bucket, which is in the signed Host header).
         view = RequestView(req.method, req.raw_path, req.query_string, req.raw_headers)
         req.auth = authenticate(
             view, self.secrets.get, dt.datetime.now(dt.UTC), region=self.cfg.region
@@ -123,6 +138,46 @@ class App:
         if req.auth is None:
             raise S3Error("AccessDenied", message="Anonymous access is not allowed")
         await self._dispatch(req, req.route.operation)
+
+    def _with_cors(self, scope: Scope, send: Send) -> Send:
+        """``send`` that adds the CORS headers for this request's Origin."""
+        if not self.cors.enabled:
+            return send
+        origin = None
+        for name, value in scope.get("headers", ()):
+            if bytes(name).lower() == b"origin":
+                # Several Origin headers join into a value no origin matches.
+                text = bytes(value).decode("latin-1")
+                origin = text if origin is None else f"{origin},{text}"
+        extra = self.cors.vary() + self.cors.response_headers(origin, str(scope.get("method")))
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        return send_with_cors
+
+    async def _preflight(self, req: Request) -> None:
+        """CORS preflight: no routing, no signature (browsers send none)."""
+        req.route = Route("CorsPreflight", "", "")
+        origin = req.headers.get("origin")
+        method = req.headers.get("access-control-request-method")
+        if not origin:
+            raise S3Error(
+                "InvalidRequest", message="Insufficient information. Origin request header needed."
+            )
+        if not method:
+            raise S3Error(
+                "InvalidRequest",
+                message="Insufficient information. Access-Control-Request-Method header needed.",
+            )
+        answer = self.cors.preflight(
+            origin, method, req.headers.get("access-control-request-headers")
+        )
+        if not answer.allowed:
+            raise S3Error("AccessForbidden")
+        await req.respond(200, answer.headers)
 
     async def _dispatch(self, req: Request, op: str) -> None:
         handler = self._handlers.get(op)

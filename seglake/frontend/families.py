@@ -9,10 +9,18 @@ from __future__ import annotations
 from typing import Final
 
 from seglake.frontend.buckets import BucketHandlers
+from seglake.frontend.copy import CopyHandlers
 from seglake.frontend.family import Family
+from seglake.frontend.multidelete import MultiDeleteHandlers
+from seglake.frontend.multipart import MultipartHandlers
 from seglake.frontend.objects import ObjectHandlers
+from seglake.frontend.versioning import VersioningHandlers
 
 FAMILIES: Final[list[type[Family]]] = [
     BucketHandlers,
     ObjectHandlers,
+    CopyHandlers,
+    MultiDeleteHandlers,
+    VersioningHandlers,
+    MultipartHandlers,
 ]

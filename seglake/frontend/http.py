@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import trio
 
 from seglake.errors import S3Error
+from seglake.frontend.h11_fixes import send_continue
 from seglake.frontend.router import Route
 from seglake.protocol.sigv4 import AuthContext
 
@@ -47,7 +48,12 @@ class Request:
 
     async def recv(self) -> Message:
         """``receive()`` that remembers whether the request body was consumed."""
-        self.body_started = True
+        if not self.body_started:
+            self.body_started = True
+            if self.headers.get("expect", "").lower() == "100-continue":
+                sender = send_continue.get()
+                if sender is not None:
+                    await sender()
         message = await self.receive()
         if message["type"] == "http.disconnect":
             self.disconnected = True

@@ -5,13 +5,25 @@ chunk by chunk; the reply is sent only after the writer's commit, i.e. after
 the durability barrier. Reads: the current version comes from SQLite, the
 bytes straight from segment files; every chunk is BLAKE3-verified before a
 byte of it is sent, so damaged data ends the response instead of being served.
+
+GET/HEAD evaluate the conditional headers (``seglake.protocol.conditions``)
+after resolving the version and before any byte or Range check, and honour
+the ``response-*`` query overrides of the headers they send.
+
+User metadata values are stored as text: a raw UTF-8 header value or an RFC
+2047 encoded-word is decoded on the way in, and a value that is not US-ASCII
+goes out RFC 2047-encoded (``=?UTF-8?B?...?=``), as AWS documents; ASCII
+values round-trip byte for byte.
 """
 
 from __future__ import annotations
 
+import base64
 import bisect
+import email.header
 import logging
 import os
+import re
 from collections import OrderedDict
 from typing import Any
 
@@ -27,14 +39,15 @@ from seglake.frontend.family import Handler
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader, VersionRow
-from seglake.protocol import checksums
-from seglake.protocol.ranges import multipart_parts, parse_range
+from seglake.protocol import checksums, conditions
+from seglake.protocol.ranges import ByteRange, multipart_parts, parse_range
 from seglake.protocol.xml import http_date
 from seglake.writer.segments import segment_file_name
 
 log = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024
+MAX_PART_NUMBER = 10_000
 # AWS's limit on user-defined metadata (names + values of x-amz-meta-*).
 MAX_USER_META_BYTES = 2 * 1024
 STORED_HEADERS = (
@@ -44,6 +57,22 @@ STORED_HEADERS = (
 # the GIL, so big GETs use the second core and small ones skip the hop.
 THREAD_READ_MIN = 256 * 1024
 MAX_OPEN_SEGMENTS = 256
+# GET/HEAD query parameters that override a response header (signed requests
+# only, as in S3), and the header each sets.
+RESPONSE_OVERRIDES = {
+    "response-content-type": "content-type",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
+}
+# An override becomes a response header; 4 KiB is far above any real
+# Content-Disposition and well under the header-section limits of clients.
+MAX_OVERRIDE_BYTES = 4 * 1024
+# RFC 7230 token: what an x-amz-meta- name may consist of.
+_TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_ENCODED_WORDS_RE = re.compile(r"^\s*(=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=\s*)+$")
 
 
 def validate_key(key: str) -> None:
@@ -69,14 +98,42 @@ def validate_version_id(version_id: str) -> None:
         raise S3Error("InvalidArgument", message="Invalid version id specified")
 
 
+def decode_meta_value(raw: str) -> str:
+    """A user metadata header value (decoded as latin-1, i.e. the raw bytes)
+    → the text it stands for: RFC 2047 encoded-words are decoded, raw UTF-8
+    bytes read as UTF-8; other bytes are kept as they are (latin-1)."""
+    if "=?" in raw and _ENCODED_WORDS_RE.match(raw):
+        try:
+            return str(email.header.make_header(email.header.decode_header(raw)))
+        except (LookupError, ValueError, UnicodeError):
+            return raw
+    if raw.isascii():
+        return raw
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return raw
+
+
+def encode_meta_value(value: str) -> bytes:
+    """The header bytes for a stored user metadata value (RFC 2047 if not ASCII)."""
+    if value.isascii():
+        return value.encode("ascii")
+    return b"=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")) + b"?="
+
+
 def stored_meta(req: Request) -> dict[str, Any]:
     user: dict[str, str] = {}
     size = 0
-    for name, value in req.headers.items():
+    for name, raw in req.headers.items():
         if name.startswith("x-amz-meta-"):
             short = name[len("x-amz-meta-") :]
+            if not _TOKEN_RE.match(short):
+                raise S3Error("InvalidArgument", message=f"Invalid metadata name {name!r}")
+            value = decode_meta_value(raw)
             user[short] = value
-            size += len(short) + len(value)
+            # AWS counts the UTF-8 bytes of every name and value.
+            size += len(short.encode("utf-8")) + len(value.encode("utf-8"))
     if size > MAX_USER_META_BYTES:
         raise S3Error("MetadataTooLarge")
     headers = {h: req.headers[h] for h in STORED_HEADERS if h in req.headers}
@@ -208,6 +265,63 @@ class ObjectHandlers:
             )  # fmt: skip
         return version
 
+    def _reports_version(self, v: VersionRow) -> bool:
+        """Whether responses name the version: always, except in a bucket that
+        has never been versioned (its null versions stay unnamed, as on AWS)."""
+        if v.version_id != "null":
+            return True
+        b = self.reader.bucket(v.bucket)
+        return b is not None and b.versioning != "unversioned"
+
+    def _check_conditions(self, req: Request, v: VersionRow) -> None:
+        """412 / 304 for the If-* headers, evaluated against the resolved version."""
+        verdict = conditions.evaluate(conditions.from_headers(req.headers), v.etag, v.created_ns)
+        if verdict.outcome is conditions.Outcome.NOT_MODIFIED:
+            headers = {"ETag": f'"{v.etag}"', "Last-Modified": http_date(v.created_ns)}
+            if self._reports_version(v):
+                headers["x-amz-version-id"] = v.version_id
+            raise S3Error("NotModified", headers=headers)
+        if verdict.outcome is conditions.Outcome.PRECONDITION_FAILED:
+            raise S3Error(
+                "PreconditionFailed", resource=req.key,
+                fields={"Condition": verdict.condition or ""},
+            )  # fmt: skip
+
+    @staticmethod
+    def _overrides(req: Request) -> list[tuple[bytes, bytes]]:
+        """The ``response-*`` query overrides, validated (before any lookup)."""
+        found = [(p, h) for p, h in RESPONSE_OVERRIDES.items() if p in req.query]
+        if not found:
+            return []
+        if req.auth is None:
+            raise S3Error(
+                "InvalidRequest",
+                message="Request specific response headers cannot be used for anonymous "
+                "GET requests.",
+            )
+        out: list[tuple[bytes, bytes]] = []
+        for param, header in found:
+            value = req.q(param) or ""
+            data = value.encode("utf-8")
+            if len(data) > MAX_OVERRIDE_BYTES or any(
+                (c < 0x20 and c != 0x09) or c == 0x7F for c in data
+            ):
+                raise S3Error(
+                    "InvalidArgument", message=f"Invalid value for the {param} parameter",
+                    fields={"ArgumentName": param, "ArgumentValue": value[:256]},
+                )  # fmt: skip
+            out.append((header.encode(), data))
+        return out
+
+    @staticmethod
+    def _apply_overrides(
+        headers: list[tuple[bytes, bytes]], overrides: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        if not overrides:
+            return headers
+        names = {n for n, _ in overrides}
+        return [h for h in headers if h[0] not in names] + overrides
+
     def _require_bucket(self, req: Request) -> None:
         if self.reader.bucket(req.bucket) is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
@@ -228,31 +342,65 @@ class ObjectHandlers:
                 str(meta.get("content_type") or "binary/octet-stream").encode("latin-1", "replace"),
             ),
         ]
-        if v.version_id != "null":
+        if self._reports_version(v):
             h.append((b"x-amz-version-id", v.version_id.encode()))
         for name, value in (meta.get("headers") or {}).items():
             h.append((name.encode(), str(value).encode("latin-1", "replace")))
         for name, value in (meta.get("user") or {}).items():
-            h.append(
-                (
-                    f"x-amz-meta-{name}".encode("latin-1", "replace"),
-                    str(value).encode("latin-1", "replace"),
-                )
-            )
+            h.append((f"x-amz-meta-{name}".encode("latin-1", "replace"), encode_meta_value(value)))
         if whole and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
             for alg, value in (meta.get("checksums") or {}).items():
                 h.append((checksums.header_name(alg).encode(), str(value).encode()))
         return h
 
+    @staticmethod
+    def _part(req: Request, v: VersionRow) -> tuple[ByteRange | None, list[tuple[bytes, bytes]]]:
+        """``?partNumber=N``: the byte range of part N of the version, and the
+        headers that describe it. Objects not uploaded in parts are one part."""
+        raw = req.q("partNumber")
+        if raw is None:
+            return None, []
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+            raise S3Error(
+                "InvalidArgument",
+                message="Part number must be an integer between 1 and 10000, inclusive",
+            )
+        if "range" in req.headers:
+            raise S3Error(
+                "InvalidRequest",
+                message="Cannot specify both Range header and partNumber query parameter",
+            )
+        stored = v.meta.get("parts")
+        sizes = [int(x) for x in stored] if isinstance(stored, list) and stored else [v.size]
+        n = int(raw)
+        if n > len(sizes):
+            raise S3Error("InvalidPartNumber")
+        headers = [(b"x-amz-mp-parts-count", str(len(sizes)).encode())] if stored else []
+        start = sum(sizes[: n - 1])
+        if sizes[n - 1] == 0:
+            return None, headers
+        return ByteRange(start, start + sizes[n - 1] - 1), headers
+
     async def head_object(self, req: Request) -> None:
+        overrides = self._overrides(req)
         v = self._resolve(req)
-        headers = self._object_headers(req, v)
-        headers.append((b"content-length", str(v.size).encode()))
-        await req.start(200, headers)
+        self._check_conditions(req, v)
+        part, part_headers = self._part(req, v)
+        headers = self._apply_overrides(self._object_headers(req, v, whole=part is None), overrides)
+        headers += part_headers
+        if part is not None:
+            headers.append((b"content-range", part.content_range(v.size).encode()))
+            headers.append((b"content-length", str(part.length).encode()))
+            await req.start(206, headers)
+        else:
+            headers.append((b"content-length", str(0 if part_headers else v.size).encode()))
+            await req.start(200, headers)
         await req.body(b"")
 
     async def get_object(self, req: Request) -> None:
+        overrides = self._overrides(req)
         v = self._resolve(req)
+        self._check_conditions(req, v)
         if v.manifest is None:
             raise S3Error("InternalError", message="version has no manifest")
         try:
@@ -263,8 +411,23 @@ class ObjectHandlers:
             log.error("damaged manifest: %s", exc)
             await self._mark_damaged(v)
             raise S3Error("ObjectDamaged") from None
-        byte_ranges = parse_range(req.headers.get("range"), v.size)
-        headers = self._object_headers(req, v, whole=byte_ranges is None)
+        part, part_headers = self._part(req, v)
+        if part is not None:
+            byte_ranges: list[ByteRange] | None = [part]
+        elif req.q("partNumber") is not None:
+            byte_ranges = None  # a part of zero bytes, or the only part of an empty object
+        else:
+            byte_ranges = parse_range(req.headers.get("range"), v.size)
+        headers = self._apply_overrides(
+            self._object_headers(req, v, whole=byte_ranges is None and not part_headers),
+            overrides,
+        )
+        headers += part_headers
+        if req.q("partNumber") is not None and part is None and part_headers:
+            headers.append((b"content-length", b"0"))
+            await req.start(200, headers)
+            await req.body(b"")
+            return
         plan: list[bytes | tuple[int, int]] = []  # literal bytes or [start, end] spans
         if byte_ranges is None:
             status = 200
@@ -279,7 +442,10 @@ class ObjectHandlers:
         else:
             status = 206
             boundary = os.urandom(12).hex()
-            ctype = str(v.meta.get("content_type") or "binary/octet-stream")
+            ctype = next(
+                (val.decode("utf-8", "replace") for n, val in overrides if n == b"content-type"),
+                str(v.meta.get("content_type") or "binary/octet-stream"),
+            )
             heads, closing, length = multipart_parts(byte_ranges, v.size, ctype, boundary)
             headers = [h for h in headers if h[0] != b"content-type"]
             headers.append((b"content-type", f"multipart/byteranges; boundary={boundary}".encode()))

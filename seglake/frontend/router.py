@@ -126,23 +126,59 @@ class Route:
     key: str
 
 
-def split_path(raw_path: bytes) -> tuple[str, str]:
-    """``/bucket/key`` (percent-encoded) → (bucket, key), both decoded."""
+def split_path(raw_path: bytes, host_bucket: str = "") -> tuple[str, str]:
+    """``/bucket/key`` (percent-encoded) → (bucket, key), both decoded.
+
+    With ``host_bucket`` (virtual-hosted style) the bucket came from the Host
+    header and the whole path is the key: ``/key`` → (host_bucket, key).
+    """
     if not raw_path.startswith(b"/"):
         raise S3Error("InvalidURI")
     try:
         path = unquote_to_bytes(raw_path).decode("utf-8")
     except UnicodeDecodeError:
         raise S3Error("InvalidURI", message="The path is not valid UTF-8") from None
+    if host_bucket:
+        return host_bucket, path[1:]
     bucket, _, key = path[1:].partition("/")
     return bucket, key
 
 
+def host_bucket(host: str | None, domains: tuple[str, ...] = ()) -> str:
+    """The bucket named by a virtual-hosted-style Host header, or "" for path style.
+
+    ``<bucket>.<d>`` for a base domain ``d`` in ``domains`` (longest match
+    wins) and ``<bucket>.localhost`` are virtual-hosted; everything else —
+    IPs, ``localhost``, a bare base domain, dot-less or unlisted names — is
+    path style, so ``myhost.lan:9000`` is never read as bucket ``myhost``.
+    ``domains`` are lowercase without a leading dot (``Config.domain_list``).
+    """
+    if not host:
+        return ""
+    name = host.strip().lower()
+    if name.startswith("["):
+        return ""  # IPv6 literal
+    name = name.rsplit(":", 1)[0] if ":" in name else name
+    name = name.rstrip(".")
+    if name.replace(".", "").isdigit():
+        return ""  # IPv4 literal
+    for base in sorted((*domains, "localhost"), key=len, reverse=True):
+        if name.endswith("." + base):
+            return name[: -len(base) - 1]
+    return ""
+
+
 def route(
-    method: str, raw_path: bytes, query: dict[str, list[str]], *, copy_source: bool = False
+    method: str,
+    raw_path: bytes,
+    query: dict[str, list[str]],
+    *,
+    copy_source: bool = False,
+    vhost_bucket: str = "",
 ) -> Route:
-    """``copy_source``: the request carries ``x-amz-copy-source``."""
-    bucket, key = split_path(raw_path)
+    """``copy_source``: the request carries ``x-amz-copy-source``;
+    ``vhost_bucket``: the bucket from the Host header (``host_bucket``)."""
+    bucket, key = split_path(raw_path, vhost_bucket)
     target = OBJECT if key else BUCKET if bucket else SERVICE
     sub = next((k for k in SUBRESOURCES if k in query), "")
     op = ROUTES.get((method, target, sub))

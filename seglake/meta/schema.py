@@ -24,6 +24,7 @@ Tables (SPEC §5):
   never truncates a segment below it.
 - ``settings``: small named values (maintenance state, HLC watermark).
 - ``ops_runs``: history of maintenance runs.
+- ``uploads`` / ``parts``: open multipart uploads and their parts (migration 2).
 """
 
 from __future__ import annotations
@@ -84,6 +85,31 @@ MIGRATIONS: Final[list[str]] = [
         status       TEXT NOT NULL,
         report       TEXT
     );
+    """,
+    # 2: multipart uploads. A part's data lives in segments already; its row
+    # lists the chunks (msgpack [[segment, offset, length, blake3], ...]), so
+    # parts of open uploads are live data for GC. Upload ids begin with the
+    # creation clock, so (bucket, key, upload_id) order is S3's listing order.
+    """
+    CREATE TABLE uploads (
+        upload_id           TEXT PRIMARY KEY,
+        bucket              TEXT NOT NULL,
+        key                 TEXT NOT NULL,
+        created_ns          INTEGER NOT NULL,
+        meta                BLOB NOT NULL,
+        checksum_algorithm  TEXT
+    );
+    CREATE INDEX uploads_by_key ON uploads(bucket, key, upload_id);
+    CREATE TABLE parts (
+        upload_id    TEXT NOT NULL REFERENCES uploads(upload_id),
+        part_number  INTEGER NOT NULL CHECK (part_number BETWEEN 1 AND 10000),
+        size         INTEGER NOT NULL,
+        etag         TEXT NOT NULL,
+        created_ns   INTEGER NOT NULL,
+        checksums    BLOB NOT NULL,
+        chunks       BLOB NOT NULL,
+        PRIMARY KEY (upload_id, part_number)
+    ) WITHOUT ROWID;
     """,
 ]
 

@@ -19,8 +19,10 @@ import msgpack
 
 from seglake.config import CHUNK_SIZE
 from seglake.errors import S3Error
-from seglake.format.manifest import ChunkRef, Manifest, encode_manifest
+from seglake.format.errors import FormatError
+from seglake.format.manifest import ChunkRef, Manifest, decode_manifest, encode_manifest
 from seglake.meta.schema import query
+from seglake.protocol import conditions
 
 VERSIONING_STATES = ("enabled", "suspended", "unversioned")
 NULL_VERSION = "null"
@@ -175,8 +177,11 @@ def apply_put(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]) -> di
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=int(a["size"]),
         etag=str(a["etag"]), meta=dict(a.get("meta") or {}), chunks=chunks, delete_marker=False,
     )  # fmt: skip
+    # Only an enabled bucket announces the new version's id: AWS answers a PUT
+    # to a suspended bucket without x-amz-version-id (the write is the null
+    # version, which GET/HEAD and ListObjectVersions do report as "null").
     return {
-        "version_id": version_id if versioning != "unversioned" else None,
+        "version_id": version_id if versioning == "enabled" else None,
         "created_ns": ns,
     }
 
@@ -273,6 +278,13 @@ def apply_delete_bucket(
         conn, "SELECT uid FROM versions WHERE bucket = ? AND delete_marker = 1", (name,)
     )
     ctx.unlink_after_commit.extend(str(r[0]) for r in markers)
+    # Open multipart uploads go with the bucket (aborted): left behind they
+    # would reappear if a bucket of the same name were created again.
+    conn.execute(
+        "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?)",
+        (name,),
+    )
+    conn.execute("DELETE FROM uploads WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM current WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM versions WHERE bucket = ? AND delete_marker = 1", (name,))
     conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
@@ -289,6 +301,181 @@ def apply_mark_damaged(
     return {}
 
 
+# ---- CopyObject, DeleteObjects ----------------------------------------------
+
+# AWS refuses CopyObject for sources above 5 GiB (multipart copy is the way).
+MAX_COPY_SOURCE_BYTES = 5 * 1024**3
+# The parts of a version's meta that describe the object to clients and that a
+# REPLACE directive takes from the request; everything else (checksums, part
+# layout, ...) describes the bytes and always travels with them.
+REPLACEABLE_META = ("content_type", "headers", "user")
+
+
+@dataclass(frozen=True)
+class _Source:
+    row_id: int
+    version_id: str
+    size: int
+    etag: str
+    created_ns: int
+    state: str
+    meta: dict[str, Any]
+    manifest: bytes | None
+
+
+def _copy_source(
+    conn: apsw.Connection, bucket: str, key: str, version_id: str | None
+) -> tuple[_Source, str]:
+    """The version a copy reads, and its bucket's versioning state."""
+    versioning = bucket_versioning(conn, bucket)
+    cols = "v.id, v.version_id, v.size, v.etag, v.created_ns, v.state, v.delete_marker, v.meta, v.manifest"
+    if version_id is None:
+        rows = query(
+            conn,
+            f"SELECT {cols} FROM current c JOIN versions v ON v.id = c.version "
+            "WHERE c.bucket = ? AND c.key = ? AND v.state != 'DELETED'",
+            (bucket, key),
+        )
+    else:
+        rows = query(
+            conn,
+            f"SELECT {cols} FROM versions v WHERE v.bucket = ? AND v.key = ? "
+            "AND v.version_id = ? AND v.state != 'DELETED'",
+            (bucket, key, version_id),
+        )
+    if not rows:
+        if version_id is None:
+            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
+        raise S3Error("NoSuchVersion", resource=key, fields={"Key": key, "VersionId": version_id})
+    r = rows[0]
+    if r[6]:
+        if version_id is None:
+            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
+        raise S3Error(
+            "InvalidRequest",
+            message="The source of a copy request may not specifically refer to a delete "
+            "marker by version id.",
+        )
+    meta = msgpack.unpackb(r[7], raw=False) if r[7] else {}
+    src = _Source(int(r[0]), str(r[1]), int(r[2]), str(r[3]), int(r[4]), str(r[5]), meta, r[8])
+    return src, versioning
+
+
+def apply_copy_object(
+    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
+) -> dict[str, Any]:
+    """CopyObject: a new version whose manifest lists the source's chunks.
+
+    No byte is read or written: the source is resolved, its conditions checked
+    and its chunk list taken inside this transaction, so a concurrent delete
+    of the source either happens before (404) or after (the copy stands on
+    its own references). The ETag and stored checksums are the source's.
+    """
+    bucket, key = a["bucket"], a["key"]
+    src_bucket, src_key, src_vid = a["src_bucket"], a["src_key"], a.get("src_version_id")
+    versioning = bucket_versioning(conn, bucket)
+    src, src_versioning = _copy_source(conn, src_bucket, src_key, src_vid)
+    replace = a.get("directive") == "REPLACE"
+    if src_bucket == bucket and src_key == key and not replace:
+        cur = current_version(conn, bucket, key)
+        if src_vid is None or (cur is not None and cur.row_id == src.row_id):
+            raise S3Error(
+                "InvalidRequest",
+                message="This copy request is illegal because it is trying to copy an object "
+                "to itself without changing the object's metadata, storage class, website "
+                "redirect location or encryption attributes.",
+            )
+    cond = conditions.Conditions(*(a.get("conditions") or (None, None, None, None)))
+    verdict = conditions.evaluate(cond, src.etag, src.created_ns, copy=True)
+    if not verdict.ok:
+        raise S3Error("PreconditionFailed", fields={"Condition": verdict.condition or ""})
+    if src.state == "DAMAGED":
+        raise S3Error("ObjectDamaged")
+    if src.size > MAX_COPY_SOURCE_BYTES:
+        raise S3Error(
+            "InvalidRequest",
+            message="The specified copy source is larger than the maximum allowable size for "
+            f"a copy source: {MAX_COPY_SOURCE_BYTES}",
+        )
+    src_sums = dict(src.meta.get("checksums") or {})
+    alg = a.get("checksum_algorithm")
+    if alg and str(alg).upper() not in src_sums:
+        # A new checksum needs every byte read; never claim one we did not compute.
+        raise S3Error(
+            "NotImplemented",
+            message=f"CopyObject cannot compute a {str(alg).upper()} checksum the source "
+            "does not already have.",
+        )
+    cur = current_version(conn, bucket, key)
+    live = cur is not None and not cur.delete_marker
+    if a.get("if_none_match") and live:
+        raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
+    if_match = a.get("if_match")
+    if if_match is not None:
+        if not live:
+            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
+        assert cur is not None
+        if not conditions.etag_matches(if_match, cur.etag, weak=False):
+            raise S3Error("PreconditionFailed", fields={"Condition": "If-Match"})
+    if src.manifest is None:
+        raise S3Error("InternalError", message="copy source has no manifest")
+    try:
+        manifest = decode_manifest(
+            src.manifest, path=f"meta.db:versions/{src.row_id}", with_meta=False
+        )
+    except FormatError:
+        raise S3Error("ObjectDamaged") from None
+    meta = dict(src.meta)
+    if replace:
+        for name in REPLACEABLE_META:
+            meta.pop(name, None)
+        meta.update({k: v for k, v in dict(a.get("meta") or {}).items() if k in REPLACEABLE_META})
+    version_id, ns = _insert_version(
+        conn, ctx, bucket=bucket, key=key, versioning=versioning, size=src.size,
+        etag=src.etag, meta=meta, chunks=list(manifest.chunks), delete_marker=False,
+    )  # fmt: skip
+    return {
+        "version_id": version_id if versioning == "enabled" else None,
+        "created_ns": ns,
+        "etag": src.etag,
+        "source_version_id": src.version_id if src_versioning != "unversioned" else None,
+        "checksums": src_sums,
+    }
+
+
+def apply_delete_objects(
+    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
+) -> dict[str, Any]:
+    """DeleteObjects: each ``[key, version_id | None]`` deleted exactly as
+    DeleteObject would, under its own savepoint; a key's ``S3Error`` becomes
+    its error entry and leaves the others alone."""
+    bucket = a["bucket"]
+    bucket_versioning(conn, bucket)  # a missing bucket fails the whole request
+    results: list[dict[str, Any]] = []
+    for key, version_id in a["objects"]:
+        mark = len(ctx.manifests)
+        committed = dict(ctx.committed_ends)
+        conn.execute("SAVEPOINT delete_objects_item")
+        try:
+            if version_id is None:
+                r = apply_delete_object(conn, ctx, {"bucket": bucket, "key": key})
+            else:
+                r = apply_delete_version(
+                    conn, ctx, {"bucket": bucket, "key": key, "version_id": version_id}
+                )
+            conn.execute("RELEASE delete_objects_item")
+            results.append(
+                {"version_id": r.get("version_id"), "delete_marker": bool(r.get("delete_marker"))}
+            )
+        except S3Error as exc:
+            conn.execute("ROLLBACK TO delete_objects_item")
+            conn.execute("RELEASE delete_objects_item")
+            del ctx.manifests[mark:]
+            ctx.committed_ends = committed
+            results.append({"error": exc.code, "message": exc.text})
+    return {"results": results}
+
+
 APPLY = {
     "mark_damaged": apply_mark_damaged,
     "put": apply_put,
@@ -296,4 +483,6 @@ APPLY = {
     "delete_version": apply_delete_version,
     "create_bucket": apply_create_bucket,
     "delete_bucket": apply_delete_bucket,
+    "copy_object": apply_copy_object,
+    "delete_objects": apply_delete_objects,
 }

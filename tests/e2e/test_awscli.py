@@ -7,6 +7,7 @@ with no config or credentials file, only the environment the README shows.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -185,10 +186,23 @@ def test_awscli_small_files_and_prefixes(seed_server: SeedStyleServer, tmp_path:
         assert (out_dir / str(i)).read_bytes() == data, name
 
 
-@pytest.mark.xfail(strict=True, reason="multipart upload arrives with #3")
 def test_awscli_multipart_upload(seed_server: SeedStyleServer, tmp_path: Path) -> None:
     ok(aws(seed_server, "s3", "mb", "s3://big-demo", cwd=tmp_path))
     data = write_random(tmp_path / "big.bin", 30 * MiB, seed=30)
     ok(aws(seed_server, "s3", "cp", "./big.bin", "s3://big-demo/big.bin", cwd=tmp_path))
     ok(aws(seed_server, "s3", "cp", "s3://big-demo/big.bin", "./big-back.bin", cwd=tmp_path))
+    assert (tmp_path / "big-back.bin").read_bytes() == data
+
+
+def test_awscli_multipart_100mib(seed_server: SeedStyleServer, tmp_path: Path) -> None:
+    """Issue #3: `aws s3 cp` of 100 MiB goes up as a multipart upload (8 MiB
+    parts, several in parallel) and comes back byte for byte."""
+    ok(aws(seed_server, "s3", "mb", "s3://big-100", cwd=tmp_path))
+    data = write_random(tmp_path / "big.bin", 100 * MiB, seed=100)
+    ok(aws(seed_server, "s3", "cp", "./big.bin", "s3://big-100/big.bin", cwd=tmp_path))
+    head = json.loads(ok(aws(seed_server, "s3api", "head-object", "--bucket", "big-100",
+                             "--key", "big.bin", cwd=tmp_path)))  # fmt: skip
+    assert head["ContentLength"] == 100 * MiB
+    assert head["ETag"].endswith('-13"')  # 8 MiB parts: a 13-part upload
+    ok(aws(seed_server, "s3", "cp", "s3://big-100/big.bin", "./big-back.bin", cwd=tmp_path))
     assert (tmp_path / "big-back.bin").read_bytes() == data

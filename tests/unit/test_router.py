@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seglake.errors import S3Error
-from seglake.frontend.router import route
+from seglake.frontend.router import host_bucket, route
 
 CASES = [
     ("GET", b"/", {}, "ListBuckets", "", ""),
@@ -61,3 +61,63 @@ def test_refusals(method: str, path: bytes, query: dict[str, list[str]], code: s
     with pytest.raises(S3Error) as e:
         route(method, path, query)
     assert e.value.code == code
+
+
+# Host header → bucket for virtual-hosted style (domains as Config.domain_list gives them).
+HOSTS = [
+    ("bkt.localhost", (), "bkt"),
+    ("bkt.localhost:9000", (), "bkt"),
+    ("BKT.LocalHost:9000", (), "bkt"),
+    ("my.dotted.bkt.localhost", (), "my.dotted.bkt"),
+    ("bkt.localhost.", (), "bkt"),
+    ("localhost", (), ""),
+    ("localhost:9000", (), ""),
+    ("127.0.0.1:9000", (), ""),
+    ("127.0.0.1", ("0.1",), ""),  # an IP is path style whatever is configured
+    ("[::1]:9000", (), ""),
+    ("[::1]", (), ""),
+    ("myhost.lan:9000", (), ""),  # not read as bucket "myhost"
+    ("myhost:9000", (), ""),
+    ("s3.example.com", (), ""),
+    ("bkt.s3.example.com", (), ""),  # domain not configured
+    ("bkt.s3.example.com", ("s3.example.com",), "bkt"),
+    ("bkt.s3.example.com:443", ("s3.example.com",), "bkt"),
+    ("s3.example.com", ("s3.example.com",), ""),  # the bare domain is path style
+    ("a.b.s3.example.com", ("s3.example.com",), "a.b"),
+    ("bkt.s3.example.com", ("example.com", "s3.example.com"), "bkt"),  # longest wins
+    ("bkt.other.com", ("s3.example.com",), ""),
+    ("bkt.evils3.example.com", ("s3.example.com",), ""),
+    ("", (), ""),
+    (None, (), ""),
+]
+
+
+@pytest.mark.parametrize("host,domains,expected", HOSTS)
+def test_host_bucket(host: str | None, domains: tuple[str, ...], expected: str) -> None:
+    assert host_bucket(host, domains) == expected
+
+
+VHOST_CASES = [
+    ("GET", b"/", {}, "ListObjects", "vb", ""),
+    ("GET", b"/", {"list-type": ["2"]}, "ListObjectsV2", "vb", ""),
+    ("PUT", b"/", {}, "CreateBucket", "vb", ""),
+    ("HEAD", b"/", {}, "HeadBucket", "vb", ""),
+    ("PUT", b"/k", {}, "PutObject", "vb", "k"),
+    ("GET", b"/a/b/c", {}, "GetObject", "vb", "a/b/c"),
+    ("GET", b"/other/k", {}, "GetObject", "vb", "other/k"),
+    ("GET", b"/a%20b", {}, "GetObject", "vb", "a b"),
+    ("POST", b"/", {"delete": [""]}, "DeleteObjects", "vb", ""),
+    ("PUT", b"/k", {"partNumber": ["1"], "uploadId": ["u"]}, "UploadPart", "vb", "k"),
+]
+
+
+@pytest.mark.parametrize("method,path,query,op,bucket,key", VHOST_CASES)
+def test_vhost_routes(
+    method: str, path: bytes, query: dict[str, list[str]], op: str, bucket: str, key: str
+) -> None:
+    r = route(method, path, query, vhost_bucket="vb")
+    assert (r.operation, r.bucket, r.key) == (op, bucket, key)
+
+
+def test_vhost_copy_variant() -> None:
+    assert route("PUT", b"/k", {}, copy_source=True, vhost_bucket="vb").operation == "CopyObject"

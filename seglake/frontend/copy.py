@@ -1,0 +1,137 @@
+"""CopyObject: PUT with ``x-amz-copy-source``.
+
+Rules this module keeps:
+
+* No byte is copied. The writer's ``copy_object`` mutation resolves the
+  source, checks the ``x-amz-copy-source-if-*`` conditions and the
+  self-copy rule, and commits a new version whose manifest lists the
+  source's chunks — all in one transaction, so a concurrent delete of the
+  source is either seen (404) or harmless (the copy holds its own
+  references). The ETag and stored checksums are the source's.
+* Metadata directive COPY (default) keeps the source's Content-Type,
+  standard headers and user metadata; REPLACE takes them from this request.
+* The copy source is parsed strictly: ``bucket/key`` or ``/bucket/key``,
+  percent-encoded UTF-8, optionally ``?versionId=``; an empty bucket or key
+  or a NUL is ``InvalidArgument``. Keys are not paths: ``..`` in a key is
+  just two characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote_to_bytes
+
+from seglake.config import Config
+from seglake.errors import S3Error
+from seglake.frontend.family import Handler
+from seglake.frontend.http import Request
+from seglake.frontend.objects import stored_meta, validate_key, validate_version_id
+from seglake.frontend.writer_client import WriterClient
+from seglake.meta.reads import MetaReader
+from seglake.protocol import checksums, conditions
+from seglake.protocol.xml import document, el, iso8601
+
+DIRECTIVES = ("COPY", "REPLACE")
+
+
+@dataclass(frozen=True)
+class CopySource:
+    bucket: str
+    key: str
+    version_id: str | None
+
+
+def _bad_source(message: str = "Invalid copy source object key") -> S3Error:
+    return S3Error("InvalidArgument", message=message, fields={"ArgumentName": "x-amz-copy-source"})
+
+
+def parse_copy_source(value: str) -> CopySource:
+    """``x-amz-copy-source`` → bucket, key, version id (pure)."""
+    raw, _, query = value.strip().partition("?")
+    try:
+        path = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad_source("The copy source is not valid UTF-8") from None
+    path = path.removeprefix("/")
+    bucket, sep, key = path.partition("/")
+    if not sep or not bucket or not key:
+        raise _bad_source(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey"
+        )
+    if "\x00" in bucket or "\x00" in key:
+        raise _bad_source()
+    version_id: str | None = None
+    if query:
+        try:
+            params = parse_qs(query, keep_blank_values=True, strict_parsing=False)
+        except ValueError:
+            raise _bad_source() from None
+        values = params.get("versionId")
+        if values is not None:
+            version_id = values[0]
+            if not version_id:
+                raise S3Error("InvalidArgument", message="Version id cannot be the empty string")
+    return CopySource(bucket, key, version_id)
+
+
+class CopyHandlers:
+    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
+        self.cfg = cfg
+        self.reader = reader
+        self.writer = writer
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"CopyObject": self.copy_object}
+
+    async def copy_object(self, req: Request) -> None:
+        validate_key(req.key)
+        source = parse_copy_source(req.headers.get("x-amz-copy-source", ""))
+        validate_key(source.key)
+        if source.version_id is not None:
+            validate_version_id(source.version_id)
+        directive = req.headers.get("x-amz-metadata-directive", "COPY").strip().upper()
+        if directive not in DIRECTIVES:
+            raise S3Error(
+                "InvalidArgument", message="Unknown metadata directive.",
+                fields={"ArgumentName": "x-amz-metadata-directive"},
+            )  # fmt: skip
+        if "x-amz-copy-source-range" in req.headers:
+            raise S3Error(
+                "InvalidArgument",
+                message="Range specified is not valid for source object",
+                fields={"ArgumentName": "x-amz-copy-source-range"},
+            )
+        alg = req.headers.get("x-amz-checksum-algorithm")
+        if alg:
+            alg = checksums.header_name(alg)[len(checksums.HEADER_PREFIX) :].upper()
+        # Metadata is validated whatever the directive; with COPY it is unused.
+        meta = stored_meta(req) if directive == "REPLACE" else {}
+        if_none_match = req.headers.get("if-none-match")
+        if if_none_match is not None and if_none_match.strip() != "*":
+            raise S3Error("NotImplemented", message="If-None-Match on copy supports only '*'")
+        cond = conditions.from_headers(req.headers, copy_source=True)
+        args = {
+            "bucket": req.bucket, "key": req.key,
+            "src_bucket": source.bucket, "src_key": source.key,
+            "src_version_id": source.version_id, "directive": directive, "meta": meta,
+            "conditions": [
+                cond.if_match, cond.if_none_match, cond.if_modified_since,
+                cond.if_unmodified_since,
+            ],
+            "checksum_algorithm": alg or None,
+            "if_none_match": if_none_match is not None,
+            "if_match": req.headers.get("if-match"),
+        }  # fmt: skip
+        result = await self.writer.call("copy_object", args)
+        etag = f'"{result["etag"]}"'
+        parts = [el("LastModified", iso8601(int(result["created_ns"]))), el("ETag", etag)]
+        for name, value in sorted((result.get("checksums") or {}).items()):
+            parts.append(el(f"Checksum{name.upper()}", value))
+        headers: list[tuple[bytes, bytes]] = []
+        if result.get("version_id"):
+            headers.append((b"x-amz-version-id", str(result["version_id"]).encode()))
+        if result.get("source_version_id"):
+            headers.append(
+                (b"x-amz-copy-source-version-id", str(result["source_version_id"]).encode())
+            )
+        await req.xml(200, document("CopyObjectResult", parts), headers)

@@ -1,0 +1,90 @@
+"""Two fixes to Hypercorn's HTTP/1.1 responses for S3 clients.
+
+1. ``Expect: 100-continue`` is answered by the app, after authentication.
+
+Hypercorn's HTTP/1.1 protocol sends ``100`` as soon as it has parsed a
+request head, before the application has looked at it: a client uploading
+to a bucket it may not write to is invited to send its whole body first.
+It also sends the 100 without a reason phrase, which some botocore versions
+(e.g. the one in Debian's awscli 2.9) do not accept.
+
+``install()`` wraps two methods of Hypercorn's ``H11Protocol``:
+- the automatic 100 is dropped;
+- while a request's stream (and so its application task) is created, a
+  callable that sends ``100 Continue`` for that connection is put in a
+  context variable, which the application task inherits.
+
+``Request.recv()`` calls it before its first read of the body, i.e. only
+once the request has been routed and authenticated. A request refused
+before that gets its error without a 100 (and ``Connection: close``).
+
+2. Every response carries its reason phrase (``HTTP/1.1 200 OK``), as AWS
+sends it. h11 leaves it empty, and botocore's expect-continue handling,
+which reads the status line itself when the server answers without a 100,
+only accepts a three-part status line: with ``HTTP/1.1 200 `` it then parses
+the first header as the status line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from http import HTTPStatus
+from typing import Any
+
+import h11
+from hypercorn.protocol.h11 import H11Protocol
+
+SendContinue = Callable[[], Awaitable[None]]
+
+send_continue: ContextVar[SendContinue | None] = ContextVar("seglake_send_continue", default=None)
+
+_installed = False
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Unknown"
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    original_send: Any = H11Protocol._send_h11_event
+    original_create: Any = H11Protocol._create_stream
+
+    async def _send_h11_event(self: H11Protocol, event: Any) -> None:
+        if isinstance(event, h11.InformationalResponse) and event.status_code == 100:
+            return  # sent by the application once it has authenticated the request
+        if isinstance(event, h11.Response) and not event.reason:
+            event = h11.Response(
+                status_code=event.status_code,
+                headers=list(event.headers),
+                reason=_reason(event.status_code),
+            )
+        await original_send(self, event)
+
+    async def _create_stream(self: H11Protocol, request: h11.Request) -> None:
+        async def continue_() -> None:
+            if self.connection.they_are_waiting_for_100_continue:
+                await original_send(
+                    self,
+                    h11.InformationalResponse(
+                        status_code=100,
+                        headers=self.config.response_headers("h11"),
+                        reason=b"Continue",
+                    ),
+                )
+
+        token = send_continue.set(continue_)
+        try:
+            await original_create(self, request)
+        finally:
+            send_continue.reset(token)
+
+    H11Protocol._send_h11_event = _send_h11_event  # type: ignore[method-assign]
+    H11Protocol._create_stream = _create_stream  # type: ignore[method-assign]

@@ -1,0 +1,179 @@
+"""DeleteObjects: POST ?delete with an XML list of keys (``aws s3 rm
+--recursive``, rclone).
+
+Rules this module keeps:
+
+* The body is integrity-checked like any upload (payload SHA-256, aws-chunked
+  signatures) and, as AWS requires, carries Content-MD5 or an
+  ``x-amz-checksum-*`` value (header or trailer) that must match it
+  (``BadDigest``); neither → ``InvalidRequest``. At most
+  ``MAX_DELETE_BODY_BYTES`` are read.
+* At most 1000 objects; none, more, or a malformed document → ``MalformedXML``.
+* Every object is deleted exactly as DeleteObject would delete it, all in one
+  writer call (one transaction, a savepoint per key); a key that fails gets
+  an ``<Error>`` entry and the others still happen.
+* Quiet mode lists only the errors. Entries come back in request order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from defusedxml import ElementTree
+from defusedxml.common import DefusedXmlException
+
+from seglake.config import Config
+from seglake.errors import S3Error
+from seglake.frontend.body import declared_length, ingest
+from seglake.frontend.family import Handler
+from seglake.frontend.http import Request
+from seglake.frontend.objects import validate_key, validate_version_id
+from seglake.frontend.writer_client import WriterClient
+from seglake.meta.reads import MetaReader
+from seglake.protocol import checksums
+from seglake.protocol.xml import document, el
+
+MAX_DELETE_KEYS = 1000  # AWS's limit per request
+# 1000 keys of up to 1 KiB each, escaped, plus version ids: AWS's own 2 MiB
+# cap on this body leaves room for all of that and nothing more.
+MAX_DELETE_BODY_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    quiet: bool
+    objects: list[tuple[str, str | None]]  # (key, version id)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse_delete(body: bytes) -> DeleteRequest:
+    """The ``<Delete>`` document → quiet flag and (key, version id) list (pure)."""
+    try:
+        root = ElementTree.fromstring(body)
+    except (ElementTree.ParseError, DefusedXmlException, ValueError):
+        raise S3Error("MalformedXML") from None
+    if _local(root.tag) != "Delete":
+        raise S3Error("MalformedXML")
+    quiet = False
+    objects: list[tuple[str, str | None]] = []
+    for child in root:
+        name = _local(child.tag)
+        if name == "Quiet":
+            text = (child.text or "").strip().lower()
+            if text not in ("true", "false"):
+                raise S3Error("MalformedXML")
+            quiet = text == "true"
+        elif name == "Object":
+            key: str | None = None
+            version_id: str | None = None
+            for field in child:
+                fname = _local(field.tag)
+                if fname == "Key":
+                    key = field.text or ""
+                elif fname == "VersionId":
+                    version_id = field.text or ""
+                elif fname in ("ETag", "LastModifiedTime", "Size"):
+                    # Conditional deletes: refusing beats deleting unconditionally.
+                    raise S3Error(
+                        "NotImplemented",
+                        message=f"DeleteObjects with <{fname}> conditions is not implemented",
+                    )
+                else:
+                    raise S3Error("MalformedXML")
+            if not key:
+                raise S3Error("MalformedXML")
+            objects.append((key, version_id))
+            if len(objects) > MAX_DELETE_KEYS:
+                raise S3Error("MalformedXML")
+        else:
+            raise S3Error("MalformedXML")
+    if not objects:
+        raise S3Error("MalformedXML")
+    return DeleteRequest(quiet, objects)
+
+
+def _has_integrity_header(req: Request) -> bool:
+    if "content-md5" in req.headers or "x-amz-trailer" in req.headers:
+        return True
+    return any(checksums.algorithm_from_header(name) for name in req.headers)
+
+
+class MultiDeleteHandlers:
+    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
+        self.cfg = cfg
+        self.reader = reader
+        self.writer = writer
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"DeleteObjects": self.delete_objects}
+
+    async def delete_objects(self, req: Request) -> None:
+        if self.reader.bucket(req.bucket) is None:
+            raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
+        if not _has_integrity_header(req):
+            raise S3Error(
+                "InvalidRequest", message="Missing required header for this request: Content-Md5"
+            )
+        length = declared_length(req, self.cfg)
+        if length > MAX_DELETE_BODY_BYTES:
+            raise S3Error("MaxMessageLengthExceeded")
+
+        async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
+            raise S3Error("MaxMessageLengthExceeded")  # a full 4 MiB chunk: far too big
+
+        body = await ingest(req, self.cfg, length, on_chunk)
+        parsed = parse_delete(body.tail)
+
+        # Keys that cannot exist are answered here; the rest go to the writer.
+        entries: list[dict[str, Any] | None] = []
+        todo: list[list[str | None]] = []
+        for key, version_id in parsed.objects:
+            try:
+                validate_key(key)
+                if version_id is not None:
+                    try:
+                        validate_version_id(version_id)
+                    except S3Error:
+                        # AWS answers a version id it could never have issued
+                        # as a per-key NoSuchVersion.
+                        raise S3Error(
+                            "NoSuchVersion", message="The specified version does not exist."
+                        ) from None
+            except S3Error as exc:
+                entries.append({"error": exc.code, "message": exc.text})
+                continue
+            entries.append(None)
+            todo.append([key, version_id])
+        results: list[dict[str, Any]] = []
+        if todo:
+            reply = await self.writer.call(
+                "delete_objects", {"bucket": req.bucket, "objects": todo}
+            )
+            results = list(reply["results"])
+        it = iter(results)
+        parts: list[str] = []
+        for (key, version_id), entry in zip(parsed.objects, entries, strict=True):
+            r = entry if entry is not None else next(it)
+            if "error" in r:
+                fields = [el("Key", key)]
+                if version_id is not None:
+                    fields.append(el("VersionId", version_id))
+                fields += [el("Code", r["error"]), el("Message", r.get("message") or "")]
+                parts.append("<Error>" + "".join(fields) + "</Error>")
+                continue
+            if parsed.quiet:
+                continue
+            fields = [el("Key", key)]
+            if version_id is not None:
+                fields.append(el("VersionId", version_id))
+            if r.get("delete_marker"):
+                fields.append(el("DeleteMarker", True))
+                marker_id = version_id if version_id is not None else r.get("version_id")
+                if marker_id:
+                    fields.append(el("DeleteMarkerVersionId", marker_id))
+            parts.append("<Deleted>" + "".join(fields) + "</Deleted>")
+        await req.xml(200, document("DeleteResult", parts))

@@ -1,0 +1,662 @@
+"""Multipart uploads: Create, UploadPart, UploadPartCopy, ListParts, Complete,
+Abort, ListMultipartUploads.
+
+Rules this module keeps:
+
+- A part's body is ingested exactly like a PutObject body (``body.ingest``:
+  MD5, BLAKE3 per chunk, checksums, signatures) and its chunks are appended
+  to segments as they fill; the part exists only once the writer committed
+  its row (durability barrier), and only then is the client answered.
+- UploadPartCopy never sends data through the client: chunks of the source
+  that lie wholly inside the range are referenced as they are; a chunk cut
+  by the range is read (BLAKE3-verified) and the slice appended as a new
+  chunk. Every byte of the range is read once, verified, to compute the
+  part's MD5 (its ETag).
+- CompleteMultipartUpload is validated entirely before anything is sent:
+  the body here (size cap, XML, ascending part numbers), the rest in the
+  writer's transaction (parts exist, ETags match, sizes). The object's
+  manifest is the concatenation of the parts' chunk lists; no byte moves.
+- Upload ids are opaque to clients; one that does not exist, or names an
+  upload of another bucket or key, is ``NoSuchUpload``.
+- Request XML is untrusted: parsed with ``defusedxml`` (no DTDs, no entity
+  expansion) from a body of bounded size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import quote
+
+import blake3
+import trio
+from defusedxml import ElementTree as DefusedET
+from defusedxml.common import DefusedXmlException
+
+from seglake.config import Config, MiB
+from seglake.errors import S3Error
+from seglake.format.errors import FormatError
+from seglake.format.manifest import ChunkRef, decode_manifest
+from seglake.frontend.body import declared_length, ingest
+from seglake.frontend.buckets import OWNER_ID
+from seglake.frontend.copy import CopySource, parse_copy_source
+from seglake.frontend.family import Handler
+from seglake.frontend.http import Request
+from seglake.frontend.objects import (
+    THREAD_READ_MIN,
+    SegmentFiles,
+    stored_meta,
+    validate_key,
+    validate_version_id,
+)
+from seglake.frontend.writer_client import WriterClient
+from seglake.meta import multipart_reads
+from seglake.meta.multipart_reads import UploadRow
+from seglake.meta.reads import MetaReader, VersionRow
+from seglake.protocol import checksums, conditions, listing
+from seglake.protocol.xml import document, el, iso8601, url_encode_key
+from seglake.writer.multipart_ops import MAX_PART_NUMBER, MAX_PART_SIZE
+
+log = logging.getLogger(__name__)
+
+# A Complete body lists at most 10,000 parts; with an ETag and a SHA-256
+# checksum each, pretty-printed, that is about 2.5 MB. 4 MiB admits every
+# legal request and bounds what a hostile one makes us parse.
+MAX_COMPLETE_BODY_BYTES: Final = 4 * MiB
+# Create/Abort carry no body; anything sent anyway is read and dropped up to this.
+MAX_EMPTY_BODY_BYTES: Final = 64 * 1024
+MAX_LISTED: Final = 1000  # max-parts and max-uploads cap, as in S3
+LIST_BATCH: Final = 1000
+_UPLOAD_ID_RE: Final = re.compile(r"^[0-9a-f]{48}$")
+_PART_NUMBER_RE: Final = re.compile(r"^[0-9]{1,5}$")
+_COPY_RANGE_RE: Final = re.compile(r"^bytes=([0-9]{1,19})-([0-9]{1,19})$")
+# Everything after this in the value of a part's XML tag names a checksum algorithm.
+_CHECKSUM_TAG: Final = "Checksum"
+
+
+# ---- pure request parsing -------------------------------------------------------
+
+
+def parse_part_number(raw: str | None) -> int:
+    if raw is None or not _PART_NUMBER_RE.match(raw) or not 1 <= int(raw) <= MAX_PART_NUMBER:
+        raise S3Error(
+            "InvalidArgument",
+            message="Part number must be an integer between 1 and 10000, inclusive",
+            fields={"ArgumentName": "partNumber", "ArgumentValue": str(raw)[:64]},
+        )
+    return int(raw)
+
+
+def parse_int_param(raw: str | None, name: str, default: int) -> int:
+    """A non-negative integer query parameter (max-parts, part-number-marker, ...)."""
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise S3Error(
+            "InvalidArgument", message=f"Provided {name} is not an integer or within range",
+            fields={"ArgumentName": name, "ArgumentValue": raw[:64]},
+        )  # fmt: skip
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class ListedPart:
+    number: int
+    etag: str
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+def _local(tag: str) -> str:
+    """An element's name without its namespace (clients send it with or without)."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse_complete(body: bytes) -> list[ListedPart]:
+    """The parts a CompleteMultipartUpload body lists, checked for order."""
+    if len(body) > MAX_COMPLETE_BODY_BYTES:
+        raise S3Error("MaxMessageLengthExceeded")
+    try:
+        root = DefusedET.fromstring(body, forbid_dtd=True)
+    except (DefusedET.ParseError, DefusedXmlException, ValueError):
+        raise S3Error("MalformedXML") from None
+    if _local(root.tag) != "CompleteMultipartUpload":
+        raise S3Error("MalformedXML")
+    parts: list[ListedPart] = []
+    for child in root:
+        if _local(child.tag) != "Part":
+            raise S3Error("MalformedXML")
+        number: int | None = None
+        etag: str | None = None
+        sums: dict[str, str] = {}
+        for item in child:
+            name = _local(item.tag)
+            text = (item.text or "").strip()
+            if name == "PartNumber":
+                if not _PART_NUMBER_RE.match(text):
+                    raise S3Error("InvalidArgument", message=f"Invalid part number {text[:16]!r}")
+                number = int(text)
+            elif name == "ETag":
+                etag = text.strip('"').lower()
+            elif name.startswith(_CHECKSUM_TAG) and name != "ChecksumType":
+                alg = name[len(_CHECKSUM_TAG) :].upper()
+                if alg not in checksums.ALGORITHMS:
+                    raise S3Error("MalformedXML", message=f"unknown element {name!r}")
+                checksums.decode_value(alg, text)
+                sums[alg] = text
+        if number is None or etag is None:
+            raise S3Error("MalformedXML", message="each Part needs a PartNumber and an ETag")
+        if not 1 <= number <= MAX_PART_NUMBER:
+            raise S3Error("InvalidArgument", message="Part number must be 1..10000")
+        if parts and number <= parts[-1].number:
+            raise S3Error("InvalidPartOrder")
+        parts.append(ListedPart(number, etag, sums))
+    if not parts:
+        raise S3Error("MalformedXML", message="You must specify at least one part")
+    return parts
+
+
+def parse_copy_range(value: str | None, size: int) -> tuple[int, int]:
+    """(first, last) byte of ``x-amz-copy-source-range: bytes=first-last`` (both
+    required, inclusive), or the whole source; last < first means empty."""
+    if value is None:
+        return 0, size - 1
+    m = _COPY_RANGE_RE.match(value.strip())
+    if not m:
+        raise S3Error(
+            "InvalidArgument",
+            message="The x-amz-copy-source-range value must be of the form bytes=first-last "
+            "where first and last are the zero-based offsets of the first and last bytes to copy",
+        )
+    first, last = int(m.group(1)), int(m.group(2))
+    if first > last or last >= size:
+        raise S3Error(
+            "InvalidArgument",
+            message=f"Range specified is not valid for source object of size: {size}",
+        )
+    return first, last
+
+
+@dataclass
+class UploadsPage:
+    uploads: list[UploadRow] = field(default_factory=list)
+    common_prefixes: list[str] = field(default_factory=list)
+    is_truncated: bool = False
+    next_key: str | None = None
+    next_upload_id: str | None = None
+
+
+def paginate_uploads(
+    fetch: Callable[[str, str | None], Iterator[UploadRow]],
+    *,
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    upload_id_marker: str | None,
+    max_uploads: int,
+) -> UploadsPage:
+    """One ListMultipartUploads page. ``fetch(key, upload_id)`` yields uploads
+    after that position in (key, upload id) order; ``upload_id`` None means
+    after every upload of ``key``. Uploads and CommonPrefixes each count once
+    toward ``max_uploads``; the page is truncated only if more would follow."""
+    page = UploadsPage()
+    if max_uploads <= 0:
+        return page
+    if upload_id_marker is None:
+        key: str = listing.skip_cursor(key_marker, delimiter, prefix)
+    else:
+        key = key_marker
+    upload_id = upload_id_marker
+    count = 0
+    while True:
+        restart = False
+        for u in fetch(key, upload_id):
+            if delimiter:
+                idx = u.key.find(delimiter, len(prefix))
+                if idx >= 0:
+                    cp = u.key[: idx + len(delimiter)]
+                    if count == max_uploads:
+                        page.is_truncated = True
+                        return page
+                    page.common_prefixes.append(cp)
+                    page.next_key, page.next_upload_id = cp, None
+                    count += 1
+                    key, upload_id = listing.skip_cursor(cp, delimiter, prefix), None
+                    restart = True
+                    break
+            if count == max_uploads:
+                page.is_truncated = True
+                return page
+            page.uploads.append(u)
+            page.next_key, page.next_upload_id = u.key, u.upload_id
+            count += 1
+        if not restart:
+            return page
+
+
+# ---- handlers --------------------------------------------------------------------
+
+
+def _owner(tag: str) -> str:
+    return f"<{tag}>" + el("ID", OWNER_ID) + el("DisplayName", OWNER_ID) + f"</{tag}>"
+
+
+class _OrderedChecksum:
+    """A checksum over chunks that arrive out of order (ingest overlaps appends)."""
+
+    def __init__(self, alg: str) -> None:
+        self.sum = checksums.new_checksum(alg)
+        self._pending: dict[int, bytes] = {}
+        self._next = 0
+        self._lock = trio.Lock()
+
+    async def feed(self, index: int, data: bytes) -> None:
+        self._pending[index] = data
+        async with self._lock:
+            while self._next in self._pending:
+                chunk = self._pending.pop(self._next)
+                await trio.to_thread.run_sync(self.sum.update, chunk)
+                self._next += 1
+
+
+class MultipartHandlers:
+    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
+        self.cfg = cfg
+        self.reader = reader
+        self.writer = writer
+        self.segments = SegmentFiles(cfg)
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "CreateMultipartUpload": self.create_multipart_upload,
+            "UploadPart": self.upload_part,
+            "UploadPartCopy": self.upload_part_copy,
+            "ListParts": self.list_parts,
+            "CompleteMultipartUpload": self.complete_multipart_upload,
+            "AbortMultipartUpload": self.abort_multipart_upload,
+            "ListMultipartUploads": self.list_multipart_uploads,
+        }
+
+    # ---- helpers ---------------------------------------------------------
+    def _require_bucket(self, name: str) -> None:
+        if self.reader.bucket(name) is None:
+            raise S3Error("NoSuchBucket", resource=name, fields={"BucketName": name})
+
+    def _upload(self, req: Request) -> UploadRow:
+        """The open upload ``?uploadId=`` names, for this bucket and key."""
+        upload_id = req.q("uploadId") or ""
+        row = (
+            multipart_reads.upload(self.reader.conn, upload_id)
+            if _UPLOAD_ID_RE.match(upload_id)
+            else None
+        )
+        if row is None or row.bucket != req.bucket:
+            self._require_bucket(req.bucket)
+        if row is None or row.bucket != req.bucket or row.key != req.key:
+            raise S3Error("NoSuchUpload", resource=req.key, fields={"UploadId": upload_id[:128]})
+        return row
+
+    async def _small_body(self, req: Request, limit: int) -> bytes:
+        data = bytearray()
+        while True:
+            message = await req.recv()
+            if message["type"] == "http.disconnect":
+                raise S3Error("IncompleteBody")
+            data += message.get("body", b"")
+            if len(data) > limit:
+                raise S3Error("MaxMessageLengthExceeded")
+            if not message.get("more_body", False):
+                return bytes(data)
+
+    # ---- Create ------------------------------------------------------------
+    async def create_multipart_upload(self, req: Request) -> None:
+        validate_key(req.key)
+        meta = stored_meta(req)
+        alg: str | None = None
+        raw_alg = req.headers.get("x-amz-checksum-algorithm")
+        if raw_alg is not None:
+            alg = raw_alg.strip().upper()
+            checksums.header_name(alg)  # unknown algorithm → InvalidRequest
+        ctype = (req.headers.get("x-amz-checksum-type") or "COMPOSITE").strip().upper()
+        if ctype == "FULL_OBJECT":
+            raise S3Error(
+                "NotImplemented",
+                message="Seglake stores COMPOSITE multipart checksums; FULL_OBJECT is not supported",
+            )
+        if ctype != "COMPOSITE":
+            raise S3Error("InvalidRequest", message=f"Unknown x-amz-checksum-type {ctype!r}")
+        self._require_bucket(req.bucket)
+        await self._small_body(req, MAX_EMPTY_BODY_BYTES)
+        result = await self.writer.call(
+            "create_upload",
+            {"bucket": req.bucket, "key": req.key, "meta": meta, "checksum_algorithm": alg},
+        )
+        headers: list[tuple[bytes, bytes]] = []
+        if alg is not None:
+            headers += [
+                (b"x-amz-checksum-algorithm", alg.encode()),
+                (b"x-amz-checksum-type", b"COMPOSITE"),
+            ]
+        body = document(
+            "InitiateMultipartUploadResult",
+            [el("Bucket", req.bucket), el("Key", req.key), el("UploadId", result["upload_id"])],
+        )
+        await req.xml(200, body, headers)
+
+    # ---- UploadPart ----------------------------------------------------------
+    async def upload_part(self, req: Request) -> None:
+        validate_key(req.key)
+        number = parse_part_number(req.q("partNumber"))
+        upload = self._upload(req)
+        length = declared_length(req, self.cfg)
+        if length > MAX_PART_SIZE:
+            raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(MAX_PART_SIZE)})
+        alg = upload.checksum_algorithm
+        sent = self._sent_checksum_algorithm(req)
+        if alg is not None and sent is not None and sent != alg:
+            raise S3Error(
+                "InvalidRequest",
+                message=f"Checksum Type mismatch occurred, expected checksum Type: "
+                f"{alg.lower()}, actual checksum Type: {sent.lower()}",
+            )
+        # The upload's algorithm is needed for every part (for the object's
+        # composite checksum); if the client sent none, compute it here.
+        own = _OrderedChecksum(alg) if alg is not None and sent is None else None
+        refs: dict[int, list[Any]] = {}
+
+        async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
+            ref = await self.writer.call("append", {"digest": digest}, data)
+            refs[index] = [ref[0], ref[1], ref[2], digest]
+            if own is not None:
+                await own.feed(index, data)
+
+        body = await ingest(req, self.cfg, length, on_chunk)
+        chunks = [refs[i] for i in range(len(refs))]
+        sums = dict(body.checksums)
+        if own is not None and alg is not None:
+            await own.feed(len(refs), body.tail)
+            sums[alg] = own.sum.b64()
+        args = {
+            "bucket": req.bucket, "key": req.key, "upload_id": upload.upload_id,
+            "part_number": number, "size": body.size, "etag": body.etag, "checksums": sums,
+            "chunks": chunks, "tail_digest": body.tail_digest,
+        }  # fmt: skip
+        await self.writer.call("upload_part", args, body.tail)
+        headers = [(b"etag", f'"{body.etag}"'.encode())]
+        for name, value in sums.items():
+            headers.append((checksums.header_name(name).encode(), value.encode()))
+        await req.respond(200, headers)
+
+    @staticmethod
+    def _sent_checksum_algorithm(req: Request) -> str | None:
+        """The algorithm of the checksum the client sends with this body, if any."""
+        for name in req.headers:
+            alg = checksums.algorithm_from_header(name)
+            if alg is not None:
+                return alg
+        trailer = req.headers.get("x-amz-trailer")
+        if trailer:
+            return checksums.algorithm_from_header(trailer.strip().lower())
+        return None
+
+    # ---- UploadPartCopy --------------------------------------------------------
+    def _copy_source_version(self, src: CopySource) -> VersionRow:
+        if src.version_id is not None:
+            v = self.reader.version(src.bucket, src.key, src.version_id)
+            if v is None:
+                self._require_bucket(src.bucket)
+                raise S3Error(
+                    "NoSuchVersion", resource=src.key,
+                    fields={"Key": src.key, "VersionId": src.version_id},
+                )  # fmt: skip
+            if v.delete_marker:
+                raise S3Error(
+                    "InvalidRequest",
+                    message="The source of a copy request may not specifically refer to a "
+                    "delete marker by version id.",
+                )
+            return v
+        v = self.reader.current(src.bucket, src.key)
+        if v is None or v.delete_marker or v.state == "DELETED":
+            self._require_bucket(src.bucket)
+            raise S3Error("NoSuchKey", resource=src.key, fields={"Key": src.key})
+        return v
+
+    async def upload_part_copy(self, req: Request) -> None:
+        validate_key(req.key)
+        number = parse_part_number(req.q("partNumber"))
+        upload = self._upload(req)
+        src = parse_copy_source(req.headers["x-amz-copy-source"])
+        validate_key(src.key)
+        if src.version_id is not None:
+            validate_version_id(src.version_id)
+        v = self._copy_source_version(src)
+        verdict = conditions.evaluate(
+            conditions.from_headers(req.headers, copy_source=True), v.etag, v.created_ns, copy=True
+        )
+        if not verdict.ok:
+            raise S3Error(
+                "PreconditionFailed", resource=req.key,
+                fields={"Condition": verdict.condition or ""},
+            )  # fmt: skip
+        first, last = parse_copy_range(req.headers.get("x-amz-copy-source-range"), v.size)
+        size = last - first + 1
+        if size > MAX_PART_SIZE:
+            raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(MAX_PART_SIZE)})
+        await self._small_body(req, MAX_EMPTY_BODY_BYTES)
+        if v.manifest is None:
+            raise S3Error("InternalError", message="version has no manifest")
+        try:
+            manifest = decode_manifest(
+                v.manifest, path=f"meta.db:versions/{v.uid}", with_meta=False
+            )
+        except FormatError as exc:
+            log.error("damaged manifest: %s", exc)
+            await self._mark_damaged(v)
+            raise S3Error("ObjectDamaged") from None
+
+        md5 = hashlib.md5()
+        own = (
+            checksums.new_checksum(upload.checksum_algorithm) if upload.checksum_algorithm else None
+        )
+        chunks: list[list[Any]] = []
+        pos = 0
+        for ref in manifest.chunks:
+            start, end = pos, pos + ref.length  # this chunk holds [start, end)
+            pos = end
+            if end <= first or start > last:
+                continue
+            data = await self._read_chunk(v, ref)
+            lo, hi = max(first, start) - start, min(last + 1, end) - start
+            piece = data if lo == 0 and hi == ref.length else data[lo:hi]
+            await trio.to_thread.run_sync(_update, md5, own, piece)
+            if piece is data:
+                chunks.append([ref.segment_id, ref.offset, ref.length, ref.digest])
+            else:
+                digest = blake3.blake3(piece).digest()
+                new = await self.writer.call("append", {"digest": digest}, piece)
+                chunks.append([new[0], new[1], new[2], digest])
+        etag = md5.hexdigest()
+        sums = {own.algorithm: own.b64()} if own is not None else {}
+        args = {
+            "bucket": req.bucket, "key": req.key, "upload_id": upload.upload_id,
+            "part_number": number, "size": size, "etag": etag, "checksums": sums,
+            "chunks": chunks,
+        }  # fmt: skip
+        result = await self.writer.call("upload_part", args)
+        headers: list[tuple[bytes, bytes]] = []
+        if v.version_id != "null":
+            headers.append((b"x-amz-copy-source-version-id", v.version_id.encode()))
+        parts = [el("ETag", f'"{etag}"'), el("LastModified", iso8601(result["created_ns"]))]
+        parts += [el(f"Checksum{alg}", value) for alg, value in sums.items()]
+        await req.xml(200, document("CopyPartResult", parts), headers)
+
+    async def _read_chunk(self, v: VersionRow, ref: ChunkRef) -> bytes:
+        try:
+            if ref.length >= THREAD_READ_MIN:
+                return await trio.to_thread.run_sync(self.segments.read, ref)
+            return self.segments.read(ref)
+        except (FormatError, OSError) as exc:
+            log.error("object %s/%s version %s is damaged: %s", v.bucket, v.key, v.uid, exc)
+            await self._mark_damaged(v)
+            raise S3Error("ObjectDamaged") from None
+
+    async def _mark_damaged(self, v: VersionRow) -> None:
+        try:
+            await self.writer.call("mark_damaged", {"uid": v.uid})
+        except S3Error as exc:
+            log.warning("could not mark %s damaged: %s", v.uid, exc)
+
+    # ---- ListParts ---------------------------------------------------------------
+    async def list_parts(self, req: Request) -> None:
+        validate_key(req.key)
+        upload = self._upload(req)
+        max_parts = min(parse_int_param(req.q("max-parts"), "max-parts", MAX_LISTED), MAX_LISTED)
+        marker = parse_int_param(req.q("part-number-marker"), "part-number-marker", 0)
+        rows = multipart_reads.parts(self.reader.conn, upload.upload_id, marker, max_parts + 1)
+        truncated = len(rows) > max_parts
+        rows = rows[:max_parts]
+        out = [
+            el("Bucket", req.bucket), el("Key", req.key), el("UploadId", upload.upload_id),
+            el("PartNumberMarker", marker),
+        ]  # fmt: skip
+        if rows:
+            out.append(el("NextPartNumberMarker", rows[-1].part_number))
+        out += [el("MaxParts", max_parts), el("IsTruncated", truncated)]
+        for p in rows:
+            item = (
+                el("PartNumber", p.part_number) + el("LastModified", iso8601(p.created_ns))
+                + el("ETag", f'"{p.etag}"') + el("Size", p.size)
+            )  # fmt: skip
+            item += "".join(el(f"Checksum{alg}", value) for alg, value in p.checksums.items())
+            out.append(f"<Part>{item}</Part>")
+        out += [_owner("Initiator"), _owner("Owner"), el("StorageClass", "STANDARD")]
+        if upload.checksum_algorithm:
+            out += [
+                el("ChecksumAlgorithm", upload.checksum_algorithm),
+                el("ChecksumType", "COMPOSITE"),
+            ]
+        await req.xml(200, document("ListPartsResult", out))
+
+    # ---- Complete ----------------------------------------------------------------
+    async def complete_multipart_upload(self, req: Request) -> None:
+        validate_key(req.key)
+        upload = self._upload(req)
+        body = await self._small_body(req, MAX_COMPLETE_BODY_BYTES)
+        # Up to 10,000 parts: parsed off the event loop.
+        listed = await trio.to_thread.run_sync(parse_complete, body)
+        if_none_match = req.headers.get("if-none-match")
+        if if_none_match is not None and if_none_match.strip() != "*":
+            raise S3Error("NotImplemented", message="If-None-Match on Complete supports only '*'")
+        ctype = req.headers.get("x-amz-checksum-type")
+        if ctype is not None and ctype.strip().upper() != "COMPOSITE":
+            raise S3Error(
+                "BadDigest", message="The checksum type does not match the one of the upload"
+            )
+        args = {
+            "bucket": req.bucket, "key": req.key, "upload_id": upload.upload_id,
+            "parts": [[p.number, p.etag, p.checksums] for p in listed],
+            "max_size": self.cfg.max_object_size,
+            "expect_checksums": self._object_checksum_headers(req),
+            "expect_size": parse_int_param(
+                req.headers.get("x-amz-mp-object-size"), "x-amz-mp-object-size", -1
+            ),
+            "if_none_match": if_none_match is not None,
+            "if_match": req.headers.get("if-match"),
+        }  # fmt: skip
+        result = await self.writer.call("complete_upload", args)
+        headers: list[tuple[bytes, bytes]] = []
+        if result.get("version_id"):
+            headers.append((b"x-amz-version-id", result["version_id"].encode()))
+        host = req.headers.get("host", "localhost")
+        scheme = str(req.scope.get("scheme") or "http")
+        location = f"{scheme}://{host}/{quote(req.bucket)}/{quote(req.key, safe='/')}"
+        out = [
+            el("Location", location), el("Bucket", req.bucket), el("Key", req.key),
+            el("ETag", f'"{result["etag"]}"'),
+        ]  # fmt: skip
+        for alg, value in (result.get("checksums") or {}).items():
+            out.append(el(f"Checksum{alg}", value))
+            out.append(el("ChecksumType", "COMPOSITE"))
+        await req.xml(200, document("CompleteMultipartUploadResult", out), headers)
+
+    @staticmethod
+    def _object_checksum_headers(req: Request) -> dict[str, str]:
+        """``x-amz-checksum-*`` values sent with Complete: claims about the whole
+        object, checked against its composite checksum rather than ignored."""
+        out: dict[str, str] = {}
+        for name, value in req.headers.items():
+            alg = checksums.algorithm_from_header(name)
+            if alg is not None:
+                out[alg] = value.strip()
+        return out
+
+    # ---- Abort -------------------------------------------------------------------
+    async def abort_multipart_upload(self, req: Request) -> None:
+        validate_key(req.key)
+        upload = self._upload(req)
+        await self.writer.call(
+            "abort_upload",
+            {"bucket": req.bucket, "key": req.key, "upload_id": upload.upload_id},
+        )
+        await req.respond(204)
+
+    # ---- ListMultipartUploads ------------------------------------------------------
+    async def list_multipart_uploads(self, req: Request) -> None:
+        self._require_bucket(req.bucket)
+        prefix = req.q("prefix") or ""
+        delimiter = req.q("delimiter") or ""
+        encoding = req.q("encoding-type")
+        if encoding is not None and encoding != "url":
+            raise S3Error("InvalidArgument", message="Invalid Encoding Method specified in Request")
+        max_uploads = min(
+            parse_int_param(req.q("max-uploads"), "max-uploads", MAX_LISTED), MAX_LISTED
+        )
+        key_marker = req.q("key-marker") or ""
+        # Without a key-marker, S3 ignores upload-id-marker.
+        upload_id_marker = (req.q("upload-id-marker") or None) if key_marker else None
+
+        def fetch(key: str, upload_id: str | None) -> Iterator[UploadRow]:
+            return multipart_reads.uploads_after(
+                self.reader.conn, req.bucket, prefix, key, upload_id, LIST_BATCH
+            )
+
+        page = paginate_uploads(
+            fetch, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+            upload_id_marker=upload_id_marker, max_uploads=max_uploads,
+        )  # fmt: skip
+        enc = url_encode_key if encoding == "url" else (lambda s: s)
+        out = [
+            el("Bucket", req.bucket), el("KeyMarker", enc(key_marker)),
+            el("UploadIdMarker", upload_id_marker or ""),
+        ]  # fmt: skip
+        if page.is_truncated:
+            out.append(el("NextKeyMarker", enc(page.next_key or "")))
+            out.append(el("NextUploadIdMarker", page.next_upload_id or ""))
+        if delimiter:
+            out.append(el("Delimiter", enc(delimiter)))
+        out += [el("Prefix", enc(prefix)), el("MaxUploads", max_uploads)]
+        if encoding:
+            out.append(el("EncodingType", encoding))
+        out.append(el("IsTruncated", page.is_truncated))
+        for u in page.uploads:
+            item = (
+                el("Key", enc(u.key)) + el("UploadId", u.upload_id)
+                + _owner("Initiator") + _owner("Owner") + el("StorageClass", "STANDARD")
+                + el("Initiated", iso8601(u.created_ns))
+            )  # fmt: skip
+            if u.checksum_algorithm:
+                item += el("ChecksumAlgorithm", u.checksum_algorithm)
+            out.append(f"<Upload>{item}</Upload>")
+        for cp in page.common_prefixes:
+            out.append("<CommonPrefixes>" + el("Prefix", enc(cp)) + "</CommonPrefixes>")
+        await req.xml(200, document("ListMultipartUploadsResult", out))
+
+
+def _update(md5: Any, own: checksums.Checksum | None, data: bytes) -> None:
+    md5.update(data)
+    if own is not None:
+        own.update(data)

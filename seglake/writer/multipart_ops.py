@@ -1,0 +1,272 @@
+"""Multipart upload mutations, applied inside the committer's batch transaction.
+
+Rules this file keeps (on top of the contract in ``ops.py``):
+
+- A part's bytes are appended to segments before ``upload_part`` runs; its
+  row lists those chunks and ``ctx.reference`` records them, so a committed
+  part survives ``kill -9`` (recovery never cuts below ``committed_end``)
+  and counts as live data until its upload is completed or aborted.
+- Every check that depends on stored state (the upload exists and belongs
+  to this bucket/key, parts exist with the listed ETags, part sizes) is made
+  here, inside the transaction. The frontend's earlier checks only avoid
+  receiving a body for nothing; they can be stale.
+- Complete composes the object's manifest from the parts' chunk lists (no
+  byte is copied), creates the version exactly as PUT does
+  (``_insert_version``: manifest written and fsynced before COMMIT) and
+  removes the upload and its part rows in the same transaction, so an
+  upload is either still open or completed, never both.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from typing import Any, Final
+
+import apsw
+import msgpack
+
+from seglake.config import GiB, MiB
+from seglake.errors import S3Error
+from seglake.format.manifest import ChunkRef
+from seglake.meta.schema import query
+from seglake.protocol import checksums
+from seglake.writer.ops import (
+    BatchContext,
+    _chunk_refs,
+    _insert_version,
+    bucket_versioning,
+    current_version,
+)
+
+# S3's limits (AWS docs, "Amazon S3 multipart upload limits").
+MIN_PART_SIZE: Final = 5 * MiB  # every part but the last
+MAX_PART_SIZE: Final = 5 * GiB
+MAX_PART_NUMBER: Final = 10_000
+
+
+def new_upload_id(ns: int) -> str:
+    """48 hex digits: the creation clock (so ids of one key sort in creation
+    order, as S3 lists them) and 128 random bits (so ids cannot be guessed)."""
+    return f"{ns:016x}{os.urandom(16).hex()}"
+
+
+def _open_upload(conn: apsw.Connection, a: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """(meta, checksum algorithm) of the upload ``a`` addresses, or NoSuchUpload."""
+    rows = query(
+        conn,
+        "SELECT bucket, key, meta, checksum_algorithm FROM uploads WHERE upload_id = ?",
+        (str(a["upload_id"]),),
+    )
+    if not rows or rows[0][0] != a["bucket"] or rows[0][1] != a["key"]:
+        raise S3Error("NoSuchUpload", resource=str(a["upload_id"]))
+    meta = msgpack.unpackb(rows[0][2], raw=False) if rows[0][2] else {}
+    return (meta if isinstance(meta, dict) else {}), rows[0][3]
+
+
+def apply_create_upload(
+    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
+) -> dict[str, Any]:
+    bucket, key = a["bucket"], a["key"]
+    bucket_versioning(conn, bucket)  # NoSuchBucket
+    alg = a.get("checksum_algorithm")
+    if alg is not None and alg not in checksums.ALGORITHMS:
+        raise S3Error("InvalidRequest", message=f"unsupported checksum algorithm {alg!r}")
+    ns = ctx.clock.tick()
+    upload_id = new_upload_id(ns)
+    conn.execute(
+        "INSERT INTO uploads(upload_id, bucket, key, created_ns, meta, checksum_algorithm) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (upload_id, bucket, key, ns, msgpack.packb(dict(a.get("meta") or {})), alg),
+    )
+    return {"upload_id": upload_id, "created_ns": ns}
+
+
+def apply_upload_part(
+    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
+) -> dict[str, Any]:
+    """Store (or replace) one part; also used by UploadPartCopy."""
+    _open_upload(conn, a)
+    number = int(a["part_number"])
+    if not 1 <= number <= MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", message="Part number must be an integer 1..10000")
+    size = int(a["size"])
+    if size > MAX_PART_SIZE:
+        raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(MAX_PART_SIZE)})
+    chunks = _chunk_refs(a["chunks"], size)
+    sums = a.get("checksums") or {}
+    if not isinstance(sums, dict) or not all(
+        k in checksums.ALGORITHMS and isinstance(v, str) for k, v in sums.items()
+    ):
+        raise S3Error("InternalError", message="malformed part checksums")
+    ns = ctx.clock.tick()
+    packed_chunks = msgpack.packb(
+        [[c.segment_id, c.offset, c.length, c.digest] for c in chunks], use_bin_type=True
+    )
+    conn.execute(
+        "INSERT INTO parts(upload_id, part_number, size, etag, created_ns, checksums, chunks) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(upload_id, part_number) DO UPDATE SET "
+        "size = excluded.size, etag = excluded.etag, created_ns = excluded.created_ns, "
+        "checksums = excluded.checksums, chunks = excluded.chunks",
+        (str(a["upload_id"]), number, size, str(a["etag"]), ns, msgpack.packb(sums), packed_chunks),
+    )
+    ctx.reference(chunks)
+    return {"created_ns": ns}
+
+
+def multipart_etag(part_md5s_hex: list[str]) -> str:
+    """S3's ETag of a multipart object: md5 of the parts' binary md5s, ``-N``."""
+    joined = b"".join(bytes.fromhex(e) for e in part_md5s_hex)
+    return f"{hashlib.md5(joined).hexdigest()}-{len(part_md5s_hex)}"
+
+
+def composite_checksum(alg: str, part_values_b64: list[str]) -> str:
+    """AWS's COMPOSITE checksum: the checksum of the parts' raw checksums, ``-N``."""
+    c = checksums.new_checksum(alg)
+    for value in part_values_b64:
+        c.update(base64.b64decode(value))
+    return f"{c.b64()}-{len(part_values_b64)}"
+
+
+def _normal_etag(etag: str) -> str:
+    return etag.strip().strip('"').lower()
+
+
+def apply_complete_upload(
+    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
+) -> dict[str, Any]:
+    """``a["parts"]``: [[part number, etag, {algorithm: base64 value}], ...] as the
+    client listed them (ascending, checked again here)."""
+    bucket, key, upload_id = a["bucket"], a["key"], str(a["upload_id"])
+    meta, alg = _open_upload(conn, a)
+    listed = a["parts"]
+    if not isinstance(listed, list) or not listed:
+        raise S3Error("MalformedXML", message="You must specify at least one part")
+    if len(listed) > MAX_PART_NUMBER:
+        raise S3Error("InvalidArgument", message="A multipart upload has at most 10000 parts")
+    last = 0
+    for item in listed:
+        if int(item[0]) <= last:
+            raise S3Error("InvalidPartOrder")
+        last = int(item[0])
+
+    stored = {
+        int(r[0]): r
+        for r in query(
+            conn,
+            "SELECT part_number, size, etag, checksums, chunks FROM parts WHERE upload_id = ?",
+            (upload_id,),
+        )
+    }
+    chunks: list[ChunkRef] = []
+    sizes: list[int] = []
+    etags: list[str] = []
+    part_sums: list[dict[str, str]] = []
+    for i, (number, etag, sent_sums) in enumerate(listed):
+        row = stored.get(int(number))
+        if row is None or _normal_etag(str(etag)) != row[2]:
+            raise S3Error(
+                "InvalidPart", message=f"Part {number} was not found or its ETag does not match"
+            )
+        size = int(row[1])
+        if size < MIN_PART_SIZE and i < len(listed) - 1:
+            raise S3Error(
+                "EntityTooSmall",
+                message=f"Part {number} is {size} bytes; every part but the last must be at "
+                f"least {MIN_PART_SIZE} bytes",
+            )
+        sums = msgpack.unpackb(row[3], raw=False) if row[3] else {}
+        for name, value in (sent_sums or {}).items():
+            if sums.get(name) != value:
+                raise S3Error(
+                    "InvalidPart",
+                    message=f"Part {number}: the {name} checksum does not match the stored part",
+                )
+        chunks += _chunk_refs(msgpack.unpackb(row[4], raw=False), size)
+        sizes.append(size)
+        etags.append(str(row[2]))
+        part_sums.append(sums)
+    total = sum(sizes)
+    expect_size = int(a.get("expect_size", -1))
+    if expect_size >= 0 and expect_size != total:
+        raise S3Error(
+            "InvalidRequest",
+            message=f"x-amz-mp-object-size is {expect_size}, the parts add up to {total}",
+        )
+    max_size = int(a.get("max_size") or 0)
+    if max_size and total > max_size:
+        raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(max_size)})
+
+    object_sums: dict[str, str] = {}
+    if alg is not None:
+        values = [s.get(alg) for s in part_sums]
+        if any(v is None for v in values):
+            raise S3Error(
+                "InvalidRequest",
+                message=f"a part has no {alg} checksum, which this upload requires",
+            )
+        try:
+            object_sums[alg] = composite_checksum(alg, [str(v) for v in values])
+        except (binascii.Error, ValueError):
+            raise S3Error("InternalError", message="a stored part checksum is malformed") from None
+
+    for name, value in (a.get("expect_checksums") or {}).items():
+        have = object_sums.get(name)
+        if have is None or str(value).split("-")[0] != have.split("-")[0]:
+            raise S3Error(
+                "BadDigest",
+                message=f"The {name} you specified did not match the calculated checksum.",
+            )
+
+    versioning = bucket_versioning(conn, bucket)
+    cur = current_version(conn, bucket, key)
+    live = cur is not None and not cur.delete_marker
+    if a.get("if_none_match") and live:
+        raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
+    if_match = a.get("if_match")
+    if if_match is not None:
+        if not live:
+            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
+        assert cur is not None
+        if if_match != "*" and if_match.strip('"') != cur.etag:
+            raise S3Error("PreconditionFailed", fields={"Condition": "If-Match"})
+
+    etag = multipart_etag(etags)
+    version_meta = dict(meta)
+    version_meta["parts"] = sizes  # part boundaries, for GET/HEAD ?partNumber=
+    if object_sums:
+        version_meta["checksums"] = object_sums
+    version_id, ns = _insert_version(
+        conn, ctx, bucket=bucket, key=key, versioning=versioning, size=total, etag=etag,
+        meta=version_meta, chunks=chunks, delete_marker=False,
+    )  # fmt: skip
+    conn.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+    conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+    return {
+        # As for PUT: only an enabled bucket announces the new version's id.
+        "version_id": version_id if versioning == "enabled" else None,
+        "created_ns": ns,
+        "etag": etag,
+        "size": total,
+        "checksums": object_sums,
+    }
+
+
+def apply_abort_upload(
+    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
+) -> dict[str, Any]:
+    """Forget the upload; its parts' chunks become garbage for GC."""
+    _open_upload(conn, a)
+    conn.execute("DELETE FROM parts WHERE upload_id = ?", (str(a["upload_id"]),))
+    conn.execute("DELETE FROM uploads WHERE upload_id = ?", (str(a["upload_id"]),))
+    return {}
+
+
+APPLY = {
+    "create_upload": apply_create_upload,
+    "upload_part": apply_upload_part,
+    "complete_upload": apply_complete_upload,
+    "abort_upload": apply_abort_upload,
+}

@@ -1,0 +1,42 @@
+"""Bucket versioning mutations, applied inside the committer's batch transaction.
+
+Rules this file keeps (the contract of ``ops.py`` holds: each ``apply_*``
+runs under its own SAVEPOINT, raising ``S3Error`` rolls back only that
+mutation, nothing here touches files):
+- A bucket's versioning state moves only between ``enabled`` and
+  ``suspended`` through PutBucketVersioning. ``unversioned`` is a creation
+  state: it may become ``enabled`` or ``suspended`` but is never re-entered,
+  because versions written since then would lose their meaning.
+- Changing the state never touches a stored version: suspending keeps every
+  version id, enabling keeps the null version. Only later writes differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import apsw
+
+from seglake.errors import S3Error
+from seglake.writer.ops import BatchContext, bucket_versioning
+
+# The states PutBucketVersioning may set (AWS's Status values, lowercased).
+SETTABLE_STATES: Final = ("enabled", "suspended")
+
+
+def apply_set_versioning(
+    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
+) -> dict[str, Any]:
+    """PutBucketVersioning: ``{"bucket", "status"}`` → ``{"previous", "status"}``."""
+    bucket, status = a["bucket"], a["status"]
+    if status not in SETTABLE_STATES:
+        raise S3Error("IllegalVersioningConfigurationException")
+    previous = bucket_versioning(conn, bucket)
+    if previous != status:
+        conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (status, bucket))
+    return {"previous": previous, "status": status}
+
+
+APPLY: Final = {
+    "set_versioning": apply_set_versioning,
+}

@@ -1,0 +1,85 @@
+"""``Expect: 100-continue`` on PUT, over a raw socket.
+
+A client that asks for ``100 Continue`` holds its body back until it sees
+one. A request the server refuses before reading the body (bad signature)
+should get the final answer *without* a ``100 Continue`` first, so the client
+never uploads bytes that will be thrown away; a good one gets ``100`` then
+``200``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+
+from tests.e2e._signing import signed_headers
+from tests.harness import SeglakeServer
+
+TIMEOUT_S = 5.0
+BODY = b"x" * 100_000
+
+
+def request_head(port: int, bucket: str, key: str, body: bytes, *, break_signature: bool) -> bytes:
+    url = f"http://127.0.0.1:{port}/{bucket}/{key}"
+    headers = signed_headers("PUT", url, body)
+    if break_signature:
+        auth = headers["Authorization"]
+        headers["Authorization"] = auth[:-8] + ("0" * 8 if not auth.endswith("0" * 8) else "1" * 8)
+    lines = [f"PUT /{bucket}/{key} HTTP/1.1"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines += [f"Content-Length: {len(body)}", "Expect: 100-continue"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_response_head(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+    """(one response head, what follows it) — bounded by TIMEOUT_S."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while b"\r\n\r\n" not in buf:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no response head; got {buf!r}")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed; got {buf!r}")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def first_head_without_body(port: int, bucket: str, *, break_signature: bool) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S) as s:
+        s.sendall(request_head(port, bucket, "k", BODY, break_signature=break_signature))
+        head, _ = read_response_head(s, b"")
+        return head
+
+
+def test_good_request_gets_100_then_200(server: SeglakeServer, s3: object, bucket: str) -> None:
+    assert server.port is not None
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S) as s:
+        s.sendall(request_head(server.port, bucket, "k", BODY, break_signature=False))
+        head, rest = read_response_head(s, b"")
+        assert head.startswith(b"HTTP/1.1 100"), head
+        s.sendall(BODY)
+        head, rest = read_response_head(s, rest)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        etag = hashlib.md5(BODY).hexdigest().encode()
+        assert etag in head.lower()
+
+
+def test_refused_request_gets_final_answer(server: SeglakeServer, bucket: str) -> None:
+    """The 403 arrives without the client sending its body (after a 100 or not)."""
+    assert server.port is not None
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S) as s:
+        s.sendall(request_head(server.port, bucket, "k", BODY, break_signature=True))
+        head, rest = read_response_head(s, b"")
+        if head.startswith(b"HTTP/1.1 100"):
+            head, rest = read_response_head(s, rest)
+        assert head.startswith(b"HTTP/1.1 403"), head
+        assert b"connection: close" in head.lower()
+        assert b"SignatureDoesNotMatch" in rest or b"content-length" in head.lower()
+
+
+def test_refused_request_gets_no_100_continue(server: SeglakeServer, bucket: str) -> None:
+    assert server.port is not None
+    head = first_head_without_body(server.port, bucket, break_signature=True)
+    assert head.startswith(b"HTTP/1.1 403"), head
