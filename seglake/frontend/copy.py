@@ -25,7 +25,12 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.frontend.family import Handler
 from seglake.frontend.http import Request
-from seglake.frontend.objects import stored_meta, validate_key, validate_version_id
+from seglake.frontend.objects import (
+    require_if_match,
+    stored_meta,
+    validate_key,
+    validate_version_id,
+)
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums, conditions
@@ -85,6 +90,7 @@ class CopyHandlers:
 
     async def copy_object(self, req: Request) -> None:
         validate_key(req.key)
+        require_if_match(self.cfg, req)
         source = parse_copy_source(req.headers.get("x-amz-copy-source", ""))
         validate_key(source.key)
         if source.version_id is not None:

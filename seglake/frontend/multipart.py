@@ -49,6 +49,8 @@ from seglake.frontend.http import Request
 from seglake.frontend.objects import (
     THREAD_READ_MIN,
     SegmentFiles,
+    require_content_md5,
+    require_if_match,
     stored_meta,
     validate_key,
     validate_version_id,
@@ -351,6 +353,7 @@ class MultipartHandlers:
         validate_key(req.key)
         number = parse_part_number(req.q("partNumber"))
         upload = self._upload(req)
+        require_content_md5(self.cfg, req)
         length = declared_length(req, self.cfg)
         if length > MAX_PART_SIZE:
             raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(MAX_PART_SIZE)})
@@ -544,6 +547,7 @@ class MultipartHandlers:
     # ---- Complete ----------------------------------------------------------------
     async def complete_multipart_upload(self, req: Request) -> None:
         validate_key(req.key)
+        require_if_match(self.cfg, req)
         upload = self._upload(req)
         body = await self._small_body(req, MAX_COMPLETE_BODY_BYTES)
         # Up to 10,000 parts: parsed off the event loop.

@@ -122,6 +122,32 @@ def encode_meta_value(value: str) -> bytes:
     return b"=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")) + b"?="
 
 
+def require_content_md5(cfg: Config, req: Request) -> None:
+    """``--require-content-md5``: requests that carry object data (PutObject,
+    UploadPart) must send Content-MD5; checked before any body byte is read."""
+    if cfg.require_content_md5 and "content-md5" not in req.headers:
+        raise S3Error(
+            "InvalidRequest", message="Missing required header for this request: Content-MD5"
+        )
+
+
+def require_if_match(cfg: Config, req: Request) -> None:
+    """``--require-if-match-buckets``: writes that create a version in those
+    buckets (PutObject, CopyObject, CompleteMultipartUpload) must say what
+    they overwrite (``If-Match``) or that they create (``If-None-Match: *``).
+    428 otherwise (RFC 6585: a precondition is required, as opposed to 412,
+    one that failed)."""
+    if (
+        req.bucket in cfg.if_match_bucket_set
+        and "if-match" not in req.headers
+        and req.headers.get("if-none-match", "").strip() != "*"
+    ):
+        raise S3Error(
+            "PreconditionRequired",
+            message="This bucket requires If-Match (or If-None-Match: *) on writes",
+        )
+
+
 def stored_meta(req: Request) -> dict[str, Any]:
     user: dict[str, str] = {}
     size = 0
@@ -198,6 +224,8 @@ class ObjectHandlers:
     # ---- PUT -------------------------------------------------------------
     async def put_object(self, req: Request) -> None:
         validate_key(req.key)
+        require_content_md5(self.cfg, req)
+        require_if_match(self.cfg, req)
         length = declared_length(req, self.cfg)
         meta = stored_meta(req)
         bucket = self.reader.bucket(req.bucket)

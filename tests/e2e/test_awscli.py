@@ -206,3 +206,25 @@ def test_awscli_multipart_100mib(seed_server: SeedStyleServer, tmp_path: Path) -
     assert head["ETag"].endswith('-13"')  # 8 MiB parts: a 13-part upload
     ok(aws(seed_server, "s3", "cp", "s3://big-100/big.bin", "./big-back.bin", cwd=tmp_path))
     assert (tmp_path / "big-back.bin").read_bytes() == data
+
+
+def test_awscli_sync_both_ways_twice(seed_server: SeedStyleServer, tmp_path: Path) -> None:
+    """`aws s3 sync` up and down; the second run of each transfers nothing."""
+    ok(aws(seed_server, "s3", "mb", "s3://sync-demo", cwd=tmp_path))
+    src = tmp_path / "src"
+    (src / "deep" / "er").mkdir(parents=True)
+    files = {
+        "top.txt": write_random(src / "top.txt", 10, seed=41),
+        "deep/x.bin": write_random(src / "deep" / "x.bin", 300_000, seed=42),
+        "deep/er/y z+.bin": write_random(src / "deep" / "er" / "y z+.bin", 9 * MiB, seed=43),
+    }
+    first = ok(aws(seed_server, "s3", "sync", "./src", "s3://sync-demo/tree", cwd=tmp_path))
+    assert first.count("upload:") == len(files), first
+    second = ok(aws(seed_server, "s3", "sync", "./src", "s3://sync-demo/tree", cwd=tmp_path))
+    assert "upload:" not in second, second
+    down = ok(aws(seed_server, "s3", "sync", "s3://sync-demo/tree", "./back", cwd=tmp_path))
+    assert down.count("download:") == len(files), down
+    again = ok(aws(seed_server, "s3", "sync", "s3://sync-demo/tree", "./back", cwd=tmp_path))
+    assert "download:" not in again, again
+    for name, data in files.items():
+        assert (tmp_path / "back" / name).read_bytes() == data, name
