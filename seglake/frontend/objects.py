@@ -57,6 +57,9 @@ STORED_HEADERS = (
 # the GIL, so big GETs use the second core and small ones skip the hop.
 THREAD_READ_MIN = 256 * 1024
 MAX_OPEN_SEGMENTS = 256
+# ~120 bytes per small object's chunk list: 16k entries stay under a few MiB
+# and cover the hot set of most read-heavy workloads.
+MANIFEST_CACHE_ENTRIES = 16_384
 # GET/HEAD query parameters that override a response header (signed requests
 # only, as in S3), and the header each sets.
 RESPONSE_OVERRIDES = {
@@ -181,29 +184,56 @@ def stored_meta(req: Request) -> dict[str, Any]:
 
 
 class SegmentFiles:
-    """Read-only descriptors of segment files, kept open (LRU)."""
+    """Read-only descriptors of segment files, kept open (LRU), with their
+    path strings for error messages (built once, not per read)."""
 
     def __init__(self, cfg: Config) -> None:
         self.dir = cfg.segments_dir
-        self._fds: OrderedDict[int, int] = OrderedDict()
+        self._fds: OrderedDict[int, tuple[int, str]] = OrderedDict()
+
+    def _open(self, segment_id: int) -> tuple[int, str]:
+        entry = self._fds.get(segment_id)
+        if entry is not None:
+            self._fds.move_to_end(segment_id)
+            return entry
+        path = str(self.dir / segment_file_name(segment_id))
+        entry = (os.open(path, os.O_RDONLY | os.O_CLOEXEC), path)
+        self._fds[segment_id] = entry
+        if len(self._fds) > MAX_OPEN_SEGMENTS:
+            _, (old, _) = self._fds.popitem(last=False)
+            os.close(old)
+        return entry
 
     def fd(self, segment_id: int) -> int:
-        fd = self._fds.get(segment_id)
-        if fd is not None:
-            self._fds.move_to_end(segment_id)
-            return fd
-        fd = os.open(self.dir / segment_file_name(segment_id), os.O_RDONLY | os.O_CLOEXEC)
-        self._fds[segment_id] = fd
-        if len(self._fds) > MAX_OPEN_SEGMENTS:
-            _, old = self._fds.popitem(last=False)
-            os.close(old)
-        return fd
+        return self._open(segment_id)[0]
 
     def read(self, ref: ChunkRef) -> bytes:
-        path = str(self.dir / segment_file_name(ref.segment_id))
-        return segfmt.read_record(
-            self.fd(ref.segment_id), ref.offset, ref.length, ref.digest, path=path
-        )
+        fd, path = self._open(ref.segment_id)
+        return segfmt.read_record(fd, ref.offset, ref.length, ref.digest, path=path)
+
+
+class ManifestCache:
+    """Decoded chunk lists by version uid. A uid's manifest never changes,
+    so entries never go stale; the cache is bounded (LRU)."""
+
+    def __init__(self, size: int = MANIFEST_CACHE_ENTRIES) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[ChunkRef, ...]] = OrderedDict()
+
+    def chunks(self, v: VersionRow) -> tuple[ChunkRef, ...]:
+        hit = self._entries.get(v.uid)
+        if hit is not None:
+            self._entries.move_to_end(v.uid)
+            return hit
+        if v.manifest is None:
+            raise S3Error("InternalError", message="version has no manifest")
+        chunks = decode_manifest(
+            v.manifest, path=f"meta.db:versions/{v.uid}", with_meta=False
+        ).chunks
+        self._entries[v.uid] = chunks
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return chunks
 
 
 class ObjectHandlers:
@@ -212,6 +242,7 @@ class ObjectHandlers:
         self.reader = reader
         self.writer = writer
         self.segments = SegmentFiles(cfg)
+        self.manifests = ManifestCache()
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -429,12 +460,8 @@ class ObjectHandlers:
         overrides = self._overrides(req)
         v = self._resolve(req)
         self._check_conditions(req, v)
-        if v.manifest is None:
-            raise S3Error("InternalError", message="version has no manifest")
         try:
-            manifest = decode_manifest(
-                v.manifest, path=f"meta.db:versions/{v.uid}", with_meta=False
-            )
+            chunk_list = self.manifests.chunks(v)
         except FormatError as exc:
             log.error("damaged manifest: %s", exc)
             await self._mark_damaged(v)
@@ -481,7 +508,7 @@ class ObjectHandlers:
                 plan += [head, (r.start, r.end)]
             plan.append(closing)
         headers.append((b"content-length", str(length).encode()))
-        await self._stream(req, v, manifest.chunks, status, headers, plan)
+        await self._stream(req, v, chunk_list, status, headers, plan)
 
     async def _stream(
         self,

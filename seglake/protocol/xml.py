@@ -8,6 +8,7 @@ stored can be listed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -24,7 +25,14 @@ def iso8601(ns: int) -> str:
 
 def http_date(ns: int) -> str:
     """RFC 7231 date for Last-Modified/Date headers."""
-    t = dt.datetime.fromtimestamp(ns // 1_000_000_000, tz=dt.UTC)
+    return _http_date_seconds(ns // 1_000_000_000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date_seconds(seconds: int) -> str:
+    # Formatting costs more than the rest of a small GET's header work, and
+    # the same object's Last-Modified is sent again and again.
+    t = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
     return t.strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
