@@ -19,6 +19,8 @@ from seglake.protocol.xml import document, el, iso8601, url_encode_key
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 OWNER_ID = "seglake"
 LIST_BATCH = 1000
+# CreateBucket may carry a CreateBucketConfiguration of a few hundred bytes.
+SMALL_BODY_LIMIT = 64 * 1024
 
 
 # Prefixes and suffixes AWS reserves for its own naming schemes (punycode,
@@ -93,7 +95,7 @@ class BucketHandlers:
 
     async def create_bucket(self, req: Request) -> None:
         validate_bucket_name(req.bucket)
-        await _drain_body(req)
+        await req.small_body(SMALL_BODY_LIMIT)
         versioning = (
             req.headers.get("x-seglake-versioning", self.cfg.default_versioning).strip().lower()
         )
@@ -167,17 +169,3 @@ class BucketHandlers:
         for cp in page.common_prefixes:
             parts.append("<CommonPrefixes>" + el("Prefix", enc(cp)) + "</CommonPrefixes>")
         await req.xml(200, document("ListBucketResult", parts))
-
-
-async def _drain_body(req: Request, limit: int = 64 * 1024) -> bytes:
-    """Read a small request body (e.g. CreateBucketConfiguration)."""
-    data = bytearray()
-    while True:
-        message = await req.recv()
-        if message["type"] == "http.disconnect":
-            raise S3Error("IncompleteBody")
-        data += message.get("body", b"")
-        if len(data) > limit:
-            raise S3Error("MaxMessageLengthExceeded")
-        if not message.get("more_body", False):
-            return bytes(data)

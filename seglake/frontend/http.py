@@ -61,6 +61,20 @@ class Request:
             self.body_complete = True
         return message
 
+    async def small_body(self, limit: int) -> bytes:
+        """The whole body of a request that carries a small document (XML);
+        more than ``limit`` bytes is refused without reading further."""
+        data = bytearray()
+        while True:
+            message = await self.recv()
+            if message["type"] == "http.disconnect":
+                raise S3Error("IncompleteBody")
+            data += message.get("body", b"")
+            if len(data) > limit:
+                raise S3Error("MaxMessageLengthExceeded")
+            if not message.get("more_body", False):
+                return bytes(data)
+
     async def discard_body(self, limit: int, seconds: float) -> bool:
         """Read and drop what is left of the request body, within bounds.
 

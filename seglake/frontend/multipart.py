@@ -301,18 +301,6 @@ class MultipartHandlers:
             raise S3Error("NoSuchUpload", resource=req.key, fields={"UploadId": upload_id[:128]})
         return row
 
-    async def _small_body(self, req: Request, limit: int) -> bytes:
-        data = bytearray()
-        while True:
-            message = await req.recv()
-            if message["type"] == "http.disconnect":
-                raise S3Error("IncompleteBody")
-            data += message.get("body", b"")
-            if len(data) > limit:
-                raise S3Error("MaxMessageLengthExceeded")
-            if not message.get("more_body", False):
-                return bytes(data)
-
     # ---- Create ------------------------------------------------------------
     async def create_multipart_upload(self, req: Request) -> None:
         validate_key(req.key)
@@ -331,7 +319,7 @@ class MultipartHandlers:
         if ctype != "COMPOSITE":
             raise S3Error("InvalidRequest", message=f"Unknown x-amz-checksum-type {ctype!r}")
         self._require_bucket(req.bucket)
-        await self._small_body(req, MAX_EMPTY_BODY_BYTES)
+        await req.small_body(MAX_EMPTY_BODY_BYTES)
         result = await self.writer.call(
             "create_upload",
             {"bucket": req.bucket, "key": req.key, "meta": meta, "checksum_algorithm": alg},
@@ -449,7 +437,7 @@ class MultipartHandlers:
         size = last - first + 1
         if size > MAX_PART_SIZE:
             raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(MAX_PART_SIZE)})
-        await self._small_body(req, MAX_EMPTY_BODY_BYTES)
+        await req.small_body(MAX_EMPTY_BODY_BYTES)
         if v.manifest is None:
             raise S3Error("InternalError", message="version has no manifest")
         try:
@@ -549,7 +537,7 @@ class MultipartHandlers:
         validate_key(req.key)
         require_if_match(self.cfg, req)
         upload = self._upload(req)
-        body = await self._small_body(req, MAX_COMPLETE_BODY_BYTES)
+        body = await req.small_body(MAX_COMPLETE_BODY_BYTES)
         # Up to 10,000 parts: parsed off the event loop.
         listed = await trio.to_thread.run_sync(parse_complete, body)
         if_none_match = req.headers.get("if-none-match")

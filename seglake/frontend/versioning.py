@@ -32,7 +32,7 @@ from defusedxml.ElementTree import ParseError, fromstring
 
 from seglake.config import Config
 from seglake.errors import S3Error
-from seglake.frontend.buckets import OWNER_ID, _drain_body
+from seglake.frontend.buckets import OWNER_ID
 from seglake.frontend.family import Handler
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
@@ -131,7 +131,7 @@ class VersioningHandlers:
 
     async def put_bucket_versioning(self, req: Request) -> None:
         self._versioning(req.bucket)
-        body = await _drain_body(req, MAX_VERSIONING_XML_BYTES)
+        body = await req.small_body(MAX_VERSIONING_XML_BYTES)
         _check_payload(req, body)
         status, mfa_delete = parse_versioning_configuration(body)
         if mfa_delete is not None and mfa_delete != "Disabled":

@@ -38,7 +38,7 @@ from seglake.writer.ops import (
     _chunk_refs,
     _insert_version,
     bucket_versioning,
-    current_version,
+    check_write_conditions,
 )
 
 # S3's limits (AWS docs, "Amazon S3 multipart upload limits").
@@ -221,17 +221,7 @@ def apply_complete_upload(
             )
 
     versioning = bucket_versioning(conn, bucket)
-    cur = current_version(conn, bucket, key)
-    live = cur is not None and not cur.delete_marker
-    if a.get("if_none_match") and live:
-        raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
-    if_match = a.get("if_match")
-    if if_match is not None:
-        if not live:
-            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
-        assert cur is not None
-        if if_match != "*" and if_match.strip('"') != cur.etag:
-            raise S3Error("PreconditionFailed", fields={"Condition": "If-Match"})
+    check_write_conditions(conn, bucket, key, a)
 
     etag = multipart_etag(etags)
     version_meta = dict(meta)

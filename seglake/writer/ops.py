@@ -142,6 +142,21 @@ def _insert_version(
     return version_id, ns
 
 
+def check_write_conditions(conn: apsw.Connection, bucket: str, key: str, a: dict[str, Any]) -> None:
+    """A write's own conditions, checked atomically with the write:
+    ``If-None-Match: *`` (create only) and ``If-Match`` (overwrite guard)."""
+    cur = current_version(conn, bucket, key)
+    live = cur is not None and not cur.delete_marker
+    if a.get("if_none_match") and live:
+        raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
+    if_match = a.get("if_match")
+    if if_match is not None:
+        if cur is None or not live:
+            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
+        if not conditions.etag_matches(if_match, cur.etag, weak=False):
+            raise S3Error("PreconditionFailed", fields={"Condition": "If-Match"})
+
+
 def _chunk_refs(raw: Any, size: int) -> list[ChunkRef]:
     if not isinstance(raw, list):
         raise S3Error("InternalError", message="malformed chunk list")
@@ -161,17 +176,7 @@ def _chunk_refs(raw: Any, size: int) -> list[ChunkRef]:
 def apply_put(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]) -> dict[str, Any]:
     bucket, key = a["bucket"], a["key"]
     versioning = bucket_versioning(conn, bucket)
-    cur = current_version(conn, bucket, key)
-    live = cur is not None and not cur.delete_marker
-    if a.get("if_none_match") and live:
-        raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
-    if_match = a.get("if_match")
-    if if_match is not None:
-        if not live:
-            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
-        assert cur is not None
-        if if_match != "*" and if_match.strip('"') != cur.etag:
-            raise S3Error("PreconditionFailed", fields={"Condition": "If-Match"})
+    check_write_conditions(conn, bucket, key, a)
     chunks = _chunk_refs(a["chunks"], int(a["size"]))
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=int(a["size"]),
@@ -406,17 +411,7 @@ def apply_copy_object(
             message=f"CopyObject cannot compute a {str(alg).upper()} checksum the source "
             "does not already have.",
         )
-    cur = current_version(conn, bucket, key)
-    live = cur is not None and not cur.delete_marker
-    if a.get("if_none_match") and live:
-        raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
-    if_match = a.get("if_match")
-    if if_match is not None:
-        if not live:
-            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
-        assert cur is not None
-        if not conditions.etag_matches(if_match, cur.etag, weak=False):
-            raise S3Error("PreconditionFailed", fields={"Condition": "If-Match"})
+    check_write_conditions(conn, bucket, key, a)
     if src.manifest is None:
         raise S3Error("InternalError", message="copy source has no manifest")
     try:
