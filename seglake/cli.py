@@ -19,7 +19,8 @@ import trio
 
 from seglake.config import FIELD_TYPES, Config, build_config
 
-MODES = ("server", "serve", "status")
+MODES = ("server", "serve", "status", "maintenance", "fsck", "scrub")
+DEFAULT_WAIT_TIMEOUT_S = 60.0  # how long `maintenance enable|disable` waits for the state
 BOOL_WORDS = {"1", "true", "yes", "on", "0", "false", "no", "off"}
 
 
@@ -38,10 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seglake",
         description="Seglake: a durable, single-node S3-compatible object store.",
     )
-    p.add_argument("command", nargs="*", help="mode: serve (default), status")
+    p.add_argument("command", nargs="*", help="mode: " + ", ".join(MODES) + " (default serve)")
     p.add_argument("--mode", help="seed spelling of the command")
     p.add_argument("--secrets-file", help="KEY=VALUE file loaded before the environment")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--maintenance-action", help="maintenance mode: enable | disable | status")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for quiesced/off")
+    p.add_argument(
+        "--wait-timeout", type=float, default=DEFAULT_WAIT_TIMEOUT_S,
+        help="seconds to wait for the maintenance state (default 60)",
+    )  # fmt: skip
+    p.add_argument(
+        "--all-manifests", action="store_true", help="fsck: also look for orphan manifest files"
+    )
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
         if FIELD_TYPES[f.name] is bool:
@@ -75,6 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         return serve(cfg)
     if mode == "status":
         return status(cfg, as_json=args.json)
+    if mode == "maintenance":
+        from seglake.maintenance.commands import maintenance_cmd
+
+        action = args.maintenance_action or (words[1] if len(words) > 1 else "status")
+        return maintenance_cmd(
+            cfg, action, wait=not args.no_wait, timeout=args.wait_timeout, as_json=args.json
+        )
+    if mode == "fsck":
+        from seglake.maintenance.commands import fsck_cmd
+
+        return fsck_cmd(cfg, all_manifests=args.all_manifests, as_json=args.json)
+    if mode == "scrub":
+        from seglake.maintenance.commands import scrub_cmd
+
+        return scrub_cmd(cfg, as_json=args.json)
     print(f"seglake: unknown mode {mode!r} (available: {', '.join(MODES)})", file=sys.stderr)
     return 2
 
@@ -107,10 +132,17 @@ def render_status(result: dict[str, Any]) -> None:
             f"{p.get('uptime', 0):.0f}s", str(p.get("restarts", 0)),
         )  # fmt: skip
     console.print(procs)
+    metrics = dict(result.get("store") or {})
+    maint = metrics.pop("maintenance", None)
     store = Table("metric", "value", title="store")
-    for k, v in sorted((result.get("store") or {}).items()):
+    for k, v in sorted(metrics.items()):
         store.add_row(k, str(v))
     console.print(store)
+    if isinstance(maint, dict):
+        console.print(
+            f"maintenance: [bold]{maint.get('state')}[/bold] "
+            f"(writes in flight: {maint.get('write_in_flight', 0)})"
+        )
 
 
 if __name__ == "__main__":

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
+
 from seglake.config import Config
 from seglake.errors import S3Error
 
 
 class AdminUnavailable(Exception):
     """No live server answers on this data dir's admin socket."""
+
+
+class AdminRefused(AdminUnavailable):
+    """A live server answered, and refused the command."""
+
+    def __init__(self, message: str, error: S3Error) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 async def admin_call(cfg: Config, name: str, args: dict[str, Any]) -> Any:
@@ -23,7 +33,7 @@ async def admin_call(cfg: Config, name: str, args: dict[str, Any]) -> Any:
         ) from None
     try:
         return await call_socket(str(cfg.admin_socket), name, {**args, "token": token})
-    except (OSError, ConnectionError) as exc:
+    except (OSError, ConnectionError, trio.TooSlowError) as exc:
         raise AdminUnavailable(f"no server answers on {cfg.admin_socket}: {exc}") from None
     except S3Error as exc:
-        raise AdminUnavailable(f"the server refused: {exc}") from None
+        raise AdminRefused(f"the server refused: {exc}", exc) from None

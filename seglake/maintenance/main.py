@@ -4,8 +4,10 @@ of scrub, GC, MPU-GC and replication.
 Quiesce protocol (the rule every destructive operation here will follow):
 destructive work (gc-run, gc-rewrite, rebuild-index) runs only while the
 writer reports the maintenance state ``quiesced``; reads and non-destructive
-checks may run at any time. Mutations are never made directly: they are sent
-to the writer over IPC like any frontend's.
+checks (fsck, scrub) may run at any time. Mutations are never made directly:
+they are sent to the writer over IPC like any frontend's. The state machine
+itself lives in the writer (``seglake/writer/quiesce.py``); the admin command
+``maintenance`` only asks the writer for a target and reports its answer.
 
 Admin socket: ``.seglake-admin.sock`` (mode 0600) in the data dir, the same
 msgpack framing as the writer's IPC. Every request carries the token from
@@ -34,6 +36,10 @@ from seglake.logs import setup_logging
 log = logging.getLogger("seglake.maintenance")
 
 CALL_TIMEOUT_S = 10.0
+MAINTENANCE_TARGETS = {"enable": "quiesced", "disable": "off"}
+# Writer mutations the admin socket relays for CLI tools (fsck, scrub): they
+# record results and never change object data.
+RELAYED_MUTATIONS = frozenset({"record_op_run", "mark_damaged"})
 
 
 async def call_socket(path: str, name: str, args: Any = None) -> Any:
@@ -69,6 +75,17 @@ class Maintenance:
             "store": store,
         }
 
+    async def maintenance(self, action: Any) -> dict[str, Any]:
+        writer = str(self.cfg.writer_socket)
+        if action == "status":
+            result: dict[str, Any] = await call_socket(writer, "maintenance_status")
+            return result
+        target = MAINTENANCE_TARGETS.get(str(action))
+        if target is None:
+            raise S3Error("InvalidArgument", message=f"maintenance action {action!r}")
+        result = await call_socket(writer, "maintenance_set", {"target": target})
+        return result
+
     async def handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
         token = args.get("token") if isinstance(args, dict) else None
         if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
@@ -77,6 +94,13 @@ class Maintenance:
             return await self.status(), b""
         if name == "ping":
             return {"pid": os.getpid()}, b""
+        if name == "maintenance":
+            return await self.maintenance(args.get("action")), b""
+        if name == "writer_mutation":
+            mutation, margs = args.get("mutation"), args.get("args")
+            if mutation not in RELAYED_MUTATIONS or not isinstance(margs, dict):
+                raise S3Error("AccessDenied", message=f"mutation {mutation!r} is not relayed")
+            return await call_socket(str(self.cfg.writer_socket), str(mutation), margs), b""
         raise S3Error("NotImplemented", message=f"admin command {name!r} is not available")
 
     async def serve(self) -> None:

@@ -8,6 +8,8 @@ writer socket → report ready (the supervisor waits for a ``ping`` answer).
 Requests arrive over the IPC channel from frontends and the maintenance
 process. Appends happen here on the event loop; everything that must be
 durable goes through the ``Committer`` (see ``commit.py`` for the barrier).
+Every data request passes the quiesce gate first (``quiesce.py``: refused
+with ``MaintenanceMode`` while maintenance mode is not ``off``).
 On SIGTERM the writer stops listening, lets every queued mutation commit,
 and exits 0. On a durability failure (``WriterFatal``) it exits non-zero so
 that the supervisor restarts it into recovery.
@@ -34,6 +36,7 @@ from seglake.logs import setup_logging
 from seglake.meta.schema import open_read, open_write
 from seglake.writer.commit import Committer
 from seglake.writer.mutations import APPLY
+from seglake.writer.quiesce import Quiesce
 from seglake.writer.segments import SegmentStore, WriterFatal, fsync_dir
 
 log = logging.getLogger("seglake.writer")
@@ -52,6 +55,8 @@ class Writer:
         self.conn = open_write(str(cfg.db_path))
         self.store = SegmentStore(cfg)
         self._recover()
+        self.quiesce = Quiesce.load(self.conn)
+        self._nursery: trio.Nursery | None = None
         self.committer = Committer(cfg, self.conn, self.store)
         self.reader = open_read(str(cfg.db_path))
         self.appended_bytes = 0
@@ -81,6 +86,10 @@ class Writer:
 
     # ---- IPC -----------------------------------------------------------
     async def handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
+        with self.quiesce.admit(name):
+            return await self._handle(name, args, body)
+
+    async def _handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
         if name == "append":
             ref = self._append(args, body)
             return [ref.segment_id, ref.offset, ref.length], b""
@@ -100,6 +109,13 @@ class Writer:
             return {"pid": os.getpid(), "uptime": time.time() - self.started}, b""
         if name == "status":
             return await trio.to_thread.run_sync(self._status), b""
+        if name == "maintenance_status":
+            return self.quiesce.status(), b""
+        if name == "maintenance_set":
+            target = args.get("target") if isinstance(args, dict) else None
+            if self._nursery is None:
+                raise S3Error("ServiceUnavailable", message="the writer is starting")
+            return await self.quiesce.set_target(str(target), self._persist, self._nursery), b""
         raise S3Error("NotImplemented", message=f"writer operation {name!r}")
 
     def _append(self, args: Any, body: memoryview) -> ChunkRef:
@@ -111,6 +127,9 @@ class Writer:
         if self.store.to_seal:
             self.committer.poke()
         return ref
+
+    async def _persist(self, doc: str) -> None:
+        await self.committer.submit("set_maintenance", {"doc": doc})
 
     def _status(self) -> dict[str, Any]:
         r = self.reader
@@ -137,6 +156,7 @@ class Writer:
             "commit_mutations": self.committer.stats.mutations,
             "write_in_flight": self.committer.in_flight,
             "appended_bytes": self.appended_bytes,
+            "maintenance": self.quiesce.status(),
         }
 
     # ---- lifecycle -----------------------------------------------------
@@ -160,6 +180,7 @@ class Writer:
         listener = trio.SocketListener(sock)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.committer.run)
+            self._nursery = nursery
             nursery.start_soon(self._idle_sealer)
             nursery.start_soon(exit_when_orphaned)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

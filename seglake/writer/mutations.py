@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import apsw
 
-from seglake.writer import multipart_ops, ops, versioning_ops
+from seglake.writer import maintenance_ops, multipart_ops, ops, versioning_ops
 from seglake.writer.ops import BatchContext
 
 Apply = Callable[[apsw.Connection, BatchContext, dict[str, Any]], Any]
@@ -28,4 +28,6 @@ def _merge(*tables: Mapping[str, Apply]) -> dict[str, Apply]:
     return merged
 
 
-APPLY: Final[dict[str, Apply]] = _merge(ops.APPLY, versioning_ops.APPLY, multipart_ops.APPLY)
+APPLY: Final[dict[str, Apply]] = _merge(
+    ops.APPLY, versioning_ops.APPLY, multipart_ops.APPLY, maintenance_ops.APPLY
+)

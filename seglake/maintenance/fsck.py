@@ -1,0 +1,254 @@
+"""``seglake fsck``: a read-only consistency check of a data directory.
+
+Quiesce protocol: fsck only reads (``meta.db`` through a read-only
+connection, segment and manifest files with plain reads), so it runs at any
+maintenance state, with or without a live server. It changes nothing; the
+one record it leaves (an ``ops_runs`` row) is written by the writer, asked
+through the admin socket, and only when a server is live.
+
+What is checked, all inside one read snapshot of the database:
+- every segment row has its file, at least ``committed_end`` bytes long; a
+  sealed one ends in a valid footer;
+- every segment file belongs to a row (a file without one is a warning: the
+  open segment holds only uncommitted appends until its first commit);
+- every live version's manifest (the database copy) decodes and verifies;
+  each chunk lies inside an existing segment (for a sealed one, below the
+  footer's ``data_end``), at or after the first record;
+- the manifest file exists at ``manifest_path(uid)`` with the same bytes;
+- with ``all_manifests``: every manifest file on disk belongs to a version
+  row (orphans are warnings: a crash between the manifest fsync and COMMIT
+  leaves one, and GC removes it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seglake.config import Config
+from seglake.format.errors import FormatError
+from seglake.format.manifest import MANIFEST_SUFFIX, decode_manifest, manifest_path
+from seglake.format.segment import HEADER_SIZE, RECORD_HEADER_SIZE, read_footer
+from seglake.meta.schema import open_read, query
+
+SEGMENT_SUFFIX = ".seg"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    detail: str
+    path: str = ""
+    bucket: str = ""
+    key: str = ""
+    version_id: str = ""
+
+
+@dataclass
+class FsckReport:
+    errors: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+    segments: int = 0
+    versions: int = 0
+    chunks: int = 0
+    manifest_files: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "clean": self.clean,
+            "segments": self.segments,
+            "versions": self.versions,
+            "chunks": self.chunks,
+            "manifest_files": self.manifest_files,
+            "errors": [asdict(f) for f in self.errors],
+            "warnings": [asdict(f) for f in self.warnings],
+        }
+
+
+@dataclass(frozen=True)
+class _Segment:
+    state: str
+    size_on_disk: int | None  # None: the file is missing
+    limit: int  # chunks must end at or below this offset
+
+
+def segment_path(cfg: Config, segment_id: int) -> Path:
+    return cfg.segments_dir / f"{segment_id:016x}{SEGMENT_SUFFIX}"
+
+
+def run_fsck(cfg: Config, *, all_manifests: bool = False) -> FsckReport:
+    report = FsckReport()
+    conn = open_read(str(cfg.db_path))
+    try:
+        # One snapshot: rows committed while we run are not half-seen.
+        conn.execute("BEGIN")
+        try:
+            segments = _check_segments(cfg, conn, report)
+            known_uids = _check_versions(cfg, conn, report, segments)
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+    if all_manifests:
+        _check_orphan_manifests(cfg, report, known_uids)
+    return report
+
+
+def _check_segments(cfg: Config, conn: Any, report: FsckReport) -> dict[int, _Segment]:
+    segments: dict[int, _Segment] = {}
+    rows = query(conn, "SELECT id, state, size, committed_end FROM segments ORDER BY id")
+    for seg_id, state, _size, committed_end in rows:
+        report.segments += 1
+        path = segment_path(cfg, int(seg_id))
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            report.errors.append(
+                Finding("segment-missing", f"segment {seg_id} has no file", str(path))
+            )
+            segments[int(seg_id)] = _Segment(str(state), None, 0)
+            continue
+        try:
+            on_disk = os.fstat(fd).st_size
+            limit = on_disk
+            if on_disk < int(committed_end):
+                report.errors.append(
+                    Finding(
+                        "segment-truncated",
+                        f"segment {seg_id} is {on_disk} bytes, committed data reaches {committed_end}",
+                        str(path),
+                    )
+                )
+            if state == "SEALED":
+                try:
+                    footer = read_footer(fd, on_disk, path=str(path))
+                except FormatError as exc:
+                    report.errors.append(Finding("segment-footer", str(exc), str(path)))
+                    footer = None
+                else:
+                    if footer is None:
+                        report.errors.append(
+                            Finding(
+                                "segment-footer",
+                                f"sealed segment {seg_id} does not end in a footer "
+                                f"(truncated or overwritten; {on_disk} bytes)",
+                                str(path),
+                            )
+                        )
+                if footer is not None:
+                    limit = footer.data_end
+            segments[int(seg_id)] = _Segment(str(state), on_disk, limit)
+        finally:
+            os.close(fd)
+    if cfg.segments_dir.is_dir():
+        for entry in sorted(cfg.segments_dir.iterdir()):
+            if entry.suffix != SEGMENT_SUFFIX:
+                continue
+            try:
+                seg_id = int(entry.stem, 16)
+            except ValueError:
+                report.warnings.append(Finding("segment-stray", "not a segment name", str(entry)))
+                continue
+            if seg_id not in segments:
+                report.warnings.append(
+                    Finding(
+                        "segment-unrecorded",
+                        f"segment {seg_id} has no database row (no committed data yet, or garbage)",
+                        str(entry),
+                    )
+                )
+    return segments
+
+
+def _check_versions(
+    cfg: Config, conn: Any, report: FsckReport, segments: dict[int, _Segment]
+) -> set[str]:
+    known: set[str] = set()
+    rows = query(
+        conn,
+        "SELECT uid, bucket, key, version_id, state, manifest FROM versions ORDER BY bucket, key",
+    )
+    for uid, bucket, key, version_id, state, manifest in rows:
+        known.add(str(uid))
+        if state == "DELETED":
+            continue
+        report.versions += 1
+        where = {"bucket": str(bucket), "key": str(key), "version_id": str(version_id)}
+        path = manifest_path(cfg.manifests_dir, str(uid))
+        if state == "DAMAGED":
+            report.warnings.append(
+                Finding("version-damaged", "version is marked DAMAGED", str(path), **where)
+            )
+        if manifest is None:
+            report.errors.append(
+                Finding("manifest-db-missing", "no manifest in the database", str(path), **where)
+            )
+            continue
+        db_bytes = bytes(manifest)
+        try:
+            m = decode_manifest(db_bytes, path=f"meta.db:versions[{uid}]", with_meta=False)
+        except FormatError as exc:
+            report.errors.append(Finding("manifest-db-corrupt", str(exc), str(path), **where))
+            m = None
+        if m is not None:
+            for i, c in enumerate(m.chunks):
+                report.chunks += 1
+                problem = _chunk_problem(c.segment_id, c.offset, c.length, segments)
+                if problem:
+                    report.errors.append(
+                        Finding("chunk-out-of-range", f"chunk {i}: {problem}", str(path), **where)
+                    )
+        try:
+            file_bytes = path.read_bytes()
+        except FileNotFoundError:
+            report.errors.append(
+                Finding("manifest-missing", f"manifest file missing: {path}", str(path), **where)
+            )
+            continue
+        except OSError as exc:
+            report.errors.append(Finding("manifest-unreadable", str(exc), str(path), **where))
+            continue
+        report.manifest_files += 1
+        if file_bytes != db_bytes:
+            report.errors.append(
+                Finding(
+                    "manifest-mismatch",
+                    f"manifest file differs from the database copy: {path}",
+                    str(path),
+                    **where,
+                )
+            )
+    return known
+
+
+def _chunk_problem(seg_id: int, offset: int, length: int, segments: dict[int, _Segment]) -> str:
+    seg = segments.get(seg_id)
+    if seg is None:
+        return f"segment {seg_id} is not in the database"
+    if seg.size_on_disk is None:
+        return f"segment {seg_id} file is missing"
+    if offset < HEADER_SIZE + RECORD_HEADER_SIZE or length <= 0:
+        return f"bad range {offset}+{length} in segment {seg_id}"
+    end = offset + length
+    if end > seg.size_on_disk:
+        return f"ends at {end}, past the end of segment {seg_id} ({seg.size_on_disk} bytes)"
+    if end > seg.limit:
+        return f"ends at {end}, past the data end of sealed segment {seg_id} ({seg.limit})"
+    return ""
+
+
+def _check_orphan_manifests(cfg: Config, report: FsckReport, known: set[str]) -> None:
+    if not cfg.manifests_dir.is_dir():
+        return
+    for path in sorted(cfg.manifests_dir.rglob(f"*{MANIFEST_SUFFIX}")):
+        uid = path.name[: -len(MANIFEST_SUFFIX)]
+        if uid not in known:
+            report.warnings.append(
+                Finding("manifest-orphan", "manifest file has no version row", str(path))
+            )
