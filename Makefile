@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: build run test test-faults lint fmt check bench clean docs
+.PHONY: build run test test-faults fuzz lint fmt check bench clean docs
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: build
 
 test-faults: build
 	SEGLAKE_LONG_FAULTS=1 $(BIN)/python -m pytest -q tests/faults
+
+# The protocol fuzz targets (SigV4 canonicaliser/verifier, aws-chunked
+# decoder) with many more examples than make test gives them.
+fuzz: $(STAMP)
+	SEGLAKE_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/unit/test_fuzz_protocol.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check seglake tests benchmarks

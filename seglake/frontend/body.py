@@ -100,7 +100,12 @@ async def ingest(
             raise S3Error("AccessDenied")
         signer = StreamingSigner(req.auth) if signed and req.auth is not None else None
         decoder = chunked.AwsChunkedDecoder(signer=signer, trailer=trailer)
-    elif sha_mode == "UNSIGNED-PAYLOAD" and not cfg.allow_unsigned_payload:
+    elif not cfg.allow_unsigned_payload and (
+        sha_mode == "UNSIGNED-PAYLOAD"
+        # A presigned request need not send the header: its signature then
+        # covers UNSIGNED-PAYLOAD all the same.
+        or (req.auth is not None and req.auth.content_sha256 == "UNSIGNED-PAYLOAD")
+    ):
         raise S3Error("AccessDenied", message="UNSIGNED-PAYLOAD is disabled on this server")
 
     # Checksums: one from a header, or one announced in x-amz-trailer.

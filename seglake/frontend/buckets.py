@@ -95,7 +95,7 @@ class BucketHandlers:
 
     async def create_bucket(self, req: Request) -> None:
         validate_bucket_name(req.bucket)
-        await req.small_body(SMALL_BODY_LIMIT)
+        await req.small_body(SMALL_BODY_LIMIT, allow_unsigned=self.cfg.allow_unsigned_payload)
         versioning = (
             req.headers.get("x-seglake-versioning", self.cfg.default_versioning).strip().lower()
         )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -61,9 +65,20 @@ class Request:
             self.body_complete = True
         return message
 
-    async def small_body(self, limit: int) -> bytes:
-        """The whole body of a request that carries a small document (XML);
-        more than ``limit`` bytes is refused without reading further."""
+    async def small_body(self, limit: int, *, allow_unsigned: bool) -> bytes:
+        """The whole body of a request that carries a small document (XML),
+        verified like an object body: it must be what was signed (hex
+        x-amz-content-sha256), match Content-MD5 if sent, and may be unsigned
+        only where the server allows it. More than ``limit`` bytes is refused
+        without reading further."""
+        declared = self.headers.get("x-amz-content-sha256", "")
+        unsigned = declared == "UNSIGNED-PAYLOAD" or (
+            self.auth is not None and self.auth.content_sha256 == "UNSIGNED-PAYLOAD"
+        )
+        if unsigned and not allow_unsigned:
+            raise S3Error("AccessDenied", message="UNSIGNED-PAYLOAD is disabled on this server")
+        if declared.startswith("STREAMING-"):
+            raise S3Error("NotImplemented", message="aws-chunked bodies are not accepted here")
         data = bytearray()
         while True:
             message = await self.recv()
@@ -73,7 +88,23 @@ class Request:
             if len(data) > limit:
                 raise S3Error("MaxMessageLengthExceeded")
             if not message.get("more_body", False):
-                return bytes(data)
+                break
+        body = bytes(data)
+        if len(declared) == 64 and not hmac.compare_digest(
+            hashlib.sha256(body).hexdigest(), declared.lower()
+        ):
+            raise S3Error("XAmzContentSHA256Mismatch")
+        content_md5 = self.headers.get("content-md5")
+        if content_md5 is not None:
+            try:
+                expected = base64.b64decode(content_md5, validate=True)
+            except (binascii.Error, ValueError):
+                raise S3Error("InvalidDigest") from None
+            if len(expected) != 16:
+                raise S3Error("InvalidDigest")
+            if not hmac.compare_digest(hashlib.md5(body).digest(), expected):
+                raise S3Error("BadDigest")
+        return body
 
     async def discard_body(self, limit: int, seconds: float) -> bool:
         """Read and drop what is left of the request body, within bounds.

@@ -319,7 +319,7 @@ class MultipartHandlers:
         if ctype != "COMPOSITE":
             raise S3Error("InvalidRequest", message=f"Unknown x-amz-checksum-type {ctype!r}")
         self._require_bucket(req.bucket)
-        await req.small_body(MAX_EMPTY_BODY_BYTES)
+        await req.small_body(MAX_EMPTY_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload)
         result = await self.writer.call(
             "create_upload",
             {"bucket": req.bucket, "key": req.key, "meta": meta, "checksum_algorithm": alg},
@@ -437,7 +437,7 @@ class MultipartHandlers:
         size = last - first + 1
         if size > MAX_PART_SIZE:
             raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(MAX_PART_SIZE)})
-        await req.small_body(MAX_EMPTY_BODY_BYTES)
+        await req.small_body(MAX_EMPTY_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload)
         if v.manifest is None:
             raise S3Error("InternalError", message="version has no manifest")
         try:
@@ -537,7 +537,9 @@ class MultipartHandlers:
         validate_key(req.key)
         require_if_match(self.cfg, req)
         upload = self._upload(req)
-        body = await req.small_body(MAX_COMPLETE_BODY_BYTES)
+        body = await req.small_body(
+            MAX_COMPLETE_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload
+        )
         # Up to 10,000 parts: parsed off the event loop.
         listed = await trio.to_thread.run_sync(parse_complete, body)
         if_none_match = req.headers.get("if-none-match")

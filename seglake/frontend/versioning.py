@@ -20,10 +20,6 @@ Rules this family keeps:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 from collections.abc import Iterator
 from typing import Final
 
@@ -85,26 +81,6 @@ def parse_versioning_configuration(body: bytes) -> tuple[str | None, str | None]
     return values.get("Status"), values.get("MfaDelete")
 
 
-def _check_payload(req: Request, body: bytes) -> None:
-    """The body must be what was signed (and what Content-MD5 says, if sent)."""
-    declared = req.headers.get("x-amz-content-sha256", "")
-    if len(declared) == 64:
-        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), declared.lower()):
-            raise S3Error("XAmzContentSHA256Mismatch")
-    elif declared.startswith("STREAMING-"):
-        raise S3Error("NotImplemented", message="aws-chunked bodies are not accepted here")
-    content_md5 = req.headers.get("content-md5")
-    if content_md5 is not None:
-        try:
-            expected = base64.b64decode(content_md5, validate=True)
-        except (binascii.Error, ValueError):
-            raise S3Error("InvalidDigest") from None
-        if len(expected) != 16:
-            raise S3Error("InvalidDigest")
-        if not hmac.compare_digest(hashlib.md5(body).digest(), expected):
-            raise S3Error("BadDigest")
-
-
 class VersioningHandlers:
     def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
         self.cfg = cfg
@@ -131,8 +107,9 @@ class VersioningHandlers:
 
     async def put_bucket_versioning(self, req: Request) -> None:
         self._versioning(req.bucket)
-        body = await req.small_body(MAX_VERSIONING_XML_BYTES)
-        _check_payload(req, body)
+        body = await req.small_body(
+            MAX_VERSIONING_XML_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload
+        )
         status, mfa_delete = parse_versioning_configuration(body)
         if mfa_delete is not None and mfa_delete != "Disabled":
             if mfa_delete == "Enabled":
