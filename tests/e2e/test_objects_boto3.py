@@ -299,7 +299,7 @@ BAD_BUCKET_NAMES = [
     "trailing-dash-",
     "double..dot",
     "dot.-dash",
-    "192.168.5.4",
+    "203.0.113.9",  # IP-formatted (a documentation address; never contacted)
     # reserved prefixes and suffixes (AWS bucket naming rules)
     "xn--punycode-prefix",
     "sthree-prefix",
