@@ -46,7 +46,9 @@ def skip_cursor(marker: str, delimiter: str, prefix: str) -> str:
     """Where to resume after ``marker``; a CommonPrefix skips its whole subtree."""
     if delimiter and marker.startswith(prefix) and marker.endswith(delimiter):
         rest = marker[len(prefix) :]
-        if rest.find(delimiter) == len(rest) - len(delimiter):
+        # A key equal to the prefix is a key, not a rolled-up prefix (its
+        # remainder is empty, which would otherwise "end with" the delimiter).
+        if rest and rest.find(delimiter) == len(rest) - len(delimiter):
             return marker + _AFTER_ALL
     return marker
 

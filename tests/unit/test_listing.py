@@ -67,10 +67,25 @@ def walk(keys: list[str], prefix: str, delimiter: str, max_keys: int) -> list[tu
     raise AssertionError("pagination did not terminate")
 
 
-KEYS = ["a", "a/b", "a/c/d", "a/c/e", "b", "b/", "c//d", "dé/x", "d/1", "d/2", "z", "💡/k"]
+KEYS = [
+    "/",
+    "/a",
+    "a",
+    "a/b",
+    "a/c/d",
+    "a/c/e",
+    "b",
+    "b/",
+    "c//d",
+    "dé/x",
+    "d/1",
+    "d/2",
+    "z",
+    "💡/k",
+]
 
 
-@pytest.mark.parametrize("prefix", ["", "a", "a/", "a/c/", "d", "nothing"])
+@pytest.mark.parametrize("prefix", ["", "/", "a", "a/", "a/c/", "d", "nothing"])
 @pytest.mark.parametrize("delimiter", ["", "/", "//", "c"])
 @pytest.mark.parametrize("max_keys", [1, 2, 3, 1000])
 def test_table(prefix: str, delimiter: str, max_keys: int) -> None:
