@@ -98,6 +98,10 @@ async def ingest(
         signed, trailer = STREAMING_MODES[sha_mode]
         if signed and req.auth is None:
             raise S3Error("AccessDenied")
+        if not signed and not cfg.allow_unsigned_payload:
+            # The trailer checksum guards against corruption, not tampering:
+            # this body is as unsigned as UNSIGNED-PAYLOAD.
+            raise S3Error("AccessDenied", message="UNSIGNED-PAYLOAD is disabled on this server")
         signer = StreamingSigner(req.auth) if signed and req.auth is not None else None
         decoder = chunked.AwsChunkedDecoder(signer=signer, trailer=trailer)
     elif not cfg.allow_unsigned_payload and (

@@ -895,3 +895,26 @@ def test_unsigned_xml_body_refused_when_disabled(strict: SeglakeServer) -> None:
     r = raw_http(strict, "PUT", b"/strict?versioning=", hdrs, body)
     assert s3.get_bucket_versioning(Bucket="strict").get("Status") == before
     assert r.status == 403 and r.code() == "AccessDenied", r.raw[:400]
+
+
+def test_unsigned_trailer_streaming_refused_when_disabled(strict: SeglakeServer) -> None:
+    """STREAMING-UNSIGNED-PAYLOAD-TRAILER is as unsigned as UNSIGNED-PAYLOAD:
+    its trailer checksum guards against corruption, not tampering."""
+    import httpx
+    from botocore.httpchecksum import Crc32Checksum
+
+    from tests.e2e.test_streaming import signed_headers, unsigned_trailer_body
+
+    data = os.urandom(10_000)
+    body = unsigned_trailer_body(data, Crc32Checksum, "x-amz-checksum-crc32", 4096)
+    url = f"{strict.endpoint}/strict/unsigned-trailer"
+    headers = signed_headers(url, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", {
+        "Content-Encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32",
+        "x-amz-decoded-content-length": str(len(data)), "Content-Length": str(len(body)),
+    })  # fmt: skip
+    r = httpx.put(url, content=body, headers=headers, timeout=30)
+    assert r.status_code == 403 and "<Code>AccessDenied</Code>" in r.text, r.text
+    s3 = strict.s3()
+    with pytest.raises(s3.exceptions.ClientError) as e:
+        s3.head_object(Bucket="strict", Key="unsigned-trailer")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
