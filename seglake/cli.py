@@ -19,7 +19,10 @@ import trio
 
 from seglake.config import FIELD_TYPES, Config, build_config
 
-MODES = ("server", "serve", "status", "maintenance", "fsck", "scrub")
+MODES = (
+    "server", "serve", "status", "maintenance", "fsck", "scrub", "snapshot",
+    "db-integrity-check",
+)  # fmt: skip
 DEFAULT_WAIT_TIMEOUT_S = 60.0  # how long `maintenance enable|disable` waits for the state
 BOOL_WORDS = {"1", "true", "yes", "on", "0", "false", "no", "off"}
 
@@ -45,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--maintenance-action", help="maintenance mode: enable | disable | status")
     p.add_argument("--no-wait", action="store_true", help="do not wait for quiesced/off")
+    p.add_argument("--out", help="snapshot: file to write (default DATA_DIR/snapshots/...)")
     p.add_argument(
         "--wait-timeout", type=float, default=DEFAULT_WAIT_TIMEOUT_S,
         help="seconds to wait for the maintenance state (default 60)",
@@ -100,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         from seglake.maintenance.commands import scrub_cmd
 
         return scrub_cmd(cfg, as_json=args.json)
+    if mode == "snapshot":
+        from seglake.maintenance.commands import snapshot_cmd
+
+        return snapshot_cmd(cfg, out=args.out, as_json=args.json)
+    if mode == "db-integrity-check":
+        from seglake.maintenance.commands import db_integrity_cmd
+
+        return db_integrity_cmd(cfg, as_json=args.json)
     print(f"seglake: unknown mode {mode!r} (available: {', '.join(MODES)})", file=sys.stderr)
     return 2
 

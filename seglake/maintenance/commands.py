@@ -10,12 +10,15 @@ socket while a server is live. Without a server nothing is recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import apsw
 import trio
 
 from seglake.config import Config
@@ -263,3 +266,49 @@ def _render_scrub(doc: dict[str, Any]) -> None:
         f"scrub: {verdict}; {doc['versions']} version(s), {doc['chunks']} chunk(s), "
         f"{doc['bytes']} byte(s) verified; {doc['record_note']}"
     )
+
+
+def snapshot_cmd(cfg: Config, *, out: str | None, as_json: bool) -> int:
+    from seglake.maintenance.snapshot import take_snapshot
+
+    if not cfg.db_path.exists():
+        print(f"seglake: no database at {cfg.db_path}", file=sys.stderr)
+        return 2
+    started = time.time_ns()
+    try:
+        report = take_snapshot(cfg, Path(out) if out else None)
+    except (OSError, apsw.Error) as exc:
+        print(f"seglake: snapshot failed: {exc}", file=sys.stderr)
+        return 1
+    doc: dict[str, Any] = dataclasses.asdict(report)
+    recorded, note = record_run(cfg, "snapshot", started, "ok", doc)
+    doc["recorded"], doc["record_note"] = recorded, note
+    if as_json:
+        _print_json(doc)
+    else:
+        counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
+        print(f"snapshot: {report.path} ({report.bytes} bytes, sha256 {report.sha256[:16]}...)")
+        print(f"  {counts}; report {report.report_path}; {note}")
+    return 0
+
+
+def db_integrity_cmd(cfg: Config, *, as_json: bool) -> int:
+    from seglake.maintenance.snapshot import integrity_check
+
+    if not cfg.db_path.exists():
+        print(f"seglake: no database at {cfg.db_path}", file=sys.stderr)
+        return 2
+    started = time.time_ns()
+    problems = integrity_check(cfg.db_path)
+    ok = problems == ["ok"]
+    doc: dict[str, Any] = {"database": str(cfg.db_path), "ok": ok, "messages": problems}
+    recorded, note = record_run(cfg, "db-integrity-check", started, "ok" if ok else "errors", doc)
+    doc["recorded"], doc["record_note"] = recorded, note
+    if as_json:
+        _print_json(doc)
+    else:
+        print(f"db-integrity-check: {'ok' if ok else 'PROBLEMS'} ({cfg.db_path}); {note}")
+        if not ok:
+            for line in problems:
+                print(f"  {line}")
+    return 0 if ok else 1
