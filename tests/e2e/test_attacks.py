@@ -123,8 +123,11 @@ def raw_http(
     lines.append(b"Connection: close")
     data = b"\r\n".join(lines) + b"\r\n\r\n" + body
     with socket.create_connection(("127.0.0.1", server.port or 0), timeout=timeout) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
+        # A server may answer and close before an oversized request is fully
+        # sent (its header limit is reached first): read whatever came back.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
         return Reply(_read_all(s, time.monotonic() + timeout))
 
 
@@ -739,7 +742,9 @@ def test_range_explosion_refused(server: SeglakeServer, clean_atk: None, spec: s
     if len(spec) < 30 * 1024:
         assert r.status == 416 and r.code() == "InvalidRange", r.raw[:400]
     else:
-        assert r.status in (400, 431), r.raw[:400]
+        # Refused at the HTTP layer; 0 = the connection was reset before the
+        # answer could be read (the client was still sending).
+        assert r.status in (0, 400, 431), r.raw[:400]
         assert r.code() in (None, "RequestHeaderSectionTooLarge"), r.raw[:400]
     assert len(r.body) < 4096
     assert_healthy(server)
@@ -815,7 +820,7 @@ def test_cors_lookalike_origin_not_allowed(strict: SeglakeServer, origin: str) -
 def test_header_section_too_large(server: SeglakeServer, clean_atk: None) -> None:
     hdrs = [(f"x-pad-{i}", "v" * 1000) for i in range(34)]
     r = raw_http(server, "PUT", b"/atk/big-headers", hdrs, b"x")
-    assert r.status in (400, 431), r.raw[:400]
+    assert r.status in (0, 400, 431), r.raw[:400]  # 0: reset while still sending
     assert keys(server, "atk") == []
     assert_healthy(server)
 
@@ -823,7 +828,7 @@ def test_header_section_too_large(server: SeglakeServer, clean_atk: None) -> Non
 def test_url_too_long(server: SeglakeServer, clean_atk: None) -> None:
     for target in (b"/atk/" + b"k" * (33 * 1024), b"/atk/k?" + b"a=" + b"b" * (33 * 1024)):
         r = raw_http(server, "PUT", target, [], b"x")
-        assert r.status in (400, 414), r.raw[:400]
+        assert r.status in (0, 400, 414), r.raw[:400]  # 0: reset while still sending
         if r.code() is not None:
             assert r.code() == "InvalidURI", r.raw[:400]
     assert keys(server, "atk") == []
