@@ -24,7 +24,6 @@ MODES = (
     "db-integrity-check",
 )  # fmt: skip
 DEFAULT_WAIT_TIMEOUT_S = 60.0  # how long `maintenance enable|disable` waits for the state
-BOOL_WORDS = {"1", "true", "yes", "on", "0", "false", "no", "off"}
 
 
 def normalise(argv: list[str]) -> list[str]:

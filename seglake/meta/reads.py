@@ -115,12 +115,3 @@ class MetaReader:
                 return
             cursor = rows[-1][0]
             inclusive = False
-
-    def bucket_has_live_objects(self, bucket: str) -> bool:
-        return bool(
-            self.conn.execute(
-                "SELECT 1 FROM versions WHERE bucket = ? AND delete_marker = 0 "
-                "AND state != 'DELETED' LIMIT 1",
-                (bucket,),
-            ).fetchall()
-        )

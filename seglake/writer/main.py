@@ -154,6 +154,8 @@ class Writer:
             "segment_bytes": one("SELECT sum(size) FROM segments"),
             "commit_batches": self.committer.stats.batches,
             "commit_mutations": self.committer.stats.mutations,
+            "last_batch_size": self.committer.stats.last_batch_size,
+            "last_batch_ms": round(self.committer.stats.last_batch_seconds * 1000, 2),
             "write_in_flight": self.committer.in_flight,
             "appended_bytes": self.appended_bytes,
             "maintenance": self.quiesce.status(),

@@ -24,7 +24,6 @@ from seglake.format.manifest import ChunkRef, Manifest, decode_manifest, encode_
 from seglake.meta.schema import query
 from seglake.protocol import conditions
 
-VERSIONING_STATES = ("enabled", "suspended", "unversioned")
 NULL_VERSION = "null"
 
 
