@@ -191,8 +191,10 @@ class SegmentStore:
         return seg
 
     def check_free_space(self) -> None:
+        # Only a healthy verdict is reused: while writes are being refused
+        # every one re-checks, so they resume the moment space is freed.
         now = time.monotonic()
-        if now - self._free_checked_at >= FREE_SPACE_CHECK_INTERVAL_S:
+        if not self._free_ok or now - self._free_checked_at >= FREE_SPACE_CHECK_INTERVAL_S:
             st = os.statvfs(self.dir)
             self._free_ok = st.f_bavail * st.f_frsize >= self.cfg.min_free_bytes
             self._free_checked_at = now
