@@ -120,9 +120,7 @@ class BucketHandlers:
         self._require(req.bucket)
         prefix = req.q("prefix") or ""
         delimiter = req.q("delimiter") or ""
-        encoding = req.q("encoding-type")
-        if encoding is not None and encoding != "url":
-            raise S3Error("InvalidArgument", message="Invalid Encoding Method specified in Request")
+        encoding = listing.parse_encoding_type(req.q("encoding-type"))
         max_keys = listing.parse_max_keys(req.q("max-keys"))
         token = req.q("continuation-token") if v2 else None
         start_after = req.q("start-after" if v2 else "marker") or ""

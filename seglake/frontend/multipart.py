@@ -603,9 +603,7 @@ class MultipartHandlers:
         self._require_bucket(req.bucket)
         prefix = req.q("prefix") or ""
         delimiter = req.q("delimiter") or ""
-        encoding = req.q("encoding-type")
-        if encoding is not None and encoding != "url":
-            raise S3Error("InvalidArgument", message="Invalid Encoding Method specified in Request")
+        encoding = listing.parse_encoding_type(req.q("encoding-type"))
         max_uploads = min(
             parse_int_param(req.q("max-uploads"), "max-uploads", MAX_LISTED), MAX_LISTED
         )

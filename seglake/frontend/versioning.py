@@ -125,9 +125,7 @@ class VersioningHandlers:
         self._versioning(req.bucket)
         prefix = req.q("prefix") or ""
         delimiter = req.q("delimiter") or ""
-        encoding = req.q("encoding-type")
-        if encoding is not None and encoding != "url":
-            raise S3Error("InvalidArgument", message="Invalid Encoding Method specified in Request")
+        encoding = listing.parse_encoding_type(req.q("encoding-type"))
         max_keys = listing.parse_max_keys(req.q("max-keys"))
         key_marker = req.q("key-marker") or ""
         version_id_marker = req.q("version-id-marker") or None

@@ -23,7 +23,7 @@ from seglake.errors import S3Error
 
 # Sorts after every key that starts with a given prefix (U+10FFFF is the
 # largest code point and UTF-8 preserves code point order).
-_AFTER_ALL = "\U0010ffff"
+AFTER_ALL = "\U0010ffff"
 
 
 class HasKey(Protocol):
@@ -49,7 +49,7 @@ def skip_cursor(marker: str, delimiter: str, prefix: str) -> str:
         # A key equal to the prefix is a key, not a rolled-up prefix (its
         # remainder is empty, which would otherwise "end with" the delimiter).
         if rest and rest.find(delimiter) == len(rest) - len(delimiter):
-            return marker + _AFTER_ALL
+            return marker + AFTER_ALL
     return marker
 
 
@@ -82,7 +82,7 @@ def paginate(
                     page.last = cp
                     count += 1
                     # Jump over the rest of this prefix's subtree in one query.
-                    cursor = cp + _AFTER_ALL
+                    cursor = cp + AFTER_ALL
                     restart = True
                     break
             if count == max_keys:
@@ -107,6 +107,13 @@ def decode_token(token: str) -> str:
         raise S3Error(
             "InvalidArgument", message="The continuation token provided is incorrect"
         ) from None
+
+
+def parse_encoding_type(raw: str | None) -> str | None:
+    """``encoding-type``: absent, or ``url``; anything else is refused."""
+    if raw is not None and raw != "url":
+        raise S3Error("InvalidArgument", message="Invalid Encoding Method specified in Request")
+    return raw
 
 
 def parse_max_keys(raw: str | None, default: int = 1000, limit: int = 1000) -> int:

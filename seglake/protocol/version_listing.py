@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from seglake.errors import S3Error
-from seglake.protocol.listing import skip_cursor
+from seglake.protocol.listing import AFTER_ALL, skip_cursor
 
 # Sorts after every key that starts with a given prefix (U+10FFFF is the
 # largest code point and UTF-8 preserves code point order).
-_AFTER_ALL = "\U0010ffff"
 
 # Seglake version ids: 16 hex digits of the bit-inverted nanosecond clock,
 # then 8 hex digits of randomness (see ``seglake.writer.ops.VersionClock``).
@@ -119,7 +118,7 @@ def paginate_versions(
                     page.next_key, page.next_version_id = cp, None
                     count += 1
                     # Jump over the rest of this prefix's subtree in one query.
-                    after_key, below = cp + _AFTER_ALL, None
+                    after_key, below = cp + AFTER_ALL, None
                     restart = True
                     break
             if count == max_keys:
