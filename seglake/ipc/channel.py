@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 
 RECV_SIZE = 1 << 20
 
+# A peer that accepts no bytes for this long is considered dead. Far above
+# any backpressure pause (a group commit waiting for a slow fsync), so it
+# only ends a channel whose peer is wedged.
+SEND_STALL_S = 60.0
+
 # Handlers get the request body as a view of the received frame (no copy).
 Handler = Callable[[str, Any, memoryview], Awaitable[tuple[Any, bytes]]]
 
@@ -107,26 +112,41 @@ class Channel:
         try:
             if sum(len(b) for b in buffers) > SMALL_BODY:
                 async with self._send_lock:
-                    for buf in buffers:
-                        await self._stream.send_all(buf)
+                    await self._write(buffers)
                 return
             self._outbox.extend(buffers)
             if self._flushing:
                 return  # the flushing task sends it; our reply wait covers failure
             self._flushing = True
             try:
-                await trio.lowlevel.checkpoint()
-                async with self._send_lock:
-                    while self._outbox:
-                        data = b"".join(self._outbox)
-                        self._outbox.clear()
-                        await self._stream.send_all(data)
+                # Frames of other callers ride on this send: it must happen
+                # even if this caller is cancelled meanwhile.
+                with trio.CancelScope(shield=True):
+                    await trio.lowlevel.checkpoint()
+                    async with self._send_lock:
+                        while self._outbox:
+                            data = b"".join(self._outbox)
+                            self._outbox.clear()
+                            await self._write([data])
             finally:
                 self._flushing = False
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._outbox.clear()
             self._mark_broken(exc)
             raise ChannelBroken(name) from exc
+
+    async def _write(self, buffers: list[bytes | bytearray | memoryview]) -> None:
+        """Send whole frames, immune to the caller's cancellation: a frame cut
+        halfway would make the peer read the following frames as its body, so
+        every later call on the channel would hang. Only a peer that stops
+        reading for ``SEND_STALL_S`` ends the send, and then the channel."""
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(SEND_STALL_S) as stall:
+                for buf in buffers:
+                    await self._stream.send_all(buf)
+            if stall.cancelled_caught:
+                await trio.aclose_forcefully(self._stream)
+                raise trio.BrokenResourceError(f"peer read nothing for {SEND_STALL_S:.0f} s")
 
     async def run_reader(self) -> None:
         """Dispatch replies until the stream ends; run this in a nursery."""
@@ -200,11 +220,18 @@ async def serve_channel(
             return  # the task already flushing will send it
         flushing = True
         try:
-            await trio.lowlevel.checkpoint()  # let replies woken this tick join
-            while outbox:
-                data = b"".join(outbox)
-                outbox.clear()
-                await stream.send_all(data)
+            # Shielded like Channel._write: a reply cut halfway by a
+            # cancelled handler would garble every later reply.
+            with trio.CancelScope(shield=True):
+                await trio.lowlevel.checkpoint()  # let replies woken this tick join
+                with trio.move_on_after(SEND_STALL_S) as stall:
+                    while outbox:
+                        data = b"".join(outbox)
+                        outbox.clear()
+                        await stream.send_all(data)
+                if stall.cancelled_caught:
+                    outbox.clear()
+                    await trio.aclose_forcefully(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             outbox.clear()  # the caller went away; its outcome stands (it may retry)
         finally:

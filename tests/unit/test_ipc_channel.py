@@ -153,3 +153,93 @@ async def test_server_bounds_in_flight(sock_path: str) -> None:
         assert peak == 4
         await ch.aclose()
         n.cancel_scope.cancel()
+
+
+async def _late_channel(
+    path: str, handler: Handler, reading: trio.Event, nursery: trio.Nursery
+) -> Channel:
+    """A channel to a server that reads nothing until ``reading`` is set, as a
+    writer busy with a commit does: the client's sends block in the socket."""
+
+    async def late_reader(stream: trio.SocketStream) -> None:
+        await reading.wait()
+        await serve_channel(stream, handler)
+
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen(1)
+    nursery.start_soon(trio.serve_listeners, late_reader, [trio.SocketListener(sock)])
+    ch, _ = await connect(path)
+    nursery.start_soon(ch.run_reader)
+    return ch
+
+
+async def test_caller_cancelled_mid_frame_leaves_channel_usable(sock_path: str) -> None:
+    # A busy writer reads nothing for a while, so a large frame's send blocks
+    # partway; the frontend then cancels that call (its request failed). The
+    # next frame must still arrive whole once the writer reads again.
+    reading = trio.Event()
+    seen: list[tuple[str, int]] = []
+
+    async def handler(name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
+        seen.append((name, len(body)))
+        return {"name": name, "len": len(body)}, b""
+
+    async with trio.open_nursery() as n:
+        ch = await _late_channel(sock_path, handler, reading, n)
+        big = os.urandom(CHUNK_SIZE)  # far more than the socket buffers hold
+        cut = trio.CancelScope()
+
+        async def doomed() -> None:
+            with cut:
+                await ch.call("big", None, big)
+
+        n.start_soon(doomed)
+        await trio.sleep(0.2)
+        cut.cancel()
+        await trio.sleep(0.05)
+        reading.set()
+        with trio.fail_after(10):
+            reply, _ = await ch.call("after", None, b"x" * 100)
+        assert reply == {"name": "after", "len": 100}
+        assert seen == [("big", len(big)), ("after", 100)]
+        assert ch.usable
+        await ch.aclose()
+        n.cancel_scope.cancel()
+
+
+async def test_cancelled_flusher_still_sends_the_others_frames(sock_path: str) -> None:
+    # Small frames queued together leave in the first caller's send; if that
+    # caller is cancelled while it waits its turn (a large frame is still
+    # going out), the frames of the rest must not be stranded.
+    reading = trio.Event()
+
+    async with trio.open_nursery() as n:
+        ch = await _late_channel(sock_path, echo, reading, n)
+        replies: list[int] = []
+
+        async def one(i: int) -> None:
+            reply, _ = await ch.call("echo", i, b"x" * (CHUNK_SIZE if i < 0 else 1))
+            replies.append(reply["args"])
+
+        flusher = trio.CancelScope()
+
+        async def first() -> None:
+            with flusher:
+                await ch.call("echo", None, b"")
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as calls:
+                calls.start_soon(one, -1)  # blocks in its send: nobody reads yet
+                await trio.sleep(0.1)
+                calls.start_soon(first)
+                await trio.sleep(0.05)
+                for i in range(10):
+                    calls.start_soon(one, i)
+                await trio.sleep(0.05)
+                flusher.cancel()
+                await trio.sleep(0.05)
+                reading.set()
+        assert sorted(replies) == list(range(-1, 10))
+        await ch.aclose()
+        n.cancel_scope.cancel()
