@@ -1,4 +1,4 @@
-"""Two fixes to Hypercorn's HTTP/1.1 responses for S3 clients.
+"""Three fixes to Hypercorn's HTTP/1.1 responses for S3 clients.
 
 1. ``Expect: 100-continue`` is answered by the app, after authentication.
 
@@ -23,6 +23,14 @@ sends it. h11 leaves it empty, and botocore's expect-continue handling,
 which reads the status line itself when the server answers without a 100,
 only accepts a three-part status line: with ``HTTP/1.1 200 `` it then parses
 the first header as the status line.
+
+3. A request with ``Expect: 100-continue`` and an empty body still gets its
+``100`` once authenticated. h11 considers such a client no longer waiting,
+but botocore's expect handling (in Debian's awscli 2.9 at least) takes a
+final answer that comes without a 100 as the answer to its *next* request on
+that connection too: the next upload's real status line is then parsed as a
+header, the response has no length, and the client waits for EOF forever.
+An extra 100 is harmless to every HTTP/1.1 client, which must skip it.
 """
 
 from __future__ import annotations
@@ -69,8 +77,15 @@ def install() -> None:
         await original_send(self, event)
 
     async def _create_stream(self: H11Protocol, request: h11.Request) -> None:
+        expects = any(
+            name == b"expect" and value.lower() == b"100-continue"
+            for name, value in request.headers
+        )
+
         async def continue_() -> None:
-            if self.connection.they_are_waiting_for_100_continue:
+            # h11 stops "waiting" as soon as the body has ended, which for
+            # Content-Length: 0 is at once; the 100 is still owed (fix 3).
+            if self.connection.they_are_waiting_for_100_continue or expects:
                 await original_send(
                     self,
                     h11.InformationalResponse(

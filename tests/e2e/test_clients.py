@@ -291,10 +291,6 @@ def test_awscli_download_sync_and_head(
 # more until the 60 s timeout). Suspected: its vendored botocore's
 # Expect: 100-continue handling on a reused connection. Non-strict so that
 # the test still runs and checks everything whenever the client completes.
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent: Debian awscli 2.9 `s3 sync` up stalls after all PUTs got 200",
-)
 def test_awscli_upload_and_sync_up(
     aws: Callable[..., str], s3: Any, bucket: str, tmp_path: Path, rng: random.Random
 ) -> None:

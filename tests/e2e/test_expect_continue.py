@@ -83,3 +83,30 @@ def test_refused_request_gets_no_100_continue(server: SeglakeServer, bucket: str
     assert server.port is not None
     head = first_head_without_body(server.port, bucket, break_signature=True)
     assert head.startswith(b"HTTP/1.1 403"), head
+
+
+def test_empty_body_still_gets_100_and_connection_stays_in_step(
+    server: SeglakeServer, s3: object, bucket: str
+) -> None:
+    """An empty upload that asked for 100 gets it before its 200: botocore's
+    expect handling (Debian awscli 2.9) otherwise takes that 200 as the status
+    of the next request on the connection and then hangs on it."""
+    assert server.port is not None
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S) as s:
+        s.sendall(request_head(server.port, bucket, "empty", b"", break_signature=False))
+        head, rest = read_response_head(s, b"")
+        assert head.startswith(b"HTTP/1.1 100 Continue"), head
+        head, rest = read_response_head(s, rest)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        assert hashlib.md5(b"").hexdigest().encode() in head.lower()
+        assert b"connection: close" not in head.lower()
+        # The same connection carries the next upload in step: 100, then 200.
+        s.sendall(request_head(server.port, bucket, "next", BODY, break_signature=False))
+        head, rest = read_response_head(s, rest)
+        assert head.startswith(b"HTTP/1.1 100"), head
+        s.sendall(BODY)
+        head, rest = read_response_head(s, rest)
+        assert head.startswith(b"HTTP/1.1 200 OK"), head
+        assert hashlib.md5(BODY).hexdigest().encode() in head.lower()
+    assert s3.get_object(Bucket=bucket, Key="empty")["Body"].read() == b""  # type: ignore[attr-defined]
+    assert s3.get_object(Bucket=bucket, Key="next")["Body"].read() == BODY  # type: ignore[attr-defined]
