@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: build run test test-faults fuzz lint fmt check bench clean docs
+.PHONY: build run test test-faults mutation-check fuzz lint fmt check bench clean docs
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,13 +23,25 @@ run: build
 test: build
 	$(BIN)/python -m pytest -q tests
 
+# Long fault tier (>= 1,000 simulated power cuts, >= 500 random kills): the
+# figures every fault test reports go to build/fault-figures.jsonl and are
+# printed at the end; docs/reliability.md records a run.
+FIGURES := $(CURDIR)/build/fault-figures.jsonl
 test-faults: build
-	SEGLAKE_LONG_FAULTS=1 $(BIN)/python -m pytest -q tests/faults
+	rm -f $(FIGURES)
+	SEGLAKE_LONG_FAULTS=1 SEGLAKE_FAULT_FIGURES=$(FIGURES) $(BIN)/python -m pytest -q tests/faults; \
+	status=$$?; $(BIN)/python -m tests.faults.figures $(FIGURES); exit $$status
+
+# Remove one writer fsync at a time (test mode only) and show the power-loss
+# test catches each.
+mutation-check: build
+	$(BIN)/python -m tests.faults.mutation_check
 
 # The protocol fuzz targets (SigV4 canonicaliser/verifier, aws-chunked
-# decoder) with many more examples than make test gives them.
+# decoder, policy parser) with many more examples than make test gives them.
 fuzz: $(STAMP)
-	SEGLAKE_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/unit/test_fuzz_protocol.py
+	SEGLAKE_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/unit/test_fuzz_protocol.py \
+		tests/unit/test_fuzz_policy.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check seglake tests benchmarks

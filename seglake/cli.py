@@ -22,6 +22,12 @@ from seglake.config import FIELD_TYPES, Config, build_config
 MODES = (
     "server", "serve", "status", "maintenance", "fsck", "scrub", "snapshot",
     "db-integrity-check",
+    # ops toolbox (seglake/maintenance/toolbox_cmds.py)
+    "rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex", "buckets",
+    # access control (seglake/maintenance/keys_cmd.py)
+    "keys", "bucket-policy",
+    # segment GC (seglake/maintenance/gc.py)
+    "gc-plan", "gc-run", "gc-rewrite-plan", "gc-rewrite-run", "gc-rewrite",
 )  # fmt: skip
 DEFAULT_WAIT_TIMEOUT_S = 60.0  # how long `maintenance enable|disable` waits for the state
 
@@ -47,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--maintenance-action", help="maintenance mode: enable | disable | status")
     p.add_argument("--no-wait", action="store_true", help="do not wait for quiesced/off")
+    p.add_argument(
+        "--yes", action="store_true",
+        help="run a destructive mode on a live server that is not quiesced",
+    )  # fmt: skip
     p.add_argument("--out", help="snapshot: file to write (default DATA_DIR/snapshots/...)")
     p.add_argument(
         "--wait-timeout", type=float, default=DEFAULT_WAIT_TIMEOUT_S,
@@ -55,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--all-manifests", action="store_true", help="fsck: also look for orphan manifest files"
     )
+    from seglake.maintenance.toolbox_cmds import add_toolbox_flags
+
+    add_toolbox_flags(p)
+    from seglake.maintenance.keys_cmd import add_keys_flags
+
+    add_keys_flags(p)
+    from seglake.maintenance.gc import add_gc_flags
+
+    add_gc_flags(p)
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
         if FIELD_TYPES[f.name] is bool:
@@ -111,6 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         from seglake.maintenance.commands import db_integrity_cmd
 
         return db_integrity_cmd(cfg, as_json=args.json)
+    if mode in ("rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex",
+                "buckets"):  # fmt: skip
+        from seglake.maintenance.toolbox_cmds import run_mode
+
+        return run_mode(mode, args, words if args.mode else words[1:], cfg)
+    if mode in ("keys", "bucket-policy"):
+        from seglake.maintenance.keys_cmd import run_keys_mode
+
+        return run_keys_mode(cfg, mode, args, words if args.mode else words[1:])
+    if mode in ("gc-plan", "gc-run", "gc-rewrite-plan", "gc-rewrite-run", "gc-rewrite"):
+        from seglake.maintenance.gc import run_gc_mode
+
+        return run_gc_mode(mode, args, cfg)
     print(f"seglake: unknown mode {mode!r} (available: {', '.join(MODES)})", file=sys.stderr)
     return 2
 
@@ -154,6 +186,9 @@ def render_status(result: dict[str, Any]) -> None:
             f"maintenance: [bold]{maint.get('state')}[/bold] "
             f"(writes in flight: {maint.get('write_in_flight', 0)})"
         )
+    from seglake.maintenance.toolbox_cmds import render_runs
+
+    render_runs(console, result.get("runs") or [])
 
 
 if __name__ == "__main__":

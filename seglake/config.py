@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -62,11 +63,44 @@ class Config:
     virtual_hosted: bool = True
     domains: str = ""
     allow_unsigned_payload: bool = True
+    # Access control (seglake/frontend/authz.py). Unsigned requests are
+    # served only for buckets listed here, and only for the actions their
+    # bucket policy allows to Principal "*". X-Forwarded-For (the client
+    # address policies see) is believed only from these proxy CIDRs. Each
+    # key may have this many requests running at once (AWS-style SlowDown
+    # beyond it); a key's own setting overrides it, 0 = unlimited.
+    public_buckets: str = ""
+    trusted_proxies: str = ""
+    key_inflight_limit: int = 32
     default_versioning: str = "enabled"
     # Header and URL caps: 32 KiB matches what nginx/Go allow by default and
     # is far above any S3 client's real request.
     max_header_bytes: int = 32 * KiB
     max_url_bytes: int = 32 * KiB
+    # Abuse limits (seglake/frontend/protection.py). Failed signature
+    # checks per client IP and per access key, per frontend: a burst of
+    # 100, refilled at 2/s. No real client fails that often (a wrong secret
+    # fails every request, and SDKs give up after a few retries), while a
+    # guessing or flooding client is slowed to 2 attempts/s. 0 = off.
+    auth_fail_burst: int = 100
+    auth_fail_rate: float = 2.0
+    # Replay cache: remember verified request signatures this long (0 = off).
+    # 900 s covers the whole ±15 min clock-skew window of header signatures.
+    # Without --replay-block a replay is only logged. Shared by the frontends
+    # in DATA_DIR/.seglake-replay, 40 bytes per entry (4 MB by default).
+    replay_ttl: float = 0.0
+    replay_block: bool = False
+    replay_cache_max: int = 100_000
+    # Slow clients: a request body that delivers nothing for this long, or
+    # under body_min_rate bytes/s over the time spent waiting for it once
+    # that exceeds this, is cut off with 400 RequestTimeout (AWS cuts idle
+    # uploads at ~20 s). 0 = off.
+    body_idle_timeout: float = 30.0
+    body_min_rate: int = 1 * KiB
+    # An idle connection, and a request head still incomplete, are closed
+    # after this long (Hypercorn's keep-alive timer runs until the head is
+    # parsed): longer than common client pools' idle time.
+    keep_alive_timeout: float = 75.0
     log_level: str = "info"
     # CORS (browser access). No origins = CORS off: preflights are refused
     # (403 AccessForbidden) and no Access-Control-* header is ever sent.
@@ -86,6 +120,28 @@ class Config:
     require_content_md5: bool = False
     require_if_match_buckets: str = ""
     restart_backoff_max: float = 10.0
+    # Ops toolbox schedules (run by the maintenance process). Multipart
+    # uploads idle longer than a week are abandoned by every client we know
+    # (SPEC §8 default); MPU-GC checks for them every hour. Scrub is off by
+    # default (0) and, when on, reads at most scrub_bytes_per_sec so client
+    # reads keep the disk: 32 MiB/s is a fraction of any SSD or RAID array.
+    mpu_ttl: float = 7 * 86400.0
+    mpu_gc_interval: float = 3600.0  # 0 = no scheduled MPU-GC
+    scrub_interval: float = 0.0  # 0 = no scheduled scrub
+    scrub_bytes_per_sec: int = 32 * MiB  # 0 = unthrottled
+    # Segment GC (seglake/maintenance/gc.py). Safety never depends on age
+    # (the writer re-checks liveness in its own transaction), so by default
+    # every dead sealed segment qualifies; a minimum age only keeps recent
+    # garbage around for forensics. 0 limits = unlimited. gc-rewrite moves
+    # segments whose live fraction is under gc_rewrite_max_live: at 0.5 each
+    # byte copied frees at least one byte, so a rewrite never costs more
+    # writes than it reclaims.
+    gc_min_age: float = 0.0
+    gc_max_segments: int = 0
+    gc_max_bytes: int = 0
+    gc_rewrite_max_live: float = 0.5
+    gc_rewrite_bytes_per_sec: int = 0  # 0 = unthrottled
+    gc_pause_file: str = ""  # "" = DATA_DIR/.seglake-gc-pause
 
     # ---- derived paths -------------------------------------------------
     @functools.cached_property
@@ -265,6 +321,9 @@ def build_config(
 
 def validate(cfg: Config) -> None:
     cfg.listen_host_port()
+    for name in ("mpu_ttl", "mpu_gc_interval", "scrub_interval", "scrub_bytes_per_sec"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name.replace('_', '-')} must not be negative")
     if cfg.default_versioning not in ("enabled", "unversioned"):
         raise ValueError("default-versioning must be 'enabled' or 'unversioned'")
     # A segment may overshoot this by one record; small values are allowed so
@@ -278,6 +337,18 @@ def validate(cfg: Config) -> None:
             raise ValueError(f"domains: {domain!r} is not a host name")
     if cfg.cors_max_age < 0:
         raise ValueError("cors-max-age must not be negative")
+    if cfg.auth_fail_burst < 0 or (cfg.auth_fail_burst > 0 and cfg.auth_fail_rate <= 0):
+        raise ValueError("auth-fail-burst must be >= 0, and auth-fail-rate > 0 when it is set")
+    if cfg.replay_ttl < 0 or cfg.replay_cache_max < 1:
+        raise ValueError("replay-ttl must not be negative and replay-cache-max must be >= 1")
+    if cfg.body_idle_timeout < 0 or cfg.body_min_rate < 0:
+        raise ValueError("body-idle-timeout and body-min-rate must not be negative")
+    if cfg.keep_alive_timeout <= 0:
+        raise ValueError("keep-alive-timeout must be positive")
+    if cfg.key_inflight_limit < 0:
+        raise ValueError("key-inflight-limit must not be negative")
+    for cidr in csv_list(cfg.trusted_proxies):
+        ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
     # Imported here: the CORS module is frontend code and imports this one.
     from seglake.frontend.cors import CorsPolicy
 

@@ -73,10 +73,21 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "InvalidRequest": ErrorSpec(400, "Invalid Request"),
     "InvalidURI": ErrorSpec(400, "Couldn't parse the specified URI."),
     "KeyTooLongError": ErrorSpec(400, "Your key is too long."),
+    # Browser form uploads (POST Object): the form, its file count, its policy.
+    "MalformedPOSTRequest": ErrorSpec(
+        400, "The body of your POST request is not well-formed multipart/form-data."
+    ),
+    "IncorrectNumberOfFilesInPostRequest": ErrorSpec(
+        400, "POST requires exactly one file upload per request."
+    ),
+    "InvalidPolicyDocument": ErrorSpec(
+        400, "The content of the form does not meet the conditions specified in the policy document."
+    ),
     "MalformedXML": ErrorSpec(
         400,
         "The XML you provided was not well-formed or did not validate against our published schema.",
     ),
+    "MalformedPolicy": ErrorSpec(400, "Policies must be valid JSON and the first byte must be '{'"),
     "MaxMessageLengthExceeded": ErrorSpec(400, "Your request was too big."),
     "MetadataTooLarge": ErrorSpec(
         400, "Your metadata headers exceed the maximum allowed metadata size."
@@ -87,6 +98,7 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "MissingContentLength": ErrorSpec(411, "You must provide the Content-Length HTTP header."),
     "MissingSecurityHeader": ErrorSpec(400, "Your request is missing a required header."),
     "NoSuchBucket": ErrorSpec(404, "The specified bucket does not exist."),
+    "NoSuchBucketPolicy": ErrorSpec(404, "The bucket policy does not exist"),
     "NoSuchKey": ErrorSpec(404, "The specified key does not exist."),
     "NoSuchUpload": ErrorSpec(
         404,

@@ -7,12 +7,15 @@ import logging
 import os
 import sys
 
+from seglake.redaction import RedactingFilter
+
 
 def setup_logging(level: str, role: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter(f"%(asctime)s {role}[{os.getpid()}] %(levelname)s %(name)s: %(message)s")
     )
+    handler.addFilter(RedactingFilter())  # no signature or credential in any log line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -53,6 +53,10 @@ class SeglakeServer:
             sys.executable, "-m", "seglake.cli", "serve",
             "--data-dir", str(self.data_dir), "--addr", "127.0.0.1:0",
             "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
+            # Suites that sign thousands of deliberately wrong requests from
+            # one address must not meet the auth-failure limit; the limit's
+            # own tests pass real values in extra_args (later flags win).
+            "--auth-fail-burst", "1000000",
             "--frontends", str(self.frontends), *self.extra_args,
         ]  # fmt: skip
 

@@ -23,11 +23,14 @@ import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.frontend.authz import Authorizer
 from seglake.frontend.cors import CorsPolicy
 from seglake.frontend.families import FAMILIES
 from seglake.frontend.family import Handler
 from seglake.frontend.http import Message, Receive, Request, Scope, Send, new_request_id
 from seglake.frontend.objects import ResponseAborted
+from seglake.frontend.postobject import FORM_SCOPE, read_form
+from seglake.frontend.protection import Guard, timed_receive
 from seglake.frontend.router import Route, host_bucket, route
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
@@ -55,12 +58,15 @@ class App:
         self._pid = os.getpid()
         self.cors = CorsPolicy.from_config(cfg)
         self._domains = cfg.domain_list
+        self.guard = Guard(cfg)  # auth-failure limits, replay cache
+        self.authz: Authorizer | None = None
 
     def bind(self, nursery: trio.Nursery) -> None:
         """Attach to the process's long-lived nursery (writer channel reader)."""
         writer = WriterClient(str(self.cfg.writer_socket), nursery)
         reader = MetaReader(open_read(str(self.cfg.db_path)))
         self._writer = writer
+        self.authz = Authorizer(self.cfg, open_read(str(self.cfg.db_path)))
         for family in FAMILIES:
             for op, handler in family(self.cfg, reader, writer).handlers().items():
                 if op in self._handlers:
@@ -76,13 +82,14 @@ class App:
         started = time.perf_counter()
         req: Request | None = None
         send = self._with_cors(scope, send)
+        receive = timed_receive(receive, self.cfg.body_idle_timeout, self.cfg.body_min_rate)
         try:
             req = Request.from_scope(scope, receive, send)
             await self._handle(req)
         except S3Error as exc:
             if req is None:
                 req = _fallback_request(scope, receive, send)
-            await self._error(req, exc)
+            await self._error(req, self.guard.on_error(req, exc))
         except ResponseAborted:
             raise
         except Exception:
@@ -132,12 +139,23 @@ class App:
         # The signature covers the path exactly as sent (for virtual-hosted
         # requests: without the bucket, which is in the signed Host header).
         view = RequestView(req.method, req.raw_path, req.query_string, req.raw_headers)
+        # Keys: the bootstrap admin and the enabled keys of meta.db. Then
+        # authorisation (identity, allow-list, policies, in-flight limit),
+        # still before any byte of the body is read.
+        assert self.authz is not None, "bind() first"
+        self.guard.admit(req)
         req.auth = authenticate(
-            view, self.secrets.get, dt.datetime.now(dt.UTC), region=self.cfg.region
+            view, self.authz.secret_for, dt.datetime.now(dt.UTC), region=self.cfg.region
         )
-        if req.auth is None:
-            raise S3Error("AccessDenied", message="Anonymous access is not allowed")
-        await self._dispatch(req, req.route.operation)
+        if req.auth is None and req.route.operation == "PostObject":
+            # A browser form upload is signed in its fields, not its headers.
+            form = await read_form(req, self.cfg, self.authz.secret_for)
+            req.scope[FORM_SCOPE] = form
+            req.auth = form.auth
+        else:
+            self.guard.check_replay(req)
+        with self.authz.authorize(req):
+            await self._dispatch(req, req.route.operation)
 
     def _with_cors(self, scope: Scope, send: Send) -> Send:
         """``send`` that adds the CORS headers for this request's Origin."""

@@ -85,8 +85,14 @@ async def ingest(
     cfg: Config,
     length: int,
     on_chunk: Callable[[bytes, bytes, int], Awaitable[None]],
+    *,
+    at_most: bool = False,
 ) -> Ingested:
     """Read the whole body; returns the final partial chunk undelivered.
+
+    ``length`` is exact (``IncompleteBody`` otherwise) unless ``at_most``:
+    then it is a cap (``EntityTooLarge`` the moment it is passed), for bodies
+    whose size is not declared up front (the file of a POST form).
 
     ``on_chunk(data, digest, index)`` receives each full chunk; up to
     ``APPENDS_IN_FLIGHT`` run concurrently, so their completion order is not
@@ -167,6 +173,8 @@ async def ingest(
         nonlocal total, pieces, fill
         total += len(data)
         if total > length:
+            if at_most:
+                raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(length)})
             raise S3Error("IncompleteBody", message="more data than the declared length")
         view = memoryview(data)
         while view:
@@ -212,7 +220,7 @@ async def ingest(
             tail_digest = hash_chunk(tail)
     if decoder is not None:
         decoder.eof()
-    if total != length:
+    if total != length and not at_most:
         raise S3Error("IncompleteBody")
     if payload_sha is not None and not hmac.compare_digest(
         payload_sha.hexdigest(), sha_mode.lower()

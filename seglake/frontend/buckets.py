@@ -88,6 +88,8 @@ class BucketHandlers:
             + el("CreationDate", iso8601(b.created_ns))
             + "</Bucket>"
             for b in self.reader.buckets()
+            # The key's bucket allow-list (set by frontend/authz.py).
+            if req.identity is None or req.identity.may_use_bucket(b.name)
         )
         await req.xml(
             200, document("ListAllMyBucketsResult", [_owner(), f"<Buckets>{items}</Buckets>"])

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Final
 
+from seglake.frontend.bucket_policy import BucketPolicyHandlers
 from seglake.frontend.buckets import BucketHandlers
 from seglake.frontend.copy import CopyHandlers
 from seglake.frontend.family import Family
 from seglake.frontend.multidelete import MultiDeleteHandlers
 from seglake.frontend.multipart import MultipartHandlers
 from seglake.frontend.objects import ObjectHandlers
+from seglake.frontend.postobject import PostObjectHandlers
 from seglake.frontend.versioning import VersioningHandlers
 
 FAMILIES: Final[list[type[Family]]] = [
@@ -23,4 +25,6 @@ FAMILIES: Final[list[type[Family]]] = [
     MultiDeleteHandlers,
     VersioningHandlers,
     MultipartHandlers,
+    PostObjectHandlers,
+    BucketPolicyHandlers,
 ]

@@ -9,7 +9,7 @@ import hmac
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import trio
@@ -23,6 +23,12 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+class ObjectCheck(Protocol):
+    def __call__(self, operation: str, key: str, version_id: str | None = None) -> None:
+        """Raise ``S3Error('AccessDenied')`` unless ``operation`` on ``key``
+        (of the request's bucket; ``version_id`` if it names one) is allowed."""
 
 
 def new_request_id() -> str:
@@ -49,6 +55,11 @@ class Request:
     body_complete: bool = False  # the last request body message was received
     body_started: bool = False
     disconnected: bool = False
+    # Set by the authoriser (frontend/authz.py): the key making the request
+    # (None: anonymous), and the check a handler runs for each object an
+    # operation names in its body (DeleteObjects, PostObject).
+    identity: Any = None
+    object_check: ObjectCheck | None = None
 
     async def recv(self) -> Message:
         """``receive()`` that remembers whether the request body was consumed."""

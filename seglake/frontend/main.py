@@ -36,7 +36,9 @@ def hypercorn_config(cfg: Config, fd: int) -> HypercornConfig:
     hc.graceful_timeout = cfg.shutdown_timeout
     # Header section limit; h11 refuses anything larger with 431/400.
     hc.h11_max_incomplete_size = cfg.max_header_bytes + 1024
-    hc.keep_alive_timeout = 75  # longer than common client pools' idle time
+    # Closes idle connections, and bounds how long a request head may take
+    # to arrive (the timer runs until the head is parsed): slow-header clients.
+    hc.keep_alive_timeout = cfg.keep_alive_timeout
     hc.read_timeout = 120  # a client that sends nothing for this long is dropped
     hc.backlog = 1024
     # Hypercorn closes a connection after 1,000 requests by default; S3

@@ -53,7 +53,8 @@ def _local(tag: str) -> str:
 def parse_delete(body: bytes) -> DeleteRequest:
     """The ``<Delete>`` document → quiet flag and (key, version id) list (pure)."""
     try:
-        root = ElementTree.fromstring(body)
+        # No DTD at all (not only no entities): S3 request bodies never need one.
+        root = ElementTree.fromstring(body, forbid_dtd=True)
     except (ElementTree.ParseError, DefusedXmlException, ValueError):
         raise S3Error("MalformedXML") from None
     if _local(root.tag) != "Delete":
@@ -134,6 +135,10 @@ class MultiDeleteHandlers:
         for key, version_id in parsed.objects:
             try:
                 validate_key(key)
+                if req.object_check is None:
+                    raise S3Error("AccessDenied")  # never unauthorised by omission
+                # Per-key policy check (AWS answers AccessDenied per entry).
+                req.object_check("DeleteObject", key, version_id)
                 if version_id is not None:
                     try:
                         validate_version_id(version_id)

@@ -213,24 +213,25 @@ class SegmentFiles:
 
 
 class ManifestCache:
-    """Decoded chunk lists by version uid. A uid's manifest never changes,
-    so entries never go stale; the cache is bounded (LRU)."""
+    """Decoded chunk lists by version uid, bounded (LRU). gc-rewrite may move
+    a version's chunks (same uid, new manifest bytes), so a hit counts only
+    while the row still carries the manifest bytes it was decoded from."""
 
     def __init__(self, size: int = MANIFEST_CACHE_ENTRIES) -> None:
         self._size = size
-        self._entries: OrderedDict[str, tuple[ChunkRef, ...]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[bytes, tuple[ChunkRef, ...]]] = OrderedDict()
 
     def chunks(self, v: VersionRow) -> tuple[ChunkRef, ...]:
         hit = self._entries.get(v.uid)
-        if hit is not None:
+        if hit is not None and v.manifest is not None and hit[0] == v.manifest:
             self._entries.move_to_end(v.uid)
-            return hit
+            return hit[1]
         if v.manifest is None:
             raise S3Error("InternalError", message="version has no manifest")
         chunks = decode_manifest(
             v.manifest, path=f"meta.db:versions/{v.uid}", with_meta=False
         ).chunks
-        self._entries[v.uid] = chunks
+        self._entries[v.uid] = (bytes(v.manifest), chunks)
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
         return chunks
@@ -527,16 +528,27 @@ class ObjectHandlers:
             pos += ref.length
         cached: tuple[int, bytes] | None = None
 
+        async def read(ref: ChunkRef) -> bytes:
+            if ref.length >= THREAD_READ_MIN:
+                return await trio.to_thread.run_sync(self.segments.read, ref)
+            return self.segments.read(ref)
+
         async def chunk(i: int) -> bytes:
-            nonlocal cached
+            nonlocal cached, chunks
             if cached is not None and cached[0] == i:
                 return cached[1]
-            ref = chunks[i]
             try:
-                if ref.length >= THREAD_READ_MIN:
-                    data = await trio.to_thread.run_sync(self.segments.read, ref)
-                else:
-                    data = self.segments.read(ref)
+                try:
+                    data = await read(chunks[i])
+                except FileNotFoundError:
+                    # gc-rewrite may have moved this version's chunks (same
+                    # uid and digests, new places) and removed the old
+                    # segment since the row was read: follow the row once.
+                    moved = self._moved_chunks(v, chunks)
+                    if moved is None:
+                        raise
+                    chunks = moved
+                    data = await read(chunks[i])
             except (FormatError, OSError) as exc:
                 log.error("object %s/%s version %s is damaged: %s", v.bucket, v.key, v.uid, exc)
                 await self._mark_damaged(v)
@@ -576,6 +588,23 @@ class ObjectHandlers:
                 i, lo, hi = piece
                 data = await chunk(i)
                 await req.body(data if lo == 0 and hi == len(data) else data[lo:hi], more)
+
+    def _moved_chunks(
+        self, v: VersionRow, chunks: tuple[ChunkRef, ...]
+    ) -> tuple[ChunkRef, ...] | None:
+        """The version's chunk list as the database has it now, if GC moved
+        the same chunks (same count, lengths and digests) elsewhere."""
+        fresh = self.reader.version(v.bucket, v.key, v.version_id)
+        if fresh is None or fresh.uid != v.uid or fresh.manifest == v.manifest:
+            return None
+        try:
+            now = self.manifests.chunks(fresh)
+        except FormatError:
+            return None
+        same = len(now) == len(chunks) and all(
+            (a.length, a.digest) == (b.length, b.digest) for a, b in zip(now, chunks, strict=True)
+        )
+        return now if same and now != chunks else None
 
     async def _mark_damaged(self, v: VersionRow) -> None:
         try:

@@ -239,15 +239,13 @@ def scrub_cmd(cfg: Config, *, as_json: bool) -> int:
                 mark_note = f"not marked DAMAGED: {exc}"
                 break
             marked.append(uid)
-    recorded, note = record_run(
-        cfg, "scrub", started, "ok" if not report.damaged else "errors", doc
-    )
+    recorded, note = record_run(cfg, "scrub", started, "ok" if doc["clean"] else "errors", doc)
     doc.update(marked=marked, mark_note=mark_note, recorded=recorded, record_note=note)
     if as_json:
         _print_json(doc)
     else:
         _render_scrub(doc)
-    return 1 if report.damaged else 0
+    return 0 if doc["clean"] else 1
 
 
 def _render_scrub(doc: dict[str, Any]) -> None:
@@ -261,6 +259,8 @@ def _render_scrub(doc: dict[str, Any]) -> None:
             table.add_row(d["bucket"], d["key"], d["version_id"], str(d["chunk"]), d["reason"])
         console.print(table)
         console.print(f"{len(doc['damaged'])} damaged version(s): {doc['mark_note']}")
+    for f in doc.get("file_damage", []):
+        console.print(f"[red]{f['kind']}[/red] {f['path']}: {f['reason']}")
     verdict = "[green]clean[/green]" if doc["clean"] else "[red]damage found[/red]"
     console.print(
         f"scrub: {verdict}; {doc['versions']} version(s), {doc['chunks']} chunk(s), "

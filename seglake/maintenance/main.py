@@ -25,34 +25,55 @@ import sys
 import time
 from typing import Any
 
+import apsw
 import trio
 
+from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.ipc.channel import connect, serve_channel
 from seglake.lifecycle import exit_when_orphaned
 from seglake.logs import setup_logging
+from seglake.maintenance.scheduler import Scheduler
+from seglake.maintenance.toolbox import TOOLBOX_MUTATIONS
+from seglake.maintenance.toolbox_cmds import recent_runs
+from seglake.writer.gc_ops import GC_RELAYED
+from seglake.writer.key_ops import ADMIN_MUTATIONS
 
 log = logging.getLogger("seglake.maintenance")
 
 CALL_TIMEOUT_S = 10.0
+STATUS_RUNS = 10  # last ops runs shown by `seglake status`
 MAINTENANCE_TARGETS = {"enable": "quiesced", "disable": "off"}
 # Writer mutations the admin socket relays for CLI tools (fsck, scrub): they
 # record results and never change object data.
-RELAYED_MUTATIONS = frozenset({"record_op_run", "mark_damaged"})
+# Key and bucket-policy management (`seglake keys`, `seglake bucket-policy`)
+# is relayed too: the writer owns every SQLite write.
+RELAYED_MUTATIONS = frozenset(
+    {"record_op_run", "mark_damaged", *ADMIN_MUTATIONS, *TOOLBOX_MUTATIONS, *GC_RELAYED}
+)
 
 
 async def call_socket(path: str, name: str, args: Any = None) -> Any:
     """One request to one of our Unix-socket services."""
     channel, _ = await connect(path)
+    # The call's own error (an S3Error refusal, a timeout) is carried out of
+    # the nursery by hand: raised inside it, trio would wrap it in an
+    # ExceptionGroup and callers could no longer tell a refusal from a crash.
+    failure: Exception | None = None
+    result: Any = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(channel.run_reader)
         try:
             with trio.fail_after(CALL_TIMEOUT_S):
                 result, _ = await channel.call(name, args)
+        except Exception as exc:
+            failure = exc
         finally:
             await channel.aclose()
             nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     return result
 
 
@@ -61,6 +82,10 @@ class Maintenance:
         self.cfg = cfg
         self.token = cfg.admin_token_path.read_text().strip()
         self.started = time.time()
+        self.scheduler = Scheduler(cfg, self._writer_call)
+
+    async def _writer_call(self, name: str, args: dict[str, Any]) -> Any:
+        return await call_socket(str(self.cfg.writer_socket), name, args)
 
     async def status(self) -> dict[str, Any]:
         procs = await call_socket(str(self.cfg.supervisor_socket), "processes")
@@ -68,11 +93,17 @@ class Maintenance:
             store = await call_socket(str(self.cfg.writer_socket), "status")
         except (OSError, S3Error, trio.TooSlowError) as exc:
             store = {"error": f"writer unavailable: {exc}"}
+        try:
+            runs = await trio.to_thread.run_sync(recent_runs, self.cfg.db_path, STATUS_RUNS)
+        except (OSError, RuntimeError, apsw.Error) as exc:
+            runs = [{"error": f"ops_runs unavailable: {exc}"}]
         return {
             "data_dir": str(self.cfg.root),
             "address": procs.get("address"),
             "processes": procs.get("processes", []),
             "store": store,
+            "runs": runs,
+            "schedules": self.scheduler.describe(),
         }
 
     async def maintenance(self, action: Any) -> dict[str, Any]:
@@ -100,7 +131,10 @@ class Maintenance:
             mutation, margs = args.get("mutation"), args.get("args")
             if mutation not in RELAYED_MUTATIONS or not isinstance(margs, dict):
                 raise S3Error("AccessDenied", message=f"mutation {mutation!r} is not relayed")
-            return await call_socket(str(self.cfg.writer_socket), str(mutation), margs), b""
+            failpoints.hit(f"relay.{mutation}")  # fault tests: die before / after relaying
+            result = await call_socket(str(self.cfg.writer_socket), str(mutation), margs)
+            failpoints.hit(f"relayed.{mutation}")
+            return result, b""
         raise S3Error("NotImplemented", message=f"admin command {name!r} is not available")
 
     async def serve(self) -> None:
@@ -118,6 +152,7 @@ class Maintenance:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(exit_when_orphaned)
             nursery.start_soon(trio.serve_listeners, conn, [trio.SocketListener(sock)])
+            nursery.start_soon(self.scheduler.run)  # MPU-GC and scrub (scheduler.py)
             log.info("maintenance ready; admin socket %s", path)
             import signal
 

@@ -19,6 +19,7 @@ from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
 from seglake.format.segment import read_record
 from seglake.maintenance.fsck import segment_path
+from seglake.maintenance.scrub_files import FileDamage, check_files
 from seglake.meta.schema import open_read, query
 
 
@@ -38,6 +39,8 @@ class ScrubReport:
     chunks: int = 0
     bytes: int = 0
     damaged: list[Damage] = field(default_factory=list)
+    # Bit rot outside chunk data (segment headers/footers, manifest files).
+    files: list[FileDamage] = field(default_factory=list)
 
     @property
     def damaged_uids(self) -> list[str]:
@@ -45,11 +48,12 @@ class ScrubReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "clean": not self.damaged,
+            "clean": not self.damaged and not self.files,
             "versions": self.versions,
             "chunks": self.chunks,
             "bytes": self.bytes,
             "damaged": [asdict(d) for d in self.damaged],
+            "file_damage": [asdict(f) for f in self.files],
         }
 
 
@@ -97,6 +101,7 @@ def run_scrub(cfg: Config, progress: Progress | None = None) -> ScrubReport:
     finally:
         for fd in fds.values():
             os.close(fd)
+    report.files = check_files(cfg)
     return report
 
 

@@ -111,6 +111,26 @@ MIGRATIONS: Final[list[str]] = [
         PRIMARY KEY (upload_id, part_number)
     ) WITHOUT ROWID;
     """,
+    # api_keys: access keys managed with `seglake keys`. The secret is stored
+    # only encrypted (AES-256-GCM under a master key kept outside meta.db,
+    # see seglake/auth/keystore.py); policy is rw, ro or a JSON document;
+    # inflight 0 means the server's --key-inflight-limit. An empty allow-list
+    # (api_key_buckets) means every bucket.
+    """
+    CREATE TABLE api_keys (
+        access_key  TEXT PRIMARY KEY,
+        secret_enc  BLOB NOT NULL,
+        policy      TEXT NOT NULL,
+        enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+        inflight    INTEGER NOT NULL CHECK (inflight >= 0),
+        created_ns  INTEGER NOT NULL
+    );
+    CREATE TABLE api_key_buckets (
+        access_key  TEXT NOT NULL REFERENCES api_keys(access_key),
+        bucket      TEXT NOT NULL,
+        PRIMARY KEY (access_key, bucket)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -42,8 +42,10 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.manifest import manifest_path
 from seglake.meta.schema import get_setting, set_setting
+from seglake.writer import fileio
 from seglake.writer.mutations import APPLY
 from seglake.writer.ops import BatchContext, VersionClock
+from seglake.writer.record_journal import RecordJournal
 from seglake.writer.segments import (
     OpenSegment,
     SealResult,
@@ -97,6 +99,9 @@ class Committer:
         self._drained = trio.Event()
         self.stats = BatchStats()
         self.in_flight = 0
+        self.records = RecordJournal(cfg.manifests_dir.parent)
+        self.records.install(conn)
+        self.records.backfill(conn)
 
     async def submit(self, name: str, args: dict[str, Any], nbytes: int = 0) -> Any:
         if name not in APPLY:
@@ -186,7 +191,7 @@ class Committer:
                 sealed.append(seal(seg))
             if sync_target is not None:
                 failpoints.hit("segment_fsync")
-                os.fsync(sync_target[0].fd)
+                fileio.fsync(sync_target[0].fd, "segment.fsync")
         except OSError as exc:
             raise WriterFatal(f"segment fsync/seal failed: {exc}") from exc
 
@@ -203,7 +208,9 @@ class Committer:
                 mark = len(ctx.manifests)
                 committed = dict(ctx.committed_ends)
                 try:
+                    failpoints.hit(f"apply.{m.name}")
                     m.result = APPLY[m.name](conn, ctx, m.args)
+                    failpoints.hit(f"applied.{m.name}")
                     conn.execute(f"RELEASE {sp}")
                 except S3Error as exc:
                     conn.execute(f"ROLLBACK TO {sp}")
@@ -230,6 +237,7 @@ class Committer:
                 )
             set_setting(conn, "clock_ns", self.clock.last_ns)
             written = self._write_manifests(ctx.manifests)
+            self.records.flush(conn)  # bucket/version-state records, before COMMIT
         except BaseException as exc:
             self._rollback()
             self._fail_all(batch, exc)
@@ -239,6 +247,7 @@ class Committer:
         try:
             failpoints.hit("before_commit")
             conn.execute("COMMIT")
+            failpoints.hit("after_commit")
         except apsw.FullError as exc:
             self._rollback()
             self._unlink(written)
@@ -246,6 +255,7 @@ class Committer:
             return
         except (apsw.Error, OSError) as exc:
             raise WriterFatal(f"commit failed: {exc}") from exc
+        self.records.committed()
         if ctx.unlink_after_commit:
             self._unlink(
                 [manifest_path(self.cfg.manifests_dir, uid) for uid in ctx.unlink_after_commit]
@@ -282,9 +292,9 @@ class Committer:
             failpoints.hit("manifest_dir_fsync")
             if len(dirs) < PARALLEL_FSYNC_MIN:
                 for d in dirs:
-                    fsync_dir(d)
+                    fsync_dir(d, "manifest_dir.fsync")
             else:
-                list(self._pool.map(fsync_dir, dirs))
+                list(self._pool.map(fsync_dir, dirs, ["manifest_dir.fsync"] * len(dirs)))
         except OSError as exc:
             raise WriterFatal(f"manifest directory fsync failed: {exc}") from exc
         return written
@@ -299,8 +309,8 @@ class Committer:
             missing.append(p)
             p = p.parent
         for m in reversed(missing):
-            m.mkdir(exist_ok=True)
-            fsync_dir(m.parent)
+            fileio.mkdir(m, "manifest_dir.mkdir")
+            fsync_dir(m.parent, "manifest_dir.parent_fsync")
         self._known_dirs.add(d)
 
     def _rollback(self) -> None:
@@ -326,7 +336,7 @@ class Committer:
     def _unlink(paths: list[Path]) -> None:
         for p in paths:
             with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+                fileio.unlink(p, "manifest.unlink")
 
     def _checkpoint(self) -> None:
         self._last_checkpoint = time.monotonic()
@@ -339,20 +349,20 @@ class Committer:
 def _write_one(path: Path, data: bytes) -> OSError | None:
     """Write and fsync one manifest; an fsync failure is fatal, ENOSPC is not."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = fileio.open_file(
+            path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, "manifest.create"
+        )
     except OSError as exc:
         return exc
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        fileio.pwrite_all(fd, data, 0, "manifest.write")
         try:
             failpoints.hit("manifest_fsync")
-            os.fsync(fd)
+            fileio.fsync(fd, "manifest.fsync")
         except OSError as exc:
             raise WriterFatal(f"manifest fsync failed for {path}: {exc}") from exc
         return None
     except OSError as exc:
         return exc
     finally:
-        os.close(fd)
+        fileio.close(fd)

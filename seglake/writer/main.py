@@ -25,8 +25,10 @@ import sys
 import time
 from typing import Any
 
+import apsw
 import trio
 
+from seglake import failpoints
 from seglake.config import CHUNK_SIZE, Config
 from seglake.errors import S3Error
 from seglake.format.manifest import ChunkRef
@@ -34,7 +36,9 @@ from seglake.ipc.channel import serve_channel
 from seglake.lifecycle import exit_when_orphaned
 from seglake.logs import setup_logging
 from seglake.meta.schema import open_read, open_write
+from seglake.writer import fileio
 from seglake.writer.commit import Committer
+from seglake.writer.gc_ops import GC_REQUESTS, SegmentGC, handle_request
 from seglake.writer.mutations import APPLY
 from seglake.writer.quiesce import Quiesce
 from seglake.writer.segments import SegmentStore, WriterFatal, fsync_dir
@@ -52,25 +56,32 @@ class Writer:
         self.started = time.time()
         self.lock_fd = _take_writer_lock(cfg)
         self._prepare_dirs()
+        fileio.install_sqlite_recorder()  # test mode only: journal / failpoints
         self.conn = open_write(str(cfg.db_path))
         self.store = SegmentStore(cfg)
         self._recover()
         self.quiesce = Quiesce.load(self.conn)
         self._nursery: trio.Nursery | None = None
         self.committer = Committer(cfg, self.conn, self.store)
+        self.gc = SegmentGC(cfg, self.store, self.committer, self.quiesce)
+        self.gc.repair_pending()  # finish manifest rewrites a crash interrupted
         self.reader = open_read(str(cfg.db_path))
         self.appended_bytes = 0
 
     def _prepare_dirs(self) -> None:
         # Manifest shard directories are created by the committer as needed.
+        # The parents are fsynced on every start, not only when created: a
+        # writer that died on a failed directory fsync must not trust it now.
         for d in (self.cfg.segments_dir, self.cfg.manifests_dir):
             if not d.is_dir():
                 d.mkdir(parents=True, exist_ok=True)
-                fsync_dir(d.parent)
-                fsync_dir(d.parent.parent)
+            fsync_dir(d.parent)
+            fsync_dir(d.parent.parent)
 
     def _recover(self) -> None:
+        failpoints.hit("recovery.start")
         sealed = self.store.recover(self.conn)
+        failpoints.hit("recovery.sealed")
         now = time.time_ns()
         with self.conn:
             for s in sealed:
@@ -90,6 +101,10 @@ class Writer:
             return await self._handle(name, args, body)
 
     async def _handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
+        if name in GC_REQUESTS:
+            return await handle_request(self.gc, name, args), b""
+        if name == "mark_damaged" and not await self.gc.confirm_damage(args):
+            return {"marked": False}, b""
         if name == "append":
             ref = self._append(args, body)
             return [ref.segment_id, ref.offset, ref.length], b""
@@ -99,6 +114,7 @@ class Writer:
                 # A mutation that stores data (PUT, UploadPart, ...) may carry
                 # its last, partial chunk inline to save a round trip.
                 chunks = list(args.get("chunks") or [])
+                self.gc.check_chunks(chunks)
                 if body:
                     ref = self._append({"digest": args.get("tail_digest")}, body)
                     chunks.append([ref.segment_id, ref.offset, ref.length, ref.digest])
@@ -122,7 +138,14 @@ class Writer:
         digest = args.get("digest") if isinstance(args, dict) else None
         if not isinstance(digest, bytes) or len(digest) != 32 or not 0 < len(body) <= CHUNK_SIZE:
             raise S3Error("InternalError", message="malformed append")
-        ref = self.store.append(digest, body)
+        try:
+            ref = self.store.append(digest, body)
+        except WriterFatal as exc:
+            # The segment's state is unknown (a failed fsync or cut-back):
+            # stop here, before anything else is acknowledged; the
+            # supervisor restarts the writer into recovery.
+            log.critical("writer stopped: %s", exc)
+            os._exit(EXIT_FATAL)
         self.appended_bytes += len(body)
         if self.store.to_seal:
             self.committer.poke()
@@ -202,6 +225,7 @@ class Writer:
         await serve_channel(stream, self.handle, max_in_flight=256)
 
     def close(self) -> None:
+        self.gc.close()
         self.store.close()
         self.reader.close()
         self.conn.close()
@@ -230,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_level, "writer")
     try:
         writer = Writer(cfg)
-    except WriterFatal as exc:
-        log.critical("recovery failed: %s", exc)
+    except (WriterFatal, OSError, apsw.Error) as exc:
+        # A start-up I/O error (a failed directory fsync, SQLite unable to
+        # replay its WAL) is a durability failure like any other.
+        log.critical("recovery failed: %r", exc)
         return EXIT_FATAL
     try:
         trio.run(writer.serve)

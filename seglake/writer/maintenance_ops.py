@@ -15,6 +15,8 @@ import apsw
 
 from seglake.errors import S3Error
 from seglake.meta.schema import set_setting
+from seglake.writer import admin_ops
+from seglake.writer.key_ops import KEY_MUTATIONS
 from seglake.writer.ops import BatchContext
 
 # The settings row holding the quiesce state (see ``quiesce.py``).
@@ -55,4 +57,4 @@ APPLY: Final = {
 }
 
 # Mutations the quiesce gate never refuses: they change no object data.
-INTERNAL: Final = frozenset({"mark_damaged", *APPLY})
+INTERNAL: Final = frozenset({"mark_damaged", *APPLY, *KEY_MUTATIONS, *admin_ops.INTERNAL})

@@ -12,7 +12,15 @@ from typing import Any, Final
 
 import apsw
 
-from seglake.writer import maintenance_ops, multipart_ops, ops, versioning_ops
+from seglake.writer import (
+    admin_ops,
+    gc_ops,
+    key_ops,
+    maintenance_ops,
+    multipart_ops,
+    ops,
+    versioning_ops,
+)  # fmt: skip
 from seglake.writer.ops import BatchContext
 
 Apply = Callable[[apsw.Connection, BatchContext, dict[str, Any]], Any]
@@ -29,5 +37,6 @@ def _merge(*tables: Mapping[str, Apply]) -> dict[str, Apply]:
 
 
 APPLY: Final[dict[str, Apply]] = _merge(
-    ops.APPLY, versioning_ops.APPLY, multipart_ops.APPLY, maintenance_ops.APPLY
+    ops.APPLY, versioning_ops.APPLY, multipart_ops.APPLY, maintenance_ops.APPLY, key_ops.APPLY,
+    admin_ops.APPLY, gc_ops.APPLY,
 )

@@ -31,6 +31,7 @@ from seglake.errors import S3Error
 from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef
+from seglake.writer import fileio
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,8 @@ def segment_file_name(segment_id: int) -> str:
     return f"{segment_id:016x}.seg"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def fsync_dir(path: Path, site: str = "dir.fsync") -> None:
+    fileio.fsync_dir(path, site)
 
 
 @dataclass
@@ -117,7 +114,10 @@ class SegmentStore:
             state, committed_end = known.get(seg_id, ("OPEN", 0))
             if state == "SEALED":
                 continue
-            result = self._recover_one(seg_id, on_disk[seg_id], committed_end)
+            try:
+                result = self._recover_one(seg_id, on_disk[seg_id], committed_end)
+            except OSError as exc:
+                raise WriterFatal(f"recovery of segment {seg_id} failed: {exc}") from exc
             if result is not None:
                 sealed.append(result)
         ids = set(on_disk) | set(known)
@@ -126,6 +126,7 @@ class SegmentStore:
 
     def _recover_one(self, seg_id: int, path: Path, committed_end: int) -> SealResult | None:
         fd = os.open(path, os.O_RDWR)
+        fileio.track(fd, path)
         try:
             size = os.fstat(fd).st_size
             # Always rescan: a footer in a segment the database does not
@@ -135,8 +136,8 @@ class SegmentStore:
                 if committed_end > 0:
                     raise WriterFatal(f"{path}: header lost but chunks were committed")
                 log.warning("removing segment %s with a torn header (%d bytes)", path, size)
-                os.unlink(path)
-                fsync_dir(self.dir)
+                fileio.unlink(path, "recovery.unlink_torn")
+                fileio.fsync_dir(self.dir, "recovery.dir_fsync")
                 return None
             try:
                 segfmt.decode_header(os.pread(fd, segfmt.HEADER_SIZE, 0), path=str(path))
@@ -156,19 +157,19 @@ class SegmentStore:
                 )  # fmt: skip
                 cut = size
             if cut < size:
-                os.ftruncate(fd, cut)
+                fileio.ftruncate(fd, cut, "recovery.truncate")
             if scan.valid_end < cut:
                 # A damaged record sits below committed data: keep the bytes,
                 # leave the file without a footer, and let scrub report it.
-                os.fsync(fd)
+                fileio.fsync(fd, "recovery.fsync_damaged")
                 log.error("segment %s sealed without footer: damaged record below commit", path)
                 return SealResult(seg_id, cut, b"")
             footer_bytes = segfmt.encode_footer(scan.records, cut)
-            _pwrite_all(fd, footer_bytes, cut)
-            os.fsync(fd)
+            fileio.pwrite_all(fd, footer_bytes, cut, "recovery.footer_write")
+            fileio.fsync(fd, "recovery.fsync")
             return SealResult(seg_id, cut + len(footer_bytes), footer_bytes[-40:-8])
         finally:
-            os.close(fd)
+            fileio.close(fd)
 
     # ---- appends -------------------------------------------------------
     def _open_new(self) -> OpenSegment:
@@ -176,15 +177,24 @@ class SegmentStore:
         self.next_id += 1
         path = self.dir / segment_file_name(seg_id)
         created_ns = time.time_ns()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = fileio.open_file(
+            path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, "segment.create"
+        )
         try:
-            _pwrite_all(fd, segfmt.encode_header(seg_id, created_ns), 0)
-            os.fsync(fd)
-            fsync_dir(self.dir)
+            fileio.pwrite_all(
+                fd, segfmt.encode_header(seg_id, created_ns), 0, "segment.header_write"
+            )
         except OSError:
-            os.close(fd)
-            os.unlink(path)
+            fileio.close(fd)
+            fileio.unlink(path, "segment.create_cleanup")
             raise
+        try:
+            fileio.fsync(fd, "segment.header_fsync")
+            fileio.fsync_dir(self.dir, "segments_dir.fsync")
+        except OSError as exc:
+            # A failed fsync leaves the file's and the directory's state
+            # unknown: never carry on (or retry) as if it had worked.
+            raise WriterFatal(f"fsync of new segment {path} failed: {exc}") from exc
         seg = OpenSegment(seg_id, path, fd, segfmt.HEADER_SIZE, created_ns)
         seg.synced_end = seg.end
         log.info("opened segment %s", path.name)
@@ -213,10 +223,15 @@ class SegmentStore:
         seg = self.current
         start = seg.end
         try:
-            _pwritev_all(seg.fd, [segfmt.encode_record_header(digest, len(data)), data], start)
+            fileio.pwritev_all(
+                seg.fd,
+                [segfmt.encode_record_header(digest, len(data)), data],
+                start,
+                "segment.append",
+            )
         except OSError as exc:
             try:
-                os.ftruncate(seg.fd, start)
+                fileio.ftruncate(seg.fd, start, "segment.append_cutback")
             except OSError as exc2:
                 raise WriterFatal(f"cannot cut back {seg.path} after failed write") from exc2
             raise _refusal(exc) from exc
@@ -244,7 +259,7 @@ class SegmentStore:
 
     def close(self) -> None:
         for seg in [*self.to_seal, *([self.current] if self.current else [])]:
-            os.close(seg.fd)
+            fileio.close(seg.fd)
         self.to_seal.clear()
         self.current = None
 
@@ -252,9 +267,9 @@ class SegmentStore:
 def seal(seg: OpenSegment) -> SealResult:
     """Write the footer and fsync; runs in the committer's thread."""
     footer = segfmt.encode_footer(seg.records, seg.end)
-    _pwrite_all(seg.fd, footer, seg.end)
-    os.fsync(seg.fd)
-    os.close(seg.fd)
+    fileio.pwrite_all(seg.fd, footer, seg.end, "seal.footer_write")
+    fileio.fsync(seg.fd, "seal.fsync")
+    fileio.close(seg.fd)
     return SealResult(seg.segment_id, seg.end + len(footer), footer[-40:-8])
 
 
@@ -264,23 +279,3 @@ def _refusal(exc: OSError) -> S3Error:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return S3Error("InsufficientStorage")
     return S3Error("InternalError", message="storage write failed")
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        if n <= 0:
-            raise OSError("short write")
-        view = view[n:]
-        offset += n
-
-
-def _pwritev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> None:
-    total = sum(len(b) for b in buffers)
-    n = os.pwritev(fd, buffers, offset)
-    if n == total:
-        return
-    # Rare: a short vectored write; finish the rest piece by piece.
-    joined = memoryview(b"".join(buffers))[n:]
-    _pwrite_all(fd, bytes(joined), offset + n)

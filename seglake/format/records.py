@@ -1,0 +1,177 @@
+"""Metadata records: the state manifests do not carry, so ``rebuild-index``
+can restore ``meta.db`` from files alone.
+
+Manifests describe each stored version (and each delete marker) as written.
+Two things change later and are kept here, one small file each:
+
+- a **bucket record** per bucket: name, creation time, versioning state,
+  policy. Written when a bucket is created or changed, removed when it is
+  deleted. Path: ``<data>/objects/records/buckets/<name>.bucket``.
+- a **version state record** for every version whose row is no longer
+  ``ACTIVE``: ``DELETED`` (overwritten null version, deleted version,
+  unversioned delete), ``DAMAGED``, ``CONFLICT``, or ``PURGED`` (the row was
+  removed from the database, e.g. a bucket's delete markers when the bucket
+  is deleted). No record means ``ACTIVE``. Path:
+  ``<data>/objects/records/versions/<uid[0:4]>/<uid[4:7]>/<uid>.state`` (the
+  manifest's shard).
+
+File layout (integers big-endian)::
+
+    0   8  magic b"SGLKREC1"
+    8   2  format version (1)
+    10  2  kind: 1 = bucket, 2 = version state
+    12  4  body length L (1 .. 1 MiB)
+    16  L  body: one msgpack map
+            bucket:  {"name", "created_ns", "versioning", "policy" (str|nil)}
+            state:   {"uid", "state"}
+    16+L 32 BLAKE3 of bytes 0 .. 16+L
+
+Rules this file keeps:
+- The codec is pure and treats input as hostile: ``decode_record`` raises
+  only ``FormatError`` naming the file and offset.
+- Every write is a new file fsynced and renamed into place, then its
+  directory fsynced, so a record is either the old one or the new one.
+- The writer writes records inside the batch, after the mutations and
+  before COMMIT (like manifests): a committed change always has its record.
+  A crash between the two leaves a record ahead of the database, for a
+  request that was never acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import struct
+from pathlib import Path
+from typing import Any, Final
+
+import blake3
+import msgpack
+
+from seglake.format.errors import FormatError
+from seglake.format.manifest import shard_of
+
+RECORD_MAGIC: Final = b"SGLKREC1"
+RECORD_VERSION: Final = 1
+KIND_BUCKET: Final = 1
+KIND_STATE: Final = 2
+# A bucket policy is the largest thing a record holds; AWS caps those at 20 KiB.
+MAX_BODY_BYTES: Final = 1024 * 1024
+BUCKET_SUFFIX: Final = ".bucket"
+STATE_SUFFIX: Final = ".state"
+STATES: Final = ("DELETED", "DAMAGED", "CONFLICT", "PURGED")
+VERSIONING_STATES: Final = ("enabled", "suspended", "unversioned")
+
+_HEAD: Final = struct.Struct(">8sHHI")
+_SUM: Final = 32
+# Bucket names become file names as they are when they are plain S3 names;
+# anything else (never produced by our own validation) is hex-encoded.
+_PLAIN_BUCKET: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,62}")
+
+
+def records_dir(objects_root: Path) -> Path:
+    return objects_root / "records"
+
+
+def bucket_record_path(objects_root: Path, name: str) -> Path:
+    stem = name if _PLAIN_BUCKET.fullmatch(name) else "x-" + name.encode().hex()
+    return records_dir(objects_root) / "buckets" / f"{stem}{BUCKET_SUFFIX}"
+
+
+def state_record_path(objects_root: Path, uid: str) -> Path:
+    return records_dir(objects_root) / "versions" / shard_of(uid) / f"{uid}{STATE_SUFFIX}"
+
+
+def encode_record(kind: int, body: dict[str, Any]) -> bytes:
+    if kind not in (KIND_BUCKET, KIND_STATE):
+        raise ValueError(f"unknown record kind {kind}")
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    if not 0 < len(packed) <= MAX_BODY_BYTES:
+        raise ValueError(f"record body is {len(packed)} bytes, must be 1..{MAX_BODY_BYTES}")
+    head = _HEAD.pack(RECORD_MAGIC, RECORD_VERSION, kind, len(packed))
+    data = head + packed
+    return data + blake3.blake3(data).digest()
+
+
+def decode_record(buf: bytes, *, path: str) -> tuple[int, dict[str, Any]]:
+    """``(kind, body)`` of a verified record; ``FormatError`` otherwise."""
+    if len(buf) < _HEAD.size + _SUM:
+        raise FormatError(path, len(buf), "record truncated")
+    magic, version, kind, length = _HEAD.unpack_from(buf)
+    if magic != RECORD_MAGIC:
+        raise FormatError(path, 0, f"not a record: magic {magic!r}")
+    if version != RECORD_VERSION:
+        raise FormatError(path, 8, f"unsupported record version {version}")
+    if kind not in (KIND_BUCKET, KIND_STATE):
+        raise FormatError(path, 10, f"unknown record kind {kind}")
+    if not 0 < length <= MAX_BODY_BYTES:
+        raise FormatError(path, 12, f"body length {length} outside 1..{MAX_BODY_BYTES}")
+    end = _HEAD.size + length
+    if len(buf) != end + _SUM:
+        raise FormatError(path, min(len(buf), end + _SUM), "record length does not match header")
+    if blake3.blake3(buf[:end]).digest() != buf[end:]:
+        raise FormatError(path, end, "record checksum does not match")
+    try:
+        body = msgpack.unpackb(buf[_HEAD.size : end], raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several types for bad bytes
+        raise FormatError(path, _HEAD.size, f"body is not valid msgpack: {exc}") from None
+    if not isinstance(body, dict):
+        raise FormatError(path, _HEAD.size, "body is not a map")
+    problem = _body_problem(kind, body)
+    if problem:
+        raise FormatError(path, _HEAD.size, problem)
+    return kind, body
+
+
+def _body_problem(kind: int, body: dict[str, Any]) -> str | None:
+    if kind == KIND_BUCKET:
+        if not isinstance(body.get("name"), str) or not body["name"]:
+            return "bucket record without a name"
+        if not isinstance(body.get("created_ns"), int):
+            return "bucket record without created_ns"
+        if body.get("versioning") not in VERSIONING_STATES:
+            return f"bucket record with versioning {body.get('versioning')!r}"
+        if body.get("policy") is not None and not isinstance(body["policy"], str):
+            return "bucket record policy is not text"
+        return None
+    if not isinstance(body.get("uid"), str) or not body["uid"]:
+        return "state record without a uid"
+    if body.get("state") not in STATES:
+        return f"state record with state {body.get('state')!r}"
+    return None
+
+
+def bucket_body(name: str, created_ns: int, versioning: str, policy: str | None) -> dict[str, Any]:
+    return {"name": name, "created_ns": created_ns, "versioning": versioning, "policy": policy}
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_durably(path: Path, data: bytes) -> None:
+    """New content under ``path``: temp file, fsync, rename (no dir fsync;
+    the caller fsyncs each touched directory once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def remove_file(path: Path) -> bool:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+        return True
+    return False

@@ -1,0 +1,286 @@
+"""Authorisation: who may do what, decided before any byte of a body is read.
+
+Order per request (after the SigV4 check in ``app.py``):
+
+1. Identity. A signed request names a key: the bootstrap admin key or an
+   enabled key of ``api_keys`` (a disabled or deleted key already fails
+   signature lookup with ``InvalidAccessKeyId``). An unsigned request is
+   anonymous: refused unless its bucket is in ``--public-buckets``, and
+   ``GET /`` (ListBuckets) and Seglake's own endpoints never are anonymous.
+2. Bucket allow-list of the key (empty = every bucket); the copy source's
+   bucket counts too.
+3. Policies (``seglake/protocol/policy.py``): the key's own policy and the
+   bucket's policy, AWS same-account logic — an explicit deny anywhere
+   wins, otherwise one allow suffices. The admin has no key policy, but a
+   bucket policy's explicit deny binds it too, except for the three bucket
+   policy operations (so the operator can always repair a policy). An
+   anonymous request needs an allow whose principal is ``"*"``.
+   CopyObject/UploadPartCopy also need GetObject on the source.
+   DeleteObjects is checked per key (``Request.object_check``) after a
+   cheap up-front check that some statement could allow deleting at all.
+4. Per-key in-flight limit: ``SlowDown`` (503) when a key already has its
+   limit of requests running in this frontend. Each frontend process
+   enforces ``ceil(limit / frontends)``, so the store-wide bound stays close
+   to the configured limit without shared state between processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Final
+
+import apsw
+
+from seglake.auth.directory import KeyDirectory, KeyRecord
+from seglake.config import Config, csv_list
+from seglake.errors import S3Error
+from seglake.frontend.http import Request
+from seglake.protocol.policy import (
+    ALLOW,
+    DENY,
+    LISTING_OPERATIONS,
+    SERVICE_OPERATIONS,
+    Policy,
+    RequestContext,
+    decide,
+)
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Operations the admin may always run, whatever a bucket policy denies.
+POLICY_REPAIR_OPERATIONS: Final = frozenset(
+    {"GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"}
+)
+COPY_OPERATIONS: Final = frozenset({"CopyObject", "UploadPartCopy"})
+# Bucket-level operations whose objects are named in the body; each object
+# is authorised by the handler through ``Request.object_check``.
+PER_OBJECT_OPERATIONS: Final = {"DeleteObjects": "DeleteObject", "PostObject": "PutObject"}
+# X-Forwarded-For hops examined at most: a hostile header of thousands of
+# entries costs nothing beyond this.
+MAX_FORWARDED_HOPS: Final = 32
+
+
+def _denied(message: str = "Access Denied") -> S3Error:
+    return S3Error("AccessDenied", message=message)
+
+
+def parse_networks(text: str) -> tuple[IpNetwork, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in csv_list(text))
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: tuple[IpNetwork, ...]
+) -> IpAddress | None:
+    """The client's address: the TCP peer, or — only when the peer is a
+    trusted proxy — the nearest ``X-Forwarded-For`` hop that is not itself a
+    trusted proxy (walking from the right, as each proxy appends)."""
+    try:
+        addr: IpAddress | None = ipaddress.ip_address(peer) if peer else None
+    except ValueError:
+        return None
+    if addr is None or not forwarded_for or not any(addr in net for net in trusted):
+        return addr
+    hops = [h.strip() for h in forwarded_for.split(",")][-MAX_FORWARDED_HOPS:]
+    for hop in reversed(hops):
+        try:
+            hop_addr = ipaddress.ip_address(hop)
+        except ValueError:
+            return addr  # a hop we cannot read ends what we can trust
+        if not any(hop_addr in net for net in trusted):
+            return hop_addr
+        addr = hop_addr
+    return addr
+
+
+class InflightLimiter:
+    def __init__(self, default_limit: int, processes: int) -> None:
+        self._default = default_limit
+        self._processes = max(1, processes)
+        self._counts: dict[str, int] = {}
+
+    def limit_for(self, record: KeyRecord) -> int:
+        limit = record.inflight or self._default
+        return max(1, math.ceil(limit / self._processes)) if limit > 0 else 0
+
+    @contextlib.contextmanager
+    def slot(self, record: KeyRecord) -> Iterator[None]:
+        limit = self.limit_for(record)
+        key = record.access_key
+        running = self._counts.get(key, 0)
+        if limit and running >= limit:
+            raise S3Error(
+                "SlowDown", message=f"Too many requests in flight for this access key ({limit})"
+            )
+        self._counts[key] = running + 1
+        try:
+            yield
+        finally:
+            left = self._counts[key] - 1
+            if left:
+                self._counts[key] = left
+            else:
+                del self._counts[key]
+
+
+class Authorizer:
+    def __init__(self, cfg: Config, conn: apsw.Connection) -> None:
+        self.cfg = cfg
+        self.directory = KeyDirectory(conn, cfg.root, cfg.access_key, cfg.secret_key)
+        self.public_buckets = frozenset(csv_list(cfg.public_buckets))
+        self.trusted = parse_networks(cfg.trusted_proxies)
+        self.limiter = InflightLimiter(cfg.key_inflight_limit, cfg.frontend_count())
+
+    def secret_for(self, access_key: str) -> str | None:
+        """The SigV4 verifier's lookup: only enabled keys can sign."""
+        record = self.directory.lookup(access_key)
+        if record is None or not record.enabled:
+            return None
+        return record.secret
+
+    # ---- the decision ----------------------------------------------------
+    @contextlib.contextmanager
+    def authorize(self, req: Request) -> Iterator[None]:
+        """Raise ``S3Error`` unless ``req`` may run; hold its in-flight slot."""
+        assert req.route is not None
+        record: KeyRecord | None = None
+        if req.auth is not None:
+            record = self.directory.lookup(req.auth.access_key)
+            if record is None or not record.enabled:
+                # Revoked between signature check and here.
+                raise S3Error("InvalidAccessKeyId")
+        req.identity = record
+        op = req.route.operation
+        if op in PER_OBJECT_OPERATIONS:
+            self._check_may_act(req, record, PER_OBJECT_OPERATIONS[op])
+        else:
+            version = req.q("versionId")
+            self._check(req, record, op, req.route.bucket, req.route.key, version)
+            if op in COPY_OPERATIONS:
+                self._check_copy_source(req, record)
+
+        def object_check(operation: str, key: str, version_id: str | None = None) -> None:
+            self._check(req, record, operation, req.bucket, key, version_id)
+
+        req.object_check = object_check
+        if record is None:
+            yield
+            return
+        with self.limiter.slot(record):
+            yield
+
+    def _context(
+        self,
+        req: Request,
+        record: KeyRecord | None,
+        op: str,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+    ) -> RequestContext:
+        client = req.scope.get("client")
+        peer = str(client[0]) if client else None
+        listing = op in LISTING_OPERATIONS
+        return RequestContext(
+            operation=op,
+            bucket=bucket,
+            key=key,
+            principal=record.access_key if record is not None else None,
+            source_ip=client_address(peer, req.headers.get("x-forwarded-for"), self.trusted),
+            now=datetime.now(UTC),
+            secure_transport=self._secure(req, peer),
+            headers=req.headers,
+            prefix=req.q("prefix") if listing else None,
+            delimiter=req.q("delimiter") if listing else None,
+            version_id=version_id,
+        )
+
+    def _secure(self, req: Request, peer: str | None) -> bool:
+        if req.scope.get("scheme") == "https":
+            return True
+        proto = req.headers.get("x-forwarded-proto")
+        if proto is None or peer is None:
+            return False
+        try:
+            trusted_peer = any(ipaddress.ip_address(peer) in net for net in self.trusted)
+        except ValueError:
+            return False
+        return trusted_peer and proto.strip().lower() == "https"
+
+    def _policies(self, bucket: str) -> Policy | None:
+        return self.directory.bucket_policy(bucket) if bucket else None
+
+    def _check(
+        self,
+        req: Request,
+        record: KeyRecord | None,
+        op: str,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+    ) -> None:
+        if record is None:
+            self._check_anonymous(req, op, bucket, key, version_id)
+            return
+        if bucket and not record.may_use_bucket(bucket):
+            raise _denied("This access key may not use this bucket")
+        ctx = self._context(req, record, op, bucket, key, version_id)
+        bucket_policy = self._policies(bucket)
+        if record.admin:
+            if (
+                bucket_policy is not None
+                and op not in POLICY_REPAIR_OPERATIONS
+                and bucket_policy.explicit_deny(ctx)
+            ):
+                raise _denied("Explicitly denied by the bucket policy")
+            return
+        assert record.policy is not None
+        policies = [record.policy] if bucket_policy is None else [record.policy, bucket_policy]
+        verdict = decide(ctx, policies)
+        if verdict == DENY:
+            raise _denied("Explicitly denied by a policy")
+        if verdict != ALLOW:
+            raise _denied()
+
+    def _check_anonymous(
+        self, req: Request, op: str, bucket: str, key: str, version_id: str | None
+    ) -> None:
+        if op in SERVICE_OPERATIONS or not bucket:
+            raise _denied("Anonymous access is not allowed")
+        if bucket not in self.public_buckets:
+            raise _denied("Anonymous access is not allowed")
+        policy = self._policies(bucket)
+        ctx = self._context(req, None, op, bucket, key, version_id)
+        if policy is None or policy.explicit_deny(ctx) or not policy.allows_anonymous(ctx):
+            raise _denied("Anonymous access is not allowed for this operation")
+
+    def _check_copy_source(self, req: Request, record: KeyRecord | None) -> None:
+        # Imported here: the copy family imports the request module we share.
+        from seglake.frontend.copy import parse_copy_source
+
+        source = parse_copy_source(req.headers.get("x-amz-copy-source", ""))
+        self._check(req, record, "GetObject", source.bucket, source.key, source.version_id)
+
+    def _check_may_act(self, req: Request, record: KeyRecord | None, action: str) -> None:
+        """Up-front check for operations authorised per object later: the
+        bucket must be usable and some statement must be able to allow
+        ``action`` for this principal at all."""
+        assert req.route is not None
+        bucket = req.route.bucket
+        if record is None:
+            if bucket not in self.public_buckets:
+                raise _denied("Anonymous access is not allowed")
+        elif not record.may_use_bucket(bucket):
+            raise _denied("This access key may not use this bucket")
+        if record is not None and record.admin:
+            return
+        principal = record.access_key if record is not None else None
+        candidates = [self._policies(bucket)]
+        if record is not None:
+            candidates.append(record.policy)
+        if not any(p is not None and p.may_allow(action, principal) for p in candidates):
+            raise _denied()

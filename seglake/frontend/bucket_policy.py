@@ -1,0 +1,85 @@
+"""Get/Put/DeleteBucketPolicy (``?policy``) and GetBucketPolicyStatus.
+
+Rules this module keeps:
+
+* A policy is parsed completely before it is stored
+  (``seglake/protocol/policy.py``); anything unsupported is
+  ``MalformedPolicy`` and nothing changes. The writer parses it once more
+  before committing, so no other path can store an unenforceable policy.
+* The stored text is the document as the client sent it, and GetBucketPolicy
+  hands exactly that back (``NoSuchBucketPolicy`` when there is none).
+* A bucket is public (GetBucketPolicyStatus) when it is in
+  ``--public-buckets`` and its policy allows something to ``"*"``: exactly
+  when unsigned requests can succeed.
+* Who may call these is decided by ``authz.py`` like every operation
+  (actions ``s3:GetBucketPolicy``, ``s3:PutBucketPolicy``,
+  ``s3:DeleteBucketPolicy``).
+"""
+
+from __future__ import annotations
+
+from seglake.config import Config, csv_list
+from seglake.errors import S3Error
+from seglake.frontend.family import Handler
+from seglake.frontend.http import Request
+from seglake.frontend.writer_client import WriterClient
+from seglake.meta.reads import MetaReader
+from seglake.meta.schema import scalar
+from seglake.protocol.policy import MAX_POLICY_BYTES, PolicyError, parse_bucket_policy
+from seglake.protocol.xml import document, el
+
+
+class BucketPolicyHandlers:
+    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
+        self.cfg = cfg
+        self.reader = reader
+        self.writer = writer
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "GetBucketPolicy": self.get_policy,
+            "PutBucketPolicy": self.put_policy,
+            "DeleteBucketPolicy": self.delete_policy,
+            "GetBucketPolicyStatus": self.get_policy_status,
+        }
+
+    def _require(self, name: str) -> None:
+        if self.reader.bucket(name) is None:
+            raise S3Error("NoSuchBucket", resource=name, fields={"BucketName": name})
+
+    async def get_policy(self, req: Request) -> None:
+        self._require(req.bucket)
+        text = scalar(self.reader.conn, "SELECT policy FROM buckets WHERE name = ?", (req.bucket,))
+        if text is None:
+            raise S3Error("NoSuchBucketPolicy", fields={"BucketName": req.bucket})
+        await req.respond(200, [(b"content-type", b"application/json")], str(text).encode())
+
+    async def get_policy_status(self, req: Request) -> None:
+        self._require(req.bucket)
+        text = scalar(self.reader.conn, "SELECT policy FROM buckets WHERE name = ?", (req.bucket,))
+        if text is None:
+            raise S3Error("NoSuchBucketPolicy", fields={"BucketName": req.bucket})
+        try:
+            public = parse_bucket_policy(str(text), req.bucket).grants_everyone()
+        except PolicyError:
+            public = False  # an unreadable stored policy denies everything
+        public = public and req.bucket in csv_list(self.cfg.public_buckets)
+        await req.xml(200, document("PolicyStatus", [el("IsPublic", public)]))
+
+    async def put_policy(self, req: Request) -> None:
+        self._require(req.bucket)
+        body = await req.small_body(
+            MAX_POLICY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload
+        )
+        try:
+            text = body.decode("utf-8")
+            parse_bucket_policy(text, req.bucket)
+        except (PolicyError, UnicodeDecodeError) as exc:
+            raise S3Error("MalformedPolicy", message=str(exc)) from None
+        await self.writer.call("set_bucket_policy", {"bucket": req.bucket, "policy": text})
+        await req.respond(204)
+
+    async def delete_policy(self, req: Request) -> None:
+        self._require(req.bucket)
+        await self.writer.call("set_bucket_policy", {"bucket": req.bucket, "policy": None})
+        await req.respond(204)

@@ -1,0 +1,363 @@
+"""The CLI's ``keys`` and ``bucket-policy`` modes.
+
+Rules this module keeps:
+
+* Every change is a writer mutation (``seglake/writer/key_ops.py``). While a
+  server runs it goes through the admin socket (token-checked) and the
+  maintenance process to the writer. With no server, key changes (not
+  bucket policies, which the writer also mirrors into record files) are
+  applied here: this process takes the data-dir lock and the writer lock,
+  so nothing else can write, and runs the very same mutation function in
+  one transaction.
+* Secrets are sealed here (``seglake/auth/keystore.py``) before they leave
+  this process; the writer, the admin socket and ``meta.db`` only ever see
+  ciphertext. A generated secret is printed once, at creation.
+* Reads (``list``, ``list-buckets``, ``get``) use a read-only connection and
+  work whether or not a server runs.
+* Policies are checked here for a readable error, and again by the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import string
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from seglake.auth.keystore import encrypt_secret, ensure_master_key
+from seglake.config import Config
+from seglake.errors import S3Error
+from seglake.maintenance.admin_client import AdminRefused, AdminUnavailable, admin_call
+from seglake.meta.schema import open_read, open_write, query
+from seglake.protocol.policy import PolicyError, parse_bucket_policy, parse_key_policy
+
+KEY_ACTIONS: Final = (
+    "create", "list", "enable", "disable", "delete", "set-policy",
+    "allow-bucket", "disallow-bucket", "list-buckets",
+)  # fmt: skip
+BUCKET_POLICY_ACTIONS: Final = ("get", "set", "put", "delete")
+# Generated credentials: 20 upper-case letters/digits like an AWS key id, and
+# 40 characters (~238 bits) of secret.
+GENERATED_KEY_LEN: Final = 20
+GENERATED_SECRET_LEN: Final = 40
+
+
+class CommandError(Exception):
+    """A usage or input problem, reported with exit code 2."""
+
+
+# ---- mutations: live server or offline under the locks ---------------------------
+
+
+@contextlib.contextmanager
+def _offline_locks(cfg: Config) -> Iterator[None]:
+    """The supervisor's and the writer's locks, or an error if a server holds them."""
+    fds = []
+    try:
+        for path in (cfg.lock_path, cfg.root / ".seglake-writer.lock"):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fds.append(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise S3Error(
+                    "ServiceUnavailable",
+                    message=f"a server holds {cfg.root} but its admin socket does not answer",
+                ) from None
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _apply_offline(cfg: Config, name: str, args: dict[str, Any]) -> Any:
+    from seglake.writer.mutations import APPLY
+    from seglake.writer.ops import BatchContext, VersionClock
+
+    cfg.root.mkdir(parents=True, exist_ok=True)
+    with _offline_locks(cfg):
+        conn = open_write(str(cfg.db_path))
+        try:
+            with conn:
+                return APPLY[name](conn, BatchContext(VersionClock()), args)
+        finally:
+            conn.close()
+
+
+# Mutations this process may apply itself when no server runs. A bucket
+# policy is also kept in the bucket's metadata record file, which only the
+# writer maintains, so it changes only through a running server.
+OFFLINE_MUTATIONS: Final = frozenset(
+    {"key_create", "key_update", "key_delete", "key_allow_bucket", "key_disallow_bucket"}
+)
+
+
+def mutate(cfg: Config, name: str, args: dict[str, Any]) -> Any:
+    try:
+        return trio.run(admin_call, cfg, "writer_mutation", {"mutation": name, "args": args})
+    except AdminRefused as exc:
+        raise exc.error from None
+    except AdminUnavailable as exc:
+        if name not in OFFLINE_MUTATIONS:
+            raise S3Error(
+                "ServiceUnavailable",
+                message=f"{exc}; bucket policies change only through a running server",
+            ) from None
+        return _apply_offline(cfg, name, args)
+
+
+# ---- helpers -----------------------------------------------------------------
+
+
+def _policy_text(value: str) -> str:
+    """``@path`` reads the value (a policy, a secret) from a file, ``@-`` from stdin."""
+    if value.startswith("@"):
+        source = value[1:]
+        return sys.stdin.read() if source == "-" else Path(source).read_text()
+    return value
+
+
+def _bool(value: str | None, what: str) -> bool:
+    if value is None:
+        return True
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise CommandError(f"{what} must be true or false")
+
+
+def _need(value: str | None, flag: str) -> str:
+    if not value:
+        raise CommandError(f"{flag} is required")
+    return value
+
+
+def _read_conn(cfg: Config) -> Any:
+    if not cfg.db_path.exists():
+        raise CommandError(f"no database at {cfg.db_path}")
+    return open_read(str(cfg.db_path))
+
+
+def _print(doc: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(doc, indent=2, sort_keys=True) if as_json else text)
+
+
+# ---- keys ------------------------------------------------------------------------
+
+
+def keys_cmd(cfg: Config, action: str, opts: dict[str, str | None], *, as_json: bool) -> int:
+    if action not in KEY_ACTIONS:
+        print(f"seglake: keys action must be one of {', '.join(KEY_ACTIONS)}", file=sys.stderr)
+        return 2
+    try:
+        return _keys(cfg, action, opts, as_json)
+    except CommandError as exc:
+        print(f"seglake: {exc}", file=sys.stderr)
+        return 2
+    except (S3Error, PolicyError, OSError, RuntimeError, ValueError) as exc:
+        print(f"seglake: {exc}", file=sys.stderr)
+        return 1
+
+
+def _keys(cfg: Config, action: str, opts: dict[str, str | None], as_json: bool) -> int:
+    if action == "list":
+        return _list_keys(cfg, as_json)
+    access = opts.get("key_access")
+    if action == "create":
+        alphabet = string.ascii_uppercase + string.digits
+        access = access or "".join(secrets.choice(alphabet) for _ in range(GENERATED_KEY_LEN))
+        if cfg.access_key and access == cfg.access_key:
+            raise CommandError("that access key is the bootstrap admin key")
+        # ``@file``/``@-`` keeps the secret out of the process list.
+        raw_secret = opts.get("key_secret")
+        given = _policy_text(raw_secret).strip() if raw_secret else None
+        secret = given or secrets.token_urlsafe(GENERATED_SECRET_LEN)[:GENERATED_SECRET_LEN]
+        policy = _policy_text(opts.get("key_policy") or "rw")
+        parse_key_policy(policy)
+        inflight = int(opts.get("key_inflight") or 0)
+        cfg.root.mkdir(parents=True, exist_ok=True)
+        sealed = encrypt_secret(ensure_master_key(cfg.root), access, secret)
+        args = {
+            "access_key": access, "secret_enc": sealed, "policy": policy,
+            "enabled": _bool(opts.get("key_enabled"), "--key-enabled"), "inflight": inflight,
+        }  # fmt: skip
+        mutate(cfg, "key_create", args)
+        doc = {"access_key": access, "created": True}
+        if not given:
+            doc["secret_key"] = secret  # shown once; only the sealed form is stored
+        lines = [f"created key {access}"]
+        if not given:
+            lines.append(f"secret (shown only now): {secret}")
+        _print(doc, as_json, "\n".join(lines))
+        return 0
+    access = _need(access, "--key-access")
+    if action == "list-buckets":
+        conn = _read_conn(cfg)
+        try:
+            if not query(conn, "SELECT 1 FROM api_keys WHERE access_key = ?", (access,)):
+                raise CommandError(f"no such key {access!r}")
+            rows = query(
+                conn, "SELECT bucket FROM api_key_buckets WHERE access_key = ? ORDER BY bucket",
+                (access,),
+            )  # fmt: skip
+        finally:
+            conn.close()
+        buckets = [str(r[0]) for r in rows]
+        text = "\n".join(buckets) if buckets else "(no allow-list: every bucket)"
+        _print({"access_key": access, "buckets": buckets}, as_json, text)
+        return 0
+    if action in ("enable", "disable"):
+        mutate(cfg, "key_update", {"access_key": access, "enabled": action == "enable"})
+        _print(
+            {"access_key": access, "enabled": action == "enable"}, as_json, f"{action}d {access}"
+        )
+        return 0
+    if action == "delete":
+        mutate(cfg, "key_delete", {"access_key": access})
+        _print({"access_key": access, "deleted": True}, as_json, f"deleted {access}")
+        return 0
+    if action == "set-policy":
+        policy = _policy_text(_need(opts.get("key_policy"), "--key-policy"))
+        parse_key_policy(policy)
+        update: dict[str, Any] = {"access_key": access, "policy": policy}
+        if opts.get("key_inflight") is not None:
+            update["inflight"] = int(opts["key_inflight"] or 0)
+        mutate(cfg, "key_update", update)
+        _print({"access_key": access, "policy": policy}, as_json, f"policy of {access} set")
+        return 0
+    bucket = _need(opts.get("key_bucket"), "--key-bucket")
+    name = "key_allow_bucket" if action == "allow-bucket" else "key_disallow_bucket"
+    mutate(cfg, name, {"access_key": access, "bucket": bucket})
+    verb = "allowed" if action == "allow-bucket" else "disallowed"
+    _print({"access_key": access, "bucket": bucket, verb: True}, as_json, f"{verb} {bucket}")
+    return 0
+
+
+def _list_keys(cfg: Config, as_json: bool) -> int:
+    conn = _read_conn(cfg)
+    try:
+        rows = query(
+            conn,
+            "SELECT access_key, enabled, policy, inflight, created_ns FROM api_keys "
+            "ORDER BY access_key",
+        )
+        allowed: dict[str, list[str]] = {}
+        for key, bucket in query(
+            conn, "SELECT access_key, bucket FROM api_key_buckets ORDER BY bucket"
+        ):
+            allowed.setdefault(str(key), []).append(str(bucket))
+    finally:
+        conn.close()
+    keys: list[dict[str, Any]] = [
+        {
+            "access_key": str(r[0]),
+            "enabled": bool(r[1]),
+            "policy": str(r[2]),
+            "inflight": int(r[3]),
+            "created_ns": int(r[4]),
+            "buckets": allowed.get(str(r[0]), []),
+        }
+        for r in rows
+    ]
+    if as_json:
+        _print(keys, True, "")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("access key", "enabled", "policy", "in-flight", "buckets", title="API keys")
+    for k in keys:
+        policy = k["policy"] if k["policy"] in ("rw", "ro", "read-only") else "custom JSON"
+        table.add_row(
+            k["access_key"], "yes" if k["enabled"] else "no", policy,
+            str(k["inflight"] or "default"), ", ".join(k["buckets"]) or "(all)",
+        )  # fmt: skip
+    Console().print(table)
+    return 0
+
+
+# ---- bucket policies -------------------------------------------------------------
+
+
+def bucket_policy_cmd(
+    cfg: Config, action: str, bucket: str | None, policy: str | None, *, as_json: bool
+) -> int:
+    if action not in BUCKET_POLICY_ACTIONS:
+        print(
+            f"seglake: bucket-policy action must be one of {', '.join(BUCKET_POLICY_ACTIONS)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        name = _need(bucket, "--bucket-policy-bucket")
+        if action == "get":
+            conn = _read_conn(cfg)
+            try:
+                rows = query(conn, "SELECT policy FROM buckets WHERE name = ?", (name,))
+            finally:
+                conn.close()
+            if not rows:
+                raise S3Error("NoSuchBucket", resource=name)
+            if rows[0][0] is None:
+                raise S3Error("NoSuchBucketPolicy", resource=name)
+            text = str(rows[0][0])
+            _print({"bucket": name, "policy": json.loads(text)}, as_json, text)
+            return 0
+        if action == "delete":
+            mutate(cfg, "set_bucket_policy", {"bucket": name, "policy": None})
+            _print({"bucket": name, "deleted": True}, as_json, f"policy of {name} deleted")
+            return 0
+        text = _policy_text(_need(policy, "--bucket-policy"))
+        parse_bucket_policy(text, name)
+        mutate(cfg, "set_bucket_policy", {"bucket": name, "policy": text})
+        _print({"bucket": name, "set": True}, as_json, f"policy of {name} set")
+        return 0
+    except CommandError as exc:
+        print(f"seglake: {exc}", file=sys.stderr)
+        return 2
+    except (S3Error, PolicyError, OSError, RuntimeError, ValueError) as exc:
+        print(f"seglake: {exc}", file=sys.stderr)
+        return 1
+
+
+# ---- command line --------------------------------------------------------------
+
+# The seed's spellings (``-mode keys -keys-action create -key-access=...``).
+KEY_FLAGS: Final = ("key_access", "key_secret", "key_policy", "key_enabled", "key_inflight")
+
+
+def add_keys_flags(p: Any) -> None:
+    """The ``keys`` and ``bucket-policy`` flags, on the CLI's parser."""
+    p.add_argument("--keys-action", help="keys: " + " | ".join(KEY_ACTIONS))
+    p.add_argument("--key-access", help="keys: the access key id")
+    p.add_argument(
+        "--key-secret", help="keys create: the secret, or @file / @- (generated when omitted)"
+    )
+    p.add_argument("--key-policy", help="keys: rw | ro | JSON policy | @file")
+    p.add_argument("--key-enabled", help="keys create: true | false (default true)")
+    p.add_argument("--key-inflight", help="keys: in-flight request limit (0 = server default)")
+    p.add_argument("--key-bucket", help="keys allow-bucket/disallow-bucket: the bucket")
+    p.add_argument("--bucket-policy-action", help="bucket-policy: get | set | delete")
+    p.add_argument("--bucket-policy-bucket", help="bucket-policy: the bucket")
+    p.add_argument("--bucket-policy", help="bucket-policy set: JSON policy | @file")
+
+
+def run_keys_mode(cfg: Config, mode: str, args: Any, words: list[str]) -> int:
+    """``words``: positional words after the mode (``keys create`` form)."""
+    if mode == "keys":
+        action = args.keys_action or (words[0] if words else "list")
+        opts = {name: getattr(args, name) for name in (*KEY_FLAGS, "key_bucket")}
+        return keys_cmd(cfg, action, opts, as_json=args.json)
+    action = args.bucket_policy_action or (words[0] if words else "get")
+    bucket = args.bucket_policy_bucket or (words[1] if len(words) > 1 else None)
+    return bucket_policy_cmd(cfg, action, bucket, args.bucket_policy, as_json=args.json)

@@ -1,0 +1,457 @@
+"""``seglake rebuild-index``: rebuild ``meta.db`` from the files alone.
+
+Quiesce protocol: this replaces the database, so it runs only with no server
+on the data dir, under ``gate.offline_lock`` (the supervisor's and the
+writer's locks). A live server keeps the old database open; swapping the
+file under it would split the store in two, so it is refused even when
+quiesced or with ``--yes``: stop the server first.
+
+What is restored, and from where (see ``seglake/format/records.py``):
+- buckets (name, creation time, versioning, policy) from bucket records; a
+  store written before records existed gets one bucket per bucket name seen
+  in the manifests, ``enabled`` if any of its versions has a version id,
+  else ``unversioned``, created at its oldest version (reported);
+- every version and delete marker from its manifest, in the state its
+  version-state record gives (no record: ``ACTIVE``; ``PURGED``: left out);
+  without records, only the newest ``null`` version of a key stays live;
+- the current pointer of each key: its newest version that is not DELETED
+  (the rule every writer mutation keeps);
+- segments from the segment files (SEALED when they end in a valid footer);
+- ``settings.clock_ns`` so new versions sort after every restored one.
+
+Not restored (they live in the database only): open multipart uploads,
+``ops_runs`` history, the maintenance state (it starts ``off``), and
+anything other features keep only in the database. The report says so.
+
+The new database is built beside the old one (``meta.db.rebuild``), checked
+with ``PRAGMA integrity_check``, fsynced, and swapped in by rename; an
+existing ``meta.db`` (with its ``-wal``/``-shm``) is refused unless
+``force``, and then moved into ``meta.db.replaced-<time>/``, never deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apsw
+import msgpack
+
+from seglake.config import Config
+from seglake.format import segment as segfmt
+from seglake.format.errors import FormatError
+from seglake.format.manifest import MANIFEST_SUFFIX, decode_manifest
+from seglake.format.records import (
+    BUCKET_SUFFIX,
+    KIND_BUCKET,
+    KIND_STATE,
+    STATE_SUFFIX,
+    decode_record,
+    fsync_dir,
+    records_dir,
+)
+from seglake.meta.schema import open_write, set_setting
+
+# Keys the writer adds to a version's meta when it writes the manifest
+# (ops._insert_version); the versions.meta column holds the meta without them.
+MANIFEST_ONLY_META = ("etag", "created_ns", "delete_marker", "s3_version_id")
+NULL_VERSION = "null"
+
+
+class RebuildRefused(RuntimeError):
+    """The rebuild must not run (existing database without force, ...)."""
+
+
+@dataclass
+class RebuildReport:
+    database: str
+    buckets: int = 0
+    versions: int = 0
+    delete_markers: int = 0
+    current: int = 0
+    segments: int = 0
+    manifests_seen: int = 0
+    manifests_skipped: int = 0
+    records: bool = False
+    replaced_to: str | None = None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Version:
+    uid: str
+    bucket: str
+    key: str
+    version_id: str
+    size: int
+    etag: str
+    created_ns: int
+    delete_marker: bool
+    meta: dict[str, Any]
+    manifest: bytes
+    state: str = "ACTIVE"
+
+
+def _files(root: Path, suffix: str) -> Iterator[Path]:
+    if not root.is_dir():
+        return
+    for dirpath, _dirs, names in os.walk(root):
+        for name in sorted(names):
+            if name.endswith(suffix):
+                yield Path(dirpath) / name
+
+
+def _read_records(
+    objects_root: Path, report: RebuildReport
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    buckets: dict[str, dict[str, Any]] = {}
+    states: dict[str, str] = {}
+    base = records_dir(objects_root)
+    for kind_dir, suffix, want in (
+        ("buckets", BUCKET_SUFFIX, KIND_BUCKET),
+        ("versions", STATE_SUFFIX, KIND_STATE),
+    ):
+        for path in _files(base / kind_dir, suffix):
+            try:
+                kind, body = decode_record(path.read_bytes(), path=str(path))
+            except (OSError, FormatError) as exc:
+                report.problems.append(f"record skipped: {exc}")
+                continue
+            if kind != want:
+                report.problems.append(f"record skipped: {path} holds kind {kind}")
+            elif kind == KIND_BUCKET:
+                buckets[str(body["name"])] = body
+            else:
+                states[str(body["uid"])] = str(body["state"])
+    return buckets, states
+
+
+def _read_manifests(
+    cfg: Config, report: RebuildReport, progress: Callable[[int], None] | None
+) -> list[_Version]:
+    out: list[_Version] = []
+    for path in _files(cfg.manifests_dir, MANIFEST_SUFFIX):
+        report.manifests_seen += 1
+        if progress is not None:
+            progress(1)
+        try:
+            raw = path.read_bytes()
+            m = decode_manifest(raw, path=str(path))
+        except (OSError, FormatError) as exc:
+            report.manifests_skipped += 1
+            report.problems.append(f"manifest skipped: {exc}")
+            continue
+        if path.name != m.version_id + MANIFEST_SUFFIX:
+            report.manifests_skipped += 1
+            report.problems.append(f"manifest skipped: {path} names uid {m.version_id!r}")
+            continue
+        meta = dict(m.meta)
+        extra = {k: meta.pop(k, None) for k in MANIFEST_ONLY_META}
+        created = extra["created_ns"]
+        if not isinstance(created, int) or not isinstance(extra["s3_version_id"], str):
+            report.manifests_skipped += 1
+            report.problems.append(f"manifest skipped: {path} lacks created_ns/s3_version_id")
+            continue
+        out.append(
+            _Version(
+                uid=m.version_id,
+                bucket=m.bucket,
+                key=m.key,
+                version_id=str(extra["s3_version_id"]),
+                size=m.size,
+                etag=str(extra["etag"] or ""),
+                created_ns=created,
+                delete_marker=bool(extra["delete_marker"]),
+                meta=meta,
+                manifest=raw,
+            )
+        )
+    out.sort(key=lambda v: (v.created_ns, v.uid))
+    return out
+
+
+def _legacy_buckets(versions: list[_Version], report: RebuildReport) -> dict[str, dict[str, Any]]:
+    """Buckets of a store without records, guessed from its manifests."""
+    found: dict[str, dict[str, Any]] = {}
+    for v in versions:
+        b = found.setdefault(
+            v.bucket, {"name": v.bucket, "created_ns": v.created_ns, "versioning": "unversioned"}
+        )
+        if v.version_id != NULL_VERSION:
+            b["versioning"] = "enabled"
+    for name in found:
+        report.notes.append(
+            f"bucket {name!r}: no bucket record (store written before records); versioning "
+            f"{found[name]['versioning']!r} and creation time guessed from its manifests"
+        )
+    return found
+
+
+def _segments(cfg: Config, report: RebuildReport) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    for path in sorted(cfg.segments_dir.glob("*.seg")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            report.problems.append(f"segment skipped: {path}: {exc}")
+            continue
+        try:
+            size = os.fstat(fd).st_size
+            header = segfmt.decode_header(os.pread(fd, segfmt.HEADER_SIZE, 0), path=str(path))
+            footer = segfmt.read_footer(fd, size, path=str(path))
+            if footer is not None:
+                digest = os.pread(fd, 32, size - 40)
+                sealed_ns = int(os.fstat(fd).st_mtime_ns)
+                rows.append(
+                    (header.segment_id, "SEALED", size, header.created_ns, sealed_ns, digest)
+                )
+            else:
+                report.notes.append(f"segment {path.name} has no footer: restored as OPEN")
+                rows.append((header.segment_id, "OPEN", size, header.created_ns, None, None))
+        except FormatError as exc:
+            report.problems.append(f"segment skipped: {exc}")
+        finally:
+            os.close(fd)
+    return rows
+
+
+def build_database(
+    cfg: Config, target: Path, report: RebuildReport, progress: Callable[[int], None] | None
+) -> None:
+    """Write a fresh database at ``target`` from the files of ``cfg``'s data dir."""
+    objects_root = cfg.manifests_dir.parent
+    report.records = records_dir(objects_root).is_dir()
+    buckets, states = _read_records(objects_root, report)
+    versions = _read_manifests(cfg, report, progress)
+    if not report.records:
+        buckets = _legacy_buckets(versions, report)
+    segments = _segments(cfg, report)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{target}{suffix}")
+    conn = open_write(str(target))
+    try:
+        _fill(conn, buckets, states, versions, segments, report)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # A self-contained file: no -wal of its own to be mixed up with the
+        # old database's during the swap.
+        conn.execute("PRAGMA journal_mode=DELETE")
+        check = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        if check != ["ok"]:
+            raise RebuildRefused(f"the rebuilt database fails its integrity check: {check}")
+    finally:
+        conn.close()
+
+
+def rebuild_index(
+    cfg: Config, *, force: bool, progress: Callable[[int], None] | None = None
+) -> RebuildReport:
+    """Build a new ``meta.db`` from manifests, records and segments; swap it in."""
+    report = RebuildReport(database=str(cfg.db_path))
+    old_files = [cfg.root / f"meta.db{s}" for s in ("", "-wal", "-shm")]
+    if cfg.db_path.exists() and not force:
+        raise RebuildRefused(
+            f"{cfg.db_path} exists; pass --force to replace it (it is kept in a backup directory)"
+        )
+    tmp = cfg.root / "meta.db.rebuild"
+    build_database(cfg, tmp, report, progress)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if any(p.exists() for p in old_files):
+        backup = cfg.root / f"meta.db.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        backup.mkdir()
+        for p in old_files:
+            if p.exists():
+                os.rename(p, backup / p.name)
+        fsync_dir(backup)
+        report.replaced_to = str(backup)
+    os.rename(tmp, cfg.db_path)
+    fsync_dir(cfg.root)
+    return report
+
+
+def _fill(
+    conn: apsw.Connection,
+    buckets: dict[str, dict[str, Any]],
+    states: dict[str, str],
+    versions: list[_Version],
+    segments: list[tuple[Any, ...]],
+    report: RebuildReport,
+) -> None:
+    with conn:
+        max_ns = 0
+        for name, b in sorted(buckets.items()):
+            max_ns = max(max_ns, int(b["created_ns"]))
+            conn.execute(
+                "INSERT INTO buckets(name, created_ns, versioning, policy) VALUES (?, ?, ?, ?)",
+                (name, int(b["created_ns"]), str(b["versioning"]), b.get("policy")),
+            )
+        report.buckets = len(buckets)
+        newest_null: dict[tuple[str, str], str] = {}
+        if not report.records:
+            for v in versions:
+                if v.version_id == NULL_VERSION:
+                    newest_null[(v.bucket, v.key)] = v.uid  # ascending: last is newest
+        current: dict[tuple[str, str], tuple[int, int]] = {}
+        committed_end: dict[int, int] = {}
+        orphans: set[str] = set()
+        for v in versions:
+            state = states.get(v.uid, "ACTIVE")
+            if state == "PURGED":
+                continue
+            # A deleted bucket keeps its DELETED rows (DeleteBucket removes
+            # only markers); a live version without its bucket is an orphan.
+            if v.bucket not in buckets and state != "DELETED":
+                orphans.add(v.bucket)
+                continue
+            if (
+                newest_null
+                and v.version_id == NULL_VERSION
+                and newest_null[(v.bucket, v.key)] != v.uid
+            ):
+                state = "DELETED"
+            conn.execute(
+                "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, "
+                "state, delete_marker, hlc, meta, manifest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    v.uid, v.bucket, v.key, v.version_id, v.size, v.etag, v.created_ns, state,
+                    int(v.delete_marker), v.created_ns, msgpack.packb(v.meta, use_bin_type=True),
+                    v.manifest,
+                ),
+            )  # fmt: skip
+            row_id = conn.last_insert_rowid()
+            report.versions += 1
+            report.delete_markers += int(v.delete_marker)
+            max_ns = max(max_ns, v.created_ns)
+            m = decode_manifest(v.manifest, path=v.uid, with_meta=False)
+            for c in m.chunks:
+                committed_end[c.segment_id] = max(
+                    committed_end.get(c.segment_id, 0), c.offset + c.length
+                )
+            if state != "DELETED":
+                prev = current.get((v.bucket, v.key))
+                if prev is None or prev[0] <= v.created_ns:
+                    current[(v.bucket, v.key)] = (v.created_ns, row_id)
+        for (bucket, key), (_ns, row_id) in current.items():
+            conn.execute(
+                "INSERT INTO current(bucket, key, version) VALUES (?, ?, ?)", (bucket, key, row_id)
+            )
+        report.current = len(current)
+        for seg_id, state, size, created_ns, sealed_ns, digest in segments:
+            conn.execute(
+                "INSERT INTO segments(id, state, size, committed_end, created_ns, sealed_ns, "
+                "footer_digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (seg_id, state, size, committed_end.get(seg_id, 0), created_ns, sealed_ns, digest),
+            )
+        report.segments = len(segments)
+        set_setting(conn, "clock_ns", max_ns)
+        for name in sorted(orphans):
+            report.notes.append(
+                f"versions of bucket {name!r} left out: the bucket has no record (deleted)"
+            )
+    report.notes.append(
+        "not restored (database only): open multipart uploads, API keys, ops_runs history, "
+        "maintenance state (starts off); DAMAGED marks survive only as state records"
+    )
+
+
+# ---- check (dry run) -------------------------------------------------------------
+
+# Differences listed in a check report; the count is always complete.
+MAX_LISTED_DIFFERENCES = 50
+
+
+def _dump(path: Path) -> dict[str, dict[Any, Any]]:
+    """What rebuild-index restores, keyed so row ids and order do not matter."""
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    conn.setbusytimeout(5000)
+    try:
+        conn.execute("BEGIN")  # one consistent snapshot of a live database
+        try:
+            buckets = {
+                r[0]: tuple(r[1:])
+                for r in conn.execute("SELECT name, created_ns, versioning, policy FROM buckets")
+            }
+            versions = {
+                r[0]: tuple(r[1:])
+                for r in conn.execute(
+                    "SELECT uid, bucket, key, version_id, size, etag, created_ns, state, "
+                    "delete_marker, meta, manifest FROM versions"
+                )
+            }
+            current = {
+                (r[0], r[1]): r[2]
+                for r in conn.execute(
+                    "SELECT c.bucket, c.key, v.uid FROM current c "
+                    "JOIN versions v ON v.id = c.version"
+                )
+            }
+            segments = {
+                r[0]: tuple(r[1:]) for r in conn.execute("SELECT id, state, size FROM segments")
+            }
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return {"buckets": buckets, "versions": versions, "current": current, "segments": segments}
+
+
+def _same_version(left: Any, right: Any) -> bool:
+    """Equal rows up to msgpack packing of ``meta`` (column 8 of the dump)."""
+    if left is None or right is None or left[:8] != right[:8] or left[9:] != right[9:]:
+        return False
+    return bool(msgpack.unpackb(left[8], raw=False) == msgpack.unpackb(right[8], raw=False))
+
+
+def compare_databases(original: Path, rebuilt: Path) -> tuple[int, list[str]]:
+    """(number of differences, the first few described) between two databases."""
+    a, b = _dump(original), _dump(rebuilt)
+    count = 0
+    listed: list[str] = []
+    for table in ("buckets", "versions", "current", "segments"):
+        for k in sorted(a[table].keys() | b[table].keys(), key=repr):
+            left, right = a[table].get(k), b[table].get(k)
+            if left == right:
+                continue
+            if table == "versions" and _same_version(left, right):
+                continue
+            count += 1
+            if len(listed) < MAX_LISTED_DIFFERENCES:
+                what = (
+                    "missing in rebuild"
+                    if right is None
+                    else ("only in rebuild" if left is None else "differs")
+                )
+                listed.append(f"{table} {k!r}: {what}")
+    return count, listed
+
+
+def check_index(
+    cfg: Config, progress: Callable[[int], None] | None = None
+) -> tuple[RebuildReport, int, list[str]]:
+    """Rebuild into a temporary file and compare it with ``meta.db``; change nothing.
+
+    Safe next to a live server (it only reads); changes committed while it
+    runs can show up as differences.
+    """
+    import tempfile
+
+    report = RebuildReport(database=str(cfg.db_path))
+    with tempfile.TemporaryDirectory(prefix="seglake-rebuild-check-") as tmp:
+        target = Path(tmp) / "meta.db"
+        build_database(cfg, target, report, progress)
+        count, listed = compare_databases(cfg.db_path, target)
+    return report, count, listed

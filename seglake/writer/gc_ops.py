@@ -1,0 +1,560 @@
+"""Segment garbage collection inside the writer: deleting dead segments and
+moving live chunks out of mostly-dead ones (SPEC §5, §8).
+
+The writer owns segments and the ``segments`` table, so every destructive
+step happens here, serialised by one lock, and re-checks liveness inside
+its own transaction instead of trusting the caller's (possibly stale) plan.
+
+Ordering kept for deleting segments (``delete_segments``):
+1. mark the candidates "deleting": from now on a data mutation that names a
+   chunk in one of them is refused before it is queued (``check_chunks``),
+   and every mutation queued earlier is applied before ours;
+2. one transaction (``gc_drop_segments``): liveness recomputed from every
+   kept version and open part; only SEALED, dead, old-enough segments that
+   are not the newest id are deleted from ``segments``; DELETED version rows
+   are purged and their manifest files unlinked after COMMIT;
+3. after COMMIT, unlink each file and fsync the segments directory. A crash
+   before the unlink leaves a file without a row: recovery seals it as an
+   empty-of-references segment and the next run deletes it again.
+
+Ordering kept for moving chunks (``rewrite_chunks``):
+1. read each live chunk of the old segment and verify its BLAKE3 (a bad
+   chunk is never copied; its segment stays);
+2. append the copies to the open segment like any write;
+3. one batch (``gc_repoint``): the committer fsyncs the segment first, then
+   every kept manifest and part that references a moved chunk is re-pointed
+   in the database, and each new manifest is written and fsynced into
+   ``objects/gc-pending/<uid>.pending`` *before* COMMIT;
+4. after COMMIT each pending file is renamed over the manifest file and the
+   directories are fsynced. ``repair_pending`` (at writer start-up and
+   before every GC step) finishes or discards pending files left by a crash:
+   a pending file whose bytes equal the committed database copy is renamed
+   into place, any other one is deleted. So the manifest file and the
+   database agree again before anything else runs.
+
+Segment ids are never reused: recovery numbers new segments after the
+highest id it can still see, so the newest segment is never deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Final
+
+import apsw
+import trio
+
+from seglake import failpoints
+from seglake.config import CHUNK_SIZE, Config
+from seglake.errors import S3Error
+from seglake.format import segment as segfmt
+from seglake.format.errors import FormatError
+from seglake.format.manifest import ChunkRef, decode_manifest, encode_manifest, manifest_path
+from seglake.meta.live_chunks import (
+    ChunkKey,
+    LiveChunks,
+    collect_live_chunks,
+    decode_part_chunks,
+    encode_part_chunks,
+)
+from seglake.meta.schema import open_read, query
+from seglake.writer.ops import BatchContext
+from seglake.writer.segments import SegmentStore, fsync_dir, segment_file_name
+
+log = logging.getLogger("seglake.writer.gc")
+
+PENDING_SUFFIX: Final = ".pending"
+# One request's bounds: each GC step must finish well inside the admin
+# relay's 10 s call timeout even on a slow disk.
+MAX_SEGMENTS_PER_CALL: Final = 256
+MAX_REWRITE_BYTES_PER_CALL: Final = 64 * 1024 * 1024
+MAX_PURGE_PER_CALL: Final = 200
+QUIESCED: Final = "quiesced"
+
+
+def pending_dir(cfg: Config) -> Path:
+    return cfg.root / "objects" / "gc-pending"
+
+
+# ---- mutations (run in the committer's transaction) -------------------------
+
+
+def apply_gc_drop_segments(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]) -> Any:
+    """Delete the rows of the listed segments that are dead *now*."""
+    ids = _int_list(a.get("segments"))
+    below = int(a.get("below", 0))
+    sealed_before = int(a.get("sealed_before_ns") or 0)
+    # A purge-only call deletes no segment: skip the full reference scan.
+    live = collect_live_chunks(conn) if ids else LiveChunks()
+    if live.problems:
+        raise S3Error(
+            "InternalError",
+            message=f"gc refused: liveness is unknown ({len(live.problems)} unreadable "
+            f"reference(s), first: {live.problems[0]})",
+        )
+    deleted: list[int] = []
+    skipped: dict[str, str] = {}
+    for sid in ids:
+        rows = query(conn, "SELECT state, sealed_ns, size FROM segments WHERE id = ?", (sid,))
+        reason = ""
+        if not rows:
+            reason = "no such segment"
+        elif rows[0][0] != "SEALED":
+            reason = "not sealed"
+        elif sid >= below:
+            reason = "newest segment (kept so its id is never reused)"
+        elif sealed_before and int(rows[0][1] or 0) > sealed_before:
+            reason = "younger than the minimum age"
+        elif sid in live.by_segment:
+            reason = f"{len(live.by_segment[sid])} live chunk(s)"
+        if reason:
+            skipped[str(sid)] = reason
+            continue
+        conn.execute("DELETE FROM segments WHERE id = ?", (sid,))
+        deleted.append(sid)
+    # DELETED rows are kept only until GC (see ops.py); their manifest files
+    # go after COMMIT, so a crash leaves at most orphan files. Bounded per
+    # call: each purge also writes a durable metadata record.
+    limit = max(0, min(int(a.get("purge_limit") or 0), MAX_PURGE_PER_CALL))
+    uids = [
+        str(r[0])
+        for r in query(conn, "SELECT uid FROM versions WHERE state = 'DELETED' LIMIT ?", (limit,))
+    ]
+    for uid in uids:
+        conn.execute("DELETE FROM versions WHERE uid = ? AND state = 'DELETED'", (uid,))
+    ctx.unlink_after_commit.extend(uids)
+    remaining = int(query(conn, "SELECT count(*) FROM versions WHERE state = 'DELETED'")[0][0])
+    return {
+        "deleted": deleted,
+        "skipped": skipped,
+        "purged_versions": len(uids),
+        "purge_remaining": remaining,
+    }
+
+
+def apply_gc_repoint(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]) -> Any:
+    """Re-point every kept manifest and part from moved chunks to their copies."""
+    moves: dict[ChunkKey, ChunkRef] = {}
+    for item in a.get("moves") or []:
+        seg, off, length, digest, new_seg, new_off = item
+        moves[(int(seg), int(off), int(length), bytes(digest))] = ChunkRef(
+            int(new_seg), int(new_off), int(length), bytes(digest)
+        )
+    pdir = Path(str(a["pending_dir"]))
+    old_segments = {k[0] for k in moves}
+    pending: list[str] = []
+    versions = 0
+    rows = query(
+        conn,
+        "SELECT id, uid, manifest FROM versions WHERE state != 'DELETED' AND delete_marker = 0 "
+        "AND manifest IS NOT NULL",
+    )
+    for row_id, uid, raw in rows:
+        where = f"meta.db:versions[{uid}]"
+        try:
+            quick = decode_manifest(bytes(raw), path=where, with_meta=False)
+        except FormatError as exc:
+            raise S3Error("InternalError", message=f"gc-rewrite refused: {exc}") from None
+        if not any(c.segment_id in old_segments for c in quick.chunks):
+            continue
+        m = decode_manifest(bytes(raw), path=where)
+        chunks = tuple(moves.get((c.segment_id, c.offset, c.length, c.digest), c) for c in m.chunks)
+        if chunks == m.chunks:
+            continue
+        data = encode_manifest(replace(m, chunks=chunks))
+        conn.execute("UPDATE versions SET manifest = ? WHERE id = ?", (data, int(row_id)))
+        _write_pending(pdir, str(uid), data)
+        pending.append(str(uid))
+        ctx.reference([c for c in chunks if c.segment_id not in old_segments])
+        versions += 1
+    parts = 0
+    for upload_id, number, raw in query(conn, "SELECT upload_id, part_number, chunks FROM parts"):
+        refs = decode_part_chunks(raw)
+        if refs is None:
+            raise S3Error(
+                "InternalError",
+                message=f"gc-rewrite refused: part {number} of {upload_id} is unreadable",
+            )
+        if not any(r[0] in old_segments for r in refs):
+            continue
+        new_refs: list[ChunkKey] = []
+        for r in refs:
+            to = moves.get(r)
+            new_refs.append(r if to is None else (to.segment_id, to.offset, to.length, to.digest))
+        if new_refs == refs:
+            continue
+        conn.execute(
+            "UPDATE parts SET chunks = ? WHERE upload_id = ? AND part_number = ?",
+            (encode_part_chunks(new_refs), upload_id, number),
+        )
+        ctx.reference([ChunkRef(*r) for r in new_refs if r[0] not in old_segments])
+        parts += 1
+    if pending:
+        try:
+            fsync_dir(pdir)
+        except OSError as exc:
+            raise S3Error("InternalError", message=f"gc-rewrite: {exc}") from None
+    return {"versions": versions, "parts": parts, "pending": pending}
+
+
+def _write_pending(pdir: Path, uid: str, data: bytes) -> None:
+    path = pdir / f"{uid}{PENDING_SUFFIX}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        # Rolled back with this mutation; the stray file is discarded by
+        # repair_pending because the database never gets these bytes.
+        raise S3Error("InternalError", message=f"gc-rewrite: cannot write {path}: {exc}") from None
+
+
+def _int_list(raw: Any) -> list[int]:
+    if not isinstance(raw, list) or len(raw) > MAX_SEGMENTS_PER_CALL:
+        raise S3Error("InvalidArgument", message="segments must be a list of segment ids")
+    out = []
+    for item in raw:
+        if not isinstance(item, int) or isinstance(item, bool) or item <= 0:
+            raise S3Error("InvalidArgument", message=f"bad segment id {item!r}")
+        out.append(item)
+    return out
+
+
+APPLY: Final = {
+    "gc_drop_segments": apply_gc_drop_segments,
+    "gc_repoint": apply_gc_repoint,
+}
+
+
+# ---- the writer-side driver ------------------------------------------------------
+
+
+class SegmentGC:
+    """GC requests the writer serves (relayed from the CLI by maintenance)."""
+
+    def __init__(self, cfg: Config, store: SegmentStore, committer: Any, quiesce: Any) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.committer = committer
+        self.quiesce = quiesce
+        self.pending_dir = pending_dir(cfg)
+        self._lock = trio.Lock()
+        self._reader: apsw.Connection | None = None
+        # Segments a GC transaction may delete right now, and ones deleted
+        # whose files may still exist: no new reference to them is accepted.
+        self.deleting: set[int] = set()
+        self.gone: set[int] = set()
+
+    # ---- guards ----------------------------------------------------------
+    def check_chunks(self, chunks: list[Any]) -> None:
+        """Refuse a data mutation whose chunks live in a collected segment.
+
+        A frontend may send chunk references it took earlier (appends of a
+        slow upload, UploadPartCopy's source); if GC removed that segment
+        meanwhile, committing them would create a version without data.
+        """
+        segs = {c[0] for c in chunks if isinstance(c, list | tuple) and c and isinstance(c[0], int)}
+        if not segs:
+            return
+        open_ids = {s.segment_id for s in self.store.to_seal}
+        if self.store.current is not None:
+            open_ids.add(self.store.current.segment_id)
+        for sid in segs - open_ids:
+            if (
+                sid in self.deleting
+                or sid in self.gone
+                or not (self.store.dir / segment_file_name(sid)).exists()
+            ):
+                raise S3Error(
+                    "ServiceUnavailable",
+                    message="data this request referenced was garbage-collected; retry the request",
+                )
+
+    def _require_allowed(self, args: dict[str, Any]) -> None:
+        if self.quiesce.state != QUIESCED and args.get("yes") is not True:
+            raise S3Error(
+                "InvalidRequest",
+                message="segment GC runs only in maintenance mode (quiesced) or with --yes",
+            )
+
+    def _read_conn(self) -> apsw.Connection:
+        if self._reader is None:
+            self._reader = open_read(str(self.cfg.db_path))
+        return self._reader
+
+    # ---- pending manifests ---------------------------------------------------
+    def repair_pending(self) -> int:
+        """Finish or discard manifest rewrites a crash interrupted."""
+        pdir = self.pending_dir
+        if not pdir.is_dir():
+            pdir.mkdir(parents=True, exist_ok=True)
+            fsync_dir(pdir.parent)
+            return 0
+        names = [p for p in pdir.iterdir() if p.name.endswith(PENDING_SUFFIX)]
+        if not names:
+            return 0
+        conn = self._read_conn()
+        finished = 0
+        dirs: set[Path] = set()
+        for path in names:
+            uid = path.name[: -len(PENDING_SUFFIX)]
+            rows = query(conn, "SELECT manifest FROM versions WHERE uid = ?", (uid,))
+            data = path.read_bytes()
+            if rows and rows[0][0] is not None and bytes(rows[0][0]) == data:
+                target = manifest_path(self.cfg.manifests_dir, uid)
+                if not target.parent.is_dir():
+                    # Its old manifest file vanished with its directory;
+                    # the committed bytes still belong there.
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    dirs.add(target.parent.parent)
+                os.replace(path, target)
+                dirs.add(target.parent)
+                finished += 1
+            else:
+                path.unlink()
+        for d in dirs:
+            fsync_dir(d)
+        fsync_dir(pdir)
+        if finished:
+            log.info("gc: finished %d interrupted manifest rewrite(s)", finished)
+        return finished
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    # ---- delete ----------------------------------------------------------
+    async def delete_segments(self, args: dict[str, Any]) -> dict[str, Any]:
+        self._require_allowed(args)
+        ids = _int_list(args.get("segments"))
+        async with self._lock:
+            # Shielded: once started, a step runs to its end even if the
+            # caller goes away, so no half-finished state outlives it.
+            result: dict[str, Any] = {}
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.repair_pending)
+                result = await self._delete(ids, args)
+        return result
+
+    async def _delete(self, ids: list[int], args: dict[str, Any]) -> dict[str, Any]:
+        open_ids = {s.segment_id for s in self.store.to_seal}
+        if self.store.current is not None:
+            open_ids.add(self.store.current.segment_id)
+        ids = [i for i in ids if i not in open_ids]
+        self.deleting.update(ids)
+        try:
+            result = await self.committer.submit(
+                "gc_drop_segments",
+                {
+                    "segments": ids,
+                    # The last id handed out stays, so recovery never reuses it.
+                    "below": self.store.next_id - 1,
+                    "sealed_before_ns": int(args.get("sealed_before_ns") or 0),
+                    "purge_limit": int(args.get("purge_limit") or 0),
+                },
+            )
+        finally:
+            self.deleting.difference_update(ids)
+        deleted = [int(i) for i in result["deleted"]]
+        self.gone.update(deleted)
+        failpoints.hit("gc_drop_committed")
+        freed = await trio.to_thread.run_sync(self._unlink_segments, deleted)
+        return {**result, "freed_bytes": freed}
+
+    def _unlink_segments(self, ids: list[int]) -> int:
+        freed = 0
+        for sid in ids:
+            path = self.store.dir / segment_file_name(sid)
+            with contextlib.suppress(FileNotFoundError):
+                freed += path.stat().st_size
+                path.unlink()
+                failpoints.hit("gc_segment_unlinked")
+        if ids:
+            fsync_dir(self.store.dir)
+        log.info("gc: deleted %d segment(s), %d bytes", len(ids), freed)
+        return freed
+
+    # ---- damage reports --------------------------------------------------
+    async def confirm_damage(self, args: Any) -> bool:
+        """Should a ``mark_damaged`` report be applied?
+
+        A reader (a GET, scrub) that took a version's chunk list before
+        gc-rewrite moved it finds the old segment gone and reports damage
+        that is not there. Once this writer has deleted segments, a report is
+        applied only if the version's current chunks really fail to read.
+        """
+        uid = args.get("uid") if isinstance(args, dict) else None
+        if not isinstance(uid, str) or not (self.gone or self.deleting):
+            return True
+        async with self._lock:
+            ok = await trio.to_thread.run_sync(self._version_reads_back, uid)
+        if ok:
+            log.warning("gc: not marking %s DAMAGED: its data reads back (moved by GC)", uid)
+        return not ok
+
+    def _version_reads_back(self, uid: str) -> bool:
+        rows = query(self._read_conn(), "SELECT manifest FROM versions WHERE uid = ?", (uid,))
+        if not rows or rows[0][0] is None:
+            return False
+        try:
+            m = decode_manifest(bytes(rows[0][0]), path=f"meta.db:versions[{uid}]", with_meta=False)
+            fds: dict[int, int] = {}
+            try:
+                for c in m.chunks:
+                    fd = fds.get(c.segment_id)
+                    if fd is None:
+                        path = self.store.dir / segment_file_name(c.segment_id)
+                        fd = fds[c.segment_id] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    segfmt.read_record(fd, c.offset, c.length, c.digest, path=str(c.segment_id))
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+        except (FormatError, OSError, ValueError):
+            return False
+        return True
+
+    # ---- rewrite ---------------------------------------------------------
+    async def rewrite_chunks(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Move up to ``max_bytes`` of one segment's live chunks; then, once
+        none is left, delete the segment."""
+        self._require_allowed(args)
+        sid = args.get("segment")
+        if not isinstance(sid, int) or isinstance(sid, bool) or sid <= 0:
+            raise S3Error("InvalidArgument", message="segment must be a segment id")
+        max_bytes = args.get("max_bytes")
+        if not isinstance(max_bytes, int) or max_bytes <= 0:
+            max_bytes = MAX_REWRITE_BYTES_PER_CALL
+        max_bytes = min(max_bytes, MAX_REWRITE_BYTES_PER_CALL)
+        async with self._lock:
+            result: dict[str, Any] = {}
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.repair_pending)
+                result = await self._rewrite(sid, max_bytes, args)
+        return result
+
+    async def _rewrite(self, sid: int, max_bytes: int, args: dict[str, Any]) -> dict[str, Any]:
+        state, live = await trio.to_thread.run_sync(self._live_in, sid)
+        if state != "SEALED":
+            raise S3Error("InvalidArgument", message=f"segment {sid} is not a sealed segment")
+        keys = sorted(live, key=lambda k: k[1])
+        batch: list[ChunkKey] = []
+        size = 0
+        for k in keys:
+            if batch and size + k[2] > max_bytes:
+                break
+            batch.append(k)
+            size += k[2]
+        datas, damaged = await trio.to_thread.run_sync(self._read_chunks, sid, batch)
+        moves: list[list[Any]] = []
+        moved_bytes = 0
+        for k, data in zip(batch, datas, strict=True):
+            if data is None:
+                continue
+            ref = self.store.append(k[3], data)
+            moves.append([k[0], k[1], k[2], k[3], ref.segment_id, ref.offset])
+            moved_bytes += k[2]
+        if self.store.to_seal:
+            self.committer.poke()
+        failpoints.hit("gc_rewrite_appended")
+        repointed: dict[str, Any] = {"versions": 0, "parts": 0, "pending": []}
+        if moves:
+            repointed = await self.committer.submit(
+                "gc_repoint", {"moves": moves, "pending_dir": str(self.pending_dir)}, moved_bytes
+            )
+            failpoints.hit("gc_repoint_committed")
+            await trio.to_thread.run_sync(self._finish_pending, list(repointed["pending"]))
+        remaining = len(keys) - len(moves)
+        result: dict[str, Any] = {
+            "segment": sid,
+            "moved_chunks": len(moves),
+            "moved_bytes": moved_bytes,
+            "remaining_chunks": remaining,
+            "damaged": damaged,
+            "versions_repointed": repointed["versions"],
+            "parts_repointed": repointed["parts"],
+            "deleted": [],
+            "freed_bytes": 0,
+        }
+        if remaining == 0:
+            dropped = await self._delete([sid], args)
+            result["deleted"] = dropped["deleted"]
+            result["freed_bytes"] = dropped["freed_bytes"]
+            result["skipped"] = dropped["skipped"]
+        return result
+
+    def _live_in(self, sid: int) -> tuple[str | None, set[ChunkKey]]:
+        conn = self._read_conn()
+        conn.execute("BEGIN")
+        try:
+            rows = query(conn, "SELECT state FROM segments WHERE id = ?", (sid,))
+            live = collect_live_chunks(conn, [sid])
+        finally:
+            conn.execute("COMMIT")
+        if live.problems:
+            raise S3Error(
+                "InternalError",
+                message=f"gc-rewrite refused: liveness is unknown ({live.problems[0]})",
+            )
+        return (str(rows[0][0]) if rows else None), set(live.by_segment.get(sid, {}))
+
+    def _read_chunks(
+        self, sid: int, keys: list[ChunkKey]
+    ) -> tuple[list[bytes | None], list[dict[str, Any]]]:
+        path = self.store.dir / segment_file_name(sid)
+        out: list[bytes | None] = []
+        damaged: list[dict[str, Any]] = []
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for _seg, off, length, digest in keys:
+                try:
+                    if not 0 < length <= CHUNK_SIZE:
+                        raise ValueError(f"chunk length {length} out of range")
+                    out.append(segfmt.read_record(fd, off, length, digest, path=str(path)))
+                except (FormatError, ValueError, OSError) as exc:
+                    # Never copy bytes that fail their checksum: the chunk
+                    # stays where it is (so does its segment) for scrub.
+                    log.error("gc-rewrite: not moving a bad chunk: %s", exc)
+                    damaged.append({"segment": sid, "offset": off, "reason": str(exc)})
+                    out.append(None)
+        finally:
+            os.close(fd)
+        return out, damaged
+
+    def _finish_pending(self, uids: list[str]) -> None:
+        dirs: set[Path] = set()
+        for uid in uids:
+            src = self.pending_dir / f"{uid}{PENDING_SUFFIX}"
+            target = manifest_path(self.cfg.manifests_dir, uid)
+            os.replace(src, target)
+            dirs.add(target.parent)
+        for d in dirs:
+            fsync_dir(d)
+        if uids:
+            fsync_dir(self.pending_dir)
+
+
+# Writer request names this module serves. The two mutations are listed too,
+# so that an IPC client can never apply them without the checks above.
+GC_REQUESTS: Final = frozenset({"gc_delete_segments", "gc_rewrite_chunks", *APPLY})
+# What the admin socket relays to the writer for ``seglake gc-*``.
+GC_RELAYED: Final = frozenset({"gc_delete_segments", "gc_rewrite_chunks"})
+
+
+async def handle_request(gc: SegmentGC, name: str, args: Any) -> dict[str, Any]:
+    if not isinstance(args, dict):
+        raise S3Error("InvalidArgument", message=f"{name} needs arguments")
+    if name == "gc_delete_segments":
+        return await gc.delete_segments(args)
+    if name == "gc_rewrite_chunks":
+        return await gc.rewrite_chunks(args)
+    raise S3Error("AccessDenied", message=f"{name} is applied only by the writer's own GC")

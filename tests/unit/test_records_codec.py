@@ -1,0 +1,106 @@
+"""The metadata-record codec (seglake/format/records.py): round trips, and
+hostile input refused with FormatError naming the offset, never a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import blake3
+import msgpack
+import pytest
+
+from seglake.format.errors import FormatError
+from seglake.format.records import (
+    KIND_BUCKET,
+    KIND_STATE,
+    bucket_body,
+    bucket_record_path,
+    decode_record,
+    encode_record,
+    state_record_path,
+)
+
+GOOD = [
+    (KIND_BUCKET, bucket_body("photos", 1_700_000_000_000_000_000, "enabled", None)),
+    (KIND_BUCKET, bucket_body("logs.2024", 1, "unversioned", '{"Version":"2012-10-17"}')),
+    (KIND_BUCKET, bucket_body("susp", 5, "suspended", None)),
+    (KIND_STATE, {"uid": "fffe0123456789ab01020304", "state": "DELETED"}),
+    (KIND_STATE, {"uid": "fffe0123456789ab01020304", "state": "DAMAGED"}),
+    (KIND_STATE, {"uid": "fffe0123456789ab01020304", "state": "PURGED"}),
+]
+
+
+@pytest.mark.parametrize(("kind", "body"), GOOD)
+def test_round_trip(kind: int, body: dict[str, object]) -> None:
+    data = encode_record(kind, body)
+    assert decode_record(data, path="r") == (kind, body)
+
+
+def _sealed(head_and_body: bytes) -> bytes:
+    return head_and_body + blake3.blake3(head_and_body).digest()
+
+
+def _raw(kind: int, body: object, magic: bytes = b"SGLKREC1", version: int = 1) -> bytes:
+    packed = msgpack.packb(body)
+    return _sealed(
+        magic + version.to_bytes(2, "big") + kind.to_bytes(2, "big") + len(packed).to_bytes(4, "big")
+        + packed
+    )  # fmt: skip
+
+
+GOOD_BYTES = encode_record(*GOOD[0])
+
+BAD = [
+    ("empty", b"", 0),
+    ("truncated header", GOOD_BYTES[:10], 10),
+    ("truncated body", GOOD_BYTES[:-1], None),
+    ("trailing garbage", GOOD_BYTES + b"x", None),
+    ("flipped byte", GOOD_BYTES[:20] + bytes([GOOD_BYTES[20] ^ 1]) + GOOD_BYTES[21:], None),
+    ("bad magic", _raw(KIND_BUCKET, GOOD[0][1], magic=b"SGLKMAN1"), 0),
+    ("bad version", _raw(KIND_BUCKET, GOOD[0][1], version=9), 8),
+    ("bad kind", _raw(7, GOOD[0][1]), 10),
+    ("not a map", _raw(KIND_STATE, [1, 2]), 16),
+    ("unknown state", _raw(KIND_STATE, {"uid": "a", "state": "ALIVE"}), 16),
+    ("no uid", _raw(KIND_STATE, {"state": "DELETED"}), 16),
+    ("bad versioning", _raw(KIND_BUCKET, {"name": "b", "created_ns": 1, "versioning": "x"}), 16),
+    ("no created", _raw(KIND_BUCKET, {"name": "b", "versioning": "enabled"}), 16),
+    ("policy not text", _raw(KIND_BUCKET, {**GOOD[0][1], "policy": 5}), 16),
+    ("not msgpack", _sealed(b"SGLKREC1\x00\x01\x00\x02\x00\x00\x00\x01\xc1"), 16),
+    (
+        "huge length",
+        _sealed(b"SGLKREC1\x00\x01\x00\x02\xff\xff\xff\xff"),
+        12,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "offset"), BAD, ids=[b[0] for b in BAD])
+def test_hostile_input_refused(name: str, data: bytes, offset: int | None) -> None:
+    with pytest.raises(FormatError) as err:
+        decode_record(data, path="/x/rec")
+    assert err.value.path == "/x/rec"
+    if offset is not None:
+        assert err.value.offset == offset
+
+
+def test_every_prefix_is_refused() -> None:
+    for n in range(len(GOOD_BYTES)):
+        with pytest.raises(FormatError):
+            decode_record(GOOD_BYTES[:n], path="p")
+
+
+def test_encode_refuses_unknown_kind() -> None:
+    with pytest.raises(ValueError):
+        encode_record(3, {"a": 1})
+
+
+def test_paths() -> None:
+    root = Path("/d/objects")
+    assert bucket_record_path(root, "photos") == root / "records/buckets/photos.bucket"
+    # Names that are not plain S3 names never become odd file names.
+    odd = bucket_record_path(root, "../etc")
+    assert odd.parent == root / "records/buckets" and odd.name == "x-2e2e2f657463.bucket"
+    uid = "fffe0123456789ab01020304"
+    assert state_record_path(root, uid) == root / f"records/versions/fffe/012/{uid}.state"
+    with pytest.raises(ValueError):
+        state_record_path(root, "../../x")
