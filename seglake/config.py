@@ -226,12 +226,10 @@ def _coerce(name: str, raw: str | bool) -> Any:
     if kind is bool:
         if isinstance(raw, bool):
             return raw
-        lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{name}: expected a boolean, got {raw!r}")
+        value = parse_bool(raw)
+        if value is None:
+            raise ValueError(f"{name}: expected a boolean, got {raw!r}")
+        return value
     if isinstance(raw, bool):
         raise ValueError(f"{name}: needs a value")
     if kind is int:
@@ -239,6 +237,17 @@ def _coerce(name: str, raw: str | bool) -> Any:
     if kind is float:
         return parse_duration(raw)
     return raw
+
+
+def parse_bool(text: str) -> bool | None:
+    """``1/true/yes/on`` → True, ``0/false/no/off`` → False (any case, spaces
+    around ignored); None for anything else, which the caller refuses."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    return None
 
 
 def csv_list(text: str) -> tuple[str, ...]:

@@ -81,7 +81,8 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         400, "POST requires exactly one file upload per request."
     ),
     "InvalidPolicyDocument": ErrorSpec(
-        400, "The content of the form does not meet the conditions specified in the policy document."
+        400,
+        "The content of the form does not meet the conditions specified in the policy document.",
     ),
     "MalformedXML": ErrorSpec(
         400,

@@ -18,23 +18,16 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-from seglake.config import Config, csv_list
+from seglake.config import csv_list
 from seglake.errors import S3Error
-from seglake.frontend.family import Handler
+from seglake.frontend.family import FamilyBase, Handler
 from seglake.frontend.http import Request
-from seglake.frontend.writer_client import WriterClient
-from seglake.meta.reads import MetaReader
 from seglake.meta.schema import scalar
 from seglake.protocol.policy import MAX_POLICY_BYTES, PolicyError, parse_bucket_policy
 from seglake.protocol.xml import document, el
 
 
-class BucketPolicyHandlers:
-    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
-        self.cfg = cfg
-        self.reader = reader
-        self.writer = writer
-
+class BucketPolicyHandlers(FamilyBase):
     def handlers(self) -> dict[str, Handler]:
         return {
             "GetBucketPolicy": self.get_policy,
@@ -43,19 +36,15 @@ class BucketPolicyHandlers:
             "GetBucketPolicyStatus": self.get_policy_status,
         }
 
-    def _require(self, name: str) -> None:
-        if self.reader.bucket(name) is None:
-            raise S3Error("NoSuchBucket", resource=name, fields={"BucketName": name})
-
     async def get_policy(self, req: Request) -> None:
-        self._require(req.bucket)
+        self.require_bucket(req.bucket)
         text = scalar(self.reader.conn, "SELECT policy FROM buckets WHERE name = ?", (req.bucket,))
         if text is None:
             raise S3Error("NoSuchBucketPolicy", fields={"BucketName": req.bucket})
         await req.respond(200, [(b"content-type", b"application/json")], str(text).encode())
 
     async def get_policy_status(self, req: Request) -> None:
-        self._require(req.bucket)
+        self.require_bucket(req.bucket)
         text = scalar(self.reader.conn, "SELECT policy FROM buckets WHERE name = ?", (req.bucket,))
         if text is None:
             raise S3Error("NoSuchBucketPolicy", fields={"BucketName": req.bucket})
@@ -67,7 +56,7 @@ class BucketPolicyHandlers:
         await req.xml(200, document("PolicyStatus", [el("IsPublic", public)]))
 
     async def put_policy(self, req: Request) -> None:
-        self._require(req.bucket)
+        self.require_bucket(req.bucket)
         body = await req.small_body(
             MAX_POLICY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload
         )
@@ -80,6 +69,6 @@ class BucketPolicyHandlers:
         await req.respond(204)
 
     async def delete_policy(self, req: Request) -> None:
-        self._require(req.bucket)
+        self.require_bucket(req.bucket)
         await self.writer.call("set_bucket_policy", {"bucket": req.bucket, "policy": None})
         await req.respond(204)

@@ -7,12 +7,10 @@ import ipaddress
 import re
 from collections.abc import Iterator
 
-from seglake.config import Config
 from seglake.errors import S3Error
-from seglake.frontend.family import Handler
+from seglake.frontend.family import FamilyBase, Handler
 from seglake.frontend.http import Request
-from seglake.frontend.writer_client import WriterClient
-from seglake.meta.reads import ListEntry, MetaReader
+from seglake.meta.reads import ListEntry
 from seglake.protocol import listing
 from seglake.protocol.xml import document, el, iso8601, url_encode_key
 
@@ -54,12 +52,7 @@ def _owner() -> str:
     return "<Owner>" + el("ID", OWNER_ID) + el("DisplayName", OWNER_ID) + "</Owner>"
 
 
-class BucketHandlers:
-    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
-        self.cfg = cfg
-        self.reader = reader
-        self.writer = writer
-
+class BucketHandlers(FamilyBase):
     def handlers(self) -> dict[str, Handler]:
         return {
             "ListBuckets": self.list_buckets,
@@ -76,10 +69,6 @@ class BucketHandlers:
 
     async def list_objects_v2(self, req: Request) -> None:
         await self.list_objects(req, v2=True)
-
-    def _require(self, name: str) -> None:
-        if self.reader.bucket(name) is None:
-            raise S3Error("NoSuchBucket", resource=name, fields={"BucketName": name})
 
     async def list_buckets(self, req: Request) -> None:
         items = "".join(
@@ -109,17 +98,17 @@ class BucketHandlers:
         await req.respond(204)
 
     async def head_bucket(self, req: Request) -> None:
-        self._require(req.bucket)
+        self.require_bucket(req.bucket)
         await req.respond(200, [(b"x-amz-bucket-region", self.cfg.region.encode())])
 
     async def get_bucket_location(self, req: Request) -> None:
-        self._require(req.bucket)
+        self.require_bucket(req.bucket)
         # us-east-1 is reported as an empty LocationConstraint, as AWS does.
         region = "" if self.cfg.region == "us-east-1" else self.cfg.region
         await req.xml(200, document("LocationConstraint", [region]))
 
     async def list_objects(self, req: Request, v2: bool) -> None:
-        self._require(req.bucket)
+        self.require_bucket(req.bucket)
         prefix = req.q("prefix") or ""
         delimiter = req.q("delimiter") or ""
         encoding = listing.parse_encoding_type(req.q("encoding-type"))

@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote_to_bytes
 
-from seglake.config import Config
 from seglake.errors import S3Error
-from seglake.frontend.family import Handler
+from seglake.frontend.family import FamilyBase, Handler
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
     require_if_match,
@@ -31,8 +30,6 @@ from seglake.frontend.objects import (
     validate_key,
     validate_version_id,
 )
-from seglake.frontend.writer_client import WriterClient
-from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums, conditions
 from seglake.protocol.xml import document, el, iso8601
 
@@ -79,12 +76,7 @@ def parse_copy_source(value: str) -> CopySource:
     return CopySource(bucket, key, version_id)
 
 
-class CopyHandlers:
-    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
-        self.cfg = cfg
-        self.reader = reader
-        self.writer = writer
-
+class CopyHandlers(FamilyBase):
     def handlers(self) -> dict[str, Handler]:
         return {"CopyObject": self.copy_object}
 

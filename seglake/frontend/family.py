@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from seglake.config import Config
+from seglake.errors import S3Error
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
-from seglake.meta.reads import MetaReader
+from seglake.meta.reads import BucketRow, MetaReader
 
 Handler = Callable[[Request], Awaitable[None]]
 
@@ -19,3 +20,19 @@ class Family(Protocol):
     def handlers(self) -> dict[str, Handler]:
         """Router operation name → handler."""
         ...
+
+
+class FamilyBase:
+    """What most families hold, and the "bucket must exist" check they share."""
+
+    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
+        self.cfg = cfg
+        self.reader = reader
+        self.writer = writer
+
+    def require_bucket(self, name: str) -> BucketRow:
+        """The bucket ``name``, or ``NoSuchBucket`` if there is none."""
+        bucket = self.reader.bucket(name)
+        if bucket is None:
+            raise S3Error("NoSuchBucket", resource=name, fields={"BucketName": name})
+        return bucket

@@ -23,14 +23,11 @@ from typing import Any
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.frontend.body import declared_length, ingest
-from seglake.frontend.family import Handler
+from seglake.frontend.family import FamilyBase, Handler
 from seglake.frontend.http import Request
 from seglake.frontend.objects import validate_key, validate_version_id
-from seglake.frontend.writer_client import WriterClient
-from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums
 from seglake.protocol.xml import document, el
 
@@ -103,18 +100,12 @@ def _has_integrity_header(req: Request) -> bool:
     return any(checksums.algorithm_from_header(name) for name in req.headers)
 
 
-class MultiDeleteHandlers:
-    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
-        self.cfg = cfg
-        self.reader = reader
-        self.writer = writer
-
+class MultiDeleteHandlers(FamilyBase):
     def handlers(self) -> dict[str, Handler]:
         return {"DeleteObjects": self.delete_objects}
 
     async def delete_objects(self, req: Request) -> None:
-        if self.reader.bucket(req.bucket) is None:
-            raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
+        self.require_bucket(req.bucket)
         if not _has_integrity_header(req):
             raise S3Error(
                 "InvalidRequest", message="Missing required header for this request: Content-Md5"

@@ -35,7 +35,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.frontend.body import ingest
-from seglake.frontend.family import Handler
+from seglake.frontend.family import FamilyBase, Handler
 from seglake.frontend.http import Message, Request
 from seglake.frontend.objects import (
     STORED_HEADERS,
@@ -46,8 +46,6 @@ from seglake.frontend.objects import (
 )
 from seglake.frontend.protection import CLAIMED_KEY_SCOPE
 from seglake.frontend.router import Route
-from seglake.frontend.writer_client import WriterClient
-from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums
 from seglake.protocol.formdata import (
     Event,
@@ -245,12 +243,7 @@ def _redirect_target(fields: dict[str, str]) -> str | None:
     return url
 
 
-class PostObjectHandlers:
-    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
-        self.cfg = cfg
-        self.reader = reader
-        self.writer = writer
-
+class PostObjectHandlers(FamilyBase):
     def handlers(self) -> dict[str, Handler]:
         return {"PostObject": self.post_object}
 
@@ -266,9 +259,7 @@ class PostObjectHandlers:
             )
         if req.object_check is not None:
             req.object_check("PutObject", form.key)
-        bucket = self.reader.bucket(req.bucket)
-        if bucket is None:
-            raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
+        self.require_bucket(req.bucket)
         upload = self._upload_request(req, form)
         require_content_md5(self.cfg, upload)
         require_if_match(self.cfg, upload)

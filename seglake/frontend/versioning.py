@@ -26,13 +26,10 @@ from typing import Final
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
-from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.frontend.buckets import OWNER_ID
-from seglake.frontend.family import Handler
+from seglake.frontend.family import FamilyBase, Handler
 from seglake.frontend.http import Request
-from seglake.frontend.writer_client import WriterClient
-from seglake.meta.reads import MetaReader
 from seglake.meta.version_reads import VersionEntry, list_versions, null_version_created_ns
 from seglake.protocol import listing
 from seglake.protocol.version_listing import (
@@ -81,12 +78,7 @@ def parse_versioning_configuration(body: bytes) -> tuple[str | None, str | None]
     return values.get("Status"), values.get("MfaDelete")
 
 
-class VersioningHandlers:
-    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
-        self.cfg = cfg
-        self.reader = reader
-        self.writer = writer
-
+class VersioningHandlers(FamilyBase):
     def handlers(self) -> dict[str, Handler]:
         return {
             "GetBucketVersioning": self.get_bucket_versioning,
@@ -95,10 +87,7 @@ class VersioningHandlers:
         }
 
     def _versioning(self, name: str) -> str:
-        bucket = self.reader.bucket(name)
-        if bucket is None:
-            raise S3Error("NoSuchBucket", resource=name, fields={"BucketName": name})
-        return bucket.versioning
+        return self.require_bucket(name).versioning
 
     async def get_bucket_versioning(self, req: Request) -> None:
         status = _STATE_TO_STATUS.get(self._versioning(req.bucket))

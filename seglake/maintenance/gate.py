@@ -52,6 +52,22 @@ def live_state(cfg: Config) -> str | None:
     return str(state) if state is not None else "unknown"
 
 
+def try_lock(path: Path) -> int | None:
+    """``path`` opened (created if missing) and flocked exclusively, no wait:
+    its fd, which the caller closes to release the lock; None, with nothing
+    left open, when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _lock_held(path: Path) -> bool:
     """True when another process holds an flock on ``path`` (probe, no wait)."""
     try:
@@ -103,15 +119,13 @@ def offline_lock(cfg: Config, mode: str) -> Iterator[None]:
     fds: list[int] = []
     try:
         for path in (cfg.lock_path, cfg.root / WRITER_LOCK_NAME):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            fds.append(fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            fd = try_lock(path)
+            if fd is None:
                 raise GateRefused(
                     f"{mode}: {path.name} is held by another process (a server or writer is "
                     f"running on {cfg.root}); stop it, or enter maintenance mode and retry"
-                ) from None
+                )
+            fds.append(fd)
         # Same "pid time" content as the supervisor's heartbeat, so a server
         # that fails to start names us as the holder.
         os.ftruncate(fds[0], 0)

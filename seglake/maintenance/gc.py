@@ -329,19 +329,16 @@ async def embedded_writer(cfg: Config) -> AsyncIterator[EmbeddedBackend]:
     The supervisor's data-dir lock is taken without waiting (no server may
     start meanwhile); the writer takes its own lock as in ``seglake serve``.
     """
-    import fcntl
-
+    from seglake.maintenance.gate import try_lock
     from seglake.writer.main import Writer
 
-    fd = os.open(cfg.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = try_lock(cfg.lock_path)
+    if fd is None:
+        raise S3Error(
+            "ServiceUnavailable",
+            message=f"{cfg.lock_path.name} is held: a server is starting or stopping; retry",
+        )
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise S3Error(
-                "ServiceUnavailable",
-                message=f"{cfg.lock_path.name} is held: a server is starting or stopping; retry",
-            ) from None
         writer = Writer(cfg)
         try:
             async with trio.open_nursery() as nursery:

@@ -20,22 +20,22 @@ Rules this module keeps:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import string
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
 import trio
 
 from seglake.auth.keystore import encrypt_secret, ensure_master_key
-from seglake.config import Config
+from seglake.config import Config, parse_bool
 from seglake.errors import S3Error
 from seglake.maintenance.admin_client import AdminRefused, AdminUnavailable, admin_call
+from seglake.maintenance.gate import WRITER_LOCK_NAME, try_lock
 from seglake.meta.schema import open_read, open_write, query
 from seglake.protocol.policy import PolicyError, parse_bucket_policy, parse_key_policy
 
@@ -62,16 +62,14 @@ def _offline_locks(cfg: Config) -> Iterator[None]:
     """The supervisor's and the writer's locks, or an error if a server holds them."""
     fds = []
     try:
-        for path in (cfg.lock_path, cfg.root / ".seglake-writer.lock"):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            fds.append(fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        for path in (cfg.lock_path, cfg.root / WRITER_LOCK_NAME):
+            fd = try_lock(path)
+            if fd is None:
                 raise S3Error(
                     "ServiceUnavailable",
                     message=f"a server holds {cfg.root} but its admin socket does not answer",
-                ) from None
+                )
+            fds.append(fd)
         yield
     finally:
         for fd in fds:
@@ -128,12 +126,10 @@ def _policy_text(value: str) -> str:
 def _bool(value: str | None, what: str) -> bool:
     if value is None:
         return True
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise CommandError(f"{what} must be true or false")
+    parsed = parse_bool(value)
+    if parsed is None:
+        raise CommandError(f"{what} must be true or false")
+    return parsed
 
 
 def _need(value: str | None, flag: str) -> str:
@@ -155,18 +151,24 @@ def _print(doc: Any, as_json: bool, text: str) -> None:
 # ---- keys ------------------------------------------------------------------------
 
 
-def keys_cmd(cfg: Config, action: str, opts: dict[str, str | None], *, as_json: bool) -> int:
-    if action not in KEY_ACTIONS:
-        print(f"seglake: keys action must be one of {', '.join(KEY_ACTIONS)}", file=sys.stderr)
-        return 2
+def _reported(run: Callable[[], int]) -> int:
+    """``run()``'s exit code, or its error on stderr: 2 for a refused command
+    line (``CommandError``), 1 for a failure."""
     try:
-        return _keys(cfg, action, opts, as_json)
+        return run()
     except CommandError as exc:
         print(f"seglake: {exc}", file=sys.stderr)
         return 2
     except (S3Error, PolicyError, OSError, RuntimeError, ValueError) as exc:
         print(f"seglake: {exc}", file=sys.stderr)
         return 1
+
+
+def keys_cmd(cfg: Config, action: str, opts: dict[str, str | None], *, as_json: bool) -> int:
+    if action not in KEY_ACTIONS:
+        print(f"seglake: keys action must be one of {', '.join(KEY_ACTIONS)}", file=sys.stderr)
+        return 2
+    return _reported(lambda: _keys(cfg, action, opts, as_json))
 
 
 def _keys(cfg: Config, action: str, opts: dict[str, str | None], as_json: bool) -> int:
@@ -298,36 +300,35 @@ def bucket_policy_cmd(
             file=sys.stderr,
         )
         return 2
-    try:
-        name = _need(bucket, "--bucket-policy-bucket")
-        if action == "get":
-            conn = _read_conn(cfg)
-            try:
-                rows = query(conn, "SELECT policy FROM buckets WHERE name = ?", (name,))
-            finally:
-                conn.close()
-            if not rows:
-                raise S3Error("NoSuchBucket", resource=name)
-            if rows[0][0] is None:
-                raise S3Error("NoSuchBucketPolicy", resource=name)
-            text = str(rows[0][0])
-            _print({"bucket": name, "policy": json.loads(text)}, as_json, text)
-            return 0
-        if action == "delete":
-            mutate(cfg, "set_bucket_policy", {"bucket": name, "policy": None})
-            _print({"bucket": name, "deleted": True}, as_json, f"policy of {name} deleted")
-            return 0
-        text = _policy_text(_need(policy, "--bucket-policy"))
-        parse_bucket_policy(text, name)
-        mutate(cfg, "set_bucket_policy", {"bucket": name, "policy": text})
-        _print({"bucket": name, "set": True}, as_json, f"policy of {name} set")
+    return _reported(lambda: _bucket_policy(cfg, action, bucket, policy, as_json))
+
+
+def _bucket_policy(
+    cfg: Config, action: str, bucket: str | None, policy: str | None, as_json: bool
+) -> int:
+    name = _need(bucket, "--bucket-policy-bucket")
+    if action == "get":
+        conn = _read_conn(cfg)
+        try:
+            rows = query(conn, "SELECT policy FROM buckets WHERE name = ?", (name,))
+        finally:
+            conn.close()
+        if not rows:
+            raise S3Error("NoSuchBucket", resource=name)
+        if rows[0][0] is None:
+            raise S3Error("NoSuchBucketPolicy", resource=name)
+        text = str(rows[0][0])
+        _print({"bucket": name, "policy": json.loads(text)}, as_json, text)
         return 0
-    except CommandError as exc:
-        print(f"seglake: {exc}", file=sys.stderr)
-        return 2
-    except (S3Error, PolicyError, OSError, RuntimeError, ValueError) as exc:
-        print(f"seglake: {exc}", file=sys.stderr)
-        return 1
+    if action == "delete":
+        mutate(cfg, "set_bucket_policy", {"bucket": name, "policy": None})
+        _print({"bucket": name, "deleted": True}, as_json, f"policy of {name} deleted")
+        return 0
+    text = _policy_text(_need(policy, "--bucket-policy"))
+    parse_bucket_policy(text, name)
+    mutate(cfg, "set_bucket_policy", {"bucket": name, "policy": text})
+    _print({"bucket": name, "set": True}, as_json, f"policy of {name} set")
+    return 0
 
 
 # ---- command line --------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 import apsw
 
 from seglake.config import Config
+from seglake.format.records import fsync_dir
 from seglake.meta.schema import SCHEMA_VERSION, open_read, query
 
 COUNTED_TABLES = ("buckets", "versions", "current", "segments", "uploads", "parts")
@@ -67,7 +68,7 @@ def take_snapshot(cfg: Config, out: Path | None = None) -> SnapshotReport:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
         os.fsync(f.fileno())
     os.rename(partial, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     report = SnapshotReport(
         path=str(target), report_path=str(target.with_suffix(".json")),
         bytes=target.stat().st_size, sha256=digest, schema_version=SCHEMA_VERSION,
@@ -90,11 +91,3 @@ def integrity_check(db_path: Path) -> list[str]:
         return [f"integrity check failed: {exc}"]
     finally:
         conn.close()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -94,15 +94,16 @@ def progress_bar(
         yield lambda n: bar.advance(task, n)
 
 
-def _gate(cfg: Config, yes: bool, mode: str) -> str | None:
-    """None if ``mode`` may run, else the refusal message."""
+def _gate_refuses(cfg: Config, yes: bool, mode: str) -> bool:
+    """False if ``mode`` may run; else True, the refusal said on stderr."""
     from seglake.maintenance.gate import GateRefused, require_quiesced_or_yes
 
     try:
         require_quiesced_or_yes(cfg, yes, mode)
     except GateRefused as exc:
-        return str(exc)
-    return None
+        _err(str(exc))
+        return True
+    return False
 
 
 def _finish(
@@ -156,9 +157,7 @@ def rebuild_index_cmd(cfg: Config, *, force: bool, yes: bool, as_json: bool) -> 
     from seglake.maintenance.gate import GateRefused, live_state, offline_lock
     from seglake.maintenance.rebuild import RebuildRefused, rebuild_index
 
-    refusal = _gate(cfg, yes, "rebuild-index")
-    if refusal is not None:
-        _err(refusal)
+    if _gate_refuses(cfg, yes, "rebuild-index"):
         return 1
     try:
         live = live_state(cfg)
@@ -257,24 +256,28 @@ def _status_doc(cfg: Config) -> dict[str, Any]:
         return {"server": "not running", "reason": str(exc), "maintenance": state}
 
 
-def recent_runs(db_path: Path, limit: int = RECENT_RUNS) -> list[dict[str, Any]]:
+def _read_records(
+    db_path: Path, names: tuple[str, ...], sql: str, params: tuple[Any, ...] = ()
+) -> list[dict[str, Any]]:
+    """The rows of ``sql`` (read-only), each a dict of ``names``: one per column, in order."""
     from seglake.meta.schema import open_read, query
 
     conn = open_read(str(db_path))
     try:
-        rows = query(
-            conn,
-            "SELECT id, mode, started_ns, finished_ns, status, report FROM ops_runs "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
+        rows = query(conn, sql, params)
     finally:
         conn.close()
-    return [
-        {"id": r[0], "mode": r[1], "started_ns": r[2], "finished_ns": r[3], "status": r[4],
-         "report": r[5]}
-        for r in rows
-    ]  # fmt: skip
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def recent_runs(db_path: Path, limit: int = RECENT_RUNS) -> list[dict[str, Any]]:
+    return _read_records(
+        db_path,
+        ("id", "mode", "started_ns", "finished_ns", "status", "report"),
+        "SELECT id, mode, started_ns, finished_ns, status, report FROM ops_runs "
+        "ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
 
 
 def render_runs(console: Any, runs: list[dict[str, Any]]) -> None:
@@ -378,25 +381,15 @@ def support_bundle_cmd(cfg: Config, *, out: str | None, as_json: bool) -> int:
 
 def expired_uploads(db_path: Path, cutoff_ns: int) -> list[dict[str, Any]]:
     """Uploads created before ``cutoff_ns`` with their part counts and bytes."""
-    from seglake.meta.schema import open_read, query
-
-    conn = open_read(str(db_path))
-    try:
-        rows = query(
-            conn,
-            "SELECT u.upload_id, u.bucket, u.key, u.created_ns, count(p.part_number), "
-            "coalesce(sum(p.size), 0) FROM uploads u LEFT JOIN parts p "
-            "ON p.upload_id = u.upload_id WHERE u.created_ns < ? "
-            "GROUP BY u.upload_id ORDER BY u.created_ns",
-            (cutoff_ns,),
-        )
-    finally:
-        conn.close()
-    return [
-        {"upload_id": r[0], "bucket": r[1], "key": r[2], "created_ns": r[3], "parts": r[4],
-         "bytes": r[5]}
-        for r in rows
-    ]  # fmt: skip
+    return _read_records(
+        db_path,
+        ("upload_id", "bucket", "key", "created_ns", "parts", "bytes"),
+        "SELECT u.upload_id, u.bucket, u.key, u.created_ns, count(p.part_number), "
+        "coalesce(sum(p.size), 0) FROM uploads u LEFT JOIN parts p "
+        "ON p.upload_id = u.upload_id WHERE u.created_ns < ? "
+        "GROUP BY u.upload_id ORDER BY u.created_ns",
+        (cutoff_ns,),
+    )
 
 
 def _mpu_plan(cfg: Config) -> tuple[int, list[dict[str, Any]]]:
@@ -475,9 +468,7 @@ def mpu_gc_run_cmd(cfg: Config, *, force: bool, yes: bool, as_json: bool) -> int
     if not cfg.db_path.exists():
         _err(f"no database at {cfg.db_path}")
         return 2
-    refusal = _gate(cfg, yes, "mpu-gc-run")
-    if refusal is not None:
-        _err(refusal)
+    if _gate_refuses(cfg, yes, "mpu-gc-run"):
         return 1
     started = time.time_ns()
     cutoff, uploads = _mpu_plan(cfg)
@@ -521,9 +512,7 @@ def db_reindex_cmd(cfg: Config, *, yes: bool, as_json: bool) -> int:
     if not cfg.db_path.exists():
         _err(f"no database at {cfg.db_path}")
         return 2
-    refusal = _gate(cfg, yes, "db-reindex")
-    if refusal is not None:
-        _err(refusal)
+    if _gate_refuses(cfg, yes, "db-reindex"):
         return 1
     started = time.time_ns()
     t0 = time.monotonic()
@@ -545,25 +534,16 @@ def db_reindex_cmd(cfg: Config, *, yes: bool, as_json: bool) -> int:
 
 
 def list_buckets(db_path: Path) -> list[dict[str, Any]]:
-    from seglake.meta.schema import open_read, query
-
-    conn = open_read(str(db_path))
-    try:
-        rows = query(
-            conn,
-            "SELECT b.name, b.created_ns, b.versioning, "
-            "(SELECT count(*) FROM current c JOIN versions v ON v.id = c.version "
-            " WHERE c.bucket = b.name AND v.delete_marker = 0), "
-            "(SELECT coalesce(sum(size), 0) FROM versions v WHERE v.bucket = b.name "
-            " AND v.state != 'DELETED' AND v.delete_marker = 0) "
-            "FROM buckets b ORDER BY b.name",
-        )
-    finally:
-        conn.close()
-    return [
-        {"name": r[0], "created_ns": r[1], "versioning": r[2], "objects": r[3], "bytes": r[4]}
-        for r in rows
-    ]
+    return _read_records(
+        db_path,
+        ("name", "created_ns", "versioning", "objects", "bytes"),
+        "SELECT b.name, b.created_ns, b.versioning, "
+        "(SELECT count(*) FROM current c JOIN versions v ON v.id = c.version "
+        " WHERE c.bucket = b.name AND v.delete_marker = 0), "
+        "(SELECT coalesce(sum(size), 0) FROM versions v WHERE v.bucket = b.name "
+        " AND v.state != 'DELETED' AND v.delete_marker = 0) "
+        "FROM buckets b ORDER BY b.name",
+    )
 
 
 def buckets_cmd(

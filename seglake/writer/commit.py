@@ -342,8 +342,12 @@ class Committer:
         self._last_checkpoint = time.monotonic()
         try:
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except apsw.BusyError as exc:
+            log.warning("WAL checkpoint skipped: %s", exc)
         except apsw.Error as exc:
-            log.warning("WAL checkpoint failed: %s", exc)
+            # A write or fsync of meta.db failed under the checkpoint: like any
+            # failed fsync, nothing after it is trusted; stop, recover on restart.
+            raise WriterFatal(f"WAL checkpoint failed: {exc}") from exc
 
 
 def _write_one(path: Path, data: bytes) -> OSError | None:

@@ -37,6 +37,11 @@ def _merge(*tables: Mapping[str, Apply]) -> dict[str, Apply]:
 
 
 APPLY: Final[dict[str, Apply]] = _merge(
-    ops.APPLY, versioning_ops.APPLY, multipart_ops.APPLY, maintenance_ops.APPLY, key_ops.APPLY,
-    admin_ops.APPLY, gc_ops.APPLY,
+    ops.APPLY,
+    versioning_ops.APPLY,
+    multipart_ops.APPLY,
+    maintenance_ops.APPLY,
+    key_ops.APPLY,
+    admin_ops.APPLY,
+    gc_ops.APPLY,
 )

@@ -27,6 +27,7 @@ from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from tests.e2e._helpers import status_and_code, with_headers
 from tests.harness import REGION, SeglakeServer
 
 PUBLIC = "pub-open"
@@ -99,20 +100,6 @@ def client(server: SeglakeServer, key: str, secret: str | None = None, **extra: 
         "s3", endpoint_url=server.endpoint, aws_access_key_id=key,
         aws_secret_access_key=secret or KEYS[key], region_name=REGION, config=cfg,
     )  # fmt: skip
-
-
-def with_headers(s3: Any, headers: dict[str, str]) -> Any:
-    def add(request: Any, **_: Any) -> None:
-        for k, v in headers.items():
-            request.headers[k] = v
-
-    s3.meta.events.register("before-sign.s3.*", add)
-    return s3
-
-
-def error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
-    r = exc.value.response
-    return r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Code"]
 
 
 def raw(server: SeglakeServer, method: str, path: str, headers: dict[str, str] | None = None,
@@ -192,7 +179,7 @@ def test_get_matrix(
     else:
         with pytest.raises(ClientError) as e:
             s3.get_object(Bucket=MATRIX, Key=obj)
-        assert error(e) == (403, "AccessDenied")
+        assert status_and_code(e) == (403, "AccessDenied")
 
 
 def test_put_matrix_nothing_stored_when_denied(server: SeglakeServer) -> None:
@@ -208,10 +195,10 @@ def test_put_matrix_nothing_stored_when_denied(server: SeglakeServer) -> None:
     for key, obj in cases:
         with pytest.raises(ClientError) as e:
             client(server, key).put_object(Bucket=MATRIX, Key=obj, Body=b"x" * 100_000)
-        assert error(e) == (403, "AccessDenied"), (key, obj)
+        assert status_and_code(e) == (403, "AccessDenied"), (key, obj)
         with pytest.raises(ClientError) as e:
             admin.head_object(Bucket=MATRIX, Key=obj)
-        assert error(e)[0] == 404, (key, obj)
+        assert status_and_code(e)[0] == 404, (key, obj)
 
 
 def test_listing_prefix_condition(server: SeglakeServer) -> None:
@@ -221,14 +208,14 @@ def test_listing_prefix_condition(server: SeglakeServer) -> None:
     for prefix in ("", "open/"):
         with pytest.raises(ClientError) as e:
             alice.list_objects_v2(Bucket=MATRIX, Prefix=prefix)
-        assert error(e) == (403, "AccessDenied")
+        assert status_and_code(e) == (403, "AccessDenied")
 
 
 def test_admin_bound_by_bucket_deny_but_can_repair(server: SeglakeServer) -> None:
     admin = server.s3()
     with pytest.raises(ClientError) as e:
         admin.get_object(Bucket=MATRIX, Key="secret/x")
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
     assert json.loads(admin.get_bucket_policy(Bucket=MATRIX)["Policy"]) == json.loads(
         MATRIX_BUCKET_POLICY
     )
@@ -248,7 +235,7 @@ def test_delete_objects_checked_per_key(server: SeglakeServer) -> None:
     # A key that may not delete anything is refused before its body is read.
     with pytest.raises(ClientError) as e:
         client(server, "bob").delete_objects(Bucket=MATRIX, Delete={"Objects": [{"Key": "open/x"}]})
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
     assert admin.get_object(Bucket=MATRIX, Key="open/x")["Body"].read() == b"data of open/x"
 
 
@@ -258,10 +245,10 @@ def test_copy_needs_read_on_the_source(server: SeglakeServer) -> None:
         carol.copy_object(
             Bucket=MATRIX, Key="open/stolen", CopySource={"Bucket": MATRIX, "Key": "secret/x"}
         )
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
     with pytest.raises(ClientError) as e:
         server.s3().head_object(Bucket=MATRIX, Key="open/stolen")
-    assert error(e)[0] == 404
+    assert status_and_code(e)[0] == 404
     carol.copy_object(
         Bucket=MATRIX, Key="open/copied", CopySource={"Bucket": MATRIX, "Key": "open/x"}
     )
@@ -291,7 +278,7 @@ def test_deny_is_never_ignored(server: SeglakeServer) -> None:
             time.sleep(0.05)
         with pytest.raises(ClientError) as e:
             carol.put_object(Bucket=MATRIX, Key="open/new", Body=b"x")
-        assert error(e) == (403, "AccessDenied")
+        assert status_and_code(e) == (403, "AccessDenied")
         assert carol.get_object(Bucket=MATRIX, Key="home/a")["Body"].read() == b"data of home/a"
     finally:
         ok(cli(server, "keys", "set-policy", "--key-access", "carol", "--key-policy", "rw"))
@@ -314,7 +301,7 @@ def test_unsupported_policies_are_refused_not_ignored(server: SeglakeServer) -> 
     for text in bad:
         with pytest.raises(ClientError) as e:
             admin.put_bucket_policy(Bucket=MATRIX, Policy=text)
-        assert error(e) == (400, "MalformedPolicy"), text
+        assert status_and_code(e) == (400, "MalformedPolicy"), text
     # Nothing changed.
     assert admin.get_bucket_policy(Bucket=MATRIX)["Policy"] == MATRIX_BUCKET_POLICY
     result = cli(server, "keys", "set-policy", "--key-access", "bob", "--key-policy",
@@ -332,10 +319,10 @@ def test_bucket_policy_endpoints_and_cli(server: SeglakeServer) -> None:
     admin.create_bucket(Bucket="policy-crud")
     with pytest.raises(ClientError) as e:
         admin.get_bucket_policy(Bucket="policy-crud")
-    assert error(e) == (404, "NoSuchBucketPolicy")
+    assert status_and_code(e) == (404, "NoSuchBucketPolicy")
     with pytest.raises(ClientError) as e:
         admin.get_bucket_policy(Bucket="no-such-bucket-here")
-    assert error(e) == (404, "NoSuchBucket")
+    assert status_and_code(e) == (404, "NoSuchBucket")
     v1 = json.dumps({"version": "v1", "statements": [
         {"effect": "allow", "actions": ["ListBucket"], "resources": [{"bucket": "policy-crud"}]}]})  # fmt: skip
     admin.put_bucket_policy(Bucket="policy-crud", Policy=v1)
@@ -344,7 +331,7 @@ def test_bucket_policy_endpoints_and_cli(server: SeglakeServer) -> None:
     admin.delete_bucket_policy(Bucket="policy-crud")
     with pytest.raises(ClientError) as e:
         admin.get_bucket_policy(Bucket="policy-crud")
-    assert error(e) == (404, "NoSuchBucketPolicy")
+    assert status_and_code(e) == (404, "NoSuchBucketPolicy")
     # The seed's spelling sets it again.
     ok(cli(server, "-mode", "bucket-policy", "-bucket-policy-action", "set",
            "-bucket-policy-bucket=policy-crud", f"-bucket-policy={v1}"))  # fmt: skip
@@ -356,7 +343,7 @@ def test_bucket_policy_endpoints_and_cli(server: SeglakeServer) -> None:
     # A key without PutBucketPolicy cannot change a policy.
     with pytest.raises(ClientError) as e:
         client(server, "bob").put_bucket_policy(Bucket="policy-crud", Policy=v1)
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
 
 
 # ---- public buckets ------------------------------------------------------------
@@ -375,7 +362,7 @@ def test_public_bucket_anonymous_access(server: SeglakeServer) -> None:
     assert status == 403 and b"<Code>AccessDenied</Code>" in body
     with pytest.raises(ClientError) as e:
         server.s3().head_object(Bucket=PUBLIC, Key="anon.txt")
-    assert error(e)[0] == 404
+    assert status_and_code(e)[0] == 404
     for method, path in [("GET", f"/{PUBLIC}"), ("DELETE", f"/{PUBLIC}/hello.txt"),
                          ("GET", f"/{PUBLIC}?policy"), ("GET", "/")]:  # fmt: skip
         status, body = raw(server, method, path)
@@ -393,7 +380,7 @@ def test_public_bucket_anonymous_access(server: SeglakeServer) -> None:
     assert admin.get_bucket_policy_status(Bucket=NOT_LISTED)["PolicyStatus"]["IsPublic"] is False
     with pytest.raises(ClientError) as e:
         admin.get_bucket_policy_status(Bucket=PUBLIC_NO_POLICY)
-    assert error(e) == (404, "NoSuchBucketPolicy")
+    assert status_and_code(e) == (404, "NoSuchBucketPolicy")
 
 
 # ---- keys lifecycle, allow-lists, secrets at rest ---------------------------------
@@ -460,13 +447,13 @@ def test_allow_list_filters_buckets(server: SeglakeServer) -> None:
     assert gina.get_object(Bucket=PUBLIC, Key="hello.txt")["Body"].read() == b"public bytes"
     with pytest.raises(ClientError) as e:
         gina.get_object(Bucket=MATRIX, Key="open/x")
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
     with pytest.raises(ClientError) as e:  # the copy source's bucket counts too
         gina.copy_object(Bucket=PUBLIC, Key="c", CopySource={"Bucket": MATRIX, "Key": "open/x"})
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
     with pytest.raises(ClientError) as e:
         gina.create_bucket(Bucket="gina-new-bucket")
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
     assert json.loads(ok(cli(server, "keys", "list-buckets", "--key-access", "gina", "--json")))[
         "buckets"
     ] == [PUBLIC]
@@ -526,7 +513,7 @@ def test_inflight_limit(server: SeglakeServer) -> None:
                      lambda: hank.list_objects_v2(Bucket=MATRIX)):  # fmt: skip
             with pytest.raises(ClientError) as e:
                 call()
-            assert error(e) == (503, "SlowDown")
+            assert status_and_code(e) == (503, "SlowDown")
         ready, _, _ = select.select([sock], [], [], 0)
         assert not ready, sock.recv(65536)[:300]  # the PUT itself is still running
         # Other keys are not affected.
@@ -567,7 +554,7 @@ def test_keys_managed_offline_then_served(tmp_path: Path) -> None:
         assert ivan.get_object(Bucket="ivans", Key="k")["Body"].read() == b"ivan reads this"
         with pytest.raises(ClientError) as e:
             ivan.put_object(Bucket="ivans", Key="k", Body=b"ro key")
-        assert error(e) == (403, "AccessDenied")
+        assert status_and_code(e) == (403, "AccessDenied")
         # While the server runs, the same commands go through the admin socket.
         ok(cli(srv, "keys", "disable", "--key-access", "ivan"))
         _wait_for(lambda: _code_of(ivan.list_buckets) == "InvalidAccessKeyId", "disable")
@@ -595,7 +582,7 @@ def test_version_deletes_follow_version_actions(server: SeglakeServer) -> None:
     carol = client(server, "carol")
     with pytest.raises(ClientError) as e:
         carol.delete_object(Bucket="vers-deny", Key="k", VersionId=v1)
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
     result = carol.delete_objects(
         Bucket="vers-deny", Delete={"Objects": [{"Key": "k", "VersionId": v1}]}
     )
@@ -639,9 +626,9 @@ def test_multipart_under_bucket_policy(server: SeglakeServer) -> None:
     assert server.s3().get_object(Bucket=MATRIX, Key="uploads/mp")["Body"].read() == part
     with pytest.raises(ClientError) as e:
         bob.create_multipart_upload(Bucket=MATRIX, Key="elsewhere/mp")
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
     second = bob.create_multipart_upload(Bucket=MATRIX, Key="uploads/mp2")["UploadId"]
     with pytest.raises(ClientError) as e:  # nothing grants bob AbortMultipartUpload
         bob.abort_multipart_upload(Bucket=MATRIX, Key="uploads/mp2", UploadId=second)
-    assert error(e) == (403, "AccessDenied")
+    assert status_and_code(e) == (403, "AccessDenied")
     server.s3().abort_multipart_upload(Bucket=MATRIX, Key="uploads/mp2", UploadId=second)

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import apsw
 import pytest
 from botocore.exceptions import ClientError
 
 from seglake.format.manifest import decode_manifest
+from tests.e2e._helpers import cli, cli_json, db_rows
 from tests.harness import SeglakeServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,23 +30,6 @@ CLI_TIMEOUT_S = 120
 SEGMENT_BYTES = "256KiB"
 KiB = 1024
 MiB = 1024 * KiB
-
-
-def cli(
-    data_dir: Path, *args: str, binary: list[str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    cmd = binary or [sys.executable, "-m", "seglake.cli"]
-    return subprocess.run(
-        [*cmd, *args, "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,
-    )  # fmt: skip
-
-
-def cli_json(data_dir: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    out = cli(data_dir, *args, "--json")
-    assert out.stdout, out.stderr
-    doc: dict[str, Any] = json.loads(out.stdout)
-    return out.returncode, doc
 
 
 def seed(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -61,14 +44,6 @@ def seed(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def segment_bytes(data_dir: Path) -> int:
     seg_dir = data_dir / "objects" / "segments"
     return sum(p.stat().st_size for p in seg_dir.iterdir() if p.suffix == ".seg")
-
-
-def db_rows(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-    conn = apsw.Connection(str(data_dir / "meta.db"), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        return list(conn.execute(sql, params).fetchall())
-    finally:
-        conn.close()
 
 
 def maintenance(data_dir: Path, action: str) -> None:
@@ -90,6 +65,23 @@ def make_unversioned(s3: Any, bucket: str) -> None:
 def body_for(key: str, size: int) -> bytes:
     rng = random.Random(key)
     return rng.randbytes(size)
+
+
+def fill_and_thin(s3: Any, bucket: str, count: int, size: int, keep_every: int) -> dict[str, bytes]:
+    """An unversioned ``bucket`` with ``count`` objects ``o/NNN`` of ``size``
+    bytes, all deleted again but every ``keep_every``-th: the kept ones, by key."""
+    make_unversioned(s3, bucket)
+    kept: dict[str, bytes] = {}
+    for i in range(count):
+        key = f"o/{i:03d}"
+        data = body_for(key, size)
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+        if i % keep_every == 0:
+            kept[key] = data
+    for i in range(count):
+        if i % keep_every:
+            s3.delete_object(Bucket=bucket, Key=f"o/{i:03d}")
+    return kept
 
 
 @pytest.fixture
@@ -498,17 +490,7 @@ def test_refusals_and_limits(gsrv: SeglakeServer) -> None:
 
 def test_rewrite_pause_file_and_throttle(gsrv: SeglakeServer) -> None:
     s3 = gsrv.s3()
-    make_unversioned(s3, "gc-pause")
-    keep: dict[str, bytes] = {}
-    for i in range(60):
-        key = f"o/{i:03d}"
-        data = body_for(key, 30 * KiB)
-        s3.put_object(Bucket="gc-pause", Key=key, Body=data)
-        if i % 4 == 0:
-            keep[key] = data
-    for i in range(60):
-        if i % 4:
-            s3.delete_object(Bucket="gc-pause", Key=f"o/{i:03d}")
+    keep = fill_and_thin(s3, "gc-pause", 60, 30 * KiB, keep_every=4)
     code, plan = cli_json(gsrv.data_dir, "gc-rewrite-plan")
     assert code == 0 and plan["segment_count"] >= 3 and plan["copy_bytes"] > 0
     rate = 128 * KiB
@@ -549,19 +531,8 @@ def test_rewrite_pause_file_and_throttle(gsrv: SeglakeServer) -> None:
 def test_offline_gc_and_plan_without_server(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     args = ["--segment-max-bytes", SEGMENT_BYTES]
-    keep: dict[str, bytes] = {}
     with SeglakeServer(data_dir, frontends=1, extra_args=args) as srv:
-        s3 = srv.s3()
-        make_unversioned(s3, "gc-offline")
-        for i in range(40):
-            key = f"o/{i:03d}"
-            data = body_for(key, 25 * KiB)
-            s3.put_object(Bucket="gc-offline", Key=key, Body=data)
-            if i % 5 == 0:
-                keep[key] = data
-        for i in range(40):
-            if i % 5:
-                s3.delete_object(Bucket="gc-offline", Key=f"o/{i:03d}")
+        keep = fill_and_thin(srv.s3(), "gc-offline", 40, 25 * KiB, keep_every=5)
         assert srv.stop() == 0
     before = segment_bytes(data_dir)
     code, plan = cli_json(data_dir, "gc-rewrite-plan")
@@ -590,41 +561,22 @@ def test_gc_requests_cannot_bypass_the_writer_checks(gsrv: SeglakeServer) -> Non
     from seglake.maintenance.admin_client import AdminRefused, admin_call
 
     cfg = build_config({"data_dir": str(gsrv.data_dir)}, env={})
-    with pytest.raises(AdminRefused) as info:
-        trio.run(
-            admin_call, cfg, "writer_mutation",
-            {"mutation": "gc_delete_segments", "args": {"segments": [1]}},
-        )  # fmt: skip
-    assert info.value.error.code == "InvalidRequest"
-    with pytest.raises(AdminRefused) as info:
-        trio.run(
-            admin_call, cfg, "writer_mutation",
-            {"mutation": "gc_drop_segments", "args": {"segments": [1]}},
-        )  # fmt: skip
-    assert info.value.error.code == "AccessDenied"
-    with pytest.raises(AdminRefused) as info:
-        trio.run(
-            admin_call, cfg, "writer_mutation",
-            {"mutation": "gc_rewrite_chunks", "args": {"segment": "x", "yes": True}},
-        )  # fmt: skip
-    assert info.value.error.code == "InvalidArgument"
+    refusals: list[tuple[str, dict[str, Any], str]] = [
+        ("gc_delete_segments", {"segments": [1]}, "InvalidRequest"),
+        ("gc_drop_segments", {"segments": [1]}, "AccessDenied"),
+        ("gc_rewrite_chunks", {"segment": "x", "yes": True}, "InvalidArgument"),
+    ]
+    for mutation, args, code in refusals:
+        with pytest.raises(AdminRefused) as info:
+            trio.run(admin_call, cfg, "writer_mutation", {"mutation": mutation, "args": args})
+        assert info.value.error.code == code, mutation
 
 
 def test_live_rewrite_with_yes_under_load(gsrv: SeglakeServer) -> None:
     """gc-rewrite-run --yes on a live server: concurrent PUTs and GETs (of the
     very objects being moved) all succeed, and nothing is marked DAMAGED."""
     s3 = gsrv.s3()
-    make_unversioned(s3, "gc-live")
-    kept: dict[str, bytes] = {}
-    for i in range(80):
-        key = f"o/{i:03d}"
-        data = body_for(key, 24 * KiB)
-        s3.put_object(Bucket="gc-live", Key=key, Body=data)
-        if i % 5 == 0:
-            kept[key] = data
-    for i in range(80):
-        if f"o/{i:03d}" not in kept:
-            s3.delete_object(Bucket="gc-live", Key=f"o/{i:03d}")
+    kept = fill_and_thin(s3, "gc-live", 80, 24 * KiB, keep_every=5)
     before = segment_bytes(gsrv.data_dir)
     with Load(gsrv, "gc-live", max_ops=3000, max_s=120, also_read=kept) as load:
         time.sleep(0.5)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import apsw
 import pytest
 from botocore.exceptions import ClientError
 
 from seglake.format.manifest import decode_manifest, manifest_path
+from tests.e2e._helpers import cli as shared_cli
+from tests.e2e._helpers import cli_json as shared_cli_json
+from tests.e2e._helpers import db_rows, flip_chunk_byte
 from tests.harness import SeglakeServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,31 +26,14 @@ SEED_BINARY = ROOT / "build" / "seglake"
 CLI_TIMEOUT_S = 60
 
 
-def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "seglake.cli", *args, "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False,
-    )  # fmt: skip
-
-
-def cli_json(data_dir: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    out = cli(data_dir, *args, "--json")
-    assert out.stdout, out.stderr
-    doc: dict[str, Any] = json.loads(out.stdout)
-    return out.returncode, doc
+# Tighter than the shared default: these commands run on small stores.
+cli = functools.partial(shared_cli, timeout_s=CLI_TIMEOUT_S)
+cli_json = functools.partial(shared_cli_json, timeout_s=CLI_TIMEOUT_S)
 
 
 def error_code(exc: ClientError) -> tuple[str, int, dict[str, str]]:
     meta = exc.response["ResponseMetadata"]
     return exc.response["Error"]["Code"], meta["HTTPStatusCode"], meta["HTTPHeaders"]
-
-
-def db_rows(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-    conn = apsw.Connection(str(data_dir / "meta.db"), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        return list(conn.execute(sql, params).fetchall())
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -222,12 +207,7 @@ def test_fsck_and_scrub(tmp_path: Path) -> None:
         # One flipped byte inside one chunk of "b": scrub names exactly that version.
         uid_b, manifest_b = _uid_and_manifest(data, "chk", "b")
         chunk = decode_manifest(manifest_b, path="b").chunks[1]
-        seg = data / "objects" / "segments" / f"{chunk.segment_id:016x}.seg"
-        with open(seg, "r+b") as f:
-            f.seek(chunk.offset + 17)
-            byte = f.read(1)
-            f.seek(chunk.offset + 17)
-            f.write(bytes([byte[0] ^ 0xFF]))
+        seg = flip_chunk_byte(data, chunk, 17)
         rc, doc = cli_json(data, "scrub")
         assert rc == 1
         assert [(d["bucket"], d["key"], d["uid"], d["chunk"]) for d in doc["damaged"]] == [

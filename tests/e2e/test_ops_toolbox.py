@@ -18,6 +18,7 @@ import msgpack
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.e2e._helpers import db_rows, flip_chunk_byte
 from tests.harness import SeglakeServer
 
 CLI_TIMEOUT_S = 120
@@ -205,14 +206,6 @@ def test_rebuild_index_force_keeps_old_database(tmp_path: Path) -> None:
     assert dump(data / "meta.db")["versions"] == original["versions"]
 
 
-def _db_rows(data: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-    conn = apsw.Connection(str(data / "meta.db"), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        return list(conn.execute(sql, params))
-    finally:
-        conn.close()
-
-
 def test_buckets_modes_live_and_offline(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with SeglakeServer(data, frontends=1) as srv:
@@ -253,8 +246,8 @@ def test_buckets_modes_live_and_offline(tmp_path: Path) -> None:
     # Offline: applied under the data-dir lock, visible to the next server.
     done = cli_json(data, "buckets", "create", "gamma", "--versioning", "unversioned")
     assert done["via"] == "offline" and done["created"] is True
-    assert _db_rows(data, "SELECT name, versioning FROM buckets") == [("gamma", "unversioned")]
-    modes = [r[0] for r in _db_rows(data, "SELECT mode FROM ops_runs ORDER BY id")]
+    assert db_rows(data, "SELECT name, versioning FROM buckets") == [("gamma", "unversioned")]
+    modes = [r[0] for r in db_rows(data, "SELECT mode FROM ops_runs ORDER BY id")]
     assert modes.count("buckets") >= 3
     with SeglakeServer(data, frontends=1) as srv:
         s3 = srv.s3()
@@ -279,10 +272,10 @@ def test_gate_and_db_reindex(tmp_path: Path) -> None:
         quiesced = cli_json(data, "db-reindex")
         assert quiesced["via"] == "server" and quiesced["recorded"] is True
         assert cli(data, "maintenance", "disable").returncode == 0
-        assert _db_rows(data, "SELECT count(*) FROM sqlite_stat1")[0][0] >= 1
+        assert db_rows(data, "SELECT count(*) FROM sqlite_stat1")[0][0] >= 1
     offline = cli_json(data, "db-reindex")
     assert offline["via"] == "offline" and offline["indexes"] == forced["indexes"]
-    runs = [r[0] for r in _db_rows(data, "SELECT mode FROM ops_runs WHERE mode = 'db-reindex'")]
+    runs = [r[0] for r in db_rows(data, "SELECT mode FROM ops_runs WHERE mode = 'db-reindex'")]
     assert len(runs) == 3
 
 
@@ -326,19 +319,14 @@ def test_mpu_gc_aborts_only_old_uploads(tmp_path: Path) -> None:
 def _flip_first_chunk_byte(data: Path, bucket: str, key: str) -> None:
     from seglake.format.manifest import decode_manifest
 
-    raw = _db_rows(
+    raw = db_rows(
         data,
         "SELECT v.manifest FROM current c JOIN versions v ON v.id = c.version "
         "WHERE c.bucket = ? AND c.key = ?",
         (bucket, key),
     )[0][0]
     chunk = decode_manifest(bytes(raw), path="test").chunks[0]
-    seg = data / "objects" / "segments" / f"{chunk.segment_id:016x}.seg"
-    with open(seg, "r+b") as f:
-        f.seek(chunk.offset + 10)
-        b = f.read(1)
-        f.seek(chunk.offset + 10)
-        f.write(bytes([b[0] ^ 0xFF]))
+    flip_chunk_byte(data, chunk, 10)
 
 
 def test_scheduled_scrub_and_mpu_gc(tmp_path: Path) -> None:
@@ -355,7 +343,7 @@ def test_scheduled_scrub_and_mpu_gc(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         state, uploads = None, [upload]
         while time.monotonic() < deadline:
-            state = _db_rows(
+            state = db_rows(
                 data, "SELECT state FROM versions WHERE bucket = 'sched' AND key = 'bad'"
             )[0][0]
             uploads = [
@@ -366,9 +354,9 @@ def test_scheduled_scrub_and_mpu_gc(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert state == "DAMAGED"
         assert uploads == []
-        good = _db_rows(data, "SELECT state FROM versions WHERE key = 'good'")[0][0]
+        good = db_rows(data, "SELECT state FROM versions WHERE key = 'good'")[0][0]
         assert good == "ACTIVE"
-        runs = _db_rows(data, "SELECT mode, status, report FROM ops_runs")
+        runs = db_rows(data, "SELECT mode, status, report FROM ops_runs")
         scrubs = [json.loads(r[2]) for r in runs if r[0] == "scrub" and r[1] == "errors"]
         assert scrubs and scrubs[0]["scheduled"] is True
         assert scrubs[0]["damaged"][0]["key"] == "bad"
@@ -460,7 +448,7 @@ def test_rebuild_index_reports_damaged_files(tmp_path: Path) -> None:
         s3.put_object(Bucket="dmg", Key="fine", Body=b"fine")
         s3.put_object(Bucket="dmg", Key="broken", Body=b"broken")
         s3.delete_object(Bucket="dmg", Key="fine")
-    broken_uid = _db_rows(data, "SELECT uid FROM versions WHERE key = 'broken'")[0][0]
+    broken_uid = db_rows(data, "SELECT uid FROM versions WHERE key = 'broken'")[0][0]
     manifests = list((data / "objects" / "manifests").rglob(f"{broken_uid}.mf"))
     assert len(manifests) == 1
     raw = bytearray(manifests[0].read_bytes())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.e2e._helpers import status_and_code, with_headers
 from tests.harness import SeglakeServer
 
 MiB = 1024 * 1024
@@ -31,34 +31,18 @@ def md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def with_headers(s3: Any, headers: dict[str, str]) -> Any:
-    """A client that adds headers to every request (signed with them)."""
-
-    def add(request: Any, **_: Any) -> None:
-        for k, v in headers.items():
-            request.headers[k] = v
-
-    s3.meta.events.register("before-sign.s3.*", add)
-    return s3
-
-
-def code(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
-    r = exc.value.response
-    return r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Code"]
-
-
 def test_content_md5_required_for_data(server: SeglakeServer) -> None:
     s3 = server.s3()
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket="free", Key="k", Body=b"data")
-    assert code(e) == (400, "InvalidRequest")
+    assert status_and_code(e) == (400, "InvalidRequest")
     assert "Content-MD5" in e.value.response["Error"]["Message"]
     s3.put_object(Bucket="free", Key="k", Body=b"data", ContentMD5=md5(b"data"))
     assert s3.get_object(Bucket="free", Key="k")["Body"].read() == b"data"
     upload = s3.create_multipart_upload(Bucket="free", Key="mp")["UploadId"]
     with pytest.raises(ClientError) as e:
         s3.upload_part(Bucket="free", Key="mp", UploadId=upload, PartNumber=1, Body=b"p")
-    assert code(e) == (400, "InvalidRequest")
+    assert status_and_code(e) == (400, "InvalidRequest")
     s3.upload_part(
         Bucket="free", Key="mp", UploadId=upload, PartNumber=1, Body=b"p", ContentMD5=md5(b"p")
     )
@@ -69,7 +53,7 @@ def test_if_match_required_in_guarded_buckets(server: SeglakeServer) -> None:
     body = b"v1"
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket="guarded", Key="k", Body=body, ContentMD5=md5(body))
-    assert code(e) == (428, "PreconditionRequired")
+    assert status_and_code(e) == (428, "PreconditionRequired")
     # Create with If-None-Match: *, overwrite with the right If-Match.
     first = s3.put_object(
         Bucket="guarded", Key="k", Body=body, ContentMD5=md5(body), IfNoneMatch="*"
@@ -79,7 +63,7 @@ def test_if_match_required_in_guarded_buckets(server: SeglakeServer) -> None:
         s3.put_object(
             Bucket="guarded", Key="k", Body=body2, ContentMD5=md5(body2), IfMatch='"0123"'
         )
-    assert code(e) == (412, "PreconditionFailed")
+    assert status_and_code(e) == (412, "PreconditionFailed")
     s3.put_object(
         Bucket="guarded", Key="k", Body=body2, ContentMD5=md5(body2), IfMatch=first["ETag"]
     )
@@ -93,7 +77,7 @@ def test_if_match_required_for_copy_and_complete(server: SeglakeServer) -> None:
     s3.put_object(Bucket="source", Key="src", Body=b"copy me", ContentMD5=md5(b"copy me"))
     with pytest.raises(ClientError) as e:
         s3.copy_object(Bucket="guarded", Key="copy", CopySource={"Bucket": "source", "Key": "src"})
-    assert code(e) == (428, "PreconditionRequired")
+    assert status_and_code(e) == (428, "PreconditionRequired")
     guarded = with_headers(server.s3(), {"If-None-Match": "*"})
     guarded.copy_object(Bucket="guarded", Key="copy", CopySource={"Bucket": "source", "Key": "src"})
     assert s3.get_object(Bucket="guarded", Key="copy")["Body"].read() == b"copy me"
@@ -107,7 +91,7 @@ def test_if_match_required_for_copy_and_complete(server: SeglakeServer) -> None:
         s3.complete_multipart_upload(
             Bucket="guarded", Key="mp", UploadId=upload, MultipartUpload=parts
         )
-    assert code(e) == (428, "PreconditionRequired")
+    assert status_and_code(e) == (428, "PreconditionRequired")
     guarded.complete_multipart_upload(
         Bucket="guarded", Key="mp", UploadId=upload, MultipartUpload=parts
     )

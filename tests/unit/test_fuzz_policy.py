@@ -15,11 +15,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import os
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from seglake.protocol.policy import (
@@ -31,14 +30,7 @@ from seglake.protocol.policy import (
     parse_bucket_policy,
     parse_key_policy,
 )
-
-DEFAULT_EXAMPLES = 300
-EXAMPLES = int(os.environ.get("SEGLAKE_FUZZ_EXAMPLES", str(DEFAULT_EXAMPLES)))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+from tests.unit.fuzzing import FUZZ
 
 # Vocabulary close to real policies, so generated documents often parse and
 # the evaluator gets exercised, plus arbitrary text for everything else.

@@ -3,7 +3,7 @@
 Rules this file keeps:
 
 * The number of examples per target comes from ``SEGLAKE_FUZZ_EXAMPLES``
-  (default ``DEFAULT_EXAMPLES``, small enough for ``make test``);
+  (default ``fuzzing.DEFAULT_EXAMPLES``, small enough for ``make test``);
   ``make fuzz`` runs the same targets with many more.
 * Hostile input may only ever produce ``S3Error`` (an answer the client
   gets), never another exception (a 500) and never a hang.
@@ -19,11 +19,10 @@ import base64
 import hashlib
 import hmac
 import itertools
-import os
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from seglake.errors import S3Error
@@ -36,14 +35,7 @@ from seglake.protocol.sigv4 import (
     canonical_query,
     canonical_uri,
 )
-
-DEFAULT_EXAMPLES = 300
-EXAMPLES = int(os.environ.get("SEGLAKE_FUZZ_EXAMPLES", str(DEFAULT_EXAMPLES)))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+from tests.unit.fuzzing import FUZZ
 
 AK = "AKIDFUZZ"
 SECRET = "fuzz-secret"
