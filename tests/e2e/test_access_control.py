@@ -50,7 +50,7 @@ def aws_policy(*statements: dict[str, Any]) -> str:
 
 ALICE_POLICY = aws_policy(
     {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{MATRIX}/*",
-     "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}},
+     "Condition": {"IpAddress": {"aws:SourceIp": "198.51.100.0/24"}}},
     {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{MATRIX}",
      "Condition": {"StringLike": {"s3:prefix": "home/*"}}},
     {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{MATRIX}/*",
@@ -154,10 +154,10 @@ GET_CASES = [
     ("bob", "open/x", {}, 200),
     ("bob", "secret/x", {}, 403),
     # identity allow with an IP condition (client address via trusted XFF)
-    ("alice", "open/x", {"X-Forwarded-For": "10.20.30.40"}, 200),
-    ("alice", "open/x", {"X-Forwarded-For": "192.168.1.1"}, 403),
-    ("alice", "open/x", {}, 403),  # 127.0.0.1 is outside 10/8
-    ("alice", "secret/x", {"X-Forwarded-For": "10.20.30.40"}, 403),  # bucket deny wins
+    ("alice", "open/x", {"X-Forwarded-For": "198.51.100.40"}, 200),
+    ("alice", "open/x", {"X-Forwarded-For": "203.0.113.1"}, 403),
+    ("alice", "open/x", {}, 403),  # 127.0.0.1 is outside 198.51.100.0/24
+    ("alice", "secret/x", {"X-Forwarded-For": "198.51.100.40"}, 403),  # bucket deny wins
     # v1 header condition and prefix resource
     ("dave", "open/x", {"x-tenant": "alpha"}, 200),
     ("dave", "open/x", {"x-tenant": "beta"}, 403),

@@ -20,19 +20,19 @@ from seglake.auth.keystore import (
 from seglake.errors import S3Error
 from seglake.frontend.authz import InflightLimiter, client_address, parse_networks
 
-TRUSTED = parse_networks("127.0.0.1/32, 10.0.0.0/8")
+TRUSTED = parse_networks("127.0.0.1/32, 198.51.100.0/24")
 
 
 @pytest.mark.parametrize(
     ("peer", "xff", "expected"),
     [
         ("192.0.2.1", None, "192.0.2.1"),
-        ("192.0.2.1", "10.9.9.9", "192.0.2.1"),  # untrusted peer: XFF ignored
+        ("192.0.2.1", "198.51.100.9", "192.0.2.1"),  # untrusted peer: XFF ignored
         ("127.0.0.1", None, "127.0.0.1"),
         ("127.0.0.1", "203.0.113.7", "203.0.113.7"),
         ("127.0.0.1", "198.51.100.1, 203.0.113.7", "203.0.113.7"),  # rightmost untrusted
-        ("127.0.0.1", "203.0.113.7, 10.1.1.1", "203.0.113.7"),  # skip trusted hops
-        ("127.0.0.1", "10.1.1.1", "10.1.1.1"),  # all trusted: the leftmost seen
+        ("127.0.0.1", "203.0.113.7, 198.51.100.11", "203.0.113.7"),  # skip trusted hops
+        ("127.0.0.1", "198.51.100.11", "198.51.100.11"),  # all trusted: the leftmost seen
         ("127.0.0.1", "garbage, 203.0.113.7", "203.0.113.7"),
         ("127.0.0.1", "203.0.113.7, garbage", "127.0.0.1"),  # unreadable hop ends trust
         ("127.0.0.1", "2001:db8::1", "2001:db8::1"),
@@ -46,8 +46,8 @@ def test_client_address(peer: str | None, xff: str | None, expected: str | None)
 
 
 def test_client_address_bounds_hops() -> None:
-    xff = ", ".join(["10.0.0.1"] * 100_000)
-    assert client_address("127.0.0.1", xff, TRUSTED) == ipaddress.ip_address("10.0.0.1")
+    xff = ", ".join(["198.51.100.1"] * 100_000)
+    assert client_address("127.0.0.1", xff, TRUSTED) == ipaddress.ip_address("198.51.100.1")
 
 
 def _key(name: str, inflight: int = 0) -> KeyRecord:

@@ -39,7 +39,7 @@ WORDS = st.sampled_from(
         "Version", "2012-10-17", "Statement", "Effect", "Allow", "Deny", "Action", "Resource",
         "Principal", "Condition", "Sid", "AWS", "*", "s3:*", "s3:GetObject", "s3:Put*",
         "s3:ListBucket", "arn:aws:s3:::demo", "arn:aws:s3:::demo/*", "arn:aws:s3:::demo/a?",
-        "IpAddress", "NotIpAddress", "aws:SourceIp", "10.0.0.0/8", "::1/128", "DateLessThan",
+        "IpAddress", "NotIpAddress", "aws:SourceIp", "198.51.100.0/24", "::1/128", "DateLessThan",
         "DateGreaterThan", "aws:CurrentTime", "2026-01-01T00:00:00Z", "StringEquals",
         "StringLike", "s3:prefix", "s3:delimiter", "Bool", "aws:SecureTransport", "true",
         "version", "v1", "statements", "effect", "actions", "resources", "bucket", "prefix",
@@ -65,7 +65,7 @@ STATEMENT = st.fixed_dictionaries(
     },
     optional={
         "Condition": st.sampled_from([
-            {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
+            {"IpAddress": {"aws:SourceIp": "198.51.100.0/24"}},
             {"Bool": {"aws:SecureTransport": "false"}},
             {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}},
             {"StringLike": {"s3:prefix": ["a*", "b"]}},
@@ -79,7 +79,7 @@ CONTEXT = st.builds(
     bucket=st.sampled_from(["demo", "other", ""]),
     key=st.text(max_size=10),
     principal=st.sampled_from(["alice", "bob", None]),
-    source_ip=st.sampled_from(["10.0.0.1", "192.168.0.1", "::1"]).map(ipaddress.ip_address),
+    source_ip=st.sampled_from(["198.51.100.1", "203.0.113.2", "::1"]).map(ipaddress.ip_address),
     now=st.just(datetime(2026, 6, 1, tzinfo=UTC)),
     secure_transport=st.booleans(),
     headers=st.dictionaries(st.sampled_from(["x-t", "host"]), st.text(max_size=4), max_size=2),

@@ -40,7 +40,7 @@ def ctx(
     key: str = "a/b.txt",
     *,
     principal: str | None = "alice",
-    ip: str = "10.1.2.3",
+    ip: str = "198.51.100.23",
     now: datetime = NOW,
     secure: bool = False,
     headers: dict[str, str] | None = None,
@@ -143,7 +143,7 @@ def test_v1_conditions() -> None:
             {
                 "effect": "allow", "actions": ["GetObject"],
                 "resources": [{"bucket": "demo", "prefix": "public/"}],
-                "conditions": {"source_ip": ["10.0.0.0/8"], "headers": {"x-tenant": "alpha"},
+                "conditions": {"source_ip": ["198.51.100.0/24"], "headers": {"x-tenant": "alpha"},
                                "after": "2026-01-01T00:00:00Z", "before": "2027-01-01T00:00:00Z"},
             }
         )
@@ -152,7 +152,7 @@ def test_v1_conditions() -> None:
     assert verdict(policy, ctx(key="public/a", headers=good)) == ALLOW
     assert verdict(policy, ctx(key="public/a", headers={"x-tenant": "beta"})) == IMPLICIT_DENY
     assert verdict(policy, ctx(key="public/a")) == IMPLICIT_DENY  # header missing
-    assert verdict(policy, ctx(key="public/a", headers=good, ip="192.168.1.1")) == IMPLICIT_DENY
+    assert verdict(policy, ctx(key="public/a", headers=good, ip="203.0.113.1")) == IMPLICIT_DENY
     late = datetime(2027, 2, 1, tzinfo=UTC)
     assert verdict(policy, ctx(key="public/a", headers=good, now=late)) == IMPLICIT_DENY
     assert verdict(policy, ctx(key="private/a", headers=good)) == IMPLICIT_DENY
@@ -188,10 +188,10 @@ def test_aws_wildcards_and_resources() -> None:
 @pytest.mark.parametrize(
     ("condition", "c", "applies"),
     [
-        ({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, ctx(ip="10.9.9.9"), True),
-        ({"IpAddress": {"aws:SourceIp": ["10.0.0.0/8"]}}, ctx(ip="11.0.0.1"), False),
+        ({"IpAddress": {"aws:SourceIp": "198.51.100.0/24"}}, ctx(ip="198.51.100.9"), True),
+        ({"IpAddress": {"aws:SourceIp": ["198.51.100.0/24"]}}, ctx(ip="11.0.0.1"), False),
         ({"IpAddress": {"aws:SourceIp": "2001:db8::/32"}}, ctx(ip="2001:db8::1"), True),
-        ({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, ctx(ip="11.0.0.1"), True),
+        ({"NotIpAddress": {"aws:SourceIp": "198.51.100.0/24"}}, ctx(ip="11.0.0.1"), True),
         ({"DateGreaterThan": {"aws:CurrentTime": "2026-01-01T00:00:00Z"}}, ctx(), True),
         ({"DateLessThan": {"aws:CurrentTime": "2026-01-01T00:00:00Z"}}, ctx(), False),
         ({"Bool": {"aws:SecureTransport": "true"}}, ctx(secure=True), True),

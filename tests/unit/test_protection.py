@@ -112,7 +112,7 @@ def test_replay_table_is_bounded_and_resized(tmp_path: Path) -> None:
         (("127.0.0.1", 5000), "127.0.0.1"),
         (("2001:db8:1:2:3:4:5:6", 1), "2001:db8:1:2::/64"),
         (("2001:db8:1:2:ffff::9", 1), "2001:db8:1:2::/64"),
-        (("::ffff:10.0.0.1", 1), "10.0.0.1"),
+        (("::ffff:198.51.100.1", 1), "198.51.100.1"),
         (None, "-"),
         (("unix-socket", 0), "unix-socket"),
     ],
@@ -122,14 +122,14 @@ def test_client_ip(client: tuple[str, int] | None, expected: str) -> None:
 
 
 def test_client_ip_behind_trusted_proxy() -> None:
-    proxies = (ipaddress.ip_network("10.0.0.0/8"),)
-    scope = {"client": ("10.1.2.3", 40000)}
+    proxies = (ipaddress.ip_network("198.51.100.0/24"),)
+    scope = {"client": ("198.51.100.23", 40000)}
     # Forwarded-for is believed only from a trusted proxy...
     assert client_ip(scope, "203.0.113.7", proxies) == "203.0.113.7"
-    assert client_ip(scope, "198.51.100.1, 203.0.113.7, 10.9.9.9", proxies) == "203.0.113.7"
+    assert client_ip(scope, "198.51.100.1, 203.0.113.7, 198.51.100.9", proxies) == "203.0.113.7"
     # ...and ignored from anyone else.
     assert client_ip({"client": ("192.0.2.5", 1)}, "203.0.113.7", proxies) == "192.0.2.5"
-    assert client_ip(scope, "203.0.113.7") == "10.1.2.3"
+    assert client_ip(scope, "203.0.113.7") == "198.51.100.23"
 
 
 def test_timed_receive_idle_timeout_mock_clock() -> None:
