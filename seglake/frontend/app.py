@@ -53,7 +53,6 @@ class App:
         self.cfg = cfg
         self._writer: WriterClient | None = None
         self._handlers: dict[str, Handler] = {}
-        self.secrets = {cfg.access_key: cfg.secret_key} if cfg.access_key else {}
         self._access_log = logging.getLevelName(cfg.log_level.upper()) <= logging.INFO
         self._pid = os.getpid()
         self.cors = CorsPolicy.from_config(cfg)
