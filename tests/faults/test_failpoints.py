@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from seglake.config import Config
 from seglake.maintenance.fsck import run_fsck
 from seglake.maintenance.scrub import run_scrub
 from tests.faults.figures import report
-from tests.faults.util import status_retry
+from tests.faults.util import Ack, status_retry, verify_acked
 from tests.harness import SeglakeServer
 
 _FILE_SITES = [
@@ -87,16 +86,6 @@ SERVER_ARGS = ["--segment-max-bytes", "48KiB", "--restart-backoff-max", "0.2s"]
 WRITE_ERRORS = (ClientError, Exception)
 
 
-@dataclass
-class Ack:
-    key: str
-    version_id: str
-    data: bytes | None  # None: a delete marker
-    # A copy of a key whose overwrite failed for the client but was committed
-    # (killed after COMMIT) holds that content instead; either is right.
-    alts: tuple[bytes, ...] = ()
-
-
 def _try(fn: Any) -> Any:
     """One attempt; None when the writer died under it (or any refusal)."""
     try:
@@ -140,7 +129,7 @@ def test_every_failpoint_kill9_loses_nothing(tmp_path: Path) -> None:
         missing = sorted(set(FAILPOINTS) - set(fired))
         procs = {p["role"]: p for p in status_retry(srv, timeout=30)["processes"]}
         restarts = int(procs["writer"]["restarts"])
-        verified = _verify(srv, acked)
+        verified = verify_acked(srv, BUCKET, acked)
         assert srv.stop() == 0, srv.log_tail()
     finally:
         srv.close()
@@ -243,30 +232,3 @@ def _one_round(
             )
             _try(lambda: s3.delete_object(Bucket=tmp, Key="marker"))
             _try(lambda: s3.delete_bucket(Bucket=tmp))
-
-
-def _verify(srv: SeglakeServer, acked: list[Ack]) -> int:
-    s3 = srv.s3(max_attempts=5)
-    problems: list[str] = []
-    n = 0
-    for a in acked:
-        if a.data is None:
-            try:
-                s3.head_object(Bucket=BUCKET, Key=a.key, VersionId=a.version_id)
-                problems.append(f"delete marker {a.key} {a.version_id} served as an object")
-            except ClientError as exc:
-                hdrs = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-                if hdrs.get("x-amz-delete-marker") != "true":
-                    problems.append(f"delete marker {a.key} {a.version_id}: {exc}")
-            continue
-        try:
-            body = s3.get_object(Bucket=BUCKET, Key=a.key, VersionId=a.version_id)["Body"].read()
-        except ClientError as exc:
-            problems.append(f"ACKED {a.key} {a.version_id}: {exc}")
-            continue
-        if body != a.data and body not in a.alts:
-            problems.append(f"ACKED {a.key} {a.version_id}: wrong bytes")
-        else:
-            n += 1
-    assert not problems, problems[:20]
-    return n

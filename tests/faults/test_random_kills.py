@@ -20,17 +20,14 @@ import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from seglake.config import Config
 from seglake.maintenance.fsck import run_fsck
 from seglake.maintenance.scrub import run_scrub
 from tests.faults.figures import report
-from tests.faults.util import processes_by_name, sigkill, status_retry, wait_for
+from tests.faults.util import Ack, processes_by_name, sigkill, status_retry, verify_acked, wait_for
 from tests.harness import SeglakeServer
 
 LONG = os.environ.get("SEGLAKE_LONG_FAULTS") == "1"
@@ -40,17 +37,6 @@ THREADS = 3
 SERVER_ARGS = ["--segment-max-bytes", "64KiB", "--restart-backoff-max", "0.3s"]
 VICTIMS = ["writer"] * 4 + ["frontend"] * 3 + ["maintenance"] * 2 + ["supervisor"]
 TIME_LIMIT_S = 3600.0 if LONG else 150.0
-
-
-@dataclass
-class Ack:
-    key: str
-    version_id: str
-    data: bytes | None
-    # A copy's source may have had an overwrite that failed for the client
-    # but was committed (the writer died after COMMIT): then the copy holds
-    # that content, and either is right.
-    alts: tuple[bytes, ...] = ()
 
 
 class Load:
@@ -157,33 +143,6 @@ class Load:
             del live[key]
 
 
-def _verify(srv: SeglakeServer, acked: list[Ack]) -> int:
-    s3 = srv.s3(max_attempts=5, read_timeout=30)
-    problems: list[str] = []
-    n = 0
-    for a in acked:
-        try:
-            if a.data is None:
-                try:
-                    s3.head_object(Bucket=BUCKET, Key=a.key, VersionId=a.version_id)
-                    problems.append(f"delete marker {a.key} served as an object")
-                except ClientError as exc:
-                    hdrs = exc.response["ResponseMetadata"].get("HTTPHeaders", {})
-                    if hdrs.get("x-amz-delete-marker") != "true":
-                        problems.append(f"acked delete {a.key} {a.version_id}: {exc}")
-                continue
-            body = s3.get_object(Bucket=BUCKET, Key=a.key, VersionId=a.version_id)["Body"].read()
-        except ClientError as exc:
-            problems.append(f"ACKED {a.key} {a.version_id}: {exc}")
-            continue
-        if body != a.data and body not in a.alts:
-            problems.append(f"ACKED {a.key} {a.version_id}: wrong bytes")
-        else:
-            n += 1
-    assert not problems, problems[:20]
-    return n
-
-
 def test_random_kills_under_mixed_load(tmp_path: Path) -> None:
     seed = int(os.environ.get("SEGLAKE_FAULT_SEED") or random.SystemRandom().randrange(1 << 30))
     print(f"\nseed {seed}")
@@ -243,7 +202,7 @@ def test_random_kills_under_mixed_load(tmp_path: Path) -> None:
             th.join(60)
         assert not any(th.is_alive() for th in threads), "load threads hung"
         assert not load.crashes, load.crashes
-        verified = _verify(srv, load.acked)
+        verified = verify_acked(srv, BUCKET, load.acked)
         assert srv.stop() == 0, srv.log_tail()
     finally:
         load.stop.set()

@@ -512,3 +512,45 @@ class RawPut:
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
+
+
+@dataclass
+class Ack:
+    """A write the client saw acknowledged, to be read back by version id."""
+
+    key: str
+    version_id: str
+    data: bytes | None  # None: a delete marker
+    # A copy whose source had an overwrite that failed for the client but was
+    # committed (the writer died after COMMIT) holds that content instead;
+    # either is right.
+    alts: tuple[bytes, ...] = ()
+
+
+def verify_acked(srv: SeglakeServer, bucket: str, acked: list[Ack]) -> int:
+    """Read back every acknowledged version byte for byte (delete markers must
+    still be markers); fails listing the problems, returns the count checked."""
+    s3 = srv.s3(max_attempts=5, read_timeout=30)
+    problems: list[str] = []
+    n = 0
+    for a in acked:
+        try:
+            if a.data is None:
+                try:
+                    s3.head_object(Bucket=bucket, Key=a.key, VersionId=a.version_id)
+                    problems.append(f"delete marker {a.key} {a.version_id} served as an object")
+                except ClientError as exc:
+                    hdrs = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+                    if hdrs.get("x-amz-delete-marker") != "true":
+                        problems.append(f"acked delete {a.key} {a.version_id}: {exc}")
+                continue
+            body = s3.get_object(Bucket=bucket, Key=a.key, VersionId=a.version_id)["Body"].read()
+        except ClientError as exc:
+            problems.append(f"ACKED {a.key} {a.version_id}: {exc}")
+            continue
+        if body != a.data and body not in a.alts:
+            problems.append(f"ACKED {a.key} {a.version_id}: wrong bytes")
+        else:
+            n += 1
+    assert not problems, problems[:20]
+    return n
