@@ -300,18 +300,23 @@ class Committer:
         return written
 
     def _make_dir(self, d: Path) -> None:
-        """Create a shard directory durably: the new entry in its parent (and
-        a new top level in the manifests dir) is fsynced before any manifest
-        inside it counts as durable."""
-        missing: list[Path] = []
+        """Make a shard directory durably present before any manifest inside
+        it counts as durable: each level below the manifests dir is created
+        if missing, and its entry in its parent is fsynced.
+
+        The parent is fsynced on this process's first use of a level even
+        when the level already exists: an earlier writer may have created it
+        and died on that very fsync, and a failed fsync is never trusted.
+        """
+        chain: list[Path] = []
         p = d
-        while not p.is_dir():
-            missing.append(p)
+        while p not in (self.cfg.manifests_dir, p.parent) and p not in self._known_dirs:
+            chain.append(p)
             p = p.parent
-        for m in reversed(missing):
-            fileio.mkdir(m, "manifest_dir.mkdir")
-            fsync_dir(m.parent, "manifest_dir.parent_fsync")
-        self._known_dirs.add(d)
+        for level in reversed(chain):
+            fileio.mkdir(level, "manifest_dir.mkdir")
+            fsync_dir(level.parent, "manifest_dir.parent_fsync")
+            self._known_dirs.add(level)
 
     def _rollback(self) -> None:
         try:
