@@ -30,7 +30,9 @@ Rules this file keeps:
 - The codec is pure and treats input as hostile: ``decode_record`` raises
   only ``FormatError`` naming the file and offset.
 - Every write is a new file fsynced and renamed into place, then its
-  directory fsynced, so a record is either the old one or the new one.
+  directory fsynced, so a record is either the old one or the new one
+  (``seglake/writer/fileio.py``'s ``replace_file``; a crash may leave a
+  ``.tmp`` file next to it, which readers ignore).
 - The writer writes records inside the batch, after the mutations and
   before COMMIT (like manifests): a committed change always has its record.
   A crash between the two leaves a record ahead of the database, for a
@@ -39,8 +41,6 @@ Rules this file keeps:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import struct
 from pathlib import Path
@@ -144,34 +144,3 @@ def _body_problem(kind: int, body: dict[str, Any]) -> str | None:
 
 def bucket_body(name: str, created_ns: int, versioning: str, policy: str | None) -> dict[str, Any]:
     return {"name": name, "created_ns": created_ns, "versioning": versioning, "policy": policy}
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file_durably(path: Path, data: bytes) -> None:
-    """New content under ``path``: temp file, fsync, rename (no dir fsync;
-    the caller fsyncs each touched directory once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def remove_file(path: Path) -> bool:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-        return True
-    return False

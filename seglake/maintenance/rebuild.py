@@ -52,10 +52,10 @@ from seglake.format.records import (
     KIND_STATE,
     STATE_SUFFIX,
     decode_record,
-    fsync_dir,
     records_dir,
 )
 from seglake.meta.schema import open_write, set_setting
+from seglake.writer.fileio import fsync_dir
 
 # Keys the writer adds to a version's meta when it writes the manifest
 # (ops._insert_version); the versions.meta column holds the meta without them.
@@ -275,10 +275,10 @@ def rebuild_index(
         for p in old_files:
             if p.exists():
                 os.rename(p, backup / p.name)
-        fsync_dir(backup)
+        fsync_dir(backup, "dir.fsync")
         report.replaced_to = str(backup)
     os.rename(tmp, cfg.db_path)
-    fsync_dir(cfg.root)
+    fsync_dir(cfg.root, "dir.fsync")
     return report
 
 

@@ -24,8 +24,8 @@ from typing import Any
 import apsw
 
 from seglake.config import Config
-from seglake.format.records import fsync_dir
 from seglake.meta.schema import SCHEMA_VERSION, open_read, query
+from seglake.writer.fileio import fsync_dir
 
 COUNTED_TABLES = ("buckets", "versions", "current", "segments", "uploads", "parts")
 
@@ -68,7 +68,7 @@ def take_snapshot(cfg: Config, out: Path | None = None) -> SnapshotReport:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
         os.fsync(f.fileno())
     os.rename(partial, target)
-    fsync_dir(target.parent)
+    fsync_dir(target.parent, "dir.fsync")
     report = SnapshotReport(
         path=str(target), report_path=str(target.with_suffix(".json")),
         bytes=target.stat().st_size, sha256=digest, schema_version=SCHEMA_VERSION,

@@ -40,6 +40,7 @@ CREATE = "create"
 TRUNCATE = "truncate"
 UNLINK = "unlink"
 MKDIR = "mkdir"
+RENAME = "rename"
 
 # Every named call site and what it does. Recovery sites run before the
 # writer accepts requests; ``sqlite.*`` sites are SQLite's own I/O.
@@ -68,10 +69,35 @@ SITES: Final[dict[str, str]] = {
     "recovery.fsync_damaged": FSYNC,
     "recovery.footer_write": WRITE,
     "recovery.fsync": FSYNC,
+    # Metadata records (format/records.py): temp file, fsync, rename, then
+    # one fsync per touched directory.
+    "record.create": CREATE,
+    "record.write": WRITE,
+    "record.fsync": FSYNC,
+    "record.rename": RENAME,
+    "record.unlink": UNLINK,
+    "record_dir.mkdir": MKDIR,
+    "record_dir.fsync": DIRSYNC,
+    # Segment GC (writer/gc_ops.py): rewritten manifests staged in
+    # gc-pending before COMMIT and renamed into place after it; dead
+    # segment files unlinked after COMMIT.
+    "gc_pending.create": CREATE,
+    "gc_pending.write": WRITE,
+    "gc_pending.fsync": FSYNC,
+    "gc_pending_dir.mkdir": MKDIR,
+    "gc_pending_dir.fsync": DIRSYNC,
+    "gc_pending.rename": RENAME,
+    "gc_pending.unlink": UNLINK,
+    "gc_manifest_dir.mkdir": MKDIR,
+    "gc_manifest_dir.fsync": DIRSYNC,
+    "gc_segment.unlink": UNLINK,
+    "gc_segments_dir.fsync": DIRSYNC,
     "sqlite.write": WRITE,
     "sqlite.truncate": TRUNCATE,
     "sqlite.sync": FSYNC,
 }
+# Left behind only by a crash between a temp file's create and its rename.
+TMP_SUFFIX: Final = ".tmp"
 FSYNC_SITES: Final = frozenset(s for s, k in SITES.items() if k in (FSYNC, DIRSYNC))
 WRITE_SITES: Final = frozenset(s for s, k in SITES.items() if k == WRITE)
 
@@ -240,6 +266,42 @@ def unlink(path: str | Path, site: str) -> None:
     if _journal is not None:
         _journal.record(UNLINK, site, os.path.abspath(path))
     failpoints.hit(site + ".done")
+
+
+def rename(src: str | Path, dst: str | Path, site: str) -> None:
+    """``os.replace``: atomic, but durable only once both directories are fsynced."""
+    _check(site)
+    failpoints.hit(site)
+    os.replace(src, dst)
+    if _journal is not None:
+        _journal.record(RENAME, site, os.path.abspath(src), os.path.abspath(dst))
+    failpoints.hit(site + ".done")
+
+
+def write_file(path: str | Path, data: bytes, site: str) -> None:
+    """Create (or truncate) ``path``, write ``data`` and fsync it.
+
+    Sites ``<site>.create``, ``<site>.write`` and ``<site>.fsync``. The
+    directory entry is not made durable here: callers fsync each touched
+    directory once per batch.
+    """
+    fd = open_file(
+        path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, site + ".create"
+    )
+    try:
+        pwrite_all(fd, data, 0, site + ".write")
+        fsync(fd, site + ".fsync")
+    finally:
+        close(fd)
+
+
+def replace_file(path: Path, data: bytes, site: str) -> None:
+    """New content for ``path`` that is either all old or all new after a
+    crash: written to ``<name>.tmp``, fsynced, renamed (``<site>.rename``).
+    The caller fsyncs the directory."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    write_file(tmp, data, site)
+    rename(tmp, path, site + ".rename")
 
 
 def mkdir(path: str | Path, site: str) -> None:

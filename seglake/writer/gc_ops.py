@@ -39,11 +39,13 @@ highest id it can still see, so the newest segment is never deleted.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import apsw
 import trio
@@ -62,8 +64,9 @@ from seglake.meta.live_chunks import (
     encode_part_chunks,
 )
 from seglake.meta.schema import open_read, query
+from seglake.writer import fileio
 from seglake.writer.ops import BatchContext
-from seglake.writer.segments import SegmentStore, fsync_dir, segment_file_name
+from seglake.writer.segments import SegmentStore, WriterFatal, segment_file_name
 
 log = logging.getLogger("seglake.writer.gc")
 
@@ -74,6 +77,7 @@ MAX_SEGMENTS_PER_CALL: Final = 256
 MAX_REWRITE_BYTES_PER_CALL: Final = 64 * 1024 * 1024
 MAX_PURGE_PER_CALL: Final = 200
 QUIESCED: Final = "quiesced"
+_T = TypeVar("_T")
 
 
 def pending_dir(cfg: Config) -> Path:
@@ -195,27 +199,24 @@ def apply_gc_repoint(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
         parts += 1
     if pending:
         try:
-            fsync_dir(pdir)
+            fileio.fsync_dir(pdir, "gc_pending_dir.fsync")
         except OSError as exc:
-            raise S3Error("InternalError", message=f"gc-rewrite: {exc}") from None
+            raise WriterFatal(f"gc-rewrite: fsync of {pdir} failed: {exc}") from exc
     return {"versions": versions, "parts": parts, "pending": pending}
 
 
 def _write_pending(pdir: Path, uid: str, data: bytes) -> None:
+    """Stage one rewritten manifest. Any failure rolls this mutation back;
+    the stray file is discarded by ``repair_pending`` because the database
+    never gets these bytes. A failed fsync also stops the writer (never
+    retried and trusted); a full disk is the request's 507."""
     path = pdir / f"{uid}{PENDING_SUFFIX}"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fileio.write_file(path, data, "gc_pending")
     except OSError as exc:
-        # Rolled back with this mutation; the stray file is discarded by
-        # repair_pending because the database never gets these bytes.
-        raise S3Error("InternalError", message=f"gc-rewrite: cannot write {path}: {exc}") from None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise S3Error("InsufficientStorage") from None
+        raise WriterFatal(f"gc-rewrite: cannot write {path}: {exc}") from exc
 
 
 def _int_list(raw: Any) -> list[int]:
@@ -293,12 +294,17 @@ class SegmentGC:
 
     # ---- pending manifests ---------------------------------------------------
     def repair_pending(self) -> int:
-        """Finish or discard manifest rewrites a crash interrupted."""
+        """Finish or discard manifest rewrites a crash interrupted.
+
+        Runs at writer start-up (an error there fails the start, and the
+        supervisor retries) and before every GC step (``_fatal`` stops the
+        writer on an error: the directories' state is no longer known).
+        """
         pdir = self.pending_dir
-        if not pdir.is_dir():
-            pdir.mkdir(parents=True, exist_ok=True)
-            fsync_dir(pdir.parent)
-            return 0
+        # fsynced on every start, not only when created: a writer that died
+        # on that fsync must not trust the directory entry now.
+        fileio.mkdir(pdir, "gc_pending_dir.mkdir")
+        fileio.fsync_dir(pdir.parent, "gc_pending_dir.fsync")
         names = [p for p in pdir.iterdir() if p.name.endswith(PENDING_SUFFIX)]
         if not names:
             return 0
@@ -314,16 +320,20 @@ class SegmentGC:
                 if not target.parent.is_dir():
                     # Its old manifest file vanished with its directory;
                     # the committed bytes still belong there.
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    dirs.add(target.parent.parent)
-                os.replace(path, target)
+                    fileio.mkdir(target.parent.parent, "gc_manifest_dir.mkdir")
+                    fileio.mkdir(target.parent, "gc_manifest_dir.mkdir")
+                    dirs.update((target.parent.parent, self.cfg.manifests_dir))
+                fileio.rename(path, target, "gc_pending.rename")
                 dirs.add(target.parent)
                 finished += 1
             else:
-                path.unlink()
-        for d in dirs:
-            fsync_dir(d)
-        fsync_dir(pdir)
+                fileio.unlink(path, "gc_pending.unlink")
+        # Target directories before the pending one: a crash in between
+        # leaves a pending file whose manifest is already in place, which the
+        # next repair renames again (same bytes), never neither.
+        for d in sorted(dirs, key=lambda p: -len(p.parts)):
+            fileio.fsync_dir(d, "gc_manifest_dir.fsync")
+        fileio.fsync_dir(pdir, "gc_pending_dir.fsync")
         if finished:
             log.info("gc: finished %d interrupted manifest rewrite(s)", finished)
         return finished
@@ -342,7 +352,7 @@ class SegmentGC:
             # caller goes away, so no half-finished state outlives it.
             result: dict[str, Any] = {}
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.repair_pending)
+                await _fatal(self.repair_pending)
                 result = await self._delete(ids, args)
         return result
 
@@ -368,7 +378,7 @@ class SegmentGC:
         deleted = [int(i) for i in result["deleted"]]
         self.gone.update(deleted)
         failpoints.hit("gc_drop_committed")
-        freed = await trio.to_thread.run_sync(self._unlink_segments, deleted)
+        freed = await _fatal(self._unlink_segments, deleted)
         return {**result, "freed_bytes": freed}
 
     def _unlink_segments(self, ids: list[int]) -> int:
@@ -377,10 +387,10 @@ class SegmentGC:
             path = self.store.dir / segment_file_name(sid)
             with contextlib.suppress(FileNotFoundError):
                 freed += path.stat().st_size
-                path.unlink()
+                fileio.unlink(path, "gc_segment.unlink")
                 failpoints.hit("gc_segment_unlinked")
         if ids:
-            fsync_dir(self.store.dir)
+            fileio.fsync_dir(self.store.dir, "gc_segments_dir.fsync")
         log.info("gc: deleted %d segment(s), %d bytes", len(ids), freed)
         return freed
 
@@ -438,7 +448,7 @@ class SegmentGC:
         async with self._lock:
             result: dict[str, Any] = {}
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self.repair_pending)
+                await _fatal(self.repair_pending)
                 result = await self._rewrite(sid, max_bytes, args)
         return result
 
@@ -472,7 +482,7 @@ class SegmentGC:
                 "gc_repoint", {"moves": moves, "pending_dir": str(self.pending_dir)}, moved_bytes
             )
             failpoints.hit("gc_repoint_committed")
-            await trio.to_thread.run_sync(self._finish_pending, list(repointed["pending"]))
+            await _fatal(self._finish_pending, list(repointed["pending"]))
         remaining = len(keys) - len(moves)
         result: dict[str, Any] = {
             "segment": sid,
@@ -535,12 +545,26 @@ class SegmentGC:
         for uid in uids:
             src = self.pending_dir / f"{uid}{PENDING_SUFFIX}"
             target = manifest_path(self.cfg.manifests_dir, uid)
-            os.replace(src, target)
+            fileio.rename(src, target, "gc_pending.rename")
             dirs.add(target.parent)
-        for d in dirs:
-            fsync_dir(d)
+        for d in sorted(dirs):
+            fileio.fsync_dir(d, "gc_manifest_dir.fsync")
         if uids:
-            fsync_dir(self.pending_dir)
+            fileio.fsync_dir(self.pending_dir, "gc_pending_dir.fsync")
+
+
+async def _fatal(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run a GC file step after COMMIT (or before any); an I/O error there
+    leaves directory state unknown, so like a failed segment fsync it stops
+    the writer here, before anything else is acknowledged, and the
+    supervisor restarts it into recovery (which re-runs ``repair_pending``)."""
+    try:
+        return await trio.to_thread.run_sync(fn, *args)
+    except (OSError, WriterFatal) as exc:
+        from seglake.writer.main import EXIT_FATAL  # main imports this module
+
+        log.critical("writer stopped: gc file step failed: %r", exc)
+        os._exit(EXIT_FATAL)
 
 
 # Writer request names this module serves. The two mutations are listed too,

@@ -37,12 +37,10 @@ from seglake.format.records import (
     bucket_body,
     bucket_record_path,
     encode_record,
-    fsync_dir,
     records_dir,
-    remove_file,
     state_record_path,
-    write_file_durably,
 )
+from seglake.writer import fileio
 from seglake.writer.segments import WriterFatal
 
 log = logging.getLogger("seglake.writer")
@@ -74,6 +72,8 @@ class RecordJournal:
     def __init__(self, objects_root: Path) -> None:
         self.objects_root = objects_root
         self._touched: set[tuple[str, str]] = set()
+        # Directory levels whose entry this process has made durable.
+        self._synced_dirs: set[Path] = set()
         self._pool: ThreadPoolExecutor | None = None
 
     def install(self, conn: apsw.Connection) -> None:
@@ -129,14 +129,14 @@ class RecordJournal:
                     else encode_record(KIND_STATE, {"uid": name, "state": state})
                 )
             if data is None:
-                if remove_file(path):
+                if _remove(path):
                     dirty_dirs.add(path.parent)
                 continue
             self._ensure_dir(path.parent, dirty_dirs)
             writes.append((path, data))
             dirty_dirs.add(path.parent)
-        self._run(lambda w: write_file_durably(*w), writes)
-        self._run(fsync_dir, sorted(dirty_dirs))
+        self._run(_write, writes)
+        self._run(_fsync_dir, sorted(dirty_dirs))
 
     def _run(self, fn: Callable[[Any], None], items: list[Any]) -> None:
         """``fn`` over ``items``; in parallel for many (the file system merges
@@ -153,10 +153,13 @@ class RecordJournal:
         self._touched.clear()
 
     def _ensure_dir(self, d: Path, dirty: set[Path]) -> None:
-        """Create ``d`` and its missing parents; a new entry makes its parent dirty.
+        """Create ``d`` and its missing parents; a new entry makes its parent
+        dirty, and so does this process's first use of an existing level (an
+        earlier writer may have died on the fsync that made it durable).
 
-        Not cached: one stat per record is cheap, and a directory removed
-        behind our back (an operator tidying up) must not fail the writer.
+        Existence is checked every time: one stat per record is cheap, and a
+        directory removed behind our back (an operator tidying up) must not
+        fail the writer.
         """
         missing: list[Path] = []
         p = d
@@ -164,8 +167,13 @@ class RecordJournal:
             missing.append(p)
             p = p.parent
         for m in reversed(missing):
-            m.mkdir(exist_ok=True)
-            dirty.add(m.parent)
+            fileio.mkdir(m, "record_dir.mkdir")
+        p = d
+        while p != self.objects_root and p != p.parent:
+            if p in missing or p not in self._synced_dirs:
+                dirty.add(p.parent)
+                self._synced_dirs.add(p)
+            p = p.parent
 
     def backfill(self, conn: apsw.Connection) -> int:
         """Touch every bucket and non-ACTIVE version whose record is missing,
@@ -181,11 +189,30 @@ class RecordJournal:
                 missing += 1
         # The directory's existence tells rebuild-index this store keeps records.
         dirty: set[Path] = set()
-        self._ensure_dir(records_dir(self.objects_root), dirty)
-        for d in dirty:
-            fsync_dir(d)
+        try:
+            self._ensure_dir(records_dir(self.objects_root), dirty)
+            for d in sorted(dirty):
+                _fsync_dir(d)
+        except OSError as exc:
+            raise WriterFatal(f"cannot create the records directory: {exc}") from exc
         if missing:
             self.flush(conn)
             self.committed()
             log.info("wrote %d missing metadata record(s)", missing)
         return missing
+
+
+def _write(item: tuple[Path, bytes]) -> None:
+    fileio.replace_file(item[0], item[1], "record")
+
+
+def _fsync_dir(d: Path) -> None:
+    fileio.fsync_dir(d, "record_dir.fsync")
+
+
+def _remove(path: Path) -> bool:
+    try:
+        fileio.unlink(path, "record.unlink")
+    except FileNotFoundError:
+        return False
+    return True

@@ -3,7 +3,7 @@
 Pure code: no server, no SQLite. Input is a snapshot of the data dir taken
 while nothing was running (every file in it counts as durable) and the
 journal the writer recorded afterwards (``seglake/writer/fileio.py``: every
-create, write, truncate, fsync, directory fsync, mkdir and unlink of the
+create, write, truncate, fsync, directory fsync, mkdir, rename and unlink of the
 writer and of SQLite's own files, in the order they completed).
 
 The model (pessimistic, the way POSIX allows, not the way ext4 happens to
@@ -14,6 +14,9 @@ behave):
   subset in order is the same as the writes reaching the disk in any order;
 - directory entries: a name created or removed since its directory's last
   fsync may or may not be there (a new directory too, with all below it);
+- a rename is atomic: while neither name's directory has been fsynced since,
+  both names are old or both are new (never neither); once one side is
+  fsynced the other one is decided on its own, as POSIX allows;
 - a cut at operation ``k`` means operations ``[0, k)`` had completed.
 
 ``CrashState`` records what it chose (so a failure can be replayed from the
@@ -126,6 +129,9 @@ class FsModel:
         self.dur_entries: dict[str, int] = {}
         self.vol_dirs: set[str] = set()
         self.dur_dirs: set[str] = set()
+        # Both names of a rename share one decision (see the module docstring).
+        self.rename_group: dict[str, int] = {}
+        self._renames = 0
         for dirpath, dirnames, filenames in os.walk(snapshot):
             rel_dir = os.path.relpath(dirpath, snapshot)
             for d in dirnames:
@@ -196,6 +202,13 @@ class FsModel:
             self.vol_entries.pop(path, None)
         elif op.kind == "mkdir":
             self.vol_dirs.add(path)
+        elif op.kind == "rename":
+            dst = os.path.normpath(str(op.args[0]))
+            ino = self.vol_entries.pop(path, None)
+            if ino is not None:
+                self.vol_entries[dst] = ino
+                self._renames += 1
+                self.rename_group[path] = self.rename_group[dst] = self._renames
         else:
             raise ValueError(f"unknown journal operation {op.kind!r}")
 
@@ -217,11 +230,16 @@ class FsModel:
                 parent = os.path.dirname(parent)
             return True
 
-        for p in set(self.vol_entries) | set(self.dur_entries):
+        coins: dict[int, bool] = {}
+        for p in sorted(set(self.vol_entries) | set(self.dur_entries)):
             vol, dur = self.vol_entries.get(p), self.dur_entries.get(p)
             ino = vol
             if vol != dur:
-                if rng.random() < p_keep:
+                group = self.rename_group.get(p)
+                keep = rng.random() < p_keep
+                if group is not None:
+                    keep = coins.setdefault(group, keep)
+                if keep:
                     ino = vol
                 else:
                     ino = dur

@@ -103,6 +103,12 @@ CASES = [
     ("writer", "gc-rewrite-run", "applied.gc_repoint=kill@2"),
     ("writer", "gc-rewrite-run", "gc_repoint_committed=kill@2"),
     ("writer", "gc-rewrite-run", "gc_repoint_committed=kill@1"),
+    # GC's file operations (fileio sites; the metadata records it writes
+    # are also written by the dataset itself, so a count would not be
+    # GC's: test_power_loss_gc cuts power in them instead).
+    ("writer", "gc-run", "gc_segment.unlink.done=kill@2"),
+    ("writer", "gc-rewrite-run", "gc_pending.fsync.done=kill@2"),
+    ("writer", "gc-rewrite-run", "gc_pending.rename=kill@2"),
     ("maintenance", "gc-run", "relay.gc_delete_segments=kill"),
     ("maintenance", "gc-rewrite-run", "relayed.gc_rewrite_chunks=kill@3"),
 ]

@@ -16,13 +16,13 @@ The seed of each test is printed, so a failing round can be replayed.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tests.faults.storecheck import fault_seed
 from tests.faults.util import (
     PutLoad,
     Verdict,
@@ -53,13 +53,6 @@ RESTART_TIMEOUT_S = 20.0
 # PUTs are acknowledged again.
 AFTER_RESTART_S = 1.0
 LOAD_READ_TIMEOUT_S = 10.0  # PutLoad's client read timeout
-
-
-def _seed() -> int:
-    env = os.environ.get("SEGLAKE_FAULT_SEED")
-    seed = int(env) if env else random.SystemRandom().randrange(1 << 30)
-    print(f"\nseed {seed} (replay with SEGLAKE_FAULT_SEED={seed})")
-    return seed
 
 
 def _verify(server: SeglakeServer, records: list[Any], history: list[Any]) -> Verdict:
@@ -108,7 +101,7 @@ def _wait_for_acks(load: PutLoad, since: float, timeout: float) -> None:
 
 
 def test_writer_kill9_under_load(tmp_path: Path) -> None:
-    seed = _seed()
+    seed = fault_seed()
     rng = random.Random(seed)
     total = Verdict()
     errors: Counter[str] = Counter()
@@ -159,7 +152,7 @@ def _list_all(srv: SeglakeServer) -> dict[str, int]:
 
 
 def test_whole_tree_kill9_under_load(tmp_path: Path) -> None:
-    seed = _seed()
+    seed = fault_seed()
     rng = random.Random(seed)
     data_dir = tmp_path / "data"
     log = tmp_path / "server.log"
@@ -210,7 +203,7 @@ def test_whole_tree_kill9_under_load(tmp_path: Path) -> None:
 
 
 def test_frontend_kill9_under_load(tmp_path: Path) -> None:
-    seed = _seed()
+    seed = fault_seed()
     rng = random.Random(seed)
     total = Verdict()
     errors: Counter[str] = Counter()
@@ -257,7 +250,7 @@ def test_writer_kill9_in_flight_puts_get_prompt_503(tmp_path: Path) -> None:
     hang until the client gives up. Same mixed load as above. (Runs after
     the durability tests so that ``-x`` still shows their figures when this
     one fails.)"""
-    seed = _seed()
+    seed = fault_seed()
     rng = random.Random(seed)
     history: list[Any] = []
     with SeglakeServer(tmp_path / "data", frontends=2) as srv:

@@ -15,6 +15,12 @@ from seglake.writer import fileio
 
 WRITER = Path(fileio.__file__).parent
 SITE = re.compile(r"[a-z_]+\.[a-z_]+")
+PREFIX = re.compile(r"[a-z_]+")
+# Helpers that take a site prefix and use ``<prefix>.<op>`` sites.
+PREFIXED = {
+    "write_file": ("create", "write", "fsync"),
+    "replace_file": ("create", "write", "fsync", "rename"),
+}
 
 
 def _site_args(call: ast.Call) -> set[str]:
@@ -22,6 +28,15 @@ def _site_args(call: ast.Call) -> set[str]:
         a.value
         for a in [*call.args, *(k.value for k in call.keywords)]
         if isinstance(a, ast.Constant) and isinstance(a.value, str) and SITE.fullmatch(a.value)
+    }
+
+
+def _prefixed(call: ast.Call, ops: tuple[str, ...]) -> set[str]:
+    return {
+        f"{a.value}.{op}"
+        for a in call.args
+        if isinstance(a, ast.Constant) and isinstance(a.value, str) and PREFIX.fullmatch(a.value)
+        for op in ops
     }
 
 
@@ -50,6 +65,8 @@ def _used() -> set[str]:
                 )
                 if via_fileio or (isinstance(f, ast.Name) and f.id == "fsync_dir"):
                     used |= _site_args(node)
+                if via_fileio and isinstance(f, ast.Attribute) and f.attr in PREFIXED:
+                    used |= _prefixed(node, PREFIXED[f.attr])
             elif isinstance(node, ast.FunctionDef) and node.name == "fsync_dir":
                 used |= {
                     d.value
@@ -73,3 +90,39 @@ def test_fsync_and_write_sets() -> None:
     assert {"segment.fsync", "manifest_dir.fsync", "sqlite.sync"} <= fileio.FSYNC_SITES
     assert "segment.append" in fileio.WRITE_SITES
     assert not fileio.FSYNC_SITES & fileio.WRITE_SITES
+
+
+# Calls that change the data dir and so must go through fileio in the writer.
+RAW_OS = {"fsync", "write", "pwrite", "pwritev", "replace", "rename", "unlink", "remove"}
+RAW_OS |= {"mkdir", "makedirs", "ftruncate", "truncate", "rmdir"}
+RAW_PATH = {"unlink", "mkdir", "write_bytes", "write_text", "rename", "touch", "rmdir"}
+# Not data: the writer's socket file belongs to a running server; the two
+# top directories are created at start-up and their parents fsynced right
+# after by ``Writer._prepare_dirs`` on every start.
+ALLOWED = {("main.py", "os.unlink"), ("main.py", ".mkdir()"), ("segments.py", ".mkdir()")}
+
+
+def test_writer_changes_files_only_through_fileio() -> None:
+    """No writer module but fileio calls ``os.fsync``/``os.replace``/...
+    or ``Path.unlink``/``.mkdir``/...: such a call would have no failpoint,
+    no EIO injection and no power-cut journal, and the fault tests could not
+    see it."""
+    raw: list[str] = []
+    for path in sorted(WRITER.glob("*.py")):
+        if path.name == "fileio.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            f = node.func
+            if isinstance(f.value, ast.Name) and f.value.id == "os" and f.attr in RAW_OS:
+                what = f"os.{f.attr}"
+                if (path.name, what) not in ALLOWED:
+                    raw.append(f"{path.name}:{node.lineno} {what}")
+            elif f.attr in RAW_PATH and not (
+                isinstance(f.value, ast.Name) and f.value.id == "fileio"
+            ):
+                what = f".{f.attr}()"
+                if (path.name, what) not in ALLOWED:
+                    raw.append(f"{path.name}:{node.lineno} {what}")
+    assert not raw, f"file changes outside fileio: {raw}"
