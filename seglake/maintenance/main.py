@@ -31,7 +31,7 @@ import trio
 from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
-from seglake.ipc.channel import connect, serve_channel
+from seglake.ipc.channel import ChannelBroken, ChannelClosed, connect, serve_channel
 from seglake.lifecycle import exit_when_orphaned
 from seglake.logs import setup_logging
 from seglake.maintenance.scheduler import Scheduler
@@ -56,7 +56,14 @@ RELAYED_MUTATIONS = frozenset(
 
 async def call_socket(path: str, name: str, args: Any = None) -> Any:
     """One request to one of our Unix-socket services."""
-    channel, _ = await connect(path)
+    try:
+        channel, _ = await connect(path)
+    except OSError as exc:
+        # The writer is restarting (or not started yet): a refusal the
+        # caller can retry, not a crash of this process's handler.
+        raise S3Error(
+            "ServiceUnavailable", message=f"{os.path.basename(path)} is not answering: {exc}"
+        ) from None
     # The call's own error (an S3Error refusal, a timeout) is carried out of
     # the nursery by hand: raised inside it, trio would wrap it in an
     # ExceptionGroup and callers could no longer tell a refusal from a crash.
@@ -72,6 +79,13 @@ async def call_socket(path: str, name: str, args: Any = None) -> Any:
         finally:
             await channel.aclose()
             nursery.cancel_scope.cancel()
+    if isinstance(failure, ChannelBroken | ChannelClosed):
+        # The service died during the call (a writer stopping on an I/O
+        # error, say): its outcome is unknown, the caller may retry.
+        raise S3Error(
+            "ServiceUnavailable",
+            message=f"{os.path.basename(path)} went away during {name}: {failure}",
+        ) from None
     if failure is not None:
         raise failure
     return result
