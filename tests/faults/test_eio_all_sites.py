@@ -4,10 +4,10 @@ The registry in ``seglake/writer/fileio.py`` lists every site; this test
 arms *all* fsync/directory-fsync sites and all write sites (plus file and
 directory creation and the clean-up after a failed write) at once, each to
 fail once with EIO (a marker file keeps it from firing again), on a fresh
-data dir, and drives a sequential client until every marker exists. Two
+data dir, and drives a sequential client until every marker exists. Four
 recovery-only sites need a damaged store to run at all; the test makes one
-(a torn segment header file; a flipped byte in a committed record) and
-kills the writer so recovery meets it.
+(a torn segment header file; a torn tail after the committed end; a flipped
+byte in a committed record) and kills the writer so recovery meets it.
 
 Checked, per request: a request during which a commit-path site failed was
 not acknowledged. Overall: every site fired (100% of the registry), the
@@ -35,7 +35,12 @@ from tests.harness import SeglakeServer
 BUCKET = "eio-sites"
 SERVER_ARGS = ["--segment-max-bytes", "40KiB", "--restart-backoff-max", "0.2s"]
 # Need a damaged store; provoked explicitly below.
-RECOVERY_DAMAGE = {"recovery.dir_fsync", "recovery.fsync_damaged", "recovery.unlink_torn"}
+RECOVERY_DAMAGE = {
+    "recovery.dir_fsync",
+    "recovery.fsync_damaged",
+    "recovery.unlink_torn",
+    "recovery.truncate",
+}
 # Run while the writer starts, not on behalf of a request.
 STARTUP = {"dir.fsync", "recovery.fsync", "recovery.footer_write", *RECOVERY_DAMAGE}
 # Beyond writes and fsyncs: the creates, directory creation and the
@@ -48,6 +53,7 @@ OTHER_SITES = {
     "segment.create_cleanup",
     "segment.append_cutback",
     "recovery.unlink_torn",
+    "recovery.truncate",
 }
 # Segment GC and metadata records have their own test (test_eio_gc_records),
 # which also checks that the two together arm every fsync and write site.
@@ -116,6 +122,13 @@ def test_eio_at_every_fsync_and_write_site(tmp_path: Path) -> None:
         seg_dir = data_dir / "objects" / "segments"
         (seg_dir / f"{0xFFFF:016x}.seg").write_bytes(b"SGLK")
         _kill_writer_and_wait(srv, lambda: "recovery.dir_fsync" in _fired(markers))
+        # recovery.truncate: a torn tail after the open segment's committed
+        # end (a record whose write a crash cut short), then a restart.
+        open_seg = _open_segment(data_dir)
+        assert open_seg is not None, "no open segment with committed data"
+        with open(seg_dir / f"{open_seg[0]:016x}.seg", "ab") as f:
+            f.write(b"\xa5" * 100)
+        _kill_writer_and_wait(srv, lambda: "recovery.truncate" in _fired(markers))
         # recovery.fsync_damaged: damage the last committed record of the
         # open segment (a fresh small object), then a restart.
         for i in range(50):
@@ -171,9 +184,10 @@ def test_eio_at_every_fsync_and_write_site(tmp_path: Path) -> None:
     )
     assert not violations, violations
     # Each failed fsync stopped the writer (the supervisor restarted it); the
-    # two explicit kills above add two more restarts.
-    assert restarts >= fsync_fired + 2, (restarts, fsync_fired)
-    assert "Traceback" not in log, "an EIO surfaced as a traceback"
+    # three explicit kills above add three more restarts.
+    assert restarts >= fsync_fired + 3, (restarts, fsync_fired)
+    at = log.find("Traceback")
+    assert at < 0, f"an EIO surfaced as a traceback:\n{log[max(0, at - 300) : at + 2500]}"
 
 
 def _open_segment(data_dir: Path) -> tuple[int, int] | None:
