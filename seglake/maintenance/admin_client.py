@@ -8,6 +8,7 @@ import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.ipc.channel import ChannelBroken, ChannelClosed
 
 
 class AdminUnavailable(Exception):
@@ -33,7 +34,7 @@ async def admin_call(cfg: Config, name: str, args: dict[str, Any]) -> Any:
         ) from None
     try:
         return await call_socket(str(cfg.admin_socket), name, {**args, "token": token})
-    except (OSError, ConnectionError, trio.TooSlowError) as exc:
+    except (OSError, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
         raise AdminUnavailable(f"no server answers on {cfg.admin_socket}: {exc}") from None
     except S3Error as exc:
         raise AdminRefused(f"the server refused: {exc}", exc) from None

@@ -55,15 +55,13 @@ RELAYED_MUTATIONS = frozenset(
 
 
 async def call_socket(path: str, name: str, args: Any = None) -> Any:
-    """One request to one of our Unix-socket services."""
-    try:
-        channel, _ = await connect(path)
-    except OSError as exc:
-        # The writer is restarting (or not started yet): a refusal the
-        # caller can retry, not a crash of this process's handler.
-        raise S3Error(
-            "ServiceUnavailable", message=f"{os.path.basename(path)} is not answering: {exc}"
-        ) from None
+    """One request to one of our Unix-socket services.
+
+    A service that is not there raises ``OSError``; one that dies during the
+    call, ``ChannelBroken`` (the CLI tells "no server" from a refusal by
+    these); a refusal, ``S3Error``.
+    """
+    channel, _ = await connect(path)
     # The call's own error (an S3Error refusal, a timeout) is carried out of
     # the nursery by hand: raised inside it, trio would wrap it in an
     # ExceptionGroup and callers could no longer tell a refusal from a crash.
@@ -79,16 +77,23 @@ async def call_socket(path: str, name: str, args: Any = None) -> Any:
         finally:
             await channel.aclose()
             nursery.cancel_scope.cancel()
-    if isinstance(failure, ChannelBroken | ChannelClosed):
-        # The service died during the call (a writer stopping on an I/O
-        # error, say): its outcome is unknown, the caller may retry.
-        raise S3Error(
-            "ServiceUnavailable",
-            message=f"{os.path.basename(path)} went away during {name}: {failure}",
-        ) from None
     if failure is not None:
         raise failure
     return result
+
+
+async def call_service(path: str, name: str, args: Any = None) -> Any:
+    """``call_socket`` for this process's own handlers: a service that is
+    down (the writer restarting) or dies during the call (a writer stopping
+    on an I/O error) is a ``ServiceUnavailable`` refusal the client may
+    retry, not a crash of the handler."""
+    try:
+        return await call_socket(path, name, args)
+    except (OSError, ChannelBroken, ChannelClosed) as exc:
+        raise S3Error(
+            "ServiceUnavailable",
+            message=f"{os.path.basename(path)} did not answer {name}: {exc or type(exc).__name__}",
+        ) from None
 
 
 class Maintenance:
@@ -99,7 +104,7 @@ class Maintenance:
         self.scheduler = Scheduler(cfg, self._writer_call)
 
     async def _writer_call(self, name: str, args: dict[str, Any]) -> Any:
-        return await call_socket(str(self.cfg.writer_socket), name, args)
+        return await call_service(str(self.cfg.writer_socket), name, args)
 
     async def status(self) -> dict[str, Any]:
         procs = await call_socket(str(self.cfg.supervisor_socket), "processes")
@@ -123,12 +128,12 @@ class Maintenance:
     async def maintenance(self, action: Any) -> dict[str, Any]:
         writer = str(self.cfg.writer_socket)
         if action == "status":
-            result: dict[str, Any] = await call_socket(writer, "maintenance_status")
+            result: dict[str, Any] = await call_service(writer, "maintenance_status")
             return result
         target = MAINTENANCE_TARGETS.get(str(action))
         if target is None:
             raise S3Error("InvalidArgument", message=f"maintenance action {action!r}")
-        result = await call_socket(writer, "maintenance_set", {"target": target})
+        result = await call_service(writer, "maintenance_set", {"target": target})
         return result
 
     async def handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
@@ -146,7 +151,7 @@ class Maintenance:
             if mutation not in RELAYED_MUTATIONS or not isinstance(margs, dict):
                 raise S3Error("AccessDenied", message=f"mutation {mutation!r} is not relayed")
             failpoints.hit(f"relay.{mutation}")  # fault tests: die before / after relaying
-            result = await call_socket(str(self.cfg.writer_socket), str(mutation), margs)
+            result = await call_service(str(self.cfg.writer_socket), str(mutation), margs)
             failpoints.hit(f"relayed.{mutation}")
             return result, b""
         raise S3Error("NotImplemented", message=f"admin command {name!r} is not available")
