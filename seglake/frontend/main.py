@@ -18,7 +18,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from seglake.config import Config
-from seglake.frontend import h11_fixes
+from seglake.frontend import h11_fixes, hypercorn_tuning
 from seglake.frontend.app import App
 from seglake.lifecycle import exit_when_orphaned
 from seglake.logs import setup_logging
@@ -27,8 +27,9 @@ log = logging.getLogger("seglake.frontend")
 
 
 def hypercorn_config(cfg: Config, fd: int) -> HypercornConfig:
-    h11_fixes.install()  # 100 Continue after authentication; reason phrases
     """The Hypercorn settings every frontend uses (and the benchmark ceiling)."""
+    h11_fixes.install()  # 100 Continue after authentication; reason phrases
+    hypercorn_tuning.install()  # bigger reads for bodies; a cheaper keep-alive timer
     hc = HypercornConfig()
     hc.bind = [f"fd://{fd}"]
     hc.accesslog = None

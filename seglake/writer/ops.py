@@ -144,11 +144,13 @@ def _insert_version(
 def check_write_conditions(conn: apsw.Connection, bucket: str, key: str, a: dict[str, Any]) -> None:
     """A write's own conditions, checked atomically with the write:
     ``If-None-Match: *`` (create only) and ``If-Match`` (overwrite guard)."""
+    if_match = a.get("if_match")
+    if not a.get("if_none_match") and if_match is None:
+        return  # most writes are unconditional: skip the lookup
     cur = current_version(conn, bucket, key)
     live = cur is not None and not cur.delete_marker
     if a.get("if_none_match") and live:
         raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
-    if_match = a.get("if_match")
     if if_match is not None:
         if cur is None or not live:
             raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
