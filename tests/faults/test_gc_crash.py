@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.util import processes_by_name, status_retry, wait_restarted
+from tests.faults.util import processes_by_name, status_retry, wait_for, wait_restarted
 from tests.harness import SeglakeServer
 
 KiB = 1024
@@ -128,9 +128,15 @@ def test_kill_during_gc(tmp_path: Path, victim: str, command: str, spec: str) ->
         assert marker.exists(), f"failpoint {spec} never fired:\n{out.stdout}\n{out.stderr}"
         assert out.returncode != 0, out.stdout
         wait_restarted(srv, victim, old_pid, timeout=30)
-        status = status_retry(srv)
         # A restarted writer comes back quiesced: maintenance mode survives.
-        assert status["store"]["maintenance"]["state"] == "quiesced"
+        # (Alive is not yet answering: status shows the store once it does.)
+        store = wait_for(
+            lambda: srv.status()["store"].get("maintenance") and srv.status()["store"],
+            timeout=30,
+            interval=0.2,
+            what="the restarted writer to answer status",
+        )
+        assert store["maintenance"]["state"] == "quiesced"
 
         fsck_clean(srv.data_dir)
         if spec == "gc_repoint_committed=kill@2":
