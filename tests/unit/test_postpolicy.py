@@ -49,7 +49,11 @@ def botocore_form(conditions: list[Any], fields: dict[str, str]) -> dict[str, st
     return {k.lower(): v for k, v in out.items()}
 
 
-NOW = dt.datetime.now(dt.UTC)
+def now() -> dt.datetime:
+    """The clock at verification time: the forms are signed by botocore with
+    the current time, and a module-level constant goes stale when the whole
+    suite runs longer than the allowed skew before these tests."""
+    return dt.datetime.now(dt.UTC)
 
 
 def test_botocore_signed_form_verifies_and_conditions_hold() -> None:
@@ -57,7 +61,7 @@ def test_botocore_signed_form_verifies_and_conditions_hold() -> None:
         [{"bucket": "b"}, ["starts-with", "$key", "up/"], ["content-length-range", 1, 10]],
         {"key": "up/x"},
     )
-    post = verify_signature(fields, SECRETS.get, NOW, region="us-east-1")
+    post = verify_signature(fields, SECRETS.get, now(), region="us-east-1")
     assert post.auth.access_key == "AKIDPOST"
     assert post.auth.content_sha256 == "UNSIGNED-PAYLOAD"
     assert (post.policy.min_length, post.policy.max_length) == (1, 10)
@@ -86,7 +90,7 @@ def test_any_changed_signed_field_fails(field: str) -> None:
     else:
         mutated[field] = "AWS4-HMAC-SHA512"
     with pytest.raises(S3Error) as info:
-        post = verify_signature(mutated, SECRETS.get, NOW, region="us-east-1")
+        post = verify_signature(mutated, SECRETS.get, now(), region="us-east-1")
         check_conditions(post.policy, mutated, "b")
     assert info.value.code in (
         "SignatureDoesNotMatch",
@@ -99,13 +103,13 @@ def test_any_changed_signed_field_fails(field: str) -> None:
 def test_unknown_key_and_sigv2() -> None:
     fields = botocore_form([], {})
     with pytest.raises(S3Error) as info:
-        verify_signature(fields, lambda _key: None, NOW, region="us-east-1")
+        verify_signature(fields, lambda _key: None, now(), region="us-east-1")
     assert info.value.code == "InvalidAccessKeyId"
     with pytest.raises(S3Error) as info:
         verify_signature(
             {"awsaccesskeyid": "A", "signature": "x", "policy": "e30="},
             SECRETS.get,
-            NOW,
+            now(),
             region="us-east-1",
         )
     assert info.value.code == "AccessDenied"
