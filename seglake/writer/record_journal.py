@@ -74,6 +74,7 @@ class RecordJournal:
         self._touched: set[tuple[str, str]] = set()
         # Directory levels whose entry this process has made durable.
         self._synced_dirs: set[Path] = set()
+        self._claimed: set[Path] = set()
         self._pool: ThreadPoolExecutor | None = None
 
     def install(self, conn: apsw.Connection) -> None:
@@ -94,12 +95,16 @@ class RecordJournal:
         """
         if not self._touched:
             return
+        ok = False
         try:
             self._flush(conn)
+            ok = True
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise
             raise WriterFatal(f"metadata record write failed: {exc}") from exc
+        finally:
+            self._dirs_synced(ok)
 
     def _flush(self, conn: apsw.Connection) -> None:
         dirty_dirs: set[Path] = set()
@@ -172,8 +177,16 @@ class RecordJournal:
         while p != self.objects_root and p != p.parent:
             if p in missing or p not in self._synced_dirs:
                 dirty.add(p.parent)
-                self._synced_dirs.add(p)
+                self._claimed.add(p)  # synced once the caller fsynced ``dirty``
             p = p.parent
+
+    def _dirs_synced(self, ok: bool) -> None:
+        """After the directory fsyncs of a flush: on success the claimed
+        levels count as durable; after a failure (a full disk fails the
+        batch without stopping the writer) they are fsynced again next time."""
+        if ok:
+            self._synced_dirs |= self._claimed
+        self._claimed.clear()
 
     def backfill(self, conn: apsw.Connection) -> int:
         """Touch every bucket and non-ACTIVE version whose record is missing,
@@ -195,6 +208,7 @@ class RecordJournal:
                 _fsync_dir(d)
         except OSError as exc:
             raise WriterFatal(f"cannot create the records directory: {exc}") from exc
+        self._dirs_synced(True)
         if missing:
             self.flush(conn)
             self.committed()
