@@ -21,7 +21,7 @@ run: build
 	./build/seglake -data-dir ./data -access-key test -secret-key testsecret
 
 test: build
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 # Long fault tier (>= 1,000 simulated power cuts, >= 500 random kills): the
 # figures every fault test reports go to build/fault-figures.jsonl and are

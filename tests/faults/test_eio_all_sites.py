@@ -128,7 +128,17 @@ def test_eio_at_every_fsync_and_write_site(tmp_path: Path) -> None:
         _kill_writer_and_wait(srv, lambda: "recovery.dir_fsync" in _fired(markers))
         # recovery.truncate: a torn tail after the open segment's committed
         # end (a record whose write a crash cut short), then a restart.
-        open_seg = _open_segment(data_dir)
+        # Recovery seals every open segment, so an acknowledged PUT after the
+        # restart is what gives us one (and proves recovery has finished).
+        open_seg = None
+        for i in range(50):
+            key, body = f"after-recovery{i}", os.urandom(700)
+            if request(
+                lambda k=key, b=body: s3.put_object(Bucket=BUCKET, Key=k, Body=b), key, body
+            ):
+                open_seg = _open_segment(data_dir)
+                if open_seg is not None:
+                    break
         assert open_seg is not None, "no open segment with committed data"
         with open(seg_dir / f"{open_seg[0]:016x}.seg", "ab") as f:
             f.write(b"\xa5" * 100)
