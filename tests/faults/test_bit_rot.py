@@ -40,7 +40,9 @@ RECORD_HEADER_FLIPS = 5
 FOOTER_FLIPS = 8
 SEGMENT_HEADER_FLIPS = 5
 MANIFEST_FLIPS = 12
-SERVER_ARGS = ["--segment-max-bytes", "40KiB", "--segment-idle-seal", "1s"]
+# ~825 KB of objects over 24 KiB segments: ~29 segments, comfortably more
+# than the 18 the structural flips need whatever sizes the seed draws.
+SERVER_ARGS = ["--segment-max-bytes", "24KiB", "--segment-idle-seal", "1s"]
 HEADER_CHECKED_BYTES = 24  # magic 8 | version 2 | flags 2 | reserved 4 | id 8
 
 
