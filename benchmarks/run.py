@@ -37,7 +37,7 @@ REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import procstat  # noqa: E402
+from benchmarks import disk_ceiling, procstat  # noqa: E402
 from benchmarks.ceiling import CeilingServer  # noqa: E402
 from benchmarks.loadgen import (  # noqa: E402
     KiB,
@@ -270,6 +270,10 @@ class Bench:
         self.payloads: dict[int, Payload] = {}
         self.paths: dict[tuple[str, int], list[str]] = {}
         self.outcomes: dict[str, Outcome] = {}
+        # The disk alone, measured beside the server's data: the lone-PUT
+        # barrier once, the bulk write right before each large PUT scenario.
+        self.lone_commit_ms: tuple[float, float] | None = None
+        self.bulk_mb_per_s: dict[str, float] = {}
 
     def payload(self, size: int) -> Payload:
         if size not in self.payloads:
@@ -421,7 +425,13 @@ async def run_seglake(bench: Bench, scenarios: list[Scenario], signer: Signer) -
         target = Target("127.0.0.1", server.port, signer)
         await create_bucket(target, BUCKET)
         tree = ServerTree(root=server.proc.pid)
+        if any(sc.op == "put" for sc in scenarios):
+            bench.lone_commit_ms = await trio.to_thread.run_sync(disk_ceiling.lone_commit, tmp)
         for sc in scenarios:
+            if sc.op == "put" and sc.size >= disk_ceiling.OBJECT:
+                bench.bulk_mb_per_s[sc.name] = await trio.to_thread.run_sync(
+                    disk_ceiling.bulk_write, tmp
+                )
             bench.outcomes[sc.name] = await bench.measure(target, tree, sc)
             progress(bench.outcomes[sc.name])
     except BaseException:
@@ -518,6 +528,19 @@ def print_report(bench: Bench, order: list[Scenario], info: dict[str, Any]) -> N
             f"{name}: {bench.outcomes[name].phase.ops_per_s:,.0f} ops/s = {frac:.0%} of the "
             f"ceiling app's {bench.outcomes[CEILING_OF[name]].phase.ops_per_s:,.0f} ops/s"
         )
+    if bench.lone_commit_ms is not None:
+        p50, p99 = bench.lone_commit_ms
+        console.print(
+            f"disk alone, one lone PUT's serial barrier (segment fsync, manifest create + fsync, "
+            f"directory fsync, WAL fdatasync): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+        )
+    for name, mbps in bench.bulk_mb_per_s.items():
+        if name in bench.outcomes:
+            got = bench.outcomes[name].phase.mb_per_s
+            console.print(
+                f"{name}: {got:,.1f} MB/s = {got / mbps:.0%} of the disk alone just before it "
+                f"(fresh data, 4 MiB pwrites, fsync per 64 MiB: {mbps:,.0f} MB/s)"
+            )
     console.print("server CPU by process role (cores; all processes of a role summed):")
     for sc in order:
         o = bench.outcomes.get(sc.name)
@@ -613,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
             },
             "results": [bench.outcomes[sc.name].to_json() for sc in args.selected if sc.name in bench.outcomes],
             "fraction_of_ceiling": ceiling_fractions(bench.outcomes),
+            "disk_alone": {
+                "lone_commit_ms": bench.lone_commit_ms, "bulk_mb_per_s": bench.bulk_mb_per_s,
+            },
         }  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 1 if any(o.phase.errors for o in bench.outcomes.values()) else 0
