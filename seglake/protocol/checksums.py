@@ -17,9 +17,8 @@ import base64
 import binascii
 import hashlib
 import zlib
+from collections.abc import Callable
 from typing import Final
-
-from awscrt import checksums as _crt
 
 from seglake.errors import S3Error
 
@@ -95,12 +94,19 @@ def decode_value(alg: str, value: str) -> bytes:
 class Checksum:
     """Incremental checksum of one body under one algorithm."""
 
-    __slots__ = ("_alg", "_crc", "_hash")
+    __slots__ = ("_alg", "_crc", "_crc_fn", "_hash")
 
     def __init__(self, alg: str) -> None:
         self._alg = _canonical_algorithm(alg)
         self._crc = 0
         self._hash = hashlib.new(self._alg.lower()) if self._alg in ("SHA1", "SHA256") else None
+        self._crc_fn: Callable[[bytes | memoryview, int], int] | None = None
+        if self._alg in ("CRC32C", "CRC64NVME"):
+            # Loaded on first use: awscrt's native module takes ~60 ms to
+            # import, paid by every process start, and few requests need it.
+            from awscrt import checksums as crt
+
+            self._crc_fn = crt.crc32c if self._alg == "CRC32C" else crt.crc64nvme
 
     @property
     def algorithm(self) -> str:
@@ -113,12 +119,10 @@ class Checksum:
     def update(self, data: bytes | memoryview) -> None:
         if self._hash is not None:
             self._hash.update(data)
-        elif self._alg == "CRC32":
-            self._crc = zlib.crc32(data, self._crc)
-        elif self._alg == "CRC32C":
-            self._crc = _crt.crc32c(data, self._crc)
+        elif self._crc_fn is not None:
+            self._crc = self._crc_fn(data, self._crc)
         else:
-            self._crc = _crt.crc64nvme(data, self._crc)
+            self._crc = zlib.crc32(data, self._crc)
 
     def digest(self) -> bytes:
         if self._hash is not None:
