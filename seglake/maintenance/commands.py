@@ -289,6 +289,13 @@ def snapshot_cmd(cfg: Config, *, out: str | None, as_json: bool) -> int:
         counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
         print(f"snapshot: {report.path} ({report.bytes} bytes, sha256 {report.sha256[:16]}...)")
         print(f"  {counts}; report {report.report_path}; {note}")
+        if report.sealed_api_keys:
+            where = report.master_key_file or "the master key file (missing from this data dir!)"
+            print(
+                f"  {report.sealed_api_keys} API key(s) are sealed with {where}, which is not in "
+                "the snapshot: keep a copy of it with the snapshot, or those keys stop working "
+                "after a restore elsewhere"
+            )
     return 0
 
 

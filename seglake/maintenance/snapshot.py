@@ -9,6 +9,11 @@ objects written after the snapshot are not in it.
 
 Restore: stop the server, replace ``meta.db`` with the snapshot and remove
 ``meta.db-wal`` and ``meta.db-shm``, start the server.
+
+API-key secrets in the snapshot are sealed with ``.seglake-keys.master``,
+which the snapshot deliberately does not contain (a backup holding both
+would hold the secrets in the clear). The report names the file and how
+many keys need it, so an operator who restores elsewhere knows to bring it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 import apsw
 
+from seglake.auth.keystore import MASTER_KEY_FILE
 from seglake.config import Config
 from seglake.meta.schema import SCHEMA_VERSION, open_read, query
 from seglake.writer.fileio import fsync_dir
@@ -39,6 +45,10 @@ class SnapshotReport:
     schema_version: int
     taken_at: str
     counts: dict[str, int]
+    # API keys whose sealed secrets need the master key, and that key's file
+    # (None if it does not exist); neither is copied into the snapshot.
+    sealed_api_keys: int
+    master_key_file: str | None
 
 
 def _counts(conn: apsw.Connection) -> dict[str, int]:
@@ -59,6 +69,7 @@ def take_snapshot(cfg: Config, out: Path | None = None) -> SnapshotReport:
             with dest.backup("main", source, "main") as backup:
                 backup.step(-1)  # one pass: a single consistent snapshot of the source
             counts = _counts(dest)
+            sealed = int(query(dest, "SELECT count(*) FROM api_keys")[0][0])
             dest.execute("PRAGMA journal_mode=DELETE")  # a self-contained file, no -wal
         finally:
             dest.close()
@@ -72,7 +83,8 @@ def take_snapshot(cfg: Config, out: Path | None = None) -> SnapshotReport:
     report = SnapshotReport(
         path=str(target), report_path=str(target.with_suffix(".json")),
         bytes=target.stat().st_size, sha256=digest, schema_version=SCHEMA_VERSION,
-        taken_at=now.isoformat(), counts=counts,
+        taken_at=now.isoformat(), counts=counts, sealed_api_keys=sealed,
+        master_key_file=str(master) if (master := cfg.root / MASTER_KEY_FILE).exists() else None,
     )  # fmt: skip
     Path(report.report_path).write_text(json.dumps(asdict(report), indent=2, sort_keys=True))
     return report

@@ -42,6 +42,7 @@ def test_snapshot_restore(tmp_path: Path) -> None:
         assert report["recorded"] is True and report["path"] == str(snap)
         assert report["counts"]["buckets"] == 1 and report["counts"]["versions"] == 21
         assert json.loads(Path(report["report_path"]).read_text())["sha256"] == report["sha256"]
+        assert report["sealed_api_keys"] == 0 and report["master_key_file"] is None
         # Written after the snapshot: not in it.
         s3.put_object(Bucket="snap", Key="after", Body=b"later")
     conn = apsw.Connection(str(snap), flags=apsw.SQLITE_OPEN_READONLY)
@@ -89,3 +90,25 @@ def test_db_integrity_check(tmp_path: Path) -> None:
     assert bad.returncode == 1, bad.stdout + bad.stderr
     doc = json.loads(bad.stdout)
     assert doc["ok"] is False and doc["messages"] and doc["recorded"] is False
+
+
+def test_snapshot_names_the_master_key_it_leaves_out(tmp_path: Path) -> None:
+    """API-key secrets are sealed with .seglake-keys.master, which a snapshot
+    does not copy: the report and the human output say which file to keep."""
+    data = tmp_path / "data"
+    with SeglakeServer(data, frontends=1):
+        made = cli(data, "keys", "create", "--key-access", "backup-reader", "--json")
+        assert made.returncode == 0, made.stderr
+        master = data / ".seglake-keys.master"
+        assert master.exists() and (master.stat().st_mode & 0o777) == 0o600
+        done = cli(data, "snapshot", "--out", str(tmp_path / "snap.db"), "--json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["sealed_api_keys"] == 1 and report["master_key_file"] == str(master)
+        human = cli(data, "snapshot", "--out", str(tmp_path / "snap2.db"))
+        assert human.returncode == 0, human.stderr
+        assert f"1 API key(s) are sealed with {master}, which is not in the snapshot" in (
+            human.stdout
+        )
+    # The snapshot holds the sealed secret, never the master key's bytes.
+    assert master.read_bytes() not in (tmp_path / "snap.db").read_bytes()
