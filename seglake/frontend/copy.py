@@ -8,6 +8,12 @@ Rules this module keeps:
   source's chunks — all in one transaction, so a concurrent delete of the
   source is either seen (404) or harmless (the copy holds its own
   references). The ETag and stored checksums are the source's.
+* Except for a source uploaded in parts: the copy is a single-part object,
+  and AWS gives it the MD5 of its bytes as ETag (not the ``<md5>-N`` of the
+  source) and whole-object checksums. The frontend reads the source (each
+  chunk verified, as for a GET), computes them, and tells the writer which
+  version it read; should that no longer be the source when the writer
+  commits, nothing is written and the copy is read again.
 * Metadata directive COPY (default) keeps the source's Content-Type,
   standard headers and user metadata; REPLACE takes them from this request.
 * The copy source is parsed strictly: ``bucket/key`` or ``/bucket/key``,
@@ -18,22 +24,41 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
+import trio
+
+from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.format.errors import FormatError
+from seglake.format.manifest import decode_manifest
 from seglake.frontend.family import FamilyBase, Handler
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
+    THREAD_READ_MIN,
+    SegmentFiles,
+    read_chunk_checked,
     require_if_match,
     stored_meta,
     validate_key,
     validate_version_id,
 )
+from seglake.frontend.writer_client import WriterClient
+from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums, conditions
 from seglake.protocol.xml import document, el, iso8601
+from seglake.writer.ops import MAX_COPY_SOURCE_BYTES
+
+log = logging.getLogger(__name__)
 
 DIRECTIVES = ("COPY", "REPLACE")
+# A multipart source re-read this many times (it kept being replaced while
+# it was read) makes the copy fail with a retryable 503.
+COPY_READ_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,10 @@ def parse_copy_source(value: str) -> CopySource:
 
 
 class CopyHandlers(FamilyBase):
+    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
+        super().__init__(cfg, reader, writer)
+        self.segments = SegmentFiles(cfg)
+
     def handlers(self) -> dict[str, Handler]:
         return {"CopyObject": self.copy_object}
 
@@ -120,7 +149,13 @@ class CopyHandlers(FamilyBase):
             "if_none_match": if_none_match is not None,
             "if_match": req.headers.get("if-match"),
         }  # fmt: skip
-        result = await self.writer.call("copy_object", args)
+        for _attempt in range(COPY_READ_ATTEMPTS):
+            fresh = await self._single_part_sums(req, source, alg or None)
+            result = await self.writer.call("copy_object", {**args, **fresh})
+            if not result.get("source_changed"):
+                break
+        else:
+            raise S3Error("ServiceUnavailable", message="The copy source kept changing; retry.")
         etag = f'"{result["etag"]}"'
         parts = [el("LastModified", iso8601(int(result["created_ns"]))), el("ETag", etag)]
         for name, value in sorted((result.get("checksums") or {}).items()):
@@ -133,3 +168,50 @@ class CopyHandlers(FamilyBase):
                 (b"x-amz-copy-source-version-id", str(result["source_version_id"]).encode())
             )
         await req.xml(200, document("CopyObjectResult", parts), headers)
+
+    async def _single_part_sums(
+        self, req: Request, source: CopySource, requested: str | None
+    ) -> dict[str, Any]:
+        """For a source uploaded in parts: the MD5 and whole-object checksums of
+        its bytes, and the version they were read from; ``{}`` otherwise, or
+        whenever the writer will refuse the copy anyway (it says why)."""
+        if source.version_id is not None:
+            v = self.reader.version(source.bucket, source.key, source.version_id)
+        else:
+            v = self.reader.current(source.bucket, source.key)
+        if (
+            v is None or v.delete_marker or v.state != "ACTIVE" or "-" not in v.etag
+            or v.manifest is None or v.size > MAX_COPY_SOURCE_BYTES
+        ):  # fmt: skip
+            return {}
+        cond = conditions.from_headers(req.headers, copy_source=True)
+        if not conditions.evaluate(cond, v.etag, v.created_ns, copy=True).ok:
+            return {}
+        try:
+            manifest = decode_manifest(
+                v.manifest, path=f"meta.db:versions/{v.uid}", with_meta=False
+            )
+        except FormatError:
+            return {}  # the writer answers ObjectDamaged
+        algs = {str(a).upper() for a in dict(v.meta.get("checksums") or {})}
+        if requested:
+            algs.add(requested.upper())
+        sums = [checksums.new_checksum(a) for a in sorted(algs)]
+        md5 = hashlib.md5()
+
+        def update(data: bytes) -> None:
+            md5.update(data)
+            for s in sums:
+                s.update(data)
+
+        for ref in manifest.chunks:
+            data = await read_chunk_checked(self.segments, self.writer, v, ref)
+            if len(data) >= THREAD_READ_MIN:
+                await trio.to_thread.run_sync(update, data)
+            else:
+                update(data)
+        return {
+            "src_uid": v.uid,
+            "etag": md5.hexdigest(),
+            "checksums": {s.algorithm: s.b64() for s in sums},
+        }

@@ -47,8 +47,9 @@ from seglake.frontend.copy import CopySource, parse_copy_source
 from seglake.frontend.family import Handler
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
-    THREAD_READ_MIN,
     SegmentFiles,
+    mark_damaged,
+    read_chunk_checked,
     require_content_md5,
     require_if_match,
     stored_meta,
@@ -486,20 +487,10 @@ class MultipartHandlers:
         await req.xml(200, document("CopyPartResult", parts), headers)
 
     async def _read_chunk(self, v: VersionRow, ref: ChunkRef) -> bytes:
-        try:
-            if ref.length >= THREAD_READ_MIN:
-                return await trio.to_thread.run_sync(self.segments.read, ref)
-            return self.segments.read(ref)
-        except (FormatError, OSError) as exc:
-            log.error("object %s/%s version %s is damaged: %s", v.bucket, v.key, v.uid, exc)
-            await self._mark_damaged(v)
-            raise S3Error("ObjectDamaged") from None
+        return await read_chunk_checked(self.segments, self.writer, v, ref)
 
     async def _mark_damaged(self, v: VersionRow) -> None:
-        try:
-            await self.writer.call("mark_damaged", {"uid": v.uid})
-        except S3Error as exc:
-            log.warning("could not mark %s damaged: %s", v.uid, exc)
+        await mark_damaged(self.writer, v)
 
     # ---- ListParts ---------------------------------------------------------------
     async def list_parts(self, req: Request) -> None:

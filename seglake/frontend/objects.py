@@ -212,6 +212,30 @@ class SegmentFiles:
         return segfmt.read_record(fd, ref.offset, ref.length, ref.digest, path=path)
 
 
+async def mark_damaged(writer: WriterClient, v: VersionRow) -> None:
+    """Ask the writer to mark ``v`` DAMAGED; a failure to do so is only logged."""
+    try:
+        await writer.call("mark_damaged", {"uid": v.uid})
+    except S3Error as exc:
+        log.warning("could not mark %s damaged: %s", v.uid, exc)
+
+
+async def read_chunk_checked(
+    segments: SegmentFiles, writer: WriterClient, v: VersionRow, ref: ChunkRef
+) -> bytes:
+    """One chunk of ``v``, BLAKE3-verified. A chunk that cannot be read or
+    does not verify marks ``v`` DAMAGED and is ``ObjectDamaged``: its bytes
+    are never used."""
+    try:
+        if ref.length >= THREAD_READ_MIN:
+            return await trio.to_thread.run_sync(segments.read, ref)
+        return segments.read(ref)
+    except (FormatError, OSError) as exc:
+        log.error("object %s/%s version %s is damaged: %s", v.bucket, v.key, v.uid, exc)
+        await mark_damaged(writer, v)
+        raise S3Error("ObjectDamaged") from None
+
+
 class ManifestCache:
     """Decoded chunk lists by version uid, bounded (LRU). gc-rewrite may move
     a version's chunks (same uid, new manifest bytes), so a hit counts only
@@ -607,10 +631,7 @@ class ObjectHandlers:
         return now if same and now != chunks else None
 
     async def _mark_damaged(self, v: VersionRow) -> None:
-        try:
-            await self.writer.call("mark_damaged", {"uid": v.uid})
-        except S3Error as exc:
-            log.warning("could not mark %s damaged: %s", v.uid, exc)
+        await mark_damaged(self.writer, v)
 
     # ---- DELETE ----------------------------------------------------------
     async def delete_object(self, req: Request) -> None:

@@ -313,13 +313,15 @@ def apply_mark_damaged(
 MAX_COPY_SOURCE_BYTES = 5 * 1024**3
 # The parts of a version's meta that describe the object to clients and that a
 # REPLACE directive takes from the request; everything else (checksums, part
-# layout, ...) describes the bytes and always travels with them.
+# layout, ...) describes the bytes and travels with them — except from a
+# source uploaded in parts, whose copy is a single-part object.
 REPLACEABLE_META = ("content_type", "headers", "user")
 
 
 @dataclass(frozen=True)
 class _Source:
     row_id: int
+    uid: str
     version_id: str
     size: int
     etag: str
@@ -334,7 +336,10 @@ def _copy_source(
 ) -> tuple[_Source, str]:
     """The version a copy reads, and its bucket's versioning state."""
     versioning = bucket_versioning(conn, bucket)
-    cols = "v.id, v.version_id, v.size, v.etag, v.created_ns, v.state, v.delete_marker, v.meta, v.manifest"
+    cols = (
+        "v.id, v.version_id, v.size, v.etag, v.created_ns, v.state, v.delete_marker, v.meta, "
+        "v.manifest, v.uid"
+    )
     if version_id is None:
         rows = query(
             conn,
@@ -363,7 +368,9 @@ def _copy_source(
             "marker by version id.",
         )
     meta = msgpack.unpackb(r[7], raw=False) if r[7] else {}
-    src = _Source(int(r[0]), str(r[1]), int(r[2]), str(r[3]), int(r[4]), str(r[5]), meta, r[8])
+    src = _Source(
+        int(r[0]), str(r[9]), str(r[1]), int(r[2]), str(r[3]), int(r[4]), str(r[5]), meta, r[8]
+    )
     return src, versioning
 
 
@@ -372,10 +379,15 @@ def apply_copy_object(
 ) -> dict[str, Any]:
     """CopyObject: a new version whose manifest lists the source's chunks.
 
-    No byte is read or written: the source is resolved, its conditions checked
-    and its chunk list taken inside this transaction, so a concurrent delete
-    of the source either happens before (404) or after (the copy stands on
-    its own references). The ETag and stored checksums are the source's.
+    No byte is written: the source is resolved, its conditions checked and
+    its chunk list taken inside this transaction, so a concurrent delete of
+    the source either happens before (404) or after (the copy stands on its
+    own references). The ETag and stored checksums are the source's, except
+    for a source uploaded in parts: the copy is a single-part object, and as
+    on AWS its ETag is the MD5 of its bytes and its checksums are whole-object
+    ones. The frontend read those bytes and sends ``src_uid`` (the version it
+    read), ``etag`` and ``checksums``; if the source is another version by now,
+    nothing is written and ``{"source_changed": True}`` tells it to re-read.
     """
     bucket, key = a["bucket"], a["key"]
     src_bucket, src_key, src_vid = a["src_bucket"], a["src_key"], a.get("src_version_id")
@@ -403,7 +415,15 @@ def apply_copy_object(
             message="The specified copy source is larger than the maximum allowable size for "
             f"a copy source: {MAX_COPY_SOURCE_BYTES}",
         )
-    src_sums = dict(src.meta.get("checksums") or {})
+    fresh = a.get("src_uid") is not None
+    if fresh:
+        src_sums = {str(k): str(v) for k, v in dict(a.get("checksums") or {}).items()}
+        etag = str(a.get("etag") or "")
+        if len(etag) != 32 or not all(c in "0123456789abcdef" for c in etag):
+            raise S3Error("InternalError", message="malformed copy ETag")
+    else:
+        src_sums = dict(src.meta.get("checksums") or {})
+        etag = src.etag
     alg = a.get("checksum_algorithm")
     if alg and str(alg).upper() not in src_sums:
         # A new checksum needs every byte read; never claim one we did not compute.
@@ -421,19 +441,27 @@ def apply_copy_object(
         )
     except FormatError:
         raise S3Error("ObjectDamaged") from None
+    if fresh and a["src_uid"] != src.uid:
+        return {"source_changed": True}
     meta = dict(src.meta)
+    if fresh:
+        # A single-part object now: no part boundaries, whole-object checksums.
+        meta.pop("parts", None)
+        meta.pop("checksums", None)
+        if src_sums:
+            meta["checksums"] = src_sums
     if replace:
         for name in REPLACEABLE_META:
             meta.pop(name, None)
         meta.update({k: v for k, v in dict(a.get("meta") or {}).items() if k in REPLACEABLE_META})
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=src.size,
-        etag=src.etag, meta=meta, chunks=list(manifest.chunks), delete_marker=False,
+        etag=etag, meta=meta, chunks=list(manifest.chunks), delete_marker=False,
     )  # fmt: skip
     return {
         "version_id": version_id if versioning == "enabled" else None,
         "created_ns": ns,
-        "etag": src.etag,
+        "etag": etag,
         "source_version_id": src.version_id if src_versioning != "unversioned" else None,
         "checksums": src_sums,
     }

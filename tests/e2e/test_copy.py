@@ -334,3 +334,56 @@ def test_copy_destination_conditions(s3: Any, bucket: str) -> None:
     assert code_of(exc) == (412, "PreconditionFailed")
     s3.copy_object(Bucket=bucket, Key="fresh", CopySource=f"{bucket}/src", IfNoneMatch="*")
     assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"existing"
+
+
+def test_copy_of_multipart_source_is_single_part(s3: Any, bucket: str) -> None:
+    """As on AWS, a CopyObject of an object uploaded in parts makes a
+    single-part object: its ETag is the MD5 of the bytes (not "<md5>-N"), it
+    has no part layout, and its checksums are whole-object ones."""
+    parts = [bytes([i]) * (5 * MiB) for i in (1, 2)] + [b"tail bytes"]
+    body = b"".join(parts)
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="SHA256")
+    done = []
+    for n, data in enumerate(parts, 1):
+        r = s3.upload_part(
+            Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=n, Body=data,
+            ChecksumAlgorithm="SHA256",
+        )  # fmt: skip
+        done.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]})
+    src = s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=up["UploadId"], MultipartUpload={"Parts": done}
+    )
+    assert src["ETag"].strip('"').endswith("-3")
+    out = s3.copy_object(Bucket=bucket, Key="mp-copy", CopySource=f"{bucket}/mp")
+    md5 = hashlib.md5(body).hexdigest()
+    sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    assert out["CopyObjectResult"]["ETag"] == f'"{md5}"'
+    assert out["CopyObjectResult"]["ChecksumSHA256"] == sha
+    got = s3.get_object(Bucket=bucket, Key="mp-copy", ChecksumMode="ENABLED")
+    assert got["Body"].read() == body
+    assert got["ETag"] == f'"{md5}"' and got["ChecksumSHA256"] == sha
+    # No part layout: part 1 is the whole object, there is no part 2.
+    head = s3.head_object(Bucket=bucket, Key="mp-copy", PartNumber=1)
+    assert head["ContentLength"] == len(body) and "PartsCount" not in head
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="mp-copy", PartNumber=2)
+    assert code_of(exc)[0] == 416
+    # The source is untouched; a new checksum algorithm can be had, as the
+    # bytes are read anyway; a copy of the copy keeps the plain ETag.
+    assert s3.head_object(Bucket=bucket, Key="mp")["ETag"] == src["ETag"]
+    crc = s3.copy_object(
+        Bucket=bucket, Key="mp-crc", CopySource=f"{bucket}/mp", ChecksumAlgorithm="CRC32"
+    )
+    assert crc["CopyObjectResult"]["ETag"] == f'"{md5}"'
+    assert crc["CopyObjectResult"]["ChecksumCRC32"] == _crc32(body)
+    again = s3.copy_object(Bucket=bucket, Key="mp-copy2", CopySource=f"{bucket}/mp-copy")
+    assert again["CopyObjectResult"]["ETag"] == f'"{md5}"'
+    # Source conditions still compare against the source's own ETag.
+    s3.copy_object(
+        Bucket=bucket, Key="mp-cond", CopySource=f"{bucket}/mp", CopySourceIfMatch=src["ETag"]
+    )
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(
+            Bucket=bucket, Key="mp-cond2", CopySource=f"{bucket}/mp", CopySourceIfMatch=f'"{md5}"'
+        )
+    assert code_of(exc) == (412, "PreconditionFailed")
