@@ -40,6 +40,7 @@ from seglake.frontend.family import FamilyBase, Handler
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
     THREAD_READ_MIN,
+    ChunksMoved,
     SegmentFiles,
     read_chunk_checked,
     require_if_match,
@@ -56,8 +57,9 @@ from seglake.writer.ops import MAX_COPY_SOURCE_BYTES
 log = logging.getLogger(__name__)
 
 DIRECTIVES = ("COPY", "REPLACE")
-# A multipart source re-read this many times (it kept being replaced while
-# it was read) makes the copy fail with a retryable 503.
+# A multipart source re-read this many times (it kept being replaced, or
+# moved by segment GC, while it was read) makes the copy fail with a
+# retryable 503.
 COPY_READ_ATTEMPTS = 3
 
 
@@ -150,7 +152,10 @@ class CopyHandlers(FamilyBase):
             "if_match": req.headers.get("if-match"),
         }  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
-            fresh = await self._single_part_sums(req, source, alg or None)
+            try:
+                fresh = await self._single_part_sums(req, source, alg or None)
+            except ChunksMoved:
+                continue  # segment GC moved the source while it was read
             result = await self.writer.call("copy_object", {**args, **fresh})
             if not result.get("source_changed"):
                 break
@@ -205,7 +210,7 @@ class CopyHandlers(FamilyBase):
                 s.update(data)
 
         for ref in manifest.chunks:
-            data = await read_chunk_checked(self.segments, self.writer, v, ref)
+            data = await read_chunk_checked(self.segments, self.writer, self.reader, v, ref)
             if len(data) >= THREAD_READ_MIN:
                 await trio.to_thread.run_sync(update, data)
             else:

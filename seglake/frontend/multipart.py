@@ -47,6 +47,7 @@ from seglake.frontend.copy import CopySource, parse_copy_source
 from seglake.frontend.family import Handler
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
+    ChunksMoved,
     SegmentFiles,
     mark_damaged,
     read_chunk_checked,
@@ -487,7 +488,14 @@ class MultipartHandlers:
         await req.xml(200, document("CopyPartResult", parts), headers)
 
     async def _read_chunk(self, v: VersionRow, ref: ChunkRef) -> bytes:
-        return await read_chunk_checked(self.segments, self.writer, v, ref)
+        try:
+            return await read_chunk_checked(self.segments, self.writer, self.reader, v, ref)
+        except ChunksMoved:
+            # Nothing is committed yet; the client's retry reads the new row.
+            raise S3Error(
+                "ServiceUnavailable",
+                message="The copy source was moved by segment GC while it was read; retry.",
+            ) from None
 
     async def _mark_damaged(self, v: VersionRow) -> None:
         await mark_damaged(self.writer, v)

@@ -220,17 +220,31 @@ async def mark_damaged(writer: WriterClient, v: VersionRow) -> None:
         log.warning("could not mark %s damaged: %s", v.uid, exc)
 
 
+class ChunksMoved(Exception):
+    """gc-rewrite moved a version's chunks (and removed their old segment)
+    after its row was read: the row, not the object, is stale."""
+
+
 async def read_chunk_checked(
-    segments: SegmentFiles, writer: WriterClient, v: VersionRow, ref: ChunkRef
+    segments: SegmentFiles,
+    writer: WriterClient,
+    reader: MetaReader,
+    v: VersionRow,
+    ref: ChunkRef,
 ) -> bytes:
     """One chunk of ``v``, BLAKE3-verified. A chunk that cannot be read or
     does not verify marks ``v`` DAMAGED and is ``ObjectDamaged``: its bytes
-    are never used."""
+    are never used. A segment that is gone because GC moved the version's
+    chunks meanwhile is ``ChunksMoved`` instead (read the row again)."""
     try:
         if ref.length >= THREAD_READ_MIN:
             return await trio.to_thread.run_sync(segments.read, ref)
         return segments.read(ref)
     except (FormatError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            fresh = reader.version(v.bucket, v.key, v.version_id)
+            if fresh is not None and fresh.uid == v.uid and fresh.manifest != v.manifest:
+                raise ChunksMoved(v.uid) from exc
         log.error("object %s/%s version %s is damaged: %s", v.bucket, v.key, v.uid, exc)
         await mark_damaged(writer, v)
         raise S3Error("ObjectDamaged") from None

@@ -592,3 +592,49 @@ def test_live_rewrite_with_yes_under_load(gsrv: SeglakeServer) -> None:
     for key, data in {**kept, **load.acked}.items():
         assert s3.get_object(Bucket="gc-live", Key=key)["Body"].read() == data, key
     fsck_clean(gsrv.data_dir)
+
+
+def test_reads_from_a_row_gc_moved_are_stale_not_damaged(gsrv: SeglakeServer) -> None:
+    """A copy (or part copy) that read a version's row before a live
+    gc-rewrite moved its chunks and removed their segment finds the segment
+    gone: that is ``ChunksMoved`` (read the row again), never a reason to
+    mark a sound object DAMAGED. Driven through the frontend's own chunk
+    reader with the real writer, meta.db and segment files."""
+    import trio
+
+    from seglake.config import build_config
+    from seglake.frontend.objects import ChunksMoved, SegmentFiles, read_chunk_checked
+    from seglake.frontend.writer_client import WriterClient
+    from seglake.meta.reads import MetaReader
+    from seglake.meta.schema import open_read
+
+    s3 = gsrv.s3()
+    kept = fill_and_thin(s3, "gc-stale", 40, 24 * KiB, keep_every=5)
+    cfg = build_config({"data_dir": str(gsrv.data_dir)})
+    reader = MetaReader(open_read(str(cfg.db_path)))
+    stale = {key: reader.current("gc-stale", key) for key in kept}
+    code, doc = cli_json(gsrv.data_dir, "gc-rewrite-run", "--yes")
+    assert code in (0, 1) and doc["deleted_segments"], doc
+    moved = []
+    for key, v in stale.items():
+        assert v is not None and v.manifest is not None
+        (ref,) = decode_manifest(v.manifest, path="test", with_meta=False).chunks
+        if not (cfg.segments_dir / f"{ref.segment_id:016x}.seg").exists():
+            moved.append((key, v, ref))
+    assert moved, "gc-rewrite removed no segment of a kept object"
+
+    async def read_stale() -> None:
+        async with trio.open_nursery() as nursery:
+            writer = WriterClient(str(cfg.writer_socket), nursery)
+            segments = SegmentFiles(cfg)
+            for _key, v, ref in moved:
+                with pytest.raises(ChunksMoved):
+                    await read_chunk_checked(segments, writer, reader, v, ref)
+            nursery.cancel_scope.cancel()
+
+    trio.run(read_stale)
+    damaged = db_rows(gsrv.data_dir, "SELECT count(*) FROM versions WHERE state = 'DAMAGED'")
+    assert damaged[0][0] == 0
+    key = moved[0][0]
+    s3.copy_object(Bucket="gc-stale", Key="copy", CopySource=f"gc-stale/{key}")
+    assert s3.get_object(Bucket="gc-stale", Key="copy")["Body"].read() == kept[key]
