@@ -25,7 +25,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
@@ -53,8 +52,6 @@ from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums, conditions
 from seglake.protocol.xml import document, el, iso8601
 from seglake.writer.ops import MAX_COPY_SOURCE_BYTES
-
-log = logging.getLogger(__name__)
 
 DIRECTIVES = ("COPY", "REPLACE")
 # A multipart source re-read this many times (it kept being replaced, or
@@ -185,8 +182,8 @@ class CopyHandlers(FamilyBase):
         else:
             v = self.reader.current(source.bucket, source.key)
         if (
-            v is None or v.delete_marker or v.state != "ACTIVE" or "-" not in v.etag
-            or v.manifest is None or v.size > MAX_COPY_SOURCE_BYTES
+            v is None or v.delete_marker or v.state in ("DAMAGED", "DELETED")
+            or "-" not in v.etag or v.manifest is None or v.size > MAX_COPY_SOURCE_BYTES
         ):  # fmt: skip
             return {}
         cond = conditions.from_headers(req.headers, copy_source=True)

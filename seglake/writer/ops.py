@@ -441,7 +441,9 @@ def apply_copy_object(
         )
     except FormatError:
         raise S3Error("ObjectDamaged") from None
-    if fresh and a["src_uid"] != src.uid:
+    if (a["src_uid"] != src.uid) if fresh else ("-" in src.etag):
+        # Not the version the frontend read, or it read one that was not in
+        # parts: it reads the source again; nothing is written.
         return {"source_changed": True}
     meta = dict(src.meta)
     if fresh:
