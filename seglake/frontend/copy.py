@@ -41,6 +41,7 @@ from seglake.frontend.objects import (
     THREAD_READ_MIN,
     ChunksMoved,
     SegmentFiles,
+    mark_damaged,
     read_chunk_checked,
     require_if_match,
     stored_meta,
@@ -176,7 +177,8 @@ class CopyHandlers(FamilyBase):
     ) -> dict[str, Any]:
         """For a source uploaded in parts: the MD5 and whole-object checksums of
         its bytes, and the version they were read from; ``{}`` otherwise, or
-        whenever the writer will refuse the copy anyway (it says why)."""
+        whenever the writer will refuse the copy anyway (it says why). A
+        source whose manifest or chunks fail their checks is ObjectDamaged."""
         if source.version_id is not None:
             v = self.reader.version(source.bucket, source.key, source.version_id)
         else:
@@ -194,7 +196,8 @@ class CopyHandlers(FamilyBase):
                 v.manifest, path=f"meta.db:versions/{v.uid}", with_meta=False
             )
         except FormatError:
-            return {}  # the writer answers ObjectDamaged
+            await mark_damaged(self.writer, v)
+            raise S3Error("ObjectDamaged") from None
         algs = {str(a).upper() for a in dict(v.meta.get("checksums") or {})}
         if requested:
             algs.add(requested.upper())

@@ -416,6 +416,10 @@ def apply_copy_object(
             f"a copy source: {MAX_COPY_SOURCE_BYTES}",
         )
     fresh = a.get("src_uid") is not None
+    if (a["src_uid"] != src.uid) if fresh else ("-" in src.etag and src.manifest is not None):
+        # Not the version the frontend read, or it read one that was not in
+        # parts: it reads the source again; nothing is written.
+        return {"source_changed": True}
     if fresh:
         src_sums = {str(k): str(v) for k, v in dict(a.get("checksums") or {}).items()}
         etag = str(a.get("etag") or "")
@@ -441,10 +445,6 @@ def apply_copy_object(
         )
     except FormatError:
         raise S3Error("ObjectDamaged") from None
-    if (a["src_uid"] != src.uid) if fresh else ("-" in src.etag):
-        # Not the version the frontend read, or it read one that was not in
-        # parts: it reads the source again; nothing is written.
-        return {"source_changed": True}
     meta = dict(src.meta)
     if fresh:
         # A single-part object now: no part boundaries, whole-object checksums.

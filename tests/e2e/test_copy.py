@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import sqlite3
 from typing import Any
 from urllib.parse import quote
 from xml.etree import ElementTree
@@ -336,7 +337,9 @@ def test_copy_destination_conditions(s3: Any, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="dst")["Body"].read() == b"existing"
 
 
-def test_copy_of_multipart_source_is_single_part(s3: Any, bucket: str) -> None:
+def test_copy_of_multipart_source_is_single_part(
+    server: SeglakeServer, s3: Any, bucket: str
+) -> None:
     """As on AWS, a CopyObject of an object uploaded in parts makes a
     single-part object: its ETag is the MD5 of the bytes (not "<md5>-N"), it
     has no part layout, and its checksums are whole-object ones."""
@@ -387,3 +390,30 @@ def test_copy_of_multipart_source_is_single_part(s3: Any, bucket: str) -> None:
             Bucket=bucket, Key="mp-cond2", CopySource=f"{bucket}/mp", CopySourceIfMatch=f'"{md5}"'
         )
     assert code_of(exc) == (412, "PreconditionFailed")
+    # A damaged source (its manifest in meta.db fails its checksum) is
+    # refused as ObjectDamaged and marked so, never copied.
+    db = sqlite3.connect(str(server.data_dir / "meta.db"), timeout=30)
+    try:
+        with db:
+            (blob,) = db.execute(
+                "SELECT manifest FROM versions WHERE bucket = ? AND key = 'mp'", (bucket,)
+            ).fetchone()
+            bad = bytearray(blob)
+            bad[len(bad) // 2] ^= 0x10
+            db.execute(
+                "UPDATE versions SET manifest = ? WHERE bucket = ? AND key = 'mp'",
+                (bytes(bad), bucket),
+            )
+    finally:
+        db.close()
+    with pytest.raises(ClientError) as exc:
+        s3.copy_object(Bucket=bucket, Key="mp-bad", CopySource=f"{bucket}/mp")
+    assert code_of(exc) == (500, "ObjectDamaged")
+    state = sqlite3.connect(f"file:{server.data_dir / 'meta.db'}?mode=ro", uri=True)
+    try:
+        rows = state.execute(
+            "SELECT state FROM versions WHERE bucket = ? AND key = 'mp'", (bucket,)
+        ).fetchall()
+    finally:
+        state.close()
+    assert rows == [("DAMAGED",)]
