@@ -25,11 +25,14 @@ test: build
 
 # Long fault tier (>= 1,000 simulated power cuts, >= 500 random kills): the
 # figures every fault test reports go to build/fault-figures.jsonl and are
-# printed at the end; docs/reliability.md records a run.
+# printed at the end; docs/reliability.md records a run. The 500-kill test runs
+# for ~20 min: pytest's 5-minute traceback dump (pyproject) would fire in it,
+# and dumping the frames of running threads can crash the test process.
 FIGURES := $(CURDIR)/build/fault-figures.jsonl
 test-faults: build
 	rm -f $(FIGURES)
-	SEGLAKE_LONG_FAULTS=1 SEGLAKE_FAULT_FIGURES=$(FIGURES) $(BIN)/python -m pytest -q tests/faults; \
+	SEGLAKE_LONG_FAULTS=1 SEGLAKE_FAULT_FIGURES=$(FIGURES) $(BIN)/python -m pytest -q \
+		-o faulthandler_timeout=3600 tests/faults; \
 	status=$$?; $(BIN)/python -m tests.faults.figures $(FIGURES); exit $$status
 
 # Remove one writer fsync at a time (test mode only) and show the power-loss
