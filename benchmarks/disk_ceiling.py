@@ -93,14 +93,13 @@ def lone_commit(directory: Path, rounds: int = 300) -> tuple[float, float]:
             os.fdatasync(wal)
             times.append((time.perf_counter() - started) * 1000)
     finally:
+        # The files stay until the caller removes ``directory``, after the
+        # last scenario. On ext4 without a journal (this VM's root file
+        # system) a new inode is not taken from those freed in the last
+        # ~60 s: each create scans past them, and 300 just-deleted manifests
+        # made every create in the PUT scenarios after it ~0.6 ms dearer.
         os.close(seg)
         os.close(wal)
-        for p in manifests.iterdir():
-            p.unlink()
-        manifests.rmdir()
-        for name in ("segment", "wal"):
-            (root / name).unlink()
-        root.rmdir()
     times.sort()
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 

@@ -48,6 +48,11 @@ class Config:
     # A batch stops growing at this many payload bytes so one commit never
     # makes the requests behind it wait for an unbounded fsync.
     sync_bytes: int = 128 * MiB
+    # How a batch's manifests become durable: "auto" = one syncfs for a
+    # batch of several where the kernel and file system make that a safe
+    # barrier (writer/barrier.py), else an fsync each; "fsync" = always an
+    # fsync each.
+    sync_mode: str = "auto"
     max_object_size: int = 5 * GiB  # 0 = unlimited
     # Refuse writes (HTTP 507) while free space is below this reserve, so the
     # database and manifests always have room to record what was accepted.
@@ -341,6 +346,8 @@ def validate(cfg: Config) -> None:
         raise ValueError("segment-max-bytes must be at least 4096")
     if cfg.sync_bytes <= 0:
         raise ValueError("sync-bytes must be positive")
+    if cfg.sync_mode not in ("auto", "fsync"):
+        raise ValueError("sync-mode must be 'auto' or 'fsync'")
     for domain in cfg.domain_list:
         if not _DOMAIN_RE.fullmatch(domain):
             raise ValueError(f"domains: {domain!r} is not a host name")

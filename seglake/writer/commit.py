@@ -42,7 +42,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.manifest import manifest_path
 from seglake.meta.schema import get_setting, set_setting
-from seglake.writer import fileio
+from seglake.writer import barrier, fileio
 from seglake.writer.mutations import APPLY
 from seglake.writer.ops import BatchContext, VersionClock
 from seglake.writer.record_journal import RecordJournal
@@ -109,6 +109,16 @@ class Committer:
         self.records = RecordJournal(cfg.manifests_dir.parent)
         self.records.install(conn)
         self.records.backfill(conn)
+        self.sync = barrier.choose(
+            cfg.sync_mode, cfg.root, [cfg.segments_dir, cfg.manifests_dir, cfg.db_path]
+        )
+        log.info("manifest barrier: %s", self.sync.reason)
+        # syncfs reports writeback errors that happened since this descriptor
+        # was opened: it lives as long as the committer.
+        self._syncfs_fd = -1
+        if self.sync.syncfs:
+            self._syncfs_fd = os.open(cfg.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fileio.track(self._syncfs_fd, cfg.root)
 
     async def submit(self, name: str, args: dict[str, Any], nbytes: int = 0) -> Any:
         if name not in APPLY:
@@ -287,6 +297,42 @@ class Committer:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise
             raise WriterFatal(f"cannot create manifest directory: {exc}") from exc
+        if self.sync.syncfs and len(paths) >= barrier.SYNCFS_MIN_MANIFESTS:
+            self._write_manifests_syncfs(paths, bodies)
+        else:
+            self._write_manifests_fsync(paths, bodies)
+        # Directory entries are durable only after the directory is fsynced;
+        # a batch touches up to 256 shard directories, fsynced in parallel.
+        try:
+            failpoints.hit("manifest_dir_fsync")
+            if len(dirs) < PARALLEL_FSYNC_MIN:
+                for d in dirs:
+                    fsync_dir(d, "manifest_dir.fsync")
+            else:
+                list(self._pool.map(fsync_dir, dirs, ["manifest_dir.fsync"] * len(dirs)))
+        except OSError as exc:
+            raise WriterFatal(f"manifest directory fsync failed: {exc}") from exc
+        return paths
+
+    def _write_manifests_syncfs(self, paths: list[Path], bodies: list[bytes]) -> None:
+        """Create and write every manifest, then one syncfs makes all their
+        data and inodes durable (barrier.py: where this is trusted)."""
+        written = 0
+        try:
+            for path, body in zip(paths, bodies, strict=True):
+                fd = _create_manifest(path, body)
+                written += 1
+                fileio.close(fd)
+        except OSError:
+            self._unlink(paths[: written + 1])
+            raise
+        try:
+            failpoints.hit("manifest_fsync")
+            fileio.syncfs(self._syncfs_fd, "manifest.syncfs")
+        except OSError as exc:
+            raise WriterFatal(f"syncfs of the manifests failed: {exc}") from exc
+
+    def _write_manifests_fsync(self, paths: list[Path], bodies: list[bytes]) -> None:
         # Files are created and written one after another on this thread:
         # creates in one directory serialise on its lock in the kernel, and
         # threads racing for it spin (measured: ~5% of the writer's CPU).
@@ -313,18 +359,6 @@ class Committer:
             finally:
                 for fd in fds:
                     fileio.close(fd)
-        # Directory entries are durable only after the directory is fsynced;
-        # a batch touches up to 256 shard directories, fsynced in parallel.
-        try:
-            failpoints.hit("manifest_dir_fsync")
-            if len(dirs) < PARALLEL_FSYNC_MIN:
-                for d in dirs:
-                    fsync_dir(d, "manifest_dir.fsync")
-            else:
-                list(self._pool.map(fsync_dir, dirs, ["manifest_dir.fsync"] * len(dirs)))
-        except OSError as exc:
-            raise WriterFatal(f"manifest directory fsync failed: {exc}") from exc
-        return paths
 
     def _fsync_manifests(self, paths: list[Path], fds: list[int]) -> None:
         """fsync every manifest; any failure is fatal (never retried).

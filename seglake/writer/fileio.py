@@ -23,6 +23,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from pathlib import Path
@@ -35,6 +36,7 @@ from seglake import failpoints
 
 FSYNC = "fsync"
 DIRSYNC = "dirsync"
+SYNCFS = "syncfs"
 WRITE = "write"
 CREATE = "create"
 TRUNCATE = "truncate"
@@ -58,6 +60,9 @@ SITES: Final[dict[str, str]] = {
     "manifest.create": CREATE,
     "manifest.write": WRITE,
     "manifest.fsync": FSYNC,
+    # A batch of many manifests: one syncfs of the data dir's file system
+    # instead of an fsync per file (writer/barrier.py says when).
+    "manifest.syncfs": SYNCFS,
     "manifest.unlink": UNLINK,
     "manifest_dir.mkdir": MKDIR,
     "manifest_dir.parent_fsync": DIRSYNC,
@@ -98,7 +103,7 @@ SITES: Final[dict[str, str]] = {
 }
 # Left behind only by a crash between a temp file's create and its rename.
 TMP_SUFFIX: Final = ".tmp"
-FSYNC_SITES: Final = frozenset(s for s, k in SITES.items() if k in (FSYNC, DIRSYNC))
+FSYNC_SITES: Final = frozenset(s for s, k in SITES.items() if k in (FSYNC, DIRSYNC, SYNCFS))
 WRITE_SITES: Final = frozenset(s for s, k in SITES.items() if k == WRITE)
 
 _JOURNAL_PATH = os.environ.get("SEGLAKE_IO_JOURNAL", "")
@@ -240,6 +245,35 @@ def fsync(fd: int, site: str) -> None:
         return
     os.fsync(fd)
     _record_fd(FSYNC, site, fd)
+    failpoints.hit(site + ".done")
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def syncfs(fd: int, site: str) -> None:
+    """``syncfs(2)`` of the file system holding ``fd``: the data and inodes
+    of every file on it are durable when it returns. Directory entries are
+    not relied on (not every file system flushes its own metadata last):
+    callers still fsync each directory they changed.
+
+    Linux 5.8 and later report writeback errors of any file of the file
+    system that happened since ``fd`` was opened (and only once per
+    descriptor); ``barrier.choose`` never picks this on an older kernel,
+    which would return success after a failed write. An error propagates:
+    the caller must not trust or retry.
+    """
+    global _libc
+    _check(site)
+    failpoints.hit(site)
+    if site in _SKIP:
+        return
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    _record_fd(SYNCFS, site, fd)
     failpoints.hit(site + ".done")
 
 

@@ -8,7 +8,8 @@ writer and of SQLite's own files, in the order they completed).
 
 The model (pessimistic, the way POSIX allows, not the way ext4 happens to
 behave):
-- file data: what the last fsync of a file covered is on disk; every later
+- file data: what the last fsync of a file (or a syncfs of the whole file
+  system) covered is on disk; every later
   write or truncate of that file is independently kept, dropped, or (for a
   write) kept in part — a torn tail: a prefix of its bytes. Applying a
   subset in order is the same as the writes reaching the disk in any order;
@@ -183,6 +184,13 @@ class FsModel:
         elif op.kind == "fsync":
             node = self._inode(path)
             if node is not None:
+                node.durable = bytearray(node.volatile)
+                node.pending.clear()
+        elif op.kind == "syncfs":
+            # Every file's data is durable; directory entries are not taken
+            # as durable (ext4 without a journal writes them back after its
+            # cache flush), so the writer's directory fsyncs still count.
+            for node in self.inodes:
                 node.durable = bytearray(node.volatile)
                 node.pending.clear()
         elif op.kind == "dirsync":
