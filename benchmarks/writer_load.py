@@ -10,10 +10,12 @@ own costs (group commit, SQL, manifest files, fsyncs) are measured with
 much less noise than through ``benchmarks.run``.
 
 Back-to-back runs bias each other if the first one's data dir is deleted:
-on this machine's ext4 a file created within minutes of thousands of
+on this machine's ext4 a file created within a minute of thousands of
 deletions costs far more system time (inode allocation skips recently
 freed inodes; measured 226 → 1,212 µs of writer system time per put).
-``--keep`` leaves the data dir under ``.bench-tmp/`` (remove it later).
+Like ``benchmarks.run``, it waits until a minute has passed since the last
+run's clean-up; ``--keep`` leaves the data dir under ``.bench-tmp/``
+(remove it later).
 
     .venv/bin/python -m benchmarks.writer_load --concurrency 32 --seconds 5
 """
@@ -37,6 +39,7 @@ REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.run import CLEANED_STAMP, settle_after_cleanup  # noqa: E402
 from seglake.ipc.channel import connect  # noqa: E402
 from tests.harness import SeglakeServer  # noqa: E402
 
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--keep", action="store_true", help="leave the data dir in place")
     args = parser.parse_args(argv)
+    trio.run(settle_after_cleanup)
     parent = REPO_ROOT / ".bench-tmp"
     parent.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="writer-", dir=parent))
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         server.close()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+            CLEANED_STAMP.touch()
     print(line)
     return 0
 
