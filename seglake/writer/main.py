@@ -180,6 +180,7 @@ class Writer:
             "last_batch_size": self.committer.stats.last_batch_size,
             "last_batch_ms": round(self.committer.stats.last_batch_seconds * 1000, 2),
             "write_in_flight": self.committer.in_flight,
+            "manifest_barrier": self.committer.sync.reason,
             "appended_bytes": self.appended_bytes,
             "maintenance": self.quiesce.status(),
         }
