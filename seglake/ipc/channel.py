@@ -75,7 +75,6 @@ class Channel:
         self._broken: BaseException | None = None
         self._outbox: list[bytes | bytearray | memoryview] = []
         self._flushing = False
-        self._fd = stream.socket.fileno()
 
     @property
     def usable(self) -> bool:
@@ -120,7 +119,7 @@ class Channel:
                 # socket did not take is sent before any later frame.
                 self._send_lock.acquire_nowait()
                 try:
-                    rest = write_nowait(self._fd, buffers)
+                    rest = write_nowait(self._stream.socket.fileno(), buffers)
                     if rest:
                         await self._write(rest)
                 finally:
@@ -203,7 +202,11 @@ def write_nowait(
 ) -> list[bytes | bytearray | memoryview]:
     """Write as much of ``buffers`` as the non-blocking socket ``fd`` takes
     now; returns what is left (empty when all of it was sent). A dead peer
-    raises ``OSError`` (``BrokenPipeError``: Python ignores SIGPIPE)."""
+    raises ``OSError`` (``BrokenPipeError``: Python ignores SIGPIPE).
+
+    Callers pass ``socket.fileno()`` read at the time of the call, never a
+    number kept from earlier: a closed socket's is -1 (``EBADF``), while a
+    kept number may by then belong to a segment or database file."""
     try:
         sent = os.writev(fd, buffers)
     except BlockingIOError:
@@ -249,8 +252,6 @@ async def serve_channel(
     outbox: list[bytes | bytearray | memoryview] = []
     flushing = False
 
-    fd = stream.socket.fileno()
-
     async def reply(frame: Frame) -> None:
         nonlocal flushing
         buffers = encode_frame(frame)
@@ -259,7 +260,7 @@ async def serve_channel(
             # it is written at once (see Channel._send); a remainder the
             # socket did not take goes out first by the flushing path.
             try:
-                buffers = write_nowait(fd, buffers)
+                buffers = write_nowait(stream.socket.fileno(), buffers)
             except OSError:
                 return  # the caller went away; its outcome stands (it may retry)
             if not buffers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ import trio
 
 from seglake.config import CHUNK_SIZE
 from seglake.errors import S3Error
-from seglake.ipc.channel import Channel, ChannelBroken, ChannelClosed, connect, serve_channel
+from seglake.ipc.channel import (
+    Channel,
+    ChannelBroken,
+    ChannelClosed,
+    connect,
+    serve_channel,
+    write_nowait,
+)
 
 Handler = Any
 
@@ -241,5 +249,56 @@ async def test_cancelled_flusher_still_sends_the_others_frames(sock_path: str) -
                 await trio.sleep(0.05)
                 reading.set()
         assert sorted(replies) == list(range(-1, 10))
+        await ch.aclose()
+        n.cancel_scope.cancel()
+
+
+def test_write_nowait_returns_what_the_socket_did_not_take() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        a.setblocking(False)
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        parts = [os.urandom(3000), b"", os.urandom(5000), os.urandom(1 << 20)]
+        rest = write_nowait(a.fileno(), parts)
+        taken = sum(map(len, parts)) - sum(map(len, rest))
+        assert 0 < taken < sum(map(len, parts)), "the small buffer should take only part"
+        got = b""
+        while len(got) < taken:
+            got += b.recv(1 << 20)
+        # What went out is a prefix of the frame; what is left is the rest.
+        whole = b"".join(parts)
+        assert got == whole[:taken]
+        assert b"".join(bytes(r) for r in rest) == whole[taken:]
+        assert write_nowait(a.fileno(), [b""]) == []
+    finally:
+        a.close()
+        b.close()
+    # A closed socket's fileno() is -1: the write fails, it never lands elsewhere.
+    with pytest.raises(OSError):
+        write_nowait(a.fileno(), [b"x"])
+
+
+async def test_lone_call_larger_than_the_socket_buffer_keeps_frame_order(sock_path: str) -> None:
+    """A lone call whose frame the socket takes only in part finishes its
+    frame before any later call's frame goes out."""
+    async with trio.open_nursery() as n:
+        await _serve(sock_path, echo, n)
+        ch, stream = await connect(sock_path)
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        n.start_soon(ch.run_reader)
+        big = os.urandom(CHUNK_SIZE)
+        results: dict[int, Any] = {}
+
+        async def one(i: int, body: bytes) -> None:
+            results[i] = await ch.call(f"c{i}", {"i": i}, body)
+
+        async with trio.open_nursery() as calls:
+            calls.start_soon(one, 0, big)  # alone: takes the direct write
+            await trio.lowlevel.checkpoint()
+            for i in range(1, 6):
+                calls.start_soon(one, i, bytes([i]) * 10)
+        assert results[0] == ({"name": "c0", "args": {"i": 0}, "len": CHUNK_SIZE}, big[:16])
+        for i in range(1, 6):
+            assert results[i] == ({"name": f"c{i}", "args": {"i": i}, "len": 10}, bytes([i]) * 10)
         await ch.aclose()
         n.cancel_scope.cancel()
