@@ -426,6 +426,17 @@ def _serve_and_read(data_dir: Path, history: list[Acked], cut: int) -> int:
     return n
 
 
+def _write_journal(path: Path, recs: list[list[Any]], torn_tail: bytes = b"") -> None:
+    """A journal as the writer's fileio layer appends it: length-prefixed msgpack."""
+    import msgpack
+
+    with open(path, "wb") as f:
+        for r in recs:
+            blob = msgpack.packb(r, use_bin_type=True)
+            f.write(len(blob).to_bytes(4, "big") + blob)
+        f.write(torn_tail)
+
+
 @pytest.mark.parametrize("p_keep", [0.0, 1.0])
 def test_crashsim_extremes(tmp_path: Path, p_keep: float) -> None:
     """Pure check of the model: with everything unsynced dropped the state is
@@ -435,7 +446,6 @@ def test_crashsim_extremes(tmp_path: Path, p_keep: float) -> None:
     (snap / "d").mkdir(parents=True)
     (snap / "d" / "old").write_bytes(b"old")
     j = tmp_path / "j"
-    import msgpack
 
     recs = [
         ["create", "s", str(root / "d" / "a")],
@@ -448,11 +458,7 @@ def test_crashsim_extremes(tmp_path: Path, p_keep: float) -> None:
         ["fsync", "s", str(root / "d" / "b")],
         ["unlink", "s", str(root / "d" / "old")],
     ]
-    with open(j, "wb") as f:
-        for r in recs:
-            blob = msgpack.packb(r, use_bin_type=True)
-            f.write(len(blob).to_bytes(4, "big") + blob)
-        f.write(b"\0\0\0\x09abc")  # a torn last record is ignored
+    _write_journal(j, recs, torn_tail=b"\0\0\0\x09abc")  # a torn last record is ignored
     ops = crashsim.read_journal(j)
     assert len(ops) == len(recs)
     (state,) = crashsim.crash_states(
@@ -468,7 +474,6 @@ def test_crashsim_rename_is_atomic(tmp_path: Path) -> None:
     """Pure check of the model: a replace-by-rename (temp file fsynced,
     renamed over the old file) leaves the old or the new file, never
     neither and never a torn one; after the directory fsync only the new."""
-    import msgpack
 
     root, snap, j = tmp_path / "root", tmp_path / "snap", tmp_path / "j"
     (snap / "d").mkdir(parents=True)
@@ -481,10 +486,7 @@ def test_crashsim_rename_is_atomic(tmp_path: Path) -> None:
         ["rename", "s", tmp, final],
         ["dirsync", "s", str(root / "d")],
     ]
-    with open(j, "wb") as f:
-        for r in recs:
-            blob = msgpack.packb(r, use_bin_type=True)
-            f.write(len(blob).to_bytes(4, "big") + blob)
+    _write_journal(j, recs)
     ops = crashsim.read_journal(j)
     seen: set[tuple[tuple[str, bytes], ...]] = set()
     for seed in range(200):
@@ -501,7 +503,6 @@ def test_crashsim_rename_is_atomic(tmp_path: Path) -> None:
 def test_crashsim_syncfs_makes_data_durable_not_entries(tmp_path: Path) -> None:
     """Pure check of the model: a syncfs makes every file's written data
     durable, but a new name still needs its directory's fsync."""
-    import msgpack
 
     root, snap, j = tmp_path / "root", tmp_path / "snap", tmp_path / "j"
     (snap / "d").mkdir(parents=True)
@@ -514,10 +515,7 @@ def test_crashsim_syncfs_makes_data_durable_not_entries(tmp_path: Path) -> None:
         ["syncfs", "s", str(root)],
         ["dirsync", "s", str(root / "d")],
     ]
-    with open(j, "wb") as f:
-        for r in recs:
-            blob = msgpack.packb(r, use_bin_type=True)
-            f.write(len(blob).to_bytes(4, "big") + blob)
+    _write_journal(j, recs)
     ops = crashsim.read_journal(j)
     after_syncfs: set[tuple[tuple[str, bytes], ...]] = set()
     for seed in range(100):
