@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -35,12 +33,12 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.loadgen import Signer  # noqa: E402
-from benchmarks.run import CLEANED_STAMP, settle_after_cleanup  # noqa: E402
+from benchmarks.run import scratch_server  # noqa: E402
 from benchmarks.writer_load import cpu_ticks  # noqa: E402
 from seglake.config import Config  # noqa: E402
 from seglake.frontend.app import App  # noqa: E402
 from seglake.frontend.writer_client import WriterClient  # noqa: E402
-from tests.harness import ACCESS_KEY, SECRET_KEY, SeglakeServer  # noqa: E402
+from tests.harness import ACCESS_KEY, SECRET_KEY  # noqa: E402
 
 BUCKET: Final = "app-only"
 OBJECTS: Final = 50
@@ -147,20 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if set(args.modes) - {"get", "put", "ping"}:
         parser.error("modes are get, put and ping")
-    trio.run(settle_after_cleanup)
-    parent = REPO_ROOT / ".bench-tmp"
-    parent.mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="app-", dir=parent))
-    server = SeglakeServer(tmp / "data", frontends=1, log_path=tmp / "server.log")
-    server.start()
-    try:
+    with scratch_server("app-") as (data_dir, server):
         assert server.port is not None
         for mode in args.modes or ["get", "put", "ping"]:
-            print(trio.run(measure, tmp / "data", server.port, mode, args.requests))
-    finally:
-        server.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        CLEANED_STAMP.touch()
+            print(trio.run(measure, data_dir, server.port, mode, args.requests))
     return 0
 
 

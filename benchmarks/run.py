@@ -26,12 +26,15 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
+
+if TYPE_CHECKING:
+    from tests.harness import SeglakeServer
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -421,6 +424,28 @@ async def settle_after_cleanup() -> None:
         wait = FREED_INODES_SETTLE_S - age
         print(f"waiting {wait:.0f} s: files the last run deleted slow down new ones until then")
         await trio.sleep(wait)
+
+
+@contextlib.contextmanager
+def scratch_server(prefix: str, *, keep: bool = False) -> Iterator[tuple[Path, SeglakeServer]]:
+    """A one-frontend Seglake in a new dir under ``.bench-tmp/`` for the
+    single-part benchmarks (``writer_load``, ``app_only``): started once
+    the last clean-up has settled, stopped and (unless ``keep``) removed
+    afterwards, with the clean-up stamped."""
+    from tests.harness import SeglakeServer
+
+    trio.run(settle_after_cleanup)
+    TMP_PARENT.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=TMP_PARENT))
+    server = SeglakeServer(tmp / "data", frontends=1, log_path=tmp / "server.log")
+    server.start()
+    try:
+        yield tmp / "data", server
+    finally:
+        server.close()
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+            CLEANED_STAMP.touch()
 
 
 async def run_seglake(bench: Bench, scenarios: list[Scenario], signer: Signer) -> None:

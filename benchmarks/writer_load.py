@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Final
@@ -39,9 +37,8 @@ REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.run import CLEANED_STAMP, settle_after_cleanup  # noqa: E402
+from benchmarks.run import scratch_server  # noqa: E402
 from seglake.ipc.channel import connect  # noqa: E402
-from tests.harness import SeglakeServer  # noqa: E402
 
 BUCKET: Final = "writer-load"
 BODY_BYTES: Final = 4096
@@ -104,21 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--keep", action="store_true", help="leave the data dir in place")
     args = parser.parse_args(argv)
-    trio.run(settle_after_cleanup)
-    parent = REPO_ROOT / ".bench-tmp"
-    parent.mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="writer-", dir=parent))
-    server = SeglakeServer(tmp / "data", frontends=1, log_path=tmp / "server.log")
-    server.start()
-    try:
+    with scratch_server("writer-", keep=args.keep) as (data_dir, _):
         line = trio.run(
-            drive, str(tmp / "data" / ".seglake-writer.sock"), args.concurrency, args.seconds
+            drive, str(data_dir / ".seglake-writer.sock"), args.concurrency, args.seconds
         )
-    finally:
-        server.close()
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-            CLEANED_STAMP.touch()
     print(line)
     return 0
 

@@ -503,7 +503,6 @@ def test_crashsim_rename_is_atomic(tmp_path: Path) -> None:
 def test_crashsim_syncfs_makes_data_durable_not_entries(tmp_path: Path) -> None:
     """Pure check of the model: a syncfs makes every file's written data
     durable, but a new name still needs its directory's fsync."""
-
     root, snap, j = tmp_path / "root", tmp_path / "snap", tmp_path / "j"
     (snap / "d").mkdir(parents=True)
     (snap / "d" / "old").write_bytes(b"old")
