@@ -1,5 +1,6 @@
 """DeleteBucket as the seed defines it, driven by every client's own
-"empty the bucket, then remove it" flow on a default (versioned) bucket.
+"empty the bucket, then remove it" flow on a default (versioned) bucket:
+awscli v1 and v2, rclone, s3cmd, boto3, minio-py and the JS SDK v3.
 
 The rule (SPEC §6): DeleteBucket is refused with ``409 BucketNotEmpty`` only
 while some key's current version is an object, or a multipart upload is open.
@@ -9,6 +10,8 @@ being live (segment GC may reclaim them), and the name can be reused at once.
 
 from __future__ import annotations
 
+import io
+import json
 import random
 import subprocess
 from collections.abc import Callable
@@ -33,10 +36,12 @@ from tests.e2e.test_clients import (
     s3cmd_config,
 )
 from tests.e2e.test_versioning import error_of
-from tests.harness import SeglakeServer
+from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer
 
 TREE = {"a.txt": 1000, "sub/b.bin": 70_000, "sub/deeper/c.txt": 12, "z": 0}
-VENV_AWS = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "aws"
+REPO = Path(__file__).resolve().parents[2]
+VENV_AWS = REPO / ".venv" / "bin" / "aws"
+JS_DIR = REPO / "tests" / "js"
 
 
 def _fill_with_history(s3: Any, bucket: str, rng: random.Random) -> None:
@@ -260,3 +265,50 @@ def test_deleted_bucket_bytes_become_reclaimable(
         assert not any(k in live.by_segment.get(k[0], {}) for k in ours)
     finally:
         db.close()
+
+
+def test_minio_py_remove_objects_then_remove_bucket(
+    server: SeglakeServer, s3: Any, make_bucket: Callable[..., str], rng: random.Random
+) -> None:
+    minio = pytest.importorskip("minio")
+    from minio.deleteobjects import DeleteObject
+
+    client = minio.Minio(
+        f"127.0.0.1:{server.port}",
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        region=REGION,
+        secure=False,
+    )
+    b = make_bucket("minio")
+    s3.delete_bucket(Bucket=b)  # minio-py makes it itself
+    client.make_bucket(b)
+    _fill_with_history(s3, b, rng)
+    data = rng.randbytes(3000)
+    client.put_object(b, "m/obj", io.BytesIO(data), len(data))
+    assert client.get_object(b, "m/obj").read() == data
+    names = [o.object_name for o in client.list_objects(b, recursive=True)]
+    assert sorted(names) == ["m/obj", "old/one", "old/two"]
+    errors = list(client.remove_objects(b, (DeleteObject(n) for n in names)))
+    assert errors == []
+    assert list(client.list_objects(b, recursive=True)) == []
+    client.remove_bucket(b)
+    assert not client.bucket_exists(b)
+    _assert_gone_and_reusable(s3, b)
+
+
+def test_js_sdk_v3_empty_then_delete_bucket(
+    server: SeglakeServer, s3: Any, make_bucket: Callable[..., str], tmp_path: Path
+) -> None:
+    node = need("node")
+    if not (JS_DIR / "node_modules" / "@aws-sdk" / "client-s3").is_dir():
+        pytest.fail("the JS SDK is not installed: `make test` runs `npm ci` in tests/js")
+    b = make_bucket("js")
+    s3.delete_bucket(Bucket=b)  # the script creates it
+    env = aws_env(tmp_path)
+    env["AWS_REGION"] = REGION
+    result = run([node, str(JS_DIR / "empty_and_remove.mjs"), server.endpoint, b], env)
+    ok(result)
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen == {"body": "dir/b.txt#2", "deleted": 3, "status": 204}
+    _assert_gone_and_reusable(s3, b)
