@@ -312,3 +312,35 @@ def test_js_sdk_v3_empty_then_delete_bucket(
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen == {"body": "dir/b.txt#2", "deleted": 3, "status": 204}
     _assert_gone_and_reusable(s3, b)
+
+
+# ---- ListBuckets paging (the 2024 API) ---------------------------------------------
+
+
+def test_list_buckets_pages_by_prefix_and_token(
+    server: SeglakeServer, s3: Any, rng: random.Random
+) -> None:
+    prefix = f"lbpage-{rng.randbytes(4).hex()}-"
+    made = [f"{prefix}{i}" for i in range(5)]
+    for name in made:
+        s3.create_bucket(Bucket=name)
+    seen: list[str] = []
+    kwargs: dict[str, Any] = {"MaxBuckets": 2, "Prefix": prefix}
+    for _ in range(10):
+        resp = s3.list_buckets(**kwargs)
+        assert resp["Prefix"] == prefix
+        assert all(b["BucketRegion"] == REGION for b in resp["Buckets"])
+        assert len(resp["Buckets"]) <= 2
+        seen += [b["Name"] for b in resp["Buckets"]]
+        if "ContinuationToken" not in resp:
+            break
+        kwargs["ContinuationToken"] = resp["ContinuationToken"]
+    assert seen == made
+    everything = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert set(made) <= set(everything) and everything == sorted(everything)
+    assert s3.list_buckets(Prefix=prefix, BucketRegion="eu-west-1")["Buckets"] == []
+    unchecked = server.s3(parameter_validation=False)  # boto3 would refuse 0 itself
+    for bad in ({"MaxBuckets": 0}, {"MaxBuckets": 10001}, {"ContinuationToken": "%%%"}):
+        with pytest.raises(ClientError) as exc:
+            unchecked.list_buckets(**bad)
+        assert error_of(exc)[:2] == (400, "InvalidArgument")
