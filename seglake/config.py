@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
@@ -290,7 +291,19 @@ def env_name(field_name: str) -> str:
 
 
 def read_secrets_file(path: str) -> dict[str, str]:
-    """KEY=VALUE lines; keys may be ``SEGLAKE_X`` or the bare flag name."""
+    """KEY=VALUE lines; keys may be ``SEGLAKE_X`` or the bare flag name.
+
+    A file that its group or other users may read or write is refused: a
+    secret anyone on the host can read is no secret, and saying so at start-up
+    beats finding out later (systemd's credential copy is 0400, so the
+    installed service always passes).
+    """
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        raise ValueError(
+            f"secrets file {path} is open to its group or others (mode {mode:04o}); "
+            f"make it private with: chmod 600 {path}"
+        )
     out: dict[str, str] = {}
     for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
         line = line.strip()

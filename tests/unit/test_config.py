@@ -20,6 +20,7 @@ def test_defaults() -> None:
 def test_layering(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     secrets.write_text("# comment\nSEGLAKE_SECRET_KEY=fromfile\naccess-key=filekey\naddr=:1\n")
+    secrets.chmod(0o600)
     env = {"SEGLAKE_ADDR": "127.0.0.1:2", "SEGLAKE_SEGMENT_MAX_BYTES": "8MiB"}
     cfg = build_config({"addr": "127.0.0.1:3"}, env=env, secrets_file=str(secrets))
     assert cfg.secret_key == "fromfile" and cfg.access_key == "filekey"
@@ -73,3 +74,15 @@ def test_durations(text: str, s: float) -> None:
 def test_invalid(flags: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         build_config(flags, env={})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o666])
+def test_secrets_file_open_to_others_is_refused(tmp_path: Path, mode: int) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.write_text("SEGLAKE_SECRET_KEY=s3cr3t\n")
+    secrets.chmod(mode)
+    with pytest.raises(ValueError, match=f"mode {mode:04o}.*chmod 600") as exc:
+        build_config({}, env={}, secrets_file=str(secrets))
+    assert "s3cr3t" not in str(exc.value)
+    secrets.chmod(0o400)  # what systemd's LoadCredential copy looks like
+    assert build_config({}, env={}, secrets_file=str(secrets)).secret_key == "s3cr3t"
