@@ -153,18 +153,19 @@ class Authorizer:
         req.identity = record
         op = req.route.operation
         endpoint = ENDPOINT_BY_NAME[op]
-        if endpoint.per_object is not None:
-            self._check_may_act(req, record, endpoint.per_object)
+        per_object = endpoint.per_object
+        if per_object is not None:
+            self._check_may_act(req, record, per_object)
+
+            def object_check(key: str, version_id: str | None = None) -> None:
+                self._check(req, record, per_object, req.bucket, key, version_id)
+
+            req.object_check = object_check
         else:
             version = req.q("versionId")
             self._check(req, record, op, req.route.bucket, req.route.key, version)
             if endpoint.copy_source:
                 self._check_copy_source(req, record)
-
-        def object_check(operation: str, key: str, version_id: str | None = None) -> None:
-            self._check(req, record, operation, req.bucket, key, version_id)
-
-        req.object_check = object_check
         if record is None:
             yield
             return

@@ -126,7 +126,7 @@ class MultiDeleteHandlers(FamilyBase):
                 if req.object_check is None:
                     raise S3Error("AccessDenied")  # never unauthorised by omission
                 # Per-key policy check (AWS answers AccessDenied per entry).
-                req.object_check("DeleteObject", key, version_id)
+                req.object_check(key, version_id)
                 if version_id is not None:
                     try:
                         validate_version_id(version_id)

@@ -255,7 +255,7 @@ class PostObjectHandlers(FamilyBase):
                 message="POST uploads are authenticated by the form's policy and signature",
             )
         if req.object_check is not None:
-            req.object_check("PutObject", form.key)
+            req.object_check(form.key)
         self.require_bucket(req.bucket)
         upload = self._upload_request(req, form)
         require_content_md5(self.cfg, upload)
