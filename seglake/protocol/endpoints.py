@@ -56,7 +56,10 @@ SUBRESOURCES: Final = (
 class Endpoint:
     name: str
     method: str
-    target: str  # SERVICE, BUCKET or OBJECT: also the policy resource kind
+    # SERVICE, BUCKET or OBJECT: also the policy resource kind (a bucket, or
+    # bucket/key), and who may ask: a bucket or object endpoint anonymously
+    # on a public bucket when its policy allows "*", a service one never.
+    target: str
     subresource: str = ""  # a SUBRESOURCES keyword, or "" for none
     _: KW_ONLY
     actions: tuple[str, ...]
@@ -69,7 +72,8 @@ class Endpoint:
     copy_source: bool = False
     # The request carries the listing condition keys s3:prefix/s3:delimiter.
     listing: bool = False
-    # The ``ro`` key-policy shorthand grants this endpoint's actions.
+    # The ``ro`` key-policy shorthand grants this endpoint's actions (and
+    # its version action).
     granted_by_ro: bool = False
     # With ``?versionId`` the request is also this action (AWS's version
     # action), so an allow of either grants it and a deny of either refuses.
