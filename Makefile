@@ -20,7 +20,14 @@ build: $(STAMP)
 run: build
 	./build/seglake -data-dir ./data -access-key test -secret-key testsecret
 
-test: build
+# The AWS SDK for JavaScript v3, pinned by tests/js/package-lock.json, for the
+# e2e tests that drive it with node.
+JS_STAMP := tests/js/node_modules/.installed
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+test: build $(JS_STAMP)
 	$(BIN)/python -m pytest -q --durations=25 tests
 
 # Long fault tier (>= 1,000 simulated power cuts, >= 500 random kills): the

@@ -11,7 +11,7 @@ from seglake.errors import S3Error
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.meta.reads import ListEntry
-from seglake.protocol import listing
+from seglake.protocol import bucket_listing, listing
 from seglake.protocol.xml import document, el, iso8601, url_encode_key
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -60,17 +60,31 @@ class BucketHandlers(FamilyBase):
         await self.list_objects(req, v2=True)
 
     async def list_buckets(self, req: Request) -> None:
-        items = "".join(
-            "<Bucket>"
-            + el("Name", b.name)
-            + el("CreationDate", iso8601(b.created_ns))
-            + "</Bucket>"
+        q = bucket_listing.parse_query(req.query)
+        visible = (
+            b
             for b in self.reader.buckets()
             # The key's bucket allow-list (set by frontend/authz.py).
             if req.identity is None or req.identity.may_use_bucket(b.name)
         )
+        created = {b.name: b.created_ns for b in visible}
+        got = bucket_listing.page(created, q, self.cfg.region)
+        items = "".join(
+            "<Bucket>"
+            + el("Name", name)
+            + el("CreationDate", iso8601(created[name]))
+            + el("BucketRegion", self.cfg.region)
+            + "</Bucket>"
+            for name in got.names
+        )
+        tail = []
+        if got.next_token is not None:
+            tail.append(el("ContinuationToken", got.next_token))
+        if q.prefix:
+            tail.append(el("Prefix", q.prefix))
         await req.xml(
-            200, document("ListAllMyBucketsResult", [_owner(), f"<Buckets>{items}</Buckets>"])
+            200,
+            document("ListAllMyBucketsResult", [_owner(), f"<Buckets>{items}</Buckets>", *tail]),
         )
 
     async def create_bucket(self, req: Request) -> None:

@@ -269,30 +269,33 @@ def apply_create_bucket(
 def apply_delete_bucket(
     conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
 ) -> dict[str, Any]:
+    """DeleteBucket as the seed defines it (SPEC §6).
+
+    Refused only while a key's current version is an object (not a delete
+    marker) or a multipart upload is open. Noncurrent versions and delete
+    markers go with the bucket, in this one transaction: their rows are
+    removed (the record journal writes a PURGED record for each, so
+    ``rebuild-index`` leaves them out), their manifests are unlinked after
+    COMMIT, and their chunks stop being live, so segment GC reclaims them.
+    A bucket of the same name can be created again at once.
+    """
     name = a["bucket"]
     bucket_versioning(conn, name)
-    # Delete markers do not count (seed rule); any stored data does, current
-    # or not, so deleting a bucket never destroys a version.
-    data = conn.execute(
-        "SELECT 1 FROM versions WHERE bucket = ? AND delete_marker = 0 AND state != 'DELETED' "
-        "LIMIT 1",
+    current_object = query(
+        conn,
+        "SELECT 1 FROM current c JOIN versions v ON v.id = c.version "
+        "WHERE c.bucket = ? AND v.delete_marker = 0 AND v.state != 'DELETED' LIMIT 1",
         (name,),
-    ).fetchall()
-    if data:
+    )
+    open_upload = query(conn, "SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (name,))
+    if current_object or open_upload:
         raise S3Error("BucketNotEmpty", resource=name, fields={"BucketName": name})
-    markers = query(
-        conn, "SELECT uid FROM versions WHERE bucket = ? AND delete_marker = 1", (name,)
-    )
-    ctx.unlink_after_commit.extend(str(r[0]) for r in markers)
-    # Open multipart uploads go with the bucket (aborted): left behind they
-    # would reappear if a bucket of the same name were created again.
-    conn.execute(
-        "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?)",
-        (name,),
-    )
-    conn.execute("DELETE FROM uploads WHERE bucket = ?", (name,))
+    # Every row goes, DELETED ones included: GC finds what to purge through
+    # these rows, so their manifests are unlinked here rather than left to it.
+    uids = query(conn, "SELECT uid FROM versions WHERE bucket = ?", (name,))
+    ctx.unlink_after_commit.extend(str(r[0]) for r in uids)
     conn.execute("DELETE FROM current WHERE bucket = ?", (name,))
-    conn.execute("DELETE FROM versions WHERE bucket = ? AND delete_marker = 1", (name,))
+    conn.execute("DELETE FROM versions WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
     return {}
 

@@ -77,6 +77,51 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def rclone_env(home: Path, endpoint: str) -> dict[str, str]:
+    """rclone with one remote ``sl:`` at ``endpoint``, from the environment alone."""
+    (home / "rclone.conf").write_text("")
+    return clean_env(
+        home,
+        RCLONE_CONFIG=str(home / "rclone.conf"),
+        RCLONE_CONFIG_SL_TYPE="s3",
+        RCLONE_CONFIG_SL_PROVIDER="Other",
+        RCLONE_CONFIG_SL_ENV_AUTH="false",
+        RCLONE_CONFIG_SL_ACCESS_KEY_ID=ACCESS_KEY,
+        RCLONE_CONFIG_SL_SECRET_ACCESS_KEY=SECRET_KEY,
+        RCLONE_CONFIG_SL_REGION=REGION,
+        RCLONE_CONFIG_SL_ENDPOINT=endpoint,
+        RCLONE_CONFIG_SL_FORCE_PATH_STYLE="true",
+    )
+
+
+def aws_env(home: Path) -> dict[str, str]:
+    """awscli with the test key and no config or credentials file; one attempt."""
+    return clean_env(
+        home,
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=str(home / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_MAX_ATTEMPTS="1",
+        AWS_PAGER="",
+    )
+
+
+def s3cmd_config(home: Path, port: int) -> Path:
+    """An s3cmd config file for the test key on 127.0.0.1:``port``, path style."""
+    cfg = home / "s3cfg"
+    cfg.write_text(
+        "[default]\n"
+        f"access_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\n"
+        f"host_base = 127.0.0.1:{port}\nhost_bucket = 127.0.0.1:{port}\n"
+        f"bucket_location = {REGION}\nuse_https = False\nsignature_v2 = False\n"
+        "multipart_chunk_size_mb = 64\n"
+    )
+    return cfg
+
+
 def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S, check=False,
@@ -100,19 +145,7 @@ def rclone(
     server: SeglakeServer, tmp_path: Path
 ) -> Callable[..., subprocess.CompletedProcess[str]]:
     binary = need("rclone")
-    (tmp_path / "rclone.conf").write_text("")
-    env = clean_env(
-        tmp_path,
-        RCLONE_CONFIG=str(tmp_path / "rclone.conf"),
-        RCLONE_CONFIG_SL_TYPE="s3",
-        RCLONE_CONFIG_SL_PROVIDER="Other",
-        RCLONE_CONFIG_SL_ENV_AUTH="false",
-        RCLONE_CONFIG_SL_ACCESS_KEY_ID=ACCESS_KEY,
-        RCLONE_CONFIG_SL_SECRET_ACCESS_KEY=SECRET_KEY,
-        RCLONE_CONFIG_SL_REGION=REGION,
-        RCLONE_CONFIG_SL_ENDPOINT=server.endpoint,
-        RCLONE_CONFIG_SL_FORCE_PATH_STYLE="true",
-    )
+    env = rclone_env(tmp_path, server.endpoint)
 
     def call(*args: str) -> subprocess.CompletedProcess[str]:
         # One attempt: a retry would hide a server error behind a second try.
@@ -182,14 +215,7 @@ def test_s3cmd_put_get_ls_sync_del(
     server: SeglakeServer, s3: Any, bucket: str, tmp_path: Path, rng: random.Random
 ) -> None:
     binary = need("s3cmd")
-    cfg = tmp_path / "s3cfg"
-    cfg.write_text(
-        "[default]\n"
-        f"access_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\n"
-        f"host_base = 127.0.0.1:{server.port}\nhost_bucket = 127.0.0.1:{server.port}\n"
-        f"bucket_location = {REGION}\nuse_https = False\nsignature_v2 = False\n"
-        "multipart_chunk_size_mb = 64\n"
-    )
+    cfg = s3cmd_config(tmp_path, server.port)
     env = clean_env(tmp_path)
 
     def s3cmd(*args: str) -> str:
@@ -231,17 +257,7 @@ def test_s3cmd_put_get_ls_sync_del(
 @pytest.fixture
 def aws(server: SeglakeServer, tmp_path: Path) -> Callable[..., str]:
     need(AWS_BIN)
-    env = clean_env(
-        tmp_path,
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_MAX_ATTEMPTS="1",
-        AWS_PAGER="",
-    )
+    env = aws_env(tmp_path)
 
     def call(*args: str) -> str:
         return ok(run([AWS_BIN, "--endpoint-url", server.endpoint, *args], env))

@@ -590,12 +590,15 @@ def test_upload_survives_kill_9(tmp_path: Path) -> None:
         srv.close()
 
 
-def test_delete_bucket_aborts_open_uploads(s3: Any, bucket: str) -> None:
+def test_delete_bucket_refused_while_an_upload_is_open(s3: Any, bucket: str) -> None:
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="open")["UploadId"]
     s3.upload_part(Bucket=bucket, Key="open", UploadId=upload_id, PartNumber=1, Body=b"x" * 10)
-    s3.delete_bucket(Bucket=bucket)  # no objects: allowed, the upload goes with it
+    with pytest.raises(ClientError) as exc:  # the seed's rule: an open upload holds it
+        s3.delete_bucket(Bucket=bucket)
+    assert error_of(exc) == (409, "BucketNotEmpty")
+    parts = s3.list_parts(Bucket=bucket, Key="open", UploadId=upload_id)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(1, 10)]
+    s3.abort_multipart_upload(Bucket=bucket, Key="open", UploadId=upload_id)
+    s3.delete_bucket(Bucket=bucket)
     s3.create_bucket(Bucket=bucket)
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    with pytest.raises(ClientError) as exc:
-        s3.list_parts(Bucket=bucket, Key="open", UploadId=upload_id)
-    assert error_of(exc) == (404, "NoSuchUpload")
