@@ -64,7 +64,7 @@ fmt: $(STAMP)
 
 check: lint test
 
-# docs/compatibility.md is generated from the router and the handler families;
+# docs/compatibility.md is generated from the endpoint table (seglake/protocol/endpoints.py);
 # tests/unit/test_compat_doc.py fails until this is re-run after a change.
 docs: $(STAMP)
 	$(BIN)/python -m seglake.frontend.compat --write

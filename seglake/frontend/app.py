@@ -25,8 +25,8 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.frontend.authz import Authorizer
 from seglake.frontend.cors import CorsPolicy
-from seglake.frontend.families import FAMILIES
-from seglake.frontend.family import Handler
+from seglake.frontend.dispatch import bind_handlers
+from seglake.frontend.family_base import Handler
 from seglake.frontend.http import Message, Receive, Request, Scope, Send, new_request_id
 from seglake.frontend.objects import ResponseAborted
 from seglake.frontend.postobject import FORM_SCOPE, read_form
@@ -35,6 +35,7 @@ from seglake.frontend.router import Route, host_bucket, route
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
 from seglake.meta.schema import open_read
+from seglake.protocol.endpoints import ENDPOINT_BY_NAME
 from seglake.protocol.sigv4 import RequestView, authenticate
 from seglake.protocol.xml import error_document
 
@@ -66,11 +67,7 @@ class App:
         reader = MetaReader(open_read(str(self.cfg.db_path)))
         self._writer = writer
         self.authz = Authorizer(self.cfg, open_read(str(self.cfg.db_path)))
-        for family in FAMILIES:
-            for op, handler in family(self.cfg, reader, writer).handlers().items():
-                if op in self._handlers:
-                    raise RuntimeError(f"two handlers for {op}")
-                self._handlers[op] = handler
+        self._handlers = bind_handlers(self.cfg, reader, writer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -146,7 +143,7 @@ class App:
         req.auth = authenticate(
             view, self.authz.secret_for, dt.datetime.now(dt.UTC), region=self.cfg.region
         )
-        if req.auth is None and req.route.operation == "PostObject":
+        if req.auth is None and ENDPOINT_BY_NAME[req.route.operation].signed_form:
             # A browser form upload is signed in its fields, not its headers.
             form = await read_form(req, self.cfg, self.authz.secret_for)
             req.scope[FORM_SCOPE] = form

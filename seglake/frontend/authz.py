@@ -22,6 +22,10 @@ Order per request (after the SigV4 check in ``app.py``):
    limit of requests running in this frontend. Each frontend process
    enforces ``ceil(limit / frontends)``, so the store-wide bound stays close
    to the configured limit without shared state between processes.
+
+What an operation needs is read from its row of the endpoint table
+(``seglake/protocol/endpoints.py``): its policy actions and target, and the
+flags ``policy_repair``, ``copy_source`` and ``per_object`` used above.
 """
 
 from __future__ import annotations
@@ -40,27 +44,12 @@ from seglake.auth.directory import KeyDirectory, KeyRecord
 from seglake.config import Config, csv_list
 from seglake.errors import S3Error
 from seglake.frontend.http import Request
-from seglake.protocol.policy import (
-    ALLOW,
-    DENY,
-    LISTING_OPERATIONS,
-    SERVICE_OPERATIONS,
-    Policy,
-    RequestContext,
-    decide,
-)
+from seglake.protocol.endpoints import ENDPOINT_BY_NAME, SERVICE
+from seglake.protocol.policy import ALLOW, DENY, Policy, RequestContext, decide
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Operations the admin may always run, whatever a bucket policy denies.
-POLICY_REPAIR_OPERATIONS: Final = frozenset(
-    {"GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"}
-)
-COPY_OPERATIONS: Final = frozenset({"CopyObject", "UploadPartCopy"})
-# Bucket-level operations whose objects are named in the body; each object
-# is authorised by the handler through ``Request.object_check``.
-PER_OBJECT_OPERATIONS: Final = {"DeleteObjects": "DeleteObject", "PostObject": "PutObject"}
 # X-Forwarded-For hops examined at most: a hostile header of thousands of
 # entries costs nothing beyond this.
 MAX_FORWARDED_HOPS: Final = 32
@@ -163,18 +152,20 @@ class Authorizer:
                 raise S3Error("InvalidAccessKeyId")
         req.identity = record
         op = req.route.operation
-        if op in PER_OBJECT_OPERATIONS:
-            self._check_may_act(req, record, PER_OBJECT_OPERATIONS[op])
+        endpoint = ENDPOINT_BY_NAME[op]
+        per_object = endpoint.per_object
+        if per_object is not None:
+            self._check_may_act(req, record, per_object)
+
+            def object_check(key: str, version_id: str | None = None) -> None:
+                self._check(req, record, per_object, req.bucket, key, version_id)
+
+            req.object_check = object_check
         else:
             version = req.q("versionId")
             self._check(req, record, op, req.route.bucket, req.route.key, version)
-            if op in COPY_OPERATIONS:
+            if endpoint.copy_source:
                 self._check_copy_source(req, record)
-
-        def object_check(operation: str, key: str, version_id: str | None = None) -> None:
-            self._check(req, record, operation, req.bucket, key, version_id)
-
-        req.object_check = object_check
         if record is None:
             yield
             return
@@ -192,7 +183,7 @@ class Authorizer:
     ) -> RequestContext:
         client = req.scope.get("client")
         peer = str(client[0]) if client else None
-        listing = op in LISTING_OPERATIONS
+        listing = ENDPOINT_BY_NAME[op].listing
         return RequestContext(
             operation=op,
             bucket=bucket,
@@ -242,7 +233,7 @@ class Authorizer:
             # a policy will read it: most admin requests meet none.
             if (
                 bucket_policy is not None
-                and op not in POLICY_REPAIR_OPERATIONS
+                and not ENDPOINT_BY_NAME[op].policy_repair
                 and bucket_policy.explicit_deny(
                     self._context(req, record, op, bucket, key, version_id)
                 )
@@ -261,7 +252,7 @@ class Authorizer:
     def _check_anonymous(
         self, req: Request, op: str, bucket: str, key: str, version_id: str | None
     ) -> None:
-        if op in SERVICE_OPERATIONS or not bucket:
+        if ENDPOINT_BY_NAME[op].target == SERVICE or not bucket:
             raise _denied("Anonymous access is not allowed")
         if bucket not in self.public_buckets:
             raise _denied("Anonymous access is not allowed")

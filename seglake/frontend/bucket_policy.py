@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from seglake.config import csv_list
 from seglake.errors import S3Error
-from seglake.frontend.family import FamilyBase, Handler
+from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.meta.schema import scalar
 from seglake.protocol.policy import MAX_POLICY_BYTES, PolicyError, parse_bucket_policy
@@ -28,14 +28,6 @@ from seglake.protocol.xml import document, el
 
 
 class BucketPolicyHandlers(FamilyBase):
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "GetBucketPolicy": self.get_policy,
-            "PutBucketPolicy": self.put_policy,
-            "DeleteBucketPolicy": self.delete_policy,
-            "GetBucketPolicyStatus": self.get_policy_status,
-        }
-
     async def get_policy(self, req: Request) -> None:
         self.require_bucket(req.bucket)
         text = scalar(self.reader.conn, "SELECT policy FROM buckets WHERE name = ?", (req.bucket,))

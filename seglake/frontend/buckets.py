@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 
 from seglake.errors import S3Error
-from seglake.frontend.family import FamilyBase, Handler
+from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.meta.reads import ListEntry
 from seglake.protocol import bucket_listing, listing
@@ -53,17 +53,6 @@ def _owner() -> str:
 
 
 class BucketHandlers(FamilyBase):
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "ListBuckets": self.list_buckets,
-            "CreateBucket": self.create_bucket,
-            "DeleteBucket": self.delete_bucket,
-            "HeadBucket": self.head_bucket,
-            "GetBucketLocation": self.get_bucket_location,
-            "ListObjects": self.list_objects_v1,
-            "ListObjectsV2": self.list_objects_v2,
-        }
-
     async def list_objects_v1(self, req: Request) -> None:
         await self.list_objects(req, v2=False)
 

@@ -35,7 +35,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
-from seglake.frontend.family import FamilyBase, Handler
+from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
     THREAD_READ_MIN,
@@ -105,9 +105,6 @@ class CopyHandlers(FamilyBase):
     def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
         super().__init__(cfg, reader, writer)
         self.segments = SegmentFiles(cfg)
-
-    def handlers(self) -> dict[str, Handler]:
-        return {"CopyObject": self.copy_object}
 
     async def copy_object(self, req: Request) -> None:
         validate_key(req.key)

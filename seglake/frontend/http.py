@@ -26,9 +26,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class ObjectCheck(Protocol):
-    def __call__(self, operation: str, key: str, version_id: str | None = None) -> None:
-        """Raise ``S3Error('AccessDenied')`` unless ``operation`` on ``key``
-        (of the request's bucket; ``version_id`` if it names one) is allowed."""
+    def __call__(self, key: str, version_id: str | None = None) -> None:
+        """Raise ``S3Error('AccessDenied')`` unless the endpoint's per-object
+        operation (``Endpoint.per_object``) on ``key`` (of the request's
+        bucket; ``version_id`` if it names one) is allowed."""
 
 
 def new_request_id() -> str:

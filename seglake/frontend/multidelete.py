@@ -25,7 +25,7 @@ from defusedxml.common import DefusedXmlException
 
 from seglake.errors import S3Error
 from seglake.frontend.body import declared_length, ingest
-from seglake.frontend.family import FamilyBase, Handler
+from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.objects import validate_key, validate_version_id
 from seglake.protocol import checksums
@@ -101,9 +101,6 @@ def _has_integrity_header(req: Request) -> bool:
 
 
 class MultiDeleteHandlers(FamilyBase):
-    def handlers(self) -> dict[str, Handler]:
-        return {"DeleteObjects": self.delete_objects}
-
     async def delete_objects(self, req: Request) -> None:
         self.require_bucket(req.bucket)
         if not _has_integrity_header(req):
@@ -129,7 +126,7 @@ class MultiDeleteHandlers(FamilyBase):
                 if req.object_check is None:
                     raise S3Error("AccessDenied")  # never unauthorised by omission
                 # Per-key policy check (AWS answers AccessDenied per entry).
-                req.object_check("DeleteObject", key, version_id)
+                req.object_check(key, version_id)
                 if version_id is not None:
                     try:
                         validate_version_id(version_id)

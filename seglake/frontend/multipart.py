@@ -44,7 +44,6 @@ from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.buckets import OWNER_ID
 from seglake.frontend.copy import CopySource, parse_copy_source
-from seglake.frontend.family import Handler
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
     ChunksMoved,
@@ -272,17 +271,6 @@ class MultipartHandlers:
         self.reader = reader
         self.writer = writer
         self.segments = SegmentFiles(cfg)
-
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "CreateMultipartUpload": self.create_multipart_upload,
-            "UploadPart": self.upload_part,
-            "UploadPartCopy": self.upload_part_copy,
-            "ListParts": self.list_parts,
-            "CompleteMultipartUpload": self.complete_multipart_upload,
-            "AbortMultipartUpload": self.abort_multipart_upload,
-            "ListMultipartUploads": self.list_multipart_uploads,
-        }
 
     # ---- helpers ---------------------------------------------------------
     def _require_bucket(self, name: str) -> None:

@@ -35,7 +35,6 @@ from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.frontend.body import declared_length, ingest
-from seglake.frontend.family import Handler
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader, VersionRow
@@ -282,14 +281,6 @@ class ObjectHandlers:
         self.writer = writer
         self.segments = SegmentFiles(cfg)
         self.manifests = ManifestCache()
-
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "PutObject": self.put_object,
-            "GetObject": self.get_object,
-            "HeadObject": self.head_object,
-            "DeleteObject": self.delete_object,
-        }
 
     # ---- PUT -------------------------------------------------------------
     async def put_object(self, req: Request) -> None:

@@ -35,7 +35,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.frontend.body import ingest
-from seglake.frontend.family import FamilyBase, Handler
+from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Message, Request
 from seglake.frontend.objects import (
     STORED_HEADERS,
@@ -244,9 +244,6 @@ def _redirect_target(fields: dict[str, str]) -> str | None:
 
 
 class PostObjectHandlers(FamilyBase):
-    def handlers(self) -> dict[str, Handler]:
-        return {"PostObject": self.post_object}
-
     async def post_object(self, req: Request) -> None:
         form = req.scope.get(FORM_SCOPE)
         if not isinstance(form, PostForm):
@@ -258,7 +255,7 @@ class PostObjectHandlers(FamilyBase):
                 message="POST uploads are authenticated by the form's policy and signature",
             )
         if req.object_check is not None:
-            req.object_check("PutObject", form.key)
+            req.object_check(form.key)
         self.require_bucket(req.bucket)
         upload = self._upload_request(req, form)
         require_content_md5(self.cfg, upload)

@@ -1,122 +1,47 @@
 """Request → endpoint, decided once per request (pure).
 
-The S3 operation is a function of the method, whether a bucket and key are
-present, and which sub-resource query keyword is given. ``ROUTES`` is the one
-table: (method, target, sub-resource) → operation name. Known S3 operations
-that Seglake does not implement map to ``None`` and are answered with 501
-``NotImplemented`` — never a wrong 200. ``docs/compatibility.md`` is
-generated from this table.
+The endpoint is a function of the method, whether a bucket and key are
+present, which sub-resource query keyword is given and, for a few endpoints,
+one query value or the ``x-amz-copy-source`` header. The endpoints are the
+rows of ``seglake/protocol/endpoints.py``; this module only indexes and
+searches them. A known operation Seglake does not implement is routed like
+any other and answered 501 ``NotImplemented`` by dispatch — never a wrong
+200; a request that names no operation at all is 501 when it carries a
+sub-resource keyword and 405 ``MethodNotAllowed`` otherwise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from seglake.errors import S3Error
+from seglake.protocol.endpoints import BUCKET, ENDPOINTS, OBJECT, SERVICE, SUBRESOURCES, Endpoint
 
-SERVICE, BUCKET, OBJECT = "service", "bucket", "object"
+RouteKey = tuple[str, str, str]  # (method, target, sub-resource or "")
 
-# Sub-resource keywords, in precedence order: a request carrying one of these
-# is that sub-resource's operation, whatever else it carries. ``partNumber``
-# is not here: with ``uploadId`` it is UploadPart, alone it selects a part of
-# an object on GET/HEAD.
-SUBRESOURCES: Final = (
-    "uploadId", "uploads", "delete", "versioning", "versions", "location", "policy",
-    "policyStatus", "cors", "acl", "tagging", "lifecycle", "encryption", "object-lock",
-    "retention", "legal-hold", "attributes", "restore", "select", "torrent", "website",
-    "logging", "notification", "replication", "requestPayment", "accelerate",
-    "ownershipControls", "publicAccessBlock", "analytics", "metrics", "inventory",
-    "intelligent-tiering",
-)  # fmt: skip
 
-# (method, target, sub-resource or "") → S3 operation name (AWS's API names).
-# Whether Seglake implements an operation is decided by the handler families
-# registered in ``app.py``: a routed operation without a handler is 501.
-ROUTES: Final[dict[tuple[str, str, str], str]] = {
-    ("GET", SERVICE, ""): "ListBuckets",
-    ("PUT", BUCKET, ""): "CreateBucket",
-    ("DELETE", BUCKET, ""): "DeleteBucket",
-    ("HEAD", BUCKET, ""): "HeadBucket",
-    ("GET", BUCKET, ""): "ListObjects",
-    ("POST", BUCKET, ""): "PostObject",
-    ("GET", BUCKET, "location"): "GetBucketLocation",
-    ("GET", BUCKET, "versioning"): "GetBucketVersioning",
-    ("PUT", BUCKET, "versioning"): "PutBucketVersioning",
-    ("GET", BUCKET, "versions"): "ListObjectVersions",
-    ("POST", BUCKET, "delete"): "DeleteObjects",
-    ("GET", BUCKET, "uploads"): "ListMultipartUploads",
-    ("GET", BUCKET, "policy"): "GetBucketPolicy",
-    ("PUT", BUCKET, "policy"): "PutBucketPolicy",
-    ("DELETE", BUCKET, "policy"): "DeleteBucketPolicy",
-    ("GET", BUCKET, "policyStatus"): "GetBucketPolicyStatus",
-    ("GET", BUCKET, "cors"): "GetBucketCors",
-    ("PUT", BUCKET, "cors"): "PutBucketCors",
-    ("DELETE", BUCKET, "cors"): "DeleteBucketCors",
-    ("GET", BUCKET, "acl"): "GetBucketAcl",
-    ("PUT", BUCKET, "acl"): "PutBucketAcl",
-    ("GET", BUCKET, "tagging"): "GetBucketTagging",
-    ("PUT", BUCKET, "tagging"): "PutBucketTagging",
-    ("DELETE", BUCKET, "tagging"): "DeleteBucketTagging",
-    ("GET", BUCKET, "lifecycle"): "GetBucketLifecycleConfiguration",
-    ("PUT", BUCKET, "lifecycle"): "PutBucketLifecycleConfiguration",
-    ("DELETE", BUCKET, "lifecycle"): "DeleteBucketLifecycle",
-    ("GET", BUCKET, "encryption"): "GetBucketEncryption",
-    ("PUT", BUCKET, "encryption"): "PutBucketEncryption",
-    ("DELETE", BUCKET, "encryption"): "DeleteBucketEncryption",
-    ("GET", BUCKET, "object-lock"): "GetObjectLockConfiguration",
-    ("PUT", BUCKET, "object-lock"): "PutObjectLockConfiguration",
-    ("GET", BUCKET, "website"): "GetBucketWebsite",
-    ("PUT", BUCKET, "website"): "PutBucketWebsite",
-    ("DELETE", BUCKET, "website"): "DeleteBucketWebsite",
-    ("GET", BUCKET, "logging"): "GetBucketLogging",
-    ("PUT", BUCKET, "logging"): "PutBucketLogging",
-    ("GET", BUCKET, "notification"): "GetBucketNotificationConfiguration",
-    ("PUT", BUCKET, "notification"): "PutBucketNotificationConfiguration",
-    ("GET", BUCKET, "replication"): "GetBucketReplication",
-    ("PUT", BUCKET, "replication"): "PutBucketReplication",
-    ("DELETE", BUCKET, "replication"): "DeleteBucketReplication",
-    ("GET", BUCKET, "requestPayment"): "GetBucketRequestPayment",
-    ("PUT", BUCKET, "requestPayment"): "PutBucketRequestPayment",
-    ("GET", BUCKET, "accelerate"): "GetBucketAccelerateConfiguration",
-    ("PUT", BUCKET, "accelerate"): "PutBucketAccelerateConfiguration",
-    ("GET", BUCKET, "ownershipControls"): "GetBucketOwnershipControls",
-    ("PUT", BUCKET, "ownershipControls"): "PutBucketOwnershipControls",
-    ("DELETE", BUCKET, "ownershipControls"): "DeleteBucketOwnershipControls",
-    ("GET", BUCKET, "publicAccessBlock"): "GetPublicAccessBlock",
-    ("PUT", BUCKET, "publicAccessBlock"): "PutPublicAccessBlock",
-    ("DELETE", BUCKET, "publicAccessBlock"): "DeletePublicAccessBlock",
-    ("GET", BUCKET, "analytics"): "GetBucketAnalyticsConfiguration",
-    ("GET", BUCKET, "metrics"): "GetBucketMetricsConfiguration",
-    ("GET", BUCKET, "inventory"): "GetBucketInventoryConfiguration",
-    ("GET", BUCKET, "intelligent-tiering"): "GetBucketIntelligentTieringConfiguration",
-    ("PUT", OBJECT, ""): "PutObject",
-    ("GET", OBJECT, ""): "GetObject",
-    ("HEAD", OBJECT, ""): "HeadObject",
-    ("DELETE", OBJECT, ""): "DeleteObject",
-    ("POST", OBJECT, "uploads"): "CreateMultipartUpload",
-    ("PUT", OBJECT, "uploadId"): "UploadPart",
-    ("GET", OBJECT, "uploadId"): "ListParts",
-    ("POST", OBJECT, "uploadId"): "CompleteMultipartUpload",
-    ("DELETE", OBJECT, "uploadId"): "AbortMultipartUpload",
-    ("GET", OBJECT, "acl"): "GetObjectAcl",
-    ("PUT", OBJECT, "acl"): "PutObjectAcl",
-    ("GET", OBJECT, "tagging"): "GetObjectTagging",
-    ("PUT", OBJECT, "tagging"): "PutObjectTagging",
-    ("DELETE", OBJECT, "tagging"): "DeleteObjectTagging",
-    ("GET", OBJECT, "attributes"): "GetObjectAttributes",
-    ("POST", OBJECT, "restore"): "RestoreObject",
-    ("POST", OBJECT, "select"): "SelectObjectContent",
-    ("GET", OBJECT, "retention"): "GetObjectRetention",
-    ("PUT", OBJECT, "retention"): "PutObjectRetention",
-    ("GET", OBJECT, "legal-hold"): "GetObjectLegalHold",
-    ("PUT", OBJECT, "legal-hold"): "PutObjectLegalHold",
-    ("GET", OBJECT, "torrent"): "GetObjectTorrent",
-}
+def _index(endpoints: Iterable[Endpoint]) -> dict[RouteKey, tuple[Endpoint, ...]]:
+    """(method, target, sub-resource) → its endpoints, the conditional ones
+    (``query``, ``copy_source``) before the one plain endpoint they refine."""
+    index: dict[RouteKey, list[Endpoint]] = {}
+    for e in endpoints:
+        index.setdefault((e.method, e.target, e.subresource), []).append(e)
+    return {
+        key: tuple(sorted(group, key=lambda e: e.query is None and not e.copy_source))
+        for key, group in index.items()
+    }
 
-# Operations selected by a header on top of the route above.
-COPY_VARIANTS: Final = {"PutObject": "CopyObject", "UploadPart": "UploadPartCopy"}
+
+ROUTE_INDEX: Final = _index(ENDPOINTS)
+
+
+def _selected(e: Endpoint, query: dict[str, list[str]], copy_source: bool) -> bool:
+    if e.query is not None and query.get(e.query[0]) != [e.query[1]]:
+        return False
+    return copy_source or not e.copy_source
 
 
 @dataclass(frozen=True)
@@ -181,17 +106,13 @@ def route(
     bucket, key = split_path(raw_path, vhost_bucket)
     target = OBJECT if key else BUCKET if bucket else SERVICE
     sub = next((k for k in SUBRESOURCES if k in query), "")
-    op = ROUTES.get((method, target, sub))
-    if op is None:
-        if sub:
-            raise S3Error(
-                "NotImplemented",
-                message=f"{method} ?{sub} on {'an' if target == OBJECT else 'a'} {target} "
-                "is not an operation Seglake implements",
-            )
-        raise S3Error("MethodNotAllowed")
-    if op == "ListObjects" and query.get("list-type") == ["2"]:
-        op = "ListObjectsV2"
-    if copy_source and op in COPY_VARIANTS:
-        op = COPY_VARIANTS[op]
-    return Route(op, bucket, key)
+    for e in ROUTE_INDEX.get((method, target, sub), ()):
+        if _selected(e, query, copy_source):
+            return Route(e.name, bucket, key)
+    if sub:
+        raise S3Error(
+            "NotImplemented",
+            message=f"{method} ?{sub} on {'an' if target == OBJECT else 'a'} {target} "
+            "is not an operation Seglake implements",
+        )
+    raise S3Error("MethodNotAllowed")

@@ -28,7 +28,7 @@ from defusedxml.ElementTree import ParseError, fromstring
 
 from seglake.errors import S3Error
 from seglake.frontend.buckets import OWNER_ID
-from seglake.frontend.family import FamilyBase, Handler
+from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.meta.version_reads import VersionEntry, list_versions, null_version_created_ns
 from seglake.protocol import listing
@@ -79,13 +79,6 @@ def parse_versioning_configuration(body: bytes) -> tuple[str | None, str | None]
 
 
 class VersioningHandlers(FamilyBase):
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "GetBucketVersioning": self.get_bucket_versioning,
-            "PutBucketVersioning": self.put_bucket_versioning,
-            "ListObjectVersions": self.list_object_versions,
-        }
-
     def _versioning(self, name: str) -> str:
         return self.require_bucket(name).versioning
 

@@ -34,153 +34,46 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from seglake.protocol.endpoints import BUCKET, ENDPOINTS, OWN_OPERATIONS, SERVICE
+
 # AWS caps a bucket policy at 20 KiB; a key policy gets the same bound.
 MAX_POLICY_BYTES: Final = 20 * 1024
 # Bounds on the parts of one document, far above any hand-written policy.
 MAX_STATEMENTS: Final = 100
 MAX_LIST_ITEMS: Final = 100
 
-# Policy action names (without the ``s3:`` prefix) that each routed
-# operation needs. The first name is the AWS IAM action; the others are
-# Seglake v1 names for the same operation, so a v1 policy may say
-# ``HeadObject`` or ``ListMultipartParts``. A statement applies when one of
-# its action patterns matches any of an operation's names.
+# What each operation means to a policy, read from the one endpoint table
+# (``protocol/endpoints.py``, which says why each fact is so).
+# Policy action names (without the ``s3:`` prefix) each operation needs; a
+# statement applies when one of its action patterns matches any of them.
 OPERATION_ACTIONS: Final[dict[str, tuple[str, ...]]] = {
-    "ListBuckets": ("ListAllMyBuckets", "ListBuckets"),
-    "CreateBucket": ("CreateBucket",),
-    "DeleteBucket": ("DeleteBucket",),
-    "HeadBucket": ("ListBucket", "HeadBucket"),
-    "ListObjects": ("ListBucket",),
-    "ListObjectsV2": ("ListBucket",),
-    "ListObjectVersions": ("ListBucketVersions",),
-    "GetBucketLocation": ("GetBucketLocation",),
-    "GetBucketVersioning": ("GetBucketVersioning",),
-    "PutBucketVersioning": ("PutBucketVersioning",),
-    "GetBucketPolicy": ("GetBucketPolicy",),
-    "PutBucketPolicy": ("PutBucketPolicy",),
-    "DeleteBucketPolicy": ("DeleteBucketPolicy",),
-    "GetBucketPolicyStatus": ("GetBucketPolicyStatus",),
-    "ListMultipartUploads": ("ListBucketMultipartUploads", "ListMultipartUploads"),
-    "PostObject": ("PutObject",),
-    "DeleteObjects": ("DeleteObject",),
-    "PutObject": ("PutObject",),
-    "CopyObject": ("PutObject", "CopyObject"),
-    "GetObject": ("GetObject",),
-    "HeadObject": ("GetObject", "HeadObject"),
-    "DeleteObject": ("DeleteObject",),
-    "CreateMultipartUpload": ("PutObject", "CreateMultipartUpload"),
-    "UploadPart": ("PutObject", "UploadPart"),
-    "UploadPartCopy": ("PutObject", "UploadPart"),
-    "CompleteMultipartUpload": ("PutObject", "CompleteMultipartUpload"),
-    "AbortMultipartUpload": ("AbortMultipartUpload",),
-    "ListParts": ("ListMultipartUploadParts", "ListMultipartParts"),
-    # Seglake's own HTTP endpoints (SPEC §6): policy actions like any other.
-    "GetMetaStats": ("GetMetaStats",),
-    "GetMetaConflicts": ("GetMetaConflicts",),
-    "ReplicationRead": ("ReplicationRead",),
-    "ReplicationWrite": ("ReplicationWrite",),
+    **{e.name: e.actions for e in ENDPOINTS},
+    **{name: (name,) for name in OWN_OPERATIONS},
 }
-# Operations the router knows but Seglake answers 501 for: mapped all the
-# same (to AWS's IAM names), so a policy may name them, a deny on them is
-# honoured, and a non-admin key is refused before learning they are absent.
-_UNIMPLEMENTED_BUCKET_ACTIONS: Final[dict[str, tuple[str, ...]]] = {
-    "GetBucketCors": ("GetBucketCORS",),
-    "PutBucketCors": ("PutBucketCORS",),
-    "DeleteBucketCors": ("PutBucketCORS",),
-    "GetBucketAcl": ("GetBucketAcl",),
-    "PutBucketAcl": ("PutBucketAcl",),
-    "GetBucketTagging": ("GetBucketTagging",),
-    "PutBucketTagging": ("PutBucketTagging",),
-    "DeleteBucketTagging": ("PutBucketTagging",),
-    "GetBucketLifecycleConfiguration": ("GetLifecycleConfiguration",),
-    "PutBucketLifecycleConfiguration": ("PutLifecycleConfiguration",),
-    "DeleteBucketLifecycle": ("PutLifecycleConfiguration",),
-    "GetBucketEncryption": ("GetEncryptionConfiguration",),
-    "PutBucketEncryption": ("PutEncryptionConfiguration",),
-    "DeleteBucketEncryption": ("PutEncryptionConfiguration",),
-    "GetObjectLockConfiguration": ("GetBucketObjectLockConfiguration",),
-    "PutObjectLockConfiguration": ("PutBucketObjectLockConfiguration",),
-    "GetBucketWebsite": ("GetBucketWebsite",),
-    "PutBucketWebsite": ("PutBucketWebsite",),
-    "DeleteBucketWebsite": ("DeleteBucketWebsite",),
-    "GetBucketLogging": ("GetBucketLogging",),
-    "PutBucketLogging": ("PutBucketLogging",),
-    "GetBucketNotificationConfiguration": ("GetBucketNotification",),
-    "PutBucketNotificationConfiguration": ("PutBucketNotification",),
-    "GetBucketReplication": ("GetReplicationConfiguration",),
-    "PutBucketReplication": ("PutReplicationConfiguration",),
-    "DeleteBucketReplication": ("PutReplicationConfiguration",),
-    "GetBucketRequestPayment": ("GetBucketRequestPayment",),
-    "PutBucketRequestPayment": ("PutBucketRequestPayment",),
-    "GetBucketAccelerateConfiguration": ("GetAccelerateConfiguration",),
-    "PutBucketAccelerateConfiguration": ("PutAccelerateConfiguration",),
-    "GetBucketOwnershipControls": ("GetBucketOwnershipControls",),
-    "PutBucketOwnershipControls": ("PutBucketOwnershipControls",),
-    "DeleteBucketOwnershipControls": ("PutBucketOwnershipControls",),
-    "GetPublicAccessBlock": ("GetBucketPublicAccessBlock",),
-    "PutPublicAccessBlock": ("PutBucketPublicAccessBlock",),
-    "DeletePublicAccessBlock": ("PutBucketPublicAccessBlock",),
-    "GetBucketAnalyticsConfiguration": ("GetAnalyticsConfiguration",),
-    "GetBucketMetricsConfiguration": ("GetMetricsConfiguration",),
-    "GetBucketInventoryConfiguration": ("GetInventoryConfiguration",),
-    "GetBucketIntelligentTieringConfiguration": ("GetIntelligentTieringConfiguration",),
-}
-_UNIMPLEMENTED_OBJECT_ACTIONS: Final[dict[str, tuple[str, ...]]] = {
-    "GetObjectAcl": ("GetObjectAcl",),
-    "PutObjectAcl": ("PutObjectAcl",),
-    "GetObjectTagging": ("GetObjectTagging",),
-    "PutObjectTagging": ("PutObjectTagging",),
-    "DeleteObjectTagging": ("DeleteObjectTagging",),
-    "GetObjectAttributes": ("GetObjectAttributes",),
-    "RestoreObject": ("RestoreObject",),
-    "SelectObjectContent": ("GetObject",),
-    "GetObjectRetention": ("GetObjectRetention",),
-    "PutObjectRetention": ("PutObjectRetention",),
-    "GetObjectLegalHold": ("GetObjectLegalHold",),
-    "PutObjectLegalHold": ("PutObjectLegalHold",),
-    "GetObjectTorrent": ("GetObjectTorrent",),
-}
-OPERATION_ACTIONS.update(_UNIMPLEMENTED_BUCKET_ACTIONS)
-OPERATION_ACTIONS.update(_UNIMPLEMENTED_OBJECT_ACTIONS)
 # Operations that name no bucket: only a resource of "*" (or the v1
 # wildcard bucket) covers them.
 SERVICE_OPERATIONS: Final = frozenset(
-    {"ListBuckets", "GetMetaStats", "GetMetaConflicts", "ReplicationRead", "ReplicationWrite"}
+    {e.name for e in ENDPOINTS if e.target == SERVICE} | set(OWN_OPERATIONS)
 )
 # Operations whose resource is the bucket, not an object in it.
-BUCKET_OPERATIONS: Final = frozenset(
-    {
-        "CreateBucket", "DeleteBucket", "HeadBucket", "ListObjects", "ListObjectsV2",
-        "ListObjectVersions", "GetBucketLocation", "GetBucketVersioning", "PutBucketVersioning",
-        "GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy", "GetBucketPolicyStatus",
-        "ListMultipartUploads", "PostObject", "DeleteObjects", *_UNIMPLEMENTED_BUCKET_ACTIONS,
-    }
-)  # fmt: skip
+BUCKET_OPERATIONS: Final = frozenset(e.name for e in ENDPOINTS if e.target == BUCKET)
 # Operations whose request has the listing keys s3:prefix and s3:delimiter.
-LISTING_OPERATIONS: Final = frozenset(
-    {"ListObjects", "ListObjectsV2", "ListObjectVersions", "ListMultipartUploads"}
-)
+LISTING_OPERATIONS: Final = frozenset(e.name for e in ENDPOINTS if e.listing)
 # A request naming a version (``versionId``) also is AWS's version action, so
 # an allow of either grants and a deny of either refuses it. (AWS asks for
 # the version action alone; accepting the plain one too keeps v1 policies,
 # which have no version actions, working on versioned buckets.)
 VERSION_ACTIONS: Final[dict[str, str]] = {
-    "GetObject": "GetObjectVersion",
-    "HeadObject": "GetObjectVersion",
-    "DeleteObject": "DeleteObjectVersion",
+    e.name: e.version_action for e in ENDPOINTS if e.version_action is not None
 }
 KNOWN_ACTIONS: Final = frozenset(
     {name for names in OPERATION_ACTIONS.values() for name in names} | set(VERSION_ACTIONS.values())
 )
 # The ``ro`` shorthand: every action that only reads.
 READ_ONLY_ACTIONS: Final = frozenset(
-    {
-        "ListAllMyBuckets", "ListBuckets", "ListBucket", "HeadBucket", "ListBucketVersions",
-        "GetBucketLocation", "GetBucketVersioning", "GetBucketPolicyStatus",
-        "ListBucketMultipartUploads", "ListMultipartUploads", "GetObject", "HeadObject",
-        "GetObjectVersion", "ListMultipartUploadParts", "ListMultipartParts", "GetMetaStats", "GetMetaConflicts",
-    }
-)  # fmt: skip
+    {a for e in ENDPOINTS if e.granted_by_ro for a in (*e.actions, e.version_action) if a}
+    | {name for name, read_only in OWN_OPERATIONS.items() if read_only}
+)
 # Action prefixes of the AWS-style format; Seglake's own endpoints may also
 # be named in their own namespace.
 _ACTION_PREFIXES: Final = ("s3:", "seglake:")

@@ -70,14 +70,13 @@ def verdict(policy: Policy, c: RequestContext) -> str:
 
 
 def test_every_routed_operation_has_an_action() -> None:
-    """Every operation the router names (implemented or 501) is a policy
+    """Every endpoint the router can yield (implemented or 501) is a policy
     action, on the right kind of resource, so no request can slip past a
     policy for want of a mapping."""
-    from seglake.frontend.router import BUCKET, COPY_VARIANTS, OBJECT, ROUTES, SERVICE
+    from seglake.protocol.endpoints import BUCKET, ENDPOINTS, SERVICE
 
-    operations = {(op, target) for (_, target, _), op in ROUTES.items()}
-    operations |= {(v, OBJECT) for v in COPY_VARIANTS.values()} | {("ListObjectsV2", BUCKET)}
-    for op, target in operations:
+    for e in ENDPOINTS:
+        op, target = e.name, e.target
         assert OPERATION_ACTIONS.get(op), op
         assert set(OPERATION_ACTIONS[op]) <= KNOWN_ACTIONS
         assert (op in SERVICE_OPERATIONS) == (target == SERVICE), op

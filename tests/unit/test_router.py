@@ -1,4 +1,4 @@
-"""Router table: method + target + sub-resource → operation or 501."""
+"""Router: method + target + sub-resource (+ list-type, copy source) → endpoint, or 501/405."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 
 from seglake.errors import S3Error
 from seglake.frontend.router import host_bucket, route
+from seglake.protocol.endpoints import BUCKET, ENDPOINTS, OBJECT, SERVICE, SUBRESOURCES, Endpoint
 
 CASES = [
     ("GET", b"/", {}, "ListBuckets", "", ""),
@@ -121,3 +122,65 @@ def test_vhost_routes(
 
 def test_vhost_copy_variant() -> None:
     assert route("PUT", b"/k", {}, copy_source=True, vhost_bucket="vb").operation == "CopyObject"
+
+
+# ---- built from the endpoint table: every row is reachable, exactly so ----------
+
+_PATHS = {
+    SERVICE: (b"/", "", ""),
+    BUCKET: (b"/bkt", "bkt", ""),
+    OBJECT: (b"/bkt/a/k", "bkt", "a/k"),
+}
+
+
+def _request_for(e: Endpoint) -> dict[str, list[str]]:
+    query = {e.subresource: ["u1"]} if e.subresource else {}
+    if e.query is not None:
+        query[e.query[0]] = [e.query[1]]
+    return query
+
+
+@pytest.mark.parametrize("e", ENDPOINTS, ids=lambda e: e.name)
+def test_every_endpoint_is_routed_to_itself(e: Endpoint) -> None:
+    path, bucket, key = _PATHS[e.target]
+    r = route(e.method, path, _request_for(e), copy_source=e.copy_source)
+    assert (r.operation, r.bucket, r.key) == (e.name, bucket, key)
+    if e.target != SERVICE:  # the same request, virtual-hosted style
+        vpath = b"/" + key.encode()
+        r = route(e.method, vpath, _request_for(e), copy_source=e.copy_source, vhost_bucket="vb")
+        assert (r.operation, r.bucket, r.key) == (e.name, "vb", key)
+
+
+@pytest.mark.parametrize(
+    "e", [e for e in ENDPOINTS if e.query or e.copy_source], ids=lambda e: e.name
+)
+def test_conditional_endpoint_falls_back_to_the_plain_one(e: Endpoint) -> None:
+    """Without its query value or header, a conditional endpoint's request is
+    the plain endpoint of the same method, target and sub-resource."""
+    (plain,) = [
+        p for p in ENDPOINTS
+        if (p.method, p.target, p.subresource) == (e.method, e.target, e.subresource)
+        and p.query is None and not p.copy_source
+    ]  # fmt: skip
+    path, _, _ = _PATHS[e.target]
+    query = {e.subresource: ["u1"]} if e.subresource else {}
+    assert route(e.method, path, query).operation == plain.name
+    if e.query is not None:  # another value, or the value twice, is not it
+        for values in (["x"], [e.query[1], e.query[1]]):
+            q = {**query, e.query[0]: values}
+            assert route(e.method, path, q, copy_source=e.copy_source).operation != e.name
+
+
+_ROUTED = {(e.method, e.target, e.subresource) for e in ENDPOINTS}
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "POST", "DELETE", "HEAD", "PATCH"])
+def test_what_the_table_lacks_is_refused(method: str) -> None:
+    """A method/target/sub-resource with no row: 501 with a keyword, else 405."""
+    for target, (path, _, _) in _PATHS.items():
+        for sub in ("", *SUBRESOURCES):
+            if (method, target, sub) in _ROUTED:
+                continue
+            with pytest.raises(S3Error) as e:
+                route(method, path, {sub: [""]} if sub else {})
+            assert e.value.code == ("NotImplemented" if sub else "MethodNotAllowed")

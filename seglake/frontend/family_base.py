@@ -1,4 +1,9 @@
-"""What an operation family (objects, buckets, multipart, ...) provides."""
+"""What every handler family (objects, buckets, multipart, ...) is built from.
+
+A family is one class per module holding the handler methods of related
+endpoints; which method serves which endpoint is said by the endpoint table
+(``seglake/protocol/endpoints.py``), not by the family.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,6 @@ Handler = Callable[[Request], Awaitable[None]]
 
 class Family(Protocol):
     def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None: ...
-
-    def handlers(self) -> dict[str, Handler]:
-        """Router operation name → handler."""
-        ...
 
 
 class FamilyBase:
