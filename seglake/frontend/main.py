@@ -20,7 +20,7 @@ from hypercorn.trio import serve
 from seglake.config import Config
 from seglake.frontend import h11_fixes, hypercorn_tuning
 from seglake.frontend.app import App
-from seglake.lifecycle import exit_when_orphaned
+from seglake.lifecycle import exit_when_orphaned, read_child_args, signal_ready
 from seglake.logs import setup_logging
 
 log = logging.getLogger("seglake.frontend")
@@ -50,7 +50,10 @@ def hypercorn_config(cfg: Config, fd: int) -> HypercornConfig:
     return hc
 
 
-async def serve_until_signal(app: Callable[..., Awaitable[None]], hc: HypercornConfig) -> None:
+async def serve_until_signal(
+    app: Callable[..., Awaitable[None]], hc: HypercornConfig, ready_fd: int | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT; ``ready_fd`` hears once Hypercorn accepts."""
     stop = trio.Event()
 
     async def watch_signals() -> None:
@@ -61,26 +64,32 @@ async def serve_until_signal(app: Callable[..., Awaitable[None]], hc: HypercornC
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch_signals)
-        await serve(app, hc, shutdown_trigger=stop.wait)
-        nursery.cancel_scope.cancel()
+
+        async def serve_then_stop(task_status: trio.TaskStatus[Any]) -> None:
+            await serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)
+            nursery.cancel_scope.cancel()
+
+        await nursery.start(serve_then_stop)
+        signal_ready(ready_fd)
 
 
-async def run(cfg: Config, fd: int) -> None:
+async def run(cfg: Config, fd: int, ready_fd: int | None = None) -> None:
     app = App(cfg)
     async with trio.open_nursery() as nursery:
         app.bind(nursery)
         nursery.start_soon(exit_when_orphaned)
         log.info("frontend serving on fd %d", fd)
-        await serve_until_signal(app, hypercorn_config(cfg, fd))
+        await serve_until_signal(app, hypercorn_config(cfg, fd), ready_fd)
         nursery.cancel_scope.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args: list[Any] = sys.argv[1:] if argv is None else argv
-    cfg = Config.from_json(args[0])
-    fd = int(args[1])
+    args: list[str] = sys.argv[1:] if argv is None else argv
+    cfg_json, ready_fd, rest = read_child_args(args)
+    cfg = Config.from_json(cfg_json)
+    fd = int(rest[0])
     setup_logging(cfg.log_level, "frontend")
-    trio.run(run, cfg, fd)
+    trio.run(run, cfg, fd, ready_fd)
     return 0
 
 

@@ -32,7 +32,7 @@ from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.ipc.channel import ChannelBroken, ChannelClosed, connect, serve_channel
-from seglake.lifecycle import exit_when_orphaned
+from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.logs import setup_logging
 from seglake.maintenance.scheduler import Scheduler
 from seglake.maintenance.toolbox import TOOLBOX_MUTATIONS
@@ -183,7 +183,8 @@ class Maintenance:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    cfg = Config.from_json(args[0])
+    cfg_json, _ready, _rest = read_child_args(args)
+    cfg = Config.from_json(cfg_json)
     setup_logging(cfg.log_level, "maintenance")
     trio.run(Maintenance(cfg).serve)
     return 0

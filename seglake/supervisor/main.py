@@ -3,8 +3,15 @@ socket and the lives of every child. It never touches segments or SQLite.
 
 Start: lock the data dir (a second server on it refuses) → create the admin
 token → bind the listening socket once → start the writer and wait until it
-answers → start N frontends (each inherits the socket) and the maintenance
-process → READY=1 to systemd.
+answers (asking systemd for more start time, EXTEND_TIMEOUT_USEC, while its
+recovery makes progress) → start N frontends (each inherits the socket) and
+the maintenance process → READY=1 to systemd once every frontend serves.
+Each child gets its configuration, secret key included, through an
+inherited pipe: never on a command line or in its environment.
+
+Watchdog: WATCHDOG=1 only while the writer answers an IPC ping in time and
+no frontend is gone for good, so systemd restarts a service whose writer
+hangs.
 
 Run: a child that exits is restarted with exponential backoff (reset once it
 has stayed up a while), logged and counted. Children watch their parent's
@@ -29,18 +36,28 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from seglake.config import Config
+from seglake.config import FIELD_TYPES, Config, env_name
 from seglake.ipc.channel import connect, serve_channel
+from seglake.lifecycle import CONFIG_FD_FLAG, MAX_CONFIG_BYTES, READY_FD_FLAG
 from seglake.logs import setup_logging
 from seglake.supervisor.notify import sd_notify
 
 log = logging.getLogger("seglake.supervisor")
 
 WRITER_READY_TIMEOUT_S = 300.0  # recovery of many open segments can take a while
+WRITER_PING_TIMEOUT_S = 5.0  # a writer slower than this to answer a ping is hung
+FRONTEND_READY_TIMEOUT_S = 60.0
+# A child down this much longer than the restart backoff is not coming back.
+RESTART_GRACE_S = 5.0
+# Start-up extensions asked of systemd while recovery progresses: each buys
+# this much time and is asked for at most every EXTEND_EVERY_S.
+EXTEND_TIMEOUT_S = 30.0
+EXTEND_EVERY_S = 10.0
 STABLE_AFTER_S = 30.0  # a child up this long resets its backoff
 HEARTBEAT_INTERVAL_S = 5.0
 KILL_GRACE_S = 5.0
@@ -50,15 +67,58 @@ class DataDirLocked(Exception):
     pass
 
 
+def child_environment() -> dict[str, str]:
+    """The supervisor's environment less what children must not see: the
+    settings (children get the whole configuration through their pipe, and
+    the secret key must not sit in /proc/<pid>/environ) and systemd's
+    notification socket (only the supervisor talks to systemd)."""
+    drop = {env_name(name) for name in FIELD_TYPES} | {"SEGLAKE_SECRETS_FILE", "NOTIFY_SOCKET"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["SEGLAKE_PARENT_PID"] = str(os.getpid())
+    return env
+
+
+class RecoveryProgress:
+    """Whether a starting writer is still getting somewhere: its CPU time or
+    its I/O counters grew since the last look (read from /proc)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.last: tuple[int, ...] | None = None
+        self.checked = time.monotonic()
+
+    def _counters(self) -> tuple[int, ...] | None:
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            io = Path(f"/proc/{self.pid}/io").read_text().split()
+        except (OSError, IndexError):
+            return None
+        # utime, stime (fields 14 and 15), then rchar and wchar.
+        return int(stat[11]), int(stat[12]), int(io[1]), int(io[3])
+
+    def advanced(self) -> bool:
+        now = time.monotonic()
+        if now - self.checked < EXTEND_EVERY_S:
+            return False
+        self.checked = now
+        current = self._counters()
+        moved = current is not None and current != self.last
+        self.last = current
+        return moved
+
+
 @dataclass
 class Child:
     role: str
     index: int
-    argv: list[str]
+    module: str
+    args: list[str] = field(default_factory=list)  # after the hand-off flags
     pass_fds: tuple[int, ...] = ()
     proc: trio.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
+    stopped_at: float = 0.0  # when it last exited (0: never)
+    serving: bool = False  # a frontend that said it accepts connections
     exits: list[int] = field(default_factory=list)
 
     @property
@@ -139,55 +199,123 @@ class Supervisor:
         self.address = f"[{host}]:{bound[1]}" if ":" in host else f"{host}:{bound[1]}"
         cfg.listen_path.write_text(self.address + "\n")
         self.stopping = False
-        cfg_json = cfg.to_json()
-        py = sys.executable
+        self.cfg_json = cfg.to_json().encode()
+        if len(self.cfg_json) > MAX_CONFIG_BYTES:
+            raise OSError(f"configuration of {len(self.cfg_json)} bytes is too large to hand over")
         fd = self.listener.fileno()
-        self.writer = Child("writer", 0, [py, "-m", "seglake.writer.main", cfg_json])
+        self.writer = Child("writer", 0, "seglake.writer.main")
         self.frontends = [
-            Child("frontend", i, [py, "-m", "seglake.frontend.main", cfg_json, str(fd)], (fd,))
+            Child("frontend", i, "seglake.frontend.main", [str(fd)], (fd,))
             for i in range(cfg.frontend_count())
         ]
-        self.maintenance = Child("maintenance", 0, [py, "-m", "seglake.maintenance.main", cfg_json])
+        self.maintenance = Child("maintenance", 0, "seglake.maintenance.main")
         self.started = time.time()
+        self.writer_ready = False
+        self.ready_sent = False
 
     @property
     def children(self) -> list[Child]:
         return [self.writer, *self.frontends, self.maintenance]
 
-    async def _spawn(self, child: Child) -> trio.Process:
-        env = dict(os.environ)
-        env["SEGLAKE_PARENT_PID"] = str(os.getpid())
-        env.pop("NOTIFY_SOCKET", None)  # only the supervisor talks to systemd
-        proc = await trio.lowlevel.open_process(
-            child.argv, pass_fds=child.pass_fds, env=env, stdin=subprocess.DEVNULL
-        )
+    async def _spawn(self, child: Child) -> tuple[trio.Process, int | None]:
+        """Start ``child`` with its configuration in an inherited pipe; for a
+        frontend, also return the read end of its "serving" pipe."""
+        cfg_r, cfg_w = os.pipe()
+        try:
+            os.write(cfg_w, self.cfg_json)  # fits the pipe buffer (checked in __init__)
+        finally:
+            os.close(cfg_w)
+        argv = [sys.executable, "-m", child.module, CONFIG_FD_FLAG, str(cfg_r)]
+        fds = [cfg_r, *child.pass_fds]
+        ready_r: int | None = None
+        ready_w: int | None = None
+        if child.role == "frontend":
+            ready_r, ready_w = os.pipe()
+            argv += [READY_FD_FLAG, str(ready_w)]
+            fds.append(ready_w)
+        try:
+            proc = await trio.lowlevel.open_process(
+                [*argv, *child.args], pass_fds=tuple(fds), env=child_environment(),
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        except BaseException:
+            if ready_r is not None:
+                os.close(ready_r)
+            raise
+        finally:
+            os.close(cfg_r)
+            if ready_w is not None:
+                os.close(ready_w)
         child.proc = proc
         child.started_at = time.time()
+        child.serving = False
         log.info("started %s (pid %d)", child.name, proc.pid)
-        return proc
+        return proc, ready_r
+
+    async def _wait_serving(self, child: Child, ready_r: int) -> None:
+        """Until the frontend says it accepts connections (or exits)."""
+        try:
+            with trio.move_on_after(FRONTEND_READY_TIMEOUT_S):
+                await trio.lowlevel.wait_readable(ready_r)
+                child.serving = os.read(ready_r, 1) == b"R"
+        finally:
+            os.close(ready_r)
+        if not child.serving:
+            log.error("%s did not start serving", child.name)
 
     async def _wait_writer_ready(self, proc: trio.Process) -> bool:
         deadline = trio.current_time() + WRITER_READY_TIMEOUT_S
+        progress = RecoveryProgress(proc.pid)
         while trio.current_time() < deadline:
             if proc.returncode is not None or proc.poll() is not None:
                 return False
-            try:
-                channel, _stream = await connect(str(self.cfg.writer_socket))
-            except OSError:
-                await trio.sleep(0.05)
-                continue
-            async with trio.open_nursery() as n:
-                n.start_soon(channel.run_reader)
-                try:
-                    with trio.fail_after(5):
-                        await channel.call("ping")
-                    return True
-                except Exception:  # not ready yet (old socket, still recovering)
-                    await trio.sleep(0.05)
-                finally:
-                    await channel.aclose()
-                    n.cancel_scope.cancel()
+            if not self.ready_sent and progress.advanced():
+                # Recovery is still reading and hashing: ask systemd for more
+                # start time, a little at a time, never for a stalled writer.
+                sd_notify(f"EXTEND_TIMEOUT_USEC={EXTEND_TIMEOUT_S * 1_000_000:.0f}")
+            if await self._ping_writer(WRITER_PING_TIMEOUT_S):
+                return True
+            await trio.sleep(0.05)
         return False
+
+    async def _ping_writer(self, within_s: float) -> bool:
+        """Whether the writer answers an IPC ping within ``within_s`` seconds."""
+        try:
+            channel, _stream = await connect(str(self.cfg.writer_socket))
+        except OSError:
+            return False
+        async with trio.open_nursery() as n:
+            n.start_soon(channel.run_reader)
+            try:
+                with trio.fail_after(within_s):
+                    await channel.call("ping")
+                return True
+            except Exception:  # not ready yet, hung, or gone
+                return False
+            finally:
+                await channel.aclose()
+                n.cancel_scope.cancel()
+
+    def _down_too_long(self, child: Child, now: float) -> bool:
+        """A child that is not running and not about to be restarted."""
+        if child.proc is not None and child.proc.returncode is None:
+            return False
+        return now - child.stopped_at > self.cfg.restart_backoff_max + RESTART_GRACE_S
+
+    async def _healthy(self, ping_timeout: float) -> bool:
+        """What WATCHDOG=1 vouches for: the writer answers (or is still in its
+        start-up recovery) and no frontend is gone for good. A hung writer
+        stops the heartbeats, and systemd restarts the service."""
+        now = time.time()
+        if any(self._down_too_long(c, now) for c in self.frontends):
+            return False
+        if self.writer_ready:
+            return await self._ping_writer(ping_timeout)
+        # Restarting: alive and within its recovery time, or in its backoff.
+        proc = self.writer.proc
+        if proc is not None and proc.returncode is None:
+            return now - self.writer.started_at < WRITER_READY_TIMEOUT_S
+        return not self._down_too_long(self.writer, now)
 
     async def _keep(
         self, child: Child, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -196,19 +324,26 @@ class Supervisor:
         backoff = 0.1
         announced = False
         while not self.stopping:
-            proc = await self._spawn(child)
+            proc, ready_r = await self._spawn(child)
             if child.role == "writer":
-                if not await self._wait_writer_ready(proc):
+                self.writer_ready = await self._wait_writer_ready(proc)
+                if not self.writer_ready:
                     log.error("writer did not become ready")
                     if proc.returncode is None:
                         proc.kill()
                 elif not announced:
                     announced = True
                     task_status.started()
-            elif not announced:
-                announced = True
-                task_status.started()
+            else:
+                if ready_r is not None:
+                    await self._wait_serving(child, ready_r)
+                if not announced:
+                    announced = True
+                    task_status.started()
             code = await proc.wait()
+            child.stopped_at = time.time()
+            if child.role == "writer":
+                self.writer_ready = False
             child.exits.append(code)
             if self.stopping:
                 return
@@ -226,11 +361,14 @@ class Supervisor:
     async def _heartbeat(self) -> None:
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         interval = HEARTBEAT_INTERVAL_S
+        # Two heartbeats per watchdog period, each health check bounded so
+        # that a slow one cannot make a healthy service miss its period.
         if watchdog_usec:
             interval = min(interval, watchdog_usec / 2e6)
+        ping_timeout = min(WRITER_PING_TIMEOUT_S, interval / 2)
         while True:
             write_heartbeat(self.lock_fd)
-            if watchdog_usec:
+            if watchdog_usec and await self._healthy(ping_timeout):
                 sd_notify("WATCHDOG=1")
             await trio.sleep(interval)
 
@@ -281,14 +419,17 @@ class Supervisor:
             await nursery.start(self._serve_control)
             nursery.start_soon(self._heartbeat)
             await nursery.start(self._keep, self.writer)
-            for child in self.frontends:
-                await nursery.start(self._keep, child)
-            await nursery.start(self._keep, self.maintenance)
+            # The frontends start side by side; READY=1 waits for all of them.
+            async with trio.open_nursery() as starting:
+                for child in [*self.frontends, self.maintenance]:
+                    starting.start_soon(nursery.start, self._keep, child)
             log.info(
                 "Seglake serving on %s with %d frontends (data dir %s)",
                 self.address, len(self.frontends), self.cfg.root,
             )  # fmt: skip
-            sd_notify("READY=1\nSTATUS=serving")
+            serving = sum(c.serving for c in self.frontends)
+            sd_notify(f"READY=1\nSTATUS=serving with {serving} frontends")
+            self.ready_sent = True
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     log.info("received %s: draining", signal.Signals(signum).name)

@@ -33,7 +33,7 @@ from seglake.config import CHUNK_SIZE, Config
 from seglake.errors import S3Error
 from seglake.format.manifest import ChunkRef
 from seglake.ipc.channel import serve_channel
-from seglake.lifecycle import exit_when_orphaned
+from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.logs import setup_logging
 from seglake.meta.schema import open_read, open_write
 from seglake.writer import fileio
@@ -251,7 +251,8 @@ def _take_writer_lock(cfg: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    cfg = Config.from_json(args[0])
+    cfg_json, _ready, _rest = read_child_args(args)
+    cfg = Config.from_json(cfg_json)
     setup_logging(cfg.log_level, "writer")
     try:
         writer = Writer(cfg)
