@@ -126,6 +126,13 @@ class Config:
     require_content_md5: bool = False
     require_if_match_buckets: str = ""
     restart_backoff_max: float = 10.0
+    # Native TLS (the seed's -tls -tls-cert FILE -tls-key FILE): TLS 1.2+ on
+    # the listening socket. The frontends re-read the certificate and key
+    # when either file changes, or on SIGHUP, without dropping connections;
+    # a pair that does not load is refused and the old one kept.
+    tls: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
     # Ops toolbox schedules (run by the maintenance process). Multipart
     # uploads idle longer than a week are abandoned by every client we know
     # (SPEC §8 default); MPU-GC checks for them every hour. Scrub is off by
@@ -376,6 +383,8 @@ def validate(cfg: Config) -> None:
         raise ValueError("keep-alive-timeout must be positive")
     if cfg.key_inflight_limit < 0:
         raise ValueError("key-inflight-limit must not be negative")
+    if cfg.tls and not (cfg.tls_cert and cfg.tls_key):
+        raise ValueError("tls needs tls-cert and tls-key (PEM files)")
     for cidr in csv_list(cfg.trusted_proxies):
         ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
     # Imported here: the CORS module is frontend code and imports this one.

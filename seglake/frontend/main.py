@@ -11,15 +11,16 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from seglake.config import Config
 from seglake.frontend import h11_fixes, hypercorn_tuning
 from seglake.frontend.app import App
+from seglake.frontend.tls import HypercornConfig, ReloadingContext
 from seglake.lifecycle import exit_when_orphaned, read_child_args, signal_ready
 from seglake.logs import setup_logging
 
@@ -75,11 +76,15 @@ async def serve_until_signal(
 
 async def run(cfg: Config, fd: int, ready_fd: int | None = None) -> None:
     app = App(cfg)
+    hc = hypercorn_config(cfg, fd)
     async with trio.open_nursery() as nursery:
         app.bind(nursery)
         nursery.start_soon(exit_when_orphaned)
-        log.info("frontend serving on fd %d", fd)
-        await serve_until_signal(app, hypercorn_config(cfg, fd), ready_fd)
+        if cfg.tls:
+            hc.tls = ReloadingContext(Path(cfg.tls_cert), Path(cfg.tls_key))
+            nursery.start_soon(hc.tls.watch)
+        log.info("frontend serving %s on fd %d", "https" if cfg.tls else "http", fd)
+        await serve_until_signal(app, hc, ready_fd)
         nursery.cancel_scope.cancel()
 
 

@@ -453,6 +453,14 @@ def serve(cfg: Config) -> int:
             "an access key and secret key are required (-access-key/-secret-key or SEGLAKE_ACCESS_KEY/SEGLAKE_SECRET_KEY)"
         )
         return 2
+    if cfg.tls:
+        from seglake.frontend.tls import check_pair
+
+        try:
+            check_pair(Path(cfg.tls_cert), Path(cfg.tls_key))
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            print(f"seglake: cannot use tls-cert/tls-key: {exc}", file=sys.stderr)
+            return 2
     try:
         sup = Supervisor(cfg)
     except DataDirLocked as exc:
