@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from typing import Any
@@ -18,9 +19,10 @@ from typing import Any
 import trio
 
 from seglake.config import FIELD_TYPES, Config, build_config
+from seglake.config_doc import effective, flag_help, sources
 
 MODES = (
-    "server", "serve", "status", "maintenance", "fsck", "scrub", "snapshot",
+    "server", "serve", "status", "config", "maintenance", "fsck", "scrub", "snapshot",
     "db-integrity-check",
     # ops toolbox (seglake/maintenance/toolbox_cmds.py)
     "rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex", "buckets",
@@ -74,22 +76,50 @@ def build_parser() -> argparse.ArgumentParser:
     from seglake.maintenance.gc import add_gc_flags
 
     add_gc_flags(p)
+    settings = p.add_argument_group(
+        "server settings", "each also a SEGLAKE_* environment variable; flags beat env"
+    )
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
         if FIELD_TYPES[f.name] is bool:
-            p.add_argument(flag, dest=f.name, nargs="?", const="true", default=None)
+            settings.add_argument(
+                flag, dest=f.name, nargs="?", const="true", default=None,
+                metavar="BOOL", help=flag_help(f.name),
+            )  # fmt: skip
         else:
-            p.add_argument(flag, dest=f.name, default=None)
+            settings.add_argument(flag, dest=f.name, default=None, help=flag_help(f.name))
     return p
+
+
+def setting_flags(args: argparse.Namespace) -> dict[str, str | bool]:
+    """The settings given as flags on this command line."""
+    return {
+        f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None
+    }
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, Config]:
     args = build_parser().parse_args(normalise(argv))
-    flags: dict[str, str | bool] = {
-        f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None
-    }
-    cfg = build_config(flags, secrets_file=args.secrets_file)
+    cfg = build_config(setting_flags(args), secrets_file=args.secrets_file)
     return args, cfg
+
+
+def config_cmd(args: argparse.Namespace, cfg: Config, action: str) -> int:
+    """``seglake config show``: every setting in force, its value and source."""
+    if action != "show":
+        print(f"seglake: unknown config action {action!r} (available: show)", file=sys.stderr)
+        return 2
+    where = sources(setting_flags(args), dict(os.environ), args.secrets_file)
+    rows = effective(cfg, where)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        value = r["value"]
+        shown = "''" if value == "" else json.dumps(value) if isinstance(value, bool) else value
+        print(f"{r['name'].replace('_', '-'):<{width}}  {shown!s:<28}  {r['source']}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(cfg)
     if mode == "status":
         return status(cfg, as_json=args.json)
+    if mode == "config":
+        return config_cmd(args, cfg, words[1] if len(words) > 1 and not args.mode else "show")
     if mode == "maintenance":
         from seglake.maintenance.commands import maintenance_cmd
 

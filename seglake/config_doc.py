@@ -1,0 +1,114 @@
+"""What each setting means, and where the value in force came from.
+
+``seglake --help`` shows each flag with its line here, its default and its
+environment variable; ``seglake config show`` prints the effective
+configuration with each value's source (default, file, env or flag), secrets
+redacted. A unit test fails when a setting has no line here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Final
+
+from seglake.config import FIELD_TYPES, Config, env_name, read_secrets_file
+
+# Settings whose value is never printed.
+SECRET_FIELDS: Final = frozenset({"secret_key"})
+REDACTED: Final = "<redacted>"
+
+HELP: Final[dict[str, str]] = {
+    "data_dir": "directory of the store: meta.db, segments, manifests, locks",
+    "addr": "HOST:PORT to listen on (':9000' = every address, port 9000)",
+    "access_key": "bootstrap admin access key id",
+    "secret_key": "bootstrap admin secret key (put it in --secrets-file, not on a command line)",
+    "region": "the region this store answers for and signs with",
+    "frontends": "number of frontend processes (0 = one per CPU)",
+    "shutdown_timeout": "seconds in-flight requests may take to finish on SIGTERM",
+    "segment_max_bytes": "a segment file is sealed and a new one started at this size",
+    "segment_idle_seal": "seconds without appends after which the open segment is sealed",
+    "sync_interval": "extra seconds a group commit waits to gather writes (0 = none)",
+    "sync_bytes": "payload bytes at which a group commit stops growing",
+    "sync_mode": "auto (one syncfs for a batch where safe) or fsync (a file at a time)",
+    "max_object_size": "largest object a single PUT may store (0 = unlimited)",
+    "min_free_bytes": "writes are refused (507) while free disk space is below this",
+    "virtual_hosted": "take the bucket from the Host header (<bucket>.<domain>)",
+    "domains": "base domains for virtual-hosted style, comma separated",
+    "allow_unsigned_payload": "accept UNSIGNED-PAYLOAD bodies (signature covers headers only)",
+    "public_buckets": "buckets that unsigned requests may use, as their policy allows",
+    "trusted_proxies": "CIDRs whose X-Forwarded-For / -Proto headers are believed",
+    "key_inflight_limit": "requests one access key may have running at once (0 = unlimited)",
+    "default_versioning": "versioning of new buckets: enabled or unversioned",
+    "max_header_bytes": "largest request header section accepted",
+    "max_url_bytes": "longest request URL accepted",
+    "auth_fail_burst": "failed signatures per client IP / key before slowing it (0 = off)",
+    "auth_fail_rate": "failed signatures per second allowed after the burst",
+    "replay_ttl": "seconds a verified signature is remembered to detect replays (0 = off)",
+    "replay_block": "refuse replayed requests instead of only logging them",
+    "replay_cache_max": "most signatures the replay cache remembers",
+    "body_idle_timeout": "seconds a request body may deliver nothing before 400 (0 = off)",
+    "body_min_rate": "bytes/s a slow request body must keep up once past the idle timeout",
+    "keep_alive_timeout": "seconds an idle connection or an incomplete request head may last",
+    "log_level": "debug, info, warning or error",
+    "cors_origins": "origins browsers may call from, comma separated (empty = CORS off)",
+    "cors_methods": "methods a CORS preflight may ask for",
+    "cors_headers": "request headers a CORS preflight may ask for ('*' = any)",
+    "cors_max_age": "seconds a browser may cache a preflight answer",
+    "require_content_md5": "refuse PutObject/UploadPart without Content-MD5",
+    "require_if_match_buckets": "buckets whose writes must carry If-Match or If-None-Match: *",
+    "restart_backoff_max": "longest wait in seconds before a crashed child is restarted",
+    "tls": "serve TLS on the listening socket (needs --tls-cert and --tls-key)",
+    "tls_cert": "PEM certificate chain; re-read when it changes or on SIGHUP",
+    "tls_key": "PEM private key of the certificate",
+    "mpu_ttl": "seconds after which an idle multipart upload is aborted by MPU-GC",
+    "mpu_gc_interval": "seconds between scheduled MPU-GC runs (0 = none)",
+    "scrub_interval": "seconds between scheduled scrubs (0 = none)",
+    "scrub_bytes_per_sec": "read rate limit of scrub (0 = unthrottled)",
+    "gc_min_age": "seconds a dead segment must have been sealed before GC removes it",
+    "gc_max_segments": "most segments one GC run removes (0 = unlimited)",
+    "gc_max_bytes": "most bytes one GC run reclaims (0 = unlimited)",
+    "gc_rewrite_max_live": "gc-rewrite moves segments whose live fraction is below this",
+    "gc_rewrite_bytes_per_sec": "copy rate limit of gc-rewrite (0 = unthrottled)",
+    "gc_pause_file": "while this file exists GC pauses ('' = DATA_DIR/.seglake-gc-pause)",
+}
+
+
+def flag_help(name: str) -> str:
+    """The --help line of a setting: meaning, default and environment variable."""
+    default = next(f.default for f in dataclasses.fields(Config) if f.name == name)
+    shown = (
+        "''" if default == "" else str(default).lower() if isinstance(default, bool) else default
+    )
+    return f"{HELP[name]} (default {shown}; env {env_name(name)})"
+
+
+def sources(
+    flags: Mapping[str, Any], env: Mapping[str, str], secrets_file: str | None
+) -> dict[str, str]:
+    """Where each setting's value comes from, by the same layering as
+    ``build_config``: default, then the secrets file, then env, then flags."""
+    out = dict.fromkeys(FIELD_TYPES, "default")
+    path = secrets_file or env.get("SEGLAKE_SECRETS_FILE")
+    if path:
+        for key in read_secrets_file(path):
+            if key in out:
+                out[key] = f"file {path}"
+    for name in FIELD_TYPES:
+        if env_name(name) in env:
+            out[name] = f"env {env_name(name)}"
+    for name in flags:
+        if name in out:
+            out[name] = "flag"
+    return out
+
+
+def effective(cfg: Config, where: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every setting with its value (secrets redacted unless empty) and source."""
+    rows = []
+    for f in dataclasses.fields(Config):
+        value = getattr(cfg, f.name)
+        if f.name in SECRET_FIELDS and value:
+            value = REDACTED
+        rows.append({"name": f.name, "value": value, "source": where[f.name]})
+    return rows
