@@ -32,6 +32,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -454,10 +455,10 @@ def serve(cfg: Config) -> int:
         )
         return 2
     if cfg.tls:
-        from seglake.frontend.tls import check_pair
-
+        # Fail here, once, with a clear message, rather than in every frontend
+        # (frontend/tls.py sets the protocol versions and ciphers).
         try:
-            check_pair(Path(cfg.tls_cert), Path(cfg.tls_key))
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cfg.tls_cert, cfg.tls_key)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             print(f"seglake: cannot use tls-cert/tls-key: {exc}", file=sys.stderr)
             return 2
