@@ -150,6 +150,30 @@ write_file() {  # write_file MODE PATH (content on stdin)
     mv -f "$tmp" "$path"
 }
 
+listen_port() {  # the port SEGLAKE_ADDR in seglake.env names (default 9000)
+    local addr
+    addr="$(sed -n 's/^[[:space:]]*SEGLAKE_ADDR=//p' "$ROOT$CONF_DIR/seglake.env" 2>/dev/null | tail -n 1)"
+    addr="${addr%\"}"; addr="${addr#\"}"
+    printf '%s\n' "${addr##*:}" | grep -E '^[0-9]+$' || echo 9000
+}
+
+write_bind_dropin() {
+    # The unit has no capabilities. A port below 1024 needs exactly one, and
+    # the host's user namespace to bind in; the drop-in grants that and no
+    # more, and goes away when the port moves back up.
+    local dropin="$ROOT$UNIT_PATH.d/10-privileged-port.conf" port
+    port="$(listen_port)"
+    if [ "$port" -lt 1024 ]; then
+        step install -d -m 0755 "$ROOT$UNIT_PATH.d"
+        printf '%s\n' "# Written by deploy/install.sh: SEGLAKE_ADDR listens on port $port." \
+            "[Service]" "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" \
+            "AmbientCapabilities=CAP_NET_BIND_SERVICE" "PrivateUsers=no" |
+            write_file 0644 "$dropin"
+    elif [ -e "$dropin" ]; then
+        step rm -f "$dropin"
+    fi
+}
+
 do_install() {
     note "installing Seglake from $SOURCE into ${ROOT:-/}"
     create_account
@@ -204,6 +228,7 @@ ENV
     rm -rf "$stage"
 
     step install -D -m 0644 "$SOURCE/deploy/seglake.service" "$ROOT$UNIT_PATH"
+    write_bind_dropin
 
     if systemd_live && [ "$START" -eq 1 ]; then
         step systemctl daemon-reload
@@ -221,7 +246,7 @@ do_uninstall() {
         step systemctl disable --now seglake.service || true
     fi
     if [ -e "$ROOT$UNIT_PATH" ] || [ "$DRY_RUN" -eq 1 ]; then
-        step rm -f "$ROOT$UNIT_PATH"
+        step rm -rf "$ROOT$UNIT_PATH" "$ROOT$UNIT_PATH.d"
     fi
     if systemd_live; then
         step systemctl daemon-reload

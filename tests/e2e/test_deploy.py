@@ -193,8 +193,25 @@ def test_install_upgrade_uninstall_in_a_staging_root(tmp_path: Path) -> None:
     assert (conf / "seglake.env").read_text() == "SEGLAKE_ADDR=:9100\n"
     assert passwd == (root / "etc/passwd").read_text()  # no second account
 
+    # A privileged port gets exactly the capability to bind it, via a drop-in
+    # that goes away with the port; the merged unit still rates OK.
+    dropin = root / "etc/systemd/system/seglake.service.d/10-privileged-port.conf"
+    assert not dropin.exists()
+    (conf / "seglake.env").write_text('SEGLAKE_ADDR=":443"\n')
+    ok(sh(INSTALL, "--root", root))
+    lines = dropin.read_text().splitlines()
+    assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" in lines and "PrivateUsers=no" in lines
+    if shutil.which("systemd-analyze"):
+        merged = tmp_path / "merged.service"
+        merged.write_text(unit.read_text() + "\n" + dropin.read_text())
+        assert exposure(merged) <= MAX_EXPOSURE
+    (conf / "seglake.env").write_text("SEGLAKE_ADDR=:9100\n")
+    ok(sh(INSTALL, "--root", root))
+    assert not dropin.exists()
+
     ok(sh(INSTALL, "uninstall", "--root", root))
     assert not (root / "opt/seglake").exists() and not unit.exists()
+    assert not dropin.parent.exists()
     assert (data / "meta.db").exists() and (conf / "secrets.env").exists()
     ok(sh(INSTALL, "uninstall", "--purge", "--root", root))
     assert not data.exists() and not conf.exists()
