@@ -83,8 +83,9 @@ class RecoveryProgress:
     """Whether a starting writer is still getting somewhere: its CPU time or
     its I/O counters grew since the last look (read from /proc)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, every_s: float = EXTEND_EVERY_S) -> None:
         self.pid = pid
+        self.every_s = every_s
         self.last: tuple[int, ...] | None = None
         self.checked = time.monotonic()
 
@@ -99,7 +100,7 @@ class RecoveryProgress:
 
     def advanced(self) -> bool:
         now = time.monotonic()
-        if now - self.checked < EXTEND_EVERY_S:
+        if now - self.checked < self.every_s:
             return False
         self.checked = now
         current = self._counters()

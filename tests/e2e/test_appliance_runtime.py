@@ -210,3 +210,32 @@ def test_child_args_read_the_config_pipe_and_the_ready_pipe() -> None:
     os.close(ready_r)
     with pytest.raises(SystemExit):
         read_child_args(['{"secret": "on the command line"}'])
+
+
+def test_recovery_progress_tells_a_working_writer_from_a_stalled_one() -> None:
+    """EXTEND_TIMEOUT_USEC is asked for only while the starting writer's CPU
+    or I/O counters grow: a busy process advances, a sleeping one does not."""
+    import subprocess
+    import sys
+
+    from seglake.supervisor.main import RecoveryProgress
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)  # let the interpreter finish starting
+        working, stalled = RecoveryProgress(busy.pid, 0.2), RecoveryProgress(idle.pid, 0.2)
+        assert not working.advanced()  # not before its interval has passed
+        time.sleep(0.3)
+        working.advanced(), stalled.advanced()  # the first look only records
+        time.sleep(0.3)
+        assert working.advanced() is True
+        assert stalled.advanced() is False
+        busy.kill()
+        busy.wait()
+        time.sleep(0.3)
+        assert working.advanced() is False  # gone: nothing to extend for
+    finally:
+        for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
