@@ -3,6 +3,8 @@
 Each ``SeglakeServer`` runs ``seglake serve`` (supervisor, writer, frontends,
 maintenance) in its own temporary data dir on a kernel-chosen loopback port,
 and is always torn down by pid: the supervisor and every child it reported.
+``server_fixture`` makes the pytest fixture a test module needs from the
+flags it wants the server started with.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ACCESS_KEY = "test"
 SECRET_KEY = "testsecret"
@@ -145,7 +148,13 @@ class SeglakeServer:
             self._log.close()
 
     def __enter__(self) -> SeglakeServer:
-        return self.start()
+        # A start that fails half-way (the writer up, a frontend not) still
+        # leaves processes and the log file behind: close them too.
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -190,6 +199,38 @@ class SeglakeServer:
             "s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY, region_name=REGION, config=cfg,
         )  # fmt: skip
+
+
+def server_fixture(
+    *flags: str,
+    frontends: int = 1,
+    buckets: Sequence[str] = (),
+    setup: Callable[[SeglakeServer], None] | None = None,
+    scope: Literal["session", "module", "function"] = "module",
+) -> Any:
+    """A pytest fixture yielding a started server, always torn down.
+
+    Assign it to the fixture's name in a test module
+    (``server = server_fixture("--domains", "s3.test")``): the server runs
+    with ``flags`` added to its command line, in a fresh directory named
+    after the fixture, with ``buckets`` created and then ``setup`` run on it.
+    """
+    import pytest
+
+    def fixture(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[SeglakeServer]:
+        root = tmp_path_factory.mktemp(request.fixturename)
+        with SeglakeServer(root / "data", frontends=frontends, extra_args=list(flags)) as srv:
+            if buckets:
+                s3 = srv.s3()
+                for bucket in buckets:
+                    s3.create_bucket(Bucket=bucket)
+            if setup is not None:
+                setup(srv)
+            yield srv
+
+    return pytest.fixture(scope=scope)(fixture)
 
 
 def _alive(pid: int) -> bool:

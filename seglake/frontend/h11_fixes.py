@@ -52,7 +52,8 @@ from typing import Any
 
 import h11
 from hypercorn.events import RawData
-from hypercorn.protocol.h11 import H11Protocol
+
+from seglake.frontend import patched_versions
 
 SendContinue = Callable[[], Awaitable[None]]
 
@@ -85,6 +86,12 @@ def install() -> None:
     global _installed
     if _installed:
         return
+    # The methods replaced below are private: only a tested version is patched
+    # (and the class is imported only then, so an unknown version's layout
+    # cannot fail before the check has named it).
+    patched_versions.check()
+    from hypercorn.protocol.h11 import H11Protocol
+
     _installed = True
     original_send: Any = H11Protocol._send_h11_event
     original_create: Any = H11Protocol._create_stream

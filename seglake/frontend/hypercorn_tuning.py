@@ -28,7 +28,12 @@ from typing import Any
 
 import trio
 from hypercorn.events import Closed, RawData
-from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
+
+from seglake.frontend import patched_versions
+
+# Hypercorn's own read size (``hypercorn.trio.tcp_server.MAX_RECV``, 64 KiB),
+# taken from it by ``install()`` once its version has been checked.
+_max_recv = 64 * 1024
 
 # 512 KiB: 1 MiB reads cut the 64 MiB PUT's CPU a little further but raised
 # the frontends' peak RSS by ~60 MiB (allocator fragmentation), close to the
@@ -104,7 +109,8 @@ async def _read_data(self: Any) -> None:
     """Hypercorn's ``TCPServer._read_data`` (timeouts, end of stream, errors,
     the ``Closed`` event), with the adaptive read size; and the idle watcher
     is told when the connection is gone."""
-    size = MAX_RECV
+    max_recv = _max_recv
+    size = max_recv
     try:
         while True:
             try:
@@ -120,7 +126,7 @@ async def _read_data(self: Any) -> None:
                 await self.protocol.handle(RawData(bytes(data)))
                 if data == b"":
                     break
-                size = BULK_READ if len(data) >= MAX_RECV else MAX_RECV
+                size = BULK_READ if len(data) >= max_recv else max_recv
         await self.protocol.handle(Closed())
     finally:
         if isinstance(self.idle_task, IdleTimer):
@@ -128,9 +134,16 @@ async def _read_data(self: Any) -> None:
 
 
 def install() -> None:
-    global _installed
+    global _installed, _max_recv
     if _installed:
         return
+    # The methods replaced below are private: only a tested version is patched
+    # (and imported only then, so an unknown version's layout cannot fail
+    # before the check has named it).
+    patched_versions.check()
+    from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
+
+    _max_recv = MAX_RECV
     _installed = True
     original_init: Any = TCPServer.__init__
 

@@ -18,7 +18,7 @@ import trio
 from hypercorn.trio import serve
 
 from seglake.config import Config
-from seglake.frontend import h11_fixes, hypercorn_tuning
+from seglake.frontend import h11_fixes, hypercorn_tuning, patched_versions
 from seglake.frontend.app import App
 from seglake.frontend.tls import HypercornConfig, ReloadingContext
 from seglake.lifecycle import exit_when_orphaned, read_child_args, signal_ready
@@ -94,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.from_json(cfg_json)
     fd = int(rest[0])
     setup_logging(cfg.log_level, "frontend")
+    try:
+        # Before anything is patched or served: the patches are only known
+        # to be right for the tested Hypercorn and h11 versions.
+        patched_versions.check()
+    except patched_versions.UntestedVersion as exc:
+        log.error("frontend refuses to start: %s", exc)
+        return 2
     trio.run(run, cfg, fd, ready_fd)
     return 0
 

@@ -12,25 +12,18 @@ import hashlib
 import itertools
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.harness import SeglakeServer
+from tests.harness import SeglakeServer, server_fixture
 
 _bucket_counter = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    root = tmp_path_factory.mktemp("e2e-shared")
-    srv = SeglakeServer(root / "data", frontends=2)
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.close()
+# The server most tests share: two frontends, default flags.
+server = server_fixture(frontends=2, scope="session")
 
 
 @pytest.fixture(scope="session")

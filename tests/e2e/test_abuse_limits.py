@@ -12,15 +12,13 @@ import base64
 import hashlib
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
 import httpx
-import pytest
 
 from tests.e2e._signing import signed_headers
-from tests.harness import SECRET_KEY, SeglakeServer
+from tests.harness import SECRET_KEY, SeglakeServer, server_fixture
 
 TIMEOUT = 20.0
 BURST = 5
@@ -49,17 +47,11 @@ def code_of(resp: httpx.Response) -> str:
     return ElementTree.fromstring(resp.content).findtext("Code") or ""
 
 
-@pytest.fixture
-def limited(tmp_path: Path) -> Iterator[SeglakeServer]:
-    # One server per test: the key's bucket is shared by every address.
-    srv = SeglakeServer(
-        tmp_path / "data",
-        frontends=1,
-        extra_args=["--auth-fail-burst", str(BURST), "--auth-fail-rate", str(RATE)],
-    )
-    with srv:
-        srv.s3().create_bucket(Bucket="lim")
-        yield srv
+# One server per test: the key's bucket is shared by every address.
+limited = server_fixture(
+    "--auth-fail-burst", str(BURST), "--auth-fail-rate", str(RATE),
+    buckets=["lim"], scope="function",
+)  # fmt: skip
 
 
 def test_ip_limit_slows_down_after_burst(limited: SeglakeServer) -> None:
@@ -119,17 +111,11 @@ def test_failures_without_credentials_are_not_counted(limited: SeglakeServer) ->
 # Replay cache
 
 
-@pytest.fixture(scope="module")
-def replay_block(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    # Two frontends: a replay must be caught whichever one it reaches.
-    srv = SeglakeServer(
-        tmp_path_factory.mktemp("replay-block") / "data",
-        frontends=2,
-        extra_args=["--replay-ttl", "60", "--replay-block", "--replay-cache-max", "1000"],
-    )
-    with srv:
-        srv.s3().create_bucket(Bucket="rep")
-        yield srv
+# Two frontends: a replay must be caught whichever one it reaches.
+replay_block = server_fixture(
+    "--replay-ttl", "60", "--replay-block", "--replay-cache-max", "1000",
+    frontends=2, buckets=["rep"],
+)  # fmt: skip
 
 
 def test_replayed_request_refused(replay_block: SeglakeServer) -> None:
@@ -180,23 +166,10 @@ def test_replay_log_only(tmp_path: Path) -> None:
 # Slow clients
 
 
-@pytest.fixture(scope="module")
-def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    srv = SeglakeServer(
-        tmp_path_factory.mktemp("slow") / "data",
-        frontends=1,
-        extra_args=[
-            "--body-idle-timeout",
-            "1",
-            "--body-min-rate",
-            "1000",
-            "--keep-alive-timeout",
-            "2",
-        ],
-    )
-    with srv:
-        srv.s3().create_bucket(Bucket="slow")
-        yield srv
+impatient = server_fixture(
+    "--body-idle-timeout", "1", "--body-min-rate", "1000", "--keep-alive-timeout", "2",
+    buckets=["slow"],
+)  # fmt: skip
 
 
 def _slow_put(server: SeglakeServer, key: str, pieces: list[bytes], pause: float) -> bytes:

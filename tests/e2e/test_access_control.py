@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.e2e._helpers import status_and_code, with_headers
-from tests.harness import REGION, SeglakeServer
+from tests.harness import REGION, SeglakeServer, server_fixture
 
 PUBLIC = "pub-open"
 PUBLIC_NO_POLICY = "pub-nopolicy"
@@ -113,34 +112,31 @@ def raw(server: SeglakeServer, method: str, path: str, headers: dict[str, str] |
         conn.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    # One frontend, so the per-key in-flight limit is exactly the key's own;
-    # 127.0.0.1 is a trusted proxy so tests can present other client
-    # addresses through X-Forwarded-For.
-    args = [
-        "--public-buckets", f"{PUBLIC},{PUBLIC_NO_POLICY}",
-        "--trusted-proxies", "127.0.0.1/32",
-    ]  # fmt: skip
-    data = tmp_path_factory.mktemp("access") / "data"
-    with SeglakeServer(data, frontends=1, extra_args=args) as srv:
-        admin = srv.s3()
-        for b in (PUBLIC, PUBLIC_NO_POLICY, NOT_LISTED, MATRIX):
-            admin.create_bucket(Bucket=b)
-        for b in (PUBLIC, PUBLIC_NO_POLICY, NOT_LISTED):
-            admin.put_object(Bucket=b, Key="hello.txt", Body=b"public bytes")
-            admin.put_object(Bucket=b, Key="private/x", Body=b"private bytes")
-        admin.put_bucket_policy(Bucket=PUBLIC, Policy=PUBLIC_POLICY)
-        admin.put_bucket_policy(Bucket=NOT_LISTED, Policy=PUBLIC_POLICY.replace(PUBLIC, NOT_LISTED))
-        for key in ("open/x", "secret/x", "home/a", "uploads/seed"):
-            admin.put_object(Bucket=MATRIX, Key=key, Body=f"data of {key}".encode())
-        admin.put_bucket_policy(Bucket=MATRIX, Policy=MATRIX_BUCKET_POLICY)
-        policies = {"alice": ALICE_POLICY, "bob": "ro", "carol": "rw", "dave": DAVE_POLICY,
-                    "erin": ERIN_POLICY}  # fmt: skip
-        for key, secret in KEYS.items():
-            ok(cli(srv, "-mode", "keys", "-keys-action", "create", f"-key-access={key}",
-                   f"-key-secret={secret}", f"-key-policy={policies[key]}"))  # fmt: skip
-        yield srv
+def _populate(srv: SeglakeServer) -> None:
+    admin = srv.s3()
+    for b in (PUBLIC, PUBLIC_NO_POLICY, NOT_LISTED):
+        admin.put_object(Bucket=b, Key="hello.txt", Body=b"public bytes")
+        admin.put_object(Bucket=b, Key="private/x", Body=b"private bytes")
+    admin.put_bucket_policy(Bucket=PUBLIC, Policy=PUBLIC_POLICY)
+    admin.put_bucket_policy(Bucket=NOT_LISTED, Policy=PUBLIC_POLICY.replace(PUBLIC, NOT_LISTED))
+    for key in ("open/x", "secret/x", "home/a", "uploads/seed"):
+        admin.put_object(Bucket=MATRIX, Key=key, Body=f"data of {key}".encode())
+    admin.put_bucket_policy(Bucket=MATRIX, Policy=MATRIX_BUCKET_POLICY)
+    policies = {"alice": ALICE_POLICY, "bob": "ro", "carol": "rw", "dave": DAVE_POLICY,
+                "erin": ERIN_POLICY}  # fmt: skip
+    for key, secret in KEYS.items():
+        ok(cli(srv, "-mode", "keys", "-keys-action", "create", f"-key-access={key}",
+               f"-key-secret={secret}", f"-key-policy={policies[key]}"))  # fmt: skip
+
+
+# One frontend, so the per-key in-flight limit is exactly the key's own;
+# 127.0.0.1 is a trusted proxy so tests can present other client addresses
+# through X-Forwarded-For.
+server = server_fixture(
+    "--public-buckets", f"{PUBLIC},{PUBLIC_NO_POLICY}",
+    "--trusted-proxies", "127.0.0.1/32",
+    buckets=[PUBLIC, PUBLIC_NO_POLICY, NOT_LISTED, MATRIX], setup=_populate,
+)  # fmt: skip
 
 
 # ---- policy matrix -----------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import hmac
 import os
 import socket
 import threading
@@ -28,11 +27,11 @@ from collections.abc import Iterator
 from urllib.parse import quote, unquote_to_bytes
 
 import pytest
-from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer
+from tests.chunk_signing import ChunkSigning, PayloadAuth, flip_first_hex, frame, seed_of, split
+from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer, server_fixture
 
 CREDS = Credentials(ACCESS_KEY, SECRET_KEY)
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
@@ -43,28 +42,17 @@ VICTIM_BODY = b"victim's secret bytes"
 QUICK_SECONDS = 10.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    srv = SeglakeServer(tmp_path_factory.mktemp("attacks") / "data", frontends=1)
-    with srv:
-        s3 = srv.s3()
-        for bucket in ("atk", "victim"):
-            s3.create_bucket(Bucket=bucket)
-        s3.put_object(Bucket="victim", Key="secret", Body=VICTIM_BODY)
-        yield srv
+def _victim(srv: SeglakeServer) -> None:
+    srv.s3().put_object(Bucket="victim", Key="secret", Body=VICTIM_BODY)
 
 
-@pytest.fixture(scope="module")
-def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    """A server with UNSIGNED-PAYLOAD disabled and CORS for one origin."""
-    srv = SeglakeServer(
-        tmp_path_factory.mktemp("attacks-strict") / "data",
-        frontends=1,
-        extra_args=["--allow-unsigned-payload=false", "--cors-origins", OK_ORIGIN],
-    )
-    with srv:
-        srv.s3().create_bucket(Bucket="strict")
-        yield srv
+server = server_fixture(buckets=["atk", "victim"], setup=_victim)
+
+
+# UNSIGNED-PAYLOAD disabled and CORS for one origin.
+strict = server_fixture(
+    "--allow-unsigned-payload=false", "--cors-origins", OK_ORIGIN, buckets=["strict"]
+)
 
 
 # --------------------------------------------------------------------------
@@ -146,17 +134,6 @@ def _read_all(s: socket.socket, deadline: float) -> bytes:
     return bytes(out)
 
 
-class _PayloadAuth(S3SigV4Auth):
-    """botocore's signer; ``payload`` overrides the body hash it would sign."""
-
-    def __init__(self, payload: str | None) -> None:
-        super().__init__(CREDS, "s3", REGION)
-        self._payload = payload
-
-    def payload(self, request: AWSRequest) -> str:
-        return self._payload if self._payload is not None else str(super().payload(request))
-
-
 def sign(
     server: SeglakeServer,
     method: str,
@@ -177,7 +154,7 @@ def sign(
     if raw_query:
         url += "?" + raw_query.decode("ascii")
     req = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
-    _PayloadAuth(payload).add_auth(req)
+    PayloadAuth(CREDS, REGION, payload).add_auth(req)
     out = [(k, str(v)) for k, v in req.headers.items()]
     out.append(("Host", f"127.0.0.1:{server.port}"))
     return out
@@ -425,70 +402,34 @@ def test_unsigned_payload_refused_when_disabled(strict: SeglakeServer) -> None:
 # aws-chunked with a trailer signature
 
 
-def _signing_key(date: str) -> bytes:
-    k = hmac.digest(("AWS4" + SECRET_KEY).encode(), date.encode(), "sha256")
-    for part in (REGION, "s3", "aws4_request"):
-        k = hmac.digest(k, part.encode(), "sha256")
-    return k
-
-
-def _hex_hmac(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
-
-
 def signed_trailer_body(
     data: bytes, amz_date: str, seed: str, chunk: int, tamper: str | None
 ) -> bytes:
-    """STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER framing, signed independently."""
-    scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
-    key = _signing_key(amz_date[:8])
-    prev = seed
-    out = bytearray()
-    pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] + [b""]
-    for piece in pieces:
-        sts = "\n".join(
-            [
-                "AWS4-HMAC-SHA256-PAYLOAD",
-                amz_date,
-                scope,
-                prev,
-                EMPTY_SHA,
-                hashlib.sha256(piece).hexdigest(),
-            ]
-        )
-        prev = _hex_hmac(key, sts)
-        ext = "" if tamper == "no-chunk-signatures" else f";chunk-signature={prev}"
-        out += f"{len(piece):x}{ext}\r\n".encode() + piece
-        if piece:
-            out += b"\r\n"
+    """STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER framing, signed independently
+    (tests/chunk_signing.py), then changed as ``tamper`` says."""
+    signing = ChunkSigning.for_request(SECRET_KEY, REGION, amz_date, seed)
+    pieces = split(data, chunk)
+    signatures = signing.chunk_signatures(pieces)
     checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
-    line = f"x-amz-checksum-sha256:{checksum}\n"
-    sts = "\n".join(
-        [
-            "AWS4-HMAC-SHA256-TRAILER",
-            amz_date,
-            scope,
-            prev,
-            hashlib.sha256(line.encode()).hexdigest(),
-        ]
-    )
-    trailer_sig = _hex_hmac(key, sts)
+    trailer_sig = signing.trailer_signature(signatures[-1], [("x-amz-checksum-sha256", checksum)])
+    framed: list[str | None] = list(signatures)
+    if tamper == "no-chunk-signatures":
+        framed = [None] * len(pieces)
     if tamper == "no-trailers":
-        return bytes(out + b"\r\n")
+        return frame(pieces, framed)
     if tamper == "bad-signature":
-        trailer_sig = ("0" if trailer_sig[0] != "0" else "1") + trailer_sig[1:]
+        trailer_sig = flip_first_hex(trailer_sig)
     if tamper == "checksum":
         # A different (correct for other data) checksum under the original signature.
         checksum = base64.b64encode(hashlib.sha256(data + b"x").digest()).decode()
-    out += f"x-amz-checksum-sha256:{checksum}\r\n".encode()
+    trailers = [("x-amz-checksum-sha256", checksum)]
     if tamper == "unsigned-trailer-added":
-        out += b"x-amz-meta-injected:1\r\n"
+        trailers.append(("x-amz-meta-injected", "1"))
     if tamper == "replayed-chunk-signature":
-        trailer_sig = prev  # the final chunk's signature, not the trailer's
-    if tamper != "missing-signature":
-        out += f"x-amz-trailer-signature:{trailer_sig}\r\n".encode()
-    out += b"\r\n"
-    return bytes(out)
+        trailer_sig = signatures[-1]  # the final chunk's signature, not the trailer's
+    if tamper == "missing-signature":
+        return frame(pieces, framed, trailers)
+    return frame(pieces, framed, trailers, trailer_sig)
 
 
 def _put_signed_trailer(server: SeglakeServer, key: str, tamper: str | None) -> Reply:
@@ -510,7 +451,7 @@ def _put_signed_trailer(server: SeglakeServer, key: str, tamper: str | None) -> 
         payload=mode,
     )
     amz_date = dict(hdrs)["X-Amz-Date"]
-    seed = dict(hdrs)["Authorization"].rsplit("Signature=", 1)[1]
+    seed = seed_of(dict(hdrs)["Authorization"])
     body = signed_trailer_body(data, amz_date, seed, 8192, tamper)
     assert len(body) == len(probe)
     return raw_http(server, "PUT", path, hdrs, body)
@@ -559,27 +500,49 @@ EXTERNAL_ENTITY = (
 )
 
 
+# Each hostile document below is a prolog, then a body that uses its entity.
+HOSTILE_PROLOGS = pytest.mark.parametrize(
+    ("prolog", "entity"),
+    [(BILLION_LAUGHS, b"&lol9;"), (EXTERNAL_ENTITY, b"&xxe;")],
+    ids=["laughs", "xxe"],
+)
+
+
 def _md5_header(body: bytes) -> dict[str, str]:
     return {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}
 
 
-@pytest.mark.parametrize("prolog", [BILLION_LAUGHS, EXTERNAL_ENTITY], ids=["laughs", "xxe"])
-def test_hostile_xml_delete_objects(server: SeglakeServer, clean_atk: None, prolog: bytes) -> None:
-    server.s3().put_object(Bucket="atk", Key="keep", Body=b"k")
-    entity = b"&lol9;" if prolog is BILLION_LAUGHS else b"&xxe;"
-    body = prolog + b"<Delete><Object><Key>keep" + entity + b"</Key></Object></Delete>"
+def _refused_as_malformed(
+    server: SeglakeServer,
+    method: str,
+    path: bytes,
+    query: bytes,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """Send a hostile document: it must be refused as MalformedXML, quickly."""
     start = time.monotonic()
-    r = signed_request(server, "POST", b"/atk", b"delete=", _md5_header(body), body)
+    r = signed_request(server, method, path, query, headers, body)
     assert time.monotonic() - start < QUICK_SECONDS
     assert r.status == 400 and r.code() == "MalformedXML", r.raw[:400]
+    return r
+
+
+@HOSTILE_PROLOGS
+def test_hostile_xml_delete_objects(
+    server: SeglakeServer, clean_atk: None, prolog: bytes, entity: bytes
+) -> None:
+    server.s3().put_object(Bucket="atk", Key="keep", Body=b"k")
+    body = prolog + b"<Delete><Object><Key>keep" + entity + b"</Key></Object></Delete>"
+    r = _refused_as_malformed(server, "POST", b"/atk", b"delete=", body, _md5_header(body))
     assert b"root:" not in r.body
     assert keys(server, "atk") == ["keep"]
     assert_healthy(server)
 
 
-@pytest.mark.parametrize("prolog", [BILLION_LAUGHS, EXTERNAL_ENTITY], ids=["laughs", "xxe"])
+@HOSTILE_PROLOGS
 def test_hostile_xml_complete_multipart(
-    server: SeglakeServer, clean_atk: None, prolog: bytes
+    server: SeglakeServer, clean_atk: None, prolog: bytes, entity: bytes
 ) -> None:
     s3 = server.s3()
     upload = s3.create_multipart_upload(Bucket="atk", Key="mp")["UploadId"]
@@ -587,7 +550,6 @@ def test_hostile_xml_complete_multipart(
         etag = s3.upload_part(Bucket="atk", Key="mp", UploadId=upload, PartNumber=1, Body=b"p")[
             "ETag"
         ]
-        entity = b"&lol9;" if prolog is BILLION_LAUGHS else b"&xxe;"
         body = (
             prolog
             + b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>"
@@ -595,12 +557,8 @@ def test_hostile_xml_complete_multipart(
             + entity
             + b"</ETag></Part></CompleteMultipartUpload>"
         )
-        start = time.monotonic()
-        r = signed_request(
-            server, "POST", b"/atk/mp", b"uploadId=" + quote(upload, safe="").encode(), body=body
-        )
-        assert time.monotonic() - start < QUICK_SECONDS
-        assert r.status == 400 and r.code() == "MalformedXML", r.raw[:400]
+        query = b"uploadId=" + quote(upload, safe="").encode()
+        _refused_as_malformed(server, "POST", b"/atk/mp", query, body)
         assert keys(server, "atk") == []
         parts = s3.list_parts(Bucket="atk", Key="mp", UploadId=upload)["Parts"]
         assert [p["PartNumber"] for p in parts] == [1]
@@ -609,19 +567,15 @@ def test_hostile_xml_complete_multipart(
     assert_healthy(server)
 
 
-@pytest.mark.parametrize("prolog", [BILLION_LAUGHS, EXTERNAL_ENTITY], ids=["laughs", "xxe"])
+@HOSTILE_PROLOGS
 def test_hostile_xml_put_bucket_versioning(
-    server: SeglakeServer, clean_atk: None, prolog: bytes
+    server: SeglakeServer, clean_atk: None, prolog: bytes, entity: bytes
 ) -> None:
     s3 = server.s3()
     before = s3.get_bucket_versioning(Bucket="atk").get("Status")
-    entity = b"&lol9;" if prolog is BILLION_LAUGHS else b"&xxe;"
     body = prolog + b"<VersioningConfiguration><Status>Suspended" + entity
     body += b"</Status></VersioningConfiguration>"
-    start = time.monotonic()
-    r = signed_request(server, "PUT", b"/atk", b"versioning=", body=body)
-    assert time.monotonic() - start < QUICK_SECONDS
-    assert r.status == 400 and r.code() == "MalformedXML", r.raw[:400]
+    _refused_as_malformed(server, "PUT", b"/atk", b"versioning=", body)
     assert s3.get_bucket_versioning(Bucket="atk").get("Status") == before
     assert_healthy(server)
 

@@ -14,25 +14,13 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e._signing import signed_headers
+from tests.e2e._signing import signed_request
 from tests.harness import SeglakeServer
 
 HTTP_DATE = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$")  # fmt: skip
-
-
-def raw(
-    server: SeglakeServer,
-    method: str,
-    path: str,
-    query: str = "",
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    url = server.endpoint + path + (f"?{query}" if query else "")
-    return httpx.request(method, url, headers=signed_headers(method, url, headers=headers))
 
 
 def code_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
@@ -64,18 +52,18 @@ def test_if_none_match_304_has_etag_and_no_body(server: SeglakeServer, obj: dict
     b, etag = obj["bucket"], obj["etag"]
     for method in ("GET", "HEAD"):
         for value in (etag, "*", f"W/{etag}", f'"aaaa", {etag}'):
-            resp = raw(server, method, f"/{b}/k", headers={"If-None-Match": value})
+            resp = signed_request(server, method, f"/{b}/k", headers={"If-None-Match": value})
             assert resp.status_code == 304, (method, value, resp.text)
             assert resp.content == b""
             assert resp.headers["etag"] == etag
             assert HTTP_DATE.match(resp.headers["last-modified"])
             assert resp.headers["x-amz-request-id"]
-        resp = raw(server, method, f"/{b}/k", headers={"If-None-Match": '"other"'})
+        resp = signed_request(server, method, f"/{b}/k", headers={"If-None-Match": '"other"'})
         assert resp.status_code == 200
 
 
 def test_412_body_names_the_condition(server: SeglakeServer, obj: dict[str, Any]) -> None:
-    resp = raw(server, "GET", f"/{obj['bucket']}/k", headers={"If-Match": '"nope"'})
+    resp = signed_request(server, "GET", f"/{obj['bucket']}/k", headers={"If-Match": '"nope"'})
     assert resp.status_code == 412
     assert b"<Code>PreconditionFailed</Code>" in resp.content
     assert b"<Condition>If-Match</Condition>" in resp.content
@@ -121,17 +109,23 @@ def test_precedence(server: SeglakeServer, obj: dict[str, Any]) -> None:
     ]
     for headers, status in cases:
         for method in ("GET", "HEAD"):
-            resp = raw(server, method, f"/{b}/k", headers=headers)
+            resp = signed_request(server, method, f"/{b}/k", headers=headers)
             assert resp.status_code == status, (method, headers, resp.text)
 
 
 def test_conditions_before_range(server: SeglakeServer, obj: dict[str, Any]) -> None:
     b, etag = obj["bucket"], obj["etag"]
-    resp = raw(server, "GET", f"/{b}/k", headers={"If-None-Match": etag, "Range": "bytes=999-"})
+    resp = signed_request(
+        server, "GET", f"/{b}/k", headers={"If-None-Match": etag, "Range": "bytes=999-"}
+    )
     assert resp.status_code == 304
-    resp = raw(server, "GET", f"/{b}/k", headers={"If-Match": '"x"', "Range": "bytes=999-"})
+    resp = signed_request(
+        server, "GET", f"/{b}/k", headers={"If-Match": '"x"', "Range": "bytes=999-"}
+    )
     assert resp.status_code == 412
-    resp = raw(server, "GET", f"/{b}/k", headers={"If-Match": etag, "Range": "bytes=0-10"})
+    resp = signed_request(
+        server, "GET", f"/{b}/k", headers={"If-Match": etag, "Range": "bytes=0-10"}
+    )
     assert resp.status_code == 206
     assert resp.content == b"conditional"
 
@@ -187,11 +181,11 @@ def test_response_overrides_on_get(s3: Any, bucket: str) -> None:
 def test_response_overrides_on_head_and_ranges(server: SeglakeServer, s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="o", Body=b"0123456789", ContentType="text/plain")
     q = "response-content-type=" + quote("application/x-test", safe="")
-    resp = raw(server, "HEAD", f"/{bucket}/o", q)
+    resp = signed_request(server, "HEAD", f"/{bucket}/o", q)
     assert resp.status_code == 200
     assert resp.headers["content-type"] == "application/x-test"
     assert resp.headers["content-length"] == "10"
-    resp = raw(server, "GET", f"/{bucket}/o", q, headers={"Range": "bytes=2-4"})
+    resp = signed_request(server, "GET", f"/{bucket}/o", q, headers={"Range": "bytes=2-4"})
     assert resp.status_code == 206
     assert resp.headers["content-type"] == "application/x-test"
     assert resp.content == b"234"
@@ -204,7 +198,7 @@ def test_bad_response_override_is_invalid_argument(
     server: SeglakeServer, s3: Any, bucket: str, value: str
 ) -> None:
     s3.put_object(Bucket=bucket, Key="o", Body=b"x")
-    resp = raw(server, "GET", f"/{bucket}/o", f"response-content-disposition={value}")
+    resp = signed_request(server, "GET", f"/{bucket}/o", f"response-content-disposition={value}")
     assert resp.status_code == 400, resp.text
     assert b"<Code>InvalidArgument</Code>" in resp.content
     assert "b: c" not in resp.headers
@@ -213,7 +207,7 @@ def test_bad_response_override_is_invalid_argument(
 def test_last_modified_and_date_headers(server: SeglakeServer, s3: Any, bucket: str) -> None:
     before = time.time()
     s3.put_object(Bucket=bucket, Key="d", Body=b"date")
-    resp = raw(server, "GET", f"/{bucket}/d")
+    resp = signed_request(server, "GET", f"/{bucket}/d")
     assert resp.status_code == 200
     assert HTTP_DATE.match(resp.headers["last-modified"]), resp.headers["last-modified"]
     assert HTTP_DATE.match(resp.headers["date"]), resp.headers["date"]

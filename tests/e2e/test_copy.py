@@ -12,24 +12,16 @@ from typing import Any
 from urllib.parse import quote
 from xml.etree import ElementTree
 
-import httpx
 import pytest
 from awscrt import checksums as crt_checksums
 from botocore.exceptions import ClientError
 
-from tests.e2e._signing import signed_headers
+from tests.e2e._signing import signed_request
 from tests.harness import SeglakeServer
 
 MiB = 1024 * 1024
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 SELF_COPY = "This copy request is illegal because it is trying to copy an object to itself"
-
-
-def raw(
-    server: SeglakeServer, method: str, path: str, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    url = server.endpoint + path
-    return httpx.request(method, url, headers=signed_headers(method, url, headers=headers))
 
 
 def code_of(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:
@@ -260,14 +252,14 @@ def test_copy_keys_that_need_encoding(s3: Any, bucket: str) -> None:
     ["", "/", "only-bucket", "only-bucket/", "/only-bucket", "//key", "b/%00nul", "b/%FF%FE"],
 )
 def test_malformed_copy_source(server: SeglakeServer, bucket: str, source: str) -> None:
-    resp = raw(server, "PUT", f"/{bucket}/dst", headers={"x-amz-copy-source": source})
+    resp = signed_request(server, "PUT", f"/{bucket}/dst", headers={"x-amz-copy-source": source})
     assert resp.status_code == 400, (source, resp.text)
     assert b"<Code>InvalidArgument</Code>" in resp.content
 
 
 def test_copy_result_xml_and_headers(server: SeglakeServer, s3: Any, bucket: str) -> None:
     src = put_source(s3, bucket, key="raw src")
-    resp = raw(
+    resp = signed_request(
         server, "PUT", f"/{bucket}/raw-dst",
         headers={"x-amz-copy-source": quote(f"/{bucket}/raw src")},
     )  # fmt: skip
@@ -287,7 +279,9 @@ def test_copy_into_unversioned_bucket_has_no_version_headers(
     from tests.e2e.conftest import bucket_name
 
     plain = bucket_name(request.node.name + "-plain")
-    resp = raw(server, "PUT", f"/{plain}", headers={"x-seglake-versioning": "unversioned"})
+    resp = signed_request(
+        server, "PUT", f"/{plain}", headers={"x-seglake-versioning": "unversioned"}
+    )
     assert resp.status_code == 200, resp.text
     s3.put_object(Bucket=plain, Key="src", Body=b"plain")
     out = s3.copy_object(Bucket=plain, Key="dst", CopySource=f"{plain}/src")

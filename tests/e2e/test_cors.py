@@ -10,38 +10,25 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e._signing import signed_headers
-from tests.harness import SeglakeServer
+from tests.harness import SeglakeServer, server_fixture
 
 ORIGIN = "https://app.example.com"
 READ_TIMEOUT_S = 5.0
 
 
-@pytest.fixture(scope="module")
-def cors_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    root = tmp_path_factory.mktemp("cors")
-    srv = SeglakeServer(
-        root / "data",
-        frontends=1,
-        extra_args=[
-            "--cors-origins", f"{ORIGIN},https://*.cdn.example.net",
-            "--cors-methods", "GET,PUT,HEAD,DELETE",
-            "--cors-headers", "authorization,content-type,content-md5,x-amz-*",
-            "--cors-max-age", "10m",
-        ],
-    )  # fmt: skip
-    try:
-        srv.start()
-        srv.s3().create_bucket(Bucket="corsb")
-        yield srv
-    finally:
-        srv.close()
+cors_server = server_fixture(
+    "--cors-origins", f"{ORIGIN},https://*.cdn.example.net",
+    "--cors-methods", "GET,PUT,HEAD,DELETE",
+    "--cors-headers", "authorization,content-type,content-md5,x-amz-*",
+    "--cors-max-age", "10m",
+    buckets=["corsb"],
+)  # fmt: skip
 
 
 def preflight(srv: SeglakeServer, path: str, headers: dict[str, str]) -> httpx.Response:

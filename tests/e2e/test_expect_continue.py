@@ -46,43 +46,32 @@ def read_response_head(sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
     return head, rest
 
 
-def first_head_without_body(port: int, bucket: str, *, break_signature: bool) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S) as s:
-        s.sendall(request_head(port, bucket, "k", BODY, break_signature=break_signature))
-        head, _ = read_response_head(s, b"")
-        return head
-
-
 def test_good_request_gets_100_then_200(server: SeglakeServer, s3: object, bucket: str) -> None:
     assert server.port is not None
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S) as s:
         s.sendall(request_head(server.port, bucket, "k", BODY, break_signature=False))
         head, rest = read_response_head(s, b"")
-        assert head.startswith(b"HTTP/1.1 100"), head
+        # Reason phrases included: older botocore took "HTTP/1.1 100 " for
+        # something else (docs/architecture.md, the Hypercorn and h11 patches).
+        assert head.startswith(b"HTTP/1.1 100 Continue\r\n"), head
         s.sendall(BODY)
         head, rest = read_response_head(s, rest)
-        assert head.startswith(b"HTTP/1.1 200"), head
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
         etag = hashlib.md5(BODY).hexdigest().encode()
         assert etag in head.lower()
 
 
-def test_refused_request_gets_final_answer(server: SeglakeServer, bucket: str) -> None:
-    """The 403 arrives without the client sending its body (after a 100 or not)."""
+def test_refused_request_gets_final_answer_without_100(server: SeglakeServer, bucket: str) -> None:
+    """The 403 is the first thing the client reads (no 100 before it: the body
+    is not invited), has its reason phrase, and closes the connection (the
+    unread body must not be taken for the next request)."""
     assert server.port is not None
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT_S) as s:
         s.sendall(request_head(server.port, bucket, "k", BODY, break_signature=True))
         head, rest = read_response_head(s, b"")
-        if head.startswith(b"HTTP/1.1 100"):
-            head, rest = read_response_head(s, rest)
-        assert head.startswith(b"HTTP/1.1 403"), head
+        assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n"), head
         assert b"connection: close" in head.lower()
         assert b"SignatureDoesNotMatch" in rest or b"content-length" in head.lower()
-
-
-def test_refused_request_gets_no_100_continue(server: SeglakeServer, bucket: str) -> None:
-    assert server.port is not None
-    head = first_head_without_body(server.port, bucket, break_signature=True)
-    assert head.startswith(b"HTTP/1.1 403"), head
 
 
 def test_empty_body_still_gets_100_and_connection_stays_in_step(

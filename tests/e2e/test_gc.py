@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from seglake.format.manifest import decode_manifest
 from tests.e2e._helpers import cli, cli_json, db_rows
-from tests.harness import SeglakeServer
+from tests.harness import SeglakeServer, server_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_BINARY = ROOT / "build" / "seglake"
@@ -49,6 +48,17 @@ def segment_bytes(data_dir: Path) -> int:
 def maintenance(data_dir: Path, action: str) -> None:
     out = cli(data_dir, "maintenance", action)
     assert out.returncode == 0, out.stderr
+
+
+def quiesced_gc(data_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """gc-run then gc-rewrite-run under maintenance mode; their two reports."""
+    maintenance(data_dir, "enable")
+    code, run = cli_json(data_dir, "gc-run")
+    assert code == 0, run
+    code, rw = cli_json(data_dir, "gc-rewrite-run")
+    assert code == 0, rw
+    maintenance(data_dir, "disable")
+    return run, rw
 
 
 def fsck_clean(data_dir: Path) -> dict[str, Any]:
@@ -84,16 +94,7 @@ def fill_and_thin(s3: Any, bucket: str, count: int, size: int, keep_every: int) 
     return kept
 
 
-@pytest.fixture
-def gsrv(tmp_path: Path) -> Iterator[SeglakeServer]:
-    srv = SeglakeServer(
-        tmp_path / "data", frontends=1, extra_args=["--segment-max-bytes", SEGMENT_BYTES]
-    )
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.close()
+gsrv = server_fixture("--segment-max-bytes", SEGMENT_BYTES, scope="function")
 
 
 # ---- the seed flow under client load ----------------------------------------------
@@ -345,12 +346,7 @@ def test_shared_chunks_survive_gc(gsrv: SeglakeServer) -> None:
     s3.delete_object(Bucket="gc-shared", Key="mpu")
     before = segment_bytes(gsrv.data_dir)
 
-    maintenance(gsrv.data_dir, "enable")
-    code, run = cli_json(gsrv.data_dir, "gc-run")
-    assert code == 0, run
-    code, rw = cli_json(gsrv.data_dir, "gc-rewrite-run")
-    assert code == 0, rw
-    maintenance(gsrv.data_dir, "disable")
+    run, rw = quiesced_gc(gsrv.data_dir)
     assert run["deleted_segments"], run
     # copy (src's chunk) and mpu-copy (part 2's chunk) were re-pointed, and
     # so was the open upload's part row.
@@ -399,12 +395,7 @@ def test_noncurrent_and_damaged_versions_are_live(gsrv: SeglakeServer) -> None:
     )[0][0]
     cfg = build_config({"data_dir": str(gsrv.data_dir)}, env={})
     trio.run(admin_call, cfg, "writer_mutation", {"mutation": "mark_damaged", "args": {"uid": uid}})
-    maintenance(gsrv.data_dir, "enable")
-    code, run = cli_json(gsrv.data_dir, "gc-run")
-    assert code == 0, run
-    code, rw = cli_json(gsrv.data_dir, "gc-rewrite-run")
-    assert code == 0, rw
-    maintenance(gsrv.data_dir, "disable")
+    _, rw = quiesced_gc(gsrv.data_dir)
     assert rw["versions_repointed"] >= 2 and rw["deleted_segments"], rw
     got = s3.get_object(Bucket="gc-versions", Key="k", VersionId=v1)["Body"].read()
     assert got == old

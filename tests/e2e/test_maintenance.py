@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from seglake.format.manifest import decode_manifest, manifest_path
 from tests.e2e._helpers import cli as shared_cli
 from tests.e2e._helpers import cli_json as shared_cli_json
 from tests.e2e._helpers import db_rows, flip_chunk_byte
-from tests.harness import SeglakeServer
+from tests.harness import SeglakeServer, server_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_BINARY = ROOT / "build" / "seglake"
@@ -36,14 +35,7 @@ def error_code(exc: ClientError) -> tuple[str, int, dict[str, str]]:
     return exc.response["Error"]["Code"], meta["HTTPStatusCode"], meta["HTTPHeaders"]
 
 
-@pytest.fixture(scope="module")
-def msrv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    srv = SeglakeServer(tmp_path_factory.mktemp("maint") / "data", frontends=1)
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.close()
+msrv = server_fixture()
 
 
 # ---- maintenance mode ------------------------------------------------------------

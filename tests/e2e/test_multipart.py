@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import httpx
 import pytest
 from boto3.s3.transfer import TransferConfig
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer
+from tests.e2e._signing import signed_request
+from tests.harness import SeglakeServer
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -52,16 +49,6 @@ def upload_parts(s3: Any, bucket: str, key: str, upload_id: str, parts: list[byt
         assert r["ETag"] == f'"{md5_hex(body)}"'
         done.append({"PartNumber": n, "ETag": r["ETag"]})
     return done
-
-
-def signed(
-    server: SeglakeServer, method: str, path: str, query: str = "", body: bytes = b""
-) -> httpx.Response:
-    """One SigV4-signed request sent with httpx (bodies boto3 would not send)."""
-    url = server.endpoint + path + (f"?{query}" if query else "")
-    req = AWSRequest(method=method, url=url, data=body, headers={})
-    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(req)
-    return httpx.request(method, url, headers=dict(req.headers.items()), content=body)
 
 
 @pytest.fixture
@@ -196,7 +183,7 @@ def test_complete_body_errors(server: SeglakeServer, s3: Any, bucket: str) -> No
         b"</CompleteMultipartUpload>",
     ]
     for body in bad:
-        r = signed(server, "POST", path, query, body)
+        r = signed_request(server, "POST", path, query, body=body)
         assert r.status_code == 400, (body, r.text)
         assert "<Code>MalformedXML</Code>" in r.text, r.text
     good = (
@@ -204,7 +191,7 @@ def test_complete_body_errors(server: SeglakeServer, s3: Any, bucket: str) -> No
         f"<Part><ETag>{etag}</ETag><PartNumber>1</PartNumber></Part>"
         "</CompleteMultipartUpload>"
     ).encode()
-    r = signed(server, "POST", path, query, good)
+    r = signed_request(server, "POST", path, query, body=good)
     assert r.status_code == 200, r.text
     assert "<CompleteMultipartUploadResult" in r.text
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
@@ -253,7 +240,9 @@ def test_upload_id_belongs_to_its_key(s3: Any, bucket: str, make_bucket: Any) ->
 def test_part_number_limits(server: SeglakeServer, s3: Any, bucket: str) -> None:
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
     for number in ("0", "10001", "-1", "x", ""):
-        r = signed(server, "PUT", f"/{bucket}/k", f"partNumber={number}&uploadId={upload_id}", b"x")
+        r = signed_request(
+            server, "PUT", f"/{bucket}/k", f"partNumber={number}&uploadId={upload_id}", body=b"x"
+        )
         assert r.status_code == 400, (number, r.text)
         assert "<Code>InvalidArgument</Code>" in r.text
     r = s3.upload_part(Bucket=bucket, Key="k", UploadId=upload_id, PartNumber=10000, Body=b"y")

@@ -20,12 +20,10 @@ import boto3
 import httpx
 import pytest
 from awscrt import checksums as crt_checksums
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.config import Config
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from tests.e2e._signing import signed_request
 from tests.e2e.conftest import bucket_name
 from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer
 
@@ -55,21 +53,6 @@ def canonical_query(params: list[tuple[str, str]]) -> str:
         f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" if v is not None else quote(k)
         for k, v in params
     )
-
-
-def signed_request(
-    server: SeglakeServer,
-    method: str,
-    path: str,
-    query: str = "",
-    headers: dict[str, str] | None = None,
-    body: bytes = b"",
-) -> httpx.Response:
-    """Send one SigV4-signed request with httpx, bypassing boto3's parsing."""
-    url = server.endpoint + path + (f"?{query}" if query else "")
-    req = AWSRequest(method=method, url=url, data=body, headers=dict(headers or {}))
-    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(req)
-    return httpx.request(method, url, headers=dict(req.headers.items()), content=body)
 
 
 def xml_error_code(body: bytes) -> str:

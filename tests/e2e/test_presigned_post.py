@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.etree import ElementTree
@@ -24,32 +23,26 @@ import httpx
 import pytest
 
 from tests.e2e._signing import signed_headers
-from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer
+from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer, server_fixture
 
 TIMEOUT = 30.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    srv = SeglakeServer(
-        tmp_path_factory.mktemp("post") / "data",
-        frontends=1,
-        extra_args=["--public-buckets", "dropbox"],
-    )
-    with srv:
-        s3 = srv.s3()
-        for bucket in ("forms", "elsewhere", "dropbox"):
-            s3.create_bucket(Bucket=bucket)
-        # Anyone may upload into dropbox/incoming/, nothing else.
-        statement = {
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": "s3:PutObject",
-            "Resource": "arn:aws:s3:::dropbox/incoming/*",
-        }
-        policy = {"Version": "2012-10-17", "Statement": [statement]}
-        s3.put_bucket_policy(Bucket="dropbox", Policy=json.dumps(policy))
-        yield srv
+def _dropbox_policy(srv: SeglakeServer) -> None:
+    # Anyone may upload into dropbox/incoming/, nothing else.
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:PutObject",
+        "Resource": "arn:aws:s3:::dropbox/incoming/*",
+    }
+    policy = {"Version": "2012-10-17", "Statement": [statement]}
+    srv.s3().put_bucket_policy(Bucket="dropbox", Policy=json.dumps(policy))
+
+
+server = server_fixture(
+    "--public-buckets", "dropbox", buckets=["forms", "elsewhere", "dropbox"], setup=_dropbox_policy
+)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from tests.faults.util import (
     wait_for,
     wait_restarted,
 )
-from tests.harness import SeglakeServer
+from tests.harness import SeglakeServer, server_fixture
 
 FRONTENDS = 3
 BUCKET = "process-model"
@@ -49,14 +48,17 @@ RESTART_TIMEOUT_S = 20.0
 SERVICE_RETRY_S = 10.0
 
 
-@pytest.fixture
-def srv(tmp_path: Path) -> Iterator[SeglakeServer]:
-    server = SeglakeServer(tmp_path / "data", frontends=FRONTENDS)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+srv = server_fixture(frontends=FRONTENDS, scope="function")
+
+
+def kill_and_see_restarted(srv: SeglakeServer, name: str, pid: int) -> None:
+    """SIGKILL child ``name`` (pid ``pid``) and wait until the supervisor has
+    restarted it, as its own child."""
+    sigkill(pid)
+    entry = wait_restarted(srv, name, pid, timeout=RESTART_TIMEOUT_S)
+    assert entry["restarts"] >= 1
+    assert srv.proc is not None
+    assert ppid_of(entry["pid"]) == srv.proc.pid
 
 
 def make_bucket(server: SeglakeServer) -> Any:
@@ -132,11 +134,7 @@ def test_frontend_kill_is_restarted(srv: SeglakeServer) -> None:
         n: p["pid"] for n, p in processes_by_name(status_retry(srv)).items() if n != "frontend-1"
     }
 
-    sigkill(victim["pid"])
-    entry = wait_restarted(srv, "frontend-1", victim["pid"], timeout=RESTART_TIMEOUT_S)
-    assert entry["restarts"] >= 1
-    assert srv.proc is not None
-    assert ppid_of(entry["pid"]) == srv.proc.pid
+    kill_and_see_restarted(srv, "frontend-1", victim["pid"])
 
     # Only the killed child was replaced.
     now = processes_by_name(status_retry(srv))
@@ -169,11 +167,7 @@ def test_writer_kill_is_restarted_and_data_survives(srv: SeglakeServer) -> None:
         put_get_roundtrip(s3, key, data)
 
     writer = processes_by_name(status_retry(srv))["writer"]
-    sigkill(writer["pid"])
-    entry = wait_restarted(srv, "writer", writer["pid"], timeout=RESTART_TIMEOUT_S)
-    assert entry["restarts"] >= 1
-    assert srv.proc is not None
-    assert ppid_of(entry["pid"]) == srv.proc.pid
+    kill_and_see_restarted(srv, "writer", writer["pid"])
 
     new = os.urandom(300_000)
     retry(
@@ -191,11 +185,7 @@ def test_writer_kill_is_restarted_and_data_survives(srv: SeglakeServer) -> None:
 # ---- (d) maintenance crash -------------------------------------------------------------
 def test_maintenance_kill_is_restarted(srv: SeglakeServer) -> None:
     m = processes_by_name(status_retry(srv))["maintenance"]
-    sigkill(m["pid"])
-    entry = wait_restarted(srv, "maintenance", m["pid"], timeout=RESTART_TIMEOUT_S)
-    assert entry["restarts"] >= 1
-    assert srv.proc is not None
-    assert ppid_of(entry["pid"]) == srv.proc.pid
+    kill_and_see_restarted(srv, "maintenance", m["pid"])
     st = server_status_ok(srv)
     assert processes_by_name(st)["writer"]["restarts"] == 0
     # S3 service is unaffected.

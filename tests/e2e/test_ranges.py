@@ -4,7 +4,6 @@ boundaries, multi-range (multipart/byteranges) and 416."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from email.parser import BytesParser
 from email.policy import HTTP
 
@@ -14,20 +13,19 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer
+from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer, server_fixture
 
 MiB = 1024 * 1024
 DATA = os.urandom(9 * MiB + 123)  # three chunks: 4 MiB, 4 MiB, 1 MiB + 123
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    with SeglakeServer(tmp_path_factory.mktemp("ranges") / "data", frontends=1) as srv:
-        s3 = srv.s3()
-        s3.create_bucket(Bucket="rng")
-        s3.put_object(Bucket="rng", Key="big", Body=DATA)
-        s3.put_object(Bucket="rng", Key="empty", Body=b"")
-        yield srv
+def _objects(srv: SeglakeServer) -> None:
+    s3 = srv.s3()
+    s3.put_object(Bucket="rng", Key="big", Body=DATA)
+    s3.put_object(Bucket="rng", Key="empty", Body=b"")
+
+
+server = server_fixture(buckets=["rng"], setup=_objects)
 
 
 @pytest.mark.parametrize(

@@ -2,25 +2,22 @@
 
 botocore only switches to aws-chunked trailers over HTTPS, so these tests
 build the bodies themselves: botocore's own ``AwsChunkedWrapper`` for the
-unsigned-trailer form, and chunk signatures computed here (independently of
-Seglake's verifier) for the signed form. Every refusal must leave nothing
-stored.
+unsigned-trailer form, and chunk signatures from ``tests/chunk_signing.py``
+(independent of Seglake's verifier) for the signed form. Every refusal must
+leave nothing stored.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import io
 import os
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.httpchecksum import (
@@ -30,34 +27,19 @@ from botocore.httpchecksum import (
     CrtCrc64NvmeChecksum,
 )
 
-from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer
+from tests.chunk_signing import ChunkSigning, PayloadAuth, flip_first_hex, frame, split
+from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer, server_fixture
 
 CREDS = Credentials(ACCESS_KEY, SECRET_KEY)
-EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    srv = SeglakeServer(tmp_path_factory.mktemp("streaming") / "data", frontends=1)
-    with srv:
-        srv.s3().create_bucket(Bucket="stream")
-        yield srv
-
-
-class _StreamingAuth(S3SigV4Auth):
-    """botocore's signer, told which payload mode to put in the canonical request."""
-
-    def __init__(self, mode: str) -> None:
-        super().__init__(CREDS, "s3", REGION)
-        self.mode = mode
-
-    def payload(self, request: AWSRequest) -> str:
-        return self.mode
+server = server_fixture(buckets=["stream"])
 
 
 def signed_headers(url: str, mode: str, extra: dict[str, str]) -> dict[str, str]:
+    """A PUT's headers, signed by botocore with ``mode`` as x-amz-content-sha256."""
     req = AWSRequest(method="PUT", url=url, headers=dict(extra))
-    _StreamingAuth(mode).add_auth(req)
+    PayloadAuth(CREDS, REGION, mode).add_auth(req)
     return {k: v for k, v in req.headers.items()}
 
 
@@ -144,40 +126,15 @@ def test_decoded_length_mismatch_stores_nothing(server: SeglakeServer) -> None:
     assert_absent(server, "lenmismatch")
 
 
-def _signing_key(date: str) -> bytes:
-    k = hmac.digest(("AWS4" + SECRET_KEY).encode(), date.encode(), "sha256")
-    for part in (REGION, "s3", "aws4_request"):
-        k = hmac.digest(k, part.encode(), "sha256")
-    return k
-
-
 def signed_chunked_body(
     data: bytes, headers: dict[str, str], chunk: int, *, corrupt_chunk: int | None = None
 ) -> bytes:
     """STREAMING-AWS4-HMAC-SHA256-PAYLOAD framing with chained chunk signatures."""
-    amz_date = headers["X-Amz-Date"]
-    scope = f"{amz_date[:8]}/{REGION}/s3/aws4_request"
-    prev = headers["Authorization"].rsplit("Signature=", 1)[1]
-    key = _signing_key(amz_date[:8])
-    pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] + [b""]
-    out = bytearray()
-    for n, piece in enumerate(pieces):
-        sts = "\n".join(
-            [
-                "AWS4-HMAC-SHA256-PAYLOAD",
-                amz_date,
-                scope,
-                prev,
-                EMPTY_SHA,
-                hashlib.sha256(piece).hexdigest(),
-            ]
-        )
-        sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
-        prev = sig
-        if n == corrupt_chunk:
-            sig = ("0" if sig[0] != "0" else "1") + sig[1:]
-        out += f"{len(piece):x};chunk-signature={sig}\r\n".encode() + piece + b"\r\n"
-    return bytes(out)
+    pieces = split(data, chunk)
+    signatures = ChunkSigning.for_headers(SECRET_KEY, REGION, headers).chunk_signatures(pieces)
+    if corrupt_chunk is not None:
+        signatures[corrupt_chunk] = flip_first_hex(signatures[corrupt_chunk])
+    return frame(pieces, signatures)
 
 
 def _signed_put(

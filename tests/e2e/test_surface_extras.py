@@ -4,7 +4,6 @@ malformed Content-MD5, and the date formats clients parse."""
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,20 +13,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer
+from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer, server_fixture
 
 MiB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    with SeglakeServer(
-        tmp_path_factory.mktemp("limits") / "data",
-        frontends=1,
-        extra_args=["--max-object-size", "6MiB"],
-    ) as srv:
-        srv.s3().create_bucket(Bucket="lim")
-        yield srv
+small_server = server_fixture("--max-object-size", "6MiB", buckets=["lim"])
 
 
 def code(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str]:

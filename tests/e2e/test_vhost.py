@@ -11,7 +11,6 @@ something glibc does from ``/etc/hosts``, so boto3 runs with
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -21,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.e2e._signing import signed_headers
-from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer
+from tests.harness import ACCESS_KEY, REGION, SECRET_KEY, SeglakeServer, server_fixture
 
 _real_getaddrinfo = socket.getaddrinfo
 
@@ -52,16 +51,7 @@ def send(port: int, method: str, host: str, path: str, body: bytes = b"") -> htt
     )
 
 
-@pytest.fixture(scope="module")
-def domain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    srv = SeglakeServer(
-        tmp_path_factory.mktemp("vhost") / "data", frontends=1,
-        extra_args=["--domains", "s3.test,lan"],
-    )  # fmt: skip
-    try:
-        yield srv.start()
-    finally:
-        srv.close()
+domain_server = server_fixture("--domains", "s3.test,lan")
 
 
 def test_boto3_virtual_style_on_localhost(

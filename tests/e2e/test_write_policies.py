@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
 
 from tests.e2e._helpers import status_and_code, with_headers
-from tests.harness import SeglakeServer
+from tests.harness import SeglakeServer, server_fixture
 
 MiB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    args = ["--require-content-md5", "--require-if-match-buckets", "guarded,other-guarded"]
-    with SeglakeServer(
-        tmp_path_factory.mktemp("policies") / "data", frontends=1, extra_args=args
-    ) as srv:
-        s3 = srv.s3()
-        for b in ("guarded", "free", "source"):
-            s3.create_bucket(Bucket=b)
-        yield srv
+server = server_fixture(
+    "--require-content-md5",
+    "--require-if-match-buckets",
+    "guarded,other-guarded",
+    buckets=["guarded", "free", "source"],
+)
 
 
 def md5(data: bytes) -> str:

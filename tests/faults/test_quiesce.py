@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from tests.faults.util import (
     wait_for,
     wait_restarted,
 )
-from tests.harness import SeglakeServer
+from tests.harness import SeglakeServer, server_fixture
 
 CLI_TIMEOUT_S = 60
 
@@ -42,15 +41,7 @@ def maintenance(data_dir: Path, action: str) -> dict[str, object]:
     return doc
 
 
-@pytest.fixture(scope="module")
-def qsrv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
-    srv = SeglakeServer(tmp_path_factory.mktemp("quiesce") / "data", frontends=1)
-    try:
-        srv.start()
-        srv.s3().create_bucket(Bucket="quiesce-faults")
-        yield srv
-    finally:
-        srv.close()
+qsrv = server_fixture(buckets=["quiesce-faults"])
 
 
 def test_put_cut_mid_body_is_refused_and_invisible(qsrv: SeglakeServer) -> None:

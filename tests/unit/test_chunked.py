@@ -7,7 +7,6 @@ truncation; and hypothesis for random streams split at random points.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 from collections.abc import Callable
@@ -40,10 +39,13 @@ from seglake.protocol.sigv4 import (
     RequestView,
     StreamingSigner,
     authenticate,
-    chunk_string_to_sign,
     derive_signing_key,
-    sign,
-    trailer_string_to_sign,
+)
+from tests.chunk_signing import (
+    AWS_EXAMPLE_HEADERS,
+    AWS_EXAMPLE_PATH,
+    AWS_EXAMPLE_SECRET,
+    ChunkSigning,
 )
 
 SIGNING_KEY = derive_signing_key("chunk-secret", "20240501", "us-east-1")
@@ -59,33 +61,15 @@ CTX = AuthContext(
 )
 
 
+# Signed independently of seglake.protocol.sigv4 (tests/chunk_signing.py).
+SIGNING = ChunkSigning(SIGNING_KEY, CTX.amz_date, CTX.scope, CTX.seed_signature)
+
+
 def signed_stream(
-    chunks: list[bytes],
-    trailers: list[tuple[str, str]] | None = None,
-    ctx: AuthContext = CTX,
-    *,
-    trailer_sep: str = ":",
+    chunks: list[bytes], trailers: list[tuple[str, str]] | None = None, *, trailer_sep: str = ":"
 ) -> bytes:
     """An aws-chunked body signed the way the AWS SDKs sign one."""
-    out = []
-    prev = ctx.seed_signature
-    for chunk in [*chunks, b""]:
-        sts = chunk_string_to_sign(ctx, prev, hashlib.sha256(chunk).hexdigest())
-        prev = sign(ctx.signing_key, sts)
-        out.append(b"%x;chunk-signature=%s\r\n" % (len(chunk), prev.encode()))
-        if chunk:
-            out.append(chunk + b"\r\n")
-    if trailers is None:
-        out.append(b"\r\n")
-        return b"".join(out)
-    canonical = b"".join(f"{n.lower()}:{v.strip()}\n".encode() for n, v in trailers)
-    tsig = sign(
-        ctx.signing_key, trailer_string_to_sign(ctx, prev, hashlib.sha256(canonical).hexdigest())
-    )
-    for n, v in trailers:
-        out.append(f"{n}{trailer_sep}{v}\r\n".encode())
-    out.append(f"x-amz-trailer-signature:{tsig}\r\n\r\n".encode())
-    return b"".join(out)
+    return SIGNING.body([*chunks, b""], trailers, separator=trailer_sep)
 
 
 def unsigned_stream(chunks: list[bytes], trailers: list[tuple[str, str]] | None = None) -> bytes:
@@ -151,33 +135,8 @@ AWS_EXAMPLE_BODY = (
 def aws_example_signer() -> ChunkSigner:
     from datetime import UTC, datetime
 
-    view = RequestView(
-        "PUT",
-        b"/examplebucket/chunkObject.txt",
-        b"",
-        [
-            (b"Host", b"s3.amazonaws.com"),
-            (b"x-amz-date", b"20130524T000000Z"),
-            (b"x-amz-storage-class", b"REDUCED_REDUNDANCY"),
-            (
-                b"Authorization",
-                b"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
-                b"aws4_request,SignedHeaders=content-encoding;content-length;host;"
-                b"x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;"
-                b"x-amz-storage-class,Signature="
-                b"4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
-            ),
-            (b"x-amz-content-sha256", b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
-            (b"Content-Encoding", b"aws-chunked"),
-            (b"x-amz-decoded-content-length", b"66560"),
-            (b"Content-Length", b"66824"),
-        ],
-    )
-    ctx = authenticate(
-        view,
-        lambda ak: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        datetime(2013, 5, 24, tzinfo=UTC),
-    )
+    view = RequestView("PUT", AWS_EXAMPLE_PATH, b"", AWS_EXAMPLE_HEADERS)
+    ctx = authenticate(view, lambda ak: AWS_EXAMPLE_SECRET, datetime(2013, 5, 24, tzinfo=UTC))
     assert ctx is not None
     return StreamingSigner(ctx)
 

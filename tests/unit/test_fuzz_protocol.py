@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import itertools
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -35,6 +34,7 @@ from seglake.protocol.sigv4 import (
     canonical_query,
     canonical_uri,
 )
+from tests.chunk_signing import ChunkSigning
 from tests.unit.fuzzing import FUZZ
 
 AK = "AKIDFUZZ"
@@ -356,18 +356,10 @@ def test_chunked_decoder_only_s3error_and_split_invariant(
     assert whole == split == bytewise
 
 
-# A real signature chain, computed here independently of seglake's signer.
+# A real signature chain, computed independently of seglake's signer
+# (tests/chunk_signing.py).
 
-
-def _signing_key() -> bytes:
-    k = hmac.digest(("AWS4" + SECRET).encode(), AMZ_DATE[:8].encode(), "sha256")
-    for part in ("us-east-1", "s3", "aws4_request"):
-        k = hmac.digest(k, part.encode(), "sha256")
-    return k
-
-
-KEY = _signing_key()
-SEED = "5eed" * 16
+SIGNING = ChunkSigning.for_request(SECRET, "us-east-1", AMZ_DATE, "5eed" * 16)
 
 
 def _ctx() -> AuthContext:
@@ -376,34 +368,18 @@ def _ctx() -> AuthContext:
         region="us-east-1",
         amz_date=AMZ_DATE,
         scope=SCOPE,
-        signing_key=KEY,
-        seed_signature=SEED,
+        signing_key=SIGNING.key,
+        seed_signature=SIGNING.seed,
         content_sha256="STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
         presigned=False,
     )
 
 
 def _signed_body(chunks: list[bytes], trailer: bool) -> bytes:
-    prev = SEED
-    out = bytearray()
-    for chunk in [*chunks, b""]:
-        sts = (
-            f"AWS4-HMAC-SHA256-PAYLOAD\n{AMZ_DATE}\n{SCOPE}\n{prev}\n{EMPTY_SHA}\n"
-            f"{hashlib.sha256(chunk).hexdigest()}"
-        )
-        prev = hmac.new(KEY, sts.encode(), hashlib.sha256).hexdigest()
-        out += b"%x;chunk-signature=%s\r\n" % (len(chunk), prev.encode()) + chunk
-        if chunk:
-            out += b"\r\n"
     if not trailer:
-        return bytes(out + b"\r\n")
-    value = base64.b64encode(hashlib.sha256(b"".join(chunks)).digest())
-    line = b"x-amz-checksum-sha256:" + value + b"\n"
-    sts = (
-        f"AWS4-HMAC-SHA256-TRAILER\n{AMZ_DATE}\n{SCOPE}\n{prev}\n{hashlib.sha256(line).hexdigest()}"
-    )
-    sig = hmac.new(KEY, sts.encode(), hashlib.sha256).hexdigest()
-    return bytes(out + line[:-1] + b"\r\nx-amz-trailer-signature:" + sig.encode() + b"\r\n\r\n")
+        return SIGNING.body([*chunks, b""])
+    value = base64.b64encode(hashlib.sha256(b"".join(chunks)).digest()).decode()
+    return SIGNING.body([*chunks, b""], [("x-amz-checksum-sha256", value)])
 
 
 def _decode_signed(

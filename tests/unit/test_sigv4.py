@@ -36,6 +36,12 @@ from seglake.protocol.sigv4 import (
     sign,
     trailer_string_to_sign,
 )
+from tests.chunk_signing import (
+    AWS_EXAMPLE_CHUNKS,
+    AWS_EXAMPLE_HEADERS,
+    AWS_EXAMPLE_PATH,
+    AWS_EXAMPLE_SECRET,
+)
 
 AK = "AKIDEXAMPLE0000001"
 SECRET = "s3cr3t/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -201,7 +207,7 @@ def mutate(raw: bytes, i: int) -> bytes:
 # AWS's own published examples (Signature V4 for S3 documentation).
 
 AWS_AK = "AKIAIOSFODNN7EXAMPLE"
-AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+AWS_SECRET = AWS_EXAMPLE_SECRET
 AWS_NOW = datetime(2013, 5, 24, 0, 5, 0, tzinfo=UTC)
 
 
@@ -1008,39 +1014,12 @@ def test_chunk_and_trailer_strings() -> None:
 
 
 def test_aws_documented_chunk_signatures() -> None:
-    # "Signature Calculations for the Authorization Header: Transferring
-    # Payload in Multiple Chunks", AWS S3 API reference.
-    view = RequestView(
-        "PUT",
-        b"/examplebucket/chunkObject.txt",
-        b"",
-        [
-            (b"Host", b"s3.amazonaws.com"),
-            (b"x-amz-date", b"20130524T000000Z"),
-            (b"x-amz-storage-class", b"REDUCED_REDUNDANCY"),
-            (
-                b"Authorization",
-                b"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/"
-                b"aws4_request,SignedHeaders=content-encoding;content-length;host;"
-                b"x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;"
-                b"x-amz-storage-class,Signature="
-                b"4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9",
-            ),
-            (b"x-amz-content-sha256", b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
-            (b"Content-Encoding", b"aws-chunked"),
-            (b"x-amz-decoded-content-length", b"66560"),
-            (b"Content-Length", b"66824"),
-        ],
-    )
+    view = RequestView("PUT", AWS_EXAMPLE_PATH, b"", AWS_EXAMPLE_HEADERS)
     ctx = authenticate(view, aws_lookup, AWS_NOW)
     assert ctx is not None
     assert ctx.content_sha256 == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
     signer = StreamingSigner(ctx)
-    for data, sig in [
-        (b"a" * 65536, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"),
-        (b"a" * 1024, "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497"),
-        (b"", "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9"),
-    ]:
+    for data, sig in AWS_EXAMPLE_CHUNKS:
         signer.verify_chunk(hashlib.sha256(data).hexdigest(), sig)
 
 

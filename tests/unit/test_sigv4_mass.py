@@ -5,7 +5,7 @@ Rules this file keeps:
 * botocore is the signing oracle for the request itself (header auth via
   ``S3SigV4Auth``, presigned via ``S3SigV4QueryAuth``, streaming seeds via
   ``S3SigV4Auth`` told to sign a ``STREAMING-*`` payload). Chunk and trailer
-  signatures are computed here, from the AWS description, independently of
+  signatures come from ``tests/chunk_signing.py``, independent of
   ``seglake.protocol.sigv4``.
 * Requests are random but seeded: a failure names the request index, and the
   same index rebuilds the same request.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from unittest import mock
 from urllib.parse import quote, unquote, urlsplit
 
 import pytest
-from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
+from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode
@@ -38,6 +37,7 @@ from botocore.utils import percent_encode
 from seglake.errors import S3Error
 from seglake.protocol.chunked import AwsChunkedDecoder, Data, EndOfMessage, Trailers
 from seglake.protocol.sigv4 import AuthContext, RequestView, StreamingSigner, authenticate
+from tests.chunk_signing import ChunkSigning, PayloadAuth, frame, seed_of, split
 
 SEED = 20240501
 TOTAL_REQUESTS = 10_000
@@ -79,23 +79,12 @@ HEADER_VALUE_CHARS = "abcXYZ0189-_.,;:/=+*!'\"()[]{}<>@#$%^&~|?"
 
 
 # --------------------------------------------------------------------------
-# Independent aws-chunked signing (from the AWS description, not Seglake).
-
-
-def _signing_key(date: str, region: str) -> bytes:
-    k = hmac.digest(("AWS4" + SECRET).encode(), date.encode(), "sha256")
-    for part in (region, "s3", "aws4_request"):
-        k = hmac.digest(k, part.encode(), "sha256")
-    return k
-
-
-def _hmac_hex(key: bytes, text: str) -> str:
-    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+# aws-chunked bodies, signed by tests/chunk_signing.py (independent of Seglake).
 
 
 @dataclass
 class Stream:
-    """A signed aws-chunked body and where its signatures sit in it."""
+    """A signed aws-chunked body and its signatures."""
 
     data: bytes
     trailer: bool
@@ -107,61 +96,26 @@ class Stream:
         if mutate_signature is not None:
             assert rng is not None
             sigs[mutate_signature] = _flip_hex(sigs[mutate_signature], rng)
-        out = bytearray()
-        for piece, sig in zip(self.pieces, sigs, strict=False):
-            out += f"{len(piece):x};chunk-signature={sig}\r\n".encode() + piece + b"\r\n"
-        if self.trailer:
-            # The final chunk's line is followed by trailers, not a bare CRLF.
-            del out[-2:]
-            out += self._trailer_block() + f"x-amz-trailer-signature:{sigs[-1]}\r\n\r\n".encode()
-        return bytes(out)
-
-    def _trailer_block(self) -> bytes:
-        return _trailer_line(self.data).replace(b"\n", b"\r\n")
+        if not self.trailer:
+            return frame(self.pieces, sigs)
+        return frame(self.pieces, sigs[:-1], _trailers(self.data), sigs[-1])
 
 
-def _trailer_line(data: bytes) -> bytes:
-    """The checksum trailer as it is hashed for the trailer signature."""
-    return b"x-amz-checksum-sha256:" + base64.b64encode(hashlib.sha256(data).digest()) + b"\n"
+def _trailers(data: bytes) -> list[tuple[str, str]]:
+    """The checksum trailer every trailer stream carries."""
+    return [("x-amz-checksum-sha256", base64.b64encode(hashlib.sha256(data).digest()).decode())]
 
 
 def build_stream(
     rng: random.Random, amz_date: str, region: str, seed_signature: str, trailer: bool
 ) -> Stream:
     data = rng.randbytes(rng.choice([0, 1, 5, 17, 64, 100, 257]))
-    size = rng.choice([1, 3, 16, 64, 1000])
-    pieces = [data[i : i + size] for i in range(0, len(data), size)] + [b""]
-    scope = f"{amz_date[:8]}/{region}/s3/aws4_request"
-    key = _signing_key(amz_date[:8], region)
-    prev = seed_signature
-    sigs = []
-    for piece in pieces:
-        sts = "\n".join(
-            [
-                "AWS4-HMAC-SHA256-PAYLOAD",
-                amz_date,
-                scope,
-                prev,
-                EMPTY_SHA,
-                hashlib.sha256(piece).hexdigest(),
-            ]
-        )
-        prev = _hmac_hex(key, sts)
-        sigs.append(prev)
-    stream = Stream(data, trailer, pieces, sigs)
+    pieces = split(data, rng.choice([1, 3, 16, 64, 1000]))
+    signing = ChunkSigning.for_request(SECRET, region, amz_date, seed_signature)
+    sigs = signing.chunk_signatures(pieces)
     if trailer:
-        line = _trailer_line(data)
-        sts = "\n".join(
-            [
-                "AWS4-HMAC-SHA256-TRAILER",
-                amz_date,
-                scope,
-                prev,
-                hashlib.sha256(line).hexdigest(),
-            ]
-        )
-        sigs.append(_hmac_hex(key, sts))
-    return stream
+        sigs.append(signing.trailer_signature(sigs[-1], _trailers(data)))
+    return Stream(data, trailer, pieces, sigs)
 
 
 def decode_stream(ctx: AuthContext, body: bytes, trailer: bool, rng: random.Random) -> bytes:
@@ -241,19 +195,6 @@ class Case:
     ctx: AuthContext | None = None
 
 
-class _PayloadAuth(S3SigV4Auth):
-    """botocore's header signer, told which payload value to sign."""
-
-    def __init__(self, region: str, payload: str | None) -> None:
-        super().__init__(CREDS, "s3", region)
-        self._payload = payload
-
-    def payload(self, request: AWSRequest) -> str:
-        if self._payload is None:
-            return str(super().payload(request))
-        return self._payload
-
-
 def _to_view(req: AWSRequest) -> RequestView:
     parts = urlsplit(req.url)
     headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in req.headers.items()]
@@ -292,16 +233,16 @@ def make_case(index: int, rng: random.Random, clock: list[datetime]) -> Case:
         ).add_auth(req)
     elif kind == "header":
         payload = rng.choice([None, None, "UNSIGNED-PAYLOAD"])
-        _PayloadAuth(sign_region, payload).add_auth(req)
+        PayloadAuth(CREDS, sign_region, payload).add_auth(req)
     else:
         trailer = rng.random() < 0.5
         mode = STREAMING_TRAILER if trailer else STREAMING
         req.headers["Content-Encoding"] = "aws-chunked"
         if trailer:
             req.headers["x-amz-trailer"] = "x-amz-checksum-sha256"
-        _PayloadAuth(sign_region, mode).add_auth(req)
+        PayloadAuth(CREDS, sign_region, mode).add_auth(req)
         amz_date = req.headers["X-Amz-Date"]
-        seed = req.headers["Authorization"].rsplit("Signature=", 1)[1]
+        seed = seed_of(req.headers["Authorization"])
         stream = build_stream(rng, amz_date, sign_region, seed, trailer)
     view = _to_view(req)
     now = signed_at.replace(tzinfo=UTC) + timedelta(seconds=rng.randint(-600, 600))
