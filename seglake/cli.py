@@ -24,11 +24,11 @@ from seglake.config_doc import effective, flag_help, sources
 MODES = (
     "server", "serve", "status", "config", "maintenance", "fsck", "scrub", "snapshot",
     "db-integrity-check",
-    # ops toolbox (seglake/maintenance/toolbox_cmds.py)
+    # ops toolbox (seglake/ops/toolbox_cmds.py)
     "rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex", "buckets",
-    # access control (seglake/maintenance/keys_cmd.py)
+    # access control (seglake/ops/keys_cmd.py)
     "keys", "bucket-policy",
-    # segment GC (seglake/maintenance/gc.py)
+    # segment GC (seglake/ops/gc.py)
     "gc-plan", "gc-run", "gc-rewrite-plan", "gc-rewrite-run", "gc-rewrite",
 )  # fmt: skip
 DEFAULT_WAIT_TIMEOUT_S = 60.0  # how long `maintenance enable|disable` waits for the state
@@ -67,13 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--all-manifests", action="store_true", help="fsck: also look for orphan manifest files"
     )
-    from seglake.maintenance.toolbox_cmds import add_toolbox_flags
+    from seglake.ops.toolbox_cmds import add_toolbox_flags
 
     add_toolbox_flags(p)
-    from seglake.maintenance.keys_cmd import add_keys_flags
+    from seglake.ops.keys_cmd import add_keys_flags
 
     add_keys_flags(p)
-    from seglake.maintenance.gc import add_gc_flags
+    from seglake.ops.gc import add_gc_flags
 
     add_gc_flags(p)
     settings = p.add_argument_group(
@@ -140,39 +140,39 @@ def main(argv: list[str] | None = None) -> int:
     if mode == "config":
         return config_cmd(args, cfg, words[1] if len(words) > 1 and not args.mode else "show")
     if mode == "maintenance":
-        from seglake.maintenance.commands import maintenance_cmd
+        from seglake.ops.commands import maintenance_cmd
 
         action = args.maintenance_action or (words[1] if len(words) > 1 else "status")
         return maintenance_cmd(
             cfg, action, wait=not args.no_wait, timeout=args.wait_timeout, as_json=args.json
         )
     if mode == "fsck":
-        from seglake.maintenance.commands import fsck_cmd
+        from seglake.ops.commands import fsck_cmd
 
         return fsck_cmd(cfg, all_manifests=args.all_manifests, as_json=args.json)
     if mode == "scrub":
-        from seglake.maintenance.commands import scrub_cmd
+        from seglake.ops.commands import scrub_cmd
 
         return scrub_cmd(cfg, as_json=args.json)
     if mode == "snapshot":
-        from seglake.maintenance.commands import snapshot_cmd
+        from seglake.ops.commands import snapshot_cmd
 
         return snapshot_cmd(cfg, out=args.out, as_json=args.json)
     if mode == "db-integrity-check":
-        from seglake.maintenance.commands import db_integrity_cmd
+        from seglake.ops.commands import db_integrity_cmd
 
         return db_integrity_cmd(cfg, as_json=args.json)
     if mode in ("rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex",
                 "buckets"):  # fmt: skip
-        from seglake.maintenance.toolbox_cmds import run_mode
+        from seglake.ops.toolbox_cmds import run_mode
 
         return run_mode(mode, args, words if args.mode else words[1:], cfg)
     if mode in ("keys", "bucket-policy"):
-        from seglake.maintenance.keys_cmd import run_keys_mode
+        from seglake.ops.keys_cmd import run_keys_mode
 
         return run_keys_mode(cfg, mode, args, words if args.mode else words[1:])
     if mode in ("gc-plan", "gc-run", "gc-rewrite-plan", "gc-rewrite-run", "gc-rewrite"):
-        from seglake.maintenance.gc import run_gc_mode
+        from seglake.ops.gc import run_gc_mode
 
         return run_gc_mode(mode, args, cfg)
     print(f"seglake: unknown mode {mode!r} (available: {', '.join(MODES)})", file=sys.stderr)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def status(cfg: Config, *, as_json: bool) -> int:
-    from seglake.maintenance.admin_client import AdminUnavailable, admin_call
+    from seglake.ops.admin_client import AdminUnavailable, admin_call
 
     try:
         result = trio.run(admin_call, cfg, "status", {})
@@ -218,7 +218,7 @@ def render_status(result: dict[str, Any]) -> None:
             f"maintenance: [bold]{maint.get('state')}[/bold] "
             f"(writes in flight: {maint.get('write_in_flight', 0)})"
         )
-    from seglake.maintenance.toolbox_cmds import render_runs
+    from seglake.ops.toolbox_cmds import render_runs
 
     render_runs(console, result.get("runs") or [])
 

@@ -19,14 +19,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
-KiB: Final = 1024
-MiB: Final = 1024 * KiB
-GiB: Final = 1024 * MiB
-
-# Fixed by the on-disk format (SPEC §5): every chunk record holds at most this
-# many bytes. 4 MiB keeps per-chunk hashing/IO overhead under 0.1% while a
-# range read never has to verify more than 4 MiB to serve one byte.
-CHUNK_SIZE: Final = 4 * MiB
+from seglake.format import layout
+from seglake.protocol.cors import CorsPolicy
+from seglake.units import GiB, KiB, MiB
 
 
 @dataclass(frozen=True)
@@ -142,7 +137,7 @@ class Config:
     mpu_gc_interval: float = 3600.0  # 0 = no scheduled MPU-GC
     scrub_interval: float = 0.0  # 0 = no scheduled scrub
     scrub_bytes_per_sec: int = 32 * MiB  # 0 = unthrottled
-    # Segment GC (seglake/maintenance/gc.py). Safety never depends on age
+    # Segment GC (seglake/ops/gc.py). Safety never depends on age
     # (the writer re-checks liveness in its own transaction), so by default
     # every dead sealed segment qualifies; a minimum age only keeps recent
     # garbage around for forensics. 0 limits = unlimited. gc-rewrite moves
@@ -163,42 +158,47 @@ class Config:
         # derived path below is used on hot paths.
         return Path(self.data_dir).resolve()
 
+    # (names: seglake/format/layout.py)
     @property
     def db_path(self) -> Path:
-        return self.root / "meta.db"
+        return self.root / layout.DB_FILE
 
     @property
     def segments_dir(self) -> Path:
-        return self.root / "objects" / "segments"
+        return layout.segments_dir(self.root)
 
     @property
     def manifests_dir(self) -> Path:
-        return self.root / "objects" / "manifests"
+        return layout.manifests_dir(self.root)
 
     @property
     def writer_socket(self) -> Path:
-        return self.root / ".seglake-writer.sock"
+        return self.root / layout.WRITER_SOCKET
 
     @property
     def supervisor_socket(self) -> Path:
-        return self.root / ".seglake-supervisor.sock"
+        return self.root / layout.SUPERVISOR_SOCKET
 
     @property
     def admin_socket(self) -> Path:
-        return self.root / ".seglake-admin.sock"
+        return self.root / layout.ADMIN_SOCKET
 
     @property
     def admin_token_path(self) -> Path:
-        return self.root / ".seglake-admin.token"
+        return self.root / layout.ADMIN_TOKEN_FILE
 
     @property
     def lock_path(self) -> Path:
-        return self.root / ".seglake.lock"
+        return self.root / layout.LOCK_FILE
+
+    @property
+    def writer_lock_path(self) -> Path:
+        return self.root / layout.WRITER_LOCK_FILE
 
     @property
     def listen_path(self) -> Path:
         """Where the supervisor records the address it actually bound."""
-        return self.root / ".seglake-listen"
+        return self.root / layout.LISTEN_FILE
 
     def frontend_count(self) -> int:
         return self.frontends if self.frontends > 0 else max(1, os.cpu_count() or 1)
@@ -387,9 +387,6 @@ def validate(cfg: Config) -> None:
         raise ValueError("tls needs tls-cert and tls-key (PEM files)")
     for cidr in csv_list(cfg.trusted_proxies):
         ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
-    # Imported here: the CORS module is frontend code and imports this one.
-    from seglake.frontend.cors import CorsPolicy
-
     CorsPolicy.from_config(cfg)  # raises ValueError on a bad origin/method/header
 
 

@@ -26,7 +26,8 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-MASTER_KEY_FILE: Final = ".seglake-keys.master"
+from seglake.format.layout import MASTER_KEY_FILE
+
 MASTER_KEY_BYTES: Final = 32  # AES-256
 NONCE_BYTES: Final = 12  # GCM's standard nonce; random per secret, never reused in practice
 MAGIC: Final = b"SGK1"

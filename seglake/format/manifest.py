@@ -53,9 +53,9 @@ from typing import Any, Final
 import blake3
 import msgpack
 
-from seglake.config import CHUNK_SIZE, MiB
 from seglake.format.errors import FormatError
-from seglake.format.segment import HEADER_SIZE, RECORD_HEADER_SIZE
+from seglake.format.segment import CHUNK_SIZE, HEADER_SIZE, RECORD_HEADER_SIZE
+from seglake.units import MiB
 
 MANIFEST_MAGIC: Final = b"SGLKMAN1"
 MANIFEST_VERSION: Final = 1

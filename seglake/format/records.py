@@ -50,6 +50,7 @@ import blake3
 import msgpack
 
 from seglake.format.errors import FormatError
+from seglake.format.layout import RECORDS_DIR
 from seglake.format.manifest import shard_of
 
 RECORD_MAGIC: Final = b"SGLKREC1"
@@ -71,7 +72,7 @@ _PLAIN_BUCKET: Final = re.compile(r"[a-z0-9][a-z0-9.-]{1,62}")
 
 
 def records_dir(objects_root: Path) -> Path:
-    return objects_root / "records"
+    return objects_root / RECORDS_DIR
 
 
 def bucket_record_path(objects_root: Path, name: str) -> Path:

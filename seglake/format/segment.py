@@ -62,14 +62,18 @@ from typing import Final
 
 import blake3
 
-from seglake.config import CHUNK_SIZE, MiB
 from seglake.format.errors import FormatError
+from seglake.units import MiB
 
 SEGMENT_MAGIC: Final = b"SGLKSEG1"
 FOOTER_MAGIC: Final = b"SGLKFTR1"
 END_MAGIC: Final = b"SGLKEND1"
 FORMAT_VERSION: Final = 1
 HEADER_SIZE: Final = 32
+# Fixed by the on-disk format (SPEC §5): every chunk record holds at most this
+# many bytes. 4 MiB keeps per-chunk hashing/IO overhead under 0.1% while a
+# range read never has to verify more than 4 MiB to serve one byte.
+CHUNK_SIZE: Final = 4 * MiB
 RECORD_HEADER_SIZE: Final = 36
 FOOTER_HEAD_SIZE: Final = 24
 FOOTER_ENTRY_SIZE: Final = 44

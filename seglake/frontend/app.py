@@ -24,7 +24,6 @@ import trio
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.frontend.authz import Authorizer
-from seglake.frontend.cors import CorsPolicy
 from seglake.frontend.dispatch import bind_handlers
 from seglake.frontend.family_base import Handler
 from seglake.frontend.http import Message, Receive, Request, Scope, Send, new_request_id
@@ -35,6 +34,7 @@ from seglake.frontend.router import Route, host_bucket, route
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
 from seglake.meta.schema import open_read
+from seglake.protocol.cors import CorsPolicy
 from seglake.protocol.endpoints import ENDPOINT_BY_NAME
 from seglake.protocol.sigv4 import RequestView, authenticate
 from seglake.protocol.xml import error_document

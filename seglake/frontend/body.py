@@ -24,8 +24,9 @@ import blake3
 import trio
 
 from seglake.aio import s3_error_from_group
-from seglake.config import CHUNK_SIZE, Config
+from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.format.segment import CHUNK_SIZE
 from seglake.frontend.http import Request
 from seglake.protocol import checksums, chunked
 from seglake.protocol.sigv4 import StreamingSigner

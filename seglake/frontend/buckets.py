@@ -3,49 +3,19 @@ GetBucketLocation, ListObjects V1 and V2."""
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Iterator
 
-from seglake.errors import S3Error
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.meta.reads import ListEntry
 from seglake.protocol import bucket_listing, listing
+from seglake.protocol.limits import validate_bucket_name
 from seglake.protocol.xml import document, el, iso8601, url_encode_key
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 OWNER_ID = "seglake"
 LIST_BATCH = 1000
 # CreateBucket may carry a CreateBucketConfiguration of a few hundred bytes.
 SMALL_BODY_LIMIT = 64 * 1024
-
-
-# Prefixes and suffixes AWS reserves for its own naming schemes (punycode,
-# access-point aliases, Object Lambda); a bucket named so could never move
-# to AWS, so refuse it here too.
-RESERVED_PREFIXES = ("xn--", "sthree-", "sthree-configurator", "amzn-s3-demo-")
-RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-
-
-def validate_bucket_name(name: str) -> None:
-    """S3's naming rules for new buckets (lowercase, 3..63, no IP form)."""
-    ok = (
-        bool(_BUCKET_RE.match(name))
-        and ".." not in name
-        and ".-" not in name
-        and "-." not in name
-        and not name.startswith(RESERVED_PREFIXES)
-        and not name.endswith(RESERVED_SUFFIXES)
-    )
-    if ok:
-        try:
-            ipaddress.ip_address(name)
-            ok = False
-        except ValueError:
-            pass
-    if not ok:
-        raise S3Error("InvalidBucketName", resource=name, fields={"BucketName": name})
 
 
 def _owner() -> str:

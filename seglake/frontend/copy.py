@@ -51,8 +51,8 @@ from seglake.frontend.objects import (
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums, conditions
+from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
 from seglake.protocol.xml import document, el, iso8601
-from seglake.writer.ops import MAX_COPY_SOURCE_BYTES
 
 DIRECTIVES = ("COPY", "REPLACE")
 # A multipart source re-read this many times (it kept being replaced, or

@@ -37,7 +37,7 @@ import trio
 from defusedxml import ElementTree as DefusedET
 from defusedxml.common import DefusedXmlException
 
-from seglake.config import Config, MiB
+from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, decode_manifest
@@ -61,8 +61,9 @@ from seglake.meta import multipart_reads
 from seglake.meta.multipart_reads import UploadRow
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions, listing
+from seglake.protocol.limits import MAX_PART_NUMBER, MAX_PART_SIZE
 from seglake.protocol.xml import document, el, iso8601, url_encode_key
-from seglake.writer.multipart_ops import MAX_PART_NUMBER, MAX_PART_SIZE
+from seglake.units import MiB
 
 log = logging.getLogger(__name__)
 

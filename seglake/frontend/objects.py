@@ -33,20 +33,20 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
+from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions
+from seglake.protocol.limits import MAX_PART_NUMBER
 from seglake.protocol.ranges import ByteRange, multipart_parts, parse_range
 from seglake.protocol.xml import http_date
-from seglake.writer.segments import segment_file_name
 
 log = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024
-MAX_PART_NUMBER = 10_000
 # AWS's limit on user-defined metadata (names + values of x-amz-meta-*).
 MAX_USER_META_BYTES = 2 * 1024
 STORED_HEADERS = (

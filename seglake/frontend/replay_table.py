@@ -36,9 +36,11 @@ import struct
 from pathlib import Path
 from typing import Final
 
+from seglake.format.layout import REPLAY_FILE
+
 ENTRY: Final = struct.Struct(">32sQ")
 PROBE: Final = 16
-FILE_NAME: Final = ".seglake-replay"
+FILE_NAME: Final = REPLAY_FILE
 
 
 class SharedReplayTable:

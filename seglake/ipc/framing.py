@@ -19,7 +19,8 @@ from typing import Any, Final
 
 import msgpack
 
-from seglake.config import CHUNK_SIZE, KiB
+from seglake.format.segment import CHUNK_SIZE
+from seglake.units import KiB
 
 REQUEST: Final = 0
 REPLY_OK: Final = 1

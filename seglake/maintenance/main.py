@@ -31,69 +31,18 @@ import trio
 from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
-from seglake.ipc.channel import ChannelBroken, ChannelClosed, connect, serve_channel
+from seglake.ipc.admin import RELAYED_MUTATIONS
+from seglake.ipc.call import call_service, call_socket
+from seglake.ipc.channel import serve_channel
 from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.logs import setup_logging
 from seglake.maintenance.scheduler import Scheduler
-from seglake.maintenance.toolbox import TOOLBOX_MUTATIONS
-from seglake.maintenance.toolbox_cmds import recent_runs
-from seglake.writer.gc_ops import GC_RELAYED
-from seglake.writer.key_ops import ADMIN_MUTATIONS
+from seglake.meta.maintenance_reads import recent_runs
 
 log = logging.getLogger("seglake.maintenance")
 
-CALL_TIMEOUT_S = 10.0
 STATUS_RUNS = 10  # last ops runs shown by `seglake status`
 MAINTENANCE_TARGETS = {"enable": "quiesced", "disable": "off"}
-# Writer mutations the admin socket relays for CLI tools (fsck, scrub): they
-# record results and never change object data.
-# Key and bucket-policy management (`seglake keys`, `seglake bucket-policy`)
-# is relayed too: the writer owns every SQLite write.
-RELAYED_MUTATIONS = frozenset(
-    {"record_op_run", "mark_damaged", *ADMIN_MUTATIONS, *TOOLBOX_MUTATIONS, *GC_RELAYED}
-)
-
-
-async def call_socket(path: str, name: str, args: Any = None) -> Any:
-    """One request to one of our Unix-socket services.
-
-    A service that is not there raises ``OSError``; one that dies during the
-    call, ``ChannelBroken`` (the CLI tells "no server" from a refusal by
-    these); a refusal, ``S3Error``.
-    """
-    channel, _ = await connect(path)
-    # The call's own error (an S3Error refusal, a timeout) is carried out of
-    # the nursery by hand: raised inside it, trio would wrap it in an
-    # ExceptionGroup and callers could no longer tell a refusal from a crash.
-    failure: Exception | None = None
-    result: Any = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(channel.run_reader)
-        try:
-            with trio.fail_after(CALL_TIMEOUT_S):
-                result, _ = await channel.call(name, args)
-        except Exception as exc:
-            failure = exc
-        finally:
-            await channel.aclose()
-            nursery.cancel_scope.cancel()
-    if failure is not None:
-        raise failure
-    return result
-
-
-async def call_service(path: str, name: str, args: Any = None) -> Any:
-    """``call_socket`` for this process's own handlers: a service that is
-    down (the writer restarting) or dies during the call (a writer stopping
-    on an I/O error) is a ``ServiceUnavailable`` refusal the client may
-    retry, not a crash of the handler."""
-    try:
-        return await call_socket(path, name, args)
-    except (OSError, ChannelBroken, ChannelClosed) as exc:
-        raise S3Error(
-            "ServiceUnavailable",
-            message=f"{os.path.basename(path)} did not answer {name}: {exc or type(exc).__name__}",
-        ) from None
 
 
 class Maintenance:

@@ -106,7 +106,7 @@ class Scheduler:
         )  # fmt: skip
 
     async def mpu_gc_once(self) -> dict[str, Any]:
-        from seglake.maintenance.toolbox_cmds import ABORT_BATCH, expired_uploads
+        from seglake.meta.maintenance_reads import ABORT_BATCH, expired_uploads
 
         if not self.cfg.db_path.exists():
             return {"skipped": "no database"}
@@ -135,7 +135,7 @@ class Scheduler:
         return {"aborted": len(aborted)}
 
     async def scrub_once(self) -> dict[str, Any]:
-        from seglake.maintenance.scrub import run_scrub
+        from seglake.audit.scrub import run_scrub
 
         if not self.cfg.db_path.exists():
             return {"skipped": "no database"}

@@ -26,7 +26,6 @@ queued and exits → exit 0.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -45,6 +44,7 @@ import trio
 from seglake.config import FIELD_TYPES, Config, env_name
 from seglake.ipc.channel import connect, serve_channel
 from seglake.lifecycle import CONFIG_FD_FLAG, MAX_CONFIG_BYTES, READY_FD_FLAG
+from seglake.locks import try_lock, write_holder
 from seglake.logs import setup_logging
 from seglake.supervisor.notify import sd_notify
 
@@ -140,24 +140,18 @@ class Child:
 
 def lock_data_dir(cfg: Config) -> int:
     cfg.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(cfg.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 200, 0).decode("ascii", "replace").split()
-        os.close(fd)
+    fd = try_lock(cfg.lock_path)
+    if fd is None:
+        try:  # the holder's "pid time" (seglake/locks.py)
+            holder = cfg.lock_path.read_bytes()[:200].decode("ascii", "replace").split()
+        except OSError:
+            holder = []
         who = f" (pid {holder[0]})" if holder else ""
         raise DataDirLocked(
             f"another Seglake server{who} is already using {cfg.root}; refusing to start"
-        ) from None
-    write_heartbeat(fd)
+        )
+    write_holder(fd)
     return fd
-
-
-def write_heartbeat(fd: int) -> None:
-    data = f"{os.getpid()} {int(time.time())}\n".encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
 
 
 def ensure_admin_token(cfg: Config) -> None:
@@ -369,7 +363,7 @@ class Supervisor:
             interval = min(interval, watchdog_usec / 2e6)
         ping_timeout = min(WRITER_PING_TIMEOUT_S, interval / 2)
         while True:
-            write_heartbeat(self.lock_fd)
+            write_holder(self.lock_fd)
             if watchdog_usec and await self._healthy(ping_timeout):
                 sd_notify("WATCHDOG=1")
             await trio.sleep(interval)

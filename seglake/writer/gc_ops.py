@@ -51,11 +51,14 @@ import apsw
 import trio
 
 from seglake import failpoints
-from seglake.config import CHUNK_SIZE, Config
+from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.format import layout
 from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
+from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest, encode_manifest, manifest_path
+from seglake.format.segment import CHUNK_SIZE
 from seglake.meta.live_chunks import (
     ChunkKey,
     LiveChunks,
@@ -66,11 +69,11 @@ from seglake.meta.live_chunks import (
 from seglake.meta.schema import open_read, query
 from seglake.writer import fileio
 from seglake.writer.ops import BatchContext
-from seglake.writer.segments import SegmentStore, WriterFatal, segment_file_name
+from seglake.writer.segments import EXIT_FATAL, SegmentStore, WriterFatal
 
 log = logging.getLogger("seglake.writer.gc")
 
-PENDING_SUFFIX: Final = ".pending"
+PENDING_SUFFIX: Final = layout.GC_PENDING_SUFFIX
 # One request's bounds: each GC step must finish well inside the admin
 # relay's 10 s call timeout even on a slow disk.
 MAX_SEGMENTS_PER_CALL: Final = 256
@@ -81,7 +84,7 @@ _T = TypeVar("_T")
 
 
 def pending_dir(cfg: Config) -> Path:
-    return cfg.root / "objects" / "gc-pending"
+    return layout.gc_pending_dir(cfg.root)
 
 
 # ---- mutations (run in the committer's transaction) -------------------------
@@ -561,8 +564,6 @@ async def _fatal(fn: Callable[..., _T], *args: Any) -> _T:
     try:
         return await trio.to_thread.run_sync(fn, *args)
     except (OSError, WriterFatal) as exc:
-        from seglake.writer.main import EXIT_FATAL  # main imports this module
-
         log.critical("writer stopped: gc file step failed: %r", exc)
         os._exit(EXIT_FATAL)
 

@@ -29,11 +29,13 @@ import apsw
 import trio
 
 from seglake import failpoints
-from seglake.config import CHUNK_SIZE, Config
+from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.manifest import ChunkRef
+from seglake.format.segment import CHUNK_SIZE
 from seglake.ipc.channel import serve_channel
 from seglake.lifecycle import exit_when_orphaned, read_child_args
+from seglake.locks import try_lock
 from seglake.logs import setup_logging
 from seglake.meta.schema import open_read, open_write
 from seglake.writer import fileio
@@ -41,20 +43,21 @@ from seglake.writer.commit import Committer
 from seglake.writer.gc_ops import GC_REQUESTS, SegmentGC, handle_request
 from seglake.writer.mutations import APPLY
 from seglake.writer.quiesce import Quiesce
-from seglake.writer.segments import SegmentStore, WriterFatal, fsync_dir
+from seglake.writer.segments import EXIT_FATAL, SegmentStore, WriterFatal, fsync_dir
 
 log = logging.getLogger("seglake.writer")
 
-EXIT_FATAL = 70  # EX_SOFTWARE: tells the supervisor this was not a clean stop
 IDLE_CHECK_INTERVAL_S = 1.0
 WRITER_LOCK_WAIT_S = 30.0
 
 
 class Writer:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, lock_fd: int | None = None) -> None:
+        """``lock_fd``: the writer lock, when the caller already holds it
+        (the embedded writer, under ``offline_lock``); else taken here."""
         self.cfg = cfg
         self.started = time.time()
-        self.lock_fd = _take_writer_lock(cfg)
+        self.lock_fd = lock_fd if lock_fd is not None else _take_writer_lock(cfg)
         self._prepare_dirs()
         fileio.install_sqlite_recorder()  # test mode only: journal / failpoints
         self.conn = open_write(str(cfg.db_path))
@@ -235,18 +238,12 @@ class Writer:
 def _take_writer_lock(cfg: Config) -> int:
     """Exactly one writer per data dir, even if a supervisor died and a new
     one started before the old writer noticed: wait for it to let go."""
-    import fcntl
-
-    fd = os.open(cfg.root / ".seglake-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     deadline = time.monotonic() + WRITER_LOCK_WAIT_S
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise WriterFatal("another writer still holds the data dir") from None
-            time.sleep(0.05)
+    while (fd := try_lock(cfg.writer_lock_path)) is None:
+        if time.monotonic() > deadline:
+            raise WriterFatal("another writer still holds the data dir")
+        time.sleep(0.05)
+    return fd
 
 
 def main(argv: list[str] | None = None) -> int:

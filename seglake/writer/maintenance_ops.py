@@ -14,13 +14,12 @@ from typing import Any, Final
 import apsw
 
 from seglake.errors import S3Error
+from seglake.meta.maintenance_state import MAINTENANCE_SETTING
 from seglake.meta.schema import set_setting
 from seglake.writer import admin_ops
 from seglake.writer.key_ops import KEY_MUTATIONS
 from seglake.writer.ops import BatchContext
 
-# The settings row holding the quiesce state (see ``quiesce.py``).
-MAINTENANCE_SETTING: Final = "maintenance"
 OP_RUN_STATUSES: Final = ("ok", "errors", "failed")
 # A report is a summary, not a dump: bounded so one run cannot bloat meta.db.
 MAX_REPORT_BYTES: Final = 256 * 1024

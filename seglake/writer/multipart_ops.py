@@ -23,16 +23,16 @@ import base64
 import binascii
 import hashlib
 import os
-from typing import Any, Final
+from typing import Any
 
 import apsw
 import msgpack
 
-from seglake.config import GiB, MiB
 from seglake.errors import S3Error
 from seglake.format.manifest import ChunkRef
 from seglake.meta.schema import query
 from seglake.protocol import checksums
+from seglake.protocol.limits import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE
 from seglake.writer.ops import (
     BatchContext,
     _chunk_refs,
@@ -40,11 +40,6 @@ from seglake.writer.ops import (
     bucket_versioning,
     check_write_conditions,
 )
-
-# S3's limits (AWS docs, "Amazon S3 multipart upload limits").
-MIN_PART_SIZE: Final = 5 * MiB  # every part but the last
-MAX_PART_SIZE: Final = 5 * GiB
-MAX_PART_NUMBER: Final = 10_000
 
 
 def new_upload_id(ns: int) -> str:

@@ -17,12 +17,13 @@ from typing import Any
 import apsw
 import msgpack
 
-from seglake.config import CHUNK_SIZE
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, Manifest, decode_manifest, encode_manifest
+from seglake.format.segment import CHUNK_SIZE
 from seglake.meta.schema import query
 from seglake.protocol import conditions
+from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
 
 NULL_VERSION = "null"
 
@@ -312,8 +313,6 @@ def apply_mark_damaged(
 
 # ---- CopyObject, DeleteObjects ----------------------------------------------
 
-# AWS refuses CopyObject for sources above 5 GiB (multipart copy is the way).
-MAX_COPY_SOURCE_BYTES = 5 * 1024**3
 # The parts of a version's meta that describe the object to clients and that a
 # REPLACE directive takes from the request; everything else (checksums, part
 # layout, ...) describes the bytes and travels with them — except from a

@@ -37,17 +37,20 @@ import apsw
 import trio
 
 from seglake.errors import S3Error
-from seglake.meta.schema import get_setting, set_setting
-from seglake.writer.maintenance_ops import INTERNAL, MAINTENANCE_SETTING
+from seglake.meta.maintenance_state import (
+    ENTERING,
+    EXITING,
+    MAINTENANCE_SETTING,
+    OFF,
+    QUIESCED,
+    read_state,
+)
+from seglake.meta.schema import set_setting
+from seglake.writer.maintenance_ops import INTERNAL
 from seglake.writer.mutations import APPLY
 
 log = logging.getLogger("seglake.writer.quiesce")
 
-OFF: Final = "off"
-ENTERING: Final = "entering"
-QUIESCED: Final = "quiesced"
-EXITING: Final = "exiting"
-STATES: Final = (OFF, ENTERING, QUIESCED, EXITING)
 TARGETS: Final = (QUIESCED, OFF)
 # Enough to see the last few enable/disable cycles; the row stays small.
 HISTORY_LEN: Final = 20
@@ -60,28 +63,6 @@ Persist = Callable[[str], Awaitable[None]]
 def gated(name: str) -> bool:
     """Is ``name`` a data request that maintenance mode refuses?"""
     return name == "append" or (name in APPLY and name not in INTERNAL)
-
-
-def decode_doc(raw: str | None) -> dict[str, Any]:
-    """The persisted document, or the default ``off`` one."""
-    doc: dict[str, Any] = {"state": OFF, "since": 0.0, "history": []}
-    if raw:
-        try:
-            loaded = json.loads(raw)
-        except ValueError:
-            log.error("unreadable maintenance setting %r; assuming quiesced", raw)
-            # Fail safe: an unreadable state must not open the store to writes.
-            loaded = {"state": QUIESCED}
-        if isinstance(loaded, dict) and loaded.get("state") in STATES:
-            doc.update(loaded)
-    if not isinstance(doc.get("history"), list):
-        doc["history"] = []
-    return doc
-
-
-def read_state(conn: apsw.Connection) -> dict[str, Any]:
-    """The persisted document (for read-only tools: no restart mapping)."""
-    return decode_doc(get_setting(conn, MAINTENANCE_SETTING))
 
 
 class Quiesce:

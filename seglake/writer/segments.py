@@ -23,14 +23,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import apsw
 
-from seglake.config import CHUNK_SIZE, Config
+from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
+from seglake.format.layout import SEGMENT_SUFFIX, segment_file_name
 from seglake.format.manifest import ChunkRef
+from seglake.format.segment import CHUNK_SIZE
 from seglake.writer import fileio
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,9 @@ class WriterFatal(Exception):
     """The writer's on-disk state is unknown; it must stop and recover."""
 
 
-def segment_file_name(segment_id: int) -> str:
-    return f"{segment_id:016x}.seg"
+# The writer's exit status after a WriterFatal (EX_SOFTWARE): tells the
+# supervisor this was not a clean stop.
+EXIT_FATAL: Final = 70
 
 
 def fsync_dir(path: Path, site: str = "dir.fsync") -> None:
@@ -101,7 +105,7 @@ class SegmentStore:
         }
         on_disk: dict[int, Path] = {}
         for entry in self.dir.iterdir():
-            if entry.suffix == ".seg":
+            if entry.suffix == SEGMENT_SUFFIX:
                 try:
                     on_disk[int(entry.stem, 16)] = entry
                 except ValueError:

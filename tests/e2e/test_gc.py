@@ -372,7 +372,7 @@ def test_noncurrent_and_damaged_versions_are_live(gsrv: SeglakeServer) -> None:
     import trio
 
     from seglake.config import build_config
-    from seglake.maintenance.admin_client import admin_call
+    from seglake.ops.admin_client import admin_call
 
     s3 = gsrv.s3()
     s3.create_bucket(Bucket="gc-versions")
@@ -549,7 +549,7 @@ def test_gc_requests_cannot_bypass_the_writer_checks(gsrv: SeglakeServer) -> Non
     import trio
 
     from seglake.config import build_config
-    from seglake.maintenance.admin_client import AdminRefused, admin_call
+    from seglake.ops.admin_client import AdminRefused, admin_call
 
     cfg = build_config({"data_dir": str(gsrv.data_dir)}, env={})
     refusals: list[tuple[str, dict[str, Any], str]] = [

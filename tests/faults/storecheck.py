@@ -10,6 +10,7 @@ import os
 import random
 from typing import Any
 
+from seglake.audit.fsck import segment_path
 from seglake.config import Config
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
@@ -21,7 +22,6 @@ from seglake.format.records import (
     state_record_path,
 )
 from seglake.format.segment import read_record
-from seglake.maintenance.fsck import segment_path
 from seglake.meta.live_chunks import collect_live_chunks
 from seglake.meta.schema import open_read, query
 

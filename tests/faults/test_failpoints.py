@@ -30,9 +30,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from seglake.audit.fsck import run_fsck
+from seglake.audit.scrub import run_scrub
 from seglake.config import Config
-from seglake.maintenance.fsck import run_fsck
-from seglake.maintenance.scrub import run_scrub
 from tests.faults.figures import report
 from tests.faults.util import Ack, status_retry, verify_acked
 from tests.harness import SeglakeServer

@@ -39,9 +39,9 @@ from typing import Any
 
 import pytest
 
+from seglake.audit.fsck import run_fsck
+from seglake.audit.scrub import run_scrub
 from seglake.config import Config
-from seglake.maintenance.fsck import run_fsck
-from seglake.maintenance.scrub import run_scrub
 from seglake.meta.reads import MetaReader
 from seglake.meta.schema import open_read
 from seglake.writer import barrier

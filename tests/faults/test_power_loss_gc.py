@@ -30,9 +30,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from seglake.audit.fsck import run_fsck
+from seglake.audit.scrub import run_scrub
 from seglake.config import Config
-from seglake.maintenance.fsck import run_fsck
-from seglake.maintenance.scrub import run_scrub
 from seglake.meta.reads import MetaReader
 from seglake.meta.schema import open_read
 from seglake.writer.main import Writer

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from seglake.meta.maintenance_state import read_state
 from seglake.meta.schema import open_write
 from seglake.writer.maintenance_ops import MAINTENANCE_SETTING
-from seglake.writer.quiesce import Quiesce, read_state
+from seglake.writer.quiesce import Quiesce
 from tests.faults.util import (
     MiB,
     RawPut,

@@ -23,9 +23,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from seglake.audit.fsck import run_fsck
+from seglake.audit.scrub import run_scrub
 from seglake.config import Config
-from seglake.maintenance.fsck import run_fsck
-from seglake.maintenance.scrub import run_scrub
 from tests.faults.figures import report
 from tests.faults.util import Ack, processes_by_name, sigkill, status_retry, verify_acked, wait_for
 from tests.harness import SeglakeServer

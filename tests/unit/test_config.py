@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from seglake.cli import normalise, parse
-from seglake.config import Config, MiB, build_config, parse_duration, parse_size
+from seglake.config import Config, build_config, parse_duration, parse_size
+from seglake.units import MiB
 
 
 def test_defaults() -> None:

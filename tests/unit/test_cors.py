@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seglake.config import Config, build_config
-from seglake.frontend.cors import EXPOSE_HEADERS, CorsPolicy
+from seglake.protocol.cors import EXPOSE_HEADERS, CorsPolicy
 
 POLICY = CorsPolicy.parse(
     "https://app.example.com, http://localhost:3000, https://*.cdn.example.net",

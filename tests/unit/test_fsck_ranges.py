@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seglake.maintenance.fsck import _chunk_problem, _Segment
+from seglake.audit.fsck import _chunk_problem, _Segment
 
 SEGMENTS = {
     1: _Segment("OPEN", size_on_disk=1000, limit=1000),

@@ -1,4 +1,4 @@
-"""The destructive-mode gate without a server (seglake/maintenance/gate.py).
+"""The destructive-mode gate without a server (seglake/ops/gate.py).
 
 A live server's side (quiesced / not quiesced / --yes) is covered end to
 end in tests/e2e/test_ops_toolbox.py."""
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from seglake.config import Config
-from seglake.maintenance.gate import GateRefused, offline_lock, require_quiesced_or_yes
+from seglake.ops.gate import GateRefused, offline_lock, require_quiesced_or_yes
 
 
 def _cfg(tmp_path: Path) -> Config:

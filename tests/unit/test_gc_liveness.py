@@ -12,9 +12,9 @@ import pytest
 
 from seglake.config import Config
 from seglake.format.manifest import ChunkRef, Manifest, encode_manifest
-from seglake.maintenance.gc import Limits, make_plan
 from seglake.meta.live_chunks import collect_live_chunks, decode_part_chunks, encode_part_chunks
 from seglake.meta.schema import open_write
+from seglake.ops.gc import Limits, make_plan
 
 D1, D2, D3 = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
 FIRST = 68  # data offset of the first record (32-byte header + 36-byte record header)

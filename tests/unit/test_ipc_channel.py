@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import trio
 
-from seglake.config import CHUNK_SIZE
 from seglake.errors import S3Error
+from seglake.format.segment import CHUNK_SIZE
 from seglake.ipc.channel import (
     Channel,
     ChannelBroken,

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seglake.config import CHUNK_SIZE
 from seglake.format.errors import FormatError
 from seglake.format.manifest import (
     CHUNK_ENTRY_SIZE,
@@ -26,6 +25,7 @@ from seglake.format.manifest import (
     manifest_path,
     shard_of,
 )
+from seglake.format.segment import CHUNK_SIZE
 
 PATH = "manifests/a7/v1.mf"
 

@@ -14,11 +14,11 @@ import apsw
 import msgpack
 import pytest
 
-from seglake.config import MiB
 from seglake.errors import S3Error
 from seglake.format.manifest import decode_manifest
 from seglake.meta import multipart_reads
 from seglake.meta.schema import migrate, query
+from seglake.units import MiB
 from seglake.writer import multipart_ops, ops
 from seglake.writer.ops import BatchContext, VersionClock
 

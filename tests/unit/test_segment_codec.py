@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seglake.config import CHUNK_SIZE, MiB
 from seglake.format import segment as seg
 from seglake.format.errors import FormatError
 from seglake.format.segment import (
+    CHUNK_SIZE,
     END_MAGIC,
     FOOTER_MAGIC,
     FOOTER_TAIL_SIZE,
@@ -42,6 +42,7 @@ from seglake.format.segment import (
     read_record,
     scan_records,
 )
+from seglake.units import MiB
 
 PATH = "seg-000001.seg"
 

@@ -22,23 +22,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import trio
 
+from seglake.audit.fsck import segment_files_on_disk
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.format.layout import GC_PAUSE_FILE, segment_file_name
 from seglake.meta.live_chunks import collect_live_chunks
 from seglake.meta.schema import open_read, query
-from seglake.writer.segments import WriterFatal, segment_file_name
+from seglake.writer.embedded import EmbeddedWriter, run_embedded
 
-SEGMENT_SUFFIX: Final = ".seg"
 # Segments per delete request: one request stays far inside the relay's
 # 10 s timeout, and a progress bar still moves.
 DELETE_BATCH: Final = 32
@@ -48,7 +48,6 @@ REWRITE_STEP_BYTES: Final = 32 * 1024 * 1024
 # metadata record, so this bounds one request to well under a second.
 PURGE_BATCH: Final = 100
 PAUSE_POLL_S: Final = 0.2
-PAUSE_FILE_NAME: Final = ".seglake-gc-pause"
 
 
 # ---- planning ----------------------------------------------------------------------
@@ -137,16 +136,10 @@ class Limits:
 def segment_files(cfg: Config) -> dict[int, int]:
     """Segment id → file size, for every segment file on disk."""
     out: dict[int, int] = {}
-    if not cfg.segments_dir.is_dir():
-        return out
-    for entry in cfg.segments_dir.iterdir():
-        if entry.suffix != SEGMENT_SUFFIX:
-            continue
-        try:
-            sid = int(entry.stem, 16)
-            out[sid] = entry.stat().st_size
-        except (ValueError, FileNotFoundError):
-            continue
+    for entry, sid in segment_files_on_disk(cfg):
+        with contextlib.suppress(FileNotFoundError):  # deleted by a GC step meanwhile
+            if sid is not None:
+                out[sid] = entry.stat().st_size
     return out
 
 
@@ -259,7 +252,7 @@ class LiveBackend(Backend):
         self.cfg = cfg
 
     async def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        from seglake.maintenance.admin_client import admin_call
+        from seglake.ops.admin_client import admin_call
 
         result: dict[str, Any] = await admin_call(
             self.cfg, "writer_mutation", {"mutation": name, "args": args}
@@ -267,7 +260,7 @@ class LiveBackend(Backend):
         return result
 
     async def record(self, mode: str, started_ns: int, status: str, report: dict[str, Any]) -> str:
-        from seglake.maintenance.admin_client import AdminUnavailable, admin_call
+        from seglake.ops.admin_client import AdminUnavailable, admin_call
 
         args = _run_row(mode, started_ns, status, report)
         try:
@@ -280,22 +273,18 @@ class LiveBackend(Backend):
 
 
 class EmbeddedBackend(Backend):
-    """The writer's own code in this process (``seglake serve`` is not running)."""
+    """The writer embedded in this process (``seglake serve`` is not running)."""
 
     live = False
 
-    def __init__(self, writer: Any) -> None:
+    def __init__(self, writer: EmbeddedWriter) -> None:
         self.writer = writer
 
     async def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        from seglake.writer.gc_ops import handle_request
-
-        return await handle_request(self.writer.gc, name, {**args, "yes": True})
+        return await self.writer.gc_step(name, args)
 
     async def record(self, mode: str, started_ns: int, status: str, report: dict[str, Any]) -> str:
-        await self.writer.committer.submit(
-            "record_op_run", _run_row(mode, started_ns, status, report)
-        )
+        await self.writer.apply("record_op_run", _run_row(mode, started_ns, status, report))
         return "recorded in ops_runs (offline)"
 
 
@@ -320,40 +309,6 @@ def _run_row(mode: str, started_ns: int, status: str, report: dict[str, Any]) ->
         "mode": mode, "started_ns": started_ns, "finished_ns": time.time_ns(),
         "status": status, "report": json.dumps(summary, sort_keys=True, default=str),
     }  # fmt: skip
-
-
-@contextlib.asynccontextmanager
-async def embedded_writer(cfg: Config) -> AsyncIterator[EmbeddedBackend]:
-    """Run the writer's committer in this process while the caller works.
-
-    The supervisor's data-dir lock is taken without waiting (no server may
-    start meanwhile); the writer takes its own lock as in ``seglake serve``.
-    """
-    from seglake.maintenance.gate import try_lock
-    from seglake.writer.main import Writer
-
-    fd = try_lock(cfg.lock_path)
-    if fd is None:
-        raise S3Error(
-            "ServiceUnavailable",
-            message=f"{cfg.lock_path.name} is held: a server is starting or stopping; retry",
-        )
-    try:
-        writer = Writer(cfg)
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(writer.committer.run)
-                try:
-                    yield EmbeddedBackend(writer)
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await writer.committer.drain()
-                    nursery.cancel_scope.cancel()
-        finally:
-            writer.close()
-            os.close(writer.lock_fd)
-    finally:
-        os.close(fd)
 
 
 # ---- running -------------------------------------------------------------------------
@@ -495,7 +450,7 @@ async def _wait_while_paused(pause_file: Path, progress: Progress) -> float:
 
 
 def pause_file(cfg: Config) -> Path:
-    return Path(cfg.gc_pause_file) if cfg.gc_pause_file else cfg.root / PAUSE_FILE_NAME
+    return Path(cfg.gc_pause_file) if cfg.gc_pause_file else cfg.root / GC_PAUSE_FILE
 
 
 def gc_plan_cmd(cfg: Config, *, rewrite: bool, as_json: bool) -> int:
@@ -522,7 +477,7 @@ def gc_run_cmd(
     cfg: Config, *, mode: str, rewrite: bool, force: bool, yes: bool, as_json: bool,
     show_plan: bool = False,
 ) -> int:  # fmt: skip
-    from seglake.maintenance.gate import GateRefused, live_state, require_quiesced_or_yes
+    from seglake.ops.gate import GateRefused, live_state, require_quiesced_or_yes
 
     started = time.time_ns()
     try:
@@ -545,8 +500,8 @@ def gc_run_cmd(
     except S3Error as exc:
         print(f"seglake: {mode} failed: {exc.text}", file=sys.stderr)
         return 1
-    except (WriterFatal, OSError, RuntimeError) as exc:
-        # Offline: the embedded writer could not start (lock, recovery).
+    except (OSError, RuntimeError) as exc:
+        # Offline: the data dir is held (DataDirBusy), or a file could not be read.
         print(f"seglake: {mode} failed: {exc}", file=sys.stderr)
         return 1
 
@@ -558,16 +513,19 @@ async def _run_async(
     if live:
         return await _run_with(LiveBackend(cfg), cfg, mode, rewrite, force, yes, as_json,
                                show_plan, limits, started)  # fmt: skip
-    async with embedded_writer(cfg) as backend:
-        return await _run_with(backend, cfg, mode, rewrite, force, True, as_json, show_plan,
-                               limits, started)  # fmt: skip
+
+    async def offline(writer: EmbeddedWriter) -> int:
+        return await _run_with(EmbeddedBackend(writer), cfg, mode, rewrite, force, True, as_json,
+                               show_plan, limits, started)  # fmt: skip
+
+    return await run_embedded(cfg, mode, offline)
 
 
 async def _run_with(
     backend: Backend, cfg: Config, mode: str, rewrite: bool, force: bool, yes: bool,
     as_json: bool, show_plan: bool, limits: Limits, started: int,
 ) -> int:  # fmt: skip
-    from seglake.maintenance.admin_client import AdminUnavailable
+    from seglake.ops.admin_client import AdminUnavailable
 
     plan = await trio.to_thread.run_sync(lambda: make_plan(cfg, limits, rewrite=rewrite))
     before = sum(segment_files(cfg).values())

@@ -22,7 +22,7 @@ import apsw
 import trio
 
 from seglake.config import Config
-from seglake.maintenance.admin_client import AdminRefused, AdminUnavailable, admin_call
+from seglake.ops.admin_client import AdminRefused, AdminUnavailable, admin_call
 
 POLL_INTERVAL_S = 0.1
 TARGET_OF = {"enable": "quiesced", "disable": "off"}
@@ -44,8 +44,8 @@ def _print_json(doc: Any) -> None:
 
 def offline_state(cfg: Config) -> dict[str, Any]:
     """The persisted state, read from meta.db read-only (no server running)."""
+    from seglake.meta.maintenance_state import read_state
     from seglake.meta.schema import open_read
-    from seglake.writer.quiesce import read_state
 
     if not cfg.db_path.exists():
         raise FileNotFoundError(f"no database at {cfg.db_path}")
@@ -164,7 +164,7 @@ def record_run(
 
 
 def fsck_cmd(cfg: Config, *, all_manifests: bool, as_json: bool) -> int:
-    from seglake.maintenance.fsck import run_fsck
+    from seglake.audit.fsck import run_fsck
 
     if not cfg.db_path.exists():
         print(f"seglake: no database at {cfg.db_path}", file=sys.stderr)
@@ -208,7 +208,7 @@ def _render_findings(title: str, doc: dict[str, Any], note: str) -> None:
 
 
 def scrub_cmd(cfg: Config, *, as_json: bool) -> int:
-    from seglake.maintenance.scrub import ScrubReport, plan_bytes, run_scrub
+    from seglake.audit.scrub import ScrubReport, plan_bytes, run_scrub
 
     if not cfg.db_path.exists():
         print(f"seglake: no database at {cfg.db_path}", file=sys.stderr)
@@ -269,7 +269,7 @@ def _render_scrub(doc: dict[str, Any]) -> None:
 
 
 def snapshot_cmd(cfg: Config, *, out: str | None, as_json: bool) -> int:
-    from seglake.maintenance.snapshot import take_snapshot
+    from seglake.ops.snapshot import take_snapshot
 
     if not cfg.db_path.exists():
         print(f"seglake: no database at {cfg.db_path}", file=sys.stderr)
@@ -300,7 +300,7 @@ def snapshot_cmd(cfg: Config, *, out: str | None, as_json: bool) -> int:
 
 
 def db_integrity_cmd(cfg: Config, *, as_json: bool) -> int:
-    from seglake.maintenance.snapshot import integrity_check
+    from seglake.ops.snapshot import integrity_check
 
     if not cfg.db_path.exists():
         print(f"seglake: no database at {cfg.db_path}", file=sys.stderr)

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from seglake.audit.fsck import segment_path
+from seglake.audit.scrub_files import FileDamage, check_files
 from seglake.config import Config
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
 from seglake.format.segment import read_record
-from seglake.maintenance.fsck import segment_path
-from seglake.maintenance.scrub_files import FileDamage, check_files
 from seglake.meta.schema import open_read, query
 
 

@@ -8,6 +8,7 @@ import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.ipc.call import call_socket
 from seglake.ipc.channel import ChannelBroken, ChannelClosed
 
 
@@ -24,8 +25,6 @@ class AdminRefused(AdminUnavailable):
 
 
 async def admin_call(cfg: Config, name: str, args: dict[str, Any]) -> Any:
-    from seglake.maintenance.main import call_socket
-
     try:
         token = cfg.admin_token_path.read_text().strip()
     except OSError as exc:

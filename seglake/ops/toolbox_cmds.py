@@ -3,8 +3,8 @@
 
 Quiesce protocol: destructive modes (``rebuild-index``, ``mpu-gc-run``,
 ``db-reindex``) first pass ``gate.require_quiesced_or_yes``; every change goes
-through the writer (live) or is applied under ``gate.offline_lock``
-(``toolbox.py``). ``rebuild-index`` replaces ``meta.db`` and therefore runs
+through the live writer, or with no server through the writer embedded in
+this process (``toolbox.py``). ``rebuild-index`` replaces ``meta.db`` and therefore runs
 only with the server stopped. Plans, listings and the support bundle only
 read. Every run is recorded in ``ops_runs`` (``toolbox.record``).
 
@@ -31,19 +31,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from seglake.config import Config
+from seglake.meta.maintenance_reads import ABORT_BATCH, expired_uploads, read_rows, recent_runs
 
 TOOLBOX_MODES: Final = (
     "rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex", "buckets",
 )  # fmt: skip
 BUCKET_ACTIONS: Final = ("list", "create", "delete", "exists")
-# mpu_gc_abort takes at most this many ids per call (admin_ops bound).
-ABORT_BATCH: Final = 500
 # Config fields whose values never leave the machine in a support bundle,
 # and database columns blanked in its snapshot.
 SECRET_FIELDS: Final = ("secret_key", "access_key")
 SECRET_COLUMN_WORDS: Final = ("secret", "token", "password")
 REDACTED: Final = "[redacted]"
-RECENT_RUNS: Final = 50
 
 
 def add_toolbox_flags(p: argparse.ArgumentParser) -> None:
@@ -96,7 +94,7 @@ def progress_bar(
 
 def _gate_refuses(cfg: Config, yes: bool, mode: str) -> bool:
     """False if ``mode`` may run; else True, the refusal said on stderr."""
-    from seglake.maintenance.gate import GateRefused, require_quiesced_or_yes
+    from seglake.ops.gate import GateRefused, require_quiesced_or_yes
 
     try:
         require_quiesced_or_yes(cfg, yes, mode)
@@ -109,7 +107,7 @@ def _gate_refuses(cfg: Config, yes: bool, mode: str) -> bool:
 def _finish(
     cfg: Config, mode: str, started: int, ok: bool, doc: dict[str, Any], as_json: bool
 ) -> str:
-    from seglake.maintenance.toolbox import record
+    from seglake.ops.toolbox import record
 
     recorded, note = record(cfg, mode, started, "ok" if ok else "errors", doc)
     doc["recorded"], doc["record_note"] = recorded, note
@@ -125,7 +123,7 @@ def rebuild_check_cmd(cfg: Config, *, as_json: bool) -> int:
     """``rebuild-index --dry-run``: prove the files rebuild to today's database."""
     import apsw
 
-    from seglake.maintenance.rebuild import RebuildRefused, check_index
+    from seglake.ops.rebuild import RebuildRefused, check_index
 
     if not cfg.db_path.exists():
         _err(f"no database at {cfg.db_path} to compare with")
@@ -154,8 +152,8 @@ def rebuild_check_cmd(cfg: Config, *, as_json: bool) -> int:
 
 
 def rebuild_index_cmd(cfg: Config, *, force: bool, yes: bool, as_json: bool) -> int:
-    from seglake.maintenance.gate import GateRefused, live_state, offline_lock
-    from seglake.maintenance.rebuild import RebuildRefused, rebuild_index
+    from seglake.ops.gate import GateRefused, live_state, offline_lock
+    from seglake.ops.rebuild import RebuildRefused, rebuild_index
 
     if _gate_refuses(cfg, yes, "rebuild-index"):
         return 1
@@ -241,8 +239,8 @@ def _redact_snapshot(path: Path) -> list[str]:
 def _status_doc(cfg: Config) -> dict[str, Any]:
     import trio
 
-    from seglake.maintenance.admin_client import AdminUnavailable, admin_call
-    from seglake.maintenance.commands import offline_state
+    from seglake.ops.admin_client import AdminUnavailable, admin_call
+    from seglake.ops.commands import offline_state
 
     try:
         doc: dict[str, Any] = trio.run(admin_call, cfg, "status", {})
@@ -254,30 +252,6 @@ def _status_doc(cfg: Config) -> dict[str, Any]:
         except (OSError, RuntimeError) as err:
             state = {"error": str(err)}
         return {"server": "not running", "reason": str(exc), "maintenance": state}
-
-
-def _read_records(
-    db_path: Path, names: tuple[str, ...], sql: str, params: tuple[Any, ...] = ()
-) -> list[dict[str, Any]]:
-    """The rows of ``sql`` (read-only), each a dict of ``names``: one per column, in order."""
-    from seglake.meta.schema import open_read, query
-
-    conn = open_read(str(db_path))
-    try:
-        rows = query(conn, sql, params)
-    finally:
-        conn.close()
-    return [dict(zip(names, r, strict=True)) for r in rows]
-
-
-def recent_runs(db_path: Path, limit: int = RECENT_RUNS) -> list[dict[str, Any]]:
-    return _read_records(
-        db_path,
-        ("id", "mode", "started_ns", "finished_ns", "status", "report"),
-        "SELECT id, mode, started_ns, finished_ns, status, report FROM ops_runs "
-        "ORDER BY id DESC LIMIT ?",
-        (limit,),
-    )
 
 
 def render_runs(console: Any, runs: list[dict[str, Any]]) -> None:
@@ -308,9 +282,9 @@ def support_bundle_cmd(cfg: Config, *, out: str | None, as_json: bool) -> int:
 
     import apsw
 
-    from seglake.maintenance.fsck import run_fsck
-    from seglake.maintenance.scrub import plan_bytes, run_scrub
-    from seglake.maintenance.snapshot import take_snapshot
+    from seglake.audit.fsck import run_fsck
+    from seglake.audit.scrub import plan_bytes, run_scrub
+    from seglake.ops.snapshot import take_snapshot
 
     if not cfg.db_path.exists():
         _err(f"no database at {cfg.db_path}")
@@ -379,19 +353,6 @@ def support_bundle_cmd(cfg: Config, *, out: str | None, as_json: bool) -> int:
 # ---- MPU-GC ---------------------------------------------------------------------
 
 
-def expired_uploads(db_path: Path, cutoff_ns: int) -> list[dict[str, Any]]:
-    """Uploads created before ``cutoff_ns`` with their part counts and bytes."""
-    return _read_records(
-        db_path,
-        ("upload_id", "bucket", "key", "created_ns", "parts", "bytes"),
-        "SELECT u.upload_id, u.bucket, u.key, u.created_ns, count(p.part_number), "
-        "coalesce(sum(p.size), 0) FROM uploads u LEFT JOIN parts p "
-        "ON p.upload_id = u.upload_id WHERE u.created_ns < ? "
-        "GROUP BY u.upload_id ORDER BY u.created_ns",
-        (cutoff_ns,),
-    )
-
-
 def _mpu_plan(cfg: Config) -> tuple[int, list[dict[str, Any]]]:
     cutoff = time.time_ns() - int(cfg.mpu_ttl * 1e9)
     return cutoff, expired_uploads(cfg.db_path, cutoff)
@@ -458,9 +419,9 @@ def abort_expired(
 
 def mpu_gc_run_cmd(cfg: Config, *, force: bool, yes: bool, as_json: bool) -> int:
     from seglake.errors import S3Error
-    from seglake.maintenance.admin_client import AdminRefused
-    from seglake.maintenance.gate import GateRefused
-    from seglake.maintenance.toolbox import NoDatabase, writer_apply
+    from seglake.ops.admin_client import AdminRefused
+    from seglake.ops.gate import GateRefused
+    from seglake.ops.toolbox import NoDatabase, writer_apply
 
     if not force:
         _err("mpu-gc-run aborts uploads for good; pass --force (-mpu-force) to confirm")
@@ -505,9 +466,9 @@ def mpu_gc_run_cmd(cfg: Config, *, force: bool, yes: bool, as_json: bool) -> int
 
 def db_reindex_cmd(cfg: Config, *, yes: bool, as_json: bool) -> int:
     from seglake.errors import S3Error
-    from seglake.maintenance.admin_client import AdminRefused
-    from seglake.maintenance.gate import GateRefused
-    from seglake.maintenance.toolbox import NoDatabase, writer_apply
+    from seglake.ops.admin_client import AdminRefused
+    from seglake.ops.gate import GateRefused
+    from seglake.ops.toolbox import NoDatabase, writer_apply
 
     if not cfg.db_path.exists():
         _err(f"no database at {cfg.db_path}")
@@ -534,7 +495,7 @@ def db_reindex_cmd(cfg: Config, *, yes: bool, as_json: bool) -> int:
 
 
 def list_buckets(db_path: Path) -> list[dict[str, Any]]:
-    return _read_records(
+    return read_rows(
         db_path,
         ("name", "created_ns", "versioning", "objects", "bytes"),
         "SELECT b.name, b.created_ns, b.versioning, "
@@ -550,10 +511,10 @@ def buckets_cmd(
     cfg: Config, *, action: str, name: str | None, versioning: str | None, as_json: bool
 ) -> int:
     from seglake.errors import S3Error
-    from seglake.frontend.buckets import validate_bucket_name
-    from seglake.maintenance.admin_client import AdminRefused
-    from seglake.maintenance.gate import GateRefused
-    from seglake.maintenance.toolbox import NoDatabase, writer_apply
+    from seglake.ops.admin_client import AdminRefused
+    from seglake.ops.gate import GateRefused
+    from seglake.ops.toolbox import NoDatabase, writer_apply
+    from seglake.protocol.limits import validate_bucket_name
 
     if action not in BUCKET_ACTIONS:
         _err(f"buckets action must be one of {', '.join(BUCKET_ACTIONS)}")

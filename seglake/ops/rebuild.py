@@ -1,8 +1,8 @@
 """``seglake rebuild-index``: rebuild ``meta.db`` from the files alone.
 
 Quiesce protocol: this replaces the database, so it runs only with no server
-on the data dir, under ``gate.offline_lock`` (the supervisor's and the
-writer's locks). A live server keeps the old database open; swapping the
+on the data dir, under ``offline_lock`` (``seglake/locks.py``: the
+supervisor's and the writer's locks). A live server keeps the old database open; swapping the
 file under it would split the store in two, so it is refused even when
 quiesced or with ``--yes``: stop the server first.
 
@@ -43,6 +43,7 @@ import apsw
 import msgpack
 
 from seglake.config import Config
+from seglake.format import layout
 from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.manifest import MANIFEST_SUFFIX, decode_manifest
@@ -55,7 +56,7 @@ from seglake.format.records import (
     records_dir,
 )
 from seglake.meta.schema import open_write, set_setting
-from seglake.writer.fileio import fsync_dir
+from seglake.writer.embedded import sync_dir
 
 # Keys the writer adds to a version's meta when it writes the manifest
 # (ops._insert_version); the versions.meta column holds the meta without them.
@@ -198,7 +199,7 @@ def _legacy_buckets(versions: list[_Version], report: RebuildReport) -> dict[str
 
 def _segments(cfg: Config, report: RebuildReport) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
-    for path in sorted(cfg.segments_dir.glob("*.seg")):
+    for path in sorted(cfg.segments_dir.glob(f"*{layout.SEGMENT_SUFFIX}")):
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
@@ -257,12 +258,12 @@ def rebuild_index(
 ) -> RebuildReport:
     """Build a new ``meta.db`` from manifests, records and segments; swap it in."""
     report = RebuildReport(database=str(cfg.db_path))
-    old_files = [cfg.root / f"meta.db{s}" for s in ("", "-wal", "-shm")]
+    old_files = [cfg.root / f"{layout.DB_FILE}{s}" for s in ("", *layout.DB_SIDE_SUFFIXES)]
     if cfg.db_path.exists() and not force:
         raise RebuildRefused(
             f"{cfg.db_path} exists; pass --force to replace it (it is kept in a backup directory)"
         )
-    tmp = cfg.root / "meta.db.rebuild"
+    tmp = cfg.root / layout.DB_REBUILD_FILE
     build_database(cfg, tmp, report, progress)
     fd = os.open(tmp, os.O_RDONLY)
     try:
@@ -270,15 +271,17 @@ def rebuild_index(
     finally:
         os.close(fd)
     if any(p.exists() for p in old_files):
-        backup = cfg.root / f"meta.db.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        backup = (
+            cfg.root / f"{layout.DB_REPLACED_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        )
         backup.mkdir()
         for p in old_files:
             if p.exists():
                 os.rename(p, backup / p.name)
-        fsync_dir(backup, "dir.fsync")
+        sync_dir(backup)
         report.replaced_to = str(backup)
     os.rename(tmp, cfg.db_path)
-    fsync_dir(cfg.root, "dir.fsync")
+    sync_dir(cfg.root)
     return report
 
 

@@ -29,11 +29,10 @@ from typing import Any
 
 from seglake.config import Config
 from seglake.format.errors import FormatError
+from seglake.format.layout import SEGMENT_SUFFIX, segment_file_name, segment_id_of
 from seglake.format.manifest import MANIFEST_SUFFIX, decode_manifest, manifest_path
 from seglake.format.segment import HEADER_SIZE, RECORD_HEADER_SIZE, read_footer
 from seglake.meta.schema import open_read, query
-
-SEGMENT_SUFFIX = ".seg"
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,19 @@ class _Segment:
 
 
 def segment_path(cfg: Config, segment_id: int) -> Path:
-    return cfg.segments_dir / f"{segment_id:016x}{SEGMENT_SUFFIX}"
+    return cfg.segments_dir / segment_file_name(segment_id)
+
+
+def segment_files_on_disk(cfg: Config) -> list[tuple[Path, int | None]]:
+    """Every ``*.seg`` file in the segments directory, sorted, with its id
+    (None when the rest of the name is not one)."""
+    if not cfg.segments_dir.is_dir():
+        return []
+    return [
+        (entry, segment_id_of(entry.name))
+        for entry in sorted(cfg.segments_dir.iterdir())
+        if entry.suffix == SEGMENT_SUFFIX
+    ]
 
 
 def run_fsck(cfg: Config, *, all_manifests: bool = False) -> FsckReport:
@@ -146,23 +157,17 @@ def _check_segments(cfg: Config, conn: Any, report: FsckReport) -> dict[int, _Se
             segments[int(seg_id)] = _Segment(str(state), on_disk, limit)
         finally:
             os.close(fd)
-    if cfg.segments_dir.is_dir():
-        for entry in sorted(cfg.segments_dir.iterdir()):
-            if entry.suffix != SEGMENT_SUFFIX:
-                continue
-            try:
-                seg_id = int(entry.stem, 16)
-            except ValueError:
-                report.warnings.append(Finding("segment-stray", "not a segment name", str(entry)))
-                continue
-            if seg_id not in segments:
-                report.warnings.append(
-                    Finding(
-                        "segment-unrecorded",
-                        f"segment {seg_id} has no database row (no committed data yet, or garbage)",
-                        str(entry),
-                    )
+    for entry, sid in segment_files_on_disk(cfg):
+        if sid is None:
+            report.warnings.append(Finding("segment-stray", "not a segment name", str(entry)))
+        elif sid not in segments:
+            report.warnings.append(
+                Finding(
+                    "segment-unrecorded",
+                    f"segment {sid} has no database row (no committed data yet, or garbage)",
+                    str(entry),
                 )
+            )
     return segments
 
 

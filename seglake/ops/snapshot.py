@@ -28,10 +28,10 @@ from typing import Any
 
 import apsw
 
-from seglake.auth.keystore import MASTER_KEY_FILE
 from seglake.config import Config
+from seglake.format.layout import MASTER_KEY_FILE
 from seglake.meta.schema import SCHEMA_VERSION, open_read, query
-from seglake.writer.fileio import fsync_dir
+from seglake.writer.embedded import sync_dir
 
 COUNTED_TABLES = ("buckets", "versions", "current", "segments", "uploads", "parts")
 
@@ -79,7 +79,7 @@ def take_snapshot(cfg: Config, out: Path | None = None) -> SnapshotReport:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
         os.fsync(f.fileno())
     os.rename(partial, target)
-    fsync_dir(target.parent, "dir.fsync")
+    sync_dir(target.parent)
     report = SnapshotReport(
         path=str(target), report_path=str(target.with_suffix(".json")),
         bytes=target.stat().st_size, sha256=digest, schema_version=SCHEMA_VERSION,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from seglake.audit.fsck import segment_files_on_disk
 from seglake.config import Config
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest, manifest_path
@@ -55,14 +56,8 @@ def check_files(cfg: Config) -> list[FileDamage]:
     finally:
         conn.close()
     damage: list[FileDamage] = []
-    if cfg.segments_dir.is_dir():
-        for entry in sorted(cfg.segments_dir.iterdir()):
-            if entry.suffix != ".seg":
-                continue
-            try:
-                seg_id = int(entry.stem, 16)
-            except ValueError:
-                continue
+    for entry, seg_id in segment_files_on_disk(cfg):
+        if seg_id is not None:
             damage.extend(_check_segment(entry, seg_id, seg_id in sealed))
     for uid, manifest in versions:
         path = manifest_path(cfg.manifests_dir, str(uid))

@@ -6,9 +6,10 @@ Rules this module keeps:
   server runs it goes through the admin socket (token-checked) and the
   maintenance process to the writer. With no server, key changes (not
   bucket policies, which the writer also mirrors into record files) are
-  applied here: this process takes the data-dir lock and the writer lock,
-  so nothing else can write, and runs the very same mutation function in
-  one transaction.
+  applied by the writer embedded in this process
+  (``seglake/writer/embedded.py``): it takes the data-dir lock and the
+  writer lock, so nothing else can write, and commits the very same
+  mutation as the live writer.
 * Secrets are sealed here (``seglake/auth/keystore.py``) before they leave
   this process; the writer, the admin socket and ``meta.db`` only ever see
   ciphertext. A generated secret is printed once, at creation.
@@ -19,13 +20,11 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 import string
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,10 +33,10 @@ import trio
 from seglake.auth.keystore import encrypt_secret, ensure_master_key
 from seglake.config import Config, parse_bool
 from seglake.errors import S3Error
-from seglake.maintenance.admin_client import AdminRefused, AdminUnavailable, admin_call
-from seglake.maintenance.gate import WRITER_LOCK_NAME, try_lock
-from seglake.meta.schema import open_read, open_write, query
+from seglake.meta.schema import open_read, query
+from seglake.ops.admin_client import AdminRefused, AdminUnavailable, admin_call
 from seglake.protocol.policy import PolicyError, parse_bucket_policy, parse_key_policy
+from seglake.writer.embedded import apply_offline
 
 KEY_ACTIONS: Final = (
     "create", "list", "enable", "disable", "delete", "set-policy",
@@ -54,45 +53,13 @@ class CommandError(Exception):
     """A usage or input problem, reported with exit code 2."""
 
 
-# ---- mutations: live server or offline under the locks ---------------------------
+# ---- mutations: live server or the embedded writer -------------------------------
 
 
-@contextlib.contextmanager
-def _offline_locks(cfg: Config) -> Iterator[None]:
-    """The supervisor's and the writer's locks, or an error if a server holds them."""
-    fds = []
-    try:
-        for path in (cfg.lock_path, cfg.root / WRITER_LOCK_NAME):
-            fd = try_lock(path)
-            if fd is None:
-                raise S3Error(
-                    "ServiceUnavailable",
-                    message=f"a server holds {cfg.root} but its admin socket does not answer",
-                )
-            fds.append(fd)
-        yield
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def _apply_offline(cfg: Config, name: str, args: dict[str, Any]) -> Any:
-    from seglake.writer.mutations import APPLY
-    from seglake.writer.ops import BatchContext, VersionClock
-
-    cfg.root.mkdir(parents=True, exist_ok=True)
-    with _offline_locks(cfg):
-        conn = open_write(str(cfg.db_path))
-        try:
-            with conn:
-                return APPLY[name](conn, BatchContext(VersionClock()), args)
-        finally:
-            conn.close()
-
-
-# Mutations this process may apply itself when no server runs. A bucket
-# policy is also kept in the bucket's metadata record file, which only the
-# writer maintains, so it changes only through a running server.
+# Mutations this process may apply itself when no server runs. Bucket
+# policies change only through a running server, as they always have: the
+# embedded writer would keep their record files too, but allowing it is a
+# change of the CLI's contract, not of its layout.
 OFFLINE_MUTATIONS: Final = frozenset(
     {"key_create", "key_update", "key_delete", "key_allow_bucket", "key_disallow_bucket"}
 )
@@ -109,7 +76,9 @@ def mutate(cfg: Config, name: str, args: dict[str, Any]) -> Any:
                 "ServiceUnavailable",
                 message=f"{exc}; bucket policies change only through a running server",
             ) from None
-        return _apply_offline(cfg, name, args)
+        # A fresh data dir: keys may be created before the first server start.
+        cfg.root.mkdir(parents=True, exist_ok=True)
+        return apply_offline(cfg, f"keys {name}", name, args)
 
 
 # ---- helpers -----------------------------------------------------------------

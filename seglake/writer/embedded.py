@@ -1,0 +1,123 @@
+"""The writer embedded in an operator command, for when no server runs.
+
+This is the writer's public API for ``seglake/ops/``; the CLI imports
+nothing else from ``seglake/writer/``.
+
+Rules this file keeps:
+- An offline command changes the store only through here. ``run_embedded``
+  takes the data-dir lock and the writer lock together, without waiting
+  (``seglake/locks.py``: no server or orphaned writer can start, or still be
+  running, meanwhile), starts the writer exactly as ``seglake serve`` would
+  (migration and segment recovery included) and runs its committer. Every
+  mutation is then applied by that committer, in a batch with the same
+  barrier as a live PUT: segment fsync, one transaction, manifests and
+  metadata records durable before COMMIT.
+- The quiesce gate is not consulted: the caller holds both locks, so no
+  client can be writing, and the operator asked for exactly this change.
+- GC steps go through the writer's own GC code (``gc_step``), which
+  re-checks liveness in its transaction; GC's internal mutations are never
+  applied directly.
+- Leaving drains every queued mutation before the writer closes; a
+  durability failure stops the command with an error, and the next start
+  (server or command) recovers, as after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import apsw
+import trio
+
+from seglake.config import Config
+from seglake.errors import S3Error
+from seglake.locks import offline_lock
+from seglake.writer import fileio
+from seglake.writer.gc_ops import GC_REQUESTS, handle_request
+from seglake.writer.main import Writer
+from seglake.writer.segments import WriterFatal
+
+_T = TypeVar("_T")
+
+
+class EmbeddedWriter:
+    """What an offline command may ask of the writer it runs."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    async def apply(self, mutation: str, args: dict[str, Any]) -> Any:
+        """Commit one named mutation (``seglake/writer/mutations.py``)."""
+        if mutation in GC_REQUESTS:
+            raise S3Error("AccessDenied", message=f"{mutation} runs only through gc_step")
+        return await self._writer.committer.submit(mutation, args)
+
+    async def gc_step(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One GC request (``gc_delete_segments``, ``gc_rewrite_chunks``);
+        the operator holds the data dir, which stands for ``--yes``."""
+        return await handle_request(self._writer.gc, name, {**args, "yes": True})
+
+
+async def run_embedded(
+    cfg: Config, mode: str, work: Callable[[EmbeddedWriter], Awaitable[_T]]
+) -> _T:
+    """Start the writer under ``offline_lock``, run ``work`` with it, stop it.
+
+    Raises ``DataDirBusy`` (a server or writer holds the data dir),
+    ``S3Error`` (the writer could not start or stopped on a durability
+    failure, or a mutation was refused) or whatever ``work`` raises.
+    """
+    with offline_lock(cfg, mode) as writer_lock:
+        try:
+            writer = Writer(cfg, lock_fd=writer_lock)
+        except (WriterFatal, OSError, apsw.Error) as exc:
+            raise S3Error("InternalError", message=f"{cfg.db_path}: {exc}") from None
+        try:
+            return await _run(cfg, writer, work)
+        finally:
+            writer.close()
+
+
+async def _run(cfg: Config, writer: Writer, work: Callable[[EmbeddedWriter], Awaitable[_T]]) -> _T:
+    # The work's own error is carried out of the nursery by hand: raised
+    # inside it, trio would wrap it in an ExceptionGroup and callers could no
+    # longer catch a refusal (S3Error) as such.
+    failure: Exception | None = None
+    outcome: list[_T] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.committer.run)
+            try:
+                outcome.append(await work(EmbeddedWriter(writer)))
+            except Exception as exc:
+                failure = exc
+            finally:
+                with trio.CancelScope(shield=True):
+                    await writer.committer.drain()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        fatal = group.subgroup(WriterFatal)
+        if fatal is None:
+            raise
+        raise S3Error("InternalError", message=f"{cfg.root}: {fatal.exceptions[0]}") from None
+    if failure is not None:
+        raise failure
+    return outcome[0]
+
+
+def apply_offline(cfg: Config, mode: str, mutation: str, args: dict[str, Any]) -> Any:
+    """One mutation with no server running, from synchronous CLI code."""
+
+    async def one(writer: EmbeddedWriter) -> Any:
+        return await writer.apply(mutation, args)
+
+    return trio.run(run_embedded, cfg, mode, one)
+
+
+def sync_dir(path: Path) -> None:
+    """Make a directory's entries durable, through the writer's file-operation
+    registry (``fileio.py``), for offline tools that place files themselves
+    (rebuild-index, snapshot)."""
+    fileio.fsync_dir(path, "dir.fsync")
