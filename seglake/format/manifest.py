@@ -304,23 +304,18 @@ def manifest_path(manifests_dir: Path, version_id: str) -> Path:
 # ---- internals -------------------------------------------------------------
 
 
-def _encode_name(what: str, text: str, limit: int) -> bytes:
+def _encode_name(what: str, text: str, limit: int, encoding: str = "utf-8") -> bytes:
     try:
-        raw = text.encode("utf-8")
+        raw = text.encode(encoding)
     except UnicodeEncodeError as exc:
-        raise ValueError(f"{what} is not valid Unicode text: {exc}") from exc
+        raise ValueError(f"{what} cannot be encoded as {encoding}: {exc}") from exc
     if not 1 <= len(raw) <= limit:
-        raise ValueError(f"{what} is {len(raw)} bytes of UTF-8, must be 1..{limit}")
+        raise ValueError(f"{what} is {len(raw)} bytes of {encoding}, must be 1..{limit}")
     return raw
 
 
 def _encode_version_id(version_id: str) -> bytes:
-    try:
-        raw = version_id.encode("ascii")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"version id {version_id!r} is not ASCII") from exc
-    if not 1 <= len(raw) <= MAX_VERSION_ID_BYTES:
-        raise ValueError(f"version id is {len(raw)} bytes, must be 1..{MAX_VERSION_ID_BYTES}")
+    raw = _encode_name("version id", version_id, MAX_VERSION_ID_BYTES, "ascii")
     if raw.translate(None, _VERSION_ID_BYTES) or raw in (b".", b".."):
         raise ValueError(f"version id {version_id!r} cannot be a file name")
     return raw

@@ -11,12 +11,9 @@ chunk per request is held in memory.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,14 +25,9 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.segment import CHUNK_SIZE
 from seglake.frontend.http import Request
-from seglake.protocol import checksums, chunked
+from seglake.protocol import checksums, chunked, upload_checks
 from seglake.protocol.sigv4 import StreamingSigner
 
-STREAMING_MODES = {
-    "STREAMING-UNSIGNED-PAYLOAD-TRAILER": (False, True),
-    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD": (True, False),
-    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER": (True, True),
-}
 # Bigger chunk-digest work goes to a thread so other requests keep moving.
 THREAD_HASH_MIN = 1 << 20
 # Appends of one request that may be in flight at once: 2 overlaps the
@@ -53,32 +45,110 @@ class Ingested:
     checksums: dict[str, str] = field(default_factory=dict)
 
 
-def _b64_md5(value: str) -> bytes:
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise S3Error("InvalidDigest") from None
-    if len(raw) != 16:
-        raise S3Error("InvalidDigest")
-    return raw
-
-
 def declared_length(req: Request, cfg: Config) -> int:
     """The payload length the client promises; checked against what arrives."""
-    sha = req.headers.get("x-amz-content-sha256", "")
-    raw = (
-        req.headers.get("x-amz-decoded-content-length")
-        if sha in STREAMING_MODES
-        else req.headers.get("content-length")
-    )
-    if raw is None:
-        raise S3Error("MissingContentLength")
-    if not raw.isdigit() or len(raw) > 19:
-        raise S3Error("InvalidArgument", message="invalid content length")
-    length = int(raw)
-    if cfg.max_object_size and length > cfg.max_object_size:
-        raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(cfg.max_object_size)})
-    return length
+    return upload_checks.declared_length(req.headers, cfg.max_object_size)
+
+
+class _Payload:
+    """The payload of a request body as it arrives, aws-chunked framing (and
+    its signatures) removed; the trailers once they have come."""
+
+    def __init__(self, req: Request, checks: upload_checks.BodyChecks) -> None:
+        self._req = req
+        self._decoder: chunked.AwsChunkedDecoder | None = None
+        self._done = False
+        self.trailers: dict[str, str] = {}
+        mode = checks.streaming
+        if mode is not None:
+            auth = req.auth  # body_checks refused signed chunks without it
+            signer = StreamingSigner(auth) if mode.signed and auth is not None else None
+            self._decoder = chunked.AwsChunkedDecoder(signer=signer, trailer=mode.trailer)
+
+    async def read(self) -> list[bytes] | None:
+        """The payload pieces of the next body message; None after the last."""
+        decoder = self._decoder
+        if decoder is not None and decoder.complete and decoder.unused_data:
+            raise S3Error("IncompleteBody", message="data after the final chunk")
+        if self._done:
+            return None
+        message = await self._req.recv()
+        if message["type"] == "http.disconnect":
+            raise S3Error("IncompleteBody")
+        self._done = not message.get("more_body", False)
+        data = bytes(message.get("body", b""))
+        if decoder is None or not data:
+            return [data] if data else []
+        pieces: list[bytes] = []
+        for event in decoder.feed(data):
+            if isinstance(event, chunked.Data):
+                pieces.append(event.data)
+            elif isinstance(event, chunked.Trailers):
+                self.trailers = event.headers
+        return pieces
+
+    def close(self) -> None:
+        """The body has ended: the framing must have ended with it."""
+        if self._decoder is not None:
+            self._decoder.eof()
+
+
+class _Hashes:
+    """Every digest of one payload: the MD5 (ETag), the payload SHA-256 when
+    the client signed it, the ``x-amz-checksum-*`` to check, and BLAKE3 per
+    chunk. One call per 4 MiB chunk, in a worker thread (hashlib, zlib,
+    awscrt and blake3 all release the GIL on large buffers), not one per
+    network read on the loop."""
+
+    def __init__(self, checks: upload_checks.BodyChecks) -> None:
+        self.md5 = hashlib.md5()
+        self.sums = {alg: checksums.new_checksum(alg) for alg in checks.algorithms}
+        # No aws-chunked framing then: the wire bytes are the payload.
+        self.payload_sha = hashlib.sha256() if checks.payload_sha256 is not None else None
+        self._running: list[Any] = [self.md5, *self.sums.values()]
+        if self.payload_sha is not None:
+            self._running.append(self.payload_sha)
+
+    def chunk(self, data: bytes) -> bytes:
+        """Feed one chunk to the running hashes; its BLAKE3 digest."""
+        for h in self._running:
+            h.update(data)
+        return _digest(data)
+
+    def verify(self, checks: upload_checks.BodyChecks, trailers: dict[str, str]) -> dict[str, str]:
+        return upload_checks.verify_body(
+            checks,
+            md5=self.md5.digest(),
+            payload_sha256=None if self.payload_sha is None else self.payload_sha.hexdigest(),
+            sums={alg: s.b64() for alg, s in self.sums.items()},
+            trailers=trailers,
+        )
+
+
+class _Chunker:
+    """Payload pieces in, full chunks out. Each chunk is copied exactly once:
+    pieces are kept as views and joined when a chunk is full (or at the end,
+    for the last one)."""
+
+    def __init__(self) -> None:
+        self._views: list[memoryview] = []
+        self._fill = 0
+
+    def add(self, data: bytes) -> Iterator[bytes]:
+        """The chunks ``data`` completes, each as soon as it is full."""
+        view = memoryview(data)
+        while view:
+            n = min(len(view), CHUNK_SIZE - self._fill)
+            self._views.append(view[:n])
+            self._fill += n
+            view = view[n:]
+            if self._fill == CHUNK_SIZE:
+                chunk = b"".join(self._views)
+                self._views, self._fill = [], 0
+                yield chunk
+
+    def rest(self) -> bytes:
+        return b"".join(self._views)
 
 
 async def ingest(
@@ -97,70 +167,18 @@ async def ingest(
 
     ``on_chunk(data, digest, index)`` receives each full chunk; up to
     ``APPENDS_IN_FLIGHT`` run concurrently, so their completion order is not
-    the object order: ``index`` is.
+    the object order: ``index`` is. What is checked, and in which order, is
+    decided in ``seglake/protocol/upload_checks.py``.
     """
-    sha_mode = req.headers.get("x-amz-content-sha256", "")
-    decoder: chunked.AwsChunkedDecoder | None = None
-    if sha_mode in STREAMING_MODES:
-        signed, trailer = STREAMING_MODES[sha_mode]
-        if signed and req.auth is None:
-            raise S3Error("AccessDenied")
-        if not signed and not cfg.allow_unsigned_payload:
-            # The trailer checksum guards against corruption, not tampering:
-            # this body is as unsigned as UNSIGNED-PAYLOAD.
-            raise S3Error("AccessDenied", message="UNSIGNED-PAYLOAD is disabled on this server")
-        signer = StreamingSigner(req.auth) if signed and req.auth is not None else None
-        decoder = chunked.AwsChunkedDecoder(signer=signer, trailer=trailer)
-    elif not cfg.allow_unsigned_payload and (
-        sha_mode == "UNSIGNED-PAYLOAD"
-        # A presigned request need not send the header: its signature then
-        # covers UNSIGNED-PAYLOAD all the same.
-        or (req.auth is not None and req.auth.content_sha256 == "UNSIGNED-PAYLOAD")
-    ):
-        raise S3Error("AccessDenied", message="UNSIGNED-PAYLOAD is disabled on this server")
-
-    # Checksums: one from a header, or one announced in x-amz-trailer.
-    header_sums: dict[str, str] = {}
-    for name, value in req.headers.items():
-        alg = checksums.algorithm_from_header(name)
-        if alg is not None:
-            checksums.decode_value(alg, value)  # malformed → InvalidRequest, before any byte
-            header_sums[alg] = value.strip()
-    trailer_alg: str | None = None
-    announced = req.headers.get("x-amz-trailer")
-    if announced:
-        if decoder is None:
-            raise S3Error("InvalidRequest", message="x-amz-trailer requires an aws-chunked body")
-        trailer_alg = checksums.algorithm_from_header(announced.strip().lower())
-        if trailer_alg is None:
-            raise S3Error("InvalidRequest", message=f"unsupported trailer {announced!r}")
-    if len(header_sums) + (1 if trailer_alg else 0) > 1:
-        raise S3Error("InvalidRequest", message="Expecting a single x-amz-checksum- header")
-    sums = {
-        alg: checksums.new_checksum(alg)
-        for alg in [*header_sums, *([trailer_alg] if trailer_alg else [])]
-    }
-
-    # Hashes that must see every payload byte in order. They run once per
-    # 4 MiB chunk in a worker thread (hashlib, zlib, awscrt and blake3 all
-    # release the GIL on large buffers), not per network read on the loop.
-    md5 = hashlib.md5()
-    payload_sha = hashlib.sha256() if len(sha_mode) == 64 else None
-    running: list[Any] = [md5, *sums.values()]
-    if payload_sha is not None:
-        running.append(payload_sha)  # no aws-chunked framing: wire bytes are the payload
-
-    def hash_chunk(data: bytes) -> bytes:
-        for h in running:
-            h.update(data)
-        return _digest(data)
-
-    # Each chunk is copied exactly once: network reads are kept as views and
-    # joined when 4 MiB have arrived (or at the end, for the last one).
-    pieces: list[memoryview] = []
-    fill = 0
+    signed_payload = None if req.auth is None else req.auth.content_sha256
+    checks = upload_checks.body_checks(
+        req.headers, signed_payload, allow_unsigned=cfg.allow_unsigned_payload
+    )
+    payload = _Payload(req, checks)
+    hashes = _Hashes(checks)
+    chunker = _Chunker()
     total = 0
-    trailers: dict[str, str] = {}
+    counter = itertools.count()
     # One append in flight while the next chunk is received and hashed.
     in_flight = trio.CapacityLimiter(APPENDS_IN_FLIGHT)
 
@@ -170,104 +188,39 @@ async def ingest(
         finally:
             in_flight.release_on_behalf_of(index)
 
-    async def take(data: bytes, nursery: trio.Nursery | None) -> None:
-        nonlocal total, pieces, fill
-        total += len(data)
-        if total > length:
-            if at_most:
-                raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(length)})
-            raise S3Error("IncompleteBody", message="more data than the declared length")
-        view = memoryview(data)
-        while view:
-            n = min(len(view), CHUNK_SIZE - fill)
-            pieces.append(view[:n])
-            fill += n
-            view = view[n:]
-            if fill == CHUNK_SIZE:
-                chunk = b"".join(pieces)
-                pieces, fill = [], 0
-                digest = await trio.to_thread.run_sync(hash_chunk, chunk)
-                assert nursery is not None, "a body shorter than a chunk fills none"
-                index = next(counter)
-                await in_flight.acquire_on_behalf_of(index)
-                nursery.start_soon(ship, chunk, digest, index)
-
     async def read_all(nursery: trio.Nursery | None) -> None:
-        nonlocal trailers
-        while True:
-            message = await req.recv()
-            if message["type"] == "http.disconnect":
-                raise S3Error("IncompleteBody")
-            data = bytes(message.get("body", b""))
-            if data:
-                if decoder is None:
-                    await take(data, nursery)
-                else:
-                    for event in decoder.feed(data):
-                        if isinstance(event, chunked.Data):
-                            await take(event.data, nursery)
-                        elif isinstance(event, chunked.Trailers):
-                            trailers = event.headers
-                    if decoder.complete and decoder.unused_data:
-                        raise S3Error("IncompleteBody", message="data after the final chunk")
-            if not message.get("more_body", False):
-                break
+        nonlocal total
+        while (pieces := await payload.read()) is not None:
+            for data in pieces:
+                total += len(data)
+                upload_checks.check_size(total, length, at_most=at_most, complete=False)
+                for chunk in chunker.add(data):
+                    digest = await trio.to_thread.run_sync(hashes.chunk, chunk)
+                    assert nursery is not None, "a body shorter than a chunk fills none"
+                    index = next(counter)
+                    await in_flight.acquire_on_behalf_of(index)
+                    nursery.start_soon(ship, chunk, digest, index)
 
-    counter = itertools.count()
     if length < CHUNK_SIZE:
-        # take() refuses more than ``length`` bytes, so no chunk fills and
-        # nothing is shipped: no nursery (opening one is ~30% of a small
+        # check_size refuses more than ``length`` bytes, so no chunk fills
+        # and nothing is shipped: no nursery (opening one is ~30% of a small
         # PUT's ingest).
         await read_all(None)
     else:
         with s3_error_from_group():
             async with trio.open_nursery() as nursery:
                 await read_all(nursery)
-    tail = b"".join(pieces)
+    tail = chunker.rest()
     tail_digest = b""
     if tail:
         if len(tail) >= THREAD_HASH_MIN:
-            tail_digest = await trio.to_thread.run_sync(hash_chunk, tail)
+            tail_digest = await trio.to_thread.run_sync(hashes.chunk, tail)
         else:
-            tail_digest = hash_chunk(tail)
-    if decoder is not None:
-        decoder.eof()
-    if total != length and not at_most:
-        raise S3Error("IncompleteBody")
-    if payload_sha is not None and not hmac.compare_digest(
-        payload_sha.hexdigest(), sha_mode.lower()
-    ):
-        raise S3Error("XAmzContentSHA256Mismatch")
-
-    content_md5 = req.headers.get("content-md5")
-    md5_raw = md5.digest()
-    if content_md5 is not None and not hmac.compare_digest(_b64_md5(content_md5), md5_raw):
-        raise S3Error("BadDigest")
-
-    stored: dict[str, str] = {}
-    for alg, value in header_sums.items():
-        got = sums[alg].b64()
-        if not hmac.compare_digest(got, value.strip()):
-            raise S3Error(
-                "BadDigest",
-                message=f"The {alg} you specified did not match the calculated checksum.",
-            )
-        stored[alg] = got
-    if trailer_alg is not None:
-        name = checksums.header_name(trailer_alg)
-        sent = trailers.get(name)
-        if sent is None:
-            raise S3Error("InvalidRequest", message=f"the announced trailer {name} was not sent")
-        checksums.decode_value(trailer_alg, sent)
-        got = sums[trailer_alg].b64()
-        if not hmac.compare_digest(got, sent.strip()):
-            raise S3Error(
-                "BadDigest",
-                message=f"The {trailer_alg} you specified did not match the calculated checksum.",
-            )
-        stored[trailer_alg] = got
-
-    return Ingested(total, md5_raw.hex(), tail, tail_digest, stored)
+            tail_digest = hashes.chunk(tail)
+    payload.close()
+    upload_checks.check_size(total, length, at_most=at_most, complete=True)
+    stored = hashes.verify(checks, payload.trailers)
+    return Ingested(total, hashes.md5.hexdigest(), tail, tail_digest, stored)
 
 
 def _digest(data: bytes) -> bytes:

@@ -10,7 +10,7 @@ from seglake.frontend.http import Request
 from seglake.meta.reads import ListEntry
 from seglake.protocol import bucket_listing, listing
 from seglake.protocol.limits import validate_bucket_name
-from seglake.protocol.xml import document, el, iso8601, url_encode_key
+from seglake.protocol.xml import document, el, iso8601
 
 OWNER_ID = "seglake"
 LIST_BATCH = 1000
@@ -18,8 +18,10 @@ LIST_BATCH = 1000
 SMALL_BODY_LIMIT = 64 * 1024
 
 
-def _owner() -> str:
-    return "<Owner>" + el("ID", OWNER_ID) + el("DisplayName", OWNER_ID) + "</Owner>"
+def owner_xml(tag: str = "Owner") -> str:
+    """The one owner every bucket and object has, as a listing shows it
+    (also as a multipart upload's ``Initiator``)."""
+    return f"<{tag}>" + el("ID", OWNER_ID) + el("DisplayName", OWNER_ID) + f"</{tag}>"
 
 
 class BucketHandlers(FamilyBase):
@@ -54,7 +56,7 @@ class BucketHandlers(FamilyBase):
             tail.append(el("Prefix", q.prefix))
         await req.xml(
             200,
-            document("ListAllMyBucketsResult", [_owner(), f"<Buckets>{items}</Buckets>", *tail]),
+            document("ListAllMyBucketsResult", [owner_xml(), f"<Buckets>{items}</Buckets>", *tail]),
         )
 
     async def create_bucket(self, req: Request) -> None:
@@ -82,9 +84,8 @@ class BucketHandlers(FamilyBase):
 
     async def list_objects(self, req: Request, v2: bool) -> None:
         self.require_bucket(req.bucket)
-        prefix = req.q("prefix") or ""
-        delimiter = req.q("delimiter") or ""
-        encoding = listing.parse_encoding_type(req.q("encoding-type"))
+        lq = listing.ListQuery.parse(req.q)
+        prefix, delimiter, enc = lq.prefix, lq.delimiter, lq.show
         max_keys = listing.parse_max_keys(req.q("max-keys"))
         token = req.q("continuation-token") if v2 else None
         start_after = req.q("start-after" if v2 else "marker") or ""
@@ -97,7 +98,6 @@ class BucketHandlers(FamilyBase):
         page = listing.paginate(
             fetch, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
         )
-        enc = (lambda s: url_encode_key(s)) if encoding == "url" else (lambda s: s)
         fetch_owner = v2 and req.q("fetch-owner") == "true"
         parts = [el("Name", req.bucket), el("Prefix", enc(prefix))]
         if v2:
@@ -108,12 +108,7 @@ class BucketHandlers(FamilyBase):
             parts.append(el("KeyCount", len(page.contents) + len(page.common_prefixes)))
         else:
             parts.append(el("Marker", enc(start_after)))
-        parts.append(el("MaxKeys", max_keys))
-        if delimiter:
-            parts.append(el("Delimiter", enc(delimiter)))
-        if encoding:
-            parts.append(el("EncodingType", encoding))
-        parts.append(el("IsTruncated", page.is_truncated))
+        parts += [el("MaxKeys", max_keys), *lq.echo_xml(), el("IsTruncated", page.is_truncated)]
         if page.is_truncated and page.last is not None:
             if v2:
                 parts.append(el("NextContinuationToken", listing.encode_token(page.last)))
@@ -126,8 +121,7 @@ class BucketHandlers(FamilyBase):
                 + el("StorageClass", "STANDARD")
             )  # fmt: skip
             if fetch_owner or not v2:
-                item += _owner()
+                item += owner_xml()
             parts.append(f"<Contents>{item}</Contents>")
-        for cp in page.common_prefixes:
-            parts.append("<CommonPrefixes>" + el("Prefix", enc(cp)) + "</CommonPrefixes>")
+        parts += lq.common_prefixes_xml(page.common_prefixes)
         await req.xml(200, document("ListBucketResult", parts))

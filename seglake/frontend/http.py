@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import os
@@ -18,6 +16,7 @@ from seglake.errors import S3Error
 from seglake.frontend.h11_fixes import send_continue
 from seglake.frontend.router import Route
 from seglake.protocol.sigv4 import AuthContext
+from seglake.protocol.upload_checks import check_content_md5
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -108,14 +107,7 @@ class Request:
             raise S3Error("XAmzContentSHA256Mismatch")
         content_md5 = self.headers.get("content-md5")
         if content_md5 is not None:
-            try:
-                expected = base64.b64decode(content_md5, validate=True)
-            except (binascii.Error, ValueError):
-                raise S3Error("InvalidDigest") from None
-            if len(expected) != 16:
-                raise S3Error("InvalidDigest")
-            if not hmac.compare_digest(hashlib.md5(body).digest(), expected):
-                raise S3Error("BadDigest")
+            check_content_md5(content_md5, hashlib.md5(body).digest())
         return body
 
     async def discard_body(self, limit: int, seconds: float) -> bool:

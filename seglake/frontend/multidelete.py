@@ -8,7 +8,8 @@ Rules this module keeps:
   ``x-amz-checksum-*`` value (header or trailer) that must match it
   (``BadDigest``); neither → ``InvalidRequest``. At most
   ``MAX_DELETE_BODY_BYTES`` are read.
-* At most 1000 objects; none, more, or a malformed document → ``MalformedXML``.
+* At most 1000 objects; none, more, or a malformed document → ``MalformedXML``
+  (``seglake/protocol/xml_requests.py`` parses the body).
 * Every object is deleted exactly as DeleteObject would delete it, all in one
   writer call (one transaction, a savepoint per key); a key that fails gets
   an ``<Error>`` entry and the others still happen.
@@ -17,11 +18,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
-
-from defusedxml import ElementTree
-from defusedxml.common import DefusedXmlException
 
 from seglake.errors import S3Error
 from seglake.frontend.body import declared_length, ingest
@@ -30,68 +27,7 @@ from seglake.frontend.http import Request
 from seglake.frontend.objects import validate_key, validate_version_id
 from seglake.protocol import checksums
 from seglake.protocol.xml import document, el
-
-MAX_DELETE_KEYS = 1000  # AWS's limit per request
-# 1000 keys of up to 1 KiB each, escaped, plus version ids: AWS's own 2 MiB
-# cap on this body leaves room for all of that and nothing more.
-MAX_DELETE_BODY_BYTES = 2 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class DeleteRequest:
-    quiet: bool
-    objects: list[tuple[str, str | None]]  # (key, version id)
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def parse_delete(body: bytes) -> DeleteRequest:
-    """The ``<Delete>`` document → quiet flag and (key, version id) list (pure)."""
-    try:
-        # No DTD at all (not only no entities): S3 request bodies never need one.
-        root = ElementTree.fromstring(body, forbid_dtd=True)
-    except (ElementTree.ParseError, DefusedXmlException, ValueError):
-        raise S3Error("MalformedXML") from None
-    if _local(root.tag) != "Delete":
-        raise S3Error("MalformedXML")
-    quiet = False
-    objects: list[tuple[str, str | None]] = []
-    for child in root:
-        name = _local(child.tag)
-        if name == "Quiet":
-            text = (child.text or "").strip().lower()
-            if text not in ("true", "false"):
-                raise S3Error("MalformedXML")
-            quiet = text == "true"
-        elif name == "Object":
-            key: str | None = None
-            version_id: str | None = None
-            for field in child:
-                fname = _local(field.tag)
-                if fname == "Key":
-                    key = field.text or ""
-                elif fname == "VersionId":
-                    version_id = field.text or ""
-                elif fname in ("ETag", "LastModifiedTime", "Size"):
-                    # Conditional deletes: refusing beats deleting unconditionally.
-                    raise S3Error(
-                        "NotImplemented",
-                        message=f"DeleteObjects with <{fname}> conditions is not implemented",
-                    )
-                else:
-                    raise S3Error("MalformedXML")
-            if not key:
-                raise S3Error("MalformedXML")
-            objects.append((key, version_id))
-            if len(objects) > MAX_DELETE_KEYS:
-                raise S3Error("MalformedXML")
-        else:
-            raise S3Error("MalformedXML")
-    if not objects:
-        raise S3Error("MalformedXML")
-    return DeleteRequest(quiet, objects)
+from seglake.protocol.xml_requests import MAX_DELETE_BODY_BYTES, parse_delete
 
 
 def _has_integrity_header(req: Request) -> bool:

@@ -19,7 +19,7 @@ Rules this module keeps:
 - Upload ids are opaque to clients; one that does not exist, or names an
   upload of another bucket or key, is ``NoSuchUpload``.
 - Request XML is untrusted: parsed with ``defusedxml`` (no DTDs, no entity
-  expansion) from a body of bounded size.
+  expansion) from a body of bounded size (``seglake/protocol/xml_requests.py``).
 """
 
 from __future__ import annotations
@@ -34,16 +34,15 @@ from urllib.parse import quote
 
 import blake3
 import trio
-from defusedxml import ElementTree as DefusedET
-from defusedxml.common import DefusedXmlException
 
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.frontend.body import declared_length, ingest
-from seglake.frontend.buckets import OWNER_ID
+from seglake.frontend.buckets import owner_xml
 from seglake.frontend.copy import CopySource, parse_copy_source
+from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
     ChunksMoved,
@@ -62,15 +61,11 @@ from seglake.meta.multipart_reads import UploadRow
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions, listing
 from seglake.protocol.limits import MAX_PART_NUMBER, MAX_PART_SIZE
-from seglake.protocol.xml import document, el, iso8601, url_encode_key
-from seglake.units import MiB
+from seglake.protocol.xml import document, el, iso8601
+from seglake.protocol.xml_requests import MAX_COMPLETE_BODY_BYTES, parse_complete
 
 log = logging.getLogger(__name__)
 
-# A Complete body lists at most 10,000 parts; with an ETag and a SHA-256
-# checksum each, pretty-printed, that is about 2.5 MB. 4 MiB admits every
-# legal request and bounds what a hostile one makes us parse.
-MAX_COMPLETE_BODY_BYTES: Final = 4 * MiB
 # Create/Abort carry no body; anything sent anyway is read and dropped up to this.
 MAX_EMPTY_BODY_BYTES: Final = 64 * 1024
 MAX_LISTED: Final = 1000  # max-parts and max-uploads cap, as in S3
@@ -78,8 +73,6 @@ LIST_BATCH: Final = 1000
 _UPLOAD_ID_RE: Final = re.compile(r"^[0-9a-f]{48}$")
 _PART_NUMBER_RE: Final = re.compile(r"^[0-9]{1,5}$")
 _COPY_RANGE_RE: Final = re.compile(r"^bytes=([0-9]{1,19})-([0-9]{1,19})$")
-# Everything after this in the value of a part's XML tag names a checksum algorithm.
-_CHECKSUM_TAG: Final = "Checksum"
 
 
 # ---- pure request parsing -------------------------------------------------------
@@ -105,62 +98,6 @@ def parse_int_param(raw: str | None, name: str, default: int) -> int:
             fields={"ArgumentName": name, "ArgumentValue": raw[:64]},
         )  # fmt: skip
     return int(raw)
-
-
-@dataclass(frozen=True)
-class ListedPart:
-    number: int
-    etag: str
-    checksums: dict[str, str] = field(default_factory=dict)
-
-
-def _local(tag: str) -> str:
-    """An element's name without its namespace (clients send it with or without)."""
-    return tag.rsplit("}", 1)[-1]
-
-
-def parse_complete(body: bytes) -> list[ListedPart]:
-    """The parts a CompleteMultipartUpload body lists, checked for order."""
-    if len(body) > MAX_COMPLETE_BODY_BYTES:
-        raise S3Error("MaxMessageLengthExceeded")
-    try:
-        root = DefusedET.fromstring(body, forbid_dtd=True)
-    except (DefusedET.ParseError, DefusedXmlException, ValueError):
-        raise S3Error("MalformedXML") from None
-    if _local(root.tag) != "CompleteMultipartUpload":
-        raise S3Error("MalformedXML")
-    parts: list[ListedPart] = []
-    for child in root:
-        if _local(child.tag) != "Part":
-            raise S3Error("MalformedXML")
-        number: int | None = None
-        etag: str | None = None
-        sums: dict[str, str] = {}
-        for item in child:
-            name = _local(item.tag)
-            text = (item.text or "").strip()
-            if name == "PartNumber":
-                if not _PART_NUMBER_RE.match(text):
-                    raise S3Error("InvalidArgument", message=f"Invalid part number {text[:16]!r}")
-                number = int(text)
-            elif name == "ETag":
-                etag = text.strip('"').lower()
-            elif name.startswith(_CHECKSUM_TAG) and name != "ChecksumType":
-                alg = name[len(_CHECKSUM_TAG) :].upper()
-                if alg not in checksums.ALGORITHMS:
-                    raise S3Error("MalformedXML", message=f"unknown element {name!r}")
-                checksums.decode_value(alg, text)
-                sums[alg] = text
-        if number is None or etag is None:
-            raise S3Error("MalformedXML", message="each Part needs a PartNumber and an ETag")
-        if not 1 <= number <= MAX_PART_NUMBER:
-            raise S3Error("InvalidArgument", message="Part number must be 1..10000")
-        if parts and number <= parts[-1].number:
-            raise S3Error("InvalidPartOrder")
-        parts.append(ListedPart(number, etag, sums))
-    if not parts:
-        raise S3Error("MalformedXML", message="You must specify at least one part")
-    return parts
 
 
 def parse_copy_range(value: str | None, size: int) -> tuple[int, int]:
@@ -206,46 +143,22 @@ def paginate_uploads(
     after that position in (key, upload id) order; ``upload_id`` None means
     after every upload of ``key``. Uploads and CommonPrefixes each count once
     toward ``max_uploads``; the page is truncated only if more would follow."""
-    page = UploadsPage()
-    if max_uploads <= 0:
-        return page
     if upload_id_marker is None:
         key: str = listing.skip_cursor(key_marker, delimiter, prefix)
     else:
         key = key_marker
-    upload_id = upload_id_marker
-    count = 0
-    while True:
-        restart = False
-        for u in fetch(key, upload_id):
-            if delimiter:
-                idx = u.key.find(delimiter, len(prefix))
-                if idx >= 0:
-                    cp = u.key[: idx + len(delimiter)]
-                    if count == max_uploads:
-                        page.is_truncated = True
-                        return page
-                    page.common_prefixes.append(cp)
-                    page.next_key, page.next_upload_id = cp, None
-                    count += 1
-                    key, upload_id = listing.skip_cursor(cp, delimiter, prefix), None
-                    restart = True
-                    break
-            if count == max_uploads:
-                page.is_truncated = True
-                return page
-            page.uploads.append(u)
-            page.next_key, page.next_upload_id = u.key, u.upload_id
-            count += 1
-        if not restart:
-            return page
+    rolled = listing.rolled_page(
+        fetch, prefix=prefix, delimiter=delimiter, after_key=key, within=upload_id_marker,
+        max_keys=max_uploads,
+    )  # fmt: skip
+    last = rolled.last_entry
+    return UploadsPage(
+        rolled.contents, rolled.common_prefixes, rolled.is_truncated, rolled.last,
+        None if last is None else last.upload_id,
+    )  # fmt: skip
 
 
 # ---- handlers --------------------------------------------------------------------
-
-
-def _owner(tag: str) -> str:
-    return f"<{tag}>" + el("ID", OWNER_ID) + el("DisplayName", OWNER_ID) + f"</{tag}>"
 
 
 class _OrderedChecksum:
@@ -266,18 +179,12 @@ class _OrderedChecksum:
                 self._next += 1
 
 
-class MultipartHandlers:
+class MultipartHandlers(FamilyBase):
     def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
-        self.cfg = cfg
-        self.reader = reader
-        self.writer = writer
+        super().__init__(cfg, reader, writer)
         self.segments = SegmentFiles(cfg)
 
     # ---- helpers ---------------------------------------------------------
-    def _require_bucket(self, name: str) -> None:
-        if self.reader.bucket(name) is None:
-            raise S3Error("NoSuchBucket", resource=name, fields={"BucketName": name})
-
     def _upload(self, req: Request) -> UploadRow:
         """The open upload ``?uploadId=`` names, for this bucket and key."""
         upload_id = req.q("uploadId") or ""
@@ -287,7 +194,7 @@ class MultipartHandlers:
             else None
         )
         if row is None or row.bucket != req.bucket:
-            self._require_bucket(req.bucket)
+            self.require_bucket(req.bucket)
         if row is None or row.bucket != req.bucket or row.key != req.key:
             raise S3Error("NoSuchUpload", resource=req.key, fields={"UploadId": upload_id[:128]})
         return row
@@ -309,7 +216,7 @@ class MultipartHandlers:
             )
         if ctype != "COMPOSITE":
             raise S3Error("InvalidRequest", message=f"Unknown x-amz-checksum-type {ctype!r}")
-        self._require_bucket(req.bucket)
+        self.require_bucket(req.bucket)
         await req.small_body(MAX_EMPTY_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload)
         result = await self.writer.call(
             "create_upload",
@@ -389,7 +296,7 @@ class MultipartHandlers:
         if src.version_id is not None:
             v = self.reader.version(src.bucket, src.key, src.version_id)
             if v is None:
-                self._require_bucket(src.bucket)
+                self.require_bucket(src.bucket)
                 raise S3Error(
                     "NoSuchVersion", resource=src.key,
                     fields={"Key": src.key, "VersionId": src.version_id},
@@ -403,7 +310,7 @@ class MultipartHandlers:
             return v
         v = self.reader.current(src.bucket, src.key)
         if v is None or v.delete_marker or v.state == "DELETED":
-            self._require_bucket(src.bucket)
+            self.require_bucket(src.bucket)
             raise S3Error("NoSuchKey", resource=src.key, fields={"Key": src.key})
         return v
 
@@ -512,7 +419,7 @@ class MultipartHandlers:
             )  # fmt: skip
             item += "".join(el(f"Checksum{alg}", value) for alg, value in p.checksums.items())
             out.append(f"<Part>{item}</Part>")
-        out += [_owner("Initiator"), _owner("Owner"), el("StorageClass", "STANDARD")]
+        out += [owner_xml("Initiator"), owner_xml(), el("StorageClass", "STANDARD")]
         if upload.checksum_algorithm:
             out += [
                 el("ChecksumAlgorithm", upload.checksum_algorithm),
@@ -588,10 +495,9 @@ class MultipartHandlers:
 
     # ---- ListMultipartUploads ------------------------------------------------------
     async def list_multipart_uploads(self, req: Request) -> None:
-        self._require_bucket(req.bucket)
-        prefix = req.q("prefix") or ""
-        delimiter = req.q("delimiter") or ""
-        encoding = listing.parse_encoding_type(req.q("encoding-type"))
+        self.require_bucket(req.bucket)
+        lq = listing.ListQuery.parse(req.q)
+        prefix, delimiter, enc = lq.prefix, lq.delimiter, lq.show
         max_uploads = min(
             parse_int_param(req.q("max-uploads"), "max-uploads", MAX_LISTED), MAX_LISTED
         )
@@ -608,7 +514,6 @@ class MultipartHandlers:
             fetch, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
             upload_id_marker=upload_id_marker, max_uploads=max_uploads,
         )  # fmt: skip
-        enc = url_encode_key if encoding == "url" else (lambda s: s)
         out = [
             el("Bucket", req.bucket), el("KeyMarker", enc(key_marker)),
             el("UploadIdMarker", upload_id_marker or ""),
@@ -619,20 +524,19 @@ class MultipartHandlers:
         if delimiter:
             out.append(el("Delimiter", enc(delimiter)))
         out += [el("Prefix", enc(prefix)), el("MaxUploads", max_uploads)]
-        if encoding:
-            out.append(el("EncodingType", encoding))
+        if lq.encoding:
+            out.append(el("EncodingType", lq.encoding))
         out.append(el("IsTruncated", page.is_truncated))
         for u in page.uploads:
             item = (
                 el("Key", enc(u.key)) + el("UploadId", u.upload_id)
-                + _owner("Initiator") + _owner("Owner") + el("StorageClass", "STANDARD")
+                + owner_xml("Initiator") + owner_xml() + el("StorageClass", "STANDARD")
                 + el("Initiated", iso8601(u.created_ns))
             )  # fmt: skip
             if u.checksum_algorithm:
                 item += el("ChecksumAlgorithm", u.checksum_algorithm)
             out.append(f"<Upload>{item}</Upload>")
-        for cp in page.common_prefixes:
-            out.append("<CommonPrefixes>" + el("Prefix", enc(cp)) + "</CommonPrefixes>")
+        out += lq.common_prefixes_xml(page.common_prefixes)
         await req.xml(200, document("ListMultipartUploadsResult", out))
 
 

@@ -36,6 +36,7 @@ from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.frontend.body import declared_length, ingest
+from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader, VersionRow
@@ -274,11 +275,9 @@ class ManifestCache:
         return chunks
 
 
-class ObjectHandlers:
+class ObjectHandlers(FamilyBase):
     def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
-        self.cfg = cfg
-        self.reader = reader
-        self.writer = writer
+        super().__init__(cfg, reader, writer)
         self.segments = SegmentFiles(cfg)
         self.manifests = ManifestCache()
 
@@ -328,7 +327,7 @@ class ObjectHandlers:
             validate_version_id(version_id)
             version = self.reader.version(req.bucket, req.key, version_id)
             if version is None:
-                self._require_bucket(req)
+                self.require_bucket(req.bucket)
                 raise S3Error(
                     "NoSuchVersion", resource=req.key,
                     fields={"Key": req.key, "VersionId": version_id},
@@ -345,7 +344,7 @@ class ObjectHandlers:
             return version
         version = self.reader.current(req.bucket, req.key)
         if version is None or version.state == "DELETED":
-            self._require_bucket(req)
+            self.require_bucket(req.bucket)
             raise S3Error("NoSuchKey", resource=req.key, fields={"Key": req.key})
         if version.delete_marker:
             raise S3Error(
@@ -410,10 +409,6 @@ class ObjectHandlers:
             return headers
         names = {n for n, _ in overrides}
         return [h for h in headers if h[0] not in names] + overrides
-
-    def _require_bucket(self, req: Request) -> None:
-        if self.reader.bucket(req.bucket) is None:
-            raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
 
     def _object_headers(
         self, req: Request, v: VersionRow, *, whole: bool = True

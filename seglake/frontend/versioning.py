@@ -11,8 +11,9 @@ Rules this family keeps:
   ``IllegalVersioningConfigurationException``. MFA delete is not implemented:
   ``MfaDelete=Enabled`` is refused (``Disabled`` states what is true and is
   accepted). ``unversioned`` can never be set again.
-- The XML body is untrusted: size-capped, parsed without DTDs or entities,
-  and checked against the signed payload hash and Content-MD5 when given.
+- The XML body is untrusted: size-capped, parsed without DTDs or entities
+  (``seglake/protocol/xml_requests.py``), and checked against the signed
+  payload hash and Content-MD5 when given.
 - ListObjectVersions lists every stored version and delete marker (never
   one removed by version id), newest first per key; an unversioned bucket's
   versions are listed with VersionId ``null``.
@@ -23,11 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import ParseError, fromstring
-
 from seglake.errors import S3Error
-from seglake.frontend.buckets import OWNER_ID
+from seglake.frontend.buckets import owner_xml
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.meta.version_reads import VersionEntry, list_versions, null_version_created_ns
@@ -37,45 +35,12 @@ from seglake.protocol.version_listing import (
     paginate_versions,
     version_created_ns,
 )
-from seglake.protocol.xml import S3_NS, document, el, iso8601, url_encode_key
+from seglake.protocol.xml import document, el, iso8601
+from seglake.protocol.xml_requests import MAX_VERSIONING_BODY_BYTES, parse_versioning_configuration
 
-# A VersioningConfiguration is well under 1 KiB; AWS caps such bodies too.
-MAX_VERSIONING_XML_BYTES: Final = 16 * 1024
 LIST_BATCH: Final = 1000
 _STATUS_TO_STATE: Final = {"Enabled": "enabled", "Suspended": "suspended"}
 _STATE_TO_STATUS: Final = {"enabled": "Enabled", "suspended": "Suspended"}
-
-
-def _owner() -> str:
-    return "<Owner>" + el("ID", OWNER_ID) + el("DisplayName", OWNER_ID) + "</Owner>"
-
-
-def _local(tag: str) -> str:
-    """An element's name without its namespace (``{ns}Status`` → ``Status``)."""
-    return tag.rsplit("}", 1)[-1]
-
-
-def parse_versioning_configuration(body: bytes) -> tuple[str | None, str | None]:
-    """``VersioningConfiguration`` XML → (Status, MfaDelete), pure.
-
-    Raises ``MalformedXML`` for anything that is not that document.
-    """
-    if not body.strip():
-        raise S3Error("MalformedXML")
-    try:
-        root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except (ParseError, DefusedXmlException, ValueError):
-        raise S3Error("MalformedXML") from None
-    ns = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
-    if _local(root.tag) != "VersioningConfiguration" or ns not in ("", S3_NS):
-        raise S3Error("MalformedXML")
-    values: dict[str, str] = {}
-    for child in root:
-        name = _local(child.tag)
-        if name not in ("Status", "MfaDelete") or name in values or len(child):
-            raise S3Error("MalformedXML")
-        values[name] = (child.text or "").strip()
-    return values.get("Status"), values.get("MfaDelete")
 
 
 class VersioningHandlers(FamilyBase):
@@ -90,7 +55,7 @@ class VersioningHandlers(FamilyBase):
     async def put_bucket_versioning(self, req: Request) -> None:
         self._versioning(req.bucket)
         body = await req.small_body(
-            MAX_VERSIONING_XML_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload
+            MAX_VERSIONING_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload
         )
         status, mfa_delete = parse_versioning_configuration(body)
         if mfa_delete is not None and mfa_delete != "Disabled":
@@ -105,9 +70,8 @@ class VersioningHandlers(FamilyBase):
 
     async def list_object_versions(self, req: Request) -> None:
         self._versioning(req.bucket)
-        prefix = req.q("prefix") or ""
-        delimiter = req.q("delimiter") or ""
-        encoding = listing.parse_encoding_type(req.q("encoding-type"))
+        lq = listing.ListQuery.parse(req.q)
+        prefix, delimiter, enc = lq.prefix, lq.delimiter, lq.show
         max_keys = listing.parse_max_keys(req.q("max-keys"))
         key_marker = req.q("key-marker") or ""
         version_id_marker = req.q("version-id-marker") or None
@@ -128,7 +92,6 @@ class VersioningHandlers(FamilyBase):
             fetch, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
             below_ns=below_ns, max_keys=max_keys,
         )  # fmt: skip
-        enc = url_encode_key if encoding == "url" else (lambda s: s)
         parts = [
             el("Name", req.bucket), el("Prefix", enc(prefix)), el("KeyMarker", enc(key_marker)),
             el("VersionIdMarker", version_id_marker or ""),
@@ -137,25 +100,19 @@ class VersioningHandlers(FamilyBase):
             parts.append(el("NextKeyMarker", enc(page.next_key)))
             if page.next_version_id is not None:
                 parts.append(el("NextVersionIdMarker", page.next_version_id))
-        parts.append(el("MaxKeys", max_keys))
-        if delimiter:
-            parts.append(el("Delimiter", enc(delimiter)))
-        if encoding:
-            parts.append(el("EncodingType", encoding))
-        parts.append(el("IsTruncated", page.is_truncated))
+        parts += [el("MaxKeys", max_keys), *lq.echo_xml(), el("IsTruncated", page.is_truncated)]
         for e in page.entries:
             common = (
                 el("Key", enc(e.key)) + el("VersionId", e.version_id)
                 + el("IsLatest", e.is_latest) + el("LastModified", iso8601(e.created_ns))
             )  # fmt: skip
             if e.delete_marker:
-                parts.append(f"<DeleteMarker>{common}{_owner()}</DeleteMarker>")
+                parts.append(f"<DeleteMarker>{common}{owner_xml()}</DeleteMarker>")
             else:
                 item = (
                     common + el("ETag", f'"{e.etag}"') + el("Size", e.size)
-                    + el("StorageClass", "STANDARD") + _owner()
+                    + el("StorageClass", "STANDARD") + owner_xml()
                 )  # fmt: skip
                 parts.append(f"<Version>{item}</Version>")
-        for cp in page.common_prefixes:
-            parts.append("<CommonPrefixes>" + el("Prefix", enc(cp)) + "</CommonPrefixes>")
+        parts += lq.common_prefixes_xml(page.common_prefixes)
         await req.xml(200, document("ListVersionsResult", parts))

@@ -14,6 +14,7 @@ remote handler are re-raised as ``S3Error`` on the calling side.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -331,3 +332,19 @@ async def serve_channel(
 async def connect(path: str, max_in_flight: int = 64) -> tuple[Channel, trio.SocketStream]:
     stream = await trio.open_unix_socket(path)
     return Channel(stream, max_in_flight), stream
+
+
+async def listen_unix(path: str, backlog: int) -> trio.socket.SocketType:
+    """A listening Unix socket at ``path`` that only this user can connect to.
+
+    A file already at ``path`` is replaced: callers run under the server's
+    data-dir lock (held by them or their supervisor), so it was left by a
+    dead process of this same server.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(path)
+    os.chmod(path, 0o600)
+    sock.listen(backlog)
+    return sock

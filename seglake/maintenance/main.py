@@ -17,7 +17,6 @@ else is looked at.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import logging
 import os
@@ -33,7 +32,10 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.ipc.admin import RELAYED_MUTATIONS
 from seglake.ipc.call import call_service, call_socket
-from seglake.ipc.channel import serve_channel
+from seglake.ipc.channel import (
+    listen_unix,
+    serve_channel,
+)
 from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.logs import setup_logging
 from seglake.maintenance.scheduler import Scheduler
@@ -107,12 +109,7 @@ class Maintenance:
 
     async def serve(self) -> None:
         path = str(self.cfg.admin_socket)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-        await sock.bind(path)
-        os.chmod(path, 0o600)
-        sock.listen(16)
+        sock = await listen_unix(path, backlog=16)
 
         async def conn(stream: trio.SocketStream) -> None:
             await serve_channel(stream, self.handle, max_in_flight=8)

@@ -15,7 +15,7 @@ from typing import Any
 import apsw
 import msgpack
 
-from seglake.meta.schema import query
+from seglake.meta.schema import keyset_scan, query
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,18 @@ def uploads_after(
         key, upload_id = prefix, ""
     elif upload_id is None:
         upload_id = "\U0010ffff"  # upload ids are hex: sorts after all of them
-    while True:
-        rows = query(
+
+    def batch_after(position: tuple[str, str]) -> list[Any]:
+        return query(
             conn,
             f"SELECT {_UPLOAD_COLS} FROM uploads WHERE bucket = ? "
             "AND (key, upload_id) > (?, ?) ORDER BY key, upload_id LIMIT ?",
-            (bucket, key, upload_id, batch),
+            (bucket, *position, batch),
         )
-        for r in rows:
-            if prefix and not r[2].startswith(prefix):
-                return
-            yield _upload(r)
-        if len(rows) < batch:
-            return
-        key, upload_id = rows[-1][2], rows[-1][0]
+
+    rows = keyset_scan(
+        batch_after, (key, upload_id), batch=batch,
+        position_of=lambda r: (r[2], r[0]), in_range=lambda r: r[2].startswith(prefix),
+    )  # fmt: skip
+    for r in rows:
+        yield _upload(r)

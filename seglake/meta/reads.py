@@ -9,7 +9,7 @@ from typing import Any
 import apsw
 import msgpack
 
-from seglake.meta.schema import query
+from seglake.meta.schema import keyset_scan, query
 
 
 @dataclass(frozen=True)
@@ -97,21 +97,22 @@ class MetaReader:
         UTF-8 byte order (SQLite's BINARY collation), fetched in batches."""
         cursor = max(after, prefix) if prefix else after
         inclusive = bool(prefix) and cursor == prefix and prefix > after
-        while True:
-            op = ">=" if inclusive else ">"
-            rows = query(
+
+        def batch_after(position: tuple[str, bool]) -> list[Any]:
+            key, at_or_after = position
+            op = ">=" if at_or_after else ">"
+            return query(
                 self.conn,
                 "SELECT c.key, v.size, v.etag, v.created_ns FROM current c "
                 "JOIN versions v ON v.id = c.version "
                 f"WHERE c.bucket = ? AND c.key {op} ? AND v.delete_marker = 0 "
                 "ORDER BY c.key LIMIT ?",
-                (bucket, cursor, batch),
+                (bucket, key, batch),
             )
-            for r in rows:
-                if prefix and not r[0].startswith(prefix):
-                    return
-                yield ListEntry(r[0], r[1], r[2], r[3])
-            if len(rows) < batch:
-                return
-            cursor = rows[-1][0]
-            inclusive = False
+
+        rows = keyset_scan(
+            batch_after, (cursor, inclusive), batch=batch,
+            position_of=lambda r: (r[0], False), in_range=lambda r: r[0].startswith(prefix),
+        )  # fmt: skip
+        for r in rows:
+            yield ListEntry(r[0], r[1], r[2], r[3])

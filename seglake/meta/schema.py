@@ -29,9 +29,13 @@ Tables (SPEC §5):
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Callable, Iterator
+from typing import Any, Final, TypeVar
 
 import apsw
+
+# A position in a keyset scan: the sort key of the last row read.
+P = TypeVar("P")
 
 MIGRATIONS: Final[list[str]] = [
     # 1: the foundation
@@ -140,6 +144,32 @@ def query(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> list
     """All rows of a query. Rows are typed ``Any``: columns are known by the SQL."""
     rows: list[Any] = conn.execute(sql, params).fetchall()
     return rows
+
+
+def keyset_scan(
+    batch_after: Callable[[P], list[Any]],
+    start: P,
+    *,
+    batch: int,
+    position_of: Callable[[Any], P],
+    in_range: Callable[[Any], bool],
+) -> Iterator[Any]:
+    """The rows of an ordered query read ``batch`` at a time, each batch by
+    key rather than by OFFSET: ``batch_after(position)`` returns up to
+    ``batch`` rows after ``position``, and the next batch starts after the
+    last row returned (``position_of(row)``). The walk ends at a short batch
+    or at the first row not ``in_range`` (past the prefix: in key order
+    nothing after it can be in range)."""
+    position = start
+    while True:
+        rows = batch_after(position)
+        for row in rows:
+            if not in_range(row):
+                return
+            yield row
+        if len(rows) < batch:
+            return
+        position = position_of(rows[-1])
 
 
 def scalar(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any:

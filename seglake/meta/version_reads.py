@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seglake.meta.reads import MetaReader
-from seglake.meta.schema import query
+from seglake.meta.schema import keyset_scan, query
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,16 @@ def list_versions(
     if prefix and prefix > key:
         # Nothing at or before the marker has the prefix: start at the prefix.
         key, below = prefix, _BEFORE_ALL_NS
-    while True:
+
+    def batch_after(position: tuple[str, int | None]) -> list[Any]:
+        at_key, at_ns = position
         params: tuple[Any, ...]
-        if below is None:
-            where, params = "v.key > ?", (key,)
+        if at_ns is None:
+            where, params = "v.key > ?", (at_key,)
         else:
             where = "v.key >= ? AND NOT (v.key = ? AND v.created_ns >= ?)"
-            params = (key, key, below)
-        rows = query(
+            params = (at_key, at_key, at_ns)
+        return query(
             reader.conn,
             f"SELECT {_COLS} FROM versions v "
             "LEFT JOIN current c ON c.bucket = v.bucket AND c.key = v.key "
@@ -83,14 +85,13 @@ def list_versions(
             "ORDER BY v.key, v.created_ns DESC LIMIT ?",
             (bucket, *params, batch),
         )
-        for r in rows:
-            entry = _entry(r)
-            if prefix and not entry.key.startswith(prefix):
-                return
-            yield entry
-        if len(rows) < batch:
-            return
-        key, below = rows[-1][0], int(rows[-1][5])
+
+    rows = keyset_scan(
+        batch_after, (key, below), batch=batch,
+        position_of=lambda r: (r[0], int(r[5])), in_range=lambda r: r[0].startswith(prefix),
+    )  # fmt: skip
+    for r in rows:
+        yield _entry(r)
 
 
 def null_version_created_ns(reader: MetaReader, bucket: str, key: str) -> int | None:

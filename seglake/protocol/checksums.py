@@ -38,14 +38,14 @@ _DIGEST_SIZE: Final[dict[str, int]] = {
 }
 
 
+def _unsupported(what: str) -> S3Error:
+    return S3Error("InvalidRequest", message=f"{what}; use one of {', '.join(ALGORITHMS)}.")
+
+
 def _canonical_algorithm(alg: str) -> str:
     name = alg.upper()
     if name not in _DIGEST_SIZE:
-        raise S3Error(
-            "InvalidRequest",
-            message=f"Checksum algorithm {alg!r} is not supported; "
-            f"use one of {', '.join(ALGORITHMS)}.",
-        )
+        raise _unsupported(f"Checksum algorithm {alg!r} is not supported")
     return name
 
 
@@ -64,11 +64,7 @@ def algorithm_from_header(name: str) -> str | None:
         return None
     alg = suffix.upper()
     if alg not in _DIGEST_SIZE:
-        raise S3Error(
-            "InvalidRequest",
-            message=f"The checksum header {name!r} names an unsupported algorithm; "
-            f"use one of {', '.join(ALGORITHMS)}.",
-        )
+        raise _unsupported(f"The checksum header {name!r} names an unsupported algorithm")
     return alg
 
 

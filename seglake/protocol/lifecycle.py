@@ -32,11 +32,9 @@ from datetime import UTC, datetime
 from typing import Final
 from xml.etree.ElementTree import Element
 
-from defusedxml import ElementTree
-from defusedxml.common import DefusedXmlException
-
 from seglake.errors import S3Error
 from seglake.protocol.xml import document, el, http_date
+from seglake.protocol.xml_requests import document_root, local_name
 
 NS_PER_DAY: Final = 86_400 * 1_000_000_000
 MAX_RULES: Final = 1000  # AWS's limit per configuration
@@ -93,19 +91,15 @@ class Configuration:
 # ---- parsing --------------------------------------------------------------------------
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
 def _children(node: Element, allowed: Iterable[str]) -> dict[str, list[Element]]:
     """Children by local name; an unknown one is MalformedXML."""
     allowed_set = set(allowed)
     out: dict[str, list[Element]] = {}
     for child in node:
-        name = _local(child.tag)
+        name = local_name(child.tag)
         if name not in allowed_set:
             raise S3Error(
-                "MalformedXML", message=f"unexpected element {name} in {_local(node.tag)}"
+                "MalformedXML", message=f"unexpected element {name} in {local_name(node.tag)}"
             )
         out.setdefault(name, []).append(child)
     return out
@@ -122,7 +116,7 @@ def _text(node: Element | None) -> str | None:
     if node is None:
         return None
     if len(node):
-        raise S3Error("MalformedXML", message=f"{_local(node.tag)} must hold text")
+        raise S3Error("MalformedXML", message=f"{local_name(node.tag)} must hold text")
     return (node.text or "").strip()
 
 
@@ -308,16 +302,7 @@ def _replace(rule: Rule, **changes: object) -> Rule:
 
 def parse_configuration(body: bytes) -> Configuration:
     """``PutBucketLifecycleConfiguration``'s body → a validated Configuration."""
-    if len(body) > MAX_BODY_BYTES:
-        raise S3Error("MaxMessageLengthExceeded")
-    try:
-        root: Element = ElementTree.fromstring(
-            body, forbid_dtd=True, forbid_entities=True, forbid_external=True
-        )
-    except (ElementTree.ParseError, DefusedXmlException, ValueError, LookupError):
-        raise S3Error("MalformedXML") from None
-    if _local(root.tag) != "LifecycleConfiguration":
-        raise S3Error("MalformedXML")
+    root = document_root(body, "LifecycleConfiguration", MAX_BODY_BYTES)
     nodes = _children(root, ("Rule",)).get("Rule", [])
     if not nodes:
         raise S3Error("MalformedXML", message="a LifecycleConfiguration holds one or more Rule")

@@ -1,11 +1,12 @@
-"""ListObjects pagination, pure: keys in, one page out.
+"""Listing pagination, pure: entries in, one page out.
 
-S3 rules kept here:
-- entries are keys and CommonPrefixes merged in key order; each counts
-  once toward ``max_keys``;
-- with a delimiter, every key whose remainder after ``prefix`` contains the
-  delimiter is rolled up into ``prefix + remainder[:first delimiter]`` and
-  that prefix appears once;
+S3 rules kept here, for every listing (objects, versions, multipart uploads;
+``rolled_page`` is the one loop they share):
+- entries and CommonPrefixes are merged in key order; each counts once
+  toward ``max_keys``;
+- with a delimiter, every entry whose key's remainder after ``prefix``
+  contains the delimiter is rolled up into ``prefix + remainder[:first
+  delimiter]`` and that prefix appears once;
 - the page is truncated only if another entry exists after the last one
   returned; the marker for the next page is the last key or prefix returned,
   and a next page starting from a prefix skips every key under it.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from seglake.errors import S3Error
+from seglake.protocol.xml import el, url_encode_key
 
 # Sorts after every key that starts with a given prefix (U+10FFFF is the
 # largest code point and UTF-8 preserves code point order).
@@ -32,6 +34,9 @@ class HasKey(Protocol):
 
 
 E = TypeVar("E", bound=HasKey)
+# Where a listing stands within one key (a version's clock, an upload id):
+# the position after ``after_key`` when fetching resumes inside that key.
+Within = TypeVar("Within")
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Page(Generic[E]):
     common_prefixes: list[str] = field(default_factory=list)
     is_truncated: bool = False
     last: str | None = None  # last key or common prefix returned
+    last_entry: E | None = None  # the entry ``last`` names; None for a prefix
 
 
 def skip_cursor(marker: str, delimiter: str, prefix: str) -> str:
@@ -53,6 +59,51 @@ def skip_cursor(marker: str, delimiter: str, prefix: str) -> str:
     return marker
 
 
+def rolled_page(
+    fetch: Callable[[str, Within | None], Iterator[E]],
+    *,
+    prefix: str,
+    delimiter: str,
+    after_key: str,
+    within: Within | None,
+    max_keys: int,
+) -> Page[E]:
+    """One page of entries with CommonPrefixes rolled up (see the module rules).
+
+    ``fetch(after_key, within)`` yields entries in listing order from just
+    after that position: with ``within`` None, the entries of keys greater
+    than ``after_key``; otherwise first the rest of ``after_key``'s own.
+    """
+    page: Page[E] = Page()
+    if max_keys <= 0:
+        return page
+    count = 0
+    while True:
+        restart = False
+        for entry in fetch(after_key, within):
+            # Whether it is returned as itself or rolled up, this entry is
+            # one more: truncated if the page is already full.
+            if count == max_keys:
+                page.is_truncated = True
+                return page
+            count += 1
+            key = entry.key
+            idx = key.find(delimiter, len(prefix)) if delimiter else -1
+            if idx < 0:
+                page.contents.append(entry)
+                page.last, page.last_entry = key, entry
+                continue
+            cp = key[: idx + len(delimiter)]
+            page.common_prefixes.append(cp)
+            page.last, page.last_entry = cp, None
+            # Jump over the rest of this prefix's subtree in one query.
+            after_key, within = cp + AFTER_ALL, None
+            restart = True
+            break
+        if not restart:
+            return page
+
+
 def paginate(
     fetch: Callable[[str], Iterator[E]],
     *,
@@ -62,37 +113,40 @@ def paginate(
     max_keys: int,
 ) -> Page[E]:
     """``fetch(after)`` yields entries with key > after and the prefix, ordered."""
-    page: Page[E] = Page()
-    if max_keys <= 0:
-        return page
-    count = 0
-    cursor = after
-    while True:
-        restart = False
-        for entry in fetch(cursor):
-            key = entry.key
-            if delimiter:
-                idx = key.find(delimiter, len(prefix))
-                if idx >= 0:
-                    cp = key[: idx + len(delimiter)]
-                    if count == max_keys:
-                        page.is_truncated = True
-                        return page
-                    page.common_prefixes.append(cp)
-                    page.last = cp
-                    count += 1
-                    # Jump over the rest of this prefix's subtree in one query.
-                    cursor = cp + AFTER_ALL
-                    restart = True
-                    break
-            if count == max_keys:
-                page.is_truncated = True
-                return page
-            page.contents.append(entry)
-            page.last = key
-            count += 1
-        if not restart:
-            return page
+    return rolled_page(
+        lambda after_key, _within: fetch(after_key),
+        prefix=prefix, delimiter=delimiter, after_key=after, within=None, max_keys=max_keys,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The query parameters every S3 listing takes alike."""
+
+    prefix: str
+    delimiter: str
+    encoding: str | None  # "url" or None
+
+    @classmethod
+    def parse(cls, q: Callable[[str], str | None]) -> ListQuery:
+        """From ``q(name)``: a query parameter's value, None when absent."""
+        encoding = parse_encoding_type(q("encoding-type"))
+        return cls(q("prefix") or "", q("delimiter") or "", encoding)
+
+    def show(self, key: str) -> str:
+        """A key (or prefix, or marker) as the response shows it."""
+        return url_encode_key(key) if self.encoding == "url" else key
+
+    def echo_xml(self) -> list[str]:
+        """``Delimiter`` and ``EncodingType``, echoed when the request set them."""
+        out = [el("Delimiter", self.show(self.delimiter))] if self.delimiter else []
+        return out + ([el("EncodingType", self.encoding)] if self.encoding else [])
+
+    def common_prefixes_xml(self, prefixes: list[str]) -> list[str]:
+        return [
+            "<CommonPrefixes>" + el("Prefix", self.show(cp)) + "</CommonPrefixes>"
+            for cp in prefixes
+        ]
 
 
 def encode_token(marker: str) -> str:

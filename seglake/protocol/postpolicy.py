@@ -236,18 +236,9 @@ def verify_signature(
     policy = parse_policy(fields["policy"])
     if server_epoch > policy.expiration:
         raise _denied("Policy expired.")
-    ctx = sigv4.AuthContext(
-        access_key=cred.access_key,
-        region=cred.region,
-        amz_date=amz_date,
-        scope=cred.scope,
-        signing_key=key,
-        seed_signature=signature,
-        # The file is covered by no signature: it is as unsigned as a PUT
-        # with UNSIGNED-PAYLOAD, and the server's switch for those applies.
-        content_sha256=sigv4.UNSIGNED_PAYLOAD,
-        presigned=True,
-    )
+    # The file is covered by no signature: it is as unsigned as a PUT with
+    # UNSIGNED-PAYLOAD, and the server's switch for those applies.
+    ctx = cred.context(amz_date, key, signature, sigv4.UNSIGNED_PAYLOAD, presigned=True)
     return PostAuth(ctx, policy)
 
 

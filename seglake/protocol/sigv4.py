@@ -369,6 +369,15 @@ class _Credential:
     region: str
     scope: str
 
+    def context(
+        self, amz_date: str, key: bytes, signature: str, content_sha256: str, *, presigned: bool
+    ) -> AuthContext:
+        """The context of a request this credential signed with ``signature``."""
+        return AuthContext(
+            self.access_key, self.region, amz_date, self.scope, key, signature, content_sha256,
+            presigned,
+        )  # fmt: skip
+
 
 def _parse_credential(value: str, code: str, what: str) -> _Credential:
     parts = value.split("/")
@@ -396,6 +405,23 @@ def _check_region(cred: _Credential, server_region: str, code: str, lead: str) -
             message=f"{lead}; the region '{cred.region}' is wrong; expecting '{server_region}'",
             fields={"Region": server_region},
         )
+
+
+def _check_credential_date(cred: _Credential, amz_date: str, code: str) -> None:
+    if cred.date != amz_date[:8]:
+        raise S3Error(code, message="Invalid credential date. Date is not the same as X-Amz-Date.")
+
+
+def _too_skewed(amz_date: str, server_epoch: float, message: str | None = None) -> S3Error:
+    return S3Error(
+        "RequestTimeTooSkewed",
+        message=message,
+        fields={
+            "RequestTime": amz_date,
+            "ServerTime": _format_epoch(server_epoch),
+            "MaxAllowedSkewMilliseconds": str(MAX_SKEW_SECONDS * 1000),
+        },
+    )
 
 
 def _parse_signed_headers(value: str, code: str, what: str) -> list[bytes]:
@@ -513,6 +539,34 @@ def _lookup(lookup_secret: Callable[[str], str | None], access_key: str) -> str:
     if secret is None:
         raise S3Error("InvalidAccessKeyId", fields={"AWSAccessKeyId": access_key})
     return secret
+
+
+def _verify(
+    req: RequestView,
+    lookup_secret: Callable[[str], str | None],
+    cred: _Credential,
+    *,
+    query: bytes,
+    headers: bytes,
+    signed: str,
+    payload: str,
+    amz_date: str,
+    signature: str,
+    presigned: bool,
+) -> AuthContext:
+    """The last step of both forms of authentication (header and presigned
+    query): the signature recomputed with the key's secret must match the one
+    sent; the request's context when it does."""
+    secret = _lookup(lookup_secret, cred.access_key)
+    key = derive_signing_key(secret, cred.date, cred.region)
+    uri = canonical_uri(req.raw_path)
+    expected = _signature_of(
+        req.method, uri, query, headers, signed, payload, amz_date, cred.scope, key
+    )
+    if not hmac.compare_digest(expected, signature):
+        raise _mismatch()
+    content_sha256 = _normalised_payload_hash(payload)
+    return cred.context(amz_date, key, signature, content_sha256, presigned=presigned)
 
 
 # --------------------------------------------------------------------------
@@ -649,50 +703,18 @@ def _authenticate_header(
         )
     if b"x-amz-date" not in signed:
         raise S3Error(malformed, message="SignedHeaders must include 'x-amz-date'.")
-    if cred.date != amz_date[:8]:
-        raise S3Error(
-            malformed,
-            message="Invalid credential date. Date is not the same as X-Amz-Date.",
-        )
+    _check_credential_date(cred, amz_date, malformed)
     server_epoch = _now_epoch(now)
     if abs(server_epoch - epoch) > MAX_SKEW_SECONDS:
-        raise S3Error(
-            "RequestTimeTooSkewed",
-            fields={
-                "RequestTime": amz_date,
-                "ServerTime": _format_epoch(server_epoch),
-                "MaxAllowedSkewMilliseconds": str(MAX_SKEW_SECONDS * 1000),
-            },
-        )
+        raise _too_skewed(amz_date, server_epoch)
 
     canonical_headers = _canonical_headers(
         signed, header_map, malformed, exempt=_PAYLOAD_HASH_HEADER
     )
-    secret = _lookup(lookup_secret, cred.access_key)
-    key = derive_signing_key(secret, cred.date, cred.region)
-    expected = _signature_of(
-        req.method,
-        canonical_uri(req.raw_path),
-        query,
-        canonical_headers,
-        signed_str,
-        payload,
-        amz_date,
-        cred.scope,
-        key,
-    )
-    if not hmac.compare_digest(expected, signature):
-        raise _mismatch()
-    return AuthContext(
-        access_key=cred.access_key,
-        region=cred.region,
-        amz_date=amz_date,
-        scope=cred.scope,
-        signing_key=key,
-        seed_signature=signature,
-        content_sha256=_normalised_payload_hash(payload),
-        presigned=False,
-    )
+    return _verify(
+        req, lookup_secret, cred, query=query, headers=canonical_headers, signed=signed_str,
+        payload=payload, amz_date=amz_date, signature=signature, presigned=False,
+    )  # fmt: skip
 
 
 def _authenticate_query(
@@ -749,22 +771,14 @@ def _authenticate_query(
     signature = param(_Q_SIGNATURE)
     if not _is_signature(signature):
         raise S3Error(bad, message="X-Amz-Signature must be 64 lowercase hex characters.")
-    if cred.date != amz_date[:8]:
-        raise S3Error(
-            bad,
-            message="Invalid credential date. Date is not the same as X-Amz-Date.",
-        )
+    _check_credential_date(cred, amz_date, bad)
 
     server_epoch = _now_epoch(now)
     if epoch - server_epoch > MAX_SKEW_SECONDS:
-        raise S3Error(
-            "RequestTimeTooSkewed",
+        raise _too_skewed(
+            amz_date,
+            server_epoch,
             message="Request is not valid yet: X-Amz-Date is too far in the future.",
-            fields={
-                "RequestTime": amz_date,
-                "ServerTime": _format_epoch(server_epoch),
-                "MaxAllowedSkewMilliseconds": str(MAX_SKEW_SECONDS * 1000),
-            },
         )
     if server_epoch > epoch + expires:
         raise S3Error(
@@ -785,28 +799,7 @@ def _authenticate_query(
 
     canonical_headers = _canonical_headers(signed, header_map, bad, exempt=_PAYLOAD_HASH_HEADER)
     query = b"&".join([n + b"=" + v for n, v in sorted(query_pairs) if n != _Q_SIGNATURE])
-    secret = _lookup(lookup_secret, cred.access_key)
-    key = derive_signing_key(secret, cred.date, cred.region)
-    expected = _signature_of(
-        req.method,
-        canonical_uri(req.raw_path),
-        query,
-        canonical_headers,
-        signed_str,
-        payload,
-        amz_date,
-        cred.scope,
-        key,
-    )
-    if not hmac.compare_digest(expected, signature):
-        raise _mismatch()
-    return AuthContext(
-        access_key=cred.access_key,
-        region=cred.region,
-        amz_date=amz_date,
-        scope=cred.scope,
-        signing_key=key,
-        seed_signature=signature,
-        content_sha256=_normalised_payload_hash(payload),
-        presigned=True,
-    )
+    return _verify(
+        req, lookup_secret, cred, query=query, headers=canonical_headers, signed=signed_str,
+        payload=payload, amz_date=amz_date, signature=signature, presigned=True,
+    )  # fmt: skip

@@ -22,10 +22,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from seglake.errors import S3Error
-from seglake.protocol.listing import AFTER_ALL, skip_cursor
-
-# Sorts after every key that starts with a given prefix (U+10FFFF is the
-# largest code point and UTF-8 preserves code point order).
+from seglake.protocol.listing import rolled_page, skip_cursor
 
 # Seglake version ids: 16 hex digits of the bit-inverted nanosecond clock,
 # then 8 hex digits of randomness (see ``seglake.writer.ops.VersionClock``).
@@ -97,37 +94,13 @@ def paginate_versions(
     max_keys: int,
 ) -> VersionPage[V]:
     """One page of versions after (key_marker, below_ns); see the module rules."""
-    page: VersionPage[V] = VersionPage()
-    if max_keys <= 0:
-        return page
     after_key = key_marker if below_ns is not None else skip_cursor(key_marker, delimiter, prefix)
-    below = below_ns
-    count = 0
-    while True:
-        restart = False
-        for entry in fetch(after_key, below):
-            key = entry.key
-            if delimiter:
-                idx = key.find(delimiter, len(prefix))
-                if idx >= 0:
-                    cp = key[: idx + len(delimiter)]
-                    if count == max_keys:
-                        page.is_truncated = True
-                        return page
-                    page.common_prefixes.append(cp)
-                    page.next_key, page.next_version_id = cp, None
-                    count += 1
-                    # Jump over the rest of this prefix's subtree in one query.
-                    after_key, below = cp + AFTER_ALL, None
-                    restart = True
-                    break
-            if count == max_keys:
-                page.is_truncated = True
-                return page
-            page.entries.append(entry)
-            page.next_key, page.next_version_id = key, entry.version_id
-            count += 1
-        if not restart:
-            if not page.is_truncated:
-                page.next_key = page.next_version_id = None
-            return page
+    rolled = rolled_page(
+        fetch, prefix=prefix, delimiter=delimiter, after_key=after_key, within=below_ns,
+        max_keys=max_keys,
+    )  # fmt: skip
+    page = VersionPage(rolled.contents, rolled.common_prefixes, rolled.is_truncated)
+    if rolled.is_truncated:
+        page.next_key = rolled.last
+        page.next_version_id = None if rolled.last_entry is None else rolled.last_entry.version_id
+    return page

@@ -42,7 +42,7 @@ from typing import Any
 import trio
 
 from seglake.config import FIELD_TYPES, Config, env_name
-from seglake.ipc.channel import connect, serve_channel
+from seglake.ipc.channel import connect, listen_unix, serve_channel
 from seglake.lifecycle import CONFIG_FD_FLAG, MAX_CONFIG_BYTES, READY_FD_FLAG
 from seglake.locks import try_lock, write_holder
 from seglake.logs import setup_logging
@@ -387,12 +387,7 @@ class Supervisor:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         path = str(self.cfg.supervisor_socket)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-        await sock.bind(path)
-        os.chmod(path, 0o600)
-        sock.listen(16)
+        sock = await listen_unix(path, backlog=16)
         task_status.started()
         await trio.serve_listeners(self._control, [trio.SocketListener(sock)])
 

@@ -191,11 +191,9 @@ def close(fd: int) -> None:
     os.close(fd)
 
 
-def pwrite_all(fd: int, data: bytes | memoryview, offset: int, site: str) -> None:
-    _check(site)
-    failpoints.hit(site)
-    view = memoryview(data)
-    pos = offset
+def _pwrite_rest(fd: int, view: memoryview, pos: int, site: str) -> None:
+    """All of ``view`` at ``pos``, in as many positioned writes as it takes
+    (each one journalled as it happened)."""
     while view:
         n = os.pwrite(fd, view, pos)
         if n <= 0:
@@ -204,6 +202,12 @@ def pwrite_all(fd: int, data: bytes | memoryview, offset: int, site: str) -> Non
             _record_fd(WRITE, site, fd, pos, bytes(view[:n]))
         view = view[n:]
         pos += n
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int, site: str) -> None:
+    _check(site)
+    failpoints.hit(site)
+    _pwrite_rest(fd, memoryview(data), offset, site)
     failpoints.hit(site + ".done")
 
 
@@ -217,15 +221,7 @@ def pwritev_all(fd: int, buffers: list[bytes | memoryview], offset: int, site: s
     if n != total:
         # Rare: a short vectored write; finish the rest piece by piece.
         rest = memoryview(b"".join(bytes(b) for b in buffers))[n:]
-        pos = offset + n
-        while rest:
-            m = os.pwrite(fd, rest, pos)
-            if m <= 0:
-                raise OSError("short write")
-            if _journal is not None:
-                _record_fd(WRITE, site, fd, pos, bytes(rest[:m]))
-            rest = rest[m:]
-            pos += m
+        _pwrite_rest(fd, rest, offset + n, site)
     failpoints.hit(site + ".done")
 
 

@@ -17,7 +17,6 @@ that the supervisor restarts it into recovery.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -33,7 +32,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.manifest import ChunkRef
 from seglake.format.segment import CHUNK_SIZE
-from seglake.ipc.channel import serve_channel
+from seglake.ipc.channel import listen_unix, serve_channel
 from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.locks import try_lock
 from seglake.logs import setup_logging
@@ -198,14 +197,7 @@ class Writer:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         path = str(self.cfg.writer_socket)
-        # The supervisor holds the data-dir lock, so a socket file left here
-        # belongs to a dead writer of this same server.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-        await sock.bind(path)
-        os.chmod(path, 0o600)
-        sock.listen(128)
+        sock = await listen_unix(path, backlog=128)
         listener = trio.SocketListener(sock)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.committer.run)

@@ -128,3 +128,31 @@ def test_bad_token(token: str) -> None:
     with pytest.raises(S3Error) as e:
         listing.decode_token(token)
     assert e.value.code == "InvalidArgument"
+
+
+@pytest.mark.parametrize(
+    ("query", "shown", "echo"),
+    [
+        ({}, "a b/é", []),
+        ({"prefix": "p", "delimiter": "/"}, "a b/é", ["<Delimiter>/</Delimiter>"]),
+        (
+            {"delimiter": " ", "encoding-type": "url"},
+            "a%20b/%C3%A9",
+            ["<Delimiter>%20</Delimiter>", "<EncodingType>url</EncodingType>"],
+        ),
+    ],
+)
+def test_list_query(query: dict[str, str], shown: str, echo: list[str]) -> None:
+    lq = listing.ListQuery.parse(query.get)
+    assert (lq.prefix, lq.delimiter) == (query.get("prefix", ""), query.get("delimiter", ""))
+    assert lq.show("a b/é") == shown
+    assert lq.echo_xml() == echo
+    assert lq.common_prefixes_xml(["a b/"]) == [
+        f"<CommonPrefixes><Prefix>{lq.show('a b/')}</Prefix></CommonPrefixes>"
+    ]
+
+
+def test_list_query_refuses_unknown_encoding() -> None:
+    with pytest.raises(S3Error) as e:
+        listing.ListQuery.parse({"encoding-type": "base64"}.get)
+    assert e.value.code == "InvalidArgument"

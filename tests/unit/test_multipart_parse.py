@@ -11,15 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seglake.errors import S3Error
-from seglake.frontend.multipart import (
-    MAX_COMPLETE_BODY_BYTES,
-    ListedPart,
-    paginate_uploads,
-    parse_complete,
-    parse_copy_range,
-    parse_part_number,
-)
+from seglake.frontend.multipart import paginate_uploads, parse_copy_range, parse_part_number
 from seglake.meta.multipart_reads import UploadRow
+from seglake.protocol.xml_requests import MAX_COMPLETE_BODY_BYTES, ListedPart, parse_complete
 from seglake.writer.multipart_ops import composite_checksum, multipart_etag
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"

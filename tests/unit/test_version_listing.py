@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seglake.errors import S3Error
-from seglake.frontend.versioning import parse_versioning_configuration
 from seglake.protocol.version_listing import (
     check_markers,
     is_version_id,
     paginate_versions,
     version_created_ns,
 )
+from seglake.protocol.xml_requests import parse_versioning_configuration
 from seglake.writer.ops import VersionClock
 
 

@@ -9,9 +9,11 @@ from collections.abc import Callable
 import pytest
 
 from seglake.errors import S3Error
-from seglake.frontend.multidelete import parse_delete
-from seglake.frontend.multipart import parse_complete
-from seglake.frontend.versioning import parse_versioning_configuration
+from seglake.protocol.xml_requests import (
+    parse_complete,
+    parse_delete,
+    parse_versioning_configuration,
+)
 
 PROLOGS = {
     "plain-doctype": b"<!DOCTYPE x>\n",
