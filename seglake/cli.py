@@ -26,6 +26,7 @@ MODES = (
     "db-integrity-check",
     # ops toolbox (seglake/ops/toolbox_cmds.py)
     "rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex", "buckets",
+    "bucket",
     # access control (seglake/ops/keys_cmd.py)
     "keys", "bucket-policy",
     # segment GC (seglake/ops/gc.py)
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return db_integrity_cmd(cfg, as_json=args.json)
     if mode in ("rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex",
-                "buckets"):  # fmt: skip
+                "buckets", "bucket"):  # fmt: skip
         from seglake.ops.toolbox_cmds import run_mode
 
         return run_mode(mode, args, words if args.mode else words[1:], cfg)

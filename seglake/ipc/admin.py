@@ -23,10 +23,13 @@ KEY_ADMIN_MUTATIONS: Final = frozenset(
         "set_bucket_policy",
     }
 )  # fmt: skip
-# The toolbox modes' changes (``buckets``, ``mpu-gc-run``, ``db-reindex``).
+# The toolbox modes' changes (``buckets``, ``mpu-gc-run``, ``db-reindex``);
+# ``buckets delete NAME --force`` empties the bucket first with the same
+# mutations a client's AbortMultipartUpload and DeleteObjects make.
 TOOLBOX_MUTATIONS: Final = frozenset(
-    {"create_bucket", "delete_bucket", "mpu_gc_abort", "db_reindex"}
-)
+    {"create_bucket", "delete_bucket", "mpu_gc_abort", "db_reindex", "abort_upload",
+     "delete_objects"}
+)  # fmt: skip
 # Segment GC steps (``seglake gc-*``); the writer re-checks liveness in each.
 GC_RELAYED: Final = frozenset({"gc_delete_segments", "gc_rewrite_chunks"})
 

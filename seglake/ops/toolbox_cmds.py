@@ -51,7 +51,10 @@ def add_toolbox_flags(p: argparse.ArgumentParser) -> None:
         if flag not in p._option_string_actions:
             p.add_argument(flag, **kw)
 
-    add("--force", action="store_true", help="confirm a destructive mode (rebuild-index, ...)")
+    add(
+        "--force", action="store_true",
+        help="confirm a destructive mode (rebuild-index, buckets delete NAME: with every version)",
+    )  # fmt: skip
     add("--mpu-force", action="store_true", help="mpu-gc-run: confirm (seed spelling)")
     add(
         "--dry-run", action="store_true",
@@ -508,7 +511,13 @@ def list_buckets(db_path: Path) -> list[dict[str, Any]]:
 
 
 def buckets_cmd(
-    cfg: Config, *, action: str, name: str | None, versioning: str | None, as_json: bool
+    cfg: Config,
+    *,
+    action: str,
+    name: str | None,
+    versioning: str | None,
+    as_json: bool,
+    force: bool = False,
 ) -> int:
     from seglake.errors import S3Error
     from seglake.ops.admin_client import AdminRefused
@@ -562,6 +571,8 @@ def buckets_cmd(
         if args["versioning"] not in ("enabled", "unversioned"):
             _err("--versioning must be enabled or unversioned")
             return 2
+    if action == "delete" and force:
+        return bucket_purge_cmd(cfg, name, as_json=as_json, started=started)
     mutation = "create_bucket" if action == "create" else "delete_bucket"
     try:
         result, via = writer_apply(cfg, f"buckets {action}", mutation, args)
@@ -587,6 +598,56 @@ def buckets_cmd(
     return 0
 
 
+def bucket_purge_cmd(cfg: Config, name: str, *, as_json: bool, started: int) -> int:
+    """``buckets delete NAME --force``: every upload and version, then the bucket."""
+    from seglake.errors import S3Error
+    from seglake.ops.admin_client import AdminRefused
+    from seglake.ops.bucket_purge import PurgeFailed, pending_counts, purge_bucket
+    from seglake.ops.gate import GateRefused
+    from seglake.ops.toolbox import NoDatabase, writer_apply
+
+    via: list[str] = []
+
+    def apply(mutation: str, args: dict[str, Any]) -> Any:
+        try:
+            result, how = writer_apply(cfg, f"buckets delete {name} --force", mutation, args)
+        except AdminRefused as exc:
+            raise exc.error from None
+        via.append(how)
+        return result
+
+    versions, uploads = pending_counts(cfg.db_path, name)
+    ok, error = True, ""
+    try:
+        with progress_bar(f"empty {name}", versions + uploads, enabled=not as_json) as bar:
+            report = purge_bucket(cfg.db_path, name, apply, bar)
+    except PurgeFailed as exc:
+        ok, error, report = False, str(exc), exc.report
+    except S3Error as exc:
+        _err(f"buckets delete {name} --force: {exc.code}: {exc.text}")
+        return 1
+    except (GateRefused, NoDatabase) as exc:
+        _err(str(exc))
+        return 1
+    doc: dict[str, Any] = {
+        "action": "delete", "force": True, "bucket": name, "deleted": ok,
+        "versions_deleted": report.versions_deleted, "uploads_aborted": report.uploads_aborted,
+        "rounds": report.rounds, "errors": report.errors, "via": via[0] if via else "none",
+    }  # fmt: skip
+    if error:
+        doc["error"] = error
+    note = _finish(cfg, "buckets", started, ok, doc, as_json)
+    if not as_json:
+        if ok:
+            print(
+                f"bucket {name}: deleted with {report.versions_deleted} version(s) and "
+                f"{report.uploads_aborted} upload(s); their bytes are now dead data for gc; {note}"
+            )
+        else:
+            _err(f"buckets delete {name} --force: {error}; " + "; ".join(report.errors))
+    return 0 if ok else 1
+
+
 # ---- dispatch -------------------------------------------------------------------
 
 
@@ -607,10 +668,11 @@ def run_mode(mode: str, args: argparse.Namespace, words: list[str], cfg: Config)
         return mpu_gc_run_cmd(cfg, force=force, yes=yes, as_json=as_json)
     if mode == "db-reindex":
         return db_reindex_cmd(cfg, yes=yes, as_json=as_json)
-    if mode == "buckets":
+    if mode in ("buckets", "bucket"):
         action = args.buckets_action or (words[0] if words else "list")
         name = args.bucket or (words[1] if len(words) > 1 else None)
         return buckets_cmd(
-            cfg, action=action, name=name, versioning=args.versioning, as_json=as_json
-        )
+            cfg, action=action, name=name, versioning=args.versioning, as_json=as_json,
+            force=bool(args.force),
+        )  # fmt: skip
     raise ValueError(f"not a toolbox mode: {mode}")
