@@ -455,7 +455,7 @@ def _create_manifest(path: Path, data: bytes) -> int:
     what was created.
     """
     fd = fileio.open_file(
-        path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, "manifest.create"
+        path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, "manifest.create"
     )
     try:
         fileio.pwrite_all(fd, data, 0, "manifest.write")
