@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final, Protocol, TypeVar
 
 from seglake.errors import S3Error
+from seglake.ipc.messages import AbortUpload, DeleteBucket, DeleteObjects, Request
 from seglake.meta.maintenance_reads import read_rows
 from seglake.protocol.xml_requests import MAX_DELETE_KEYS
 
@@ -32,8 +33,14 @@ from seglake.protocol.xml_requests import MAX_DELETE_KEYS
 PURGE_BATCH: Final = MAX_DELETE_KEYS
 MAX_ROUNDS: Final = 5
 
-Apply = Callable[[str, dict[str, Any]], Any]
+R = TypeVar("R")
 Progress = Callable[[int], None]
+
+
+class Apply(Protocol):
+    """Runs one writer request (live or embedded); raises ``S3Error`` on a refusal."""
+
+    def __call__(self, msg: Request[R], /) -> R: ...
 
 
 @dataclass
@@ -79,7 +86,7 @@ def _abort_uploads(db_path: Path, report: PurgeReport, apply: Apply, progress: P
     )
     for u in uploads:
         try:
-            apply("abort_upload", {"bucket": report.bucket, **u})
+            apply(AbortUpload(bucket=report.bucket, key=u["key"], upload_id=u["upload_id"]))
             report.uploads_aborted += 1
         except S3Error as exc:
             # Completed or aborted by a client meanwhile: gone either way.
@@ -101,12 +108,12 @@ def _delete_versions(db_path: Path, report: PurgeReport, apply: Apply, progress:
         if not rows:
             return
         after = int(rows[-1]["id"])
-        objects = [[r["key"], r["version_id"]] for r in rows]
-        result = apply("delete_objects", {"bucket": report.bucket, "objects": objects})
-        for (key, version_id), item in zip(objects, result.get("results") or [], strict=True):
-            if item.get("error"):
+        objects: list[tuple[str, str | None]] = [(r["key"], r["version_id"]) for r in rows]
+        result = apply(DeleteObjects(bucket=report.bucket, objects=objects))
+        for (key, version_id), item in zip(objects, result.results, strict=True):
+            if item.error:
                 if len(report.errors) < 20:
-                    report.errors.append(f"{key}@{version_id}: {item['error']}")
+                    report.errors.append(f"{key}@{version_id}: {item.error}")
             else:
                 report.versions_deleted += 1
         progress(len(rows))
@@ -117,8 +124,8 @@ def purge_bucket(
 ) -> PurgeReport:
     """Abort ``bucket``'s uploads, delete its versions, then the bucket.
 
-    ``apply(mutation, args)`` runs one writer mutation (live or embedded)
-    and raises ``S3Error`` on a refusal. Raises ``PurgeFailed`` when the
+    ``apply(request)`` runs one writer request (live or embedded) and
+    raises ``S3Error`` on a refusal. Raises ``PurgeFailed`` when the
     bucket is still not empty after ``MAX_ROUNDS`` passes or a version
     could not be deleted.
     """
@@ -133,7 +140,7 @@ def purge_bucket(
         if report.errors:
             raise PurgeFailed(f"{len(report.errors)} version(s) could not be deleted", report)
         try:
-            apply("delete_bucket", {"bucket": bucket})
+            apply(DeleteBucket(bucket=bucket))
             return report
         except S3Error as exc:
             if exc.code != "BucketNotEmpty":

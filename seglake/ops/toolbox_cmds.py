@@ -28,10 +28,23 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
+
+import msgspec
 
 from seglake.config import Config
+from seglake.ipc.messages import (
+    BucketCreated,
+    CreateBucket,
+    DbReindex,
+    DeleteBucket,
+    MpuGcAbort,
+    MpuGcAborted,
+    Request,
+)
 from seglake.meta.maintenance_reads import ABORT_BATCH, expired_uploads, read_rows, recent_runs
+
+R = TypeVar("R")
 
 TOOLBOX_MODES: Final = (
     "rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex", "buckets",
@@ -401,20 +414,20 @@ def mpu_gc_plan_cmd(cfg: Config, *, as_json: bool) -> int:
 
 
 def abort_expired(
-    apply: Callable[[dict[str, Any]], Any],
+    apply: Callable[[MpuGcAbort], MpuGcAborted],
     uploads: list[dict[str, Any]],
     cutoff_ns: int,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[str], int]:
-    """Abort ``uploads`` in bounded batches through ``apply(mutation args)``."""
+    """Abort ``uploads`` in bounded batches through ``apply``."""
     aborted: list[str] = []
     parts = 0
     ids = [str(u["upload_id"]) for u in uploads]
     for i in range(0, len(ids), ABORT_BATCH):
         chunk = ids[i : i + ABORT_BATCH]
-        result = apply({"upload_ids": chunk, "cutoff_ns": cutoff_ns})
-        aborted.extend(result.get("aborted") or [])
-        parts += int(result.get("parts") or 0)
+        result = apply(MpuGcAbort(upload_ids=chunk, cutoff_ns=cutoff_ns))
+        aborted.extend(result.aborted)
+        parts += result.parts
         if progress is not None:
             progress(len(chunk))
     return aborted, parts
@@ -438,8 +451,8 @@ def mpu_gc_run_cmd(cfg: Config, *, force: bool, yes: bool, as_json: bool) -> int
     cutoff, uploads = _mpu_plan(cfg)
     via: list[str] = []
 
-    def apply(args: dict[str, Any]) -> Any:
-        result, how = writer_apply(cfg, "mpu-gc-run", "mpu_gc_abort", args)
+    def apply(msg: MpuGcAbort) -> MpuGcAborted:
+        result, how = writer_apply(cfg, "mpu-gc-run", msg)
         via.append(how)
         return result
 
@@ -481,11 +494,11 @@ def db_reindex_cmd(cfg: Config, *, yes: bool, as_json: bool) -> int:
     started = time.time_ns()
     t0 = time.monotonic()
     try:
-        result, via = writer_apply(cfg, "db-reindex", "db_reindex", {})
+        result, via = writer_apply(cfg, "db-reindex", DbReindex())
     except (AdminRefused, GateRefused, NoDatabase, S3Error) as exc:
         _err(f"db-reindex: {exc}")
         return 1
-    doc = {"indexes": result.get("indexes"), "via": via, "seconds": time.monotonic() - t0}
+    doc = {"indexes": result.indexes, "via": via, "seconds": time.monotonic() - t0}
     note = _finish(cfg, "db-reindex", started, True, doc, as_json)
     if not as_json:
         print(
@@ -560,22 +573,21 @@ def buckets_cmd(
             print(f"{name}: {'exists' if found else 'does not exist'}")
         return 0 if found else 1
     assert name is not None
-    args: dict[str, Any] = {"bucket": name}
+    msg: CreateBucket | DeleteBucket = DeleteBucket(bucket=name)
     if action == "create":
         try:
             validate_bucket_name(name)
         except S3Error:
             _err(f"invalid bucket name {name!r} (S3 rules: 3-63 of a-z 0-9 . -)")
             return 2
-        args["versioning"] = versioning or cfg.default_versioning
-        if args["versioning"] not in ("enabled", "unversioned"):
+        msg = CreateBucket(bucket=name, versioning=versioning or cfg.default_versioning)
+        if msg.versioning not in ("enabled", "unversioned"):
             _err("--versioning must be enabled or unversioned")
             return 2
     if action == "delete" and force:
         return bucket_purge_cmd(cfg, name, as_json=as_json, started=started)
-    mutation = "create_bucket" if action == "create" else "delete_bucket"
     try:
-        result, via = writer_apply(cfg, f"buckets {action}", mutation, args)
+        result, via = writer_apply(cfg, f"buckets {action}", cast(Request[Any], msg))
     except AdminRefused as exc:
         _err(f"buckets {action} {name}: {exc.error.code}: {exc.error.text}")
         return 1
@@ -585,13 +597,14 @@ def buckets_cmd(
     except (GateRefused, NoDatabase) as exc:
         _err(str(exc))
         return 1
-    doc: dict[str, Any] = {"action": action, "bucket": name, "via": via, **(result or {})}
-    if action == "create":
-        doc["versioning"] = args["versioning"]
+    doc: dict[str, Any] = {"action": action, "bucket": name, "via": via}
+    doc.update(msgspec.structs.asdict(result))
+    if isinstance(msg, CreateBucket):
+        doc["versioning"] = msg.versioning
     note = _finish(cfg, "buckets", started, True, doc, as_json)
     if not as_json:
-        if action == "create":
-            what = "created" if result.get("created") else "already exists (unchanged)"
+        if isinstance(result, BucketCreated):
+            what = "created" if result.created else "already exists (unchanged)"
             print(f"bucket {name}: {what}; {note}")
         else:
             print(f"bucket {name}: deleted; {note}")
@@ -608,9 +621,9 @@ def bucket_purge_cmd(cfg: Config, name: str, *, as_json: bool, started: int) -> 
 
     via: list[str] = []
 
-    def apply(mutation: str, args: dict[str, Any]) -> Any:
+    def apply(msg: Request[R]) -> R:
         try:
-            result, how = writer_apply(cfg, f"buckets delete {name} --force", mutation, args)
+            result, how = writer_apply(cfg, f"buckets delete {name} --force", msg)
         except AdminRefused as exc:
             raise exc.error from None
         via.append(how)

@@ -43,6 +43,7 @@ import trio
 
 from seglake.config import FIELD_TYPES, Config, env_name
 from seglake.ipc.channel import connect, listen_unix, serve_channel
+from seglake.ipc.messages import Ping
 from seglake.lifecycle import CONFIG_FD_FLAG, MAX_CONFIG_BYTES, READY_FD_FLAG
 from seglake.locks import try_lock, write_holder
 from seglake.logs import setup_logging
@@ -311,7 +312,7 @@ class Supervisor:
             n.start_soon(channel.run_reader)
             try:
                 with trio.fail_after(within_s):
-                    await channel.call("ping")
+                    await channel.request(Ping())
                 return True
             except Exception:  # not ready yet, hung, or gone
                 return False
