@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from seglake.format import layout
 from seglake.protocol.cors import CorsPolicy
+from seglake.protocol.limits import MIN_PART_SIZE
 from seglake.units import GiB, KiB, MiB
 
 
@@ -50,6 +51,10 @@ class Config:
     # fsync each.
     sync_mode: str = "auto"
     max_object_size: int = 5 * GiB  # 0 = unlimited
+    # Every part of a multipart upload but the last must be at least this
+    # big. AWS's 5 MiB; lower it only for tests (a 10,000-part upload of
+    # 5 MiB parts is 50 GB), since clients expect AWS's limit.
+    min_part_size: int = MIN_PART_SIZE
     # Refuse writes (HTTP 507) while free space is below this reserve, so the
     # database and manifests always have room to record what was accepted.
     min_free_bytes: int = 64 * MiB
@@ -364,6 +369,8 @@ def validate(cfg: Config) -> None:
     # tests can exercise rotation and GC on little data.
     if cfg.segment_max_bytes < 4096:
         raise ValueError("segment-max-bytes must be at least 4096")
+    if not 1 <= cfg.min_part_size <= MIN_PART_SIZE:
+        raise ValueError(f"min-part-size must be 1..{MIN_PART_SIZE} bytes")
     if cfg.sync_bytes <= 0:
         raise ValueError("sync-bytes must be positive")
     if cfg.sync_mode not in ("auto", "fsync"):

@@ -32,6 +32,7 @@ HELP: Final[dict[str, str]] = {
     "sync_bytes": "payload bytes at which a group commit stops growing",
     "sync_mode": "auto (one syncfs for a batch where safe) or fsync (a file at a time)",
     "max_object_size": "largest object a single PUT may store (0 = unlimited)",
+    "min_part_size": "smallest part but the last of a multipart upload (lower only for tests)",
     "min_free_bytes": "writes are refused (507) while free disk space is below this",
     "virtual_hosted": "take the bucket from the Host header (<bucket>.<domain>)",
     "domains": "base domains for virtual-hosted style, comma separated",

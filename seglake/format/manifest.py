@@ -31,6 +31,17 @@ Rules this file keeps:
   checks it is a msgpack map of plain values (nil, bool, int, float, str,
   bin, array, map; no extension types) and round-trips it. Arrays come back
   as lists.
+- What the writer keeps in ``meta`` (the codec checks none of it; every key
+  is optional, and a reader treats a missing one as stated): ``etag``,
+  ``created_ns``, ``delete_marker``, ``s3_version_id``, ``content_type``,
+  ``headers``, ``user``, ``checksums`` ({algorithm: base64 value}), and for
+  an object uploaded in parts ``parts`` (each part's size, in order),
+  ``part_checksums`` (each part's raw checksum under the upload's
+  algorithm, concatenated; absent in manifests written before it was
+  recorded: the part checksums are then unknown) and ``checksum_type``
+  (``COMPOSITE`` or ``FULL_OBJECT``; absent: ``COMPOSITE`` if ``parts`` is
+  there, else ``FULL_OBJECT``). New keys are added this way, never by
+  changing the meaning of an old one, so older manifests stay readable.
 - ``encode_manifest`` refuses (``ValueError``) anything ``decode_manifest``
   would reject, so a writer bug cannot produce an unreadable manifest.
 - ``decode_manifest`` treats its input as hostile and raises only

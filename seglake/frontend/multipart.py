@@ -445,6 +445,7 @@ class MultipartHandlers(FamilyBase):
             bucket=req.bucket, key=req.key, upload_id=upload.upload_id,
             parts=[(p.number, p.etag, p.checksums) for p in listed],
             max_size=self.cfg.max_object_size,
+            min_part_size=self.cfg.min_part_size,
             expect_checksums=self._object_checksum_headers(req),
             expect_size=parse_int_param(
                 req.headers.get("x-amz-mp-object-size"), "x-amz-mp-object-size", -1

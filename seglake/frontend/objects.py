@@ -42,6 +42,13 @@ from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import Chunk, DeleteObject, DeleteVersion, MarkDamaged, Put
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions
+from seglake.protocol.attributes import (
+    MAX_PARTS,
+    ObjectFacts,
+    attributes_document,
+    parse_attributes,
+    parse_int_header,
+)
 from seglake.protocol.limits import MAX_PART_NUMBER
 from seglake.protocol.ranges import ByteRange, multipart_parts, parse_range
 from seglake.protocol.xml import http_date
@@ -182,6 +189,39 @@ def stored_meta(req: Request) -> dict[str, Any]:
     if ctype:
         meta["content_type"] = ctype
     return meta
+
+
+def part_sizes(meta: dict[str, Any]) -> list[int] | None:
+    """The part sizes of a version uploaded in parts (``meta["parts"]``), or
+    None for one that was not."""
+    stored = meta.get("parts")
+    return [int(x) for x in stored] if isinstance(stored, list) and stored else None
+
+
+def stored_checksum_type(meta: dict[str, Any]) -> str:
+    """The type of a version's stored checksums. Versions written before the
+    type was recorded: COMPOSITE if uploaded in parts, else FULL_OBJECT."""
+    ctype = meta.get("checksum_type")
+    if ctype in checksums.CHECKSUM_TYPES:
+        return str(ctype)
+    return checksums.COMPOSITE if part_sizes(meta) else checksums.FULL_OBJECT
+
+
+def object_facts(v: VersionRow) -> ObjectFacts:
+    """What GetObjectAttributes reports about ``v``, from its stored meta."""
+    meta = v.meta
+    sums = {str(k): str(val) for k, val in dict(meta.get("checksums") or {}).items()}
+    sizes = part_sizes(meta)
+    raw = meta.get("part_checksums")
+    part_alg = next(iter(sums)) if sizes and len(sums) == 1 else None
+    return ObjectFacts(
+        etag=v.etag, size=v.size, checksums=sums,
+        checksum_type=stored_checksum_type(meta) if sums else None,
+        part_sizes=tuple(sizes) if sizes else None,
+        part_checksums=raw if isinstance(raw, bytes) and part_alg else None,
+        part_algorithm=part_alg,
+        part_digest_size=checksums.digest_size(part_alg) if part_alg else 0,
+    )  # fmt: skip
 
 
 class SegmentFiles:
@@ -462,6 +502,25 @@ class ObjectHandlers(FamilyBase):
         if sizes[n - 1] == 0:
             return None, headers
         return ByteRange(start, start + sizes[n - 1] - 1), headers
+
+    async def get_object_attributes(self, req: Request) -> None:
+        """GetObjectAttributes (``GET ?attributes``): HeadObject's and ListParts'
+        facts in one XML body; resolution, delete markers and conditional
+        headers exactly as GET."""
+        wanted = parse_attributes(req.headers.get("x-amz-object-attributes"))
+        max_parts = parse_int_header(
+            req.headers.get("x-amz-max-parts"), "x-amz-max-parts", MAX_PARTS
+        )
+        marker = parse_int_header(
+            req.headers.get("x-amz-part-number-marker"), "x-amz-part-number-marker", 0
+        )
+        v = self._resolve(req)
+        self._check_conditions(req, v)
+        body = attributes_document(object_facts(v), wanted, max_parts=max_parts, marker=marker)
+        headers = [(b"last-modified", http_date(v.created_ns).encode())]
+        if self._reports_version(v):
+            headers.append((b"x-amz-version-id", v.version_id.encode()))
+        await req.xml(200, body, headers)
 
     async def head_object(self, req: Request) -> None:
         overrides = self._overrides(req)

@@ -9,6 +9,9 @@ Rules this module keeps:
 * Digests are the big-endian bytes of the value and travel base64-encoded,
   which is what every SDK sends and expects back.
 * Pure code: no I/O, no shared state; one ``Checksum`` per body.
+* Stored checksums have a type (``CHECKSUM_TYPES``): FULL_OBJECT (of the
+  whole body; every single-part object) or COMPOSITE (the checksum of the
+  parts' checksums, ``-N``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ _DIGEST_SIZE: Final[dict[str, int]] = {
 }
 
 
+COMPOSITE: Final = "COMPOSITE"
+FULL_OBJECT: Final = "FULL_OBJECT"
+CHECKSUM_TYPES: Final = (COMPOSITE, FULL_OBJECT)
+
+
 def _unsupported(what: str) -> S3Error:
     return S3Error("InvalidRequest", message=f"{what}; use one of {', '.join(ALGORITHMS)}.")
 
@@ -52,6 +60,11 @@ def _canonical_algorithm(alg: str) -> str:
 def header_name(alg: str) -> str:
     """The header carrying a value of ``alg``, e.g. ``x-amz-checksum-crc32``."""
     return HEADER_PREFIX + _canonical_algorithm(alg).lower()
+
+
+def digest_size(alg: str) -> int:
+    """Bytes in a raw value of ``alg`` (4 for the CRC32s, 8, 20, 32)."""
+    return _DIGEST_SIZE[_canonical_algorithm(alg)]
 
 
 def algorithm_from_header(name: str) -> str | None:

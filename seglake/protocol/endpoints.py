@@ -189,6 +189,9 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
       handler="objects.head_object", granted_by_ro=True, version_action="GetObjectVersion"),
     E("DeleteObject", "DELETE", OBJECT, actions=("DeleteObject",),
       handler="objects.delete_object", version_action="DeleteObjectVersion"),
+    E("GetObjectAttributes", "GET", OBJECT, "attributes", actions=("GetObjectAttributes",),
+      handler="objects.get_object_attributes", granted_by_ro=True,
+      version_action="GetObjectVersionAttributes"),
     # multipart
     E("CreateMultipartUpload", "POST", OBJECT, "uploads",
       actions=("PutObject", "CreateMultipartUpload"), handler="multipart.create_multipart_upload"),
@@ -210,7 +213,6 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _501("GetObjectTagging", "GET", OBJECT, "tagging", "GetObjectTagging"),
     _501("PutObjectTagging", "PUT", OBJECT, "tagging", "PutObjectTagging"),
     _501("DeleteObjectTagging", "DELETE", OBJECT, "tagging", "DeleteObjectTagging"),
-    _501("GetObjectAttributes", "GET", OBJECT, "attributes", "GetObjectAttributes"),
     _501("RestoreObject", "POST", OBJECT, "restore", "RestoreObject"),
     _501("SelectObjectContent", "POST", OBJECT, "select", "GetObject"),
     _501("GetObjectRetention", "GET", OBJECT, "retention", "GetObjectRetention"),

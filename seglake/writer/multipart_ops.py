@@ -20,7 +20,6 @@ Rules this file keeps (on top of the contract in ``ops.py``):
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
 from typing import Any
@@ -160,6 +159,9 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
             (upload_id,),
         )
     }
+    # The frontend passes its configured minimum (``--min-part-size``, only
+    # ever lowered for tests); never above AWS's.
+    min_part = min(a.min_part_size or MIN_PART_SIZE, MIN_PART_SIZE)
     chunks: list[ChunkRef] = []
     sizes: list[int] = []
     etags: list[str] = []
@@ -171,11 +173,11 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
                 "InvalidPart", message=f"Part {number} was not found or its ETag does not match"
             )
         size = int(row[1])
-        if size < MIN_PART_SIZE and i < len(listed) - 1:
+        if size < min_part and i < len(listed) - 1:
             raise S3Error(
                 "EntityTooSmall",
                 message=f"Part {number} is {size} bytes; every part but the last must be at "
-                f"least {MIN_PART_SIZE} bytes",
+                f"least {min_part} bytes",
             )
         sums = msgpack.unpackb(row[3], raw=False) if row[3] else {}
         for name, value in sent_sums.items():
@@ -200,6 +202,7 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
         raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(max_size)})
 
     object_sums: dict[str, str] = {}
+    part_raws: list[bytes] = []
     if alg is not None:
         values = [s.get(alg) for s in part_sums]
         if any(v is None for v in values):
@@ -208,9 +211,10 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
                 message=f"a part has no {alg} checksum, which this upload requires",
             )
         try:
-            object_sums[alg] = composite_checksum(alg, [str(v) for v in values])
-        except (binascii.Error, ValueError):
+            part_raws = [checksums.decode_value(alg, str(v)) for v in values]
+        except S3Error:
             raise S3Error("InternalError", message="a stored part checksum is malformed") from None
+        object_sums[alg] = composite_checksum(alg, [str(v) for v in values])
 
     for name, value in a.expect_checksums.items():
         have = object_sums.get(name)
@@ -228,6 +232,9 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
     version_meta["parts"] = sizes  # part boundaries, for GET/HEAD ?partNumber=
     if object_sums:
         version_meta["checksums"] = object_sums
+        version_meta["checksum_type"] = checksums.COMPOSITE
+        # Each part's raw checksum, in part order (GetObjectAttributes lists them).
+        version_meta["part_checksums"] = b"".join(part_raws)
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=total, etag=etag,
         meta=version_meta, chunks=chunks, delete_marker=False,

@@ -460,8 +460,8 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
     meta = dict(src.meta)
     if fresh:
         # A single-part object now: no part boundaries, whole-object checksums.
-        meta.pop("parts", None)
-        meta.pop("checksums", None)
+        for name in ("parts", "part_checksums", "checksum_type", "checksums"):
+            meta.pop(name, None)
         if src_sums:
             meta["checksums"] = src_sums
     if replace:
