@@ -159,6 +159,9 @@ class CopyHandlers(FamilyBase):
         parts = [el("LastModified", iso8601(result.created_ns)), el("ETag", etag)]
         for name, value in sorted(result.checksums.items()):
             parts.append(el(f"Checksum{name.upper()}", value))
+        if result.checksums:
+            # A copy is a single-part object: its checksums are of the whole body.
+            parts.append(el("ChecksumType", checksums.FULL_OBJECT))
         headers: list[tuple[bytes, bytes]] = []
         if result.version_id:
             headers.append((b"x-amz-version-id", result.version_id.encode()))

@@ -159,6 +159,13 @@ def paginate_uploads(
     )  # fmt: skip
 
 
+def upload_checksum_type(upload: UploadRow) -> str:
+    """The checksum type of an upload (kept in its meta; uploads created before
+    it was recorded are COMPOSITE, the only type there was)."""
+    ctype = upload.meta.get("checksum_type")
+    return str(ctype) if ctype in checksums.CHECKSUM_TYPES else checksums.COMPOSITE
+
+
 # ---- handlers --------------------------------------------------------------------
 
 
@@ -209,24 +216,31 @@ class MultipartHandlers(FamilyBase):
         if raw_alg is not None:
             alg = raw_alg.strip().upper()
             checksums.header_name(alg)  # unknown algorithm → InvalidRequest
-        ctype = (req.headers.get("x-amz-checksum-type") or "COMPOSITE").strip().upper()
-        if ctype == "FULL_OBJECT":
-            raise S3Error(
-                "NotImplemented",
-                message="Seglake stores COMPOSITE multipart checksums; FULL_OBJECT is not supported",
-            )
-        if ctype != "COMPOSITE":
-            raise S3Error("InvalidRequest", message=f"Unknown x-amz-checksum-type {ctype!r}")
+        raw_type = req.headers.get("x-amz-checksum-type")
+        ctype: str | None = None
+        if alg is None:
+            if raw_type is not None:
+                raise S3Error(
+                    "InvalidRequest",
+                    message="The x-amz-checksum-type header can only be used with the "
+                    "x-amz-checksum-algorithm header.",
+                )
+        else:
+            ctype = raw_type.strip().upper() if raw_type else checksums.default_checksum_type(alg)
+            checksums.check_checksum_type(alg, ctype)
         self.require_bucket(req.bucket)
         await req.small_body(MAX_EMPTY_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload)
         result = await self.writer.call(
-            CreateUpload(bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg)
-        )
+            CreateUpload(
+                bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg,
+                checksum_type=ctype,
+            )
+        )  # fmt: skip
         headers: list[tuple[bytes, bytes]] = []
-        if alg is not None:
+        if alg is not None and ctype is not None:
             headers += [
                 (b"x-amz-checksum-algorithm", alg.encode()),
-                (b"x-amz-checksum-type", b"COMPOSITE"),
+                (b"x-amz-checksum-type", ctype.encode()),
             ]
         body = document(
             "InitiateMultipartUploadResult",
@@ -419,7 +433,7 @@ class MultipartHandlers(FamilyBase):
         if upload.checksum_algorithm:
             out += [
                 el("ChecksumAlgorithm", upload.checksum_algorithm),
-                el("ChecksumType", "COMPOSITE"),
+                el("ChecksumType", upload_checksum_type(upload)),
             ]
         await req.xml(200, document("ListPartsResult", out))
 
@@ -437,10 +451,16 @@ class MultipartHandlers(FamilyBase):
         if if_none_match is not None and if_none_match.strip() != "*":
             raise S3Error("NotImplemented", message="If-None-Match on Complete supports only '*'")
         ctype = req.headers.get("x-amz-checksum-type")
-        if ctype is not None and ctype.strip().upper() != "COMPOSITE":
-            raise S3Error(
-                "BadDigest", message="The checksum type does not match the one of the upload"
-            )
+        if ctype is not None:
+            mode = upload_checksum_type(upload) if upload.checksum_algorithm else None
+            if ctype.strip().upper() != mode:
+                # A different mode, not a different value: AWS says
+                # InvalidRequest here and keeps BadDigest for values.
+                raise S3Error(
+                    "InvalidRequest",
+                    message=f"The upload was created using the {mode or 'no'} checksum mode. "
+                    "The complete request must use the same checksum mode.",
+                )
         complete = CompleteUpload(
             bucket=req.bucket, key=req.key, upload_id=upload.upload_id,
             parts=[(p.number, p.etag, p.checksums) for p in listed],
@@ -466,17 +486,21 @@ class MultipartHandlers(FamilyBase):
         ]  # fmt: skip
         for alg, value in result.checksums.items():
             out.append(el(f"Checksum{alg}", value))
-            out.append(el("ChecksumType", "COMPOSITE"))
+        if result.checksums:
+            out.append(el("ChecksumType", result.checksum_type or checksums.COMPOSITE))
         await req.xml(200, document("CompleteMultipartUploadResult", out), headers)
 
     @staticmethod
     def _object_checksum_headers(req: Request) -> dict[str, str]:
         """``x-amz-checksum-*`` values sent with Complete: claims about the whole
-        object, checked against its composite checksum rather than ignored."""
+        object (its FULL_OBJECT value, or its COMPOSITE one with or without
+        ``-N``), checked by the writer rather than ignored. A value that is
+        not base64 of the algorithm's size is malformed (InvalidRequest)."""
         out: dict[str, str] = {}
         for name, value in req.headers.items():
             alg = checksums.algorithm_from_header(name)
             if alg is not None:
+                checksums.decode_value(alg, value.strip().split("-")[0])
                 out[alg] = value.strip()
         return out
 
@@ -531,6 +555,7 @@ class MultipartHandlers(FamilyBase):
             )  # fmt: skip
             if u.checksum_algorithm:
                 item += el("ChecksumAlgorithm", u.checksum_algorithm)
+                item += el("ChecksumType", upload_checksum_type(u))
             out.append(f"<Upload>{item}</Upload>")
         out += lq.common_prefixes_xml(page.common_prefixes)
         await req.xml(200, document("ListMultipartUploadsResult", out))

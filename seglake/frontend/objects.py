@@ -354,6 +354,8 @@ class ObjectHandlers(FamilyBase):
             headers.append((b"x-amz-version-id", result.version_id.encode()))
         for alg, value in body.checksums.items():
             headers.append((checksums.header_name(alg).encode(), value.encode()))
+        if body.checksums:
+            headers.append((b"x-amz-checksum-type", checksums.FULL_OBJECT.encode()))
         await req.respond(200, headers)
 
     # ---- GET / HEAD ------------------------------------------------------
@@ -471,8 +473,11 @@ class ObjectHandlers(FamilyBase):
         for name, value in (meta.get("user") or {}).items():
             h.append((f"x-amz-meta-{name}".encode("latin-1", "replace"), encode_meta_value(value)))
         if whole and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-            for alg, value in (meta.get("checksums") or {}).items():
+            sums = meta.get("checksums") or {}
+            for alg, value in sums.items():
                 h.append((checksums.header_name(alg).encode(), str(value).encode()))
+            if sums:
+                h.append((b"x-amz-checksum-type", stored_checksum_type(meta).encode()))
         return h
 
     @staticmethod

@@ -218,6 +218,8 @@ class CreateUpload(Request[UploadCreated], frozen=True):
     key: str
     meta: dict[str, Any] = {}
     checksum_algorithm: str | None = None
+    # COMPOSITE or FULL_OBJECT; None: AWS's default for the algorithm.
+    checksum_type: str | None = None
 
 
 class PartStored(Reply, frozen=True):
@@ -245,6 +247,7 @@ class Completed(Reply, frozen=True):
     etag: str
     size: int
     checksums: dict[str, str] = {}
+    checksum_type: str | None = None  # of ``checksums``: COMPOSITE or FULL_OBJECT
 
 
 class CompleteUpload(Request[Completed], frozen=True):

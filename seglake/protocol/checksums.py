@@ -11,16 +11,20 @@ Rules this module keeps:
 * Pure code: no I/O, no shared state; one ``Checksum`` per body.
 * Stored checksums have a type (``CHECKSUM_TYPES``): FULL_OBJECT (of the
   whole body; every single-part object) or COMPOSITE (the checksum of the
-  parts' checksums, ``-N``).
+  parts' checksums, ``-N``). An upload in parts may have either: COMPOSITE
+  for any algorithm but CRC64NVME, FULL_OBJECT for the three CRCs, whose
+  value is computed from the parts' CRCs and sizes alone (``combine_crc``),
+  never by reading the bytes again.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from seglake.errors import S3Error
@@ -44,6 +48,18 @@ _DIGEST_SIZE: Final[dict[str, int]] = {
 COMPOSITE: Final = "COMPOSITE"
 FULL_OBJECT: Final = "FULL_OBJECT"
 CHECKSUM_TYPES: Final = (COMPOSITE, FULL_OBJECT)
+# The algorithms a FULL_OBJECT multipart checksum can be computed for: CRCs
+# combine from the parts' values; hashes cannot.
+FULL_OBJECT_ALGORITHMS: Final = frozenset({"CRC32", "CRC32C", "CRC64NVME"})
+
+# The reflected (LSB-first) generator polynomials of the three CRCs. All
+# three start from all ones and end with an xor of all ones, which is what
+# makes ``combine_crc`` below exact.
+_CRC_POLY: Final[dict[str, int]] = {
+    "CRC32": 0xEDB88320,
+    "CRC32C": 0x82F63B78,
+    "CRC64NVME": 0x9A6C9329AC4BC9B5,
+}
 
 
 def _unsupported(what: str) -> S3Error:
@@ -145,3 +161,105 @@ class Checksum:
 def new_checksum(alg: str) -> Checksum:
     """A fresh checksum for ``alg`` (case-insensitive); unknown names are refused."""
     return Checksum(alg)
+
+
+# ---- CRC combination -----------------------------------------------------------
+#
+# After zlib's crc32_combine (``crc32.c``): for a CRC whose register starts
+# and ends xored with all ones, CRC(A || B) = CRC(A) * x^(8·len(B)) mod P
+# xor CRC(B), where the product is taken in GF(2)[x] modulo the generator P
+# in the reflected representation (bit ``width - 1`` is x^0). x^(8n) mod P
+# is built by squaring; it is cached per length, since all parts of an
+# upload but the last usually have the same size.
+
+
+def _mul_mod(a: int, b: int, poly: int, width: int) -> int:
+    """a · b mod P, both reflected ``width``-bit polynomials."""
+    if a == 0 or b == 0:
+        return 0
+    m = 1 << (width - 1)
+    p = 0
+    while True:
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                return p
+        m >>= 1
+        b = (b >> 1) ^ poly if b & 1 else b >> 1
+
+
+@functools.lru_cache(maxsize=64)
+def _x_pow_8n(alg: str, n: int) -> int:
+    """x^(8n) mod P for ``alg``, reflected."""
+    poly, width = _CRC_POLY[alg], _DIGEST_SIZE[alg] * 8
+    result = 1 << (width - 1)  # x^0
+    square = 1 << (width - 2)  # x^1, then x^2, x^4, ... by squaring
+    bits = 8 * n
+    while bits:
+        if bits & 1:
+            result = _mul_mod(square, result, poly, width)
+        bits >>= 1
+        if bits:
+            square = _mul_mod(square, square, poly, width)
+    return result
+
+
+def combine_crc(alg: str, crc1: int, crc2: int, len2: int) -> int:
+    """The CRC of A || B from crc1 = CRC(A), crc2 = CRC(B) and len2 = len(B)
+    bytes, for CRC32, CRC32C or CRC64NVME (as unsigned integers)."""
+    alg = _canonical_algorithm(alg)
+    if alg not in FULL_OBJECT_ALGORITHMS:
+        raise ValueError(f"{alg} values cannot be combined")
+    if len2 < 0:
+        raise ValueError("a length cannot be negative")
+    if len2 == 0:
+        return crc1
+    return _mul_mod(_x_pow_8n(alg, len2), crc1, _CRC_POLY[alg], _DIGEST_SIZE[alg] * 8) ^ crc2
+
+
+def full_object_crc(alg: str, parts: Iterable[tuple[bytes, int]]) -> bytes:
+    """The FULL_OBJECT checksum (raw big-endian bytes) of a body made of
+    parts given as (raw CRC of the part, its size in bytes), in order."""
+    alg = _canonical_algorithm(alg)
+    if alg not in FULL_OBJECT_ALGORITHMS:
+        raise ValueError(f"{alg} has no FULL_OBJECT multipart checksum")
+    size = _DIGEST_SIZE[alg]
+    crc = 0  # the CRC of no bytes, for all three
+    for raw, length in parts:
+        if len(raw) != size:
+            raise ValueError(f"a {alg} value is {size} bytes, not {len(raw)}")
+        crc = combine_crc(alg, crc, int.from_bytes(raw, "big"), length)
+    return crc.to_bytes(size, "big")
+
+
+def composite_checksum(alg: str, parts: Iterable[bytes]) -> bytes:
+    """The COMPOSITE checksum (raw bytes, without the ``-N`` suffix): the
+    checksum of the parts' raw checksums, concatenated in order."""
+    c = Checksum(alg)
+    for raw in parts:
+        c.update(raw)
+    return c.digest()
+
+
+def default_checksum_type(alg: str) -> str:
+    """The multipart checksum type AWS uses when a client names an algorithm
+    but no type: FULL_OBJECT for CRC64NVME (which has no COMPOSITE form),
+    COMPOSITE for the others."""
+    return FULL_OBJECT if _canonical_algorithm(alg) == "CRC64NVME" else COMPOSITE
+
+
+def check_checksum_type(alg: str, ctype: str) -> None:
+    """Refuse (``InvalidRequest``, as AWS) a multipart type the algorithm
+    cannot have: FULL_OBJECT needs a CRC, COMPOSITE is not offered for
+    CRC64NVME."""
+    alg = _canonical_algorithm(alg)
+    if ctype not in CHECKSUM_TYPES:
+        raise S3Error("InvalidRequest", message=f"Unknown x-amz-checksum-type {ctype!r}")
+    if (ctype == FULL_OBJECT and alg not in FULL_OBJECT_ALGORITHMS) or (
+        ctype == COMPOSITE and alg == "CRC64NVME"
+    ):
+        raise S3Error(
+            "InvalidRequest",
+            message=f"The {ctype} checksum type cannot be used with the {alg.lower()} "
+            "checksum algorithm.",
+        )

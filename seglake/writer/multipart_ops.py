@@ -80,12 +80,20 @@ def apply_create_upload(conn: apsw.Connection, ctx: BatchContext, a: CreateUploa
     alg = a.checksum_algorithm
     if alg is not None and alg not in checksums.ALGORITHMS:
         raise S3Error("InvalidRequest", message=f"unsupported checksum algorithm {alg!r}")
+    meta = dict(a.meta)
+    meta.pop("checksum_type", None)
+    if alg is not None:
+        # Kept in the upload's meta (no schema change), which Complete copies
+        # into the version's.
+        ctype = a.checksum_type or checksums.default_checksum_type(alg)
+        checksums.check_checksum_type(alg, ctype)
+        meta["checksum_type"] = ctype
     ns = ctx.clock.tick()
     upload_id = new_upload_id(ns)
     conn.execute(
         "INSERT INTO uploads(upload_id, bucket, key, created_ns, meta, checksum_algorithm) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (upload_id, bucket, key, ns, msgpack.packb(a.meta), alg),
+        (upload_id, bucket, key, ns, msgpack.packb(meta), alg),
     )
     return UploadCreated(upload_id=upload_id, created_ns=ns)
 
@@ -140,6 +148,7 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
     """``a.parts`` as the client listed them (ascending, checked again here)."""
     bucket, key, upload_id = a.bucket, a.key, a.upload_id
     meta, alg = _open_upload(conn, a)
+    ctype = str(meta.get("checksum_type") or checksums.COMPOSITE)
     listed = a.parts
     if not listed:
         raise S3Error("MalformedXML", message="You must specify at least one part")
@@ -214,11 +223,19 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
             part_raws = [checksums.decode_value(alg, str(v)) for v in values]
         except S3Error:
             raise S3Error("InternalError", message="a stored part checksum is malformed") from None
-        object_sums[alg] = composite_checksum(alg, [str(v) for v in values])
+        if ctype == checksums.FULL_OBJECT:
+            # The CRC of the whole body, from the parts' CRCs and sizes.
+            whole = checksums.full_object_crc(alg, zip(part_raws, sizes, strict=True))
+            object_sums[alg] = base64.b64encode(whole).decode("ascii")
+        else:
+            object_sums[alg] = composite_checksum(alg, [str(v) for v in values])
 
     for name, value in a.expect_checksums.items():
         have = object_sums.get(name)
-        if have is None or value.split("-")[0] != have.split("-")[0]:
+        # A COMPOSITE value may be sent with or without its -N; a FULL_OBJECT
+        # one has none.
+        sent = value if ctype == checksums.FULL_OBJECT else value.split("-")[0]
+        if have is None or sent != have.split("-")[0]:
             raise S3Error(
                 "BadDigest",
                 message=f"The {name} you specified did not match the calculated checksum.",
@@ -232,7 +249,7 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
     version_meta["parts"] = sizes  # part boundaries, for GET/HEAD ?partNumber=
     if object_sums:
         version_meta["checksums"] = object_sums
-        version_meta["checksum_type"] = checksums.COMPOSITE
+        version_meta["checksum_type"] = ctype
         # Each part's raw checksum, in part order (GetObjectAttributes lists them).
         version_meta["part_checksums"] = b"".join(part_raws)
     version_id, ns = _insert_version(
@@ -248,6 +265,7 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
         etag=etag,
         size=total,
         checksums=object_sums,
+        checksum_type=ctype if object_sums else None,
     )
 
 

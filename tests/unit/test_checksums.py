@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
+import zlib
 
 import pytest
+from awscrt import checksums as crt
 from botocore import httpchecksum
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,9 +16,16 @@ from hypothesis import strategies as st
 from seglake.errors import S3Error
 from seglake.protocol.checksums import (
     ALGORITHMS,
+    FULL_OBJECT_ALGORITHMS,
     Checksum,
     algorithm_from_header,
+    check_checksum_type,
+    combine_crc,
+    composite_checksum,
     decode_value,
+    default_checksum_type,
+    digest_size,
+    full_object_crc,
     header_name,
     new_checksum,
 )
@@ -133,3 +143,91 @@ def test_decode_value(alg: str) -> None:
         with pytest.raises(S3Error) as exc:
             decode_value(alg, bad)
         assert exc.value.code == "InvalidRequest"
+
+
+# ---- CRC combination (FULL_OBJECT multipart checksums) -----------------------------
+
+# The whole-body CRC of each algorithm, computed independently (zlib, awscrt).
+WHOLE = {
+    "CRC32": lambda d: zlib.crc32(d),
+    "CRC32C": lambda d: crt.crc32c(d),
+    "CRC64NVME": lambda d: crt.crc64nvme(d),
+}
+CRT_COMBINE = {
+    "CRC32": crt.combine_crc32,
+    "CRC32C": crt.combine_crc32c,
+    "CRC64NVME": crt.combine_crc64nvme,
+}
+SPLITS = [
+    (b"", b""),
+    (b"", b"123456789"),
+    (b"123456789", b""),
+    (b"1234", b"56789"),
+    (b"a", b"b"),
+    (bytes(range(256)) * 40, b"\xff" * 5000),
+    (b"x" * 4_194_304, b"tail"),  # a 4 MiB chunk, then a short part
+]
+
+
+@pytest.mark.parametrize("alg", sorted(FULL_OBJECT_ALGORITHMS))
+@pytest.mark.parametrize(("a", "b"), SPLITS, ids=lambda d: f"len{len(d)}")
+def test_combine_equals_whole_body(alg: str, a: bytes, b: bytes) -> None:
+    crc = WHOLE[alg]
+    got = combine_crc(alg, crc(a), crc(b), len(b))
+    assert got == crc(a + b)
+    assert got == CRT_COMBINE[alg](crc(a), crc(b), len(b))
+
+
+@pytest.mark.parametrize("alg", sorted(FULL_OBJECT_ALGORITHMS))
+@given(parts=st.lists(st.binary(max_size=300), max_size=8))
+def test_full_object_crc_of_parts(alg: str, parts: list[bytes]) -> None:
+    crc, size = WHOLE[alg], digest_size(alg)
+    raws = [(crc(p).to_bytes(size, "big"), len(p)) for p in parts]
+    assert full_object_crc(alg, raws) == crc(b"".join(parts)).to_bytes(size, "big")
+
+
+def test_combine_long_lengths_match_awscrt() -> None:
+    """Lengths far beyond what a test can hash (parts of up to 5 GiB, objects of
+    up to 50 TB): the x^(8n) mod P math against awscrt's own combine."""
+    for alg, combine in CRT_COMBINE.items():
+        for n in (5 * 2**30, 5 * 2**30 + 1, 50 * 10**12, 2**40 - 3):
+            assert combine_crc(alg, 0x1234567, 0x89ABCDE, n) == combine(0x1234567, 0x89ABCDE, n)
+
+
+def test_combine_refuses_hashes_and_bad_input() -> None:
+    for alg in ("SHA1", "SHA256"):
+        with pytest.raises(ValueError):
+            combine_crc(alg, 1, 2, 3)
+        with pytest.raises(ValueError):
+            full_object_crc(alg, [])
+    with pytest.raises(ValueError):
+        combine_crc("CRC32", 1, 2, -1)
+    with pytest.raises(ValueError):
+        full_object_crc("CRC32", [(b"\0" * 8, 1)])  # a CRC64 value under CRC32
+
+
+def test_composite_of_parts() -> None:
+    parts = [b"one", b"two", b"three"]
+    raws = [hashlib.sha256(p).digest() for p in parts]
+    assert composite_checksum("SHA256", raws) == hashlib.sha256(b"".join(raws)).digest()
+
+
+@pytest.mark.parametrize(
+    ("alg", "default", "allowed"),
+    [
+        ("CRC32", "COMPOSITE", {"COMPOSITE", "FULL_OBJECT"}),
+        ("CRC32C", "COMPOSITE", {"COMPOSITE", "FULL_OBJECT"}),
+        ("CRC64NVME", "FULL_OBJECT", {"FULL_OBJECT"}),
+        ("SHA1", "COMPOSITE", {"COMPOSITE"}),
+        ("SHA256", "COMPOSITE", {"COMPOSITE"}),
+    ],
+)
+def test_checksum_types(alg: str, default: str, allowed: set[str]) -> None:
+    assert default_checksum_type(alg) == default
+    for ctype in ("COMPOSITE", "FULL_OBJECT", "OTHER"):
+        if ctype in allowed:
+            check_checksum_type(alg, ctype)
+        else:
+            with pytest.raises(S3Error) as exc:
+                check_checksum_type(alg, ctype)
+            assert exc.value.code == "InvalidRequest"

@@ -255,3 +255,44 @@ def test_uploads_listing_order(conn: apsw.Connection) -> None:
     assert [r.upload_id for r in rows] == [ids[2], ids[3]]
     rows = list(multipart_reads.uploads_after(conn, "b", "b", "", None, 2))
     assert [r.upload_id for r in rows] == [ids[0], ids[2]]
+
+
+def test_full_object_crc_and_expected_values(conn: apsw.Connection) -> None:
+    """FULL_OBJECT: the object's CRC64NVME is the CRC of the whole body,
+    combined from the parts' CRCs and sizes; a client's claim must equal it."""
+    import base64
+
+    from awscrt import checksums as crt
+
+    bodies = [os.urandom(100), os.urandom(7)]
+    sums = [base64.b64encode(crt.crc64nvme(b).to_bytes(8, "big")).decode() for b in bodies]
+    whole = base64.b64encode(crt.crc64nvme(b"".join(bodies)).to_bytes(8, "big")).decode()
+    with pytest.raises(S3Error) as exc:
+        create(conn, checksum_algorithm="SHA256", checksum_type="FULL_OBJECT")
+    assert exc.value.code == "InvalidRequest"
+    upload_id = create(conn, checksum_algorithm="CRC64NVME")  # FULL_OBJECT by default
+    row = multipart_reads.upload(conn, upload_id)
+    assert row is not None and row.meta["checksum_type"] == "FULL_OBJECT"
+    etags = [
+        put_part(conn, upload_id, n, len(b), checksums={"CRC64NVME": s})
+        for n, (b, s) in enumerate(zip(bodies, sums, strict=True), start=1)
+    ]
+    args = {
+        "bucket": "b", "key": "k", "upload_id": upload_id, "min_part_size": 1,
+        "parts": [[1, etags[0], {}], [2, etags[1], {}]],
+        "expect_checksums": {"CRC64NVME": sums[0]},
+    }  # fmt: skip
+    with pytest.raises(S3Error) as exc:
+        run(conn, multipart_ops.apply_complete_upload, args)
+    assert exc.value.code == "BadDigest"
+    args["expect_checksums"] = {"CRC64NVME": whole + "-2"}  # no -N on a full-object value
+    with pytest.raises(S3Error) as exc:
+        run(conn, multipart_ops.apply_complete_upload, args)
+    assert exc.value.code == "BadDigest"
+    args["expect_checksums"] = {"CRC64NVME": whole}
+    result = run(conn, multipart_ops.apply_complete_upload, args)
+    assert result["checksums"] == {"CRC64NVME": whole}
+    assert result["checksum_type"] == "FULL_OBJECT"
+    meta = msgpack.unpackb(query(conn, "SELECT meta FROM versions")[0][0], raw=False)
+    assert meta["checksum_type"] == "FULL_OBJECT" and meta["parts"] == [100, 7]
+    assert meta["part_checksums"] == b"".join(base64.b64decode(s) for s in sums)
