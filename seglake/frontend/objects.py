@@ -451,11 +451,12 @@ class ObjectHandlers(FamilyBase):
         return [h for h in headers if h[0] not in names] + overrides
 
     def _object_headers(
-        self, req: Request, v: VersionRow, *, whole: bool = True
+        self, req: Request, v: VersionRow, *, whole: bool = True, part: int | None = None
     ) -> list[tuple[bytes, bytes]]:
         """Headers describing the version. Stored checksums describe the whole
         object, so they are sent only when the whole object is (clients that
-        ask with x-amz-checksum-mode verify them against the body)."""
+        ask with x-amz-checksum-mode verify them against the body); with
+        ``?partNumber=`` (``part``) the checksum sent is that part's."""
         meta = v.meta
         h: list[tuple[bytes, bytes]] = [
             (b"etag", f'"{v.etag}"'.encode()),
@@ -472,18 +473,48 @@ class ObjectHandlers(FamilyBase):
             h.append((name.encode(), str(value).encode("latin-1", "replace")))
         for name, value in (meta.get("user") or {}).items():
             h.append((f"x-amz-meta-{name}".encode("latin-1", "replace"), encode_meta_value(value)))
-        if whole and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-            sums = meta.get("checksums") or {}
-            for alg, value in sums.items():
-                h.append((checksums.header_name(alg).encode(), str(value).encode()))
-            if sums:
-                h.append((b"x-amz-checksum-type", stored_checksum_type(meta).encode()))
+        if req.headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
+            return h
+        sums: dict[str, str] = {}
+        if part is not None:
+            sums = self._part_checksum(v, part)
+        elif whole:
+            sums = {str(k): str(val) for k, val in dict(meta.get("checksums") or {}).items()}
+        for alg, value in sums.items():
+            h.append((checksums.header_name(alg).encode(), value.encode()))
+        if sums:
+            h.append((b"x-amz-checksum-type", stored_checksum_type(meta).encode()))
         return h
+
+    @staticmethod
+    def _part_checksum(v: VersionRow, n: int) -> dict[str, str]:
+        """The checksum of part ``n`` (what ``?partNumber=n`` sends): the part's
+        own value for an object uploaded in parts (when recorded), the
+        object's for part 1 of one that was not."""
+        facts = object_facts(v)
+        if facts.part_sizes is None:
+            return facts.checksums if n == 1 else {}
+        ds, raw = facts.part_digest_size, facts.part_checksums
+        if facts.part_algorithm is None or raw is None or len(raw) < n * ds:
+            return {}
+        value = base64.b64encode(raw[(n - 1) * ds : n * ds]).decode("ascii")
+        return {facts.part_algorithm: value}
+
+    @staticmethod
+    def _part_number(req: Request) -> int | None:
+        raw = req.q("partNumber")
+        return int(raw) if raw is not None and raw.isascii() and raw.isdigit() else None
 
     @staticmethod
     def _part(req: Request, v: VersionRow) -> tuple[ByteRange | None, list[tuple[bytes, bytes]]]:
         """``?partNumber=N``: the byte range of part N of the version, and the
-        headers that describe it. Objects not uploaded in parts are one part."""
+        headers that describe it. Objects not uploaded in parts are one part.
+
+        As AWS: N outside 1..10000 (or not a number) is 400 InvalidArgument;
+        with a Range header too, 400 InvalidRequest; N beyond the object's
+        parts, 416 InvalidPartNumber. A part is answered 206 with its
+        Content-Range; ``x-amz-mp-parts-count`` only for an object uploaded
+        in parts."""
         raw = req.q("partNumber")
         if raw is None:
             return None, []
@@ -532,7 +563,10 @@ class ObjectHandlers(FamilyBase):
         v = self._resolve(req)
         self._check_conditions(req, v)
         part, part_headers = self._part(req, v)
-        headers = self._apply_overrides(self._object_headers(req, v, whole=part is None), overrides)
+        headers = self._apply_overrides(
+            self._object_headers(req, v, whole=part is None, part=self._part_number(req)),
+            overrides,
+        )
         headers += part_headers
         if part is not None:
             headers.append((b"content-range", part.content_range(v.size).encode()))
@@ -561,7 +595,12 @@ class ObjectHandlers(FamilyBase):
         else:
             byte_ranges = parse_range(req.headers.get("range"), v.size)
         headers = self._apply_overrides(
-            self._object_headers(req, v, whole=byte_ranges is None and not part_headers),
+            self._object_headers(
+                req,
+                v,
+                whole=byte_ranges is None and not part_headers,
+                part=self._part_number(req),
+            ),
             overrides,
         )
         headers += part_headers
