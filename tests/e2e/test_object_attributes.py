@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import random
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -272,3 +274,18 @@ def test_bad_requests(server: SeglakeServer, s3: Any, headers: dict[str, str], c
     r = signed_request(server, "GET", "/attrs/bad", "attributes", headers=headers)
     assert r.status_code == 400
     assert f"<Code>{code}</Code>" in r.text
+
+
+def test_awscli_get_object_attributes(server: SeglakeServer, s3: Any, tmp_path: Path) -> None:
+    """The same call from awscli (`aws s3api get-object-attributes`), whose
+    botocore parses the body on its own."""
+    from tests.e2e.test_awscli import aws, ok
+
+    data = b"awscli attributes " * 100
+    s3.put_object(Bucket="attrs", Key="cli", Body=data, ChecksumAlgorithm="SHA256")
+    args = ["s3api", "get-object-attributes", "--bucket", "attrs", "--key", "cli"]
+    args += ["--object-attributes", "ETag", "Checksum", "ObjectSize", "StorageClass"]
+    out = json.loads(ok(aws(server, *args, cwd=tmp_path)))
+    assert out["ETag"] == hashlib.md5(data).hexdigest()
+    assert out["Checksum"] == {"ChecksumSHA256": b64(sha256(data)), "ChecksumType": "FULL_OBJECT"}
+    assert (out["ObjectSize"], out["StorageClass"]) == (len(data), "STANDARD")
