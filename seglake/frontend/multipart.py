@@ -16,6 +16,11 @@ Rules this module keeps:
   the body here (size cap, XML, ascending part numbers), the rest in the
   writer's transaction (parts exist, ETags match, sizes). The object's
   manifest is the concatenation of the parts' chunk lists; no byte moves.
+- Checksums: an upload named with ``x-amz-checksum-algorithm`` has a type,
+  COMPOSITE or FULL_OBJECT (``x-amz-checksum-type``, else AWS's default for
+  the algorithm), kept in its meta and reported by every response that
+  carries a checksum. Every part gets the upload's checksum (computed here
+  if the client sent none); Complete derives the object's from them.
 - Upload ids are opaque to clients; one that does not exist, or names an
   upload of another bucket or key, is ``NoSuchUpload``.
 - Request XML is untrusted: parsed with ``defusedxml`` (no DTDs, no entity

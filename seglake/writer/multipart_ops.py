@@ -15,6 +15,10 @@ Rules this file keeps (on top of the contract in ``ops.py``):
   (``_insert_version``: manifest written and fsynced before COMMIT) and
   removes the upload and its part rows in the same transaction, so an
   upload is either still open or completed, never both.
+- The object's checksum is derived from the parts' stored checksums only:
+  COMPOSITE (the checksum of their raw values, ``-N``) or FULL_OBJECT (the
+  whole body's CRC, combined from the parts' CRCs and sizes). Each part's
+  raw value and the type are kept in the version's meta.
 """
 
 from __future__ import annotations
