@@ -47,6 +47,7 @@ from seglake.frontend.objects import (
     stored_meta,
     validate_key,
     validate_version_id,
+    write_condition_args,
 )
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
@@ -130,9 +131,7 @@ class CopyHandlers(FamilyBase):
             alg = checksums.header_name(alg)[len(checksums.HEADER_PREFIX) :].upper()
         # Metadata is validated whatever the directive; with COPY it is unused.
         meta = stored_meta(req) if directive == "REPLACE" else {}
-        if_none_match = req.headers.get("if-none-match")
-        if if_none_match is not None and if_none_match.strip() != "*":
-            raise S3Error("NotImplemented", message="If-None-Match on copy supports only '*'")
+        cond_args = write_condition_args(self.reader, req)
         cond = conditions.from_headers(req.headers, copy_source=True)
         args = {
             "bucket": req.bucket, "key": req.key,
@@ -142,9 +141,7 @@ class CopyHandlers(FamilyBase):
                 cond.if_match, cond.if_none_match, cond.if_modified_since,
                 cond.if_unmodified_since,
             ],
-            "checksum_algorithm": alg or None,
-            "if_none_match": if_none_match is not None,
-            "if_match": req.headers.get("if-match"),
+            "checksum_algorithm": alg or None, **cond_args,
         }  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

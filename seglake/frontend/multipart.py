@@ -437,9 +437,9 @@ class MultipartHandlers(FamilyBase):
         )
         # Up to 10,000 parts: parsed off the event loop.
         listed = await trio.to_thread.run_sync(parse_complete, body)
-        if_none_match = req.headers.get("if-none-match")
-        if if_none_match is not None and if_none_match.strip() != "*":
-            raise S3Error("NotImplemented", message="If-None-Match on Complete supports only '*'")
+        # Decided by the writer, against the key as it was when the upload
+        # was created (it records that itself): no seen_uid from here.
+        cond = conditions.write_conditions_from_headers(req.headers)
         ctype = req.headers.get("x-amz-checksum-type")
         if ctype is not None and ctype.strip().upper() != "COMPOSITE":
             raise S3Error(
@@ -453,8 +453,7 @@ class MultipartHandlers(FamilyBase):
             "expect_size": parse_int_param(
                 req.headers.get("x-amz-mp-object-size"), "x-amz-mp-object-size", -1
             ),
-            "if_none_match": if_none_match is not None,
-            "if_match": req.headers.get("if-match"),
+            "if_none_match": cond.if_none_match, "if_match": cond.if_match,
         }  # fmt: skip
         result = await self.writer.call("complete_upload", args)
         headers: list[tuple[bytes, bytes]] = []

@@ -151,6 +151,20 @@ def require_if_match(cfg: Config, req: Request) -> None:
         )
 
 
+def write_condition_args(reader: MetaReader, req: Request) -> dict[str, Any]:
+    """A write's own conditions for its writer request (PutObject, CopyObject,
+    CompleteMultipartUpload; decided in the writer's transaction). With a
+    condition, also ``seen_uid``: the key's current version now, before any
+    body byte is read, so the writer can tell that the key changed during
+    the upload (409 ConditionalRequestConflict)."""
+    c = conditions.write_conditions_from_headers(req.headers)  # 501 for If-None-Match: <etag>
+    args: dict[str, Any] = {"if_none_match": c.if_none_match, "if_match": c.if_match}
+    if c.any:
+        cur = reader.current(req.bucket, req.key)
+        args["seen_uid"] = "" if cur is None else cur.uid
+    return args
+
+
 def stored_meta(req: Request) -> dict[str, Any]:
     user: dict[str, str] = {}
     size = 0
@@ -291,9 +305,7 @@ class ObjectHandlers(FamilyBase):
         bucket = self.reader.bucket(req.bucket)
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
-        if_none_match = req.headers.get("if-none-match")
-        if if_none_match is not None and if_none_match.strip() != "*":
-            raise S3Error("NotImplemented", message="If-None-Match on PUT supports only '*'")
+        cond_args = write_condition_args(self.reader, req)
         refs: dict[int, list[Any]] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
@@ -306,9 +318,7 @@ class ObjectHandlers(FamilyBase):
             meta["checksums"] = body.checksums
         args = {
             "bucket": req.bucket, "key": req.key, "size": body.size, "etag": body.etag,
-            "meta": meta, "chunks": chunks, "tail_digest": body.tail_digest,
-            "if_none_match": if_none_match is not None,
-            "if_match": req.headers.get("if-match"),
+            "meta": meta, "chunks": chunks, "tail_digest": body.tail_digest, **cond_args,
         }  # fmt: skip
         result = await self.writer.call("put", args, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
@@ -637,14 +647,18 @@ class ObjectHandlers(FamilyBase):
     async def delete_object(self, req: Request) -> None:
         validate_key(req.key)
         version_id = req.q("versionId")
+        # If-Match, x-amz-if-match-last-modified-time, x-amz-if-match-size:
+        # decided by the writer against the current version, in the delete's
+        # own transaction (seglake.protocol.conditions, rule 8).
+        cond = conditions.delete_conditions_from_headers(req.headers).to_wire()
+        args: dict[str, Any] = {"bucket": req.bucket, "key": req.key}
+        if cond is not None:
+            args["conditions"] = cond
         if version_id is not None:
             validate_version_id(version_id)
-            result = await self.writer.call(
-                "delete_version",
-                {"bucket": req.bucket, "key": req.key, "version_id": version_id},
-            )
+            result = await self.writer.call("delete_version", {**args, "version_id": version_id})
         else:
-            result = await self.writer.call("delete_object", {"bucket": req.bucket, "key": req.key})
+            result = await self.writer.call("delete_object", args)
         headers: list[tuple[bytes, bytes]] = []
         if result.get("delete_marker"):
             headers.append((b"x-amz-delete-marker", b"true"))

@@ -24,7 +24,8 @@ Tables (SPEC §5):
   never truncates a segment below it.
 - ``settings``: small named values (maintenance state, HLC watermark).
 - ``ops_runs``: history of maintenance runs.
-- ``uploads`` / ``parts``: open multipart uploads and their parts (migration 2).
+- ``uploads`` / ``parts``: open multipart uploads and their parts (migration 2);
+  ``uploads.key_uid``, the key's current version at creation (migration 4).
 """
 
 from __future__ import annotations
@@ -134,6 +135,13 @@ MIGRATIONS: Final[list[str]] = [
         bucket      TEXT NOT NULL,
         PRIMARY KEY (access_key, bucket)
     ) WITHOUT ROWID;
+    """,
+    # 4: conditional CompleteMultipartUpload. key_uid is the uid of the key's
+    # current version (or delete marker) when the upload was created, '' for
+    # none; a conditional Complete that passes against a key changed since
+    # then is 409 ConditionalRequestConflict. NULL: created before this column.
+    """
+    ALTER TABLE uploads ADD COLUMN key_uid TEXT;
     """,
 ]
 

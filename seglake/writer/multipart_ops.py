@@ -23,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import apsw
@@ -39,6 +40,7 @@ from seglake.writer.ops import (
     _insert_version,
     bucket_versioning,
     check_write_conditions,
+    current_version,
 )
 
 
@@ -48,17 +50,25 @@ def new_upload_id(ns: int) -> str:
     return f"{ns:016x}{os.urandom(16).hex()}"
 
 
-def _open_upload(conn: apsw.Connection, a: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """(meta, checksum algorithm) of the upload ``a`` addresses, or NoSuchUpload."""
+@dataclass(frozen=True)
+class _Upload:
+    meta: dict[str, Any]
+    checksum_algorithm: str | None
+    key_uid: str | None  # the key's current version at creation ('' none; None unknown)
+
+
+def _open_upload(conn: apsw.Connection, a: dict[str, Any]) -> _Upload:
+    """The open upload ``a`` addresses, or NoSuchUpload."""
     rows = query(
         conn,
-        "SELECT bucket, key, meta, checksum_algorithm FROM uploads WHERE upload_id = ?",
+        "SELECT bucket, key, meta, checksum_algorithm, key_uid FROM uploads WHERE upload_id = ?",
         (str(a["upload_id"]),),
     )
     if not rows or rows[0][0] != a["bucket"] or rows[0][1] != a["key"]:
         raise S3Error("NoSuchUpload", resource=str(a["upload_id"]))
     meta = msgpack.unpackb(rows[0][2], raw=False) if rows[0][2] else {}
-    return (meta if isinstance(meta, dict) else {}), rows[0][3]
+    key_uid = None if rows[0][4] is None else str(rows[0][4])
+    return _Upload(meta if isinstance(meta, dict) else {}, rows[0][3], key_uid)
 
 
 def apply_create_upload(
@@ -71,11 +81,15 @@ def apply_create_upload(
         raise S3Error("InvalidRequest", message=f"unsupported checksum algorithm {alg!r}")
     ns = ctx.clock.tick()
     upload_id = new_upload_id(ns)
+    cur = current_version(conn, bucket, key)
     conn.execute(
-        "INSERT INTO uploads(upload_id, bucket, key, created_ns, meta, checksum_algorithm) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (upload_id, bucket, key, ns, msgpack.packb(dict(a.get("meta") or {})), alg),
-    )
+        "INSERT INTO uploads(upload_id, bucket, key, created_ns, meta, checksum_algorithm, "
+        "key_uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            upload_id, bucket, key, ns, msgpack.packb(dict(a.get("meta") or {})), alg,
+            "" if cur is None else cur.uid,
+        ),
+    )  # fmt: skip
     return {"upload_id": upload_id, "created_ns": ns}
 
 
@@ -135,7 +149,8 @@ def apply_complete_upload(
     """``a["parts"]``: [[part number, etag, {algorithm: base64 value}], ...] as the
     client listed them (ascending, checked again here)."""
     bucket, key, upload_id = a["bucket"], a["key"], str(a["upload_id"])
-    meta, alg = _open_upload(conn, a)
+    upload = _open_upload(conn, a)
+    meta, alg = upload.meta, upload.checksum_algorithm
     listed = a["parts"]
     if not isinstance(listed, list) or not listed:
         raise S3Error("MalformedXML", message="You must specify at least one part")
@@ -216,7 +231,9 @@ def apply_complete_upload(
             )
 
     versioning = bucket_versioning(conn, bucket)
-    check_write_conditions(conn, bucket, key, a)
+    # The upload ran from its creation: a key changed since then makes a
+    # conditional Complete that would pass a 409 (conditions, rule 7).
+    check_write_conditions(conn, bucket, key, a, seen_uid=upload.key_uid)
 
     etag = multipart_etag(etags)
     version_meta = dict(meta)

@@ -70,6 +70,15 @@ class Current:
     version_id: str
     etag: str
     delete_marker: bool
+    uid: str = ""
+    size: int = 0
+    created_ns: int = 0
+
+    def state(self) -> conditions.KeyState:
+        """What the write/delete conditions are decided against."""
+        return conditions.KeyState(
+            self.uid, self.etag, self.size, self.created_ns, self.delete_marker
+        )
 
 
 def bucket_versioning(conn: apsw.Connection, bucket: str) -> str:
@@ -82,14 +91,14 @@ def bucket_versioning(conn: apsw.Connection, bucket: str) -> str:
 def current_version(conn: apsw.Connection, bucket: str, key: str) -> Current | None:
     rows = query(
         conn,
-        "SELECT v.id, v.version_id, v.etag, v.delete_marker FROM current c "
-        "JOIN versions v ON v.id = c.version WHERE c.bucket = ? AND c.key = ?",
+        "SELECT v.id, v.version_id, v.etag, v.delete_marker, v.uid, v.size, v.created_ns "
+        "FROM current c JOIN versions v ON v.id = c.version WHERE c.bucket = ? AND c.key = ?",
         (bucket, key),
     )
     if not rows:
         return None
     r = rows[0]
-    return Current(int(r[0]), str(r[1]), str(r[2]), bool(r[3]))
+    return Current(int(r[0]), str(r[1]), str(r[2]), bool(r[3]), str(r[4]), int(r[5]), int(r[6]))
 
 
 def _insert_version(
@@ -142,21 +151,47 @@ def _insert_version(
     return version_id, ns
 
 
-def check_write_conditions(conn: apsw.Connection, bucket: str, key: str, a: dict[str, Any]) -> None:
-    """A write's own conditions, checked atomically with the write:
-    ``If-None-Match: *`` (create only) and ``If-Match`` (overwrite guard)."""
+def write_conditions(a: dict[str, Any]) -> conditions.WriteConditions:
+    """A write request's own conditions: ``if_match`` (ETag list or ``*``)
+    and ``if_none_match`` (True for ``If-None-Match: *``)."""
     if_match = a.get("if_match")
-    if not a.get("if_none_match") and if_match is None:
+    return conditions.WriteConditions(
+        None if if_match is None else str(if_match), bool(a.get("if_none_match"))
+    )
+
+
+def check_write_conditions(
+    conn: apsw.Connection,
+    bucket: str,
+    key: str,
+    a: dict[str, Any],
+    *,
+    seen_uid: str | None = None,
+) -> None:
+    """A write's own conditions, decided atomically with the write
+    (``conditions.decide_write``): ``If-None-Match: *`` and ``If-Match``.
+    ``seen_uid`` (else ``a["seen_uid"]``): the key's current version uid when
+    the request began, "" for none; a write that passes against a key changed
+    since then is 409 ConditionalRequestConflict."""
+    c = write_conditions(a)
+    if not c.any:
         return  # most writes are unconditional: skip the lookup
+    if seen_uid is None:
+        raw = a.get("seen_uid")
+        seen_uid = None if raw is None else str(raw)
     cur = current_version(conn, bucket, key)
-    live = cur is not None and not cur.delete_marker
-    if a.get("if_none_match") and live:
-        raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
-    if if_match is not None:
-        if cur is None or not live:
-            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
-        if not conditions.etag_matches(if_match, cur.etag, weak=False):
-            raise S3Error("PreconditionFailed", fields={"Condition": "If-Match"})
+    verdict = conditions.decide_write(c, None if cur is None else cur.state(), seen_uid)
+    verdict.raise_for(key)
+
+
+def check_delete_conditions(conn: apsw.Connection, bucket: str, key: str, raw: Any) -> None:
+    """A delete's conditions (``conditions.decide_delete``), against the
+    key's current version, decided in the transaction that deletes."""
+    c = conditions.DeleteConditions.from_wire(raw)
+    if not c.any:
+        return
+    cur = current_version(conn, bucket, key)
+    conditions.decide_delete(c, None if cur is None else cur.state()).raise_for(key)
 
 
 def _chunk_refs(raw: Any, size: int) -> list[ChunkRef]:
@@ -198,6 +233,7 @@ def apply_delete_object(
 ) -> dict[str, Any]:
     bucket, key = a["bucket"], a["key"]
     versioning = bucket_versioning(conn, bucket)
+    check_delete_conditions(conn, bucket, key, a.get("conditions"))
     if versioning == "unversioned":
         cur = current_version(conn, bucket, key)
         if cur is not None:
@@ -222,6 +258,9 @@ def apply_delete_version(
     """
     bucket, key, version_id = a["bucket"], a["key"], a["version_id"]
     bucket_versioning(conn, bucket)
+    # AWS: conditional delete evaluations apply to the current version only,
+    # also when a version id is named.
+    check_delete_conditions(conn, bucket, key, a.get("conditions"))
     rows = query(
         conn,
         "SELECT id, delete_marker FROM versions WHERE bucket = ? AND key = ? "
@@ -480,17 +519,26 @@ def apply_delete_objects(
     bucket = a["bucket"]
     bucket_versioning(conn, bucket)  # a missing bucket fails the whole request
     results: list[dict[str, Any]] = []
-    for key, version_id in a["objects"]:
+    objects = a["objects"]
+    # Optional, aligned with ``objects``: each key's [ETag, LastModifiedTime
+    # seconds, Size] conditions, or None.
+    conds = list(a.get("conditions") or [None] * len(objects))
+    if len(conds) != len(objects):
+        raise S3Error("InternalError", message="malformed DeleteObjects conditions")
+    for (key, version_id), cond in zip(objects, conds, strict=True):
         mark = len(ctx.manifests)
         committed = dict(ctx.committed_ends)
         conn.execute("SAVEPOINT delete_objects_item")
         try:
             if version_id is None:
-                r = apply_delete_object(conn, ctx, {"bucket": bucket, "key": key})
+                r = apply_delete_object(
+                    conn, ctx, {"bucket": bucket, "key": key, "conditions": cond}
+                )
             else:
                 r = apply_delete_version(
-                    conn, ctx, {"bucket": bucket, "key": key, "version_id": version_id}
-                )
+                    conn, ctx,
+                    {"bucket": bucket, "key": key, "version_id": version_id, "conditions": cond},
+                )  # fmt: skip
             conn.execute("RELEASE delete_objects_item")
             results.append(
                 {"version_id": r.get("version_id"), "delete_marker": bool(r.get("delete_marker"))}
