@@ -13,6 +13,11 @@ Rules this module keeps:
 * Every object is deleted exactly as DeleteObject would delete it, all in one
   writer call (one transaction, a savepoint per key); a key that fails gets
   an ``<Error>`` entry and the others still happen.
+* An object may carry conditions (``ETag``, ``LastModifiedTime``, ``Size``):
+  the writer decides them against the key's current version under that
+  key's savepoint, so an object whose condition fails gets its own
+  ``<Error>`` (``PreconditionFailed``; ``NoSuchKey`` for an ETag on no
+  object) and the others still happen.
 * Quiet mode lists only the errors. Entries come back in request order.
 """
 
@@ -56,7 +61,8 @@ class MultiDeleteHandlers(FamilyBase):
         # Keys that cannot exist are answered here; the rest go to the writer.
         entries: list[dict[str, Any] | None] = []
         todo: list[list[str | None]] = []
-        for key, version_id in parsed.objects:
+        todo_conds: list[list[Any] | None] = []
+        for index, (key, version_id) in enumerate(parsed.objects):
             try:
                 validate_key(key)
                 if req.object_check is None:
@@ -77,11 +83,14 @@ class MultiDeleteHandlers(FamilyBase):
                 continue
             entries.append(None)
             todo.append([key, version_id])
+            cond = parsed.conditions.get(index)
+            todo_conds.append(None if cond is None else cond.to_wire())
         results: list[dict[str, Any]] = []
         if todo:
-            reply = await self.writer.call(
-                "delete_objects", {"bucket": req.bucket, "objects": todo}
-            )
+            args: dict[str, Any] = {"bucket": req.bucket, "objects": todo}
+            if any(c is not None for c in todo_conds):
+                args["conditions"] = todo_conds
+            reply = await self.writer.call("delete_objects", args)
             results = list(reply["results"])
         it = iter(results)
         parts: list[str] = []
