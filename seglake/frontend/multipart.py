@@ -17,7 +17,10 @@ Rules this module keeps:
   writer's transaction (parts exist, ETags match, sizes). The object's
   manifest is the concatenation of the parts' chunk lists; no byte moves.
 - Upload ids are opaque to clients; one that does not exist, or names an
-  upload of another bucket or key, is ``NoSuchUpload``.
+  upload of another bucket or key, is ``NoSuchUpload``. Complete of an
+  upload completed a moment ago with the same part list (an SDK retrying
+  after a lost response) answers 200 with the same result: the writer keeps
+  a record of completed uploads for that (``writer/multipart_ops.py``).
 - Request XML is untrusted: parsed with ``defusedxml`` (no DTDs, no entity
   expansion) from a body of bounded size (``seglake/protocol/xml_requests.py``).
 """
@@ -198,6 +201,23 @@ class MultipartHandlers(FamilyBase):
         if row is None or row.bucket != req.bucket or row.key != req.key:
             raise S3Error("NoSuchUpload", resource=req.key, fields={"UploadId": upload_id[:128]})
         return row
+
+    def _upload_id_to_complete(self, req: Request) -> str:
+        """The upload ``?uploadId=`` names for Complete: an open upload of this
+        bucket and key, or one the writer may remember as completed (a
+        retried Complete is answered from that record); it decides which."""
+        upload_id = req.q("uploadId") or ""
+        row = (
+            multipart_reads.upload(self.reader.conn, upload_id)
+            if _UPLOAD_ID_RE.match(upload_id)
+            else None
+        )
+        if row is not None and row.bucket == req.bucket and row.key == req.key:
+            return row.upload_id
+        self.require_bucket(req.bucket)
+        if row is not None or not _UPLOAD_ID_RE.match(upload_id):
+            raise S3Error("NoSuchUpload", resource=req.key, fields={"UploadId": upload_id[:128]})
+        return upload_id
 
     # ---- Create ------------------------------------------------------------
     async def create_multipart_upload(self, req: Request) -> None:
@@ -431,7 +451,7 @@ class MultipartHandlers(FamilyBase):
     async def complete_multipart_upload(self, req: Request) -> None:
         validate_key(req.key)
         require_if_match(self.cfg, req)
-        upload = self._upload(req)
+        upload_id = self._upload_id_to_complete(req)
         body = await req.small_body(
             MAX_COMPLETE_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload
         )
@@ -446,7 +466,7 @@ class MultipartHandlers(FamilyBase):
                 "BadDigest", message="The checksum type does not match the one of the upload"
             )
         args = {
-            "bucket": req.bucket, "key": req.key, "upload_id": upload.upload_id,
+            "bucket": req.bucket, "key": req.key, "upload_id": upload_id,
             "parts": [[p.number, p.etag, p.checksums] for p in listed],
             "max_size": self.cfg.max_object_size,
             "expect_checksums": self._object_checksum_headers(req),

@@ -15,6 +15,12 @@ Rules this file keeps (on top of the contract in ``ops.py``):
   (``_insert_version``: manifest written and fsynced before COMMIT) and
   removes the upload and its part rows in the same transaction, so an
   upload is either still open or completed, never both.
+- The same transaction records the completed upload (id, bucket, key, a
+  digest of the part list, the reply) for ``COMPLETED_RETENTION_NS``. A
+  Complete of an upload that is no longer open but was completed with the
+  same part list gets that reply again, before any condition is evaluated
+  (it is the same request, retried after a lost response); any other part
+  list is ``NoSuchUpload``, AWS's answer for a completed upload.
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ from seglake.writer.ops import (
     check_write_conditions,
     current_version,
 )
+
+# A lost Complete response is retried within seconds to minutes (SDK retry
+# back-offs stay under a minute); a day also covers a client that reconnects
+# much later and replays its request. A row is ~200 bytes: even 100,000
+# Completes a day keep this table around 20 MB.
+COMPLETED_RETENTION_NS = 24 * 3600 * 1_000_000_000
 
 
 def new_upload_id(ns: int) -> str:
@@ -143,13 +155,47 @@ def _normal_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
 
 
+def parts_digest(listed: Any) -> bytes:
+    """SHA-256 of the part list a Complete names: [[number, etag], ...] with
+    ETags normalised (quotes, case), checksums left out."""
+    if not isinstance(listed, list):
+        raise S3Error("MalformedXML")
+    canonical = [[int(item[0]), _normal_etag(str(item[1]))] for item in listed]
+    return hashlib.sha256(msgpack.packb(canonical)).digest()
+
+
+def _replay_completed(conn: apsw.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    """The reply of an earlier Complete of this upload with the same part
+    list; NoSuchUpload if there was none (or it listed other parts)."""
+    upload_id = str(a["upload_id"])
+    rows = query(
+        conn,
+        "SELECT bucket, key, parts_digest, result FROM completed_uploads WHERE upload_id = ?",
+        (upload_id,),
+    )
+    if (
+        not rows or rows[0][0] != a["bucket"] or rows[0][1] != a["key"]
+        or bytes(rows[0][2]) != parts_digest(a["parts"])
+    ):  # fmt: skip
+        raise S3Error("NoSuchUpload", resource=upload_id)
+    result = msgpack.unpackb(rows[0][3], raw=False)
+    if not isinstance(result, dict):
+        raise S3Error("InternalError", message="malformed completed-upload record")
+    return {**result, "replayed": True}
+
+
 def apply_complete_upload(
     conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
 ) -> dict[str, Any]:
     """``a["parts"]``: [[part number, etag, {algorithm: base64 value}], ...] as the
     client listed them (ascending, checked again here)."""
     bucket, key, upload_id = a["bucket"], a["key"], str(a["upload_id"])
-    upload = _open_upload(conn, a)
+    try:
+        upload = _open_upload(conn, a)
+    except S3Error as exc:
+        if exc.code != "NoSuchUpload":
+            raise
+        return _replay_completed(conn, a)  # or NoSuchUpload after all
     meta, alg = upload.meta, upload.checksum_algorithm
     listed = a["parts"]
     if not isinstance(listed, list) or not listed:
@@ -246,7 +292,7 @@ def apply_complete_upload(
     )  # fmt: skip
     conn.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
     conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
-    return {
+    result = {
         # As for PUT: only an enabled bucket announces the new version's id.
         "version_id": version_id if versioning == "enabled" else None,
         "created_ns": ns,
@@ -254,6 +300,15 @@ def apply_complete_upload(
         "size": total,
         "checksums": object_sums,
     }
+    conn.execute(
+        "DELETE FROM completed_uploads WHERE completed_ns < ?", (ns - COMPLETED_RETENTION_NS,)
+    )
+    conn.execute(
+        "INSERT INTO completed_uploads(upload_id, bucket, key, parts_digest, result, "
+        "completed_ns) VALUES (?, ?, ?, ?, ?, ?)",
+        (upload_id, bucket, key, parts_digest(listed), msgpack.packb(result), ns),
+    )
+    return result
 
 
 def apply_abort_upload(

@@ -336,6 +336,7 @@ def apply_delete_bucket(
     ctx.unlink_after_commit.extend(str(r[0]) for r in uids)
     conn.execute("DELETE FROM current WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM versions WHERE bucket = ?", (name,))
+    conn.execute("DELETE FROM completed_uploads WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
     return {}
 
