@@ -37,6 +37,7 @@ from seglake.meta.schema import open_read
 from seglake.protocol.cors import CorsPolicy
 from seglake.protocol.endpoints import ENDPOINT_BY_NAME
 from seglake.protocol.sigv4 import RequestView, authenticate
+from seglake.protocol.unimplemented_headers import refuse_unimplemented
 from seglake.protocol.xml import error_document
 
 log = logging.getLogger("seglake.frontend")
@@ -197,6 +198,7 @@ class App:
         handler = self._handlers.get(op)
         if handler is None:
             raise S3Error("NotImplemented", message=f"{op} is not implemented by Seglake")
+        refuse_unimplemented(op, req.headers)
         await handler(req)
 
     async def _error(self, req: Request, exc: S3Error) -> None:

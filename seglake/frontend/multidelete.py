@@ -23,13 +23,12 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-from typing import Any
-
 from seglake.errors import S3Error
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
-from seglake.frontend.objects import validate_key, validate_version_id
+from seglake.frontend.objects import delete_condition, validate_key, validate_version_id
+from seglake.ipc.messages import DeleteCondition, DeleteObjects, DeleteResult
 from seglake.protocol import checksums
 from seglake.protocol.xml import document, el
 from seglake.protocol.xml_requests import MAX_DELETE_BODY_BYTES, parse_delete
@@ -59,9 +58,9 @@ class MultiDeleteHandlers(FamilyBase):
         parsed = parse_delete(body.tail)
 
         # Keys that cannot exist are answered here; the rest go to the writer.
-        entries: list[dict[str, Any] | None] = []
-        todo: list[list[str | None]] = []
-        todo_conds: list[list[Any] | None] = []
+        entries: list[DeleteResult | None] = []
+        todo: list[tuple[str, str | None]] = []
+        todo_conds: list[DeleteCondition | None] = []
         for index, (key, version_id) in enumerate(parsed.objects):
             try:
                 validate_key(key)
@@ -79,28 +78,29 @@ class MultiDeleteHandlers(FamilyBase):
                             "NoSuchVersion", message="The specified version does not exist."
                         ) from None
             except S3Error as exc:
-                entries.append({"error": exc.code, "message": exc.text})
+                entries.append(DeleteResult(error=exc.code, message=exc.text))
                 continue
             entries.append(None)
-            todo.append([key, version_id])
+            todo.append((key, version_id))
             cond = parsed.conditions.get(index)
-            todo_conds.append(None if cond is None else cond.to_wire())
-        results: list[dict[str, Any]] = []
+            todo_conds.append(None if cond is None else delete_condition(cond))
+        results: list[DeleteResult] = []
         if todo:
-            args: dict[str, Any] = {"bucket": req.bucket, "objects": todo}
-            if any(c is not None for c in todo_conds):
-                args["conditions"] = todo_conds
-            reply = await self.writer.call("delete_objects", args)
-            results = list(reply["results"])
+            # Conditions only when some object carries one (aligned with todo).
+            sent = todo_conds if any(c is not None for c in todo_conds) else []
+            reply = await self.writer.call(
+                DeleteObjects(bucket=req.bucket, objects=todo, conditions=sent)
+            )
+            results = reply.results
         it = iter(results)
         parts: list[str] = []
         for (key, version_id), entry in zip(parsed.objects, entries, strict=True):
             r = entry if entry is not None else next(it)
-            if "error" in r:
+            if r.error is not None:
                 fields = [el("Key", key)]
                 if version_id is not None:
                     fields.append(el("VersionId", version_id))
-                fields += [el("Code", r["error"]), el("Message", r.get("message") or "")]
+                fields += [el("Code", r.error), el("Message", r.message or "")]
                 parts.append("<Error>" + "".join(fields) + "</Error>")
                 continue
             if parsed.quiet:
@@ -108,9 +108,9 @@ class MultiDeleteHandlers(FamilyBase):
             fields = [el("Key", key)]
             if version_id is not None:
                 fields.append(el("VersionId", version_id))
-            if r.get("delete_marker"):
+            if r.delete_marker:
                 fields.append(el("DeleteMarker", True))
-                marker_id = version_id if version_id is not None else r.get("version_id")
+                marker_id = version_id if version_id is not None else r.version_id
                 if marker_id:
                     fields.append(el("DeleteMarkerVersionId", marker_id))
             parts.append("<Deleted>" + "".join(fields) + "</Deleted>")

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -39,6 +40,14 @@ from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
+from seglake.ipc.messages import (
+    Chunk,
+    DeleteCondition,
+    DeleteObject,
+    DeleteVersion,
+    MarkDamaged,
+    Put,
+)
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions
 from seglake.protocol.limits import MAX_PART_NUMBER
@@ -151,18 +160,35 @@ def require_if_match(cfg: Config, req: Request) -> None:
         )
 
 
-def write_condition_args(reader: MetaReader, req: Request) -> dict[str, Any]:
-    """A write's own conditions for its writer request (PutObject, CopyObject,
-    CompleteMultipartUpload; decided in the writer's transaction). With a
-    condition, also ``seen_uid``: the key's current version now, before any
-    body byte is read, so the writer can tell that the key changed during
-    the upload (409 ConditionalRequestConflict)."""
+@dataclass(frozen=True)
+class WriteConditionArgs:
+    """A write's own conditions as its writer request carries them (``Put``,
+    ``CopyObject``)."""
+
+    if_none_match: bool
+    if_match: str | None
+    seen_uid: str | None  # the key's current version uid now ("" none), with a condition
+
+
+def write_condition_args(reader: MetaReader, req: Request) -> WriteConditionArgs:
+    """A write's own conditions for its writer request (PutObject, CopyObject;
+    decided in the writer's transaction). With a condition, also
+    ``seen_uid``: the key's current version now, before any body byte is
+    read, so the writer can tell that the key changed during the upload (409
+    ConditionalRequestConflict)."""
     c = conditions.write_conditions_from_headers(req.headers)  # 501 for If-None-Match: <etag>
-    args: dict[str, Any] = {"if_none_match": c.if_none_match, "if_match": c.if_match}
+    seen_uid: str | None = None
     if c.any:
         cur = reader.current(req.bucket, req.key)
-        args["seen_uid"] = "" if cur is None else cur.uid
-    return args
+        seen_uid = "" if cur is None else cur.uid
+    return WriteConditionArgs(c.if_none_match, c.if_match, seen_uid)
+
+
+def delete_condition(c: conditions.DeleteConditions) -> DeleteCondition | None:
+    """A delete's conditions as its writer request carries them (None: none)."""
+    if not c.any:
+        return None
+    return DeleteCondition(if_match=c.if_match, last_modified_s=c.last_modified_s, size=c.size)
 
 
 def stored_meta(req: Request) -> dict[str, Any]:
@@ -229,7 +255,7 @@ class SegmentFiles:
 async def mark_damaged(writer: WriterClient, v: VersionRow) -> None:
     """Ask the writer to mark ``v`` DAMAGED; a failure to do so is only logged."""
     try:
-        await writer.call("mark_damaged", {"uid": v.uid})
+        await writer.call(MarkDamaged(uid=v.uid))
     except S3Error as exc:
         log.warning("could not mark %s damaged: %s", v.uid, exc)
 
@@ -305,25 +331,24 @@ class ObjectHandlers(FamilyBase):
         bucket = self.reader.bucket(req.bucket)
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
-        cond_args = write_condition_args(self.reader, req)
-        refs: dict[int, list[Any]] = {}
+        cond = write_condition_args(self.reader, req)
+        refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
-            ref = await self.writer.call("append", {"digest": digest}, data)
-            refs[index] = [ref[0], ref[1], ref[2], digest]
+            refs[index] = await self.writer.append(data, digest)
 
         body = await ingest(req, self.cfg, length, on_chunk)
-        chunks = [refs[i] for i in range(len(refs))]
         if body.checksums:
             meta["checksums"] = body.checksums
-        args = {
-            "bucket": req.bucket, "key": req.key, "size": body.size, "etag": body.etag,
-            "meta": meta, "chunks": chunks, "tail_digest": body.tail_digest, **cond_args,
-        }  # fmt: skip
-        result = await self.writer.call("put", args, body.tail)
+        put = Put(
+            bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
+            chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
+            if_none_match=cond.if_none_match, if_match=cond.if_match, seen_uid=cond.seen_uid,
+        )  # fmt: skip
+        result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
-        if result.get("version_id"):
-            headers.append((b"x-amz-version-id", result["version_id"].encode()))
+        if result.version_id:
+            headers.append((b"x-amz-version-id", result.version_id.encode()))
         for alg, value in body.checksums.items():
             headers.append((checksums.header_name(alg).encode(), value.encode()))
         await req.respond(200, headers)
@@ -650,20 +675,23 @@ class ObjectHandlers(FamilyBase):
         # If-Match, x-amz-if-match-last-modified-time, x-amz-if-match-size:
         # decided by the writer against the current version, in the delete's
         # own transaction (seglake.protocol.conditions, rule 8).
-        cond = conditions.delete_conditions_from_headers(req.headers).to_wire()
-        args: dict[str, Any] = {"bucket": req.bucket, "key": req.key}
-        if cond is not None:
-            args["conditions"] = cond
+        cond = delete_condition(conditions.delete_conditions_from_headers(req.headers))
         if version_id is not None:
             validate_version_id(version_id)
-            result = await self.writer.call("delete_version", {**args, "version_id": version_id})
+            result = await self.writer.call(
+                DeleteVersion(
+                    bucket=req.bucket, key=req.key, version_id=version_id, conditions=cond
+                )
+            )
         else:
-            result = await self.writer.call("delete_object", args)
+            result = await self.writer.call(
+                DeleteObject(bucket=req.bucket, key=req.key, conditions=cond)
+            )
         headers: list[tuple[bytes, bytes]] = []
-        if result.get("delete_marker"):
+        if result.delete_marker:
             headers.append((b"x-amz-delete-marker", b"true"))
-        if result.get("version_id"):
-            headers.append((b"x-amz-version-id", result["version_id"].encode()))
+        if result.version_id:
+            headers.append((b"x-amz-version-id", result.version_id.encode()))
         await req.respond(204, headers)
 
 

@@ -57,7 +57,6 @@ import email.utils
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from seglake.errors import S3Error
 
@@ -298,21 +297,6 @@ class DeleteConditions:
     def any(self) -> bool:
         return (
             self.if_match is not None or self.last_modified_s is not None or self.size is not None
-        )
-
-    def to_wire(self) -> list[Any] | None:
-        """``[if_match, last_modified_s, size]`` for an IPC request, None if empty."""
-        return [self.if_match, self.last_modified_s, self.size] if self.any else None
-
-    @classmethod
-    def from_wire(cls, raw: Any) -> DeleteConditions:
-        if not raw:
-            return cls()
-        m, t, n = raw
-        return cls(
-            None if m is None else str(m),
-            None if t is None else int(t),
-            None if n is None else int(n),
         )
 
 
