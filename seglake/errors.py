@@ -35,6 +35,13 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         409, "Your previous request to create the named bucket succeeded and you already own it."
     ),
     "BucketNotEmpty": ErrorSpec(409, "The bucket you tried to delete is not empty."),
+    # A conditional write passed its condition, but the key was written or
+    # deleted while the request (or the multipart upload) was under way.
+    "ConditionalRequestConflict": ErrorSpec(
+        409,
+        "A conflicting operation ran on this key during the request. Retry a PutObject or "
+        "CopyObject; for a multipart upload, start a new upload and send the parts again.",
+    ),
     "EntityTooLarge": ErrorSpec(400, "Your proposed upload exceeds the maximum allowed size."),
     "EntityTooSmall": ErrorSpec(
         400, "Your proposed upload is smaller than the minimum allowed object size."

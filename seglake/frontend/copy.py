@@ -47,6 +47,7 @@ from seglake.frontend.objects import (
     stored_meta,
     validate_key,
     validate_version_id,
+    write_condition_args,
 )
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import CopyObject
@@ -131,9 +132,7 @@ class CopyHandlers(FamilyBase):
             alg = checksums.header_name(alg)[len(checksums.HEADER_PREFIX) :].upper()
         # Metadata is validated whatever the directive; with COPY it is unused.
         meta = stored_meta(req) if directive == "REPLACE" else {}
-        if_none_match = req.headers.get("if-none-match")
-        if if_none_match is not None and if_none_match.strip() != "*":
-            raise S3Error("NotImplemented", message="If-None-Match on copy supports only '*'")
+        guard = write_condition_args(self.reader, req)
         cond = conditions.from_headers(req.headers, copy_source=True)
         copy = CopyObject(
             bucket=req.bucket, key=req.key, src_bucket=source.bucket, src_key=source.key,
@@ -142,8 +141,8 @@ class CopyHandlers(FamilyBase):
                 cond.if_match, cond.if_none_match, cond.if_modified_since,
                 cond.if_unmodified_since,
             ),
-            checksum_algorithm=alg or None, if_none_match=if_none_match is not None,
-            if_match=req.headers.get("if-match"),
+            checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
+            if_match=guard.if_match, seen_uid=guard.seen_uid,
         )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

@@ -13,6 +13,11 @@ Rules this module keeps:
 * Every object is deleted exactly as DeleteObject would delete it, all in one
   writer call (one transaction, a savepoint per key); a key that fails gets
   an ``<Error>`` entry and the others still happen.
+* An object may carry conditions (``ETag``, ``LastModifiedTime``, ``Size``):
+  the writer decides them against the key's current version under that
+  key's savepoint, so an object whose condition fails gets its own
+  ``<Error>`` (``PreconditionFailed``; ``NoSuchKey`` for an ETag on no
+  object) and the others still happen.
 * Quiet mode lists only the errors. Entries come back in request order.
 """
 
@@ -22,8 +27,8 @@ from seglake.errors import S3Error
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
-from seglake.frontend.objects import validate_key, validate_version_id
-from seglake.ipc.messages import DeleteObjects, DeleteResult
+from seglake.frontend.objects import delete_condition, validate_key, validate_version_id
+from seglake.ipc.messages import DeleteCondition, DeleteObjects, DeleteResult
 from seglake.protocol import checksums
 from seglake.protocol.xml import document, el
 from seglake.protocol.xml_requests import MAX_DELETE_BODY_BYTES, parse_delete
@@ -55,7 +60,8 @@ class MultiDeleteHandlers(FamilyBase):
         # Keys that cannot exist are answered here; the rest go to the writer.
         entries: list[DeleteResult | None] = []
         todo: list[tuple[str, str | None]] = []
-        for key, version_id in parsed.objects:
+        todo_conds: list[DeleteCondition | None] = []
+        for index, (key, version_id) in enumerate(parsed.objects):
             try:
                 validate_key(key)
                 if req.object_check is None:
@@ -76,9 +82,15 @@ class MultiDeleteHandlers(FamilyBase):
                 continue
             entries.append(None)
             todo.append((key, version_id))
+            cond = parsed.conditions.get(index)
+            todo_conds.append(None if cond is None else delete_condition(cond))
         results: list[DeleteResult] = []
         if todo:
-            reply = await self.writer.call(DeleteObjects(bucket=req.bucket, objects=todo))
+            # Conditions only when some object carries one (aligned with todo).
+            sent = todo_conds if any(c is not None for c in todo_conds) else []
+            reply = await self.writer.call(
+                DeleteObjects(bucket=req.bucket, objects=todo, conditions=sent)
+            )
             results = reply.results
         it = iter(results)
         parts: list[str] = []

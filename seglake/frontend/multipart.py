@@ -22,7 +22,10 @@ Rules this module keeps:
   carries a checksum. Every part gets the upload's checksum (computed here
   if the client sent none); Complete derives the object's from them.
 - Upload ids are opaque to clients; one that does not exist, or names an
-  upload of another bucket or key, is ``NoSuchUpload``.
+  upload of another bucket or key, is ``NoSuchUpload``. Complete of an
+  upload completed a moment ago with the same part list (an SDK retrying
+  after a lost response) answers 200 with the same result: the writer keeps
+  a record of completed uploads for that (``writer/multipart_ops.py``).
 - Request XML is untrusted: parsed with ``defusedxml`` (no DTDs, no entity
   expansion) from a body of bounded size (``seglake/protocol/xml_requests.py``).
 """
@@ -211,6 +214,24 @@ class MultipartHandlers(FamilyBase):
         if row is None or row.bucket != req.bucket or row.key != req.key:
             raise S3Error("NoSuchUpload", resource=req.key, fields={"UploadId": upload_id[:128]})
         return row
+
+    def _upload_id_to_complete(self, req: Request) -> tuple[str, UploadRow | None]:
+        """The upload ``?uploadId=`` names for Complete: an open upload of this
+        bucket and key (with its row), or one the writer may remember as
+        completed (a retried Complete is answered from that record; no row);
+        the writer decides which."""
+        upload_id = req.q("uploadId") or ""
+        row = (
+            multipart_reads.upload(self.reader.conn, upload_id)
+            if _UPLOAD_ID_RE.match(upload_id)
+            else None
+        )
+        if row is not None and row.bucket == req.bucket and row.key == req.key:
+            return row.upload_id, row
+        self.require_bucket(req.bucket)
+        if row is not None or not _UPLOAD_ID_RE.match(upload_id):
+            raise S3Error("NoSuchUpload", resource=req.key, fields={"UploadId": upload_id[:128]})
+        return upload_id, None
 
     # ---- Create ------------------------------------------------------------
     async def create_multipart_upload(self, req: Request) -> None:
@@ -446,17 +467,18 @@ class MultipartHandlers(FamilyBase):
     async def complete_multipart_upload(self, req: Request) -> None:
         validate_key(req.key)
         require_if_match(self.cfg, req)
-        upload = self._upload(req)
+        upload_id, upload = self._upload_id_to_complete(req)
         body = await req.small_body(
             MAX_COMPLETE_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload
         )
         # Up to 10,000 parts: parsed off the event loop.
         listed = await trio.to_thread.run_sync(parse_complete, body)
-        if_none_match = req.headers.get("if-none-match")
-        if if_none_match is not None and if_none_match.strip() != "*":
-            raise S3Error("NotImplemented", message="If-None-Match on Complete supports only '*'")
+        # Decided by the writer, against the key as it was when the upload
+        # was created (it records that itself): no seen_uid from here.
+        cond = conditions.write_conditions_from_headers(req.headers)
         ctype = req.headers.get("x-amz-checksum-type")
-        if ctype is not None:
+        # A retry of a completed upload (no row) is the writer's to answer.
+        if ctype is not None and upload is not None:
             mode = upload_checksum_type(upload) if upload.checksum_algorithm else None
             if ctype.strip().upper() != mode:
                 # A different mode, not a different value: AWS says
@@ -467,7 +489,7 @@ class MultipartHandlers(FamilyBase):
                     "The complete request must use the same checksum mode.",
                 )
         complete = CompleteUpload(
-            bucket=req.bucket, key=req.key, upload_id=upload.upload_id,
+            bucket=req.bucket, key=req.key, upload_id=upload_id,
             parts=[(p.number, p.etag, p.checksums) for p in listed],
             max_size=self.cfg.max_object_size,
             min_part_size=self.cfg.min_part_size,
@@ -475,8 +497,7 @@ class MultipartHandlers(FamilyBase):
             expect_size=parse_int_param(
                 req.headers.get("x-amz-mp-object-size"), "x-amz-mp-object-size", -1
             ),
-            if_none_match=if_none_match is not None,
-            if_match=req.headers.get("if-match"),
+            if_none_match=cond.if_none_match, if_match=cond.if_match,
         )  # fmt: skip
         result = await self.writer.call(complete)
         headers: list[tuple[bytes, bytes]] = []

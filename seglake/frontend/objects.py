@@ -25,6 +25,7 @@ import logging
 import os
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -39,7 +40,14 @@ from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
-from seglake.ipc.messages import Chunk, DeleteObject, DeleteVersion, MarkDamaged, Put
+from seglake.ipc.messages import (
+    Chunk,
+    DeleteCondition,
+    DeleteObject,
+    DeleteVersion,
+    MarkDamaged,
+    Put,
+)
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions
 from seglake.protocol.attributes import (
@@ -157,6 +165,37 @@ def require_if_match(cfg: Config, req: Request) -> None:
             "PreconditionRequired",
             message="This bucket requires If-Match (or If-None-Match: *) on writes",
         )
+
+
+@dataclass(frozen=True)
+class WriteConditionArgs:
+    """A write's own conditions as its writer request carries them (``Put``,
+    ``CopyObject``)."""
+
+    if_none_match: bool
+    if_match: str | None
+    seen_uid: str | None  # the key's current version uid now ("" none), with a condition
+
+
+def write_condition_args(reader: MetaReader, req: Request) -> WriteConditionArgs:
+    """A write's own conditions for its writer request (PutObject, CopyObject;
+    decided in the writer's transaction). With a condition, also
+    ``seen_uid``: the key's current version now, before any body byte is
+    read, so the writer can tell that the key changed during the upload (409
+    ConditionalRequestConflict)."""
+    c = conditions.write_conditions_from_headers(req.headers)  # 501 for If-None-Match: <etag>
+    seen_uid: str | None = None
+    if c.any:
+        cur = reader.current(req.bucket, req.key)
+        seen_uid = "" if cur is None else cur.uid
+    return WriteConditionArgs(c.if_none_match, c.if_match, seen_uid)
+
+
+def delete_condition(c: conditions.DeleteConditions) -> DeleteCondition | None:
+    """A delete's conditions as its writer request carries them (None: none)."""
+    if not c.any:
+        return None
+    return DeleteCondition(if_match=c.if_match, last_modified_s=c.last_modified_s, size=c.size)
 
 
 def stored_meta(req: Request) -> dict[str, Any]:
@@ -332,9 +371,7 @@ class ObjectHandlers(FamilyBase):
         bucket = self.reader.bucket(req.bucket)
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
-        if_none_match = req.headers.get("if-none-match")
-        if if_none_match is not None and if_none_match.strip() != "*":
-            raise S3Error("NotImplemented", message="If-None-Match on PUT supports only '*'")
+        cond = write_condition_args(self.reader, req)
         refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
@@ -346,7 +383,7 @@ class ObjectHandlers(FamilyBase):
         put = Put(
             bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
-            if_none_match=if_none_match is not None, if_match=req.headers.get("if-match"),
+            if_none_match=cond.if_none_match, if_match=cond.if_match, seen_uid=cond.seen_uid,
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
@@ -738,13 +775,21 @@ class ObjectHandlers(FamilyBase):
     async def delete_object(self, req: Request) -> None:
         validate_key(req.key)
         version_id = req.q("versionId")
+        # If-Match, x-amz-if-match-last-modified-time, x-amz-if-match-size:
+        # decided by the writer against the current version, in the delete's
+        # own transaction (seglake.protocol.conditions, rule 8).
+        cond = delete_condition(conditions.delete_conditions_from_headers(req.headers))
         if version_id is not None:
             validate_version_id(version_id)
             result = await self.writer.call(
-                DeleteVersion(bucket=req.bucket, key=req.key, version_id=version_id)
+                DeleteVersion(
+                    bucket=req.bucket, key=req.key, version_id=version_id, conditions=cond
+                )
             )
         else:
-            result = await self.writer.call(DeleteObject(bucket=req.bucket, key=req.key))
+            result = await self.writer.call(
+                DeleteObject(bucket=req.bucket, key=req.key, conditions=cond)
+            )
         headers: list[tuple[bytes, bytes]] = []
         if result.delete_marker:
             headers.append((b"x-amz-delete-marker", b"true"))

@@ -254,15 +254,21 @@ def write_nowait(
 def _error_from_reply(args: Any) -> Exception:
     if isinstance(args, list) and len(args) >= 2 and isinstance(args[0], str):
         code, message = args[0], args[1]
+        # An optional third element: the error's extra XML fields (e.g. the
+        # <Condition> of a PreconditionFailed decided in the writer).
+        raw = args[2] if len(args) > 2 and isinstance(args[2], dict) else {}
+        fields = {str(k): str(v) for k, v in raw.items()}
         if code in ERRORS:
-            return S3Error(code, message=str(message) if message is not None else None)
+            return S3Error(
+                code, message=str(message) if message is not None else None, fields=fields
+            )
         return RuntimeError(f"remote error {code}: {message}")
     return RuntimeError(f"malformed error reply {args!r}")
 
 
 def error_reply(exc: BaseException) -> list[Any]:
     if isinstance(exc, S3Error):
-        return [exc.code, exc.message]
+        return [exc.code, exc.message, exc.fields] if exc.fields else [exc.code, exc.message]
     return ["InternalError", None]
 
 

@@ -94,8 +94,12 @@ class Put(Request[Written], frozen=True):
     meta: dict[str, Any] = {}
     chunks: list[Chunk] = []
     tail_digest: bytes | None = None
+    # The write's own conditions (If-None-Match: *, If-Match), decided in the
+    # writer's transaction; with one, ``seen_uid`` is the key's current
+    # version uid when the request began ("" for none), for the 409.
     if_none_match: bool = False
     if_match: str | None = None
+    seen_uid: str | None = None
 
 
 class Deleted(Reply, frozen=True):
@@ -103,10 +107,22 @@ class Deleted(Reply, frozen=True):
     delete_marker: bool = False
 
 
+class DeleteCondition(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A delete's conditions (If-Match, x-amz-if-match-last-modified-time,
+    x-amz-if-match-size; DeleteObjects' per-object ETag, LastModifiedTime,
+    Size), decided against the key's current version in the writer's
+    transaction (``seglake/protocol/conditions.py``, rule 8)."""
+
+    if_match: str | None = None  # an ETag list, or "*"
+    last_modified_s: int | None = None  # seconds since the epoch
+    size: int | None = None
+
+
 class DeleteObject(Request[Deleted], frozen=True):
     name: ClassVar[str] = "delete_object"
     bucket: str
     key: str
+    conditions: DeleteCondition | None = None
 
 
 class DeleteVersion(Request[Deleted], frozen=True):
@@ -114,6 +130,7 @@ class DeleteVersion(Request[Deleted], frozen=True):
     bucket: str
     key: str
     version_id: str
+    conditions: DeleteCondition | None = None  # on the current version, as AWS
 
 
 class DeleteResult(Reply, frozen=True):
@@ -133,6 +150,8 @@ class DeleteObjects(Request[DeletedMany], frozen=True):
     name: ClassVar[str] = "delete_objects"
     bucket: str
     objects: list[tuple[str, str | None]]  # (key, version id or None)
+    # Empty, or aligned with ``objects``: each key's conditions or None.
+    conditions: list[DeleteCondition | None] = []
 
 
 class BucketCreated(Reply, frozen=True):
@@ -176,8 +195,10 @@ class CopyObject(Request[Copied], frozen=True):
     # If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since of the source.
     conditions: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None)
     checksum_algorithm: str | None = None
+    # The copy's own conditions on its destination, as on ``Put``.
     if_none_match: bool = False
     if_match: str | None = None
+    seen_uid: str | None = None
     src_uid: str | None = None
     etag: str | None = None
     checksums: dict[str, str] = {}
@@ -248,6 +269,9 @@ class Completed(Reply, frozen=True):
     size: int
     checksums: dict[str, str] = {}
     checksum_type: str | None = None  # of ``checksums``: COMPOSITE or FULL_OBJECT
+    # True: the answer of an earlier Complete of the same upload with the
+    # same part list (a retry after a lost response), nothing new written.
+    replayed: bool = False
 
 
 class CompleteUpload(Request[Completed], frozen=True):
@@ -263,6 +287,8 @@ class CompleteUpload(Request[Completed], frozen=True):
     min_part_size: int = 0
     expect_checksums: dict[str, str] = {}
     expect_size: int = -1  # -1: not given
+    # Decided against the key as it was when the upload was created (the
+    # writer recorded that itself), so there is no ``seen_uid`` here.
     if_none_match: bool = False
     if_match: str | None = None
 

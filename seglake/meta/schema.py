@@ -24,7 +24,10 @@ Tables (SPEC §5):
   never truncates a segment below it.
 - ``settings``: small named values (maintenance state, HLC watermark).
 - ``ops_runs``: history of maintenance runs.
-- ``uploads`` / ``parts``: open multipart uploads and their parts (migration 2).
+- ``uploads`` / ``parts``: open multipart uploads and their parts (migration 2);
+  ``uploads.key_uid``, the key's current version at creation (migration 4).
+- ``completed_uploads``: recently completed uploads, so a repeated Complete
+  gets the same answer (migration 5).
 """
 
 from __future__ import annotations
@@ -134,6 +137,30 @@ MIGRATIONS: Final[list[str]] = [
         bucket      TEXT NOT NULL,
         PRIMARY KEY (access_key, bucket)
     ) WITHOUT ROWID;
+    """,
+    # 4: conditional CompleteMultipartUpload. key_uid is the uid of the key's
+    # current version (or delete marker) when the upload was created, '' for
+    # none; a conditional Complete that passes against a key changed since
+    # then is 409 ConditionalRequestConflict. NULL: created before this column.
+    """
+    ALTER TABLE uploads ADD COLUMN key_uid TEXT;
+    """,
+    # 5: completed multipart uploads, kept for a while so that a repeated
+    # CompleteMultipartUpload (an SDK retrying after a lost response) with the
+    # same part list is answered with the same result. parts_digest is the
+    # SHA-256 of the msgpack [[part number, etag], ...] list; result is the
+    # msgpack of the writer's reply. Rows older than the retention window are
+    # pruned by later Completes.
+    """
+    CREATE TABLE completed_uploads (
+        upload_id     TEXT PRIMARY KEY,
+        bucket        TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        parts_digest  BLOB NOT NULL,
+        result        BLOB NOT NULL,
+        completed_ns  INTEGER NOT NULL
+    );
+    CREATE INDEX completed_uploads_by_time ON completed_uploads(completed_ns);
     """,
 ]
 

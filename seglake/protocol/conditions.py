@@ -21,6 +21,33 @@ Rules this module keeps (RFC 7232 §6, as AWS S3 applies them):
 
 The evaluator returns a verdict; the caller turns it into its own error, so
 the same code serves GET/HEAD, CopyObject and the writer.
+
+Writes and deletes have their own conditions, decided by the writer inside
+the transaction that commits them (``decide_write``, ``decide_delete``), so
+two racing requests can never both pass. Rules (AWS S3, general purpose
+buckets):
+
+6. A write (PutObject, CopyObject, CompleteMultipartUpload) takes
+   ``If-None-Match: *`` (create only: a live current version → 412) and
+   ``If-Match: <etag list | *>`` (overwrite only that version: no live
+   current version → 404 ``NoSuchKey``, another ETag → 412). AWS accepts only
+   ``*`` in a write's ``If-None-Match`` and answers an ETag there with 501
+   ``NotImplemented``; so do we. Both headers at once are evaluated together
+   (If-None-Match first), as AWS does not forbid it.
+7. A conditional write that passes at commit, but whose key changed since the
+   request began (PUT/Copy: since the frontend first looked; Complete: since
+   the upload was created) is 409 ``ConditionalRequestConflict``: a
+   conflicting operation ran during the upload and the client should look
+   again and retry. A failed condition wins over a conflict (412/404 first).
+8. A delete takes ``If-Match`` (ETag list or ``*``),
+   ``x-amz-if-match-last-modified-time`` and ``x-amz-if-match-size`` (and the
+   same three per object in DeleteObjects), evaluated against the current
+   version only. A delete marker counts as no object. No object: ``If-Match``
+   → 404 ``NoSuchKey``; the other two alone hold (AWS: "if the object doesn't
+   exist, 204"). Each mismatch → 412 naming that condition. Times compare in
+   whole seconds, as ``Last-Modified`` shows them. A value that does not
+   parse is 400 ``InvalidArgument``, never ignored: ignoring it would turn a
+   guarded delete into an unconditional one.
 """
 
 from __future__ import annotations
@@ -30,6 +57,8 @@ import email.utils
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from seglake.errors import S3Error
 
 
 class Outcome(enum.Enum):
@@ -166,3 +195,180 @@ def evaluate(c: Conditions, etag: str, last_modified_ns: int, *, copy: bool = Fa
         if since is not None and modified_s <= since:
             return Verdict(fail, prefix + "If-Modified-Since")
     return PROCEED
+
+
+# ---- writes and deletes (decided in the writer's transaction) ------------------------
+
+
+class WriteOutcome(enum.Enum):
+    PROCEED = "proceed"
+    PRECONDITION_FAILED = "precondition-failed"  # 412
+    NO_SUCH_KEY = "no-such-key"  # 404
+    CONFLICT = "conflict"  # 409 ConditionalRequestConflict
+
+
+@dataclass(frozen=True)
+class WriteVerdict:
+    outcome: WriteOutcome
+    condition: str | None = None  # the header that failed, for <Condition>
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is WriteOutcome.PROCEED
+
+    def raise_for(self, key: str) -> None:
+        """Raise the S3 error this verdict stands for (nothing if it passed)."""
+        if self.outcome is WriteOutcome.PROCEED:
+            return
+        if self.outcome is WriteOutcome.NO_SUCH_KEY:
+            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
+        if self.outcome is WriteOutcome.CONFLICT:
+            raise S3Error("ConditionalRequestConflict", resource=key)
+        raise S3Error(
+            "PreconditionFailed", resource=key, fields={"Condition": self.condition or ""}
+        )
+
+
+WRITE_PROCEED = WriteVerdict(WriteOutcome.PROCEED)
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """A key's current version as the writer sees it inside its transaction."""
+
+    uid: str
+    etag: str
+    size: int
+    created_ns: int
+    delete_marker: bool = False
+
+
+@dataclass(frozen=True)
+class WriteConditions:
+    if_match: str | None = None  # an ETag list, or "*"
+    if_none_match: bool = False  # If-None-Match: * (the only value AWS takes on writes)
+
+    @property
+    def any(self) -> bool:
+        return self.if_match is not None or self.if_none_match
+
+
+def write_conditions_from_headers(headers: Mapping[str, str]) -> WriteConditions:
+    """A write's own ``If-Match`` / ``If-None-Match`` (lower-cased headers).
+    ``If-None-Match`` with anything but ``*`` is 501, as on AWS."""
+    none_match = headers.get("if-none-match")
+    if none_match is not None and none_match.strip() != "*":
+        raise S3Error(
+            "NotImplemented",
+            message="A header you provided implies functionality that is not implemented",
+            fields={"Header": "If-None-Match"},
+        )
+    return WriteConditions(headers.get("if-match"), none_match is not None)
+
+
+def decide_write(
+    c: WriteConditions, current: KeyState | None, seen_uid: str | None
+) -> WriteVerdict:
+    """Rules 6 and 7. ``seen_uid``: the current version's uid when the request
+    began ("" for none), or None when that was not recorded."""
+    if not c.any:
+        return WRITE_PROCEED
+    live = current is not None and not current.delete_marker
+    if c.if_none_match and live:
+        return WriteVerdict(WriteOutcome.PRECONDITION_FAILED, "If-None-Match")
+    if c.if_match is not None:
+        if current is None or not live:
+            return WriteVerdict(WriteOutcome.NO_SUCH_KEY)
+        if not etag_matches(c.if_match, current.etag, weak=False):
+            return WriteVerdict(WriteOutcome.PRECONDITION_FAILED, "If-Match")
+    now_uid = current.uid if current is not None else ""
+    if seen_uid is not None and seen_uid != now_uid:
+        return WriteVerdict(WriteOutcome.CONFLICT)
+    return WRITE_PROCEED
+
+
+@dataclass(frozen=True)
+class DeleteConditions:
+    if_match: str | None = None  # an ETag list, or "*"
+    last_modified_s: int | None = None  # seconds since the epoch
+    size: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return (
+            self.if_match is not None or self.last_modified_s is not None or self.size is not None
+        )
+
+
+MTIME_HEADER = "x-amz-if-match-last-modified-time"
+SIZE_HEADER = "x-amz-if-match-size"
+
+
+def parse_timestamp(value: str) -> int | None:
+    """Seconds since the epoch for an HTTP date or an ISO 8601 time
+    (``2024-05-06T07:08:09.750Z``, as S3 XML and SDK headers carry them)."""
+    seconds = parse_http_date(value)
+    if seconds is not None:
+        return seconds
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    try:
+        return int(parsed.timestamp())
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def parse_delete_conditions(
+    if_match: str | None, last_modified: str | None, size: str | None, *, names: tuple[str, str]
+) -> DeleteConditions:
+    """Rule 8's values, checked; ``names`` are the time and size fields as the
+    request called them (headers or XML elements), for the error message."""
+    seconds: int | None = None
+    if last_modified is not None:
+        seconds = parse_timestamp(last_modified)
+        if seconds is None:
+            raise S3Error(
+                "InvalidArgument", message=f"Invalid {names[0]}",
+                fields={"ArgumentName": names[0], "ArgumentValue": last_modified[:64]},
+            )  # fmt: skip
+    nbytes: int | None = None
+    if size is not None:
+        text = size.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 19):
+            raise S3Error(
+                "InvalidArgument", message=f"Invalid {names[1]}",
+                fields={"ArgumentName": names[1], "ArgumentValue": size[:64]},
+            )  # fmt: skip
+        nbytes = int(text)
+    return DeleteConditions(if_match, seconds, nbytes)
+
+
+def delete_conditions_from_headers(headers: Mapping[str, str]) -> DeleteConditions:
+    return parse_delete_conditions(
+        headers.get("if-match"), headers.get(MTIME_HEADER), headers.get(SIZE_HEADER),
+        names=(MTIME_HEADER, SIZE_HEADER),
+    )  # fmt: skip
+
+
+def decide_delete(c: DeleteConditions, current: KeyState | None) -> WriteVerdict:
+    """Rule 8, against the key's current version (None: no current row)."""
+    if not c.any:
+        return WRITE_PROCEED
+    if current is None or current.delete_marker:
+        if c.if_match is not None:
+            return WriteVerdict(WriteOutcome.NO_SUCH_KEY)
+        return WRITE_PROCEED
+    if c.if_match is not None and not etag_matches(c.if_match, current.etag, weak=False):
+        return WriteVerdict(WriteOutcome.PRECONDITION_FAILED, "If-Match")
+    if c.last_modified_s is not None and current.created_ns // 1_000_000_000 != c.last_modified_s:
+        return WriteVerdict(WriteOutcome.PRECONDITION_FAILED, MTIME_HEADER)
+    if c.size is not None and current.size != c.size:
+        return WriteVerdict(WriteOutcome.PRECONDITION_FAILED, SIZE_HEADER)
+    return WRITE_PROCEED

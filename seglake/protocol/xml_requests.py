@@ -14,7 +14,8 @@ Rules this module keeps:
 * A wrong root element, an unknown child, a missing required field: also
   ``MalformedXML``; values out of range get the error S3 answers for them
   (``InvalidArgument``, ``InvalidPartOrder``, ``InvalidRequest`` for a
-  malformed checksum, ``NotImplemented`` for conditional deletes).
+  malformed checksum). DeleteObjects' per-object conditions (``ETag``,
+  ``LastModifiedTime``, ``Size``) are parsed here and decided by the writer.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from defusedxml.common import DefusedXmlException
 
 from seglake.errors import S3Error
 from seglake.protocol import checksums
+from seglake.protocol.conditions import DeleteConditions, parse_delete_conditions
 from seglake.protocol.limits import MAX_PART_NUMBER
 from seglake.protocol.xml import S3_NS
 from seglake.units import MiB
@@ -91,6 +93,9 @@ def _text(element: Element) -> str:
 class DeleteRequest:
     quiet: bool
     objects: list[tuple[str, str | None]]  # (key, version id)
+    # By index into ``objects``: the conditions an object carries (<ETag>,
+    # <LastModifiedTime>, <Size>); objects without any are left out.
+    conditions: dict[int, DeleteConditions] = field(default_factory=dict)
 
 
 def parse_delete(body: bytes) -> DeleteRequest:
@@ -98,6 +103,7 @@ def parse_delete(body: bytes) -> DeleteRequest:
     root = document_root(body, "Delete", MAX_DELETE_BODY_BYTES)
     quiet = False
     objects: list[tuple[str, str | None]] = []
+    conds: dict[int, DeleteConditions] = {}
     for child in root:
         name = local_name(child.tag)
         if name == "Quiet":
@@ -106,36 +112,50 @@ def parse_delete(body: bytes) -> DeleteRequest:
                 raise S3Error("MalformedXML")
             quiet = text == "true"
         elif name == "Object":
-            objects.append(_delete_object(child))
+            key, version_id, cond = _delete_object(child)
+            if cond.any:
+                conds[len(objects)] = cond
+            objects.append((key, version_id))
             if len(objects) > MAX_DELETE_KEYS:
                 raise S3Error("MalformedXML")
         else:
             raise S3Error("MalformedXML")
     if not objects:
         raise S3Error("MalformedXML")
-    return DeleteRequest(quiet, objects)
+    return DeleteRequest(quiet, objects, conds)
 
 
-def _delete_object(element: Element) -> tuple[str, str | None]:
+_CONDITION_ELEMENTS: Final = ("ETag", "LastModifiedTime", "Size")
+
+
+def _delete_object(element: Element) -> tuple[str, str | None, DeleteConditions]:
     key: str | None = None
     version_id: str | None = None
+    found: dict[str, str] = {}
     for item in element:
         name = local_name(item.tag)
         if name == "Key":
             key = item.text or ""  # keys keep their spaces
         elif name == "VersionId":
             version_id = item.text or ""
-        elif name in ("ETag", "LastModifiedTime", "Size"):
-            # Conditional deletes: refusing beats deleting unconditionally.
-            raise S3Error(
-                "NotImplemented",
-                message=f"DeleteObjects with <{name}> conditions is not implemented",
-            )
+        elif name in _CONDITION_ELEMENTS:
+            # Conditional deletes (conditions.py, rule 8); the writer decides.
+            if name in found:
+                raise S3Error("MalformedXML", message=f"<{name}> given twice for one object")
+            found[name] = _text(item)
         else:
             raise S3Error("MalformedXML")
     if not key:
         raise S3Error("MalformedXML")
-    return key, version_id
+    try:
+        cond = parse_delete_conditions(
+            found.get("ETag"), found.get("LastModifiedTime"), found.get("Size"),
+            names=("LastModifiedTime", "Size"),
+        )  # fmt: skip
+    except S3Error as exc:
+        # Values of the wrong type for the document's schema.
+        raise S3Error("MalformedXML", message=exc.text) from None
+    return key, version_id, cond
 
 
 # ---- CompleteMultipartUpload ----------------------------------------------------------

@@ -19,6 +19,12 @@ Rules this file keeps (on top of the contract in ``ops.py``):
   COMPOSITE (the checksum of their raw values, ``-N``) or FULL_OBJECT (the
   whole body's CRC, combined from the parts' CRCs and sizes). Each part's
   raw value and the type are kept in the version's meta.
+- The same transaction records the completed upload (id, bucket, key, a
+  digest of the part list, the reply) for ``COMPLETED_RETENTION_NS``. A
+  Complete of an upload that is no longer open but was completed with the
+  same part list gets that reply again, before any condition is evaluated
+  (it is the same request, retried after a lost response); any other part
+  list is ``NoSuchUpload``, AWS's answer for a completed upload.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 import apsw
 import msgpack
+import msgspec
 
 from seglake.errors import S3Error
 from seglake.format.manifest import ChunkRef
@@ -54,7 +62,14 @@ from seglake.writer.ops import (
     _insert_version,
     bucket_versioning,
     check_write_conditions,
+    current_version,
 )
+
+# A lost Complete response is retried within seconds to minutes (SDK retry
+# back-offs stay under a minute); a day also covers a client that reconnects
+# much later and replays its request. A row is ~200 bytes: even 100,000
+# Completes a day keep this table around 20 MB.
+COMPLETED_RETENTION_NS = 24 * 3600 * 1_000_000_000
 
 
 def new_upload_id(ns: int) -> str:
@@ -63,19 +78,25 @@ def new_upload_id(ns: int) -> str:
     return f"{ns:016x}{os.urandom(16).hex()}"
 
 
-def _open_upload(
-    conn: apsw.Connection, a: UploadPart | CompleteUpload | AbortUpload
-) -> tuple[dict[str, Any], str | None]:
-    """(meta, checksum algorithm) of the upload ``a`` addresses, or NoSuchUpload."""
+@dataclass(frozen=True)
+class _Upload:
+    meta: dict[str, Any]
+    checksum_algorithm: str | None
+    key_uid: str | None  # the key's current version at creation ('' none; None unknown)
+
+
+def _open_upload(conn: apsw.Connection, a: UploadPart | CompleteUpload | AbortUpload) -> _Upload:
+    """The open upload ``a`` addresses, or NoSuchUpload."""
     rows = query(
         conn,
-        "SELECT bucket, key, meta, checksum_algorithm FROM uploads WHERE upload_id = ?",
+        "SELECT bucket, key, meta, checksum_algorithm, key_uid FROM uploads WHERE upload_id = ?",
         (a.upload_id,),
     )
     if not rows or rows[0][0] != a.bucket or rows[0][1] != a.key:
         raise S3Error("NoSuchUpload", resource=a.upload_id)
     meta = msgpack.unpackb(rows[0][2], raw=False) if rows[0][2] else {}
-    return (meta if isinstance(meta, dict) else {}), rows[0][3]
+    key_uid = None if rows[0][4] is None else str(rows[0][4])
+    return _Upload(meta if isinstance(meta, dict) else {}, rows[0][3], key_uid)
 
 
 def apply_create_upload(conn: apsw.Connection, ctx: BatchContext, a: CreateUpload) -> UploadCreated:
@@ -94,10 +115,11 @@ def apply_create_upload(conn: apsw.Connection, ctx: BatchContext, a: CreateUploa
         meta["checksum_type"] = ctype
     ns = ctx.clock.tick()
     upload_id = new_upload_id(ns)
+    cur = current_version(conn, bucket, key)
     conn.execute(
-        "INSERT INTO uploads(upload_id, bucket, key, created_ns, meta, checksum_algorithm) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (upload_id, bucket, key, ns, msgpack.packb(meta), alg),
+        "INSERT INTO uploads(upload_id, bucket, key, created_ns, meta, checksum_algorithm, "
+        "key_uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (upload_id, bucket, key, ns, msgpack.packb(meta), alg, "" if cur is None else cur.uid),
     )
     return UploadCreated(upload_id=upload_id, created_ns=ns)
 
@@ -148,10 +170,46 @@ def _normal_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
 
 
+def parts_digest(listed: list[tuple[int, str, dict[str, str]]]) -> bytes:
+    """SHA-256 of the part list a Complete names: [[number, etag], ...] with
+    ETags normalised (quotes, case), checksums left out."""
+    canonical = [[number, _normal_etag(etag)] for number, etag, _sums in listed]
+    return hashlib.sha256(msgpack.packb(canonical)).digest()
+
+
+_completed_decoder: Final = msgspec.msgpack.Decoder(Completed)
+
+
+def _replay_completed(conn: apsw.Connection, a: CompleteUpload) -> Completed:
+    """The reply of an earlier Complete of this upload with the same part
+    list; NoSuchUpload if there was none (or it listed other parts)."""
+    rows = query(
+        conn,
+        "SELECT bucket, key, parts_digest, result FROM completed_uploads WHERE upload_id = ?",
+        (a.upload_id,),
+    )
+    if (
+        not rows or rows[0][0] != a.bucket or rows[0][1] != a.key
+        or bytes(rows[0][2]) != parts_digest(a.parts)
+    ):  # fmt: skip
+        raise S3Error("NoSuchUpload", resource=a.upload_id)
+    try:
+        result = _completed_decoder.decode(rows[0][3])
+    except msgspec.DecodeError:
+        raise S3Error("InternalError", message="malformed completed-upload record") from None
+    return msgspec.structs.replace(result, replayed=True)
+
+
 def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteUpload) -> Completed:
     """``a.parts`` as the client listed them (ascending, checked again here)."""
     bucket, key, upload_id = a.bucket, a.key, a.upload_id
-    meta, alg = _open_upload(conn, a)
+    try:
+        upload = _open_upload(conn, a)
+    except S3Error as exc:
+        if exc.code != "NoSuchUpload":
+            raise
+        return _replay_completed(conn, a)  # or NoSuchUpload after all
+    meta, alg = upload.meta, upload.checksum_algorithm
     ctype = str(meta.get("checksum_type") or checksums.COMPOSITE)
     listed = a.parts
     if not listed:
@@ -246,7 +304,9 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
             )
 
     versioning = bucket_versioning(conn, bucket)
-    check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match)
+    # The upload ran from its creation: a key changed since then makes a
+    # conditional Complete that would pass a 409 (conditions, rule 7).
+    check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match, upload.key_uid)
 
     etag = multipart_etag(etags)
     version_meta = dict(meta)
@@ -262,7 +322,7 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
     )  # fmt: skip
     conn.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
     conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
-    return Completed(
+    result = Completed(
         # As for PUT: only an enabled bucket announces the new version's id.
         version_id=version_id if versioning == "enabled" else None,
         created_ns=ns,
@@ -271,6 +331,15 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
         checksums=object_sums,
         checksum_type=ctype if object_sums else None,
     )
+    conn.execute(
+        "DELETE FROM completed_uploads WHERE completed_ns < ?", (ns - COMPLETED_RETENTION_NS,)
+    )
+    conn.execute(
+        "INSERT INTO completed_uploads(upload_id, bucket, key, parts_digest, result, "
+        "completed_ns) VALUES (?, ?, ?, ?, ?, ?)",
+        (upload_id, bucket, key, parts_digest(listed), msgspec.msgpack.encode(result), ns),
+    )
+    return result
 
 
 def apply_abort_upload(conn: apsw.Connection, ctx: BatchContext, a: AbortUpload) -> Done:

@@ -29,6 +29,7 @@ from seglake.ipc.messages import (
     CopyObject,
     CreateBucket,
     DeleteBucket,
+    DeleteCondition,
     Deleted,
     DeletedMany,
     DeleteObject,
@@ -97,6 +98,15 @@ class Current:
     version_id: str
     etag: str
     delete_marker: bool
+    uid: str = ""
+    size: int = 0
+    created_ns: int = 0
+
+    def state(self) -> conditions.KeyState:
+        """What the write/delete conditions are decided against."""
+        return conditions.KeyState(
+            self.uid, self.etag, self.size, self.created_ns, self.delete_marker
+        )
 
 
 def bucket_versioning(conn: apsw.Connection, bucket: str) -> str:
@@ -109,14 +119,14 @@ def bucket_versioning(conn: apsw.Connection, bucket: str) -> str:
 def current_version(conn: apsw.Connection, bucket: str, key: str) -> Current | None:
     rows = query(
         conn,
-        "SELECT v.id, v.version_id, v.etag, v.delete_marker FROM current c "
-        "JOIN versions v ON v.id = c.version WHERE c.bucket = ? AND c.key = ?",
+        "SELECT v.id, v.version_id, v.etag, v.delete_marker, v.uid, v.size, v.created_ns "
+        "FROM current c JOIN versions v ON v.id = c.version WHERE c.bucket = ? AND c.key = ?",
         (bucket, key),
     )
     if not rows:
         return None
     r = rows[0]
-    return Current(int(r[0]), str(r[1]), str(r[2]), bool(r[3]))
+    return Current(int(r[0]), str(r[1]), str(r[2]), bool(r[3]), str(r[4]), int(r[5]), int(r[6]))
 
 
 def _insert_version(
@@ -170,21 +180,38 @@ def _insert_version(
 
 
 def check_write_conditions(
-    conn: apsw.Connection, bucket: str, key: str, if_none_match: bool, if_match: str | None
+    conn: apsw.Connection,
+    bucket: str,
+    key: str,
+    if_none_match: bool,
+    if_match: str | None,
+    seen_uid: str | None,
 ) -> None:
-    """A write's own conditions, checked atomically with the write:
-    ``If-None-Match: *`` (create only) and ``If-Match`` (overwrite guard)."""
-    if not if_none_match and if_match is None:
+    """A write's own conditions, decided atomically with the write
+    (``conditions.decide_write``): ``If-None-Match: *`` and ``If-Match``.
+    ``seen_uid``: the key's current version uid when the request began, ""
+    for none, None if unknown; a write that passes against a key changed
+    since then is 409 ConditionalRequestConflict."""
+    c = conditions.WriteConditions(if_match, if_none_match)
+    if not c.any:
         return  # most writes are unconditional: skip the lookup
     cur = current_version(conn, bucket, key)
-    live = cur is not None and not cur.delete_marker
-    if if_none_match and live:
-        raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
-    if if_match is not None:
-        if cur is None or not live:
-            raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
-        if not conditions.etag_matches(if_match, cur.etag, weak=False):
-            raise S3Error("PreconditionFailed", fields={"Condition": "If-Match"})
+    verdict = conditions.decide_write(c, None if cur is None else cur.state(), seen_uid)
+    verdict.raise_for(key)
+
+
+def check_delete_conditions(
+    conn: apsw.Connection, bucket: str, key: str, raw: DeleteCondition | None
+) -> None:
+    """A delete's conditions (``conditions.decide_delete``), against the
+    key's current version, decided in the transaction that deletes."""
+    if raw is None:
+        return
+    c = conditions.DeleteConditions(raw.if_match, raw.last_modified_s, raw.size)
+    if not c.any:
+        return
+    cur = current_version(conn, bucket, key)
+    conditions.decide_delete(c, None if cur is None else cur.state()).raise_for(key)
 
 
 def _chunk_refs(chunks: list[Chunk], size: int) -> list[ChunkRef]:
@@ -203,7 +230,7 @@ def _chunk_refs(chunks: list[Chunk], size: int) -> list[ChunkRef]:
 def apply_put(conn: apsw.Connection, ctx: BatchContext, a: Put) -> Written:
     bucket, key = a.bucket, a.key
     versioning = bucket_versioning(conn, bucket)
-    check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match)
+    check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match, a.seen_uid)
     chunks = _chunk_refs(a.chunks, a.size)
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=a.size,
@@ -218,6 +245,7 @@ def apply_put(conn: apsw.Connection, ctx: BatchContext, a: Put) -> Written:
 def apply_delete_object(conn: apsw.Connection, ctx: BatchContext, a: DeleteObject) -> Deleted:
     bucket, key = a.bucket, a.key
     versioning = bucket_versioning(conn, bucket)
+    check_delete_conditions(conn, bucket, key, a.conditions)
     if versioning == "unversioned":
         cur = current_version(conn, bucket, key)
         if cur is not None:
@@ -240,6 +268,9 @@ def apply_delete_version(conn: apsw.Connection, ctx: BatchContext, a: DeleteVers
     """
     bucket, key, version_id = a.bucket, a.key, a.version_id
     bucket_versioning(conn, bucket)
+    # AWS: conditional delete evaluations apply to the current version only,
+    # also when a version id is named.
+    check_delete_conditions(conn, bucket, key, a.conditions)
     rows = query(
         conn,
         "SELECT id, delete_marker FROM versions WHERE bucket = ? AND key = ? "
@@ -311,6 +342,7 @@ def apply_delete_bucket(conn: apsw.Connection, ctx: BatchContext, a: DeleteBucke
     ctx.unlink_after_commit.extend(str(r[0]) for r in uids)
     conn.execute("DELETE FROM current WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM versions WHERE bucket = ?", (name,))
+    conn.execute("DELETE FROM completed_uploads WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
     return Done()
 
@@ -448,7 +480,7 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
             message=f"CopyObject cannot compute a {alg.upper()} checksum the source "
             "does not already have.",
         )
-    check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match)
+    check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match, a.seen_uid)
     if src.manifest is None:
         raise S3Error("InternalError", message="copy source has no manifest")
     try:
@@ -488,17 +520,24 @@ def apply_delete_objects(conn: apsw.Connection, ctx: BatchContext, a: DeleteObje
     bucket = a.bucket
     bucket_versioning(conn, bucket)  # a missing bucket fails the whole request
     results: list[DeleteResult] = []
-    for key, version_id in a.objects:
+    # Empty, or aligned with ``objects``: each key's conditions, or None.
+    conds = list(a.conditions) or [None] * len(a.objects)
+    if len(conds) != len(a.objects):
+        raise S3Error("InternalError", message="malformed DeleteObjects conditions")
+    for (key, version_id), cond in zip(a.objects, conds, strict=True):
         mark = len(ctx.manifests)
         committed = dict(ctx.committed_ends)
         conn.execute("SAVEPOINT delete_objects_item")
         try:
             if version_id is None:
-                r = apply_delete_object(conn, ctx, DeleteObject(bucket=bucket, key=key))
+                r = apply_delete_object(
+                    conn, ctx, DeleteObject(bucket=bucket, key=key, conditions=cond)
+                )
             else:
                 r = apply_delete_version(
-                    conn, ctx, DeleteVersion(bucket=bucket, key=key, version_id=version_id)
-                )
+                    conn, ctx,
+                    DeleteVersion(bucket=bucket, key=key, version_id=version_id, conditions=cond),
+                )  # fmt: skip
             conn.execute("RELEASE delete_objects_item")
             results.append(DeleteResult(version_id=r.version_id, delete_marker=r.delete_marker))
         except S3Error as exc:

@@ -109,11 +109,46 @@ def test_multipart_round_trip(s3: Any, bucket: str, rng: random.Random) -> None:
     assert (entry["Key"], entry["Size"], entry["ETag"]) == (
         "big/obj.bin", len(data), multipart_etag(parts),
     )  # fmt: skip
-    # The upload is gone.
+    # The upload is gone; a repeated Complete (a retry) gets the same answer.
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    again = s3.complete_multipart_upload(
+        Bucket=bucket, Key="big/obj.bin", UploadId=upload_id, MultipartUpload={"Parts": done}
+    )
+    assert (again["ETag"], again["VersionId"]) == (result["ETag"], result["VersionId"])
+
+
+def test_repeated_complete_answers_the_same_etag(s3: Any, bucket: str) -> None:
+    """SDKs retry a Complete whose response was lost: the same part list gets
+    200 with the same ETag and version, and the object stays as it was; any
+    other part list is NoSuchUpload, as for a completed upload on AWS."""
+    body = [b"a" * PART, b"tail"]
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    done = upload_parts(s3, bucket, "k", upload_id, body)
+    first = s3.complete_multipart_upload(
+        Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": done}
+    )
+    head = s3.head_object(Bucket=bucket, Key="k")
+    for cond in ({}, {"IfNoneMatch": "*"}):  # the retry of a create-only Complete too
+        again = s3.complete_multipart_upload(
+            Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": done}, **cond
+        )
+        assert again["ETag"] == first["ETag"] == multipart_etag(body)
+        assert again["VersionId"] == first["VersionId"]
+    after = s3.head_object(Bucket=bucket, Key="k")
+    assert (after["ETag"], after["VersionId"], after["LastModified"]) == (
+        head["ETag"], head["VersionId"], head["LastModified"],
+    )  # fmt: skip
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="k")["Versions"]
+    assert len(versions) == 1
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"".join(body)
     with pytest.raises(ClientError) as exc:
         s3.complete_multipart_upload(
-            Bucket=bucket, Key="big/obj.bin", UploadId=upload_id, MultipartUpload={"Parts": done}
+            Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": done[:1]}
+        )
+    assert error_of(exc) == (404, "NoSuchUpload")
+    with pytest.raises(ClientError) as exc:
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="other", UploadId=upload_id, MultipartUpload={"Parts": done}
         )
     assert error_of(exc) == (404, "NoSuchUpload")
 

@@ -296,3 +296,71 @@ def test_full_object_crc_and_expected_values(conn: apsw.Connection) -> None:
     meta = msgpack.unpackb(query(conn, "SELECT meta FROM versions")[0][0], raw=False)
     assert meta["checksum_type"] == "FULL_OBJECT" and meta["parts"] == [100, 7]
     assert meta["part_checksums"] == b"".join(base64.b64decode(s) for s in sums)
+
+
+# ---- a repeated Complete -----------------------------------------------------------
+
+
+def test_repeated_complete_answers_the_same_result(conn: apsw.Connection) -> None:
+    upload_id = create(conn)
+    etags = [put_part(conn, upload_id, n, size) for n, size in ((1, PART), (2, 3))]
+    listed = [[1, f'"{etags[0]}"', {}], [2, etags[1], {}]]
+    first = complete(conn, upload_id, listed)
+    versions = query(conn, "SELECT count(*) FROM versions")[0][0]
+    # The same list, quoted or not, upper or lower case: the same answer, nothing new.
+    ctx = BatchContext(VersionClock())
+    again = complete(conn, upload_id, [[1, etags[0].upper(), {}], [2, f'"{etags[1]}"', {}]], ctx)
+    assert first["replayed"] is False
+    assert again == {**first, "replayed": True}
+    assert ctx.manifests == []
+    assert query(conn, "SELECT count(*) FROM versions")[0][0] == versions
+    # Its conditions were for the first attempt: a retry is not refused by them.
+    args = {
+        "bucket": "b",
+        "key": "k",
+        "upload_id": upload_id,
+        "parts": listed,
+        "if_none_match": True,
+    }
+    assert run(conn, multipart_ops.apply_complete_upload, args)["etag"] == first["etag"]
+    # Another part list, another key, another bucket: NoSuchUpload, as AWS
+    # answers for a completed upload.
+    for parts, key in (([listed[0]], "k"), (listed[::-1], "k"), (listed, "other")):
+        with pytest.raises(S3Error) as exc:
+            run(
+                conn, multipart_ops.apply_complete_upload,
+                {"bucket": "b", "key": key, "upload_id": upload_id, "parts": parts},
+            )  # fmt: skip
+        assert exc.value.code in ("NoSuchUpload", "InvalidPartOrder")
+    with pytest.raises(S3Error) as exc:
+        run(
+            conn,
+            multipart_ops.apply_abort_upload,
+            {"bucket": "b", "key": "k", "upload_id": upload_id},
+        )
+    assert exc.value.code == "NoSuchUpload"
+
+
+def test_completed_records_are_pruned_after_the_retention(conn: apsw.Connection) -> None:
+    old = create(conn)
+    old_parts = [[1, put_part(conn, old, 1, 10), {}]]
+    complete(conn, old, old_parts)
+    # A later Complete, past the retention window, prunes the old record.
+    done_ns = int(query(conn, "SELECT max(completed_ns) FROM completed_uploads")[0][0])
+    clock = VersionClock(done_ns + multipart_ops.COMPLETED_RETENTION_NS + 1)
+    new = create(conn)
+    complete(conn, new, [[1, put_part(conn, new, 1, 10), {}]], BatchContext(clock))
+    ids = [r[0] for r in query(conn, "SELECT upload_id FROM completed_uploads")]
+    assert ids == [new]
+    with pytest.raises(S3Error) as exc:
+        complete(conn, old, old_parts)
+    assert exc.value.code == "NoSuchUpload"
+
+
+def test_bucket_delete_forgets_its_completed_uploads(conn: apsw.Connection) -> None:
+    upload_id = create(conn)
+    complete(conn, upload_id, [[1, put_part(conn, upload_id, 1, 10), {}]])
+    run(conn, ops.apply_delete_object, {"bucket": "b", "key": "k"})
+    # The object is behind a delete marker now, so the bucket may go.
+    run(conn, ops.apply_delete_bucket, {"bucket": "b"})
+    assert query(conn, "SELECT count(*) FROM completed_uploads")[0][0] == 0

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from seglake.errors import S3Error
+from seglake.protocol.conditions import DeleteConditions
 from seglake.protocol.xml import S3_NS
 from seglake.protocol.xml_requests import (
     MAX_COMPLETE_BODY_BYTES,
@@ -67,8 +68,20 @@ CASES: list[tuple[str, str, object]] = [
     ("Delete", doc("Delete", obj("")), "MalformedXML"),
     ("Delete", doc("Delete", "<Object><Key>k</Key><Junk/></Object>"), "MalformedXML"),
     ("Delete", doc("Delete", obj("k") + "<Junk/>"), "MalformedXML"),
-    ("Delete", doc("Delete", "<Object><Key>k</Key><ETag>x</ETag></Object>"), "NotImplemented"),
-    ("Delete", doc("Delete", "<Object><Key>k</Key><Size>1</Size></Object>"), "NotImplemented"),
+    ("Delete", doc("Delete", "<Object><Key>k</Key><ETag>x</ETag></Object>"),
+     DeleteRequest(False, [("k", None)], {0: DeleteConditions(if_match="x")})),
+    ("Delete", doc("Delete", obj("j") + "<Object><Key>k</Key><Size> 1 </Size></Object>"),
+     DeleteRequest(False, [("j", None), ("k", None)], {1: DeleteConditions(size=1)})),
+    ("Delete", doc("Delete", '<Object><Key>k</Key><VersionId>v</VersionId><ETag>"e"</ETag>'
+                             "<LastModifiedTime>2024-05-06T07:08:09.750Z</LastModifiedTime>"
+                             "<Size>0</Size></Object>"),
+     DeleteRequest(False, [("k", "v")], {0: DeleteConditions('"e"', 1_714_979_289, 0)})),
+    ("Delete", doc("Delete", "<Object><Key>k</Key><Size>-1</Size></Object>"), "MalformedXML"),
+    ("Delete", doc("Delete", "<Object><Key>k</Key><Size>x</Size></Object>"), "MalformedXML"),
+    ("Delete", doc("Delete", "<Object><Key>k</Key><LastModifiedTime>now</LastModifiedTime>"
+                             "</Object>"), "MalformedXML"),
+    ("Delete", doc("Delete", "<Object><Key>k</Key><ETag>a</ETag><ETag>b</ETag></Object>"),
+     "MalformedXML"),
     ("Delete", doc("Delete", obj("k") * MAX_DELETE_KEYS),
      DeleteRequest(False, [("k", None)] * MAX_DELETE_KEYS)),
     ("Delete", doc("Delete", obj("k") * (MAX_DELETE_KEYS + 1)), "MalformedXML"),
