@@ -18,6 +18,7 @@ else is looked at.
 from __future__ import annotations
 
 import hmac
+import importlib.metadata
 import logging
 import os
 import sys
@@ -33,6 +34,8 @@ from seglake.errors import S3Error
 from seglake.ipc.admin import RELAYED_MUTATIONS
 from seglake.ipc.call import call_service, call_socket
 from seglake.ipc.channel import (
+    ChannelBroken,
+    ChannelClosed,
     listen_unix,
     serve_channel,
 )
@@ -40,6 +43,7 @@ from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.logs import setup_logging
 from seglake.maintenance.scheduler import Scheduler
 from seglake.meta.maintenance_reads import recent_runs
+from seglake.metrics import view
 
 log = logging.getLogger("seglake.maintenance")
 
@@ -76,6 +80,27 @@ class Maintenance:
             "schedules": self.scheduler.describe(),
         }
 
+    async def stats(self) -> dict[str, Any]:
+        """The ``/v1/meta/stats`` document (``metrics/view.py``): what the
+        supervisor merged from every process, the writer's store counts,
+        the last runs and the disk, each part fetched now."""
+        try:
+            sup = await call_socket(str(self.cfg.supervisor_socket), "stats")
+        except (OSError, S3Error, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
+            sup = {"error": f"supervisor unavailable: {exc!r}"}
+        try:
+            store = await call_socket(str(self.cfg.writer_socket), "status")
+        except (OSError, S3Error, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
+            store = {"error": f"writer unavailable: {exc!r}"}
+        try:
+            runs = await trio.to_thread.run_sync(recent_runs, self.cfg.db_path, STATUS_RUNS * 5)
+        except (OSError, RuntimeError, apsw.Error):
+            runs = []
+        return view.build(
+            now=time.time(), version=seglake_version(), supervisor=sup, store=store, runs=runs,
+            disk=disk_state(self.cfg),
+        )  # fmt: skip
+
     async def maintenance(self, action: Any) -> dict[str, Any]:
         writer = str(self.cfg.writer_socket)
         if action == "status":
@@ -95,6 +120,8 @@ class Maintenance:
             return await self.status(), b""
         if name == "ping":
             return {"pid": os.getpid()}, b""
+        if name == "stats":
+            return await self.stats(), b""
         if name == "maintenance":
             return await self.maintenance(args.get("action")), b""
         if name == "writer_mutation":
@@ -127,11 +154,33 @@ class Maintenance:
             nursery.cancel_scope.cancel()
 
 
+def seglake_version() -> str:
+    try:
+        return importlib.metadata.version("seglake")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def disk_state(cfg: Config) -> dict[str, Any]:
+    """Free and total bytes of the data dir's file system against the reserve."""
+    try:
+        st = os.statvfs(cfg.root)
+    except OSError as exc:
+        return {"error": str(exc), "reserve_bytes": cfg.min_free_bytes}
+    free = st.f_bavail * st.f_frsize
+    return {
+        "free_bytes": free,
+        "total_bytes": st.f_blocks * st.f_frsize,
+        "reserve_bytes": cfg.min_free_bytes,
+        "above_reserve": free >= cfg.min_free_bytes,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     cfg_json, _ready, _rest = read_child_args(args)
     cfg = Config.from_json(cfg_json)
-    setup_logging(cfg.log_level, "maintenance")
+    setup_logging(cfg.log_level, "maintenance", cfg.log_format)
     trio.run(Maintenance(cfg).serve)
     return 0
 

@@ -37,7 +37,7 @@ class Scale:
         """Upper bound of bucket ``index`` (``inf`` for the overflow bucket)."""
         if index >= self.size - 1:
             return math.inf
-        return self.low * 2.0 ** (index / self.sub)
+        return float(self.low * 2.0 ** (index / self.sub))
 
     def lower(self, index: int) -> float:
         return 0.0 if index <= 0 else self.upper(index - 1)

@@ -57,12 +57,16 @@ class _Out:
         self.lines.append(f"{name}{_labels(labels)} {_num(value)}")
 
     def metric(
-        self, name: str, kind: str, help_text: str, rows: Iterable[tuple[dict[str, Any], float]]
+        self,
+        name: str,
+        kind: str,
+        help_text: str,
+        rows: Iterable[tuple[dict[str, Any], float | None]],
     ) -> None:
-        rows = [(lab, v) for lab, v in rows if v is not None]
         self.family(name, kind, help_text)
         for labels, value in rows:
-            self.sample(name, labels, value)
+            if value is not None:
+                self.sample(name, labels, value)
 
     def histogram(
         self,

@@ -46,6 +46,7 @@ from seglake.ipc.channel import connect, listen_unix, serve_channel
 from seglake.lifecycle import CONFIG_FD_FLAG, MAX_CONFIG_BYTES, READY_FD_FLAG
 from seglake.locks import try_lock, write_holder
 from seglake.logs import setup_logging
+from seglake.metrics.merge import Aggregate
 from seglake.supervisor.notify import sd_notify
 
 log = logging.getLogger("seglake.supervisor")
@@ -135,7 +136,23 @@ class Child:
             "alive": alive, "restarts": self.restarts,
             "uptime": time.time() - self.started_at if alive else 0.0,
             "last_exit": self.exits[-1] if self.exits else None,
+            **(proc_usage(self.proc.pid) if alive and self.proc is not None else {}),
         }  # fmt: skip
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_usage(pid: int) -> dict[str, float]:
+    """Resident memory and CPU time of ``pid`` from /proc ({} if unreadable)."""
+    try:
+        rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, ValueError):
+        return {}
+    # utime and stime are fields 14 and 15 of stat (11 and 12 after the name).
+    return {"rss_bytes": rss_pages * _PAGE, "cpu_seconds": (int(stat[11]) + int(stat[12])) / _TICKS}
 
 
 def lock_data_dir(cfg: Config) -> int:
@@ -164,8 +181,9 @@ def ensure_admin_token(cfg: Config) -> None:
         f.write(secrets.token_hex(32) + "\n")
 
 
-def bind_listener(cfg: Config) -> socket.socket:
-    host, port = cfg.listen_host_port()
+def bind_listener(cfg: Config, where: str = "") -> socket.socket:
+    """Bind ``where`` (HOST:PORT), by default the S3 address ``cfg.addr``."""
+    host, port = cfg.listen_host_port(where)
     if host in ("", "::"):
         try:
             sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -200,10 +218,18 @@ class Supervisor:
             raise OSError(f"configuration of {len(self.cfg_json)} bytes is too large to hand over")
         fd = self.listener.fileno()
         self.writer = Child("writer", 0, "seglake.writer.main")
+        # The separate metrics listener (--metrics-addr): bound once here
+        # like the S3 one, and served by every frontend.
+        self.metrics_listener = bind_listener(cfg, cfg.metrics_addr) if cfg.metrics_addr else None
+        mfd = self.metrics_listener.fileno() if self.metrics_listener is not None else -1
         self.frontends = [
-            Child("frontend", i, "seglake.frontend.main", [str(fd)], (fd,))
+            Child(
+                "frontend", i, "seglake.frontend.main", [str(fd), f"frontend-{i}", str(mfd)],
+                (fd,) if mfd < 0 else (fd, mfd),
+            )
             for i in range(cfg.frontend_count())
-        ]
+        ]  # fmt: skip
+        self.stats = Aggregate()
         self.maintenance = Child("maintenance", 0, "seglake.maintenance.main")
         self.started = time.time()
         self.writer_ready = False
@@ -338,6 +364,7 @@ class Supervisor:
                     task_status.started()
             code = await proc.wait()
             child.stopped_at = time.time()
+            self.stats.retire(child.name)  # its counters stay in the totals
             if child.role == "writer":
                 self.writer_ready = False
             child.exits.append(code)
@@ -379,9 +406,35 @@ class Supervisor:
                     "address": self.address,
                     "processes": [me] + [c.info() for c in self.children],
                 }, b""
+            if name == "report" and isinstance(args, dict):
+                self._report(args)
+                return None, b""
+            if name == "stats":
+                me = {
+                    "name": "supervisor", "role": "supervisor", "pid": os.getpid(), "alive": True,
+                    "restarts": 0, "uptime": time.time() - self.started, "last_exit": None,
+                    **proc_usage(os.getpid()),
+                }  # fmt: skip
+                return {
+                    "address": self.address,
+                    "processes": [me] + [c.info() for c in self.children],
+                    "frontends": self.stats.totals("frontend"),
+                    "writer": self.stats.totals("writer"),
+                    "reports": self.stats.reports(),
+                }, b""
             raise ValueError(name)
 
         await serve_channel(stream, handle, max_in_flight=8)
+
+    def _report(self, doc: dict[str, Any]) -> None:
+        """A child's counters: accepted only from the pid running under that name."""
+        child = next((c for c in self.children if c.name == doc.get("name")), None)
+        if child is None or child.proc is None or child.proc.pid != doc.get("pid"):
+            return
+        if child.proc.returncode is not None:
+            return
+        doc["role"] = child.role
+        self.stats.report(doc)
 
     async def _serve_control(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -432,13 +485,15 @@ class Supervisor:
             await self._stop_group([self.writer], max(60.0, self.cfg.shutdown_timeout))
             nursery.cancel_scope.cancel()
         self.listener.close()
+        if self.metrics_listener is not None:
+            self.metrics_listener.close()
         with contextlib.suppress(FileNotFoundError):
             self.cfg.listen_path.unlink()
         log.info("stopped")
 
 
 def serve(cfg: Config) -> int:
-    setup_logging(cfg.log_level, "supervisor")
+    setup_logging(cfg.log_level, "supervisor", cfg.log_format)
     if not cfg.access_key or not cfg.secret_key:
         log.error(
             "an access key and secret key are required (-access-key/-secret-key or SEGLAKE_ACCESS_KEY/SEGLAKE_SECRET_KEY)"
