@@ -90,10 +90,12 @@ def is_loopback(req: Request) -> bool:
 
 async def readiness(cfg: Config, reader: MetaReader, writer: WriterClient) -> str:
     """ "" when ready to take writes, else why not (no data named)."""
+    # A fresh connection, not the shared one: that one waits for a writer
+    # being restarted, and a probe must say "not now" instead.
     try:
         with trio.fail_after(WRITER_PING_S):
-            await writer.call("ping")
-    except (S3Error, trio.TooSlowError, OSError):
+            await call_socket(str(cfg.writer_socket), "ping")
+    except (S3Error, trio.TooSlowError, OSError, ChannelBroken, ChannelClosed):
         return "writer unavailable"
     try:
         st = os.statvfs(cfg.root)

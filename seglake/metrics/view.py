@@ -28,7 +28,7 @@ def summary(hist: Histogram, unit: float = 1000.0) -> dict[str, Any]:
     out: dict[str, Any] = {"count": hist.n, "sum": round(hist.total * unit, 3)}
     for name, q in QUANTILES:
         v = hist.quantile(q)
-        out[name] = None if v is None else round(v * unit, 4)
+        out[name] = None if v is None else v * unit  # a bucket bound: kept exact
     return out
 
 
