@@ -17,6 +17,7 @@ layout is tested at 80×24 and 200×50 with a recording console.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import select
@@ -105,8 +106,7 @@ class History:
 
     def rates(self, op: str) -> list[float]:
         out: list[float] = []
-        pairs = list(self.samples)
-        for (t0, a, _, _), (t1, b, _, _) in zip(pairs, pairs[1:], strict=False):
+        for (t0, a, _, _), (t1, b, _, _) in itertools.pairwise(self.samples):
             dt = max(t1 - t0, 1e-3)
             out.append(max(0, b.get(op, 0) - a.get(op, 0)) / dt)
         return out
