@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
     for r in range(args.rounds):
-        for metrics in ((True, False) if r % 2 == 0 else (False, True)):
+        for metrics in (True, False) if r % 2 == 0 else (False, True):
             runs[metrics].append(measure(metrics, args.seconds, args.concurrency))
             put, get = runs[metrics][-1]
             print(f"round {r + 1} metrics {'on ' if metrics else 'off'}: "
