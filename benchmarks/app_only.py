@@ -38,6 +38,7 @@ from benchmarks.writer_load import cpu_ticks  # noqa: E402
 from seglake.config import Config  # noqa: E402
 from seglake.frontend.app import App  # noqa: E402
 from seglake.frontend.writer_client import WriterClient  # noqa: E402
+from seglake.ipc.messages import Ping  # noqa: E402
 from tests.harness import ACCESS_KEY, SECRET_KEY  # noqa: E402
 
 BUCKET: Final = "app-only"
@@ -98,11 +99,11 @@ async def measure(data_dir: Path, port: int, mode: str, requests: int) -> str:
     )  # fmt: skip
     async with trio.open_nursery() as nursery:
         writer = WriterClient(str(cfg.writer_socket), nursery)
-        pid = int((await writer.call("ping"))["pid"])
+        pid = (await writer.call(Ping())).pid
         if mode == "ping":
 
             async def one(i: int) -> None:
-                await writer.call("ping")
+                await writer.call(Ping())
 
         else:
             app = App(cfg)

@@ -39,6 +39,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from benchmarks.run import scratch_server  # noqa: E402
 from seglake.ipc.channel import connect  # noqa: E402
+from seglake.ipc.messages import CreateBucket, Ping, Put  # noqa: E402
 
 BUCKET: Final = "writer-load"
 BODY_BYTES: Final = 4096
@@ -62,19 +63,18 @@ async def drive(socket_path: str, concurrency: int, seconds: float) -> str:
     stop = False
     async with trio.open_nursery() as nursery:
         nursery.start_soon(channel.run_reader)
-        await channel.call("create_bucket", {"bucket": BUCKET, "versioning": "enabled"})
-        pid = int((await channel.call("ping"))[0]["pid"])
+        await channel.request(CreateBucket(bucket=BUCKET, versioning="enabled"))
+        pid = (await channel.request(Ping()))[0].pid
 
         async def worker(n: int) -> None:
             nonlocal done
             i = 0
             while not stop:
-                args = {
-                    "bucket": BUCKET, "key": f"w{n}-{i}", "size": BODY_BYTES, "etag": etag,
-                    "meta": {}, "chunks": [], "tail_digest": digest,
-                    "if_none_match": False, "if_match": None,
-                }  # fmt: skip
-                await channel.call("put", args, body)
+                put = Put(
+                    bucket=BUCKET, key=f"w{n}-{i}", size=BODY_BYTES, etag=etag,
+                    tail_digest=digest,
+                )  # fmt: skip
+                await channel.request(put, body)
                 i += 1
                 done += 1
 

@@ -5,7 +5,7 @@
 #   deploy/install.sh uninstall [--purge] [--dry-run] [--root DIR]
 #
 # install (run as root) creates the system user and group `seglake`,
-#   /var/lib/seglake (0750, the data dir), /etc/seglake/seglake.env (settings)
+#   /var/lib/seglake (0700, the data dir), /etc/seglake/seglake.env (settings)
 #   and /etc/seglake/secrets.env (0600, root only: systemd hands it to the
 #   service as a credential) with a generated admin key pair, printed once;
 #   installs the package from --source (default: this checkout) into its own
@@ -183,7 +183,7 @@ do_install() {
     [ -n "$uid" ] || uid="$USER_NAME"   # dry run: the account does not exist yet
     [ -n "$gid" ] || gid="$USER_NAME"
 
-    step install -d -m 0750 -o "$uid" -g "$gid" "$ROOT$DATA_DIR"
+    step install -d -m 0700 -o "$uid" -g "$gid" "$ROOT$DATA_DIR"
     step install -d -m 0755 "$ROOT$CONF_DIR"
     step install -d -m 0755 "$ROOT$PREFIX"
 

@@ -20,6 +20,7 @@ import trio
 
 from seglake.config import FIELD_TYPES, Config, build_config
 from seglake.config_doc import effective, flag_help, sources
+from seglake.private_files import use_private_umask
 
 MODES = (
     "server", "serve", "status", "config", "maintenance", "fsck", "scrub", "snapshot",
@@ -28,8 +29,11 @@ MODES = (
     "stats", "dashboard", "top",
     # ops toolbox (seglake/ops/toolbox_cmds.py)
     "rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex", "buckets",
+    "bucket",
     # access control (seglake/ops/keys_cmd.py)
     "keys", "bucket-policy",
+    # permissions of the store's files (seglake/ops/doctor.py)
+    "doctor",
     # segment GC (seglake/ops/gc.py)
     "gc-plan", "gc-run", "gc-rewrite-plan", "gc-rewrite-run", "gc-rewrite",
 )  # fmt: skip
@@ -79,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     from seglake.ops.gc import add_gc_flags
 
     add_gc_flags(p)
+    from seglake.ops.doctor import add_doctor_flags
+
+    add_doctor_flags(p)
     settings = p.add_argument_group(
         "server settings", "each also a SEGLAKE_* environment variable; flags beat env"
     )
@@ -126,6 +133,9 @@ def config_cmd(args: argparse.Namespace, cfg: Config, action: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything can create a file: the store is its owner's alone,
+    # and the supervisor's children inherit this.
+    use_private_umask()
     argv = sys.argv[1:] if argv is None else argv
     try:
         args, cfg = parse(argv)
@@ -174,10 +184,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return db_integrity_cmd(cfg, as_json=args.json)
     if mode in ("rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex",
-                "buckets"):  # fmt: skip
+                "buckets", "bucket"):  # fmt: skip
         from seglake.ops.toolbox_cmds import run_mode
 
         return run_mode(mode, args, words if args.mode else words[1:], cfg)
+    if mode == "doctor":
+        from seglake.ops.doctor import doctor_cmd
+
+        return doctor_cmd(cfg, fix_permissions=args.fix_permissions, as_json=args.json)
     if mode in ("keys", "bucket-policy"):
         from seglake.ops.keys_cmd import run_keys_mode
 

@@ -51,7 +51,7 @@ def hit(name: str) -> None:
         return
     if fp.marker is not None:
         try:
-            fd = os.open(fp.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(fp.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             return
         os.close(fd)

@@ -7,6 +7,8 @@ import signal
 
 import trio
 
+from seglake.private_files import use_private_umask
+
 PARENT_CHECK_INTERVAL_S = 0.5
 
 
@@ -44,7 +46,11 @@ MAX_CONFIG_BYTES = 60 * 1024
 
 
 def read_child_args(args: list[str]) -> tuple[str, int | None, list[str]]:
-    """``--config-fd N [--ready-fd M] REST...`` → (config JSON, ready fd, REST)."""
+    """``--config-fd N [--ready-fd M] REST...`` → (config JSON, ready fd, REST).
+
+    Also sets umask 077: a child started by hand rather than by the
+    supervisor must not create readable files either."""
+    use_private_umask()
     if len(args) < 2 or args[0] != CONFIG_FD_FLAG:
         raise SystemExit(f"usage: {CONFIG_FD_FLAG} FD [{READY_FD_FLAG} FD] ...")
     fd = int(args[1])

@@ -34,7 +34,7 @@ def try_lock(path: Path) -> int | None:
     """``path`` opened (created if missing) and flocked exclusively, no wait:
     its fd, which the caller closes to release the lock; None, with nothing
     left open, when another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -17,7 +17,10 @@ What is checked, all inside one read snapshot of the database:
 - the manifest file exists at ``manifest_path(uid)`` with the same bytes;
 - with ``all_manifests``: every manifest file on disk belongs to a version
   row (orphans are warnings: a crash between the manifest fsync and COMMIT
-  leaves one, and GC removes it).
+  leaves one, and GC removes it);
+- nothing in the data dir is open to group or other users (each such path
+  is a warning, ``exposed``: the store works, but other local users can read
+  it; ``seglake doctor --fix-permissions`` repairs it).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from seglake.format.layout import SEGMENT_SUFFIX, segment_file_name, segment_id_
 from seglake.format.manifest import MANIFEST_SUFFIX, decode_manifest, manifest_path
 from seglake.format.segment import HEADER_SIZE, RECORD_HEADER_SIZE, read_footer
 from seglake.meta.schema import open_read, query
+from seglake.private_files import exposed
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,10 @@ def run_fsck(cfg: Config, *, all_manifests: bool = False) -> FsckReport:
         conn.close()
     if all_manifests:
         _check_orphan_manifests(cfg, report, known_uids)
+    for path, mode in exposed(cfg.root):
+        report.warnings.append(
+            Finding("exposed", f"mode {mode:04o}: group or other users can access it", str(path))
+        )
     return report
 
 

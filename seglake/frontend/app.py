@@ -48,6 +48,7 @@ from seglake.metrics.requests import RequestCounters
 from seglake.protocol.cors import CorsPolicy
 from seglake.protocol.endpoints import ENDPOINT_BY_NAME
 from seglake.protocol.sigv4 import RequestView, authenticate
+from seglake.protocol.unimplemented_headers import refuse_unimplemented
 from seglake.protocol.xml import error_document
 
 log = logging.getLogger("seglake.frontend")
@@ -303,6 +304,7 @@ class App:
         handler = self._handlers.get(op)
         if handler is None:
             raise S3Error("NotImplemented", message=f"{op} is not implemented by Seglake")
+        refuse_unimplemented(op, req.headers)
         await handler(req)
 
     async def _error(self, req: Request, exc: S3Error) -> None:

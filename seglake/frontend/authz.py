@@ -242,8 +242,7 @@ class Authorizer:
             return
         ctx = self._context(req, record, op, bucket, key, version_id)
         assert record.policy is not None
-        policies = [record.policy] if bucket_policy is None else [record.policy, bucket_policy]
-        verdict = decide(ctx, policies)
+        verdict = decide(ctx, record.policy, bucket_policy)
         if verdict == DENY:
             raise _denied("Explicitly denied by a policy")
         if verdict != ALLOW:
@@ -281,9 +280,12 @@ class Authorizer:
             raise _denied("This access key may not use this bucket")
         if record is not None and record.admin:
             return
-        principal = record.access_key if record is not None else None
-        candidates = [self._policies(bucket)]
         if record is not None:
-            candidates.append(record.policy)
-        if not any(p is not None and p.may_allow(action, principal) for p in candidates):
+            # A key's own policy is its ceiling: only it can allow (policy.decide).
+            assert record.policy is not None
+            hopeful = record.policy.may_allow(action, record.access_key)
+        else:
+            bucket_policy = self._policies(bucket)
+            hopeful = bucket_policy is not None and bucket_policy.may_allow(action, None)
+        if not hopeful:
             raise _denied()

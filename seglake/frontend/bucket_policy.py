@@ -22,6 +22,7 @@ from seglake.config import csv_list
 from seglake.errors import S3Error
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
+from seglake.ipc.messages import SetBucketPolicy
 from seglake.meta.schema import scalar
 from seglake.protocol.policy import MAX_POLICY_BYTES, PolicyError, parse_bucket_policy
 from seglake.protocol.xml import document, el
@@ -57,10 +58,10 @@ class BucketPolicyHandlers(FamilyBase):
             parse_bucket_policy(text, req.bucket)
         except (PolicyError, UnicodeDecodeError) as exc:
             raise S3Error("MalformedPolicy", message=str(exc)) from None
-        await self.writer.call("set_bucket_policy", {"bucket": req.bucket, "policy": text})
+        await self.writer.call(SetBucketPolicy(bucket=req.bucket, policy=text))
         await req.respond(204)
 
     async def delete_policy(self, req: Request) -> None:
         self.require_bucket(req.bucket)
-        await self.writer.call("set_bucket_policy", {"bucket": req.bucket, "policy": None})
+        await self.writer.call(SetBucketPolicy(bucket=req.bucket, policy=None))
         await req.respond(204)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
+from seglake.ipc.messages import CreateBucket, DeleteBucket
 from seglake.meta.reads import ListEntry
 from seglake.protocol import bucket_listing, listing
 from seglake.protocol.limits import validate_bucket_name
@@ -65,11 +66,11 @@ class BucketHandlers(FamilyBase):
         versioning = (
             req.headers.get("x-seglake-versioning", self.cfg.default_versioning).strip().lower()
         )
-        await self.writer.call("create_bucket", {"bucket": req.bucket, "versioning": versioning})
+        await self.writer.call(CreateBucket(bucket=req.bucket, versioning=versioning))
         await req.respond(200, [(b"location", f"/{req.bucket}".encode())])
 
     async def delete_bucket(self, req: Request) -> None:
-        await self.writer.call("delete_bucket", {"bucket": req.bucket})
+        await self.writer.call(DeleteBucket(bucket=req.bucket))
         await req.respond(204)
 
     async def head_bucket(self, req: Request) -> None:

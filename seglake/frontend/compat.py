@@ -24,6 +24,7 @@ from seglake.protocol.endpoints import (
     SERVICE,
     Endpoint,
 )
+from seglake.protocol.unimplemented_headers import BY_OPERATION
 
 DOC_PATH: Final = Path(__file__).resolve().parents[2] / "docs" / "compatibility.md"
 
@@ -97,7 +98,32 @@ def render() -> str:
         "- `Expect: 100-continue` is accepted.",
         "- Every response carries `x-amz-request-id`; errors are AWS XML.",
         "",
+        "## Access: where Seglake differs from AWS on purpose",
+        "",
+        "- A key's own policy is the ceiling of what it may do. AWS's same-account rule",
+        "  lets an allow in either the identity or the bucket policy grant a request;",
+        "  Seglake lets a bucket policy only narrow keys (deny beats allow) or open a",
+        "  bucket to anonymous readers. Otherwise a key allowed to write a bucket's",
+        "  policy could grant writes to a key that was created read-only.",
+        "- The `rw` shorthand allows every action except `PutBucketPolicy` and",
+        "  `DeleteBucketPolicy`: those belong to the admin, or to a key whose JSON",
+        "  policy allows them explicitly.",
+        "",
+        "## Request headers refused",
+        "",
+        "These ask for what Seglake does not do yet (encryption, Object Lock, ACL grants,",
+        "tags, storage classes). A request carrying one is answered `501 NotImplemented`",
+        "(naming the header, never its value) and changes nothing; the values listed",
+        "as accepted ask for what Seglake does anyway.",
+        "",
+        "| operation | header | accepted values |",
+        "| --- | --- | --- |",
     ]
+    for op, table in BY_OPERATION.items():
+        for header, defaults in table.items():
+            accepted = ", ".join(f"`{v}`" if v else "empty" for v in defaults) or "none"
+            out.append(f"| {op} | `{header}` | {accepted} |")
+    out.append("")
     return "\n".join(out)
 
 

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
+import msgspec
 import trio
 
 from seglake.config import Config
@@ -49,6 +49,7 @@ from seglake.frontend.objects import (
     validate_version_id,
 )
 from seglake.frontend.writer_client import WriterClient
+from seglake.ipc.messages import CopyObject
 from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums, conditions
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
@@ -134,48 +135,46 @@ class CopyHandlers(FamilyBase):
         if if_none_match is not None and if_none_match.strip() != "*":
             raise S3Error("NotImplemented", message="If-None-Match on copy supports only '*'")
         cond = conditions.from_headers(req.headers, copy_source=True)
-        args = {
-            "bucket": req.bucket, "key": req.key,
-            "src_bucket": source.bucket, "src_key": source.key,
-            "src_version_id": source.version_id, "directive": directive, "meta": meta,
-            "conditions": [
+        copy = CopyObject(
+            bucket=req.bucket, key=req.key, src_bucket=source.bucket, src_key=source.key,
+            src_version_id=source.version_id, directive=directive, meta=meta,
+            conditions=(
                 cond.if_match, cond.if_none_match, cond.if_modified_since,
                 cond.if_unmodified_since,
-            ],
-            "checksum_algorithm": alg or None,
-            "if_none_match": if_none_match is not None,
-            "if_match": req.headers.get("if-match"),
-        }  # fmt: skip
+            ),
+            checksum_algorithm=alg or None, if_none_match=if_none_match is not None,
+            if_match=req.headers.get("if-match"),
+        )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:
-                fresh = await self._single_part_sums(req, source, alg or None)
+                request = await self._with_source_sums(req, source, copy)
             except ChunksMoved:
                 continue  # segment GC moved the source while it was read
-            result = await self.writer.call("copy_object", {**args, **fresh})
-            if not result.get("source_changed"):
+            result = await self.writer.call(request)
+            if not result.source_changed:
                 break
         else:
             raise S3Error("ServiceUnavailable", message="The copy source kept changing; retry.")
-        etag = f'"{result["etag"]}"'
-        parts = [el("LastModified", iso8601(int(result["created_ns"]))), el("ETag", etag)]
-        for name, value in sorted((result.get("checksums") or {}).items()):
+        etag = f'"{result.etag}"'
+        parts = [el("LastModified", iso8601(result.created_ns)), el("ETag", etag)]
+        for name, value in sorted(result.checksums.items()):
             parts.append(el(f"Checksum{name.upper()}", value))
         headers: list[tuple[bytes, bytes]] = []
-        if result.get("version_id"):
-            headers.append((b"x-amz-version-id", str(result["version_id"]).encode()))
-        if result.get("source_version_id"):
-            headers.append(
-                (b"x-amz-copy-source-version-id", str(result["source_version_id"]).encode())
-            )
+        if result.version_id:
+            headers.append((b"x-amz-version-id", result.version_id.encode()))
+        if result.source_version_id:
+            headers.append((b"x-amz-copy-source-version-id", result.source_version_id.encode()))
         await req.xml(200, document("CopyObjectResult", parts), headers)
 
-    async def _single_part_sums(
-        self, req: Request, source: CopySource, requested: str | None
-    ) -> dict[str, Any]:
-        """For a source uploaded in parts: the MD5 and whole-object checksums of
-        its bytes, and the version they were read from; ``{}`` otherwise, or
-        whenever the writer will refuse the copy anyway (it says why). A
-        source whose manifest or chunks fail their checks is ObjectDamaged."""
+    async def _with_source_sums(
+        self, req: Request, source: CopySource, copy: CopyObject
+    ) -> CopyObject:
+        """For a source uploaded in parts: ``copy`` with the MD5 and
+        whole-object checksums of its bytes, and the version they were read
+        from; ``copy`` as it is otherwise, or whenever the writer will refuse
+        the copy anyway (it says why). A source whose manifest or chunks fail
+        their checks is ObjectDamaged."""
+        requested = copy.checksum_algorithm
         if source.version_id is not None:
             v = self.reader.version(source.bucket, source.key, source.version_id)
         else:
@@ -184,10 +183,10 @@ class CopyHandlers(FamilyBase):
             v is None or v.delete_marker or v.state in ("DAMAGED", "DELETED")
             or "-" not in v.etag or v.manifest is None or v.size > MAX_COPY_SOURCE_BYTES
         ):  # fmt: skip
-            return {}
+            return copy
         cond = conditions.from_headers(req.headers, copy_source=True)
         if not conditions.evaluate(cond, v.etag, v.created_ns, copy=True).ok:
-            return {}
+            return copy
         try:
             manifest = decode_manifest(
                 v.manifest, path=f"meta.db:versions/{v.uid}", with_meta=False
@@ -212,8 +211,7 @@ class CopyHandlers(FamilyBase):
                 await trio.to_thread.run_sync(update, data)
             else:
                 update(data)
-        return {
-            "src_uid": v.uid,
-            "etag": md5.hexdigest(),
-            "checksums": {s.algorithm: s.b64() for s in sums},
-        }
+        return msgspec.structs.replace(
+            copy, src_uid=v.uid, etag=md5.hexdigest(),
+            checksums={s.algorithm: s.b64() for s in sums},
+        )  # fmt: skip

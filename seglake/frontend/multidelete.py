@@ -18,13 +18,12 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-from typing import Any
-
 from seglake.errors import S3Error
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.objects import validate_key, validate_version_id
+from seglake.ipc.messages import DeleteObjects, DeleteResult
 from seglake.protocol import checksums
 from seglake.protocol.xml import document, el
 from seglake.protocol.xml_requests import MAX_DELETE_BODY_BYTES, parse_delete
@@ -54,8 +53,8 @@ class MultiDeleteHandlers(FamilyBase):
         parsed = parse_delete(body.tail)
 
         # Keys that cannot exist are answered here; the rest go to the writer.
-        entries: list[dict[str, Any] | None] = []
-        todo: list[list[str | None]] = []
+        entries: list[DeleteResult | None] = []
+        todo: list[tuple[str, str | None]] = []
         for key, version_id in parsed.objects:
             try:
                 validate_key(key)
@@ -73,25 +72,23 @@ class MultiDeleteHandlers(FamilyBase):
                             "NoSuchVersion", message="The specified version does not exist."
                         ) from None
             except S3Error as exc:
-                entries.append({"error": exc.code, "message": exc.text})
+                entries.append(DeleteResult(error=exc.code, message=exc.text))
                 continue
             entries.append(None)
-            todo.append([key, version_id])
-        results: list[dict[str, Any]] = []
+            todo.append((key, version_id))
+        results: list[DeleteResult] = []
         if todo:
-            reply = await self.writer.call(
-                "delete_objects", {"bucket": req.bucket, "objects": todo}
-            )
-            results = list(reply["results"])
+            reply = await self.writer.call(DeleteObjects(bucket=req.bucket, objects=todo))
+            results = reply.results
         it = iter(results)
         parts: list[str] = []
         for (key, version_id), entry in zip(parsed.objects, entries, strict=True):
             r = entry if entry is not None else next(it)
-            if "error" in r:
+            if r.error is not None:
                 fields = [el("Key", key)]
                 if version_id is not None:
                     fields.append(el("VersionId", version_id))
-                fields += [el("Code", r["error"]), el("Message", r.get("message") or "")]
+                fields += [el("Code", r.error), el("Message", r.message or "")]
                 parts.append("<Error>" + "".join(fields) + "</Error>")
                 continue
             if parsed.quiet:
@@ -99,9 +96,9 @@ class MultiDeleteHandlers(FamilyBase):
             fields = [el("Key", key)]
             if version_id is not None:
                 fields.append(el("VersionId", version_id))
-            if r.get("delete_marker"):
+            if r.delete_marker:
                 fields.append(el("DeleteMarker", True))
-                marker_id = version_id if version_id is not None else r.get("version_id")
+                marker_id = version_id if version_id is not None else r.version_id
                 if marker_id:
                     fields.append(el("DeleteMarkerVersionId", marker_id))
             parts.append("<Deleted>" + "".join(fields) + "</Deleted>")

@@ -56,6 +56,7 @@ from seglake.frontend.objects import (
     validate_version_id,
 )
 from seglake.frontend.writer_client import WriterClient
+from seglake.ipc.messages import AbortUpload, Chunk, CompleteUpload, CreateUpload, UploadPart
 from seglake.meta import multipart_reads
 from seglake.meta.multipart_reads import UploadRow
 from seglake.meta.reads import MetaReader, VersionRow
@@ -219,8 +220,7 @@ class MultipartHandlers(FamilyBase):
         self.require_bucket(req.bucket)
         await req.small_body(MAX_EMPTY_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload)
         result = await self.writer.call(
-            "create_upload",
-            {"bucket": req.bucket, "key": req.key, "meta": meta, "checksum_algorithm": alg},
+            CreateUpload(bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg)
         )
         headers: list[tuple[bytes, bytes]] = []
         if alg is not None:
@@ -230,7 +230,7 @@ class MultipartHandlers(FamilyBase):
             ]
         body = document(
             "InitiateMultipartUploadResult",
-            [el("Bucket", req.bucket), el("Key", req.key), el("UploadId", result["upload_id"])],
+            [el("Bucket", req.bucket), el("Key", req.key), el("UploadId", result.upload_id)],
         )
         await req.xml(200, body, headers)
 
@@ -254,11 +254,10 @@ class MultipartHandlers(FamilyBase):
         # The upload's algorithm is needed for every part (for the object's
         # composite checksum); if the client sent none, compute it here.
         own = _OrderedChecksum(alg) if alg is not None and sent is None else None
-        refs: dict[int, list[Any]] = {}
+        refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
-            ref = await self.writer.call("append", {"digest": digest}, data)
-            refs[index] = [ref[0], ref[1], ref[2], digest]
+            refs[index] = await self.writer.append(data, digest)
             if own is not None:
                 await own.feed(index, data)
 
@@ -268,12 +267,12 @@ class MultipartHandlers(FamilyBase):
         if own is not None and alg is not None:
             await own.feed(len(refs), body.tail)
             sums[alg] = own.sum.b64()
-        args = {
-            "bucket": req.bucket, "key": req.key, "upload_id": upload.upload_id,
-            "part_number": number, "size": body.size, "etag": body.etag, "checksums": sums,
-            "chunks": chunks, "tail_digest": body.tail_digest,
-        }  # fmt: skip
-        await self.writer.call("upload_part", args, body.tail)
+        part = UploadPart(
+            bucket=req.bucket, key=req.key, upload_id=upload.upload_id, part_number=number,
+            size=body.size, etag=body.etag, checksums=sums, chunks=chunks,
+            tail_digest=body.tail_digest,
+        )  # fmt: skip
+        await self.writer.call(part, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
         for name, value in sums.items():
             headers.append((checksums.header_name(name).encode(), value.encode()))
@@ -351,7 +350,7 @@ class MultipartHandlers(FamilyBase):
         own = (
             checksums.new_checksum(upload.checksum_algorithm) if upload.checksum_algorithm else None
         )
-        chunks: list[list[Any]] = []
+        chunks: list[Chunk] = []
         pos = 0
         for ref in manifest.chunks:
             start, end = pos, pos + ref.length  # this chunk holds [start, end)
@@ -363,23 +362,20 @@ class MultipartHandlers(FamilyBase):
             piece = data if lo == 0 and hi == ref.length else data[lo:hi]
             await trio.to_thread.run_sync(_update, md5, own, piece)
             if piece is data:
-                chunks.append([ref.segment_id, ref.offset, ref.length, ref.digest])
+                chunks.append(Chunk(ref.segment_id, ref.offset, ref.length, ref.digest))
             else:
-                digest = blake3.blake3(piece).digest()
-                new = await self.writer.call("append", {"digest": digest}, piece)
-                chunks.append([new[0], new[1], new[2], digest])
+                chunks.append(await self.writer.append(piece, blake3.blake3(piece).digest()))
         etag = md5.hexdigest()
         sums = {own.algorithm: own.b64()} if own is not None else {}
-        args = {
-            "bucket": req.bucket, "key": req.key, "upload_id": upload.upload_id,
-            "part_number": number, "size": size, "etag": etag, "checksums": sums,
-            "chunks": chunks,
-        }  # fmt: skip
-        result = await self.writer.call("upload_part", args)
+        part = UploadPart(
+            bucket=req.bucket, key=req.key, upload_id=upload.upload_id, part_number=number,
+            size=size, etag=etag, checksums=sums, chunks=chunks,
+        )  # fmt: skip
+        result = await self.writer.call(part)
         headers: list[tuple[bytes, bytes]] = []
         if v.version_id != "null":
             headers.append((b"x-amz-copy-source-version-id", v.version_id.encode()))
-        parts = [el("ETag", f'"{etag}"'), el("LastModified", iso8601(result["created_ns"]))]
+        parts = [el("ETag", f'"{etag}"'), el("LastModified", iso8601(result.created_ns))]
         parts += [el(f"Checksum{alg}", value) for alg, value in sums.items()]
         await req.xml(200, document("CopyPartResult", parts), headers)
 
@@ -445,29 +441,29 @@ class MultipartHandlers(FamilyBase):
             raise S3Error(
                 "BadDigest", message="The checksum type does not match the one of the upload"
             )
-        args = {
-            "bucket": req.bucket, "key": req.key, "upload_id": upload.upload_id,
-            "parts": [[p.number, p.etag, p.checksums] for p in listed],
-            "max_size": self.cfg.max_object_size,
-            "expect_checksums": self._object_checksum_headers(req),
-            "expect_size": parse_int_param(
+        complete = CompleteUpload(
+            bucket=req.bucket, key=req.key, upload_id=upload.upload_id,
+            parts=[(p.number, p.etag, p.checksums) for p in listed],
+            max_size=self.cfg.max_object_size,
+            expect_checksums=self._object_checksum_headers(req),
+            expect_size=parse_int_param(
                 req.headers.get("x-amz-mp-object-size"), "x-amz-mp-object-size", -1
             ),
-            "if_none_match": if_none_match is not None,
-            "if_match": req.headers.get("if-match"),
-        }  # fmt: skip
-        result = await self.writer.call("complete_upload", args)
+            if_none_match=if_none_match is not None,
+            if_match=req.headers.get("if-match"),
+        )  # fmt: skip
+        result = await self.writer.call(complete)
         headers: list[tuple[bytes, bytes]] = []
-        if result.get("version_id"):
-            headers.append((b"x-amz-version-id", result["version_id"].encode()))
+        if result.version_id:
+            headers.append((b"x-amz-version-id", result.version_id.encode()))
         host = req.headers.get("host", "localhost")
         scheme = str(req.scope.get("scheme") or "http")
         location = f"{scheme}://{host}/{quote(req.bucket)}/{quote(req.key, safe='/')}"
         out = [
             el("Location", location), el("Bucket", req.bucket), el("Key", req.key),
-            el("ETag", f'"{result["etag"]}"'),
+            el("ETag", f'"{result.etag}"'),
         ]  # fmt: skip
-        for alg, value in (result.get("checksums") or {}).items():
+        for alg, value in result.checksums.items():
             out.append(el(f"Checksum{alg}", value))
             out.append(el("ChecksumType", "COMPOSITE"))
         await req.xml(200, document("CompleteMultipartUploadResult", out), headers)
@@ -488,8 +484,7 @@ class MultipartHandlers(FamilyBase):
         validate_key(req.key)
         upload = self._upload(req)
         await self.writer.call(
-            "abort_upload",
-            {"bucket": req.bucket, "key": req.key, "upload_id": upload.upload_id},
+            AbortUpload(bucket=req.bucket, key=req.key, upload_id=upload.upload_id)
         )
         await req.respond(204)
 

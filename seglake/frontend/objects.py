@@ -39,6 +39,7 @@ from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
+from seglake.ipc.messages import Chunk, DeleteObject, DeleteVersion, MarkDamaged, Put
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions
 from seglake.protocol.limits import MAX_PART_NUMBER
@@ -215,7 +216,7 @@ class SegmentFiles:
 async def mark_damaged(writer: WriterClient, v: VersionRow) -> None:
     """Ask the writer to mark ``v`` DAMAGED; a failure to do so is only logged."""
     try:
-        await writer.call("mark_damaged", {"uid": v.uid})
+        await writer.call(MarkDamaged(uid=v.uid))
     except S3Error as exc:
         log.warning("could not mark %s damaged: %s", v.uid, exc)
 
@@ -294,26 +295,23 @@ class ObjectHandlers(FamilyBase):
         if_none_match = req.headers.get("if-none-match")
         if if_none_match is not None and if_none_match.strip() != "*":
             raise S3Error("NotImplemented", message="If-None-Match on PUT supports only '*'")
-        refs: dict[int, list[Any]] = {}
+        refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
-            ref = await self.writer.call("append", {"digest": digest}, data)
-            refs[index] = [ref[0], ref[1], ref[2], digest]
+            refs[index] = await self.writer.append(data, digest)
 
         body = await ingest(req, self.cfg, length, on_chunk)
-        chunks = [refs[i] for i in range(len(refs))]
         if body.checksums:
             meta["checksums"] = body.checksums
-        args = {
-            "bucket": req.bucket, "key": req.key, "size": body.size, "etag": body.etag,
-            "meta": meta, "chunks": chunks, "tail_digest": body.tail_digest,
-            "if_none_match": if_none_match is not None,
-            "if_match": req.headers.get("if-match"),
-        }  # fmt: skip
-        result = await self.writer.call("put", args, body.tail)
+        put = Put(
+            bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
+            chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
+            if_none_match=if_none_match is not None, if_match=req.headers.get("if-match"),
+        )  # fmt: skip
+        result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
-        if result.get("version_id"):
-            headers.append((b"x-amz-version-id", result["version_id"].encode()))
+        if result.version_id:
+            headers.append((b"x-amz-version-id", result.version_id.encode()))
         for alg, value in body.checksums.items():
             headers.append((checksums.header_name(alg).encode(), value.encode()))
         await req.respond(200, headers)
@@ -640,16 +638,15 @@ class ObjectHandlers(FamilyBase):
         if version_id is not None:
             validate_version_id(version_id)
             result = await self.writer.call(
-                "delete_version",
-                {"bucket": req.bucket, "key": req.key, "version_id": version_id},
+                DeleteVersion(bucket=req.bucket, key=req.key, version_id=version_id)
             )
         else:
-            result = await self.writer.call("delete_object", {"bucket": req.bucket, "key": req.key})
+            result = await self.writer.call(DeleteObject(bucket=req.bucket, key=req.key))
         headers: list[tuple[bytes, bytes]] = []
-        if result.get("delete_marker"):
+        if result.delete_marker:
             headers.append((b"x-amz-delete-marker", b"true"))
-        if result.get("version_id"):
-            headers.append((b"x-amz-version-id", result["version_id"].encode()))
+        if result.version_id:
+            headers.append((b"x-amz-version-id", result.version_id.encode()))
         await req.respond(204, headers)
 
 

@@ -39,8 +39,9 @@ from seglake.errors import S3Error
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
-from seglake.ipc.call import call_socket
+from seglake.ipc.call import call_socket, call_writer
 from seglake.ipc.channel import ChannelBroken, ChannelClosed
+from seglake.ipc.messages import Ping
 from seglake.meta.maintenance_state import OFF, read_state
 from seglake.meta.reads import MetaReader
 from seglake.metrics import prometheus
@@ -94,7 +95,7 @@ async def readiness(cfg: Config, reader: MetaReader, writer: WriterClient) -> st
     # being restarted, and a probe must say "not now" instead.
     try:
         with trio.fail_after(WRITER_PING_S):
-            await call_socket(str(cfg.writer_socket), "ping")
+            await call_writer(str(cfg.writer_socket), Ping())
     except (S3Error, trio.TooSlowError, OSError, ChannelBroken, ChannelClosed):
         return "writer unavailable"
     try:

@@ -29,7 +29,7 @@ import datetime as dt
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote, urlencode, urlsplit
 
 from seglake.config import Config
@@ -46,6 +46,7 @@ from seglake.frontend.objects import (
 )
 from seglake.frontend.protection import CLAIMED_KEY_SCOPE
 from seglake.frontend.router import Route
+from seglake.ipc.messages import Chunk, Put
 from seglake.protocol import checksums
 from seglake.protocol.formdata import (
     Event,
@@ -269,11 +270,10 @@ class PostObjectHandlers(FamilyBase):
         cap = form.policy.max_length if form.policy is not None else None
         if self.cfg.max_object_size:
             cap = self.cfg.max_object_size if cap is None else min(cap, self.cfg.max_object_size)
-        refs: dict[int, list[Any]] = {}
+        refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
-            ref = await self.writer.call("append", {"digest": digest}, data)
-            refs[index] = [ref[0], ref[1], ref[2], digest]
+            refs[index] = await self.writer.append(data, digest)
 
         body = await ingest(
             upload, self.cfg, (1 << 63) if cap is None else cap, on_chunk, at_most=True
@@ -282,17 +282,16 @@ class PostObjectHandlers(FamilyBase):
             check_length(form.policy, body.size)
         if body.checksums:
             meta["checksums"] = body.checksums
-        args = {
-            "bucket": req.bucket, "key": form.key, "size": body.size, "etag": body.etag,
-            "meta": meta, "chunks": [refs[i] for i in range(len(refs))],
-            "tail_digest": body.tail_digest, "if_none_match": False, "if_match": None,
-        }  # fmt: skip
-        result = await self.writer.call("put", args, body.tail)
+        put = Put(
+            bucket=req.bucket, key=form.key, size=body.size, etag=body.etag, meta=meta,
+            chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
+        )  # fmt: skip
+        result = await self.writer.call(put, body.tail)
         etag = f'"{body.etag}"'
         location = self._location(req, form.key)
         headers = [(b"etag", etag.encode()), (b"location", location.encode())]
-        if result.get("version_id"):
-            headers.append((b"x-amz-version-id", str(result["version_id"]).encode()))
+        if result.version_id:
+            headers.append((b"x-amz-version-id", result.version_id.encode()))
         for alg, value in body.checksums.items():
             headers.append((checksums.header_name(alg).encode(), value.encode()))
         target = _redirect_target(form.fields)

@@ -28,6 +28,7 @@ from seglake.errors import S3Error
 from seglake.frontend.buckets import owner_xml
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
+from seglake.ipc.messages import SetVersioning
 from seglake.meta.version_reads import VersionEntry, list_versions, null_version_created_ns
 from seglake.protocol import listing
 from seglake.protocol.version_listing import (
@@ -65,7 +66,7 @@ class VersioningHandlers(FamilyBase):
         state = _STATUS_TO_STATE.get(status or "")
         if state is None:
             raise S3Error("IllegalVersioningConfigurationException")
-        await self.writer.call("set_versioning", {"bucket": req.bucket, "status": state})
+        await self.writer.call(SetVersioning(bucket=req.bucket, status=state))
         await req.respond(200)
 
     async def list_object_versions(self, req: Request) -> None:

@@ -9,12 +9,15 @@ reconnects, waiting up to ``RECONNECT_WAIT_S`` for the restarted writer.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TypeVar
 
 import trio
 
 from seglake.errors import S3Error
 from seglake.ipc.channel import Channel, ChannelBroken, ChannelClosed
+from seglake.ipc.messages import Append, Chunk, Request
+
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +55,22 @@ class WriterClient:
                     return ch
             raise S3Error("ServiceUnavailable", message="the storage writer is not available")
 
-    async def call(self, name: str, args: Any = None, body: bytes | bytearray = b"") -> Any:
+    async def call(self, msg: Request[R], body: bytes | bytearray = b"") -> R:
+        """Send ``msg`` (with ``body`` as its bulk payload); its typed reply."""
         ch = await self._get()
         try:
-            result, _ = await ch.call(name, args, body)
+            result, _ = await ch.request(msg, body)
         except (ChannelBroken, ChannelClosed) as exc:
-            log.warning("writer connection lost during %s: %r", name, exc)
+            log.warning("writer connection lost during %s: %r", msg.name, exc)
             raise S3Error(
                 "ServiceUnavailable", message="the storage writer restarted; please retry"
             ) from exc
         return result
+
+    async def append(self, data: bytes | bytearray, digest: bytes) -> Chunk:
+        """Store one chunk (a full one, before the mutation that lists it)."""
+        where = await self.call(Append(digest=digest), data)
+        return Chunk(where.segment_id, where.offset, where.length, digest)
 
     async def aclose(self) -> None:
         if self._channel is not None:

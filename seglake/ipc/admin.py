@@ -1,33 +1,62 @@
-"""What the admin socket carries: the names of the writer mutations the
-maintenance process relays for the operator CLI.
+"""What the admin socket carries: the writer requests the maintenance
+process relays for the operator CLI.
 
-Both ends read this one list: the maintenance process refuses to relay any
-other name, and the CLI (``seglake/ops/``) sends only these. The writer owns
-what each name does (its mutation tables); ``tests/unit/test_admin_relay.py``
-checks that every name here is one the writer serves, and that every key
-and bucket-policy mutation of the writer is relayed.
+Both ends read these sets: the maintenance process refuses to relay any
+other name (and validates the rest as their request types before the writer
+sees them), and the CLI (``seglake/ops/``) sends only these. The sets are
+built from the request types of ``messages.py``, so a name cannot be
+misspelt here; the writer owns what each request does (its dispatch table).
+``tests/unit/test_admin_relay.py`` checks that every name here is one the
+writer serves, and that every key and bucket-policy mutation of the writer
+is relayed.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+from seglake.ipc.messages import (
+    AbortUpload,
+    CreateBucket,
+    DbReindex,
+    DeleteBucket,
+    DeleteObjects,
+    GcDeleteSegments,
+    GcRewriteChunks,
+    KeyAllowBucket,
+    KeyCreate,
+    KeyDelete,
+    KeyDisallowBucket,
+    KeyUpdate,
+    MarkDamaged,
+    MpuGcAbort,
+    RecordOpRun,
+    Request,
+    SetBucketPolicy,
+)
+
+
+def _names(*types: type[Request[Any]]) -> frozenset[str]:
+    return frozenset(t.name for t in types)
+
 
 # Results of CLI tools (fsck, scrub): they record what they found and never
 # change object data.
-RECORD_MUTATIONS: Final = frozenset({"record_op_run", "mark_damaged"})
+RECORD_MUTATIONS: Final = _names(RecordOpRun, MarkDamaged)
 # Key and bucket-policy management (``seglake keys``, ``seglake
 # bucket-policy``): the writer owns every SQLite write.
-KEY_ADMIN_MUTATIONS: Final = frozenset(
-    {
-        "key_create", "key_update", "key_delete", "key_allow_bucket", "key_disallow_bucket",
-        "set_bucket_policy",
-    }
-)  # fmt: skip
-# The toolbox modes' changes (``buckets``, ``mpu-gc-run``, ``db-reindex``).
-TOOLBOX_MUTATIONS: Final = frozenset(
-    {"create_bucket", "delete_bucket", "mpu_gc_abort", "db_reindex"}
+KEY_ADMIN_MUTATIONS: Final = _names(
+    KeyCreate, KeyUpdate, KeyDelete, KeyAllowBucket, KeyDisallowBucket, SetBucketPolicy
+)
+# The toolbox modes' changes (``buckets``, ``mpu-gc-run``, ``db-reindex``);
+# ``buckets delete NAME --force`` empties the bucket first with the same
+# requests a client's AbortMultipartUpload and DeleteObjects make.
+TOOLBOX_MUTATIONS: Final = _names(
+    CreateBucket, DeleteBucket, MpuGcAbort, DbReindex, AbortUpload, DeleteObjects
 )
 # Segment GC steps (``seglake gc-*``); the writer re-checks liveness in each.
-GC_RELAYED: Final = frozenset({"gc_delete_segments", "gc_rewrite_chunks"})
+# Its two internal GC mutations (``gc_drop_segments``, ``gc_repoint``) are
+# never relayed.
+GC_RELAYED: Final = _names(GcDeleteSegments, GcRewriteChunks)
 
 RELAYED_MUTATIONS: Final = RECORD_MUTATIONS | KEY_ADMIN_MUTATIONS | TOOLBOX_MUTATIONS | GC_RELAYED

@@ -5,26 +5,41 @@ and the maintenance process calls the writer and the supervisor. Errors keep
 the channel's meaning so callers can tell the cases apart: a service that is
 not there raises ``OSError``, one that dies during the call
 ``ChannelBroken``, a refusal ``S3Error``, a call over ``CALL_TIMEOUT_S``
-``trio.TooSlowError``.
+``trio.TooSlowError``. Calls to the writer are typed (``messages.py``):
+``call_writer`` and ``call_service`` send a request and return its reply
+decoded as the declared type; ``call_socket`` alone carries plain msgpack
+values (the admin socket, the supervisor).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
+import msgspec
 import trio
 
 from seglake.errors import S3Error
 from seglake.ipc.channel import ChannelBroken, ChannelClosed, connect
+from seglake.ipc.messages import Request, decode_any, decode_reply
+
+R = TypeVar("R")
 
 # Every admin and maintenance call is a bounded step (a GC step, a state
 # change): one that takes longer is a service in trouble, not a slow answer.
 CALL_TIMEOUT_S: Final = 10.0
 
 
-async def call_socket(path: str, name: str, args: Any = None) -> Any:
-    """Connect to ``path``, make one call, close; the reply's value."""
+async def call_socket(
+    path: str,
+    name: str,
+    args: Any = None,
+    *,
+    decode: Callable[[msgspec.Raw], Any] = decode_any,
+) -> Any:
+    """Connect to ``path``, make one call, close; the reply's value, read by
+    ``decode`` (plain msgpack values unless told otherwise)."""
     channel, _ = await connect(path)
     # The call's own error (an S3Error refusal, a timeout) is carried out of
     # the nursery by hand: raised inside it, trio would wrap it in an
@@ -35,7 +50,7 @@ async def call_socket(path: str, name: str, args: Any = None) -> Any:
         nursery.start_soon(channel.run_reader)
         try:
             with trio.fail_after(CALL_TIMEOUT_S):
-                result, _ = await channel.call(name, args)
+                result, _ = await channel.call(name, args, decode=decode)
         except Exception as exc:
             failure = exc
         finally:
@@ -46,15 +61,22 @@ async def call_socket(path: str, name: str, args: Any = None) -> Any:
     return result
 
 
-async def call_service(path: str, name: str, args: Any = None) -> Any:
-    """``call_socket`` for a server's own handlers: a service that is down
-    (the writer restarting) or dies during the call (a writer stopping on an
-    I/O error) is a ``ServiceUnavailable`` refusal the client may retry, not
-    a crash of the handler."""
+async def call_writer(path: str, msg: Request[R]) -> R:
+    """``call_socket`` with a typed request; its reply as its declared type."""
+    reply: R = await call_socket(path, msg.name, msg, decode=lambda raw: decode_reply(msg, raw))
+    return reply
+
+
+async def call_service(path: str, msg: Request[R]) -> R:
+    """``call_writer`` for a server's own handlers: a writer that is down
+    (restarting) or dies during the call (stopping on an I/O error) is a
+    ``ServiceUnavailable`` refusal the client may retry, not a crash of the
+    handler."""
     try:
-        return await call_socket(path, name, args)
+        return await call_writer(path, msg)
     except (OSError, ChannelBroken, ChannelClosed) as exc:
         raise S3Error(
             "ServiceUnavailable",
-            message=f"{os.path.basename(path)} did not answer {name}: {exc or type(exc).__name__}",
+            message=f"{os.path.basename(path)} did not answer {msg.name}: "
+            f"{exc or type(exc).__name__}",
         ) from None

@@ -10,6 +10,12 @@ Errors tell the caller what to do: ``ChannelClosed`` — we closed it on
 purpose; ``ChannelBroken`` — the peer died or spoke nonsense (cause attached),
 the in-flight calls may or may not have taken effect. S3 errors raised by the
 remote handler are re-raised as ``S3Error`` on the calling side.
+
+Messages to the writer are typed (``messages.py``): ``Channel.request``
+sends one and decodes its reply as the declared type; a server given
+``decode`` turns each request into its type before the handler runs, and
+answers a malformed or unknown one with an error reply. ``call`` and a
+server without ``decode`` carry plain msgpack values (admin, supervisor).
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import trio
 
 from seglake.errors import ERRORS, S3Error
@@ -33,6 +40,7 @@ from seglake.ipc.framing import (
     FramingError,
     encode_frame,
 )
+from seglake.ipc.messages import MessageError, Request, decode_any, decode_reply
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,9 @@ SEND_STALL_S = 60.0
 
 # Handlers get the request body as a view of the received frame (no copy).
 Handler = Callable[[str, Any, memoryview], Awaitable[tuple[Any, bytes]]]
+# How a server turns a request's encoded args into what its handler takes.
+Decode = Callable[[str, msgspec.Raw], Any]
+R = TypeVar("R")
 
 
 class ChannelClosed(Exception):
@@ -81,8 +92,21 @@ class Channel:
     def usable(self) -> bool:
         return not self._closed and self._broken is None
 
+    async def request(self, msg: Request[R], body: bytes | bytearray = b"") -> tuple[R, bytes]:
+        """Send a typed request; its reply comes back as its declared type."""
+        reply, data = await self.call(
+            msg.name, msg, body, decode=lambda raw: decode_reply(msg, raw)
+        )
+        result: R = reply
+        return result, data
+
     async def call(
-        self, name: str, args: Any = None, body: bytes | bytearray = b""
+        self,
+        name: str,
+        args: Any = None,
+        body: bytes | bytearray = b"",
+        *,
+        decode: Callable[[msgspec.Raw], Any] = decode_any,
     ) -> tuple[Any, bytes]:
         async with self._slots:
             if self._closed:
@@ -103,9 +127,14 @@ class Channel:
                 if self._closed:
                     raise ChannelClosed(name)
                 raise ChannelBroken(name) from self._broken
-            if frame.kind == REPLY_ERROR:
-                raise _error_from_reply(frame.args)
-            return frame.args, bytes(frame.body)
+            try:
+                if frame.kind == REPLY_ERROR:
+                    raise _error_from_reply(decode_any(frame.args))
+                return decode(frame.args), bytes(frame.body)
+            except MessageError as exc:
+                # The peer answered something other than it must: as broken
+                # as a garbled frame, but only this call's answer is lost.
+                raise ChannelBroken(name) from exc
 
     async def _send(self, buffers: list[bytes | bytearray | memoryview], name: str) -> None:
         """Send one frame. Small frames from calls made in the same scheduler
@@ -166,7 +195,7 @@ class Channel:
 
     async def run_reader(self) -> None:
         """Dispatch replies until the stream ends; run this in a nursery."""
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(raw_args=True)
         try:
             while True:
                 data = await self._stream.receive_some(RECV_SIZE)
@@ -237,16 +266,26 @@ def error_reply(exc: BaseException) -> list[Any]:
     return ["InternalError", None]
 
 
+def _decode_plain(name: str, raw: msgspec.Raw) -> Any:
+    return decode_any(raw)
+
+
 async def serve_channel(
-    stream: trio.SocketStream, handler: Handler, *, max_in_flight: int = 64
+    stream: trio.SocketStream,
+    handler: Handler,
+    *,
+    max_in_flight: int = 64,
+    decode: Decode = _decode_plain,
 ) -> None:
     """Serve requests from one connection until it closes.
 
     Each request runs in its own task; at most ``max_in_flight`` run at once,
-    and reading pauses while that many are outstanding.
+    and reading pauses while that many are outstanding. ``decode`` turns a
+    request's args into what ``handler`` takes; a ``MessageError`` from it
+    is answered as an error reply (the connection stays usable).
     """
     slots = trio.Semaphore(max_in_flight)
-    decoder = FrameDecoder()
+    decoder = FrameDecoder(raw_args=True)
     # Replies that become ready together (a group commit finishes many
     # mutations at once) leave in one send: each send wakes the peer, which
     # costs more than joining a few small frames.
@@ -291,7 +330,12 @@ async def serve_channel(
     async def handle(req: Frame) -> None:
         try:
             try:
-                result, body = await handler(req.name, req.args, memoryview(req.body))
+                try:
+                    args = decode(req.name, req.args)
+                except MessageError as exc:
+                    log.warning("refusing IPC request: %s", exc)
+                    raise exc.as_s3() from None
+                result, body = await handler(req.name, args, memoryview(req.body))
             except S3Error as exc:
                 await reply(Frame(REPLY_ERROR, req.request_id, req.name, error_reply(exc)))
             except (trio.Cancelled, KeyboardInterrupt):

@@ -5,8 +5,10 @@ A frame on the Unix socket is::
     total_len u32 | header_len u32 | header (msgpack) | body (raw bytes)
 
 ``total_len`` counts everything after itself. The header is a msgpack array
-``[kind, request_id, name, args]``; the body carries bulk payload (chunk data)
-outside msgpack so that 4 MiB chunks are not re-encoded. Frames larger than
+``[kind, request_id, name, args]`` where ``args`` is the message
+(``messages.py``: a typed request or reply, encoded as a msgpack map); the
+body carries bulk payload (chunk data) outside msgpack so that 4 MiB chunks
+are not re-encoded. Frames larger than
 ``MAX_FRAME`` are a protocol violation: the peer is broken or hostile, and the
 connection is dropped rather than buffering without bound.
 """
@@ -17,9 +19,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
-import msgpack
+import msgspec
 
 from seglake.format.segment import CHUNK_SIZE
+from seglake.ipc.messages import MessageError, decode_any
 from seglake.units import KiB
 
 REQUEST: Final = 0
@@ -31,6 +34,13 @@ REPLY_ERROR: Final = 2
 MAX_FRAME: Final = CHUNK_SIZE + 256 * KiB
 _PREFIX = struct.Struct(">II")
 SMALL_BODY: Final = 64 * KiB
+
+
+# The header up to its args; the args stay encoded (``msgspec.Raw``) until
+# the receiver decodes them as the type the name or the call says.
+_Header = tuple[int, int, str, msgspec.Raw]
+_header_decoder: Final = msgspec.msgpack.Decoder(_Header)
+_encoder: Final = msgspec.msgpack.Encoder()
 
 
 class FramingError(Exception):
@@ -48,9 +58,7 @@ class Frame:
 
 def encode_frame(frame: Frame) -> list[bytes | bytearray | memoryview]:
     """Return the frame as buffers to send in order (avoids joining big bodies)."""
-    header = msgpack.packb(
-        [frame.kind, frame.request_id, frame.name, frame.args], use_bin_type=True
-    )
+    header = _encoder.encode((frame.kind, frame.request_id, frame.name, frame.args))
     total = 4 + len(header) + len(frame.body)
     if total > MAX_FRAME:
         raise FramingError(f"frame of {total} bytes exceeds the {MAX_FRAME}-byte limit")
@@ -69,9 +77,14 @@ class FrameDecoder:
     a 4 MiB body is copied once here; frame bodies are zero-copy views of
     that join. Buffers at most one frame: a length prefix over ``MAX_FRAME``
     raises before any of its payload is accepted.
+
+    With ``raw_args`` a frame's ``args`` are left encoded (``msgspec.Raw``)
+    for the receiver to decode as a declared type; otherwise they are
+    decoded as plain msgpack values.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, raw_args: bool = False) -> None:
+        self._raw_args = raw_args
         self._pieces: list[bytes] = []
         self._have = 0
         self._need: int | None = None  # total frame size incl. the prefix, once known
@@ -102,7 +115,7 @@ class FrameDecoder:
             self._pieces = [rest] if rest else []
             self._have = len(rest)
             self._need = None
-            out.append(_decode_header(header_raw, body))
+            out.append(_decode_header(header_raw, body, self._raw_args))
 
     def _peek(self, n: int) -> bytes:
         if len(self._pieces[0]) >= n:
@@ -116,17 +129,16 @@ class FrameDecoder:
         return self._have
 
 
-def _decode_header(raw: bytes, body: memoryview) -> Frame:
+def _decode_header(raw: bytes, body: memoryview, raw_args: bool) -> Frame:
     try:
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise FramingError(f"undecodable frame header: {exc}") from None
-    if (
-        not isinstance(header, list)
-        or len(header) != 4
-        or header[0] not in (REQUEST, REPLY_OK, REPLY_ERROR)
-        or not isinstance(header[1], int)
-        or not isinstance(header[2], str)
-    ):
-        raise FramingError("frame header is not [kind, id, name, args]")
-    return Frame(header[0], header[1], header[2], header[3], body)
+        kind, request_id, name, args = _header_decoder.decode(raw)
+    except msgspec.DecodeError as exc:  # also a header of the wrong shape
+        raise FramingError(f"frame header is not [kind, id, name, args]: {exc}") from None
+    if kind not in (REQUEST, REPLY_OK, REPLY_ERROR):
+        raise FramingError(f"unknown frame kind {kind}")
+    if raw_args:
+        return Frame(kind, request_id, name, args, body)
+    try:
+        return Frame(kind, request_id, name, decode_any(args), body)
+    except MessageError as exc:
+        raise FramingError(str(exc)) from None

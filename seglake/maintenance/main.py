@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 import trio
@@ -32,12 +32,15 @@ from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.ipc.admin import RELAYED_MUTATIONS
-from seglake.ipc.call import call_service, call_socket
-from seglake.ipc.channel import (
-    ChannelBroken,
-    ChannelClosed,
-    listen_unix,
-    serve_channel,
+from seglake.ipc.call import call_service, call_socket, call_writer
+from seglake.ipc.channel import ChannelBroken, ChannelClosed, listen_unix, serve_channel
+from seglake.ipc.messages import (
+    MaintenanceSet,
+    MaintenanceStatus,
+    MessageError,
+    Request,
+    Status,
+    request_from,
 )
 from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.logs import setup_logging
@@ -46,6 +49,7 @@ from seglake.meta.maintenance_reads import recent_runs
 from seglake.metrics import view
 
 log = logging.getLogger("seglake.maintenance")
+R = TypeVar("R")
 
 STATUS_RUNS = 10  # last ops runs shown by `seglake status`
 MAINTENANCE_TARGETS = {"enable": "quiesced", "disable": "off"}
@@ -58,13 +62,13 @@ class Maintenance:
         self.started = time.time()
         self.scheduler = Scheduler(cfg, self._writer_call)
 
-    async def _writer_call(self, name: str, args: dict[str, Any]) -> Any:
-        return await call_service(str(self.cfg.writer_socket), name, args)
+    async def _writer_call(self, msg: Request[R]) -> R:
+        return await call_service(str(self.cfg.writer_socket), msg)
 
     async def status(self) -> dict[str, Any]:
         procs = await call_socket(str(self.cfg.supervisor_socket), "processes")
         try:
-            store = await call_socket(str(self.cfg.writer_socket), "status")
+            store = await call_writer(str(self.cfg.writer_socket), Status())
         except (OSError, S3Error, trio.TooSlowError) as exc:
             store = {"error": f"writer unavailable: {exc}"}
         try:
@@ -89,7 +93,7 @@ class Maintenance:
         except (OSError, S3Error, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
             sup = {"error": f"supervisor unavailable: {exc!r}"}
         try:
-            store = await call_socket(str(self.cfg.writer_socket), "status")
+            store = await call_writer(str(self.cfg.writer_socket), Status())
         except (OSError, S3Error, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
             store = {"error": f"writer unavailable: {exc!r}"}
         try:
@@ -104,13 +108,11 @@ class Maintenance:
     async def maintenance(self, action: Any) -> dict[str, Any]:
         writer = str(self.cfg.writer_socket)
         if action == "status":
-            result: dict[str, Any] = await call_service(writer, "maintenance_status")
-            return result
+            return await call_service(writer, MaintenanceStatus())
         target = MAINTENANCE_TARGETS.get(str(action))
         if target is None:
             raise S3Error("InvalidArgument", message=f"maintenance action {action!r}")
-        result = await call_service(writer, "maintenance_set", {"target": target})
-        return result
+        return await call_service(writer, MaintenanceSet(target=target))
 
     async def handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
         token = args.get("token") if isinstance(args, dict) else None
@@ -125,14 +127,23 @@ class Maintenance:
         if name == "maintenance":
             return await self.maintenance(args.get("action")), b""
         if name == "writer_mutation":
-            mutation, margs = args.get("mutation"), args.get("args")
-            if mutation not in RELAYED_MUTATIONS or not isinstance(margs, dict):
-                raise S3Error("AccessDenied", message=f"mutation {mutation!r} is not relayed")
-            failpoints.hit(f"relay.{mutation}")  # fault tests: die before / after relaying
-            result = await call_service(str(self.cfg.writer_socket), str(mutation), margs)
-            failpoints.hit(f"relayed.{mutation}")
-            return result, b""
+            return await self._relay(args.get("mutation"), args.get("args")), b""
         raise S3Error("NotImplemented", message=f"admin command {name!r} is not available")
+
+    async def _relay(self, mutation: Any, args: Any) -> Any:
+        """One writer mutation for a CLI tool: validated as its request type
+        here (a malformed one never reaches the writer), sent typed, and its
+        typed reply returned."""
+        if not isinstance(mutation, str) or mutation not in RELAYED_MUTATIONS:
+            raise S3Error("AccessDenied", message=f"mutation {mutation!r} is not relayed")
+        try:
+            msg = request_from(mutation, args)
+        except MessageError as exc:
+            raise S3Error("InvalidArgument", message=str(exc)) from None
+        failpoints.hit(f"relay.{mutation}")  # fault tests: die before / after relaying
+        result = await call_service(str(self.cfg.writer_socket), msg)
+        failpoints.hit(f"relayed.{mutation}")
+        return result
 
     async def serve(self) -> None:
         path = str(self.cfg.admin_socket)

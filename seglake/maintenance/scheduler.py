@@ -27,10 +27,11 @@ import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.ipc.messages import MarkDamaged, MpuGcAbort, MpuGcAborted, RecordOpRun, Request
 
 log = logging.getLogger("seglake.maintenance")
 
-WriterCall = Callable[[str, dict[str, Any]], Awaitable[Any]]
+WriterCall = Callable[[Request[Any]], Awaitable[Any]]
 
 
 class ScrubStopped(Exception):
@@ -98,11 +99,10 @@ class Scheduler:
 
     async def _record(self, mode: str, started_ns: int, status: str, doc: dict[str, Any]) -> None:
         await self.writer_call(
-            "record_op_run",
-            {
-                "mode": mode, "started_ns": started_ns, "finished_ns": time.time_ns(),
-                "status": status, "report": json.dumps(doc, sort_keys=True),
-            },
+            RecordOpRun(
+                mode=mode, started_ns=started_ns, finished_ns=time.time_ns(), status=status,
+                report=json.dumps(doc, sort_keys=True),
+            )
         )  # fmt: skip
 
     async def mpu_gc_once(self) -> dict[str, Any]:
@@ -117,11 +117,11 @@ class Scheduler:
         parts = 0
         ids = [str(u["upload_id"]) for u in uploads]
         for i in range(0, len(ids), ABORT_BATCH):
-            result = await self.writer_call(
-                "mpu_gc_abort", {"upload_ids": ids[i : i + ABORT_BATCH], "cutoff_ns": cutoff}
+            result: MpuGcAborted = await self.writer_call(
+                MpuGcAbort(upload_ids=ids[i : i + ABORT_BATCH], cutoff_ns=cutoff)
             )
-            aborted.extend(result.get("aborted") or [])
-            parts += int(result.get("parts") or 0)
+            aborted.extend(result.aborted)
+            parts += result.parts
         doc = {
             "scheduled": True,
             "ttl_seconds": self.cfg.mpu_ttl,
@@ -152,7 +152,7 @@ class Scheduler:
             # On cancellation the thread sees this at its next chunk and ends.
             stop.set()
         for uid in report.damaged_uids:
-            await self.writer_call("mark_damaged", {"uid": uid})
+            await self.writer_call(MarkDamaged(uid=uid))
         doc = {"scheduled": True, **report.as_dict(), "marked": report.damaged_uids}
         status = "ok" if not report.damaged else "errors"
         await self._record("scrub", started, status, doc)

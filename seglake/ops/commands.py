@@ -16,13 +16,21 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 import trio
 
 from seglake.config import Config
-from seglake.ops.admin_client import AdminRefused, AdminUnavailable, admin_call
+from seglake.ipc.messages import MarkDamaged, RecordOpRun, Request
+from seglake.ops.admin_client import (
+    AdminRefused,
+    AdminUnavailable,
+    admin_call,
+    admin_mutation,
+)
+
+R = TypeVar("R")
 
 POLL_INTERVAL_S = 0.1
 TARGET_OF = {"enable": "quiesced", "disable": "off"}
@@ -129,8 +137,8 @@ def _render_maintenance(status: dict[str, Any]) -> None:
 # ---- ops_runs and mark_damaged via the writer ----------------------------------
 
 
-def _writer_mutation(cfg: Config, mutation: str, args: dict[str, Any]) -> Any:
-    return trio.run(admin_call, cfg, "writer_mutation", {"mutation": mutation, "args": args})
+def _writer_mutation(cfg: Config, msg: Request[R]) -> R:
+    return trio.run(admin_mutation, cfg, msg)
 
 
 def record_run(
@@ -141,14 +149,13 @@ def record_run(
     try:
         _writer_mutation(
             cfg,
-            "record_op_run",
-            {
-                "mode": mode,
-                "started_ns": started_ns,
-                "finished_ns": time.time_ns(),
-                "status": status,
-                "report": summary,
-            },
+            RecordOpRun(
+                mode=mode,
+                started_ns=started_ns,
+                finished_ns=time.time_ns(),
+                status=status,
+                report=summary,
+            ),
         )
     except AdminRefused as exc:
         return False, f"not recorded in ops_runs: {exc}"
@@ -234,7 +241,7 @@ def scrub_cmd(cfg: Config, *, as_json: bool) -> int:
         mark_note = "marked DAMAGED"
         for uid in report.damaged_uids:
             try:
-                _writer_mutation(cfg, "mark_damaged", {"uid": uid})
+                _writer_mutation(cfg, MarkDamaged(uid=uid))
             except AdminUnavailable as exc:
                 mark_note = f"not marked DAMAGED: {exc}"
                 break

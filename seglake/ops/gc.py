@@ -35,6 +35,14 @@ from seglake.audit.fsck import segment_files_on_disk
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.layout import GC_PAUSE_FILE, segment_file_name
+from seglake.ipc.messages import (
+    GcDeleted,
+    GcDeleteSegments,
+    GcRewriteChunks,
+    GcRewritten,
+    GcStep,
+    RecordOpRun,
+)
 from seglake.meta.live_chunks import collect_live_chunks
 from seglake.meta.schema import open_read, query
 from seglake.writer.embedded import EmbeddedWriter, run_embedded
@@ -240,7 +248,7 @@ class Backend:
 
     live: bool = True
 
-    async def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, msg: GcStep) -> Any:
         raise NotImplementedError
 
     async def record(self, mode: str, started_ns: int, status: str, report: dict[str, Any]) -> str:
@@ -251,22 +259,16 @@ class LiveBackend(Backend):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    async def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        from seglake.ops.admin_client import admin_call
+    async def call(self, msg: GcStep) -> Any:
+        from seglake.ops.admin_client import admin_mutation
 
-        result: dict[str, Any] = await admin_call(
-            self.cfg, "writer_mutation", {"mutation": name, "args": args}
-        )
-        return result
+        return await admin_mutation(self.cfg, msg)
 
     async def record(self, mode: str, started_ns: int, status: str, report: dict[str, Any]) -> str:
-        from seglake.ops.admin_client import AdminUnavailable, admin_call
+        from seglake.ops.admin_client import AdminUnavailable, admin_mutation
 
-        args = _run_row(mode, started_ns, status, report)
         try:
-            await admin_call(
-                self.cfg, "writer_mutation", {"mutation": "record_op_run", "args": args}
-            )
+            await admin_mutation(self.cfg, _run_row(mode, started_ns, status, report))
         except AdminUnavailable as exc:
             return f"not recorded in ops_runs: {exc}"
         return "recorded in ops_runs"
@@ -280,11 +282,11 @@ class EmbeddedBackend(Backend):
     def __init__(self, writer: EmbeddedWriter) -> None:
         self.writer = writer
 
-    async def call(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        return await self.writer.gc_step(name, args)
+    async def call(self, msg: GcStep) -> Any:
+        return await self.writer.gc_step(msg)
 
     async def record(self, mode: str, started_ns: int, status: str, report: dict[str, Any]) -> str:
-        await self.writer.apply("record_op_run", _run_row(mode, started_ns, status, report))
+        await self.writer.apply(_run_row(mode, started_ns, status, report))
         return "recorded in ops_runs (offline)"
 
 
@@ -293,7 +295,7 @@ class EmbeddedBackend(Backend):
 MAX_IDS_RECORDED: Final = 1000
 
 
-def _run_row(mode: str, started_ns: int, status: str, report: dict[str, Any]) -> dict[str, Any]:
+def _run_row(mode: str, started_ns: int, status: str, report: dict[str, Any]) -> RecordOpRun:
     summary = dict(report)
     plan = dict(summary.get("plan") or {})
     plan.pop("segments", None)
@@ -305,10 +307,10 @@ def _run_row(mode: str, started_ns: int, status: str, report: dict[str, Any]) ->
     summary["deleted_segment_count"] = len(ids)
     summary["skipped"] = dict(list((summary.get("skipped") or {}).items())[:100])
     summary["warnings"] = list(summary.get("warnings") or [])[:100]
-    return {
-        "mode": mode, "started_ns": started_ns, "finished_ns": time.time_ns(),
-        "status": status, "report": json.dumps(summary, sort_keys=True, default=str),
-    }  # fmt: skip
+    return RecordOpRun(
+        mode=mode, started_ns=started_ns, finished_ns=time.time_ns(), status=status,
+        report=json.dumps(summary, sort_keys=True, default=str),
+    )  # fmt: skip
 
 
 # ---- running -------------------------------------------------------------------------
@@ -343,9 +345,8 @@ async def run_delete(
     sealed_before = time.time_ns() - int(limits.min_age_s * 1e9) if limits.min_age_s else 0
     for i in range(0, len(ids), DELETE_BATCH):
         batch = ids[i : i + DELETE_BATCH]
-        r = await backend.call(
-            "gc_delete_segments",
-            {"segments": batch, "yes": yes, "sealed_before_ns": sealed_before},
+        r: GcDeleted = await backend.call(
+            GcDeleteSegments(segments=batch, yes=yes, sealed_before_ns=sealed_before)
         )
         _merge_delete(report, r)
         progress(sum(sizes.get(s, 0) for s in batch), "deleting dead segments")
@@ -360,20 +361,21 @@ async def purge_deleted(
     if not plan.deleted_versions:
         return
     for _ in range(plan.deleted_versions // PURGE_BATCH + 3):
-        r = await backend.call(
-            "gc_delete_segments", {"segments": [], "yes": yes, "purge_limit": PURGE_BATCH}
+        r: GcDeleted = await backend.call(
+            GcDeleteSegments(segments=[], yes=yes, purge_limit=PURGE_BATCH)
         )
         _merge_delete(report, r)
         progress(0, f"purged {report.purged_versions} deleted version row(s)")
-        if not int(r.get("purge_remaining") or 0) or not int(r.get("purged_versions") or 0):
+        if not r.purge_remaining or not r.purged_versions:
             return
 
 
-def _merge_delete(report: RunReport, r: dict[str, Any]) -> None:
-    report.deleted_segments += [int(s) for s in r.get("deleted") or []]
-    report.freed_bytes += int(r.get("freed_bytes") or 0)
-    report.purged_versions += int(r.get("purged_versions") or 0)
-    report.skipped.update({str(k): str(v) for k, v in (r.get("skipped") or {}).items()})
+def _merge_delete(report: RunReport, r: GcDeleted | GcRewritten) -> None:
+    report.deleted_segments += r.deleted
+    report.freed_bytes += r.freed_bytes
+    if isinstance(r, GcDeleted):
+        report.purged_versions += r.purged_versions
+    report.skipped.update(r.skipped)
 
 
 async def run_rewrite(
@@ -396,15 +398,15 @@ async def run_rewrite(
         # only guards against a writer that keeps answering "not yet".
         for _attempt in range(use.live_chunks * 2 + 4):
             report.paused_s += await _wait_while_paused(pause_file, progress)
-            r = await backend.call(
-                "gc_rewrite_chunks", {"segment": use.segment_id, "max_bytes": step, "yes": yes}
+            r: GcRewritten = await backend.call(
+                GcRewriteChunks(segment=use.segment_id, max_bytes=step, yes=yes)
             )
-            moved = int(r.get("moved_bytes") or 0)
+            moved = r.moved_bytes
             report.moved_bytes += moved
-            report.moved_chunks += int(r.get("moved_chunks") or 0)
-            report.versions_repointed += int(r.get("versions_repointed") or 0)
-            report.parts_repointed += int(r.get("parts_repointed") or 0)
-            if int(r.get("remaining_chunks") or 0) == 0:
+            report.moved_chunks += r.moved_chunks
+            report.versions_repointed += r.versions_repointed
+            report.parts_repointed += r.parts_repointed
+            if r.remaining_chunks == 0:
                 _merge_delete(report, r)
             progress(moved, f"rewriting segment {use.segment_id}")
             if bytes_per_sec:
@@ -413,16 +415,16 @@ async def run_rewrite(
                 )
                 if ahead > 0:
                     await trio.sleep(ahead)
-            if r.get("deleted"):
+            if r.deleted:
                 progress(use.reclaim_bytes, f"deleted segment {use.segment_id}")
                 break
-            for d in r.get("damaged") or []:
+            for d in r.damaged:
                 report.warnings.append(f"segment {use.segment_id}: chunk not moved: {d}")
-            if int(r.get("remaining_chunks") or 0) == 0:
-                reason = (r.get("skipped") or {}).get(str(use.segment_id), "not deleted")
+            if r.remaining_chunks == 0:
+                reason = r.skipped.get(str(use.segment_id), "not deleted")
                 report.warnings.append(f"segment {use.segment_id} kept: {reason}")
                 break
-            if int(r.get("moved_chunks") or 0) == 0:
+            if r.moved_chunks == 0:
                 break  # only unmovable (damaged) chunks are left
         else:
             report.warnings.append(f"segment {use.segment_id}: gave up after repeated steps")

@@ -26,15 +26,24 @@ import string
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import trio
 
 from seglake.auth.keystore import encrypt_secret, ensure_master_key
 from seglake.config import Config, parse_bool
 from seglake.errors import S3Error
+from seglake.ipc.messages import (
+    KeyAllowBucket,
+    KeyCreate,
+    KeyDelete,
+    KeyDisallowBucket,
+    KeyUpdate,
+    Request,
+    SetBucketPolicy,
+)
 from seglake.meta.schema import open_read, query
-from seglake.ops.admin_client import AdminRefused, AdminUnavailable, admin_call
+from seglake.ops.admin_client import AdminRefused, AdminUnavailable, admin_mutation
 from seglake.protocol.policy import PolicyError, parse_bucket_policy, parse_key_policy
 from seglake.writer.embedded import apply_offline
 
@@ -56,29 +65,32 @@ class CommandError(Exception):
 # ---- mutations: live server or the embedded writer -------------------------------
 
 
+R = TypeVar("R")
+
+
 # Mutations this process may apply itself when no server runs. Bucket
 # policies change only through a running server, as they always have: the
 # embedded writer would keep their record files too, but allowing it is a
 # change of the CLI's contract, not of its layout.
 OFFLINE_MUTATIONS: Final = frozenset(
-    {"key_create", "key_update", "key_delete", "key_allow_bucket", "key_disallow_bucket"}
+    {KeyCreate, KeyUpdate, KeyDelete, KeyAllowBucket, KeyDisallowBucket}
 )
 
 
-def mutate(cfg: Config, name: str, args: dict[str, Any]) -> Any:
+def mutate(cfg: Config, msg: Request[R]) -> R:
     try:
-        return trio.run(admin_call, cfg, "writer_mutation", {"mutation": name, "args": args})
+        return trio.run(admin_mutation, cfg, msg)
     except AdminRefused as exc:
         raise exc.error from None
     except AdminUnavailable as exc:
-        if name not in OFFLINE_MUTATIONS:
+        if type(msg) not in OFFLINE_MUTATIONS:
             raise S3Error(
                 "ServiceUnavailable",
                 message=f"{exc}; bucket policies change only through a running server",
             ) from None
         # A fresh data dir: keys may be created before the first server start.
         cfg.root.mkdir(parents=True, exist_ok=True)
-        return apply_offline(cfg, f"keys {name}", name, args)
+        return apply_offline(cfg, f"keys {msg.name}", msg)
 
 
 # ---- helpers -----------------------------------------------------------------
@@ -158,11 +170,11 @@ def _keys(cfg: Config, action: str, opts: dict[str, str | None], as_json: bool) 
         inflight = int(opts.get("key_inflight") or 0)
         cfg.root.mkdir(parents=True, exist_ok=True)
         sealed = encrypt_secret(ensure_master_key(cfg.root), access, secret)
-        args = {
-            "access_key": access, "secret_enc": sealed, "policy": policy,
-            "enabled": _bool(opts.get("key_enabled"), "--key-enabled"), "inflight": inflight,
-        }  # fmt: skip
-        mutate(cfg, "key_create", args)
+        create = KeyCreate(
+            access_key=access, secret_enc=sealed, policy=policy,
+            enabled=_bool(opts.get("key_enabled"), "--key-enabled"), inflight=inflight,
+        )  # fmt: skip
+        mutate(cfg, create)
         doc = {"access_key": access, "created": True}
         if not given:
             doc["secret_key"] = secret  # shown once; only the sealed form is stored
@@ -188,27 +200,29 @@ def _keys(cfg: Config, action: str, opts: dict[str, str | None], as_json: bool) 
         _print({"access_key": access, "buckets": buckets}, as_json, text)
         return 0
     if action in ("enable", "disable"):
-        mutate(cfg, "key_update", {"access_key": access, "enabled": action == "enable"})
+        mutate(cfg, KeyUpdate(access_key=access, enabled=action == "enable"))
         _print(
             {"access_key": access, "enabled": action == "enable"}, as_json, f"{action}d {access}"
         )
         return 0
     if action == "delete":
-        mutate(cfg, "key_delete", {"access_key": access})
+        mutate(cfg, KeyDelete(access_key=access))
         _print({"access_key": access, "deleted": True}, as_json, f"deleted {access}")
         return 0
     if action == "set-policy":
         policy = _policy_text(_need(opts.get("key_policy"), "--key-policy"))
         parse_key_policy(policy)
-        update: dict[str, Any] = {"access_key": access, "policy": policy}
+        update = KeyUpdate(access_key=access, policy=policy)
         if opts.get("key_inflight") is not None:
-            update["inflight"] = int(opts["key_inflight"] or 0)
-        mutate(cfg, "key_update", update)
+            update = KeyUpdate(
+                access_key=access, policy=policy, inflight=int(opts["key_inflight"] or 0)
+            )
+        mutate(cfg, update)
         _print({"access_key": access, "policy": policy}, as_json, f"policy of {access} set")
         return 0
     bucket = _need(opts.get("key_bucket"), "--key-bucket")
-    name = "key_allow_bucket" if action == "allow-bucket" else "key_disallow_bucket"
-    mutate(cfg, name, {"access_key": access, "bucket": bucket})
+    kind = KeyAllowBucket if action == "allow-bucket" else KeyDisallowBucket
+    mutate(cfg, kind(access_key=access, bucket=bucket))
     verb = "allowed" if action == "allow-bucket" else "disallowed"
     _print({"access_key": access, "bucket": bucket, verb: True}, as_json, f"{verb} {bucket}")
     return 0
@@ -290,12 +304,12 @@ def _bucket_policy(
         _print({"bucket": name, "policy": json.loads(text)}, as_json, text)
         return 0
     if action == "delete":
-        mutate(cfg, "set_bucket_policy", {"bucket": name, "policy": None})
+        mutate(cfg, SetBucketPolicy(bucket=name, policy=None))
         _print({"bucket": name, "deleted": True}, as_json, f"policy of {name} deleted")
         return 0
     text = _policy_text(_need(policy, "--bucket-policy"))
     parse_bucket_policy(text, name)
-    mutate(cfg, "set_bucket_policy", {"bucket": name, "policy": text})
+    mutate(cfg, SetBucketPolicy(bucket=name, policy=text))
     _print({"bucket": name, "set": True}, as_json, f"policy of {name} set")
     return 0
 

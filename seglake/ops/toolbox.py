@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from seglake.config import Config
+from seglake.ipc.messages import RecordOpRun, Request
+
+R = TypeVar("R")
 
 
 class NoDatabase(RuntimeError):
     pass
 
 
-def offline_apply(cfg: Config, mode: str, mutation: str, args: dict[str, Any]) -> Any:
+def offline_apply(cfg: Config, mode: str, msg: Request[R]) -> R:
     """Apply one writer mutation to an existing store with no server running.
 
     Raises ``NoDatabase`` when the data dir has no ``meta.db`` (a toolbox
@@ -35,11 +38,11 @@ def offline_apply(cfg: Config, mode: str, mutation: str, args: dict[str, Any]) -
 
     if not cfg.db_path.exists():
         raise NoDatabase(f"no database at {cfg.db_path}")
-    return apply_offline(cfg, mode, mutation, args)
+    return apply_offline(cfg, mode, msg)
 
 
-def writer_apply(cfg: Config, mode: str, mutation: str, args: dict[str, Any]) -> tuple[Any, str]:
-    """Run ``mutation`` through the live writer, or offline under the lock.
+def writer_apply(cfg: Config, mode: str, msg: Request[R]) -> tuple[R, str]:
+    """Run ``msg`` through the live writer, or offline under the lock.
 
     Returns ``(result, "server" | "offline")``. Raises ``AdminRefused`` (the
     server refused, e.g. maintenance mode), ``GateRefused`` (the data dir is
@@ -48,16 +51,15 @@ def writer_apply(cfg: Config, mode: str, mutation: str, args: dict[str, Any]) ->
     """
     import trio
 
-    from seglake.ops.admin_client import AdminRefused, AdminUnavailable, admin_call
+    from seglake.ops.admin_client import AdminRefused, AdminUnavailable, admin_mutation
 
     try:
-        result = trio.run(admin_call, cfg, "writer_mutation", {"mutation": mutation, "args": args})
-        return result, "server"
+        return trio.run(admin_mutation, cfg, msg), "server"
     except AdminRefused:
         raise
     except AdminUnavailable:
         pass
-    return offline_apply(cfg, mode, mutation, args), "offline"
+    return offline_apply(cfg, mode, msg), "offline"
 
 
 def record(
@@ -74,12 +76,12 @@ def record(
             return record_run(cfg, mode, started_ns, status, report)
     except GateRefused as exc:
         return False, f"not recorded in ops_runs: {exc}"
-    args = {
-        "mode": mode, "started_ns": started_ns, "finished_ns": time.time_ns(),
-        "status": status, "report": json.dumps(report, sort_keys=True, default=str),
-    }  # fmt: skip
+    run = RecordOpRun(
+        mode=mode, started_ns=started_ns, finished_ns=time.time_ns(), status=status,
+        report=json.dumps(report, sort_keys=True, default=str),
+    )  # fmt: skip
     try:
-        offline_apply(cfg, mode, "record_op_run", args)
+        offline_apply(cfg, mode, run)
     except (GateRefused, NoDatabase, S3Error, OSError) as exc:
         return False, f"not recorded in ops_runs: {exc}"
     return True, "recorded in ops_runs (offline)"

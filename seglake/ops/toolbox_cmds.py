@@ -28,10 +28,23 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
+
+import msgspec
 
 from seglake.config import Config
+from seglake.ipc.messages import (
+    BucketCreated,
+    CreateBucket,
+    DbReindex,
+    DeleteBucket,
+    MpuGcAbort,
+    MpuGcAborted,
+    Request,
+)
 from seglake.meta.maintenance_reads import ABORT_BATCH, expired_uploads, read_rows, recent_runs
+
+R = TypeVar("R")
 
 TOOLBOX_MODES: Final = (
     "rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex", "buckets",
@@ -51,7 +64,10 @@ def add_toolbox_flags(p: argparse.ArgumentParser) -> None:
         if flag not in p._option_string_actions:
             p.add_argument(flag, **kw)
 
-    add("--force", action="store_true", help="confirm a destructive mode (rebuild-index, ...)")
+    add(
+        "--force", action="store_true",
+        help="confirm a destructive mode (rebuild-index, buckets delete NAME: with every version)",
+    )  # fmt: skip
     add("--mpu-force", action="store_true", help="mpu-gc-run: confirm (seed spelling)")
     add(
         "--dry-run", action="store_true",
@@ -398,20 +414,20 @@ def mpu_gc_plan_cmd(cfg: Config, *, as_json: bool) -> int:
 
 
 def abort_expired(
-    apply: Callable[[dict[str, Any]], Any],
+    apply: Callable[[MpuGcAbort], MpuGcAborted],
     uploads: list[dict[str, Any]],
     cutoff_ns: int,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[str], int]:
-    """Abort ``uploads`` in bounded batches through ``apply(mutation args)``."""
+    """Abort ``uploads`` in bounded batches through ``apply``."""
     aborted: list[str] = []
     parts = 0
     ids = [str(u["upload_id"]) for u in uploads]
     for i in range(0, len(ids), ABORT_BATCH):
         chunk = ids[i : i + ABORT_BATCH]
-        result = apply({"upload_ids": chunk, "cutoff_ns": cutoff_ns})
-        aborted.extend(result.get("aborted") or [])
-        parts += int(result.get("parts") or 0)
+        result = apply(MpuGcAbort(upload_ids=chunk, cutoff_ns=cutoff_ns))
+        aborted.extend(result.aborted)
+        parts += result.parts
         if progress is not None:
             progress(len(chunk))
     return aborted, parts
@@ -435,8 +451,8 @@ def mpu_gc_run_cmd(cfg: Config, *, force: bool, yes: bool, as_json: bool) -> int
     cutoff, uploads = _mpu_plan(cfg)
     via: list[str] = []
 
-    def apply(args: dict[str, Any]) -> Any:
-        result, how = writer_apply(cfg, "mpu-gc-run", "mpu_gc_abort", args)
+    def apply(msg: MpuGcAbort) -> MpuGcAborted:
+        result, how = writer_apply(cfg, "mpu-gc-run", msg)
         via.append(how)
         return result
 
@@ -478,11 +494,11 @@ def db_reindex_cmd(cfg: Config, *, yes: bool, as_json: bool) -> int:
     started = time.time_ns()
     t0 = time.monotonic()
     try:
-        result, via = writer_apply(cfg, "db-reindex", "db_reindex", {})
+        result, via = writer_apply(cfg, "db-reindex", DbReindex())
     except (AdminRefused, GateRefused, NoDatabase, S3Error) as exc:
         _err(f"db-reindex: {exc}")
         return 1
-    doc = {"indexes": result.get("indexes"), "via": via, "seconds": time.monotonic() - t0}
+    doc = {"indexes": result.indexes, "via": via, "seconds": time.monotonic() - t0}
     note = _finish(cfg, "db-reindex", started, True, doc, as_json)
     if not as_json:
         print(
@@ -508,7 +524,13 @@ def list_buckets(db_path: Path) -> list[dict[str, Any]]:
 
 
 def buckets_cmd(
-    cfg: Config, *, action: str, name: str | None, versioning: str | None, as_json: bool
+    cfg: Config,
+    *,
+    action: str,
+    name: str | None,
+    versioning: str | None,
+    as_json: bool,
+    force: bool = False,
 ) -> int:
     from seglake.errors import S3Error
     from seglake.ops.admin_client import AdminRefused
@@ -551,20 +573,21 @@ def buckets_cmd(
             print(f"{name}: {'exists' if found else 'does not exist'}")
         return 0 if found else 1
     assert name is not None
-    args: dict[str, Any] = {"bucket": name}
+    msg: CreateBucket | DeleteBucket = DeleteBucket(bucket=name)
     if action == "create":
         try:
             validate_bucket_name(name)
         except S3Error:
             _err(f"invalid bucket name {name!r} (S3 rules: 3-63 of a-z 0-9 . -)")
             return 2
-        args["versioning"] = versioning or cfg.default_versioning
-        if args["versioning"] not in ("enabled", "unversioned"):
+        msg = CreateBucket(bucket=name, versioning=versioning or cfg.default_versioning)
+        if msg.versioning not in ("enabled", "unversioned"):
             _err("--versioning must be enabled or unversioned")
             return 2
-    mutation = "create_bucket" if action == "create" else "delete_bucket"
+    if action == "delete" and force:
+        return bucket_purge_cmd(cfg, name, as_json=as_json, started=started)
     try:
-        result, via = writer_apply(cfg, f"buckets {action}", mutation, args)
+        result, via = writer_apply(cfg, f"buckets {action}", cast(Request[Any], msg))
     except AdminRefused as exc:
         _err(f"buckets {action} {name}: {exc.error.code}: {exc.error.text}")
         return 1
@@ -574,17 +597,68 @@ def buckets_cmd(
     except (GateRefused, NoDatabase) as exc:
         _err(str(exc))
         return 1
-    doc: dict[str, Any] = {"action": action, "bucket": name, "via": via, **(result or {})}
-    if action == "create":
-        doc["versioning"] = args["versioning"]
+    doc: dict[str, Any] = {"action": action, "bucket": name, "via": via}
+    doc.update(msgspec.structs.asdict(result))
+    if isinstance(msg, CreateBucket):
+        doc["versioning"] = msg.versioning
     note = _finish(cfg, "buckets", started, True, doc, as_json)
     if not as_json:
-        if action == "create":
-            what = "created" if result.get("created") else "already exists (unchanged)"
+        if isinstance(result, BucketCreated):
+            what = "created" if result.created else "already exists (unchanged)"
             print(f"bucket {name}: {what}; {note}")
         else:
             print(f"bucket {name}: deleted; {note}")
     return 0
+
+
+def bucket_purge_cmd(cfg: Config, name: str, *, as_json: bool, started: int) -> int:
+    """``buckets delete NAME --force``: every upload and version, then the bucket."""
+    from seglake.errors import S3Error
+    from seglake.ops.admin_client import AdminRefused
+    from seglake.ops.bucket_purge import PurgeFailed, pending_counts, purge_bucket
+    from seglake.ops.gate import GateRefused
+    from seglake.ops.toolbox import NoDatabase, writer_apply
+
+    via: list[str] = []
+
+    def apply(msg: Request[R]) -> R:
+        try:
+            result, how = writer_apply(cfg, f"buckets delete {name} --force", msg)
+        except AdminRefused as exc:
+            raise exc.error from None
+        via.append(how)
+        return result
+
+    versions, uploads = pending_counts(cfg.db_path, name)
+    ok, error = True, ""
+    try:
+        with progress_bar(f"empty {name}", versions + uploads, enabled=not as_json) as bar:
+            report = purge_bucket(cfg.db_path, name, apply, bar)
+    except PurgeFailed as exc:
+        ok, error, report = False, str(exc), exc.report
+    except S3Error as exc:
+        _err(f"buckets delete {name} --force: {exc.code}: {exc.text}")
+        return 1
+    except (GateRefused, NoDatabase) as exc:
+        _err(str(exc))
+        return 1
+    doc: dict[str, Any] = {
+        "action": "delete", "force": True, "bucket": name, "deleted": ok,
+        "versions_deleted": report.versions_deleted, "uploads_aborted": report.uploads_aborted,
+        "rounds": report.rounds, "errors": report.errors, "via": via[0] if via else "none",
+    }  # fmt: skip
+    if error:
+        doc["error"] = error
+    note = _finish(cfg, "buckets", started, ok, doc, as_json)
+    if not as_json:
+        if ok:
+            print(
+                f"bucket {name}: deleted with {report.versions_deleted} version(s) and "
+                f"{report.uploads_aborted} upload(s); their bytes are now dead data for gc; {note}"
+            )
+        else:
+            _err(f"buckets delete {name} --force: {error}; " + "; ".join(report.errors))
+    return 0 if ok else 1
 
 
 # ---- dispatch -------------------------------------------------------------------
@@ -607,10 +681,11 @@ def run_mode(mode: str, args: argparse.Namespace, words: list[str], cfg: Config)
         return mpu_gc_run_cmd(cfg, force=force, yes=yes, as_json=as_json)
     if mode == "db-reindex":
         return db_reindex_cmd(cfg, yes=yes, as_json=as_json)
-    if mode == "buckets":
+    if mode in ("buckets", "bucket"):
         action = args.buckets_action or (words[0] if words else "list")
         name = args.bucket or (words[1] if len(words) > 1 else None)
         return buckets_cmd(
-            cfg, action=action, name=name, versioning=args.versioning, as_json=as_json
-        )
+            cfg, action=action, name=name, versioning=args.versioning, as_json=as_json,
+            force=bool(args.force),
+        )  # fmt: skip
     raise ValueError(f"not a toolbox mode: {mode}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -74,6 +74,8 @@ READ_ONLY_ACTIONS: Final = frozenset(
     {a for e in ENDPOINTS if e.granted_by_ro for a in (*e.actions, e.version_action) if a}
     | {name for name, read_only in OWN_OPERATIONS.items() if read_only}
 )
+# Not part of the ``rw`` shorthand: actions that change who may do what.
+RW_EXCLUDED: Final = ("PutBucketPolicy", "DeleteBucketPolicy")
 # Action prefixes of the AWS-style format; Seglake's own endpoints may also
 # be named in their own namespace.
 _ACTION_PREFIXES: Final = ("s3:", "seglake:")
@@ -319,13 +321,20 @@ DENY = "deny"  # explicit
 IMPLICIT_DENY = "implicit-deny"
 
 
-def decide(ctx: RequestContext, policies: Sequence[Policy]) -> str:
-    """AWS same-account evaluation over every applicable policy."""
-    if any(p.explicit_deny(ctx) for p in policies):
+def decide(ctx: RequestContext, key_policy: Policy, bucket_policy: Policy | None) -> str:
+    """A signed request by a (non-admin) key: deny beats allow, and the
+    key's own policy is the ceiling (SPEC §5 "access").
+
+    Unlike AWS's same-account rule, an allow in the bucket policy does not
+    widen a key beyond its own policy: otherwise a key allowed to write a
+    bucket's policy could grant writes to a key created ``ro``. A bucket
+    policy can only narrow what keys may do, or open a bucket to anonymous
+    readers (``Policy.allows_anonymous``)."""
+    if key_policy.explicit_deny(ctx) or (
+        bucket_policy is not None and bucket_policy.explicit_deny(ctx)
+    ):
         return DENY
-    if any(p.allows(ctx) for p in policies):
-        return ALLOW
-    return IMPLICIT_DENY
+    return ALLOW if key_policy.allows(ctx) else IMPLICIT_DENY
 
 
 # ---- parsing ---------------------------------------------------------------
@@ -599,7 +608,15 @@ def _parse_v1(doc: Mapping[str, Any], bucket: str | None) -> tuple[Statement, ..
 def _shorthand(name: str) -> Policy | None:
     everything = (Resource(everything=True),)
     if name == "rw":
-        return Policy((Statement(True, (_glob("*"),), everything, None, ()),), "rw")
+        # Every action but changing who may do what: a bucket policy is the
+        # admin's (or a key's whose policy names the action explicitly).
+        return Policy(
+            (
+                Statement(True, (_glob("*"),), everything, None, ()),
+                Statement(False, tuple(_glob(a) for a in RW_EXCLUDED), everything, None, ()),
+            ),
+            "rw",
+        )
     if name in ("ro", "read-only"):
         actions = tuple(_glob(a) for a in sorted(READ_ONLY_ACTIONS))
         return Policy((Statement(True, actions, everything, None, ()),), "ro")

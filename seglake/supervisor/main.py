@@ -43,10 +43,12 @@ import trio
 
 from seglake.config import FIELD_TYPES, Config, env_name
 from seglake.ipc.channel import connect, listen_unix, serve_channel
+from seglake.ipc.messages import Ping
 from seglake.lifecycle import CONFIG_FD_FLAG, MAX_CONFIG_BYTES, READY_FD_FLAG
 from seglake.locks import try_lock, write_holder
 from seglake.logs import setup_logging
 from seglake.metrics.merge import Aggregate
+from seglake.private_files import DIR_MODE, exposed
 from seglake.supervisor.notify import sd_notify
 
 log = logging.getLogger("seglake.supervisor")
@@ -156,7 +158,13 @@ def proc_usage(pid: int) -> dict[str, float]:
 
 
 def lock_data_dir(cfg: Config) -> int:
-    cfg.root.mkdir(parents=True, exist_ok=True)
+    cfg.root.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    if not any(cfg.root.iterdir()):
+        # A new store in a directory made for it (by a script, a test, a
+        # unit's StateDirectory) is private from the start; an existing
+        # store's modes are the operator's, warned about, and repaired on
+        # request (``seglake doctor --fix-permissions``).
+        os.chmod(cfg.root, DIR_MODE)
     fd = try_lock(cfg.lock_path)
     if fd is None:
         try:  # the holder's "pid time" (seglake/locks.py)
@@ -169,6 +177,25 @@ def lock_data_dir(cfg: Config) -> int:
         )
     write_holder(fd)
     return fd
+
+
+# Start-up names this many exposed paths; fsck lists them all.
+EXPOSED_SHOWN = 5
+
+
+def warn_if_exposed(cfg: Config) -> None:
+    """A store others can read (written by an older version, or opened up by
+    hand) keeps working, but the operator hears of it at every start: the
+    data dir and its own entries are checked, the deep walk is fsck's."""
+    found = exposed(cfg.root, deep=False)
+    if found:
+        shown = ", ".join(f"{p} ({m:04o})" for p, m in found[:EXPOSED_SHOWN])
+        more = f" and {len(found) - EXPOSED_SHOWN} more" if len(found) > EXPOSED_SHOWN else ""
+        log.warning(
+            "group or other users can access %d path(s) of the store: %s%s; "
+            "run `seglake doctor --fix-permissions`",
+            len(found), shown, more,
+        )  # fmt: skip
 
 
 def ensure_admin_token(cfg: Config) -> None:
@@ -206,6 +233,7 @@ class Supervisor:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.lock_fd = lock_data_dir(cfg)
+        warn_if_exposed(cfg)
         ensure_admin_token(cfg)
         self.listener = bind_listener(cfg)
         bound = self.listener.getsockname()
@@ -310,7 +338,7 @@ class Supervisor:
             n.start_soon(channel.run_reader)
             try:
                 with trio.fail_after(within_s):
-                    await channel.call("ping")
+                    await channel.request(Ping())
                 return True
             except Exception:  # not ready yet, hung, or gone
                 return False

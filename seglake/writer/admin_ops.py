@@ -20,7 +20,8 @@ from typing import Any, Final
 import apsw
 
 from seglake.errors import S3Error
-from seglake.writer.ops import BatchContext
+from seglake.ipc.messages import DbReindex, MpuGcAbort, MpuGcAborted, Reindexed
+from seglake.writer.ops import BatchContext, Mutations
 
 # One mutation aborts at most this many uploads, so a huge backlog is
 # aborted in several batches instead of one long transaction that would
@@ -28,18 +29,13 @@ from seglake.writer.ops import BatchContext
 MAX_ABORTS_PER_CALL: Final = 500
 
 
-def apply_mpu_gc_abort(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]) -> Any:
-    """``{"upload_ids": [...], "cutoff_ns": int}`` → ``{"aborted": [...], "parts": n}``."""
-    ids, cutoff = a.get("upload_ids"), a.get("cutoff_ns")
-    if (
-        not isinstance(ids, list)
-        or not isinstance(cutoff, int)
-        or len(ids) > MAX_ABORTS_PER_CALL
-        or not all(isinstance(i, str) for i in ids)
-    ):
+def apply_mpu_gc_abort(conn: apsw.Connection, ctx: BatchContext, a: MpuGcAbort) -> MpuGcAborted:
+    """Abort the listed uploads that are older than the cutoff."""
+    ids, cutoff = a.upload_ids, a.cutoff_ns
+    if len(ids) > MAX_ABORTS_PER_CALL:
         raise S3Error(
             "InvalidArgument",
-            message=f"mpu_gc_abort needs upload_ids (at most {MAX_ABORTS_PER_CALL}) and cutoff_ns",
+            message=f"mpu_gc_abort takes at most {MAX_ABORTS_PER_CALL} upload ids",
         )
     aborted: list[str] = []
     parts = 0
@@ -56,22 +52,22 @@ def apply_mpu_gc_abort(conn: apsw.Connection, ctx: BatchContext, a: dict[str, An
         conn.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
         conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
         aborted.append(upload_id)
-    return {"aborted": aborted, "parts": parts}
+    return MpuGcAborted(aborted=aborted, parts=parts)
 
 
-def apply_db_reindex(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]) -> Any:
+def apply_db_reindex(conn: apsw.Connection, ctx: BatchContext, a: DbReindex) -> Reindexed:
     """Rebuild every index and refresh the planner's statistics."""
     conn.execute("REINDEX")
     conn.execute("ANALYZE")
     indexes: list[Any] = conn.execute(
         "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
     ).fetchall()
-    return {"indexes": int(indexes[0][0])}
+    return Reindexed(indexes=int(indexes[0][0]))
 
 
-APPLY: Final = {
-    "mpu_gc_abort": apply_mpu_gc_abort,
-    "db_reindex": apply_db_reindex,
+APPLY: Final[Mutations] = {
+    MpuGcAbort: apply_mpu_gc_abort,
+    DbReindex: apply_db_reindex,
 }
 
-INTERNAL: Final = frozenset(APPLY)
+INTERNAL: Final = frozenset(t.name for t in APPLY)

@@ -32,7 +32,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import apsw
 import trio
@@ -41,6 +41,7 @@ from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.manifest import manifest_path
+from seglake.ipc.messages import Request
 from seglake.meta.schema import get_setting, set_setting
 from seglake.metrics.histogram import COUNT, Histogram
 from seglake.writer import barrier, fileio
@@ -57,6 +58,7 @@ from seglake.writer.segments import (
 )
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 # Passive WAL checkpoints run between batches at most this often, so the WAL
 # stays small without adding a checkpoint to any client's commit latency.
@@ -76,8 +78,7 @@ MANIFEST_FDS = 128
 
 @dataclass
 class Mutation:
-    name: str
-    args: dict[str, Any]
+    msg: Request[Any]
     nbytes: int = 0
     done: trio.Event = field(default_factory=trio.Event)
     result: Any = None
@@ -135,12 +136,12 @@ class Committer:
             self._syncfs_fd = os.open(cfg.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             fileio.track(self._syncfs_fd, cfg.root)
 
-    async def submit(self, name: str, args: dict[str, Any], nbytes: int = 0) -> Any:
-        if name not in APPLY:
-            raise S3Error("InternalError", message=f"unknown mutation {name}")
+    async def submit(self, msg: Request[R], nbytes: int = 0) -> R:
+        if type(msg) not in APPLY:
+            raise S3Error("InternalError", message=f"unknown mutation {msg.name}")
         if self._closing:
             raise S3Error("ServiceUnavailable", message="the writer is shutting down")
-        m = Mutation(name, args, nbytes)
+        m = Mutation(msg, nbytes)
         self._queue.append(m)
         self._wake.set()
         self.in_flight += 1
@@ -155,7 +156,8 @@ class Committer:
                 self._drained.set()
         if m.error is not None:
             raise m.error
-        return m.result
+        result: R = m.result
+        return result
 
     def poke(self) -> None:
         """Wake the loop (e.g. a segment waits to be sealed)."""
@@ -254,9 +256,10 @@ class Committer:
                 mark = len(ctx.manifests)
                 committed = dict(ctx.committed_ends)
                 try:
-                    failpoints.hit(f"apply.{m.name}")
-                    m.result = APPLY[m.name](conn, ctx, m.args)
-                    failpoints.hit(f"applied.{m.name}")
+                    name = m.msg.name
+                    failpoints.hit(f"apply.{name}")
+                    m.result = APPLY[type(m.msg)](conn, ctx, m.msg)
+                    failpoints.hit(f"applied.{name}")
                     conn.execute(f"RELEASE {sp}")
                 except S3Error as exc:
                     conn.execute(f"ROLLBACK TO {sp}")
@@ -482,7 +485,7 @@ def _create_manifest(path: Path, data: bytes) -> int:
     what was created.
     """
     fd = fileio.open_file(
-        path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, "manifest.create"
+        path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, "manifest.create"
     )
     try:
         fileio.pwrite_all(fd, data, 0, "manifest.write")

@@ -29,17 +29,27 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import apsw
+import msgspec
 import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.ipc.messages import (
+    GcDeleteSegments,
+    GcDropSegments,
+    GcRepoint,
+    GcRewriteChunks,
+    GcStep,
+    Request,
+)
 from seglake.locks import offline_lock
 from seglake.writer import fileio
-from seglake.writer.gc_ops import GC_REQUESTS, handle_request
+from seglake.writer.gc_ops import handle_request
 from seglake.writer.main import Writer
 from seglake.writer.segments import WriterFatal
 
 _T = TypeVar("_T")
+R = TypeVar("R")
 
 
 class EmbeddedWriter:
@@ -48,16 +58,17 @@ class EmbeddedWriter:
     def __init__(self, writer: Writer) -> None:
         self._writer = writer
 
-    async def apply(self, mutation: str, args: dict[str, Any]) -> Any:
-        """Commit one named mutation (``seglake/writer/mutations.py``)."""
-        if mutation in GC_REQUESTS:
-            raise S3Error("AccessDenied", message=f"{mutation} runs only through gc_step")
-        return await self._writer.committer.submit(mutation, args)
+    async def apply(self, msg: Request[R]) -> R:
+        """Commit one mutation (``seglake/writer/mutations.py``)."""
+        if isinstance(msg, GcDeleteSegments | GcRewriteChunks | GcDropSegments | GcRepoint):
+            raise S3Error("AccessDenied", message=f"{msg.name} runs only through gc_step")
+        result: R = await self._writer.committer.submit(msg)
+        return result
 
-    async def gc_step(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        """One GC request (``gc_delete_segments``, ``gc_rewrite_chunks``);
-        the operator holds the data dir, which stands for ``--yes``."""
-        return await handle_request(self._writer.gc, name, {**args, "yes": True})
+    async def gc_step(self, msg: GcStep) -> Any:
+        """One GC request (``GcDeleteSegments``, ``GcRewriteChunks``); the
+        operator holds the data dir, which stands for ``--yes``."""
+        return await handle_request(self._writer.gc, msgspec.structs.replace(msg, yes=True))
 
 
 async def run_embedded(
@@ -107,11 +118,11 @@ async def _run(cfg: Config, writer: Writer, work: Callable[[EmbeddedWriter], Awa
     return outcome[0]
 
 
-def apply_offline(cfg: Config, mode: str, mutation: str, args: dict[str, Any]) -> Any:
+def apply_offline(cfg: Config, mode: str, msg: Request[R]) -> R:
     """One mutation with no server running, from synchronous CLI code."""
 
-    async def one(writer: EmbeddedWriter) -> Any:
-        return await writer.apply(mutation, args)
+    async def one(writer: EmbeddedWriter) -> R:
+        return await writer.apply(msg)
 
     return trio.run(run_embedded, cfg, mode, one)
 

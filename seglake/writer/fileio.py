@@ -123,7 +123,7 @@ class _Journal:
     """
 
     def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._lock = threading.Lock()
         self._names: dict[int, str] = {}
 
@@ -316,7 +316,7 @@ def write_file(path: str | Path, data: bytes, site: str) -> None:
     directory once per batch.
     """
     fd = open_file(
-        path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, site + ".create"
+        path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, site + ".create"
     )
     try:
         pwrite_all(fd, data, 0, site + ".write")

@@ -42,7 +42,7 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -59,6 +59,19 @@ from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest, encode_manifest, manifest_path
 from seglake.format.segment import CHUNK_SIZE
+from seglake.ipc.messages import (
+    Chunk,
+    GcDeleted,
+    GcDeleteSegments,
+    GcDropped,
+    GcDropSegments,
+    GcRepoint,
+    GcRepointed,
+    GcRewriteChunks,
+    GcRewritten,
+    MarkDamaged,
+    Request,
+)
 from seglake.meta.live_chunks import (
     ChunkKey,
     LiveChunks,
@@ -68,7 +81,7 @@ from seglake.meta.live_chunks import (
 )
 from seglake.meta.schema import open_read, query
 from seglake.writer import fileio
-from seglake.writer.ops import BatchContext
+from seglake.writer.ops import BatchContext, Mutations
 from seglake.writer.segments import EXIT_FATAL, SegmentStore, WriterFatal
 
 log = logging.getLogger("seglake.writer.gc")
@@ -90,11 +103,13 @@ def pending_dir(cfg: Config) -> Path:
 # ---- mutations (run in the committer's transaction) -------------------------
 
 
-def apply_gc_drop_segments(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]) -> Any:
+def apply_gc_drop_segments(
+    conn: apsw.Connection, ctx: BatchContext, a: GcDropSegments
+) -> GcDropped:
     """Delete the rows of the listed segments that are dead *now*."""
-    ids = _int_list(a.get("segments"))
-    below = int(a.get("below", 0))
-    sealed_before = int(a.get("sealed_before_ns") or 0)
+    ids = _int_list(a.segments)
+    below = a.below
+    sealed_before = a.sealed_before_ns
     # A purge-only call deletes no segment: skip the full reference scan.
     live = collect_live_chunks(conn) if ids else LiveChunks()
     if live.problems:
@@ -126,7 +141,7 @@ def apply_gc_drop_segments(conn: apsw.Connection, ctx: BatchContext, a: dict[str
     # DELETED rows are kept only until GC (see ops.py); their manifest files
     # go after COMMIT, so a crash leaves at most orphan files. Bounded per
     # call: each purge also writes a durable metadata record.
-    limit = max(0, min(int(a.get("purge_limit") or 0), MAX_PURGE_PER_CALL))
+    limit = max(0, min(a.purge_limit, MAX_PURGE_PER_CALL))
     uids = [
         str(r[0])
         for r in query(conn, "SELECT uid FROM versions WHERE state = 'DELETED' LIMIT ?", (limit,))
@@ -135,23 +150,17 @@ def apply_gc_drop_segments(conn: apsw.Connection, ctx: BatchContext, a: dict[str
         conn.execute("DELETE FROM versions WHERE uid = ? AND state = 'DELETED'", (uid,))
     ctx.unlink_after_commit.extend(uids)
     remaining = int(query(conn, "SELECT count(*) FROM versions WHERE state = 'DELETED'")[0][0])
-    return {
-        "deleted": deleted,
-        "skipped": skipped,
-        "purged_versions": len(uids),
-        "purge_remaining": remaining,
-    }
+    return GcDropped(
+        deleted=deleted, skipped=skipped, purged_versions=len(uids), purge_remaining=remaining
+    )
 
 
-def apply_gc_repoint(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]) -> Any:
+def apply_gc_repoint(conn: apsw.Connection, ctx: BatchContext, a: GcRepoint) -> GcRepointed:
     """Re-point every kept manifest and part from moved chunks to their copies."""
     moves: dict[ChunkKey, ChunkRef] = {}
-    for item in a.get("moves") or []:
-        seg, off, length, digest, new_seg, new_off = item
-        moves[(int(seg), int(off), int(length), bytes(digest))] = ChunkRef(
-            int(new_seg), int(new_off), int(length), bytes(digest)
-        )
-    pdir = Path(str(a["pending_dir"]))
+    for seg, off, length, digest, new_seg, new_off in a.moves:
+        moves[(seg, off, length, digest)] = ChunkRef(new_seg, new_off, length, digest)
+    pdir = Path(a.pending_dir)
     old_segments = {k[0] for k in moves}
     pending: list[str] = []
     versions = 0
@@ -205,7 +214,7 @@ def apply_gc_repoint(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
             fileio.fsync_dir(pdir, "gc_pending_dir.fsync")
         except OSError as exc:
             raise WriterFatal(f"gc-rewrite: fsync of {pdir} failed: {exc}") from exc
-    return {"versions": versions, "parts": parts, "pending": pending}
+    return GcRepointed(versions=versions, parts=parts, pending=pending)
 
 
 def _write_pending(pdir: Path, uid: str, data: bytes) -> None:
@@ -222,20 +231,20 @@ def _write_pending(pdir: Path, uid: str, data: bytes) -> None:
         raise WriterFatal(f"gc-rewrite: cannot write {path}: {exc}") from exc
 
 
-def _int_list(raw: Any) -> list[int]:
-    if not isinstance(raw, list) or len(raw) > MAX_SEGMENTS_PER_CALL:
-        raise S3Error("InvalidArgument", message="segments must be a list of segment ids")
-    out = []
-    for item in raw:
-        if not isinstance(item, int) or isinstance(item, bool) or item <= 0:
+def _int_list(ids: list[int]) -> list[int]:
+    if len(ids) > MAX_SEGMENTS_PER_CALL:
+        raise S3Error(
+            "InvalidArgument", message=f"at most {MAX_SEGMENTS_PER_CALL} segment ids per call"
+        )
+    for item in ids:
+        if item <= 0:
             raise S3Error("InvalidArgument", message=f"bad segment id {item!r}")
-        out.append(item)
-    return out
+    return ids
 
 
-APPLY: Final = {
-    "gc_drop_segments": apply_gc_drop_segments,
-    "gc_repoint": apply_gc_repoint,
+APPLY: Final[Mutations] = {
+    GcDropSegments: apply_gc_drop_segments,
+    GcRepoint: apply_gc_repoint,
 }
 
 
@@ -259,14 +268,14 @@ class SegmentGC:
         self.gone: set[int] = set()
 
     # ---- guards ----------------------------------------------------------
-    def check_chunks(self, chunks: list[Any]) -> None:
+    def check_chunks(self, chunks: list[Chunk]) -> None:
         """Refuse a data mutation whose chunks live in a collected segment.
 
         A frontend may send chunk references it took earlier (appends of a
         slow upload, UploadPartCopy's source); if GC removed that segment
         meanwhile, committing them would create a version without data.
         """
-        segs = {c[0] for c in chunks if isinstance(c, list | tuple) and c and isinstance(c[0], int)}
+        segs = {c.segment_id for c in chunks}
         if not segs:
             return
         open_ids = {s.segment_id for s in self.store.to_seal}
@@ -283,8 +292,8 @@ class SegmentGC:
                     message="data this request referenced was garbage-collected; retry the request",
                 )
 
-    def _require_allowed(self, args: dict[str, Any]) -> None:
-        if self.quiesce.state != QUIESCED and args.get("yes") is not True:
+    def _require_allowed(self, yes: bool) -> None:
+        if self.quiesce.state != QUIESCED and not yes:
             raise S3Error(
                 "InvalidRequest",
                 message="segment GC runs only in maintenance mode (quiesced) or with --yes",
@@ -347,42 +356,42 @@ class SegmentGC:
             self._reader = None
 
     # ---- delete ----------------------------------------------------------
-    async def delete_segments(self, args: dict[str, Any]) -> dict[str, Any]:
-        self._require_allowed(args)
-        ids = _int_list(args.get("segments"))
+    async def delete_segments(self, msg: GcDeleteSegments) -> GcDeleted:
+        self._require_allowed(msg.yes)
+        ids = _int_list(msg.segments)
         async with self._lock:
             # Shielded: once started, a step runs to its end even if the
             # caller goes away, so no half-finished state outlives it.
-            result: dict[str, Any] = {}
             with trio.CancelScope(shield=True):
                 await _fatal(self.repair_pending)
-                result = await self._delete(ids, args)
+                result = await self._delete(ids, msg.sealed_before_ns, msg.purge_limit)
         return result
 
-    async def _delete(self, ids: list[int], args: dict[str, Any]) -> dict[str, Any]:
+    async def _delete(self, ids: list[int], sealed_before_ns: int, purge_limit: int) -> GcDeleted:
         open_ids = {s.segment_id for s in self.store.to_seal}
         if self.store.current is not None:
             open_ids.add(self.store.current.segment_id)
         ids = [i for i in ids if i not in open_ids]
         self.deleting.update(ids)
         try:
-            result = await self.committer.submit(
-                "gc_drop_segments",
-                {
-                    "segments": ids,
+            result: GcDropped = await self.committer.submit(
+                GcDropSegments(
+                    segments=ids,
                     # The last id handed out stays, so recovery never reuses it.
-                    "below": self.store.next_id - 1,
-                    "sealed_before_ns": int(args.get("sealed_before_ns") or 0),
-                    "purge_limit": int(args.get("purge_limit") or 0),
-                },
+                    below=self.store.next_id - 1,
+                    sealed_before_ns=sealed_before_ns,
+                    purge_limit=purge_limit,
+                )
             )
         finally:
             self.deleting.difference_update(ids)
-        deleted = [int(i) for i in result["deleted"]]
-        self.gone.update(deleted)
+        self.gone.update(result.deleted)
         failpoints.hit("gc_drop_committed")
-        freed = await _fatal(self._unlink_segments, deleted)
-        return {**result, "freed_bytes": freed}
+        freed = await _fatal(self._unlink_segments, result.deleted)
+        return GcDeleted(
+            deleted=result.deleted, skipped=result.skipped, purged_versions=result.purged_versions,
+            purge_remaining=result.purge_remaining, freed_bytes=freed,
+        )  # fmt: skip
 
     def _unlink_segments(self, ids: list[int]) -> int:
         freed = 0
@@ -398,7 +407,7 @@ class SegmentGC:
         return freed
 
     # ---- damage reports --------------------------------------------------
-    async def confirm_damage(self, args: Any) -> bool:
+    async def confirm_damage(self, msg: MarkDamaged) -> bool:
         """Should a ``mark_damaged`` report be applied?
 
         A reader (a GET, scrub) that took a version's chunk list before
@@ -406,8 +415,8 @@ class SegmentGC:
         that is not there. Once this writer has deleted segments, a report is
         applied only if the version's current chunks really fail to read.
         """
-        uid = args.get("uid") if isinstance(args, dict) else None
-        if not isinstance(uid, str) or not (self.gone or self.deleting):
+        uid = msg.uid
+        if not (self.gone or self.deleting):
             return True
         async with self._lock:
             ok = await trio.to_thread.run_sync(self._version_reads_back, uid)
@@ -437,25 +446,24 @@ class SegmentGC:
         return True
 
     # ---- rewrite ---------------------------------------------------------
-    async def rewrite_chunks(self, args: dict[str, Any]) -> dict[str, Any]:
+    async def rewrite_chunks(self, msg: GcRewriteChunks) -> GcRewritten:
         """Move up to ``max_bytes`` of one segment's live chunks; then, once
         none is left, delete the segment."""
-        self._require_allowed(args)
-        sid = args.get("segment")
-        if not isinstance(sid, int) or isinstance(sid, bool) or sid <= 0:
+        self._require_allowed(msg.yes)
+        sid = msg.segment
+        if sid <= 0:
             raise S3Error("InvalidArgument", message="segment must be a segment id")
-        max_bytes = args.get("max_bytes")
-        if not isinstance(max_bytes, int) or max_bytes <= 0:
+        max_bytes = msg.max_bytes
+        if max_bytes <= 0:
             max_bytes = MAX_REWRITE_BYTES_PER_CALL
         max_bytes = min(max_bytes, MAX_REWRITE_BYTES_PER_CALL)
         async with self._lock:
-            result: dict[str, Any] = {}
             with trio.CancelScope(shield=True):
                 await _fatal(self.repair_pending)
-                result = await self._rewrite(sid, max_bytes, args)
+                result = await self._rewrite(sid, max_bytes)
         return result
 
-    async def _rewrite(self, sid: int, max_bytes: int, args: dict[str, Any]) -> dict[str, Any]:
+    async def _rewrite(self, sid: int, max_bytes: int) -> GcRewritten:
         state, live = await trio.to_thread.run_sync(self._live_in, sid)
         if state != "SEALED":
             raise S3Error("InvalidArgument", message=f"segment {sid} is not a sealed segment")
@@ -468,42 +476,34 @@ class SegmentGC:
             batch.append(k)
             size += k[2]
         datas, damaged = await trio.to_thread.run_sync(self._read_chunks, sid, batch)
-        moves: list[list[Any]] = []
+        moves: list[tuple[int, int, int, bytes, int, int]] = []
         moved_bytes = 0
         for k, data in zip(batch, datas, strict=True):
             if data is None:
                 continue
             ref = self.store.append(k[3], data)
-            moves.append([k[0], k[1], k[2], k[3], ref.segment_id, ref.offset])
+            moves.append((k[0], k[1], k[2], k[3], ref.segment_id, ref.offset))
             moved_bytes += k[2]
         if self.store.to_seal:
             self.committer.poke()
         failpoints.hit("gc_rewrite_appended")
-        repointed: dict[str, Any] = {"versions": 0, "parts": 0, "pending": []}
+        repointed = GcRepointed()
         if moves:
             repointed = await self.committer.submit(
-                "gc_repoint", {"moves": moves, "pending_dir": str(self.pending_dir)}, moved_bytes
+                GcRepoint(moves=moves, pending_dir=str(self.pending_dir)), moved_bytes
             )
             failpoints.hit("gc_repoint_committed")
-            await _fatal(self._finish_pending, list(repointed["pending"]))
+            await _fatal(self._finish_pending, repointed.pending)
         remaining = len(keys) - len(moves)
-        result: dict[str, Any] = {
-            "segment": sid,
-            "moved_chunks": len(moves),
-            "moved_bytes": moved_bytes,
-            "remaining_chunks": remaining,
-            "damaged": damaged,
-            "versions_repointed": repointed["versions"],
-            "parts_repointed": repointed["parts"],
-            "deleted": [],
-            "freed_bytes": 0,
-        }
+        dropped = GcDeleted()
         if remaining == 0:
-            dropped = await self._delete([sid], args)
-            result["deleted"] = dropped["deleted"]
-            result["freed_bytes"] = dropped["freed_bytes"]
-            result["skipped"] = dropped["skipped"]
-        return result
+            dropped = await self._delete([sid], 0, 0)
+        return GcRewritten(
+            segment=sid, moved_chunks=len(moves), moved_bytes=moved_bytes,
+            remaining_chunks=remaining, damaged=damaged,
+            versions_repointed=repointed.versions, parts_repointed=repointed.parts,
+            deleted=dropped.deleted, freed_bytes=dropped.freed_bytes, skipped=dropped.skipped,
+        )  # fmt: skip
 
     def _live_in(self, sid: int) -> tuple[str | None, set[ChunkKey]]:
         conn = self._read_conn()
@@ -568,18 +568,22 @@ async def _fatal(fn: Callable[..., _T], *args: Any) -> _T:
         os._exit(EXIT_FATAL)
 
 
-# Writer request names this module serves. The two mutations are listed too,
-# so that an IPC client can never apply them without the checks above.
-GC_REQUESTS: Final = frozenset({"gc_delete_segments", "gc_rewrite_chunks", *APPLY})
-# What the admin socket relays to the writer for ``seglake gc-*``.
-GC_RELAYED: Final = frozenset({"gc_delete_segments", "gc_rewrite_chunks"})
+async def _refuse(msg: Request[Any]) -> Any:
+    raise S3Error("AccessDenied", message=f"{msg.name} is applied only by the writer's own GC")
 
 
-async def handle_request(gc: SegmentGC, name: str, args: Any) -> dict[str, Any]:
-    if not isinstance(args, dict):
-        raise S3Error("InvalidArgument", message=f"{name} needs arguments")
-    if name == "gc_delete_segments":
-        return await gc.delete_segments(args)
-    if name == "gc_rewrite_chunks":
-        return await gc.rewrite_chunks(args)
-    raise S3Error("AccessDenied", message=f"{name} is applied only by the writer's own GC")
+def gc_handlers(gc: SegmentGC) -> dict[type[Request[Any]], Callable[[Any], Awaitable[Any]]]:
+    """The GC requests a peer may send, by type. The two mutations are listed
+    to be refused: no IPC client may apply them without the checks above."""
+    return {
+        GcDeleteSegments: gc.delete_segments,
+        GcRewriteChunks: gc.rewrite_chunks,
+        GcDropSegments: _refuse,
+        GcRepoint: _refuse,
+    }
+
+
+async def handle_request(gc: SegmentGC, msg: Request[Any]) -> Any:
+    """Serve one GC request (the embedded writer of ``seglake gc-*``)."""
+    handler: Callable[[Any], Awaitable[Any]] = gc_handlers(gc).get(type(msg), _refuse)
+    return await handler(msg)

@@ -6,7 +6,9 @@ Start-up order: open and migrate ``meta.db`` → recover every unsealed segment
 writer socket → report ready (the supervisor waits for a ``ping`` answer).
 
 Requests arrive over the IPC channel from frontends and the maintenance
-process. Appends happen here on the event loop; everything that must be
+process, each decoded and validated as its declared type
+(``seglake/ipc/messages.py``) and dispatched by the type → handler table
+built in ``Writer.__init__``. Appends happen here on the event loop; everything that must be
 durable goes through the ``Committer`` (see ``commit.py`` for the barrier).
 Every data request passes the quiesce gate first (``quiesce.py``: refused
 with ``MaintenanceMode`` while maintenance mode is not ``off``).
@@ -22,9 +24,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import apsw
+import msgspec
 import trio
 
 from seglake import failpoints
@@ -33,6 +37,24 @@ from seglake.errors import S3Error
 from seglake.format.manifest import ChunkRef
 from seglake.format.segment import CHUNK_SIZE
 from seglake.ipc.channel import listen_unix, serve_channel
+from seglake.ipc.messages import (
+    Append,
+    Appended,
+    Chunk,
+    Doc,
+    MaintenanceSet,
+    MaintenanceStatus,
+    MarkDamaged,
+    Marked,
+    Ping,
+    Pong,
+    Put,
+    Request,
+    SetMaintenance,
+    Status,
+    UploadPart,
+    decode_request,
+)
 from seglake.ipc.report import report_forever
 from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.locks import try_lock
@@ -40,7 +62,7 @@ from seglake.logs import setup_logging
 from seglake.meta.schema import open_read, open_write
 from seglake.writer import fileio
 from seglake.writer.commit import Committer
-from seglake.writer.gc_ops import GC_REQUESTS, SegmentGC, handle_request
+from seglake.writer.gc_ops import SegmentGC, gc_handlers
 from seglake.writer.mutations import APPLY
 from seglake.writer.quiesce import Quiesce
 from seglake.writer.segments import EXIT_FATAL, SegmentStore, WriterFatal, fsync_dir
@@ -49,6 +71,9 @@ log = logging.getLogger("seglake.writer")
 
 IDLE_CHECK_INTERVAL_S = 1.0
 WRITER_LOCK_WAIT_S = 30.0
+
+# A request handler: the decoded request and the frame body (bulk data).
+Handler = Callable[[Any, memoryview], Awaitable[Any]]
 
 
 class Writer:
@@ -70,6 +95,23 @@ class Writer:
         self.gc.repair_pending()  # finish manifest rewrites a crash interrupted
         self.reader = open_read(str(cfg.db_path))
         self.appended_bytes = 0
+        self._handlers = self._handler_table()
+
+    def _handler_table(self) -> dict[type[Request[Any]], Handler]:
+        """Request type → handler. Every mutation is committed as it is,
+        except where a later entry takes over its type (data check, GC)."""
+        table: dict[type[Request[Any]], Handler] = {kind: self._mutate for kind in APPLY}
+        for kind, fn in gc_handlers(self.gc).items():
+            table[kind] = _without_body(fn)
+        table.update({
+            Append: self._append,
+            MarkDamaged: self._mark_damaged,
+            Ping: self._ping,
+            Status: self._status,
+            MaintenanceStatus: self._maintenance_status,
+            MaintenanceSet: self._maintenance_set,
+        })  # fmt: skip
+        return table
 
     def _prepare_dirs(self) -> None:
         # Manifest shard directories are created by the committer as needed.
@@ -99,47 +141,51 @@ class Writer:
             log.info("recovery sealed %d segment(s)", len(sealed))
 
     # ---- IPC -----------------------------------------------------------
-    async def handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
+    async def handle(self, name: str, msg: Request[Any], body: memoryview) -> tuple[Any, bytes]:
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            raise S3Error("NotImplemented", message=f"writer operation {name!r}")
         with self.quiesce.admit(name):
-            return await self._handle(name, args, body)
+            return await handler(msg, body), b""
 
-    async def _handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
-        if name in GC_REQUESTS:
-            return await handle_request(self.gc, name, args), b""
-        if name == "mark_damaged" and not await self.gc.confirm_damage(args):
-            return {"marked": False}, b""
-        if name == "append":
-            ref = self._append(args, body)
-            return [ref.segment_id, ref.offset, ref.length], b""
-        if name in APPLY:
-            nbytes = 0
-            if isinstance(args, dict) and "chunks" in args:
-                # A mutation that stores data (PUT, UploadPart, ...) may carry
-                # its last, partial chunk inline to save a round trip.
-                chunks = list(args.get("chunks") or [])
-                self.gc.check_chunks(chunks)
-                if body:
-                    ref = self._append({"digest": args.get("tail_digest")}, body)
-                    chunks.append([ref.segment_id, ref.offset, ref.length, ref.digest])
-                args["chunks"] = chunks
-                nbytes = int(args.get("size", 0))
-            return await self.committer.submit(name, args, nbytes), b""
-        if name == "ping":
-            return {"pid": os.getpid(), "uptime": time.time() - self.started}, b""
-        if name == "status":
-            return await trio.to_thread.run_sync(self._status), b""
-        if name == "maintenance_status":
-            return self.quiesce.status(), b""
-        if name == "maintenance_set":
-            target = args.get("target") if isinstance(args, dict) else None
-            if self._nursery is None:
-                raise S3Error("ServiceUnavailable", message="the writer is starting")
-            return await self.quiesce.set_target(str(target), self._persist, self._nursery), b""
-        raise S3Error("NotImplemented", message=f"writer operation {name!r}")
+    async def _mutate(self, msg: Request[Any], body: memoryview) -> Any:
+        if not isinstance(msg, Put | UploadPart):
+            return await self.committer.submit(msg)
+        # A mutation that stores data may carry its last, partial chunk
+        # inline to save a round trip.
+        self.gc.check_chunks(msg.chunks)
+        whole = msg
+        if body:
+            ref = self._store(msg.tail_digest, body)
+            tail = Chunk(ref.segment_id, ref.offset, ref.length, ref.digest)
+            whole = msgspec.structs.replace(msg, chunks=[*msg.chunks, tail])
+        return await self.committer.submit(whole, msg.size)
 
-    def _append(self, args: Any, body: memoryview) -> ChunkRef:
-        digest = args.get("digest") if isinstance(args, dict) else None
-        if not isinstance(digest, bytes) or len(digest) != 32 or not 0 < len(body) <= CHUNK_SIZE:
+    async def _append(self, msg: Append, body: memoryview) -> Appended:
+        ref = self._store(msg.digest, body)
+        return Appended(ref.segment_id, ref.offset, ref.length)
+
+    async def _mark_damaged(self, msg: MarkDamaged, body: memoryview) -> Marked:
+        if not await self.gc.confirm_damage(msg):
+            return Marked(marked=False)
+        return await self.committer.submit(msg)
+
+    async def _ping(self, msg: Ping, body: memoryview) -> Pong:
+        return Pong(pid=os.getpid(), uptime=time.time() - self.started)
+
+    async def _status(self, msg: Status, body: memoryview) -> Doc:
+        return await trio.to_thread.run_sync(self._store_status)
+
+    async def _maintenance_status(self, msg: MaintenanceStatus, body: memoryview) -> Doc:
+        return self.quiesce.status()
+
+    async def _maintenance_set(self, msg: MaintenanceSet, body: memoryview) -> Doc:
+        if self._nursery is None:
+            raise S3Error("ServiceUnavailable", message="the writer is starting")
+        return await self.quiesce.set_target(msg.target, self._persist, self._nursery)
+
+    def _store(self, digest: bytes | None, body: memoryview) -> ChunkRef:
+        if digest is None or len(digest) != 32 or not 0 < len(body) <= CHUNK_SIZE:
             raise S3Error("InternalError", message="malformed append")
         try:
             ref = self.store.append(digest, body)
@@ -155,9 +201,9 @@ class Writer:
         return ref
 
     async def _persist(self, doc: str) -> None:
-        await self.committer.submit("set_maintenance", {"doc": doc})
+        await self.committer.submit(SetMaintenance(doc=doc))
 
-    def _status(self) -> dict[str, Any]:
+    def _store_status(self) -> dict[str, Any]:
         r = self.reader
 
         def one(sql: str) -> int:
@@ -233,13 +279,20 @@ class Writer:
             nursery.cancel_scope.cancel()
 
     async def _serve_conn(self, stream: trio.SocketStream) -> None:
-        await serve_channel(stream, self.handle, max_in_flight=256)
+        await serve_channel(stream, self.handle, max_in_flight=256, decode=decode_request)
 
     def close(self) -> None:
         self.gc.close()
         self.store.close()
         self.reader.close()
         self.conn.close()
+
+
+def _without_body(fn: Callable[[Any], Awaitable[Any]]) -> Handler:
+    async def handler(msg: Any, body: memoryview) -> Any:
+        return await fn(msg)
+
+    return handler
 
 
 def _take_writer_lock(cfg: Config) -> int:

@@ -30,11 +30,23 @@ import msgpack
 
 from seglake.errors import S3Error
 from seglake.format.manifest import ChunkRef
+from seglake.ipc.messages import (
+    AbortUpload,
+    Chunk,
+    Completed,
+    CompleteUpload,
+    CreateUpload,
+    Done,
+    PartStored,
+    UploadCreated,
+    UploadPart,
+)
 from seglake.meta.schema import query
 from seglake.protocol import checksums
 from seglake.protocol.limits import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE
 from seglake.writer.ops import (
     BatchContext,
+    Mutations,
     _chunk_refs,
     _insert_version,
     bucket_versioning,
@@ -48,25 +60,25 @@ def new_upload_id(ns: int) -> str:
     return f"{ns:016x}{os.urandom(16).hex()}"
 
 
-def _open_upload(conn: apsw.Connection, a: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+def _open_upload(
+    conn: apsw.Connection, a: UploadPart | CompleteUpload | AbortUpload
+) -> tuple[dict[str, Any], str | None]:
     """(meta, checksum algorithm) of the upload ``a`` addresses, or NoSuchUpload."""
     rows = query(
         conn,
         "SELECT bucket, key, meta, checksum_algorithm FROM uploads WHERE upload_id = ?",
-        (str(a["upload_id"]),),
+        (a.upload_id,),
     )
-    if not rows or rows[0][0] != a["bucket"] or rows[0][1] != a["key"]:
-        raise S3Error("NoSuchUpload", resource=str(a["upload_id"]))
+    if not rows or rows[0][0] != a.bucket or rows[0][1] != a.key:
+        raise S3Error("NoSuchUpload", resource=a.upload_id)
     meta = msgpack.unpackb(rows[0][2], raw=False) if rows[0][2] else {}
     return (meta if isinstance(meta, dict) else {}), rows[0][3]
 
 
-def apply_create_upload(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
-    bucket, key = a["bucket"], a["key"]
+def apply_create_upload(conn: apsw.Connection, ctx: BatchContext, a: CreateUpload) -> UploadCreated:
+    bucket, key = a.bucket, a.key
     bucket_versioning(conn, bucket)  # NoSuchBucket
-    alg = a.get("checksum_algorithm")
+    alg = a.checksum_algorithm
     if alg is not None and alg not in checksums.ALGORITHMS:
         raise S3Error("InvalidRequest", message=f"unsupported checksum algorithm {alg!r}")
     ns = ctx.clock.tick()
@@ -74,27 +86,23 @@ def apply_create_upload(
     conn.execute(
         "INSERT INTO uploads(upload_id, bucket, key, created_ns, meta, checksum_algorithm) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (upload_id, bucket, key, ns, msgpack.packb(dict(a.get("meta") or {})), alg),
+        (upload_id, bucket, key, ns, msgpack.packb(a.meta), alg),
     )
-    return {"upload_id": upload_id, "created_ns": ns}
+    return UploadCreated(upload_id=upload_id, created_ns=ns)
 
 
-def apply_upload_part(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
+def apply_upload_part(conn: apsw.Connection, ctx: BatchContext, a: UploadPart) -> PartStored:
     """Store (or replace) one part; also used by UploadPartCopy."""
     _open_upload(conn, a)
-    number = int(a["part_number"])
+    number = a.part_number
     if not 1 <= number <= MAX_PART_NUMBER:
         raise S3Error("InvalidArgument", message="Part number must be an integer 1..10000")
-    size = int(a["size"])
+    size = a.size
     if size > MAX_PART_SIZE:
         raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(MAX_PART_SIZE)})
-    chunks = _chunk_refs(a["chunks"], size)
-    sums = a.get("checksums") or {}
-    if not isinstance(sums, dict) or not all(
-        k in checksums.ALGORITHMS and isinstance(v, str) for k, v in sums.items()
-    ):
+    chunks = _chunk_refs(a.chunks, size)
+    sums = a.checksums
+    if not all(k in checksums.ALGORITHMS for k in sums):
         raise S3Error("InternalError", message="malformed part checksums")
     ns = ctx.clock.tick()
     packed_chunks = msgpack.packb(
@@ -105,10 +113,10 @@ def apply_upload_part(
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(upload_id, part_number) DO UPDATE SET "
         "size = excluded.size, etag = excluded.etag, created_ns = excluded.created_ns, "
         "checksums = excluded.checksums, chunks = excluded.chunks",
-        (str(a["upload_id"]), number, size, str(a["etag"]), ns, msgpack.packb(sums), packed_chunks),
+        (a.upload_id, number, size, a.etag, ns, msgpack.packb(sums), packed_chunks),
     )
     ctx.reference(chunks)
-    return {"created_ns": ns}
+    return PartStored(created_ns=ns)
 
 
 def multipart_etag(part_md5s_hex: list[str]) -> str:
@@ -129,23 +137,20 @@ def _normal_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
 
 
-def apply_complete_upload(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
-    """``a["parts"]``: [[part number, etag, {algorithm: base64 value}], ...] as the
-    client listed them (ascending, checked again here)."""
-    bucket, key, upload_id = a["bucket"], a["key"], str(a["upload_id"])
+def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteUpload) -> Completed:
+    """``a.parts`` as the client listed them (ascending, checked again here)."""
+    bucket, key, upload_id = a.bucket, a.key, a.upload_id
     meta, alg = _open_upload(conn, a)
-    listed = a["parts"]
-    if not isinstance(listed, list) or not listed:
+    listed = a.parts
+    if not listed:
         raise S3Error("MalformedXML", message="You must specify at least one part")
     if len(listed) > MAX_PART_NUMBER:
         raise S3Error("InvalidArgument", message="A multipart upload has at most 10000 parts")
     last = 0
     for item in listed:
-        if int(item[0]) <= last:
+        if item[0] <= last:
             raise S3Error("InvalidPartOrder")
-        last = int(item[0])
+        last = item[0]
 
     stored = {
         int(r[0]): r
@@ -160,8 +165,8 @@ def apply_complete_upload(
     etags: list[str] = []
     part_sums: list[dict[str, str]] = []
     for i, (number, etag, sent_sums) in enumerate(listed):
-        row = stored.get(int(number))
-        if row is None or _normal_etag(str(etag)) != row[2]:
+        row = stored.get(number)
+        if row is None or _normal_etag(etag) != row[2]:
             raise S3Error(
                 "InvalidPart", message=f"Part {number} was not found or its ETag does not match"
             )
@@ -173,24 +178,24 @@ def apply_complete_upload(
                 f"least {MIN_PART_SIZE} bytes",
             )
         sums = msgpack.unpackb(row[3], raw=False) if row[3] else {}
-        for name, value in (sent_sums or {}).items():
+        for name, value in sent_sums.items():
             if sums.get(name) != value:
                 raise S3Error(
                     "InvalidPart",
                     message=f"Part {number}: the {name} checksum does not match the stored part",
                 )
-        chunks += _chunk_refs(msgpack.unpackb(row[4], raw=False), size)
+        chunks += _chunk_refs([Chunk(*c) for c in msgpack.unpackb(row[4], raw=False)], size)
         sizes.append(size)
         etags.append(str(row[2]))
         part_sums.append(sums)
     total = sum(sizes)
-    expect_size = int(a.get("expect_size", -1))
+    expect_size = a.expect_size
     if expect_size >= 0 and expect_size != total:
         raise S3Error(
             "InvalidRequest",
             message=f"x-amz-mp-object-size is {expect_size}, the parts add up to {total}",
         )
-    max_size = int(a.get("max_size") or 0)
+    max_size = a.max_size
     if max_size and total > max_size:
         raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(max_size)})
 
@@ -207,16 +212,16 @@ def apply_complete_upload(
         except (binascii.Error, ValueError):
             raise S3Error("InternalError", message="a stored part checksum is malformed") from None
 
-    for name, value in (a.get("expect_checksums") or {}).items():
+    for name, value in a.expect_checksums.items():
         have = object_sums.get(name)
-        if have is None or str(value).split("-")[0] != have.split("-")[0]:
+        if have is None or value.split("-")[0] != have.split("-")[0]:
             raise S3Error(
                 "BadDigest",
                 message=f"The {name} you specified did not match the calculated checksum.",
             )
 
     versioning = bucket_versioning(conn, bucket)
-    check_write_conditions(conn, bucket, key, a)
+    check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match)
 
     etag = multipart_etag(etags)
     version_meta = dict(meta)
@@ -229,29 +234,27 @@ def apply_complete_upload(
     )  # fmt: skip
     conn.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
     conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
-    return {
+    return Completed(
         # As for PUT: only an enabled bucket announces the new version's id.
-        "version_id": version_id if versioning == "enabled" else None,
-        "created_ns": ns,
-        "etag": etag,
-        "size": total,
-        "checksums": object_sums,
-    }
+        version_id=version_id if versioning == "enabled" else None,
+        created_ns=ns,
+        etag=etag,
+        size=total,
+        checksums=object_sums,
+    )
 
 
-def apply_abort_upload(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
+def apply_abort_upload(conn: apsw.Connection, ctx: BatchContext, a: AbortUpload) -> Done:
     """Forget the upload; its parts' chunks become garbage for GC."""
     _open_upload(conn, a)
-    conn.execute("DELETE FROM parts WHERE upload_id = ?", (str(a["upload_id"]),))
-    conn.execute("DELETE FROM uploads WHERE upload_id = ?", (str(a["upload_id"]),))
-    return {}
+    conn.execute("DELETE FROM parts WHERE upload_id = ?", (a.upload_id,))
+    conn.execute("DELETE FROM uploads WHERE upload_id = ?", (a.upload_id,))
+    return Done()
 
 
-APPLY = {
-    "create_upload": apply_create_upload,
-    "upload_part": apply_upload_part,
-    "complete_upload": apply_complete_upload,
-    "abort_upload": apply_abort_upload,
+APPLY: Mutations = {
+    CreateUpload: apply_create_upload,
+    UploadPart: apply_upload_part,
+    CompleteUpload: apply_complete_upload,
+    AbortUpload: apply_abort_upload,
 }

@@ -1,17 +1,16 @@
-"""Every metadata mutation the writer commits, by IPC name.
+"""Every metadata mutation the writer commits, by request type.
 
 Each family of mutations lives in its own module with an ``APPLY`` table
-(name → ``apply(conn, ctx, args)``, run inside the batch transaction under a
-savepoint; see ``ops.py`` for the contract) and is merged here once.
+(request type → ``apply(conn, ctx, msg)``, run inside the batch transaction
+under a savepoint; see ``ops.py`` for the contract) and is merged here once.
+Each ``apply`` takes its own request type (``seglake/ipc/messages.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import apsw
-
+from seglake.ipc.messages import Request
 from seglake.writer import (
     admin_ops,
     gc_ops,
@@ -21,22 +20,20 @@ from seglake.writer import (
     ops,
     versioning_ops,
 )  # fmt: skip
-from seglake.writer.ops import BatchContext
-
-Apply = Callable[[apsw.Connection, BatchContext, dict[str, Any]], Any]
+from seglake.writer.ops import Apply, Mutations
 
 
-def _merge(*tables: Mapping[str, Apply]) -> dict[str, Apply]:
-    merged: dict[str, Apply] = {}
+def _merge(*tables: Mutations) -> dict[type[Request[Any]], Apply]:
+    merged: dict[type[Request[Any]], Apply] = {}
     for table in tables:
-        for name, fn in table.items():
-            if name in merged:
-                raise RuntimeError(f"mutation {name!r} defined twice")
-            merged[name] = fn
+        for kind, fn in table.items():
+            if kind in merged:
+                raise RuntimeError(f"mutation {kind.name!r} defined twice")
+            merged[kind] = fn
     return merged
 
 
-APPLY: Final[dict[str, Apply]] = _merge(
+APPLY: Final[dict[type[Request[Any]], Apply]] = _merge(
     ops.APPLY,
     versioning_ops.APPLY,
     multipart_ops.APPLY,
@@ -45,3 +42,5 @@ APPLY: Final[dict[str, Apply]] = _merge(
     admin_ops.APPLY,
     gc_ops.APPLY,
 )
+# The wire names of the mutations (the quiesce gate decides by name).
+MUTATION_NAMES: Final = frozenset(kind.name for kind in APPLY)

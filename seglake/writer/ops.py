@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,26 @@ from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, Manifest, decode_manifest, encode_manifest
 from seglake.format.segment import CHUNK_SIZE
+from seglake.ipc.messages import (
+    BucketCreated,
+    Chunk,
+    Copied,
+    CopyObject,
+    CreateBucket,
+    DeleteBucket,
+    Deleted,
+    DeletedMany,
+    DeleteObject,
+    DeleteObjects,
+    DeleteResult,
+    DeleteVersion,
+    Done,
+    MarkDamaged,
+    Marked,
+    Put,
+    Request,
+    Written,
+)
 from seglake.meta.schema import query
 from seglake.protocol import conditions
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
@@ -62,6 +83,12 @@ class BatchContext:
             end = c.offset + c.length
             if end > self.committed_ends.get(c.segment_id, 0):
                 self.committed_ends[c.segment_id] = end
+
+
+# A mutation: ``apply(conn, ctx, msg)``. Any: each takes its own request
+# type, which a table of them all cannot say; the table's key is that type.
+Apply = Callable[[apsw.Connection, BatchContext, Any], Any]
+Mutations = Mapping[type[Request[Any]], Apply]
 
 
 @dataclass(frozen=True)
@@ -142,15 +169,16 @@ def _insert_version(
     return version_id, ns
 
 
-def check_write_conditions(conn: apsw.Connection, bucket: str, key: str, a: dict[str, Any]) -> None:
+def check_write_conditions(
+    conn: apsw.Connection, bucket: str, key: str, if_none_match: bool, if_match: str | None
+) -> None:
     """A write's own conditions, checked atomically with the write:
     ``If-None-Match: *`` (create only) and ``If-Match`` (overwrite guard)."""
-    if_match = a.get("if_match")
-    if not a.get("if_none_match") and if_match is None:
+    if not if_none_match and if_match is None:
         return  # most writes are unconditional: skip the lookup
     cur = current_version(conn, bucket, key)
     live = cur is not None and not cur.delete_marker
-    if a.get("if_none_match") and live:
+    if if_none_match and live:
         raise S3Error("PreconditionFailed", fields={"Condition": "If-None-Match"})
     if if_match is not None:
         if cur is None or not live:
@@ -159,68 +187,58 @@ def check_write_conditions(conn: apsw.Connection, bucket: str, key: str, a: dict
             raise S3Error("PreconditionFailed", fields={"Condition": "If-Match"})
 
 
-def _chunk_refs(raw: Any, size: int) -> list[ChunkRef]:
-    if not isinstance(raw, list):
-        raise S3Error("InternalError", message="malformed chunk list")
+def _chunk_refs(chunks: list[Chunk], size: int) -> list[ChunkRef]:
     refs = []
     total = 0
-    for item in raw:
-        seg, off, length, digest = item
-        if not (isinstance(digest, bytes) and len(digest) == 32 and 0 < length <= CHUNK_SIZE):
+    for c in chunks:
+        if not (len(c.digest) == 32 and 0 < c.length <= CHUNK_SIZE):
             raise S3Error("InternalError", message="malformed chunk reference")
-        refs.append(ChunkRef(int(seg), int(off), int(length), digest))
-        total += length
+        refs.append(ChunkRef(c.segment_id, c.offset, c.length, c.digest))
+        total += c.length
     if total != size:
         raise S3Error("InternalError", message="chunk lengths do not add up to the object size")
     return refs
 
 
-def apply_put(conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]) -> dict[str, Any]:
-    bucket, key = a["bucket"], a["key"]
+def apply_put(conn: apsw.Connection, ctx: BatchContext, a: Put) -> Written:
+    bucket, key = a.bucket, a.key
     versioning = bucket_versioning(conn, bucket)
-    check_write_conditions(conn, bucket, key, a)
-    chunks = _chunk_refs(a["chunks"], int(a["size"]))
+    check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match)
+    chunks = _chunk_refs(a.chunks, a.size)
     version_id, ns = _insert_version(
-        conn, ctx, bucket=bucket, key=key, versioning=versioning, size=int(a["size"]),
-        etag=str(a["etag"]), meta=dict(a.get("meta") or {}), chunks=chunks, delete_marker=False,
+        conn, ctx, bucket=bucket, key=key, versioning=versioning, size=a.size,
+        etag=a.etag, meta=dict(a.meta), chunks=chunks, delete_marker=False,
     )  # fmt: skip
     # Only an enabled bucket announces the new version's id: AWS answers a PUT
     # to a suspended bucket without x-amz-version-id (the write is the null
     # version, which GET/HEAD and ListObjectVersions do report as "null").
-    return {
-        "version_id": version_id if versioning == "enabled" else None,
-        "created_ns": ns,
-    }
+    return Written(version_id=version_id if versioning == "enabled" else None, created_ns=ns)
 
 
-def apply_delete_object(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
-    bucket, key = a["bucket"], a["key"]
+def apply_delete_object(conn: apsw.Connection, ctx: BatchContext, a: DeleteObject) -> Deleted:
+    bucket, key = a.bucket, a.key
     versioning = bucket_versioning(conn, bucket)
     if versioning == "unversioned":
         cur = current_version(conn, bucket, key)
         if cur is not None:
             conn.execute("UPDATE versions SET state = 'DELETED' WHERE id = ?", (cur.row_id,))
             conn.execute("DELETE FROM current WHERE bucket = ? AND key = ?", (bucket, key))
-        return {"version_id": None, "delete_marker": False}
+        return Deleted(version_id=None, delete_marker=False)
     version_id, _ = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=0,
         etag="", meta={}, chunks=[], delete_marker=True,
     )  # fmt: skip
-    return {"version_id": version_id, "delete_marker": True}
+    return Deleted(version_id=version_id, delete_marker=True)
 
 
-def apply_delete_version(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
+def apply_delete_version(conn: apsw.Connection, ctx: BatchContext, a: DeleteVersion) -> Deleted:
     """DELETE ?versionId=: remove exactly that version (or marker) for good.
 
     If it was current, the newest remaining version becomes current. The
     row stays as DELETED (its manifest and chunks are GC's to reclaim).
     Deleting a version that does not exist succeeds, as in S3.
     """
-    bucket, key, version_id = a["bucket"], a["key"], a["version_id"]
+    bucket, key, version_id = a.bucket, a.key, a.version_id
     bucket_versioning(conn, bucket)
     rows = query(
         conn,
@@ -229,7 +247,7 @@ def apply_delete_version(
         (bucket, key, version_id),
     )
     if not rows:
-        return {"version_id": version_id, "delete_marker": False}
+        return Deleted(version_id=version_id, delete_marker=False)
     row_id, marker = int(rows[0][0]), bool(rows[0][1])
     conn.execute("UPDATE versions SET state = 'DELETED' WHERE id = ?", (row_id,))
     cur = current_version(conn, bucket, key)
@@ -247,29 +265,25 @@ def apply_delete_version(
             )
         else:
             conn.execute("DELETE FROM current WHERE bucket = ? AND key = ?", (bucket, key))
-    return {"version_id": version_id, "delete_marker": marker}
+    return Deleted(version_id=version_id, delete_marker=marker)
 
 
-def apply_create_bucket(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
-    name, versioning = a["bucket"], a["versioning"]
+def apply_create_bucket(conn: apsw.Connection, ctx: BatchContext, a: CreateBucket) -> BucketCreated:
+    name, versioning = a.bucket, a.versioning
     if versioning not in ("enabled", "unversioned"):
         raise S3Error("InvalidArgument", message="x-seglake-versioning must be enabled|unversioned")
     exists = query(conn, "SELECT 1 FROM buckets WHERE name = ?", (name,))
     if exists:
         # us-east-1 semantics: re-creating your own bucket succeeds.
-        return {"created": False}
+        return BucketCreated(created=False)
     conn.execute(
         "INSERT INTO buckets(name, created_ns, versioning) VALUES (?, ?, ?)",
         (name, ctx.clock.tick(), versioning),
     )
-    return {"created": True}
+    return BucketCreated(created=True)
 
 
-def apply_delete_bucket(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
+def apply_delete_bucket(conn: apsw.Connection, ctx: BatchContext, a: DeleteBucket) -> Done:
     """DeleteBucket as the seed defines it (SPEC §6).
 
     Refused only while a key's current version is an object (not a delete
@@ -280,7 +294,7 @@ def apply_delete_bucket(
     COMMIT, and their chunks stop being live, so segment GC reclaims them.
     A bucket of the same name can be created again at once.
     """
-    name = a["bucket"]
+    name = a.bucket
     bucket_versioning(conn, name)
     current_object = query(
         conn,
@@ -298,17 +312,15 @@ def apply_delete_bucket(
     conn.execute("DELETE FROM current WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM versions WHERE bucket = ?", (name,))
     conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
-    return {}
+    return Done()
 
 
-def apply_mark_damaged(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
+def apply_mark_damaged(conn: apsw.Connection, ctx: BatchContext, a: MarkDamaged) -> Marked:
     """A reader found a chunk or manifest that fails its checksum."""
     conn.execute(
-        "UPDATE versions SET state = 'DAMAGED' WHERE uid = ? AND state = 'ACTIVE'", (a["uid"],)
+        "UPDATE versions SET state = 'DAMAGED' WHERE uid = ? AND state = 'ACTIVE'", (a.uid,)
     )
-    return {}
+    return Marked()
 
 
 # ---- CopyObject, DeleteObjects ----------------------------------------------
@@ -376,9 +388,7 @@ def _copy_source(
     return src, versioning
 
 
-def apply_copy_object(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
+def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -> Copied:
     """CopyObject: a new version whose manifest lists the source's chunks.
 
     No byte is written: the source is resolved, its conditions checked and
@@ -389,13 +399,13 @@ def apply_copy_object(
     on AWS its ETag is the MD5 of its bytes and its checksums are whole-object
     ones. The frontend read those bytes and sends ``src_uid`` (the version it
     read), ``etag`` and ``checksums``; if the source is another version by now,
-    nothing is written and ``{"source_changed": True}`` tells it to re-read.
+    nothing is written and ``source_changed`` tells it to re-read.
     """
-    bucket, key = a["bucket"], a["key"]
-    src_bucket, src_key, src_vid = a["src_bucket"], a["src_key"], a.get("src_version_id")
+    bucket, key = a.bucket, a.key
+    src_bucket, src_key, src_vid = a.src_bucket, a.src_key, a.src_version_id
     versioning = bucket_versioning(conn, bucket)
     src, src_versioning = _copy_source(conn, src_bucket, src_key, src_vid)
-    replace = a.get("directive") == "REPLACE"
+    replace = a.directive == "REPLACE"
     if src_bucket == bucket and src_key == key and not replace:
         cur = current_version(conn, bucket, key)
         if src_vid is None or (cur is not None and cur.row_id == src.row_id):
@@ -405,7 +415,7 @@ def apply_copy_object(
                 "to itself without changing the object's metadata, storage class, website "
                 "redirect location or encryption attributes.",
             )
-    cond = conditions.Conditions(*(a.get("conditions") or (None, None, None, None)))
+    cond = conditions.Conditions(*a.conditions)
     verdict = conditions.evaluate(cond, src.etag, src.created_ns, copy=True)
     if not verdict.ok:
         raise S3Error("PreconditionFailed", fields={"Condition": verdict.condition or ""})
@@ -417,28 +427,28 @@ def apply_copy_object(
             message="The specified copy source is larger than the maximum allowable size for "
             f"a copy source: {MAX_COPY_SOURCE_BYTES}",
         )
-    fresh = a.get("src_uid") is not None
-    if (a["src_uid"] != src.uid) if fresh else ("-" in src.etag and src.manifest is not None):
+    fresh = a.src_uid is not None
+    if (a.src_uid != src.uid) if fresh else ("-" in src.etag and src.manifest is not None):
         # Not the version the frontend read, or it read one that was not in
         # parts: it reads the source again; nothing is written.
-        return {"source_changed": True}
+        return Copied(source_changed=True)
     if fresh:
-        src_sums = {str(k): str(v) for k, v in dict(a.get("checksums") or {}).items()}
-        etag = str(a.get("etag") or "")
+        src_sums = dict(a.checksums)
+        etag = a.etag or ""
         if len(etag) != 32 or not all(c in "0123456789abcdef" for c in etag):
             raise S3Error("InternalError", message="malformed copy ETag")
     else:
         src_sums = dict(src.meta.get("checksums") or {})
         etag = src.etag
-    alg = a.get("checksum_algorithm")
-    if alg and str(alg).upper() not in src_sums:
+    alg = a.checksum_algorithm
+    if alg and alg.upper() not in src_sums:
         # A new checksum needs every byte read; never claim one we did not compute.
         raise S3Error(
             "NotImplemented",
-            message=f"CopyObject cannot compute a {str(alg).upper()} checksum the source "
+            message=f"CopyObject cannot compute a {alg.upper()} checksum the source "
             "does not already have.",
         )
-    check_write_conditions(conn, bucket, key, a)
+    check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match)
     if src.manifest is None:
         raise S3Error("InternalError", message="copy source has no manifest")
     try:
@@ -457,60 +467,56 @@ def apply_copy_object(
     if replace:
         for name in REPLACEABLE_META:
             meta.pop(name, None)
-        meta.update({k: v for k, v in dict(a.get("meta") or {}).items() if k in REPLACEABLE_META})
+        meta.update({k: v for k, v in a.meta.items() if k in REPLACEABLE_META})
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=src.size,
         etag=etag, meta=meta, chunks=list(manifest.chunks), delete_marker=False,
     )  # fmt: skip
-    return {
-        "version_id": version_id if versioning == "enabled" else None,
-        "created_ns": ns,
-        "etag": etag,
-        "source_version_id": src.version_id if src_versioning != "unversioned" else None,
-        "checksums": src_sums,
-    }
+    return Copied(
+        version_id=version_id if versioning == "enabled" else None,
+        created_ns=ns,
+        etag=etag,
+        source_version_id=src.version_id if src_versioning != "unversioned" else None,
+        checksums=src_sums,
+    )
 
 
-def apply_delete_objects(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
+def apply_delete_objects(conn: apsw.Connection, ctx: BatchContext, a: DeleteObjects) -> DeletedMany:
     """DeleteObjects: each ``[key, version_id | None]`` deleted exactly as
     DeleteObject would, under its own savepoint; a key's ``S3Error`` becomes
     its error entry and leaves the others alone."""
-    bucket = a["bucket"]
+    bucket = a.bucket
     bucket_versioning(conn, bucket)  # a missing bucket fails the whole request
-    results: list[dict[str, Any]] = []
-    for key, version_id in a["objects"]:
+    results: list[DeleteResult] = []
+    for key, version_id in a.objects:
         mark = len(ctx.manifests)
         committed = dict(ctx.committed_ends)
         conn.execute("SAVEPOINT delete_objects_item")
         try:
             if version_id is None:
-                r = apply_delete_object(conn, ctx, {"bucket": bucket, "key": key})
+                r = apply_delete_object(conn, ctx, DeleteObject(bucket=bucket, key=key))
             else:
                 r = apply_delete_version(
-                    conn, ctx, {"bucket": bucket, "key": key, "version_id": version_id}
+                    conn, ctx, DeleteVersion(bucket=bucket, key=key, version_id=version_id)
                 )
             conn.execute("RELEASE delete_objects_item")
-            results.append(
-                {"version_id": r.get("version_id"), "delete_marker": bool(r.get("delete_marker"))}
-            )
+            results.append(DeleteResult(version_id=r.version_id, delete_marker=r.delete_marker))
         except S3Error as exc:
             conn.execute("ROLLBACK TO delete_objects_item")
             conn.execute("RELEASE delete_objects_item")
             del ctx.manifests[mark:]
             ctx.committed_ends = committed
-            results.append({"error": exc.code, "message": exc.text})
-    return {"results": results}
+            results.append(DeleteResult(error=exc.code, message=exc.text))
+    return DeletedMany(results=results)
 
 
-APPLY = {
-    "mark_damaged": apply_mark_damaged,
-    "put": apply_put,
-    "delete_object": apply_delete_object,
-    "delete_version": apply_delete_version,
-    "create_bucket": apply_create_bucket,
-    "delete_bucket": apply_delete_bucket,
-    "copy_object": apply_copy_object,
-    "delete_objects": apply_delete_objects,
+APPLY: Mutations = {
+    MarkDamaged: apply_mark_damaged,
+    Put: apply_put,
+    DeleteObject: apply_delete_object,
+    DeleteVersion: apply_delete_version,
+    CreateBucket: apply_create_bucket,
+    DeleteBucket: apply_delete_bucket,
+    CopyObject: apply_copy_object,
+    DeleteObjects: apply_delete_objects,
 }

@@ -47,7 +47,7 @@ from seglake.meta.maintenance_state import (
 )
 from seglake.meta.schema import set_setting
 from seglake.writer.maintenance_ops import INTERNAL
-from seglake.writer.mutations import APPLY
+from seglake.writer.mutations import MUTATION_NAMES
 
 log = logging.getLogger("seglake.writer.quiesce")
 
@@ -62,7 +62,7 @@ Persist = Callable[[str], Awaitable[None]]
 
 def gated(name: str) -> bool:
     """Is ``name`` a data request that maintenance mode refuses?"""
-    return name == "append" or (name in APPLY and name not in INTERNAL)
+    return name == "append" or (name in MUTATION_NAMES and name not in INTERNAL)
 
 
 class Quiesce:

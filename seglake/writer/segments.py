@@ -182,7 +182,7 @@ class SegmentStore:
         path = self.dir / segment_file_name(seg_id)
         created_ns = time.time_ns()
         fd = fileio.open_file(
-            path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644, "segment.create"
+            path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, "segment.create"
         )
         try:
             fileio.pwrite_all(

@@ -13,30 +13,31 @@ mutation, nothing here touches files):
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import apsw
 
 from seglake.errors import S3Error
-from seglake.writer.ops import BatchContext, bucket_versioning
+from seglake.ipc.messages import SetVersioning, VersioningSet
+from seglake.writer.ops import BatchContext, Mutations, bucket_versioning
 
 # The states PutBucketVersioning may set (AWS's Status values, lowercased).
 SETTABLE_STATES: Final = ("enabled", "suspended")
 
 
 def apply_set_versioning(
-    conn: apsw.Connection, ctx: BatchContext, a: dict[str, Any]
-) -> dict[str, Any]:
-    """PutBucketVersioning: ``{"bucket", "status"}`` → ``{"previous", "status"}``."""
-    bucket, status = a["bucket"], a["status"]
+    conn: apsw.Connection, ctx: BatchContext, a: SetVersioning
+) -> VersioningSet:
+    """PutBucketVersioning: the new status, and the one it replaced."""
+    bucket, status = a.bucket, a.status
     if status not in SETTABLE_STATES:
         raise S3Error("IllegalVersioningConfigurationException")
     previous = bucket_versioning(conn, bucket)
     if previous != status:
         conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (status, bucket))
-    return {"previous": previous, "status": status}
+    return VersioningSet(previous=previous, status=status)
 
 
-APPLY: Final = {
-    "set_versioning": apply_set_versioning,
+APPLY: Final[Mutations] = {
+    SetVersioning: apply_set_versioning,
 }

@@ -180,11 +180,14 @@ def test_get_matrix(
 
 def test_put_matrix_nothing_stored_when_denied(server: SeglakeServer) -> None:
     admin = server.s3()
-    # bob is ro, but the bucket policy grants him uploads/*
-    client(server, "bob").put_object(Bucket=MATRIX, Key="uploads/b1", Body=b"from bob")
-    assert admin.get_object(Bucket=MATRIX, Key="uploads/b1")["Body"].read() == b"from bob"
+    # carol is rw: her own policy allows, the bucket policy does not narrow uploads/*.
+    client(server, "carol").put_object(Bucket=MATRIX, Key="uploads/c1", Body=b"from carol")
+    assert admin.get_object(Bucket=MATRIX, Key="uploads/c1")["Body"].read() == b"from carol"
     cases = [
-        ("bob", "other/b2"),  # outside the bucket policy's grant
+        # bob is ro: the bucket policy's grant of uploads/* does not lift him,
+        # a key's own policy is its ceiling (SPEC §5)
+        ("bob", "uploads/b1"),
+        ("bob", "other/b2"),
         ("alice", "uploads/a1"),  # alice's PutObject allow expired in 2001
         ("dave", "open/d1"),  # v1 policy without PutObject
     ]
@@ -609,22 +612,72 @@ def test_presigned_urls_of_database_keys(server: SeglakeServer) -> None:
 
 
 def test_multipart_under_bucket_policy(server: SeglakeServer) -> None:
-    bob = client(server, "bob")  # ro, but the bucket policy grants PutObject on uploads/*
+    # bob is ro: the bucket policy's PutObject grant on uploads/* does not lift him.
+    bob = client(server, "bob")
+    with pytest.raises(ClientError) as e:
+        bob.create_multipart_upload(Bucket=MATRIX, Key="uploads/mp")
+    assert status_and_code(e) == (403, "AccessDenied")
+    carol = client(server, "carol")  # rw
     part = b"p" * (5 * 1024 * 1024)
-    upload = bob.create_multipart_upload(Bucket=MATRIX, Key="uploads/mp")["UploadId"]
-    etag = bob.upload_part(
+    upload = carol.create_multipart_upload(Bucket=MATRIX, Key="uploads/mp")["UploadId"]
+    with pytest.raises(ClientError) as e:  # nor can bob add a part to carol's upload
+        bob.upload_part(Bucket=MATRIX, Key="uploads/mp", UploadId=upload, PartNumber=1, Body=b"x")
+    assert status_and_code(e) == (403, "AccessDenied")
+    etag = carol.upload_part(
         Bucket=MATRIX, Key="uploads/mp", UploadId=upload, PartNumber=1, Body=part
     )["ETag"]
-    bob.complete_multipart_upload(
+    carol.complete_multipart_upload(
         Bucket=MATRIX, Key="uploads/mp", UploadId=upload,
         MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": 1}]},
     )  # fmt: skip
     assert server.s3().get_object(Bucket=MATRIX, Key="uploads/mp")["Body"].read() == part
-    with pytest.raises(ClientError) as e:
-        bob.create_multipart_upload(Bucket=MATRIX, Key="elsewhere/mp")
-    assert status_and_code(e) == (403, "AccessDenied")
-    second = bob.create_multipart_upload(Bucket=MATRIX, Key="uploads/mp2")["UploadId"]
-    with pytest.raises(ClientError) as e:  # nothing grants bob AbortMultipartUpload
+    second = carol.create_multipart_upload(Bucket=MATRIX, Key="uploads/mp2")["UploadId"]
+    with pytest.raises(ClientError) as e:  # ro grants no AbortMultipartUpload
         bob.abort_multipart_upload(Bucket=MATRIX, Key="uploads/mp2", UploadId=second)
     assert status_and_code(e) == (403, "AccessDenied")
-    server.s3().abort_multipart_upload(Bucket=MATRIX, Key="uploads/mp2", UploadId=second)
+    carol.abort_multipart_upload(Bucket=MATRIX, Key="uploads/mp2", UploadId=second)
+
+
+def test_ro_key_cannot_be_lifted_by_a_bucket_policy(server: SeglakeServer) -> None:
+    """The escalation #20 names: an rw key writes a permissive bucket policy,
+    then the ro key tries to write. Refused at every step."""
+    admin = server.s3()
+    admin.create_bucket(Bucket="escalate")
+    admin.put_object(Bucket="escalate", Key="victim", Body=b"original")
+    permissive = aws_policy(
+        {"Effect": "Allow", "Principal": {"AWS": ["bob"]}, "Action": "s3:*",
+         "Resource": ["arn:aws:s3:::escalate", "arn:aws:s3:::escalate/*"]},
+    )  # fmt: skip
+    carol = client(server, "carol")  # rw: every action but changing policies
+    for attempt in (
+        lambda: carol.put_bucket_policy(Bucket="escalate", Policy=permissive),
+        lambda: carol.delete_bucket_policy(Bucket="escalate"),
+    ):
+        with pytest.raises(ClientError) as e:
+            attempt()
+        assert status_and_code(e) == (403, "AccessDenied")
+    with pytest.raises(ClientError) as e:
+        admin.get_bucket_policy(Bucket="escalate")
+    assert status_and_code(e) == (404, "NoSuchBucketPolicy")
+    # Even when the admin writes it, the policy cannot lift bob past "ro".
+    admin.put_bucket_policy(Bucket="escalate", Policy=permissive)
+    bob = client(server, "bob")
+    for attempt in (
+        lambda: bob.put_object(Bucket="escalate", Key="victim", Body=b"overwritten"),
+        lambda: bob.delete_object(Bucket="escalate", Key="victim"),
+        lambda: bob.copy_object(
+            Bucket="escalate", Key="copy", CopySource={"Bucket": "escalate", "Key": "victim"}
+        ),
+        lambda: bob.delete_objects(Bucket="escalate", Delete={"Objects": [{"Key": "victim"}]}),
+        lambda: bob.put_bucket_policy(Bucket="escalate", Policy=permissive),
+    ):
+        try:
+            result = attempt()
+        except ClientError as exc:
+            assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        else:  # DeleteObjects answers 200 with a per-key AccessDenied
+            assert [e["Code"] for e in result["Errors"]] == ["AccessDenied"]
+    assert admin.get_object(Bucket="escalate", Key="victim")["Body"].read() == b"original"
+    assert [o["Key"] for o in admin.list_objects_v2(Bucket="escalate")["Contents"]] == ["victim"]
+    assert len(admin.list_object_versions(Bucket="escalate")["Versions"]) == 1
+    assert bob.get_object(Bucket="escalate", Key="victim")["Body"].read() == b"original"

@@ -252,6 +252,9 @@ def test_deleted_bucket_bytes_become_reclaimable(
         assert len(ours) == 2
         live = collect_live_chunks(db)
         assert all(k in live.by_segment.get(k[0], {}) for k in ours)
+        # The server is shared: other modules' deliberate damage (test_copy
+        # corrupts a manifest) is already there and is not ours to judge.
+        damage_before = set(live.problems)
 
         s3.delete_bucket(Bucket=b)
         left = db.execute(
@@ -261,7 +264,7 @@ def test_deleted_bucket_bytes_become_reclaimable(
         ).fetchall()
         assert left == [(0, 0)]
         live = collect_live_chunks(db)
-        assert not live.problems
+        assert not set(live.problems) - damage_before
         assert not any(k in live.by_segment.get(k[0], {}) for k in ours)
     finally:
         db.close()

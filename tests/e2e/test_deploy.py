@@ -128,7 +128,7 @@ def test_dry_run_lists_every_step_and_changes_nothing(tmp_path: Path) -> None:
     for expected in [
         "groupadd --prefix",
         "useradd --prefix",
-        f"install -d -m 0750 -o seglake -g seglake {root}/var/lib/seglake",
+        f"install -d -m 0700 -o seglake -g seglake {root}/var/lib/seglake",
         f"write {root}/etc/seglake/seglake.env (mode 0644)",
         f"write {root}/etc/seglake/secrets.env (mode 0600)",
         f"-m venv {root}/opt/seglake/venv",
@@ -172,7 +172,7 @@ def test_install_upgrade_uninstall_in_a_staging_root(tmp_path: Path) -> None:
     )
     uid = int(passwd.split(":")[2])
     data, conf = root / "var/lib/seglake", root / "etc/seglake"
-    assert mode_of(data) == 0o750 and data.stat().st_uid == uid
+    assert mode_of(data) == 0o700 and data.stat().st_uid == uid
     assert mode_of(conf / "secrets.env") == 0o600 and (conf / "secrets.env").stat().st_uid == 0
     keys = _keys(conf / "secrets.env")
     assert set(keys) == {"ACCESS", "SECRET"} and len(keys["SECRET"]) >= 30

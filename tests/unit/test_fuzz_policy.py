@@ -114,10 +114,10 @@ def test_parser_never_crashes_on_json(doc: Any) -> None:
 def test_evaluation_total_and_deny_wins(statements: list[dict[str, Any]], ctxs: list[Any]) -> None:
     policy = parse_key_policy(json.dumps({"Version": "2012-10-17", "Statement": statements}))
     for c in ctxs:
-        decide(c, [policy])  # must not raise
+        decide(c, policy, None)  # must not raise
     deny_all = {"Effect": "Deny", "Action": "s3:*", "Resource": "*"}
     for position in (0, len(statements)):
         with_deny = [*statements[:position], deny_all, *statements[position:]]
         denied = parse_key_policy(json.dumps({"Version": "2012-10-17", "Statement": with_deny}))
         for c in ctxs:
-            assert decide(c, [denied]) == DENY
+            assert decide(c, denied, None) == DENY

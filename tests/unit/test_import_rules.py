@@ -28,7 +28,9 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("redaction", "", "pure rules for what never reaches a log"),
     ("logs", "redaction", "log set-up installs the redaction filter"),
     ("failpoints", "", "test-mode fault injection is hit from anywhere, so it imports nothing"),
-    ("lifecycle", "", "a child process's orphan check needs nothing of ours"),
+    ("private_files", "", "file modes and the umask: plain os calls, nothing of ours"),
+    ("lifecycle", "private_files",
+     "a child process's orphan check and start-up (its config pipe, umask 077)"),
     ("aio", "errors", "small trio helpers that report S3 errors"),
     ("metrics", "",
      "pure counters, log histograms, report merging and the stats/Prometheus renderings: every "
@@ -51,7 +53,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("auth", "errors format meta protocol units",
      "API keys and their policies, read from meta.db and sealed with the master key"),
     ("locks", "config", "the data dir's flocks, found through Config's paths"),
-    ("audit", "config errors format meta units",
+    ("audit", "config errors format meta private_files units",
      "read-only checks (fsck, scrub) that the maintenance process and the CLI both run: they "
      "read files and meta.db and reach no process"),
     ("writer", "config errors failpoints format ipc lifecycle locks logs meta metrics protocol units",
@@ -63,12 +65,13 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("maintenance", "audit config errors failpoints ipc lifecycle logs meta metrics units",
      "the maintenance process relays to the writer over IPC; it imports neither the writer's "
      "code nor the operator CLI"),
-    ("ops", "audit auth config errors format ipc locks meta metrics protocol units writer",
+    ("ops", "audit auth config errors format ipc locks meta metrics private_files protocol units "
+     "writer",
      "the operator CLI: a live server through the admin socket, an offline store only through "
      "the writer's public embedded API (ONLY_THROUGH)"),
-    ("supervisor", "config ipc lifecycle locks logs metrics units",
+    ("supervisor", "config ipc lifecycle locks logs metrics private_files units",
      "starts and watches the processes; it knows their module names, not their code"),
-    ("cli", "config config_doc errors ops supervisor units",
+    ("cli", "config config_doc errors ops private_files supervisor units",
      "the command line parses flags and dispatches to ops/ or the supervisor"),
 )  # fmt: skip
 MAY_IMPORT: dict[str, tuple[frozenset[str], str]] = {

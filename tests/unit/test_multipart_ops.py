@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import typing
 from typing import Any
 
 import apsw
 import msgpack
+import msgspec
 import pytest
 
 from seglake.errors import S3Error
@@ -36,9 +38,12 @@ def conn() -> apsw.Connection:
 def run(
     conn: apsw.Connection, fn: Any, args: dict[str, Any], ctx: BatchContext | None = None
 ) -> Any:
+    """``args`` as a peer sends them: validated into the mutation's request
+    type; the reply as the peer reads it (a map)."""
     ctx = ctx or BatchContext(VersionClock())
+    msg = msgspec.convert(args, typing.get_type_hints(fn)["a"])
     with conn:
-        return fn(conn, ctx, args)
+        return msgspec.to_builtins(fn(conn, ctx, msg))
 
 
 def chunks_for(size: int, segment: int = 1, offset: int = 100) -> list[list[Any]]:

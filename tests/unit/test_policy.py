@@ -63,7 +63,7 @@ def v1(*statements: dict[str, Any]) -> str:
 
 
 def verdict(policy: Policy, c: RequestContext) -> str:
-    return decide(c, [policy])
+    return decide(c, policy, None)
 
 
 # ---- every router operation is a policy action ---------------------------------
@@ -221,8 +221,10 @@ def test_aws_conditions(condition: dict[str, Any], c: RequestContext, applies: b
     assert verdict(deny, c) == (DENY if applies else ALLOW)
 
 
-def test_identity_and_bucket_policies_combine() -> None:
+def test_key_policy_is_the_ceiling() -> None:
+    """A bucket policy narrows what a key may do, never widens it (SPEC §5)."""
     identity_ro = parse_key_policy("ro")
+    identity_rw = parse_key_policy("rw")
     bucket = parse_bucket_policy(
         aws(
             {"Effect": "Allow", "Principal": {"AWS": ["alice"]}, "Action": "s3:PutObject",
@@ -232,13 +234,25 @@ def test_identity_and_bucket_policies_combine() -> None:
         ),
         "demo",
     )  # fmt: skip
-    both = [identity_ro, bucket]
-    assert decide(ctx("PutObject", key="in/x"), both) == ALLOW  # bucket policy grants
-    assert decide(ctx("PutObject", key="in/x", principal="bob"), both) == IMPLICIT_DENY
-    assert decide(ctx("PutObject", key="out/x"), both) == IMPLICIT_DENY
-    assert decide(ctx(key="secret/x"), both) == DENY  # identity allow loses to bucket deny
-    assert decide(ctx(key="open/x"), both) == ALLOW
+    # The bucket policy's grant does not lift an ro key to writing.
+    assert decide(ctx("PutObject", key="in/x"), identity_ro, bucket) == IMPLICIT_DENY
+    assert decide(ctx("PutObject", key="in/x"), identity_rw, bucket) == ALLOW
+    assert decide(ctx(key="secret/x"), identity_ro, bucket) == DENY  # the bucket's deny narrows
+    assert decide(ctx(key="secret/x"), identity_rw, bucket) == DENY
+    assert decide(ctx(key="open/x"), identity_ro, bucket) == ALLOW
+    assert decide(ctx(key="open/x"), identity_ro, None) == ALLOW
     assert bucket.allows_anonymous(ctx("PutObject", key="in/x", principal=None)) is False
+
+
+def test_rw_shorthand_cannot_change_policies() -> None:
+    rw = parse_key_policy("rw")
+    for op in ("PutBucketPolicy", "DeleteBucketPolicy"):
+        assert decide(ctx(op, key=""), rw, None) == DENY
+    assert decide(ctx("GetBucketPolicy", key=""), rw, None) == ALLOW
+    explicit = parse_key_policy(
+        aws({"Effect": "Allow", "Action": "s3:PutBucketPolicy", "Resource": "*"})
+    )
+    assert decide(ctx("PutBucketPolicy", key=""), explicit, None) == ALLOW
 
 
 def test_anonymous_needs_star_principal() -> None:

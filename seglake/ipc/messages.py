@@ -1,0 +1,556 @@
+"""Every request the writer serves, and its reply, as one declared type each.
+
+Rules this file keeps:
+- A request is a frozen ``msgspec.Struct``; its wire name (the frame
+  header's ``name``, see ``framing.py``) is its ``name`` class variable and
+  its reply type is its ``Request[...]`` parameter. ``REQUESTS`` maps names
+  to types; nothing else on either side spells a request by hand.
+- On the wire a message is the msgpack map of its fields (defaults left
+  out), so the frame format and every other peer stay plain msgpack.
+- Decoding validates: a field of the wrong type, a missing required field,
+  an unknown field, an unknown name or bytes that are not msgpack raise
+  ``MessageError`` before any handler runs; the server answers it as an
+  error reply (``InternalError``, or ``NotImplemented`` for an unknown
+  name), never with a crash.
+- The writer checks *values* (a bucket exists, an access-key id is well
+  formed, a limit is in range) where it applies them; the types here only
+  promise shape.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Generic, TypeVar
+
+import msgspec
+
+from seglake.errors import S3Error
+
+R = TypeVar("R")
+
+# Replies that are documents for people (status, quiesce state) rather than
+# fields a caller reads: typed as a map, checked by their readers.
+Doc = dict[str, Any]
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """Base of structured replies: a msgpack map with every field, so an
+    untyped reader (the CLI through the admin relay) sees them all."""
+
+
+class Request(
+    msgspec.Struct, Generic[R], frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """Base of every writer request; ``R`` is the type of its reply."""
+
+    name: ClassVar[str]
+
+
+class Chunk(msgspec.Struct, frozen=True, array_like=True):
+    """A stored chunk: ``[segment_id, offset, length, digest]`` on the wire."""
+
+    segment_id: int
+    offset: int
+    length: int
+    digest: bytes
+
+
+class Done(Reply, frozen=True):
+    """The reply of a mutation that has nothing to report."""
+
+
+# ---- data path (frontends) ---------------------------------------------------
+
+
+class Appended(msgspec.Struct, frozen=True, array_like=True):
+    """Where ``Append`` stored the frame body: ``[segment_id, offset, length]``."""
+
+    segment_id: int
+    offset: int
+    length: int
+
+
+class Append(Request[Appended], frozen=True):
+    name: ClassVar[str] = "append"
+    digest: bytes
+
+
+class Written(Reply, frozen=True):
+    # Only an enabled bucket announces a new version's id (None otherwise).
+    version_id: str | None = None
+    created_ns: int = 0
+
+
+class Put(Request[Written], frozen=True):
+    """PutObject / POST upload. The frame body, if any, is the last chunk,
+    sent inline to save a round trip; ``tail_digest`` is its BLAKE3."""
+
+    name: ClassVar[str] = "put"
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    meta: dict[str, Any] = {}
+    chunks: list[Chunk] = []
+    tail_digest: bytes | None = None
+    if_none_match: bool = False
+    if_match: str | None = None
+
+
+class Deleted(Reply, frozen=True):
+    version_id: str | None = None
+    delete_marker: bool = False
+
+
+class DeleteObject(Request[Deleted], frozen=True):
+    name: ClassVar[str] = "delete_object"
+    bucket: str
+    key: str
+
+
+class DeleteVersion(Request[Deleted], frozen=True):
+    name: ClassVar[str] = "delete_version"
+    bucket: str
+    key: str
+    version_id: str
+
+
+class DeleteResult(Reply, frozen=True):
+    """One key of DeleteObjects: deleted, or its own S3 error."""
+
+    version_id: str | None = None
+    delete_marker: bool = False
+    error: str | None = None
+    message: str | None = None
+
+
+class DeletedMany(Reply, frozen=True):
+    results: list[DeleteResult] = []
+
+
+class DeleteObjects(Request[DeletedMany], frozen=True):
+    name: ClassVar[str] = "delete_objects"
+    bucket: str
+    objects: list[tuple[str, str | None]]  # (key, version id or None)
+
+
+class BucketCreated(Reply, frozen=True):
+    created: bool = False
+
+
+class CreateBucket(Request[BucketCreated], frozen=True):
+    name: ClassVar[str] = "create_bucket"
+    bucket: str
+    versioning: str
+
+
+class DeleteBucket(Request[Done], frozen=True):
+    name: ClassVar[str] = "delete_bucket"
+    bucket: str
+
+
+class Copied(Reply, frozen=True):
+    """CopyObject's outcome; ``source_changed`` alone means "read it again"."""
+
+    source_changed: bool = False
+    version_id: str | None = None
+    created_ns: int = 0
+    etag: str = ""
+    source_version_id: str | None = None
+    checksums: dict[str, str] = {}
+
+
+class CopyObject(Request[Copied], frozen=True):
+    """``src_uid``, ``etag`` and ``checksums`` are sent only for a source
+    uploaded in parts, whose bytes the frontend read (see ``ops.py``)."""
+
+    name: ClassVar[str] = "copy_object"
+    bucket: str
+    key: str
+    src_bucket: str
+    src_key: str
+    src_version_id: str | None = None
+    directive: str = "COPY"
+    meta: dict[str, Any] = {}
+    # If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since of the source.
+    conditions: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None)
+    checksum_algorithm: str | None = None
+    if_none_match: bool = False
+    if_match: str | None = None
+    src_uid: str | None = None
+    etag: str | None = None
+    checksums: dict[str, str] = {}
+
+
+class VersioningSet(Reply, frozen=True):
+    previous: str
+    status: str
+
+
+class SetVersioning(Request[VersioningSet], frozen=True):
+    name: ClassVar[str] = "set_versioning"
+    bucket: str
+    status: str
+
+
+class Marked(Reply, frozen=True):
+    # False when the writer found the data readable (moved by segment GC).
+    marked: bool = True
+
+
+class MarkDamaged(Request[Marked], frozen=True):
+    name: ClassVar[str] = "mark_damaged"
+    uid: str
+
+
+# ---- multipart -------------------------------------------------------------------
+
+
+class UploadCreated(Reply, frozen=True):
+    upload_id: str
+    created_ns: int
+
+
+class CreateUpload(Request[UploadCreated], frozen=True):
+    name: ClassVar[str] = "create_upload"
+    bucket: str
+    key: str
+    meta: dict[str, Any] = {}
+    checksum_algorithm: str | None = None
+
+
+class PartStored(Reply, frozen=True):
+    created_ns: int
+
+
+class UploadPart(Request[PartStored], frozen=True):
+    """UploadPart and UploadPartCopy; the frame body, if any, is the last chunk."""
+
+    name: ClassVar[str] = "upload_part"
+    bucket: str
+    key: str
+    upload_id: str
+    part_number: int
+    size: int
+    etag: str
+    checksums: dict[str, str] = {}
+    chunks: list[Chunk] = []
+    tail_digest: bytes | None = None
+
+
+class Completed(Reply, frozen=True):
+    version_id: str | None
+    created_ns: int
+    etag: str
+    size: int
+    checksums: dict[str, str] = {}
+
+
+class CompleteUpload(Request[Completed], frozen=True):
+    name: ClassVar[str] = "complete_upload"
+    bucket: str
+    key: str
+    upload_id: str
+    # As the client listed them: (part number, ETag, {algorithm: base64 value}).
+    parts: list[tuple[int, str, dict[str, str]]]
+    max_size: int = 0  # 0: no limit
+    expect_checksums: dict[str, str] = {}
+    expect_size: int = -1  # -1: not given
+    if_none_match: bool = False
+    if_match: str | None = None
+
+
+class AbortUpload(Request[Done], frozen=True):
+    name: ClassVar[str] = "abort_upload"
+    bucket: str
+    key: str
+    upload_id: str
+
+
+# ---- keys and bucket policies (CLI through the admin relay, frontends) ------------
+
+
+class KeyChanged(Reply, frozen=True):
+    access_key: str
+    bucket: str | None = None
+    removed: bool | None = None
+
+
+class KeyCreate(Request[KeyChanged], frozen=True):
+    name: ClassVar[str] = "key_create"
+    access_key: str
+    secret_enc: bytes  # sealed by seglake/auth/keystore.py; never clear text
+    policy: str = "rw"
+    enabled: bool = True
+    inflight: int = 0
+
+
+class KeyUpdate(Request[KeyChanged], frozen=True):
+    """Only the fields given change (``UNSET``: left as stored)."""
+
+    name: ClassVar[str] = "key_update"
+    access_key: str
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    policy: str | msgspec.UnsetType = msgspec.UNSET
+    inflight: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class KeyDelete(Request[KeyChanged], frozen=True):
+    name: ClassVar[str] = "key_delete"
+    access_key: str
+
+
+class KeyAllowBucket(Request[KeyChanged], frozen=True):
+    name: ClassVar[str] = "key_allow_bucket"
+    access_key: str
+    bucket: str
+
+
+class KeyDisallowBucket(Request[KeyChanged], frozen=True):
+    name: ClassVar[str] = "key_disallow_bucket"
+    access_key: str
+    bucket: str
+
+
+class BucketPolicySet(Reply, frozen=True):
+    bucket: str
+
+
+class SetBucketPolicy(Request[BucketPolicySet], frozen=True):
+    name: ClassVar[str] = "set_bucket_policy"
+    bucket: str
+    policy: str | None  # None deletes it
+
+
+# ---- maintenance and the operator's toolbox ----------------------------------------
+
+
+class RunRecorded(Reply, frozen=True):
+    id: int
+
+
+class RecordOpRun(Request[RunRecorded], frozen=True):
+    name: ClassVar[str] = "record_op_run"
+    mode: str
+    status: str
+    started_ns: int = 0
+    finished_ns: int = 0
+    report: str = ""  # JSON
+
+
+class SetMaintenance(Request[Done], frozen=True):
+    """The writer's own: persists the quiesce state document (JSON)."""
+
+    name: ClassVar[str] = "set_maintenance"
+    doc: str
+
+
+class MpuGcAborted(Reply, frozen=True):
+    aborted: list[str] = []
+    parts: int = 0
+
+
+class MpuGcAbort(Request[MpuGcAborted], frozen=True):
+    name: ClassVar[str] = "mpu_gc_abort"
+    upload_ids: list[str]
+    cutoff_ns: int
+
+
+class Reindexed(Reply, frozen=True):
+    indexes: int
+
+
+class DbReindex(Request[Reindexed], frozen=True):
+    name: ClassVar[str] = "db_reindex"
+
+
+class Pong(Reply, frozen=True):
+    pid: int
+    uptime: float
+
+
+class Ping(Request[Pong], frozen=True):
+    name: ClassVar[str] = "ping"
+
+
+class Status(Request[Doc], frozen=True):
+    name: ClassVar[str] = "status"
+
+
+class MaintenanceStatus(Request[Doc], frozen=True):
+    name: ClassVar[str] = "maintenance_status"
+
+
+class MaintenanceSet(Request[Doc], frozen=True):
+    name: ClassVar[str] = "maintenance_set"
+    target: str
+
+
+# ---- segment GC ------------------------------------------------------------------
+
+
+class GcDropped(Reply, frozen=True):
+    deleted: list[int] = []
+    skipped: dict[str, str] = {}  # segment id → why it stays
+    purged_versions: int = 0
+    purge_remaining: int = 0
+
+
+class GcDeleted(GcDropped, frozen=True):
+    freed_bytes: int = 0
+
+
+class GcDeleteSegments(Request[GcDeleted], frozen=True):
+    name: ClassVar[str] = "gc_delete_segments"
+    segments: list[int]
+    yes: bool = False  # run even though the store is not quiesced
+    sealed_before_ns: int = 0
+    purge_limit: int = 0
+
+
+class GcRewritten(Reply, frozen=True):
+    segment: int
+    moved_chunks: int = 0
+    moved_bytes: int = 0
+    remaining_chunks: int = 0
+    damaged: list[dict[str, Any]] = []
+    versions_repointed: int = 0
+    parts_repointed: int = 0
+    deleted: list[int] = []
+    freed_bytes: int = 0
+    skipped: dict[str, str] = {}
+
+
+class GcRewriteChunks(Request[GcRewritten], frozen=True):
+    name: ClassVar[str] = "gc_rewrite_chunks"
+    segment: int
+    max_bytes: int = 0  # 0: the writer's per-call bound
+    yes: bool = False
+
+
+class GcDropSegments(Request[GcDropped], frozen=True):
+    """The writer's own GC step (never accepted from a peer)."""
+
+    name: ClassVar[str] = "gc_drop_segments"
+    segments: list[int]
+    below: int
+    sealed_before_ns: int = 0
+    purge_limit: int = 0
+
+
+class GcRepointed(Reply, frozen=True):
+    versions: int = 0
+    parts: int = 0
+    pending: list[str] = []
+
+
+class GcRepoint(Request[GcRepointed], frozen=True):
+    """The writer's own GC step (never accepted from a peer)."""
+
+    name: ClassVar[str] = "gc_repoint"
+    # (segment, offset, length, digest, new segment, new offset) per moved chunk.
+    moves: list[tuple[int, int, int, bytes, int, int]]
+    pending_dir: str
+
+
+# The GC requests an operator's run sends, one step at a time.
+GcStep = GcDeleteSegments | GcRewriteChunks
+
+
+# ---- the table -------------------------------------------------------------------------
+
+
+class MessageError(Exception):
+    """A message that is not one of ours, or not a well-formed one."""
+
+    def __init__(self, message: str, *, unknown: bool = False) -> None:
+        super().__init__(message)
+        self.unknown = unknown
+
+    def as_s3(self) -> S3Error:
+        """The error reply a peer gets: a bug on its side, not the client's."""
+        return S3Error("NotImplemented" if self.unknown else "InternalError", message=str(self))
+
+
+@dataclass(frozen=True)
+class _Spec:
+    type: type[Request[Any]]
+    request: msgspec.msgpack.Decoder[Any]
+    reply: msgspec.msgpack.Decoder[Any]
+
+
+def _reply_type(cls: type[Request[Any]]) -> Any:
+    for base in getattr(cls, "__orig_bases__", ()):
+        if typing.get_origin(base) is Request:
+            return typing.get_args(base)[0]
+    raise TypeError(f"{cls.__name__} does not declare its reply type")
+
+
+def _table(*types: type[Request[Any]]) -> dict[str, _Spec]:
+    table: dict[str, _Spec] = {}
+    for cls in types:
+        if cls.name in table:
+            raise RuntimeError(f"request name {cls.name!r} declared twice")
+        table[cls.name] = _Spec(
+            cls, msgspec.msgpack.Decoder(cls), msgspec.msgpack.Decoder(_reply_type(cls))
+        )
+    return table
+
+
+_SPECS: Final = _table(
+    Append, Put, DeleteObject, DeleteVersion, DeleteObjects, CreateBucket, DeleteBucket,
+    CopyObject, SetVersioning, MarkDamaged, CreateUpload, UploadPart, CompleteUpload,
+    AbortUpload, KeyCreate, KeyUpdate, KeyDelete, KeyAllowBucket, KeyDisallowBucket,
+    SetBucketPolicy, RecordOpRun, SetMaintenance, MpuGcAbort, DbReindex, Ping, Status,
+    MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
+    GcRepoint,
+)  # fmt: skip
+_BY_TYPE: Final = {spec.type: spec for spec in _SPECS.values()}
+
+# Wire name → request type.
+REQUESTS: Final[dict[str, type[Request[Any]]]] = {n: s.type for n, s in _SPECS.items()}
+
+_any_decoder: Final = msgspec.msgpack.Decoder()
+
+
+def decode_request(name: str, raw: bytes | msgspec.Raw | memoryview) -> Request[Any]:
+    """The request a frame carries (header ``name``, encoded ``args``)."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        raise MessageError(f"unknown writer request {name!r}", unknown=True)
+    try:
+        msg: Request[Any] = spec.request.decode(raw)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise MessageError(f"malformed {name} request: {exc}") from None
+    return msg
+
+
+def request_from(name: str, args: Any) -> Request[Any]:
+    """A request from already-decoded msgpack values (the admin relay's
+    ``args``), validated exactly as ``decode_request`` would."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        raise MessageError(f"unknown writer request {name!r}", unknown=True)
+    try:
+        msg: Request[Any] = msgspec.convert(args, spec.type)
+    except msgspec.ValidationError as exc:
+        raise MessageError(f"malformed {name} request: {exc}") from None
+    return msg
+
+
+def decode_reply(msg: Request[R], raw: bytes | msgspec.Raw | memoryview) -> R:
+    """The reply to ``msg``, validated as its declared reply type."""
+    try:
+        reply: R = _BY_TYPE[type(msg)].reply.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise MessageError(f"malformed {msg.name} reply: {exc}") from None
+    return reply
+
+
+def decode_any(raw: bytes | msgspec.Raw | memoryview) -> Any:
+    """Untyped msgpack, for peers other than the writer (admin, supervisor)."""
+    try:
+        return _any_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise MessageError(f"undecodable message: {exc}") from None

@@ -1,0 +1,94 @@
+"""Request headers that ask for something Seglake does not do yet.
+
+Each would change what is stored or who may read it (encryption, Object
+Lock, ACL grants, tags, storage classes). Accepting one and storing a plain
+object would let the client believe its data is encrypted, locked or shared
+when it is not, so a request carrying one is refused with ``501
+NotImplemented`` before a byte of its body is read. A header sent with the
+one value that means "the default" (``x-amz-acl: private``,
+``x-amz-storage-class: STANDARD``) asks for what Seglake does anyway and
+passes: SDKs and tools send those routinely.
+
+As a feature lands (issues #15, #19, #20) its headers leave this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from seglake.errors import S3Error
+
+# header -> the values that mean the default, compared case-insensitively
+# (empty: any value is refused).
+Defaults = Mapping[str, tuple[str, ...]]
+
+_SSE_C: Final[Defaults] = {
+    "x-amz-server-side-encryption-customer-algorithm": (),
+    "x-amz-server-side-encryption-customer-key": (),
+    "x-amz-server-side-encryption-customer-key-md5": (),
+}
+_SSE_C_SOURCE: Final[Defaults] = {
+    "x-amz-copy-source-server-side-encryption-customer-algorithm": (),
+    "x-amz-copy-source-server-side-encryption-customer-key": (),
+    "x-amz-copy-source-server-side-encryption-customer-key-md5": (),
+}
+# What PutObject, CopyObject and CreateMultipartUpload may ask of the new object.
+_NEW_OBJECT: Final[Defaults] = {
+    "x-amz-server-side-encryption": (),
+    "x-amz-server-side-encryption-aws-kms-key-id": (),
+    "x-amz-server-side-encryption-context": (),
+    "x-amz-server-side-encryption-bucket-key-enabled": ("false",),
+    **_SSE_C,
+    "x-amz-object-lock-mode": (),
+    "x-amz-object-lock-retain-until-date": (),
+    "x-amz-object-lock-legal-hold": ("off",),
+    # One owner, no ACLs: these two canned ACLs grant nothing beyond it.
+    "x-amz-acl": ("private", "bucket-owner-full-control"),
+    "x-amz-grant-full-control": (),
+    "x-amz-grant-read": (),
+    "x-amz-grant-read-acp": (),
+    "x-amz-grant-write-acp": (),
+    "x-amz-tagging": ("",),
+    "x-amz-website-redirect-location": (),
+    "x-amz-storage-class": ("standard",),
+}
+_NEW_BUCKET: Final[Defaults] = {
+    "x-amz-acl": ("private",),
+    "x-amz-grant-full-control": (),
+    "x-amz-grant-read": (),
+    "x-amz-grant-read-acp": (),
+    "x-amz-grant-write": (),
+    "x-amz-grant-write-acp": (),
+    "x-amz-bucket-object-lock-enabled": ("false",),
+    # AWS's default for new buckets, and what Seglake is: ACLs play no part.
+    "x-amz-object-ownership": ("bucketownerenforced",),
+}
+
+BY_OPERATION: Final[Mapping[str, Defaults]] = {
+    "CreateBucket": _NEW_BUCKET,
+    "PutObject": _NEW_OBJECT,
+    "CopyObject": {**_NEW_OBJECT, **_SSE_C_SOURCE},
+    "CreateMultipartUpload": _NEW_OBJECT,
+    "UploadPart": _SSE_C,
+    "UploadPartCopy": {**_SSE_C, **_SSE_C_SOURCE},
+    "GetObject": _SSE_C,
+    "HeadObject": _SSE_C,
+}
+
+
+def refuse_unimplemented(operation: str, headers: Mapping[str, str]) -> None:
+    """Raise ``NotImplemented`` if ``headers`` (lower-case names) ask
+    ``operation`` for something Seglake does not do."""
+    table = BY_OPERATION.get(operation)
+    if not table:
+        return
+    for name, defaults in table.items():
+        value = headers.get(name)
+        if value is not None and value.strip().lower() not in defaults:
+            raise S3Error(
+                "NotImplemented",
+                # Never the value: it may be a customer's encryption key.
+                message=f"Seglake does not implement the {name} header with this value",
+                fields={"Header": name},
+            )
