@@ -39,9 +39,9 @@ from seglake.errors import S3Error
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
-from seglake.ipc.call import call_socket, call_writer
+from seglake.ipc.call import call_typed, call_writer
 from seglake.ipc.channel import ChannelBroken, ChannelClosed
-from seglake.ipc.messages import Ping
+from seglake.ipc.messages import AdminStats, MessageError, Ping
 from seglake.meta.maintenance_state import OFF, read_state
 from seglake.meta.reads import MetaReader
 from seglake.metrics import prometheus
@@ -71,8 +71,8 @@ async def fetch_stats(cfg: Config) -> dict[str, Any]:
     the maintenance process does not answer)."""
     try:
         token = cfg.admin_token_path.read_text().strip()
-        doc: dict[str, Any] = await call_socket(str(cfg.admin_socket), "stats", {"token": token})
-    except (OSError, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
+        doc = await call_typed(str(cfg.admin_socket), AdminStats(token=token))
+    except (OSError, MessageError, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
         raise S3Error(
             "ServiceUnavailable", message=f"statistics are not available: {exc!r}"
         ) from None

@@ -1,8 +1,8 @@
 """A process's periodic report of its counters to the supervisor.
 
 Frontends and the writer each run ``report_forever``: every ``interval``
-seconds one ``report`` call on the supervisor's control socket carries
-``{"name", "role", "pid", "started", "at", "counters", "gauges"}``
+seconds one ``Report`` (``messages.py``) on the supervisor's control socket
+carries the process's name, role, pid, start time, counters and gauges
 (``seglake/metrics/merge.py`` says how the supervisor merges them). A
 supervisor that does not answer costs a skipped report, never the process:
 the next report carries the same monotonic counters.
@@ -19,8 +19,9 @@ from typing import Any
 import trio
 
 from seglake.errors import S3Error
-from seglake.ipc.call import call_socket
+from seglake.ipc.call import call_typed
 from seglake.ipc.channel import ChannelBroken, ChannelClosed
+from seglake.ipc.messages import MessageError, Report
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +37,16 @@ async def report_forever(
     while True:
         await trio.sleep(interval)
         counters, gauges = collect()
-        doc = {
-            "name": name, "role": role, "pid": pid, "started": started, "at": time.time(),
-            "counters": counters, "gauges": gauges,
-        }  # fmt: skip
+        msg = Report(
+            process=name, role=role, pid=pid, started=started, at=time.time(),
+            counters=counters, gauges=gauges,
+        )  # fmt: skip
         try:
-            await call_socket(path, "report", doc)
+            await call_typed(path, msg)
             failed = False
-        except (OSError, S3Error, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
+        except (
+            OSError, S3Error, MessageError, ChannelBroken, ChannelClosed, trio.TooSlowError,
+        ) as exc:  # fmt: skip
             if not failed:
                 log.warning("stats report to the supervisor failed: %r", exc)
             failed = True

@@ -26,20 +26,25 @@ import time
 from typing import Any, TypeVar
 
 import apsw
+import msgspec
 import trio
 
 from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.ipc.admin import RELAYED_MUTATIONS
-from seglake.ipc.call import call_service, call_socket, call_writer
+from seglake.ipc.call import call_service, call_typed, call_writer
 from seglake.ipc.channel import ChannelBroken, ChannelClosed, listen_unix, serve_channel
 from seglake.ipc.messages import (
+    ADMIN,
+    AdminStats,
+    ListProcesses,
     MaintenanceSet,
     MaintenanceStatus,
     MessageError,
     Request,
     Status,
+    SupervisorStats,
     request_from,
 )
 from seglake.lifecycle import exit_when_orphaned, read_child_args
@@ -66,7 +71,7 @@ class Maintenance:
         return await call_service(str(self.cfg.writer_socket), msg)
 
     async def status(self) -> dict[str, Any]:
-        procs = await call_socket(str(self.cfg.supervisor_socket), "processes")
+        procs = await call_typed(str(self.cfg.supervisor_socket), ListProcesses())
         try:
             store = await call_writer(str(self.cfg.writer_socket), Status())
         except (OSError, S3Error, trio.TooSlowError) as exc:
@@ -77,8 +82,8 @@ class Maintenance:
             runs = [{"error": f"ops_runs unavailable: {exc}"}]
         return {
             "data_dir": str(self.cfg.root),
-            "address": procs.get("address"),
-            "processes": procs.get("processes", []),
+            "address": procs.address,
+            "processes": procs.processes,
             "store": store,
             "runs": runs,
             "schedules": self.scheduler.describe(),
@@ -88,13 +93,18 @@ class Maintenance:
         """The ``/v1/meta/stats`` document (``metrics/view.py``): what the
         supervisor merged from every process, the writer's store counts,
         the last runs and the disk, each part fetched now."""
+        unavailable = (
+            OSError, S3Error, MessageError, ChannelBroken, ChannelClosed, trio.TooSlowError,
+        )  # fmt: skip
+        sup: dict[str, Any]
         try:
-            sup = await call_socket(str(self.cfg.supervisor_socket), "stats")
-        except (OSError, S3Error, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
+            merged = await call_typed(str(self.cfg.supervisor_socket), SupervisorStats())
+            sup = msgspec.structs.asdict(merged)
+        except unavailable as exc:
             sup = {"error": f"supervisor unavailable: {exc!r}"}
         try:
             store = await call_writer(str(self.cfg.writer_socket), Status())
-        except (OSError, S3Error, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
+        except unavailable as exc:
             store = {"error": f"writer unavailable: {exc!r}"}
         try:
             runs = await trio.to_thread.run_sync(recent_runs, self.cfg.db_path, STATUS_RUNS * 5)
@@ -115,14 +125,19 @@ class Maintenance:
         return await call_service(writer, MaintenanceSet(target=target))
 
     async def handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
-        token = args.get("token") if isinstance(args, dict) else None
+        # Typed commands (``messages.ADMIN``) carry the token as a field,
+        # the older ones in their plain map.
+        if isinstance(args, AdminStats):
+            token: Any = args.token
+        else:
+            token = args.get("token") if isinstance(args, dict) else None
         if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
             raise S3Error("AccessDenied", message="bad admin token")
         if name == "status":
             return await self.status(), b""
         if name == "ping":
             return {"pid": os.getpid()}, b""
-        if name == "stats":
+        if isinstance(args, AdminStats):
             return await self.stats(), b""
         if name == "maintenance":
             return await self.maintenance(args.get("action")), b""
@@ -150,7 +165,7 @@ class Maintenance:
         sock = await listen_unix(path, backlog=16)
 
         async def conn(stream: trio.SocketStream) -> None:
-            await serve_channel(stream, self.handle, max_in_flight=8)
+            await serve_channel(stream, self.handle, max_in_flight=8, decode=ADMIN.decode_any)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(exit_when_orphaned)

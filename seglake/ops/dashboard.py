@@ -37,7 +37,8 @@ from rich.table import Table
 from rich.text import Text
 
 from seglake.config import Config
-from seglake.ops.admin_client import AdminUnavailable, admin_call
+from seglake.ipc.messages import AdminStats
+from seglake.ops.admin_client import AdminUnavailable, admin_call, admin_request
 
 REFRESH_S: Final = 1.0
 HISTORY: Final = 60  # samples kept for rates and sparklines
@@ -209,7 +210,7 @@ def render(
 
 
 def fetch(cfg: Config) -> dict[str, Any]:
-    doc: dict[str, Any] = trio.run(admin_call, cfg, "stats", {})
+    doc: dict[str, Any] = trio.run(admin_request, cfg, AdminStats())
     return doc
 
 

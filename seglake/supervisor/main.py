@@ -43,7 +43,17 @@ import trio
 
 from seglake.config import FIELD_TYPES, Config, env_name
 from seglake.ipc.channel import connect, listen_unix, serve_channel
-from seglake.ipc.messages import Ping
+from seglake.ipc.messages import (
+    SUPERVISOR,
+    Done,
+    ListProcesses,
+    MergedStats,
+    Ping,
+    ProcessList,
+    Report,
+    Request,
+    SupervisorStats,
+)
 from seglake.lifecycle import CONFIG_FD_FLAG, MAX_CONFIG_BYTES, READY_FD_FLAG
 from seglake.locks import try_lock, write_holder
 from seglake.logs import setup_logging
@@ -424,45 +434,41 @@ class Supervisor:
             await trio.sleep(interval)
 
     async def _control(self, stream: trio.SocketStream) -> None:
-        async def handle(name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
-            if name == "processes":
-                me = {
-                    "name": "supervisor", "role": "supervisor", "pid": os.getpid(), "alive": True,
-                    "restarts": 0, "uptime": time.time() - self.started, "last_exit": None,
-                }  # fmt: skip
-                return {
-                    "address": self.address,
-                    "processes": [me] + [c.info() for c in self.children],
-                }, b""
-            if name == "report" and isinstance(args, dict):
-                self._report(args)
-                return None, b""
-            if name == "stats":
-                me = {
-                    "name": "supervisor", "role": "supervisor", "pid": os.getpid(), "alive": True,
-                    "restarts": 0, "uptime": time.time() - self.started, "last_exit": None,
-                    **proc_usage(os.getpid()),
-                }  # fmt: skip
-                return {
-                    "address": self.address,
-                    "processes": [me] + [c.info() for c in self.children],
-                    "frontends": self.stats.totals("frontend"),
-                    "writer": self.stats.totals("writer"),
-                    "reports": self.stats.reports(),
-                }, b""
-            raise ValueError(name)
+        async def handle(name: str, msg: Request[Any], body: memoryview) -> tuple[Any, bytes]:
+            if isinstance(msg, ListProcesses):
+                return ProcessList(self.address, self._processes(usage=False)), b""
+            if isinstance(msg, Report):
+                self._report(msg)
+                return Done(), b""
+            if isinstance(msg, SupervisorStats):
+                return MergedStats(
+                    self.address, self._processes(usage=True),
+                    frontends=self.stats.totals("frontend"), writer=self.stats.totals("writer"),
+                    reports=self.stats.reports(),
+                ), b""  # fmt: skip
+            raise ValueError(name)  # SUPERVISOR.decode let through an unhandled request
 
-        await serve_channel(stream, handle, max_in_flight=8)
+        await serve_channel(stream, handle, max_in_flight=8, decode=SUPERVISOR.decode)
 
-    def _report(self, doc: dict[str, Any]) -> None:
+    def _processes(self, *, usage: bool) -> list[dict[str, Any]]:
+        me = {
+            "name": "supervisor", "role": "supervisor", "pid": os.getpid(), "alive": True,
+            "restarts": 0, "uptime": time.time() - self.started, "last_exit": None,
+            **(proc_usage(os.getpid()) if usage else {}),
+        }  # fmt: skip
+        return [me] + [c.info() for c in self.children]
+
+    def _report(self, msg: Report) -> None:
         """A child's counters: accepted only from the pid running under that name."""
-        child = next((c for c in self.children if c.name == doc.get("name")), None)
-        if child is None or child.proc is None or child.proc.pid != doc.get("pid"):
+        child = next((c for c in self.children if c.name == msg.process), None)
+        if child is None or child.proc is None or child.proc.pid != msg.pid:
             return
         if child.proc.returncode is not None:
             return
-        doc["role"] = child.role
-        self.stats.report(doc)
+        self.stats.report({
+            "name": msg.process, "role": child.role, "pid": msg.pid, "started": msg.started,
+            "at": msg.at, "counters": msg.counters, "gauges": msg.gauges,
+        })  # fmt: skip
 
     async def _serve_control(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
