@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from seglake.metrics.histogram import SECONDS
-from tests.e2e._helpers import cli
+from seglake.units import MiB
+from tests.e2e._helpers import cli, status_and_code
 from tests.e2e._signing import signed_request
 from tests.harness import ACCESS_KEY, SeglakeServer, server_fixture
 
@@ -257,6 +259,38 @@ def test_ready_follows_maintenance_and_the_writer(server: SeglakeServer) -> None
     procs = {p["name"]: p for p in after["processes"]}
     assert procs["writer"]["restarts"] == 1 and procs["writer"]["pid"] == new_pid
     assert procs["writer"]["rss_bytes"] > 0 and procs["writer"]["uptime"] >= 0
+
+
+def test_ready_follows_the_free_space_reserve(tmp_path: Path) -> None:
+    """A reserve (``--min-free-bytes``) above the file system's free space:
+    ready says 503 and writes are refused (507), the two from the same
+    statvfs; restarted on the same data dir with a reserve the disk holds,
+    ready is 200 again and writes succeed. The reserve is read at start, so
+    a restart is how it changes."""
+    data = tmp_path / "data"
+    data.mkdir()
+    st = os.statvfs(data)
+    # Twice the file system's size: no other test can free that much.
+    reserve = 2 * st.f_blocks * st.f_frsize
+    with SeglakeServer(data, extra_args=["--min-free-bytes", str(reserve)]) as srv:
+        r = _ready(srv.endpoint)
+        assert r.status_code == 503, r.text
+        assert r.json() == {"status": "unavailable", "reason": "free space below the reserve"}
+        assert r.headers["retry-after"] == "5"
+        s3 = srv.s3()
+        s3.create_bucket(Bucket="reserve")  # no data appended: not refused
+        with pytest.raises(ClientError) as info:
+            s3.put_object(Bucket="reserve", Key="k", Body=b"refused")
+        assert status_and_code(info) == (507, "InsufficientStorage")
+        disk = stats(srv)["disk"]
+        assert disk["reserve_bytes"] == reserve and disk["above_reserve"] is False
+    with SeglakeServer(data, extra_args=["--min-free-bytes", str(MiB)]) as srv:
+        r = _ready(srv.endpoint)
+        assert (r.status_code, r.json()) == (200, {"status": "ready"})
+        s3 = srv.s3()
+        s3.put_object(Bucket="reserve", Key="k", Body=b"stored")
+        assert s3.get_object(Bucket="reserve", Key="k")["Body"].read() == b"stored"
+        assert stats(srv)["disk"]["above_reserve"] is True
 
 
 def test_access_log_lines(server: SeglakeServer) -> None:
