@@ -252,6 +252,32 @@ class _Keys:
         return os.read(self.fd, 1).decode(errors="replace") if ready else ""
 
 
+@dataclass
+class Confirm:
+    """The maintenance switch's question: ``m`` asks, the next key press
+    answers (``y`` runs it, any other key cancels). Only a key press
+    answers: a refresh that finds no key (``""``) leaves the question open,
+    however soon it comes (a slow stats fetch leaves almost no time)."""
+
+    pending: str = ""  # "enable" or "disable" while asked
+    text: str = ""  # the bottom line; "" shows the key help
+
+    def key(self, key: str, state: str | None) -> str:
+        """React to ``key``; the action to run now ("" for none)."""
+        if not key:
+            return ""
+        if self.pending:
+            action, self.pending = self.pending, ""
+            if key in ("y", "Y"):
+                return action
+            self.text = "cancelled"
+            return ""
+        if key in ("m", "M"):
+            self.pending = "disable" if state not in ("off", None) else "enable"
+            self.text = f"{self.pending} maintenance mode? y to confirm, any other key cancels"
+        return ""
+
+
 def dashboard_cmd(cfg: Config, *, once: bool, as_json: bool) -> int:
     try:
         doc = fetch(cfg)
@@ -267,30 +293,21 @@ def dashboard_cmd(cfg: Config, *, once: bool, as_json: bool) -> int:
     if once or not (sys.stdout.isatty() and sys.stdin.isatty()):
         console.print(render(doc, hist, height=max(24, console.height)), height=console.height)
         return 0
-    prompt = ""
-    pending = ""
+    confirm = Confirm()
     with _Keys() as keys, Live(console=console, screen=True, auto_refresh=False) as live:
         next_fetch = time.monotonic() + REFRESH_S
         while True:
-            live.update(render(doc, hist, height=console.height, prompt=prompt), refresh=True)
+            live.update(render(doc, hist, height=console.height, prompt=confirm.text), refresh=True)
             key = keys.read(max(0.0, next_fetch - time.monotonic()))
-            if key in ("q", "Q") and not pending:
+            if key in ("q", "Q") and not confirm.pending:
                 return 0
-            if pending:
-                action, pending = pending, ""
-                if key in ("y", "Y"):
-                    try:
-                        result = trio.run(admin_call, cfg, "maintenance", {"action": action})
-                        prompt = f"maintenance {action}: now {result.get('state')}"
-                    except AdminUnavailable as exc:
-                        prompt = f"maintenance {action} failed: {exc}"
-                else:
-                    prompt = "cancelled"
-            elif key in ("m", "M"):
-                pending = (
-                    "disable" if doc.get("maintenance_state") not in ("off", None) else "enable"
-                )
-                prompt = f"{pending} maintenance mode? y to confirm, any other key cancels"
+            action = confirm.key(key, doc.get("maintenance_state"))
+            if action:
+                try:
+                    result = trio.run(admin_call, cfg, "maintenance", {"action": action})
+                    confirm.text = f"maintenance {action}: now {result.get('state')}"
+                except AdminUnavailable as exc:
+                    confirm.text = f"maintenance {action} failed: {exc}"
             if time.monotonic() >= next_fetch:
                 next_fetch = time.monotonic() + REFRESH_S
                 with contextlib.suppress(AdminUnavailable):

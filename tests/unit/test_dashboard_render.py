@@ -10,7 +10,7 @@ from rich.console import Console
 
 from seglake.metrics import view
 from seglake.metrics.requests import RequestCounters
-from seglake.ops.dashboard import History, render, sparkline
+from seglake.ops.dashboard import Confirm, History, render, sparkline
 
 OPS = ("PutObject", "GetObject", "HeadObject", "ListObjectsV2", "DeleteObject", "CreateBucket",
        "ListBuckets", "CompleteMultipartUpload", "UploadPart", "CreateMultipartUpload",
@@ -81,3 +81,18 @@ def test_sparkline() -> None:
     assert sparkline([]) == ""
     assert sparkline([0, 0]) == "▁▁"
     assert len(sparkline(list(range(100)))) == 16
+
+
+def test_only_a_key_press_answers_the_maintenance_question() -> None:
+    c = Confirm()
+    assert c.key("", "off") == "" and c.text == ""
+    assert c.key("m", "off") == "" and c.pending == "enable"
+    assert c.text.startswith("enable maintenance mode?")
+    for _ in range(3):  # refreshes that found no key: still asking
+        assert c.key("", "off") == "" and c.pending == "enable"
+    assert c.key("y", "off") == "enable" and c.pending == ""
+    assert c.key("m", "quiesced") == "" and c.pending == "disable"
+    assert c.key("n", "quiesced") == "" and (c.pending, c.text) == ("", "cancelled")
+    assert c.key("y", "quiesced") == ""  # no question open: y alone does nothing
+    assert c.key("M", "entering") == "" and c.pending == "disable"
+    assert c.key("Y", "entering") == "disable"
