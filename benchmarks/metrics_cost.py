@@ -84,10 +84,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r + 1} metrics {'on ' if metrics else 'off'}: "
                   f"PUT {put:8.0f} ops/s  GET {get:8.0f} ops/s", flush=True)  # fmt: skip
     for i, op in enumerate(("PUT", "GET")):
-        on = statistics.median(x[i] for x in runs[True])
-        off = statistics.median(x[i] for x in runs[False])
-        print(f"4 KiB {op}: metrics on {on:8.0f} ops/s, off {off:8.0f} ops/s, "
-              f"on/off {on / off:.3f}")  # fmt: skip
+        on_runs, off_runs = [x[i] for x in runs[True]], [x[i] for x in runs[False]]
+        on, off = statistics.median(on_runs), statistics.median(off_runs)
+        # Each round's own on/off (its two runs were back to back): less
+        # exposed to drift than the medians, and its spread says how well a
+        # run resolves a difference at all.
+        pairs = sorted(a / b for a, b in zip(on_runs, off_runs, strict=True))
+        print(f"4 KiB {op}: metrics on {on:8.0f} ops/s ({min(on_runs):.0f}..{max(on_runs):.0f}), "
+              f"off {off:8.0f} ops/s ({min(off_runs):.0f}..{max(off_runs):.0f}), "
+              f"on/off {on / off:.3f}; per round median {statistics.median(pairs):.3f} "
+              f"({pairs[0]:.2f}..{pairs[-1]:.2f})")  # fmt: skip
     return 0
 
 
