@@ -71,6 +71,7 @@ docs: $(STAMP)
 
 bench: build
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.metrics_cost
 
 clean:
 	rm -rf build $(VENV)

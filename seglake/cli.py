@@ -25,6 +25,8 @@ from seglake.private_files import use_private_umask
 MODES = (
     "server", "serve", "status", "config", "maintenance", "fsck", "scrub", "snapshot",
     "db-integrity-check",
+    # observability (seglake/ops/dashboard.py)
+    "stats", "dashboard", "top",
     # ops toolbox (seglake/ops/toolbox_cmds.py)
     "rebuild-index", "support-bundle", "mpu-gc-plan", "mpu-gc-run", "db-reindex", "buckets",
     "bucket",
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--maintenance-action", help="maintenance mode: enable | disable | status")
     p.add_argument("--no-wait", action="store_true", help="do not wait for quiesced/off")
+    p.add_argument("--once", action="store_true", help="dashboard: print one frame and exit")
     p.add_argument(
         "--yes", action="store_true",
         help="run a destructive mode on a live server that is not quiesced",
@@ -156,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         return maintenance_cmd(
             cfg, action, wait=not args.no_wait, timeout=args.wait_timeout, as_json=args.json
         )
+    if mode == "stats":
+        from seglake.ops.dashboard import stats_cmd
+
+        return stats_cmd(cfg, as_json=args.json)
+    if mode in ("dashboard", "top"):
+        from seglake.ops.dashboard import dashboard_cmd
+
+        return dashboard_cmd(cfg, once=args.once, as_json=args.json)
     if mode == "fsck":
         from seglake.ops.commands import fsck_cmd
 

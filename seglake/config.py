@@ -108,6 +108,22 @@ class Config:
     # parsed): longer than common client pools' idle time.
     keep_alive_timeout: float = 75.0
     log_level: str = "info"
+    # One access-log line per request: "text" (human) or "json" (one object).
+    log_format: str = "text"
+    # Request counters, latency histograms and the writer's commit figures
+    # (/v1/meta/stats, /.seglake/metrics, the dashboard). Off: nothing is
+    # counted or reported (the benchmark's baseline).
+    metrics: bool = True
+    # Each process reports its counters to the supervisor this often: the
+    # freshness of stats, and what a crash can lose of its counts.
+    stats_interval: float = 1.0
+    # Prometheus text: "" = served at /.seglake/metrics on the S3 listener
+    # to loopback clients; HOST:PORT = also a separate plain listener
+    # (/metrics, /health/live, /health/ready) on that address.
+    metrics_addr: str = ""
+    # Require SigV4 (policy action GetMetaStats) for /.seglake/metrics from
+    # any address instead of serving loopback clients unauthenticated.
+    metrics_auth: bool = False
     # CORS (browser access). No origins = CORS off: preflights are refused
     # (403 AccessForbidden) and no Access-Control-* header is ever sent.
     # Origins are exact (``https://app.example.com``), ``*`` (any origin,
@@ -208,10 +224,12 @@ class Config:
     def frontend_count(self) -> int:
         return self.frontends if self.frontends > 0 else max(1, os.cpu_count() or 1)
 
-    def listen_host_port(self) -> tuple[str, int]:
-        host, sep, port = self.addr.rpartition(":")
+    def listen_host_port(self, addr: str = "") -> tuple[str, int]:
+        """HOST, PORT of ``addr`` (default: the S3 address)."""
+        addr = addr or self.addr
+        host, sep, port = addr.rpartition(":")
         if not sep:
-            raise ValueError(f"address {self.addr!r} is not HOST:PORT")
+            raise ValueError(f"address {addr!r} is not HOST:PORT")
         host = host.strip("[]")
         return host, int(port)
 
@@ -373,6 +391,12 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"min-part-size must be 1..{MIN_PART_SIZE} bytes")
     if cfg.sync_bytes <= 0:
         raise ValueError("sync-bytes must be positive")
+    if cfg.log_format not in ("text", "json"):
+        raise ValueError("log-format must be 'text' or 'json'")
+    if cfg.stats_interval <= 0:
+        raise ValueError("stats-interval must be positive")
+    if cfg.metrics_addr:
+        cfg.listen_host_port(cfg.metrics_addr)
     if cfg.sync_mode not in ("auto", "fsync"):
         raise ValueError("sync-mode must be 'auto' or 'fsync'")
     for domain in cfg.domain_list:

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import os
 import time
+from typing import Any
 
 import trio
 
@@ -28,12 +29,22 @@ from seglake.frontend.dispatch import bind_handlers
 from seglake.frontend.family_base import Handler
 from seglake.frontend.http import Message, Receive, Request, Scope, Send, new_request_id
 from seglake.frontend.objects import ResponseAborted
+from seglake.frontend.observe import (
+    METRICS,
+    METRICS_LISTENER_PATHS,
+    S3_LISTENER_PATHS,
+    is_loopback,
+    serve_probe,
+)
 from seglake.frontend.postobject import FORM_SCOPE, read_form
 from seglake.frontend.protection import Guard, timed_receive
 from seglake.frontend.router import Route, host_bucket, route
 from seglake.frontend.writer_client import WriterClient
+from seglake.ipc.report import report_forever
+from seglake.logs import access_line
 from seglake.meta.reads import MetaReader
 from seglake.meta.schema import open_read
+from seglake.metrics.requests import RequestCounters
 from seglake.protocol.cors import CorsPolicy
 from seglake.protocol.endpoints import ENDPOINT_BY_NAME
 from seglake.protocol.sigv4 import RequestView, authenticate
@@ -51,8 +62,11 @@ DISCARD_SECONDS = 5.0
 
 
 class App:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, name: str = "frontend") -> None:
         self.cfg = cfg
+        self.name = name  # as the supervisor knows it: "frontend-<n>"
+        self.counters = RequestCounters() if cfg.metrics else None
+        self._reader: MetaReader | None = None
         self._writer: WriterClient | None = None
         self._handlers: dict[str, Handler] = {}
         self._access_log = logging.getLevelName(cfg.log_level.upper()) <= logging.INFO
@@ -67,8 +81,24 @@ class App:
         writer = WriterClient(str(self.cfg.writer_socket), nursery)
         reader = MetaReader(open_read(str(self.cfg.db_path)))
         self._writer = writer
+        self._reader = reader
         self.authz = Authorizer(self.cfg, open_read(str(self.cfg.db_path)))
         self._handlers = bind_handlers(self.cfg, reader, writer)
+        if self.counters is not None:
+            nursery.start_soon(
+                report_forever, str(self.cfg.supervisor_socket), self.name, "frontend",
+                self._report, self.cfg.stats_interval,
+            )  # fmt: skip
+
+    def _report(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        assert self.counters is not None
+        self.counters.replays = self.guard.replays_detected
+        return self.counters.counters(), self.counters.gauges()
+
+    def _begin(self, req: Request, op: str) -> None:
+        if self.counters is not None:
+            req.counted_op = op
+            self.counters.begin(op)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -78,6 +108,7 @@ class App:
             return
         started = time.perf_counter()
         req: Request | None = None
+        error_code = ""
         send = self._with_cors(scope, send)
         receive = timed_receive(receive, self.cfg.body_idle_timeout, self.cfg.body_min_rate)
         try:
@@ -86,6 +117,7 @@ class App:
         except S3Error as exc:
             if req is None:
                 req = _fallback_request(scope, receive, send)
+            error_code = exc.code
             await self._error(req, self.guard.on_error(req, exc))
         except ResponseAborted:
             raise
@@ -95,19 +127,41 @@ class App:
                 req = _fallback_request(scope, receive, send)
             if req.started:
                 raise
+            error_code = "InternalError"
             await self._error(req, S3Error("InternalError"))
         finally:
-            if req is not None and self._access_log:
-                # One line per request, written directly: the logging
-                # machinery costs more than the rest of a small GET's own work.
-                line = (
-                    f"{time.strftime('%Y-%m-%d %H:%M:%S')} frontend[{self._pid}] access "
-                    f"{req.request_id} {req.method} "
-                    f"{req.route.operation if req.route else '-'} {req.status} "
-                    f"{req.bytes_out} {(time.perf_counter() - started) * 1000:.1f}ms\n"
-                )
-                with contextlib.suppress(OSError):
-                    os.write(2, line.encode("utf-8", "replace"))
+            if req is not None:
+                self._finished(req, time.perf_counter() - started, error_code)
+
+    def _finished(self, req: Request, seconds: float, error_code: str) -> None:
+        """Count the request and write its access-log line."""
+        route = req.route
+        op = req.counted_op or (route.operation if route else "Unrouted")
+        key_id = req.auth.access_key if req.auth is not None else None
+        status = req.status or 499  # no answer sent: the client went away
+        if self.counters is not None:
+            if req.counted_op is not None:
+                self.counters.end(req.counted_op)
+            self.counters.done(
+                op, status, seconds, bucket=route.bucket if route else "", key_id=key_id,
+                bytes_in=req.bytes_in, bytes_out=req.bytes_out, error_code=error_code,
+            )  # fmt: skip
+        if self._access_log:
+            # One line per request, written directly (logs.access_line).
+            client = req.scope.get("client")
+            line = access_line(
+                self.cfg.log_format, "frontend", self._pid,
+                {
+                    "request_id": req.request_id,
+                    "client": f"{client[0]}:{client[1]}" if client else "",
+                    "access_key": key_id, "method": req.method, "op": op,
+                    "bucket": route.bucket if route else "", "key": route.key if route else "",
+                    "status": status, "bytes_in": req.bytes_in, "bytes_out": req.bytes_out,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )  # fmt: skip
+            with contextlib.suppress(OSError):
+                os.write(2, line.encode("utf-8", "replace"))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -129,10 +183,15 @@ class App:
         vhost = (
             host_bucket(req.headers.get("host"), self._domains) if self.cfg.virtual_hosted else ""
         )
+        probe = S3_LISTENER_PATHS.get(req.raw_path) if not vhost else None
+        if probe is not None and req.method in ("GET", "HEAD"):
+            await self._probe(req, probe)
+            return
         req.route = route(
             req.method, req.raw_path, req.query,
             copy_source="x-amz-copy-source" in req.headers, vhost_bucket=vhost,
         )  # fmt: skip
+        self._begin(req, req.route.operation)
         # The signature covers the path exactly as sent (for virtual-hosted
         # requests: without the bucket, which is in the signed Host header).
         view = RequestView(req.method, req.raw_path, req.query_string, req.raw_headers)
@@ -153,6 +212,53 @@ class App:
             self.guard.check_replay(req)
         with self.authz.authorize(req):
             await self._dispatch(req, req.route.operation)
+
+    async def _probe(self, req: Request, kind: str) -> None:
+        """A reserved ``/.seglake/...`` path (``observe.py``): health probes
+        unauthenticated; metrics to loopback, or signed with --metrics-auth."""
+        assert self._reader is not None and self._writer is not None and self.authz is not None
+        req.route = Route(kind, "", "")
+        self._begin(req, kind)
+        if kind == METRICS:
+            if self.cfg.metrics_auth:
+                # Authorised as GetMetaStats: the same figures as /v1/meta/stats.
+                req.route = Route("GetMetaStats", "", "")
+                view = RequestView(req.method, req.raw_path, req.query_string, req.raw_headers)
+                self.guard.admit(req)
+                req.auth = authenticate(
+                    view, self.authz.secret_for, dt.datetime.now(dt.UTC), region=self.cfg.region
+                )
+                with self.authz.authorize(req):
+                    await serve_probe(kind, req, self.cfg, self._reader, self._writer)
+                return
+            if not is_loopback(req):
+                raise S3Error(
+                    "AccessDenied",
+                    message="metrics are served to loopback clients only "
+                    "(see --metrics-auth and --metrics-addr)",
+                )
+        await serve_probe(kind, req, self.cfg, self._reader, self._writer)
+
+    async def metrics_listener(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app of the separate ``--metrics-addr`` listener: only
+        ``/metrics`` and ``/health/*``, no S3, no auth."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        req = Request.from_scope(scope, receive, send)
+        kind = METRICS_LISTENER_PATHS.get(req.raw_path)
+        assert self._reader is not None and self._writer is not None
+        try:
+            if kind is None or req.method not in ("GET", "HEAD"):
+                await req.respond(404, [], b"not found\n", b"text/plain")
+                return
+            await serve_probe(kind, req, self.cfg, self._reader, self._writer)
+        except S3Error as exc:
+            if not req.started:
+                body = f"{exc.code}: {exc.text}\n".encode()
+                await req.respond(exc.status, [(b"retry-after", b"5")], body, b"text/plain")
 
     def _with_cors(self, scope: Scope, send: Send) -> Send:
         """``send`` that adds the CORS headers for this request's Origin."""

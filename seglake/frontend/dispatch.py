@@ -19,11 +19,12 @@ from seglake.frontend.family_base import Family, Handler
 from seglake.frontend.multidelete import MultiDeleteHandlers
 from seglake.frontend.multipart import MultipartHandlers
 from seglake.frontend.objects import ObjectHandlers
+from seglake.frontend.observe import ObserveHandlers
 from seglake.frontend.postobject import PostObjectHandlers
 from seglake.frontend.versioning import VersioningHandlers
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
-from seglake.protocol.endpoints import ENDPOINTS
+from seglake.protocol.endpoints import ENDPOINTS, OWN_ENDPOINTS
 
 # Family name (as the endpoint table writes it: the module's name) → class.
 FAMILIES: Final[Mapping[str, type[Family]]] = {
@@ -35,6 +36,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "multipart": MultipartHandlers,
     "postobject": PostObjectHandlers,
     "bucket_policy": BucketPolicyHandlers,
+    "observe": ObserveHandlers,
 }
 
 
@@ -50,7 +52,7 @@ def bind_handlers(cfg: Config, reader: MetaReader, writer: WriterClient) -> dict
     table names but no family has fails here, at start-up."""
     families = {name: cls(cfg, reader, writer) for name, cls in FAMILIES.items()}
     handlers: dict[str, Handler] = {}
-    for endpoint in ENDPOINTS:
+    for endpoint in (*ENDPOINTS, *OWN_ENDPOINTS):
         if endpoint.handler is not None:
             family, method = split_handler(endpoint.handler)
             handlers[endpoint.name] = getattr(families[family], method)

@@ -52,6 +52,9 @@ class Request:
     started: bool = False  # response headers sent
     status: int = 0
     bytes_out: int = 0
+    bytes_in: int = 0  # request body bytes received
+    # The operation this request is counted under while in flight (metrics).
+    counted_op: str | None = None
     body_complete: bool = False  # the last request body message was received
     body_started: bool = False
     disconnected: bool = False
@@ -70,6 +73,7 @@ class Request:
                 if sender is not None:
                     await sender()
         message = await self.receive()
+        self.bytes_in += len(message.get("body", b""))
         if message["type"] == "http.disconnect":
             self.disconnected = True
         elif not message.get("more_body", False):

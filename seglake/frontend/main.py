@@ -52,9 +52,13 @@ def hypercorn_config(cfg: Config, fd: int) -> HypercornConfig:
 
 
 async def serve_until_signal(
-    app: Callable[..., Awaitable[None]], hc: HypercornConfig, ready_fd: int | None = None
+    app: Callable[..., Awaitable[None]],
+    hc: HypercornConfig,
+    ready_fd: int | None = None,
+    extra: tuple[Callable[..., Awaitable[None]], HypercornConfig] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; ``ready_fd`` hears once Hypercorn accepts."""
+    """Serve until SIGTERM/SIGINT; ``ready_fd`` hears once Hypercorn accepts.
+    ``extra``: a second (app, config) served alongside (the metrics listener)."""
     stop = trio.Event()
 
     async def watch_signals() -> None:
@@ -70,13 +74,29 @@ async def serve_until_signal(
             await serve(app, hc, shutdown_trigger=stop.wait, task_status=task_status)
             nursery.cancel_scope.cancel()
 
+        if extra is not None:
+            extra_app, extra_hc = extra
+
+            async def serve_extra(task_status: trio.TaskStatus[Any]) -> None:
+                await serve(
+                    extra_app, extra_hc, shutdown_trigger=stop.wait, task_status=task_status
+                )
+
+            await nursery.start(serve_extra)
         await nursery.start(serve_then_stop)
         signal_ready(ready_fd)
 
 
-async def run(cfg: Config, fd: int, ready_fd: int | None = None) -> None:
-    app = App(cfg)
+async def run(
+    cfg: Config, fd: int, ready_fd: int | None = None, name: str = "frontend", metrics_fd: int = -1
+) -> None:
+    app = App(cfg, name)
     hc = hypercorn_config(cfg, fd)
+    extra = None
+    if metrics_fd >= 0:
+        mhc = hypercorn_config(cfg, metrics_fd)
+        mhc.graceful_timeout = 1.0
+        extra = (app.metrics_listener, mhc)
     async with trio.open_nursery() as nursery:
         app.bind(nursery)
         nursery.start_soon(exit_when_orphaned)
@@ -84,7 +104,7 @@ async def run(cfg: Config, fd: int, ready_fd: int | None = None) -> None:
             hc.tls = ReloadingContext(Path(cfg.tls_cert), Path(cfg.tls_key))
             nursery.start_soon(hc.tls.watch)
         log.info("frontend serving %s on fd %d", "https" if cfg.tls else "http", fd)
-        await serve_until_signal(app, hc, ready_fd)
+        await serve_until_signal(app, hc, ready_fd, extra)
         nursery.cancel_scope.cancel()
 
 
@@ -93,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg_json, ready_fd, rest = read_child_args(args)
     cfg = Config.from_json(cfg_json)
     fd = int(rest[0])
-    setup_logging(cfg.log_level, "frontend")
+    name = rest[1] if len(rest) > 1 else "frontend"
+    metrics_fd = int(rest[2]) if len(rest) > 2 else -1
+    setup_logging(cfg.log_level, "frontend", cfg.log_format)
     try:
         # Before anything is patched or served: the patches are only known
         # to be right for the tested Hypercorn and h11 versions.
@@ -101,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except patched_versions.UntestedVersion as exc:
         log.error("frontend refuses to start: %s", exc)
         return 2
-    trio.run(run, cfg, fd, ready_fd)
+    trio.run(run, cfg, fd, ready_fd, name, metrics_fd)
     return 0
 
 

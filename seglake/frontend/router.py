@@ -18,7 +18,15 @@ from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from seglake.errors import S3Error
-from seglake.protocol.endpoints import BUCKET, ENDPOINTS, OBJECT, SERVICE, SUBRESOURCES, Endpoint
+from seglake.protocol.endpoints import (
+    BUCKET,
+    ENDPOINTS,
+    OBJECT,
+    OWN_ENDPOINTS,
+    SERVICE,
+    SUBRESOURCES,
+    Endpoint,
+)
 
 RouteKey = tuple[str, str, str]  # (method, target, sub-resource or "")
 
@@ -36,6 +44,7 @@ def _index(endpoints: Iterable[Endpoint]) -> dict[RouteKey, tuple[Endpoint, ...]
 
 
 ROUTE_INDEX: Final = _index(ENDPOINTS)
+OWN_ROUTES: Final = {(e.method, e.path.encode()): e for e in OWN_ENDPOINTS}
 
 
 def _selected(e: Endpoint, query: dict[str, list[str]], copy_source: bool) -> bool:
@@ -103,6 +112,9 @@ def route(
 ) -> Route:
     """``copy_source``: the request carries ``x-amz-copy-source``;
     ``vhost_bucket``: the bucket from the Host header (``host_bucket``)."""
+    own = None if vhost_bucket else OWN_ROUTES.get((method, raw_path))
+    if own is not None:
+        return Route(own.name, "", "")
     bucket, key = split_path(raw_path, vhost_bucket)
     target = OBJECT if key else BUCKET if bucket else SERVICE
     sub = next((k for k in SUBRESOURCES if k in query), "")

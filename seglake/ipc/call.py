@@ -5,10 +5,12 @@ and the maintenance process calls the writer and the supervisor. Errors keep
 the channel's meaning so callers can tell the cases apart: a service that is
 not there raises ``OSError``, one that dies during the call
 ``ChannelBroken``, a refusal ``S3Error``, a call over ``CALL_TIMEOUT_S``
-``trio.TooSlowError``. Calls to the writer are typed (``messages.py``):
-``call_writer`` and ``call_service`` send a request and return its reply
-decoded as the declared type; ``call_socket`` alone carries plain msgpack
-values (the admin socket, the supervisor).
+``trio.TooSlowError``. Calls are typed (``messages.py``): ``call_typed``
+sends a request to any of our servers (writer, supervisor, admin socket) and
+returns its reply decoded as the declared type; ``call_writer`` is its name
+for the writer, and ``call_service`` the writer call of a server's own
+handlers. ``call_socket`` alone carries plain msgpack values (the admin
+socket's older commands).
 """
 
 from __future__ import annotations
@@ -61,10 +63,15 @@ async def call_socket(
     return result
 
 
-async def call_writer(path: str, msg: Request[R]) -> R:
+async def call_typed(path: str, msg: Request[R]) -> R:
     """``call_socket`` with a typed request; its reply as its declared type."""
     reply: R = await call_socket(path, msg.name, msg, decode=lambda raw: decode_reply(msg, raw))
     return reply
+
+
+async def call_writer(path: str, msg: Request[R]) -> R:
+    """``call_typed`` to the writer's socket."""
+    return await call_typed(path, msg)
 
 
 async def call_service(path: str, msg: Request[R]) -> R:

@@ -1,10 +1,15 @@
-"""Every request the writer serves, and its reply, as one declared type each.
+"""Every request the writer serves, and its reply, as one declared type each;
+likewise the supervisor's control socket and the admin socket's typed
+commands.
 
 Rules this file keeps:
 - A request is a frozen ``msgspec.Struct``; its wire name (the frame
   header's ``name``, see ``framing.py``) is its ``name`` class variable and
-  its reply type is its ``Request[...]`` parameter. ``REQUESTS`` maps names
-  to types; nothing else on either side spells a request by hand.
+  its reply type is its ``Request[...]`` parameter. Each server's table
+  (``WRITER``, ``SUPERVISOR``, ``ADMIN``) maps its names to types; ``REQUESTS``
+  is the writer's. Nothing else on either side spells a request by hand.
+- A name means one type per server only: the supervisor's ``stats`` and the
+  admin socket's ``stats`` are different requests to different sockets.
 - On the wire a message is the msgpack map of its fields (defaults left
   out), so the frame format and every other peer stay plain msgpack.
 - Decoding validates: a field of the wrong type, a missing required field,
@@ -490,6 +495,66 @@ class GcRepoint(Request[GcRepointed], frozen=True):
 GcStep = GcDeleteSegments | GcRewriteChunks
 
 
+# ---- the supervisor's control socket (``seglake/supervisor/main.py``) ---------------
+
+
+class ProcessList(Reply, frozen=True):
+    """The listening address and every process, the supervisor first; each
+    process is a document (name, role, pid, alive, uptime, restarts, ...)."""
+
+    address: str
+    processes: list[Doc]
+
+
+class ListProcesses(Request[ProcessList], frozen=True):
+    name: ClassVar[str] = "processes"
+
+
+class Report(Request[Done], frozen=True):
+    """A process's counters, every ``--stats-interval`` (``ipc/report.py``).
+
+    Counters are monotonic for one start of one process (``pid`` and
+    ``started`` name the start); gauges describe it now. Both are nested maps
+    whose leaves are numbers (``seglake/metrics/merge.py`` adds them up). The
+    supervisor keeps a report only if ``pid`` is the process it runs as
+    ``process``."""
+
+    name: ClassVar[str] = "report"
+    process: str  # as the supervisor knows it: "writer", "frontend-<n>"
+    role: str
+    pid: int
+    started: float  # the process's start, seconds since the epoch
+    at: float  # when this report was made
+    counters: Doc = {}
+    gauges: Doc = {}
+
+
+class MergedStats(ProcessList, frozen=True):
+    """``ProcessList`` (with each process's RSS and CPU time) and the merged
+    reports: ``{"counters", "gauges"}`` summed over every start of every
+    frontend and of the writer, and name → (pid, started, at) of the
+    current reports."""
+
+    frontends: Doc
+    writer: Doc
+    reports: dict[str, Doc]
+
+
+class SupervisorStats(Request[MergedStats], frozen=True):
+    name: ClassVar[str] = "stats"
+
+
+# ---- the admin socket's typed commands (``seglake/maintenance/main.py``) ------------
+
+
+class AdminStats(Request[Doc], frozen=True):
+    """The stats document (``seglake/metrics/view.py``) behind
+    ``/v1/meta/stats``, ``/metrics``, ``seglake stats`` and the dashboard."""
+
+    name: ClassVar[str] = "stats"
+    token: str = ""  # the admin token (``.seglake-admin.token``), checked first
+
+
 # ---- the table -------------------------------------------------------------------------
 
 
@@ -530,7 +595,58 @@ def _table(*types: type[Request[Any]]) -> dict[str, _Spec]:
     return table
 
 
-_SPECS: Final = _table(
+_any_decoder: Final = msgspec.msgpack.Decoder()
+
+
+class Service:
+    """The requests one server declares. ``plain``: names it still serves
+    as plain msgpack values (the admin socket's older commands), decoded
+    untyped; any other undeclared name is an unknown request."""
+
+    def __init__(
+        self, server: str, *types: type[Request[Any]], plain: frozenset[str] = frozenset()
+    ) -> None:
+        self.server = server
+        self._specs = _table(*types)
+        if plain & self._specs.keys():
+            raise RuntimeError(f"{server}: {sorted(plain & self._specs.keys())} typed and plain")
+        self.plain = plain
+        self.requests: dict[str, type[Request[Any]]] = {n: s.type for n, s in self._specs.items()}
+
+    def _spec(self, name: str) -> _Spec:
+        spec = self._specs.get(name)
+        if spec is None:
+            raise MessageError(f"unknown {self.server} request {name!r}", unknown=True)
+        return spec
+
+    def decode(self, name: str, raw: bytes | msgspec.Raw | memoryview) -> Request[Any]:
+        """The request a frame carries (header ``name``, encoded ``args``)."""
+        spec = self._spec(name)
+        try:
+            msg: Request[Any] = spec.request.decode(raw)
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+            raise MessageError(f"malformed {name} request: {exc}") from None
+        return msg
+
+    def decode_any(self, name: str, raw: bytes | msgspec.Raw | memoryview) -> Any:
+        """``decode`` for a server with ``plain`` names: those as plain values."""
+        if name in self.plain:
+            return decode_any(raw)
+        return self.decode(name, raw)
+
+    def convert(self, name: str, args: Any) -> Request[Any]:
+        """A request from already-decoded msgpack values, validated exactly
+        as ``decode`` would."""
+        spec = self._spec(name)
+        try:
+            msg: Request[Any] = msgspec.convert(args, spec.type)
+        except msgspec.ValidationError as exc:
+            raise MessageError(f"malformed {name} request: {exc}") from None
+        return msg
+
+
+WRITER: Final = Service(
+    "writer",
     Append, Put, DeleteObject, DeleteVersion, DeleteObjects, CreateBucket, DeleteBucket,
     CopyObject, SetVersioning, MarkDamaged, CreateUpload, UploadPart, CompleteUpload,
     AbortUpload, KeyCreate, KeyUpdate, KeyDelete, KeyAllowBucket, KeyDisallowBucket,
@@ -538,37 +654,29 @@ _SPECS: Final = _table(
     MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
     GcRepoint,
 )  # fmt: skip
-_BY_TYPE: Final = {spec.type: spec for spec in _SPECS.values()}
+SUPERVISOR: Final = Service("supervisor", ListProcesses, Report, SupervisorStats)
+# The admin socket: ``stats`` typed; its older commands (each carrying the
+# token in a plain map) are still plain values.
+ADMIN: Final = Service(
+    "admin", AdminStats, plain=frozenset({"status", "ping", "maintenance", "writer_mutation"})
+)
+_BY_TYPE: Final = {
+    spec.type: spec for service in (WRITER, SUPERVISOR, ADMIN) for spec in service._specs.values()
+}
 
-# Wire name → request type.
-REQUESTS: Final[dict[str, type[Request[Any]]]] = {n: s.type for n, s in _SPECS.items()}
-
-_any_decoder: Final = msgspec.msgpack.Decoder()
+# Wire name → request type, of the writer.
+REQUESTS: Final[dict[str, type[Request[Any]]]] = WRITER.requests
 
 
 def decode_request(name: str, raw: bytes | msgspec.Raw | memoryview) -> Request[Any]:
-    """The request a frame carries (header ``name``, encoded ``args``)."""
-    spec = _SPECS.get(name)
-    if spec is None:
-        raise MessageError(f"unknown writer request {name!r}", unknown=True)
-    try:
-        msg: Request[Any] = spec.request.decode(raw)
-    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-        raise MessageError(f"malformed {name} request: {exc}") from None
-    return msg
+    """The writer request a frame carries (header ``name``, encoded ``args``)."""
+    return WRITER.decode(name, raw)
 
 
 def request_from(name: str, args: Any) -> Request[Any]:
-    """A request from already-decoded msgpack values (the admin relay's
-    ``args``), validated exactly as ``decode_request`` would."""
-    spec = _SPECS.get(name)
-    if spec is None:
-        raise MessageError(f"unknown writer request {name!r}", unknown=True)
-    try:
-        msg: Request[Any] = msgspec.convert(args, spec.type)
-    except msgspec.ValidationError as exc:
-        raise MessageError(f"malformed {name} request: {exc}") from None
-    return msg
+    """A writer request from already-decoded msgpack values (the admin
+    relay's ``args``), validated exactly as ``decode_request`` would."""
+    return WRITER.convert(name, args)
 
 
 def decode_reply(msg: Request[R], raw: bytes | msgspec.Raw | memoryview) -> R:

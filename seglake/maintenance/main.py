@@ -18,6 +18,7 @@ else is looked at.
 from __future__ import annotations
 
 import hmac
+import importlib.metadata
 import logging
 import os
 import sys
@@ -25,26 +26,32 @@ import time
 from typing import Any, TypeVar
 
 import apsw
+import msgspec
 import trio
 
 from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.ipc.admin import RELAYED_MUTATIONS
-from seglake.ipc.call import call_service, call_socket, call_writer
-from seglake.ipc.channel import listen_unix, serve_channel
+from seglake.ipc.call import call_service, call_typed, call_writer
+from seglake.ipc.channel import ChannelBroken, ChannelClosed, listen_unix, serve_channel
 from seglake.ipc.messages import (
+    ADMIN,
+    AdminStats,
+    ListProcesses,
     MaintenanceSet,
     MaintenanceStatus,
     MessageError,
     Request,
     Status,
+    SupervisorStats,
     request_from,
 )
 from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.logs import setup_logging
 from seglake.maintenance.scheduler import Scheduler
 from seglake.meta.maintenance_reads import recent_runs
+from seglake.metrics import view
 
 log = logging.getLogger("seglake.maintenance")
 R = TypeVar("R")
@@ -64,7 +71,7 @@ class Maintenance:
         return await call_service(str(self.cfg.writer_socket), msg)
 
     async def status(self) -> dict[str, Any]:
-        procs = await call_socket(str(self.cfg.supervisor_socket), "processes")
+        procs = await call_typed(str(self.cfg.supervisor_socket), ListProcesses())
         try:
             store = await call_writer(str(self.cfg.writer_socket), Status())
         except (OSError, S3Error, trio.TooSlowError) as exc:
@@ -75,12 +82,38 @@ class Maintenance:
             runs = [{"error": f"ops_runs unavailable: {exc}"}]
         return {
             "data_dir": str(self.cfg.root),
-            "address": procs.get("address"),
-            "processes": procs.get("processes", []),
+            "address": procs.address,
+            "processes": procs.processes,
             "store": store,
             "runs": runs,
             "schedules": self.scheduler.describe(),
         }
+
+    async def stats(self) -> dict[str, Any]:
+        """The ``/v1/meta/stats`` document (``metrics/view.py``): what the
+        supervisor merged from every process, the writer's store counts,
+        the last runs and the disk, each part fetched now."""
+        unavailable = (
+            OSError, S3Error, MessageError, ChannelBroken, ChannelClosed, trio.TooSlowError,
+        )  # fmt: skip
+        sup: dict[str, Any]
+        try:
+            merged = await call_typed(str(self.cfg.supervisor_socket), SupervisorStats())
+            sup = msgspec.structs.asdict(merged)
+        except unavailable as exc:
+            sup = {"error": f"supervisor unavailable: {exc!r}"}
+        try:
+            store = await call_writer(str(self.cfg.writer_socket), Status())
+        except unavailable as exc:
+            store = {"error": f"writer unavailable: {exc!r}"}
+        try:
+            runs = await trio.to_thread.run_sync(recent_runs, self.cfg.db_path, STATUS_RUNS * 5)
+        except (OSError, RuntimeError, apsw.Error):
+            runs = []
+        return view.build(
+            now=time.time(), version=seglake_version(), supervisor=sup, store=store, runs=runs,
+            disk=disk_state(self.cfg),
+        )  # fmt: skip
 
     async def maintenance(self, action: Any) -> dict[str, Any]:
         writer = str(self.cfg.writer_socket)
@@ -92,13 +125,20 @@ class Maintenance:
         return await call_service(writer, MaintenanceSet(target=target))
 
     async def handle(self, name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
-        token = args.get("token") if isinstance(args, dict) else None
+        # Typed commands (``messages.ADMIN``) carry the token as a field,
+        # the older ones in their plain map.
+        if isinstance(args, AdminStats):
+            token: Any = args.token
+        else:
+            token = args.get("token") if isinstance(args, dict) else None
         if not isinstance(token, str) or not hmac.compare_digest(token, self.token):
             raise S3Error("AccessDenied", message="bad admin token")
         if name == "status":
             return await self.status(), b""
         if name == "ping":
             return {"pid": os.getpid()}, b""
+        if isinstance(args, AdminStats):
+            return await self.stats(), b""
         if name == "maintenance":
             return await self.maintenance(args.get("action")), b""
         if name == "writer_mutation":
@@ -125,7 +165,7 @@ class Maintenance:
         sock = await listen_unix(path, backlog=16)
 
         async def conn(stream: trio.SocketStream) -> None:
-            await serve_channel(stream, self.handle, max_in_flight=8)
+            await serve_channel(stream, self.handle, max_in_flight=8, decode=ADMIN.decode_any)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(exit_when_orphaned)
@@ -140,11 +180,33 @@ class Maintenance:
             nursery.cancel_scope.cancel()
 
 
+def seglake_version() -> str:
+    try:
+        return importlib.metadata.version("seglake")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def disk_state(cfg: Config) -> dict[str, Any]:
+    """Free and total bytes of the data dir's file system against the reserve."""
+    try:
+        st = os.statvfs(cfg.root)
+    except OSError as exc:
+        return {"error": str(exc), "reserve_bytes": cfg.min_free_bytes}
+    free = st.f_bavail * st.f_frsize
+    return {
+        "free_bytes": free,
+        "total_bytes": st.f_blocks * st.f_frsize,
+        "reserve_bytes": cfg.min_free_bytes,
+        "above_reserve": free >= cfg.min_free_bytes,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     cfg_json, _ready, _rest = read_child_args(args)
     cfg = Config.from_json(cfg_json)
-    setup_logging(cfg.log_level, "maintenance")
+    setup_logging(cfg.log_level, "maintenance", cfg.log_format)
     trio.run(Maintenance(cfg).serve)
     return 0
 

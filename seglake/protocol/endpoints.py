@@ -88,6 +88,9 @@ class Endpoint:
     # May be signed by its form fields (a browser POST upload) instead of
     # its headers or query.
     signed_form: bool = False
+    # Seglake's own endpoints (``OWN_ENDPOINTS``) are found by this exact
+    # path (path style only), never by the S3 routing rules.
+    path: str = ""
 
 
 E = Endpoint
@@ -223,10 +226,10 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
 )  # fmt: skip
 
 # Seglake's own HTTP endpoints (SPEC §6: ``GET /v1/meta/stats``,
-# ``GET /v1/meta/conflicts``, ``/v1/replication/*``). The S3 router never
-# yields them and no handler serves them yet; they are declared so a policy
-# may already name them. Each is its own policy action, on the service (no
-# bucket); the value says whether the ``ro`` shorthand grants it.
+# ``GET /v1/meta/conflicts``, ``/v1/replication/*``). Each is its own policy
+# action, on the service (no bucket); the value says whether the ``ro``
+# shorthand grants it. Those with a row in ``OWN_ENDPOINTS`` are served;
+# the others are declared so a policy may already name them.
 OWN_OPERATIONS: Final[Mapping[str, bool]] = {
     "GetMetaStats": True,
     "GetMetaConflicts": True,
@@ -234,4 +237,12 @@ OWN_OPERATIONS: Final[Mapping[str, bool]] = {
     "ReplicationWrite": False,
 }
 
-ENDPOINT_BY_NAME: Final[Mapping[str, Endpoint]] = {e.name: e for e in ENDPOINTS}
+# The own endpoints that are served, each at one exact path. ``/v1/...``
+# cannot name a bucket (bucket names have at least three characters), so
+# these paths shadow no S3 request.
+OWN_ENDPOINTS: Final[tuple[Endpoint, ...]] = (
+    E("GetMetaStats", "GET", SERVICE, actions=("GetMetaStats",), handler="observe.meta_stats",
+      granted_by_ro=True, path="/v1/meta/stats"),
+)  # fmt: skip
+
+ENDPOINT_BY_NAME: Final[Mapping[str, Endpoint]] = {e.name: e for e in (*ENDPOINTS, *OWN_ENDPOINTS)}

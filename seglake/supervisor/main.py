@@ -43,10 +43,21 @@ import trio
 
 from seglake.config import FIELD_TYPES, Config, env_name
 from seglake.ipc.channel import connect, listen_unix, serve_channel
-from seglake.ipc.messages import Ping
+from seglake.ipc.messages import (
+    SUPERVISOR,
+    Done,
+    ListProcesses,
+    MergedStats,
+    Ping,
+    ProcessList,
+    Report,
+    Request,
+    SupervisorStats,
+)
 from seglake.lifecycle import CONFIG_FD_FLAG, MAX_CONFIG_BYTES, READY_FD_FLAG
 from seglake.locks import try_lock, write_holder
 from seglake.logs import setup_logging
+from seglake.metrics.merge import Aggregate
 from seglake.private_files import DIR_MODE, exposed
 from seglake.supervisor.notify import sd_notify
 
@@ -137,7 +148,23 @@ class Child:
             "alive": alive, "restarts": self.restarts,
             "uptime": time.time() - self.started_at if alive else 0.0,
             "last_exit": self.exits[-1] if self.exits else None,
+            **(proc_usage(self.proc.pid) if alive and self.proc is not None else {}),
         }  # fmt: skip
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_usage(pid: int) -> dict[str, float]:
+    """Resident memory and CPU time of ``pid`` from /proc ({} if unreadable)."""
+    try:
+        rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, ValueError):
+        return {}
+    # utime and stime are fields 14 and 15 of stat (11 and 12 after the name).
+    return {"rss_bytes": rss_pages * _PAGE, "cpu_seconds": (int(stat[11]) + int(stat[12])) / _TICKS}
 
 
 def lock_data_dir(cfg: Config) -> int:
@@ -191,8 +218,9 @@ def ensure_admin_token(cfg: Config) -> None:
         f.write(secrets.token_hex(32) + "\n")
 
 
-def bind_listener(cfg: Config) -> socket.socket:
-    host, port = cfg.listen_host_port()
+def bind_listener(cfg: Config, where: str = "") -> socket.socket:
+    """Bind ``where`` (HOST:PORT), by default the S3 address ``cfg.addr``."""
+    host, port = cfg.listen_host_port(where)
     if host in ("", "::"):
         try:
             sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -228,10 +256,18 @@ class Supervisor:
             raise OSError(f"configuration of {len(self.cfg_json)} bytes is too large to hand over")
         fd = self.listener.fileno()
         self.writer = Child("writer", 0, "seglake.writer.main")
+        # The separate metrics listener (--metrics-addr): bound once here
+        # like the S3 one, and served by every frontend.
+        self.metrics_listener = bind_listener(cfg, cfg.metrics_addr) if cfg.metrics_addr else None
+        mfd = self.metrics_listener.fileno() if self.metrics_listener is not None else -1
         self.frontends = [
-            Child("frontend", i, "seglake.frontend.main", [str(fd)], (fd,))
+            Child(
+                "frontend", i, "seglake.frontend.main", [str(fd), f"frontend-{i}", str(mfd)],
+                (fd,) if mfd < 0 else (fd, mfd),
+            )
             for i in range(cfg.frontend_count())
-        ]
+        ]  # fmt: skip
+        self.stats = Aggregate()
         self.maintenance = Child("maintenance", 0, "seglake.maintenance.main")
         self.started = time.time()
         self.writer_ready = False
@@ -366,6 +402,7 @@ class Supervisor:
                     task_status.started()
             code = await proc.wait()
             child.stopped_at = time.time()
+            self.stats.retire(child.name)  # its counters stay in the totals
             if child.role == "writer":
                 self.writer_ready = False
             child.exits.append(code)
@@ -397,19 +434,41 @@ class Supervisor:
             await trio.sleep(interval)
 
     async def _control(self, stream: trio.SocketStream) -> None:
-        async def handle(name: str, args: Any, body: memoryview) -> tuple[Any, bytes]:
-            if name == "processes":
-                me = {
-                    "name": "supervisor", "role": "supervisor", "pid": os.getpid(), "alive": True,
-                    "restarts": 0, "uptime": time.time() - self.started, "last_exit": None,
-                }  # fmt: skip
-                return {
-                    "address": self.address,
-                    "processes": [me] + [c.info() for c in self.children],
-                }, b""
-            raise ValueError(name)
+        async def handle(name: str, msg: Request[Any], body: memoryview) -> tuple[Any, bytes]:
+            if isinstance(msg, ListProcesses):
+                return ProcessList(self.address, self._processes(usage=False)), b""
+            if isinstance(msg, Report):
+                self._report(msg)
+                return Done(), b""
+            if isinstance(msg, SupervisorStats):
+                return MergedStats(
+                    self.address, self._processes(usage=True),
+                    frontends=self.stats.totals("frontend"), writer=self.stats.totals("writer"),
+                    reports=self.stats.reports(),
+                ), b""  # fmt: skip
+            raise ValueError(name)  # SUPERVISOR.decode let through an unhandled request
 
-        await serve_channel(stream, handle, max_in_flight=8)
+        await serve_channel(stream, handle, max_in_flight=8, decode=SUPERVISOR.decode)
+
+    def _processes(self, *, usage: bool) -> list[dict[str, Any]]:
+        me = {
+            "name": "supervisor", "role": "supervisor", "pid": os.getpid(), "alive": True,
+            "restarts": 0, "uptime": time.time() - self.started, "last_exit": None,
+            **(proc_usage(os.getpid()) if usage else {}),
+        }  # fmt: skip
+        return [me] + [c.info() for c in self.children]
+
+    def _report(self, msg: Report) -> None:
+        """A child's counters: accepted only from the pid running under that name."""
+        child = next((c for c in self.children if c.name == msg.process), None)
+        if child is None or child.proc is None or child.proc.pid != msg.pid:
+            return
+        if child.proc.returncode is not None:
+            return
+        self.stats.report({
+            "name": msg.process, "role": child.role, "pid": msg.pid, "started": msg.started,
+            "at": msg.at, "counters": msg.counters, "gauges": msg.gauges,
+        })  # fmt: skip
 
     async def _serve_control(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -460,13 +519,15 @@ class Supervisor:
             await self._stop_group([self.writer], max(60.0, self.cfg.shutdown_timeout))
             nursery.cancel_scope.cancel()
         self.listener.close()
+        if self.metrics_listener is not None:
+            self.metrics_listener.close()
         with contextlib.suppress(FileNotFoundError):
             self.cfg.listen_path.unlink()
         log.info("stopped")
 
 
 def serve(cfg: Config) -> int:
-    setup_logging(cfg.log_level, "supervisor")
+    setup_logging(cfg.log_level, "supervisor", cfg.log_format)
     if not cfg.access_key or not cfg.secret_key:
         log.error(
             "an access key and secret key are required (-access-key/-secret-key or SEGLAKE_ACCESS_KEY/SEGLAKE_SECRET_KEY)"

@@ -43,6 +43,7 @@ from seglake.errors import S3Error
 from seglake.format.manifest import manifest_path
 from seglake.ipc.messages import Request
 from seglake.meta.schema import get_setting, set_setting
+from seglake.metrics.histogram import COUNT, Histogram
 from seglake.writer import barrier, fileio
 from seglake.writer.mutations import APPLY
 from seglake.writer.ops import BatchContext, VersionClock
@@ -90,6 +91,20 @@ class BatchStats:
     mutations: int = 0
     last_batch_size: int = 0
     last_batch_seconds: float = 0.0
+    batch_size: Histogram = field(default_factory=lambda: Histogram(COUNT))
+    commit_seconds: Histogram = field(default_factory=Histogram)  # a whole batch
+    # A batch's durability waits: the segment fsync (and seals), then the
+    # manifests' fsyncs or syncfs and their directories' fsyncs.
+    fsync_seconds: Histogram = field(default_factory=Histogram)
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "mutations": self.mutations,
+            "batch_size": self.batch_size.wire(),
+            "commit_seconds": self.commit_seconds.wire(),
+            "fsync_seconds": self.fsync_seconds.wire(),
+        }
 
 
 class Committer:
@@ -202,6 +217,12 @@ class Committer:
         self.stats.mutations += len(batch)
         self.stats.last_batch_size = len(batch)
         self.stats.last_batch_seconds = time.monotonic() - started
+        self.stats.batch_size.observe(len(batch))
+        self.stats.commit_seconds.observe(self.stats.last_batch_seconds)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
 
     # ---- runs in a worker thread --------------------------------------
     def _run_batch(
@@ -211,6 +232,7 @@ class Committer:
         sync_target: tuple[OpenSegment, int] | None,
     ) -> None:
         sealed: list[SealResult] = []
+        fsync_started = time.monotonic()
         try:
             for seg in to_seal:
                 sealed.append(seal(seg))
@@ -219,6 +241,7 @@ class Committer:
                 fileio.fsync(sync_target[0].fd, "segment.fsync")
         except OSError as exc:
             raise WriterFatal(f"segment fsync/seal failed: {exc}") from exc
+        fsync_s = time.monotonic() - fsync_started
 
         ctx = BatchContext(self.clock)
         conn = self.conn
@@ -262,7 +285,9 @@ class Committer:
                     (seg_id, end, end, now),
                 )
             set_setting(conn, "clock_ns", self.clock.last_ns)
+            manifests_started = time.monotonic()
             written = self._write_manifests(ctx.manifests)
+            fsync_s += time.monotonic() - manifests_started
             self.records.flush(conn)  # bucket/version-state records, before COMMIT
         except BaseException as exc:
             self._rollback()
@@ -282,6 +307,8 @@ class Committer:
         except (apsw.Error, OSError) as exc:
             raise WriterFatal(f"commit failed: {exc}") from exc
         self.records.committed()
+        if sync_target is not None or sealed or written:
+            self.stats.fsync_seconds.observe(fsync_s)
         if ctx.unlink_after_commit:
             self._unlink(
                 [manifest_path(self.cfg.manifests_dir, uid) for uid in ctx.unlink_after_commit]

@@ -55,6 +55,7 @@ from seglake.ipc.messages import (
     UploadPart,
     decode_request,
 )
+from seglake.ipc.report import report_forever
 from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.locks import try_lock
 from seglake.logs import setup_logging
@@ -233,6 +234,15 @@ class Writer:
             "maintenance": self.quiesce.status(),
         }
 
+    def _report(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Counters and gauges for the supervisor (``ipc/report.py``)."""
+        counters = {**self.committer.stats.counters(), "appended_bytes": self.appended_bytes}
+        gauges = {
+            "queue_depth": self.committer.queue_depth,
+            "write_inflight": self.committer.in_flight,
+        }
+        return counters, gauges
+
     # ---- lifecycle -----------------------------------------------------
     async def _idle_sealer(self) -> None:
         while True:
@@ -250,6 +260,11 @@ class Writer:
             self._nursery = nursery
             nursery.start_soon(self._idle_sealer)
             nursery.start_soon(exit_when_orphaned)
+            if self.cfg.metrics:
+                nursery.start_soon(
+                    report_forever, str(self.cfg.supervisor_socket), "writer", "writer",
+                    self._report, self.cfg.stats_interval,
+                )  # fmt: skip
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 conn_nursery_cm = trio.open_nursery()
                 async with conn_nursery_cm as conns:
@@ -295,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     cfg_json, _ready, _rest = read_child_args(args)
     cfg = Config.from_json(cfg_json)
-    setup_logging(cfg.log_level, "writer")
+    setup_logging(cfg.log_level, "writer", cfg.log_format)
     try:
         writer = Writer(cfg)
     except (WriterFatal, OSError, apsw.Error) as exc:

@@ -11,11 +11,13 @@ import pytest
 
 from seglake.frontend.dispatch import FAMILIES, split_handler
 from seglake.frontend.http import Request
+from seglake.frontend.router import Route, route
 from seglake.protocol.endpoints import (
     BUCKET,
     ENDPOINT_BY_NAME,
     ENDPOINTS,
     OBJECT,
+    OWN_ENDPOINTS,
     OWN_OPERATIONS,
     SERVICE,
     SUBRESOURCES,
@@ -23,7 +25,7 @@ from seglake.protocol.endpoints import (
 )
 from seglake.protocol.policy import KNOWN_ACTIONS
 
-IMPLEMENTED = [e for e in ENDPOINTS if e.handler is not None]
+IMPLEMENTED = [e for e in (*ENDPOINTS, *OWN_ENDPOINTS) if e.handler is not None]
 
 
 def _is_handler(member: object) -> bool:
@@ -38,8 +40,21 @@ def _is_handler(member: object) -> bool:
 def test_names_are_unique() -> None:
     counts = Counter(e.name for e in ENDPOINTS)
     assert [n for n, c in counts.items() if c > 1] == []
-    assert set(ENDPOINT_BY_NAME) == set(counts)
+    own = {e.name for e in OWN_ENDPOINTS}
+    assert set(ENDPOINT_BY_NAME) == set(counts) | own
     assert not set(OWN_OPERATIONS) & set(counts)
+
+
+@pytest.mark.parametrize("e", OWN_ENDPOINTS, ids=lambda e: e.name)
+def test_own_endpoint_rows(e: Endpoint) -> None:
+    """Seglake's own endpoints: a declared own operation, its own action,
+    at a path no bucket can name (``/v1``: too short for a bucket name)."""
+    assert e.name in OWN_OPERATIONS and e.actions == (e.name,)
+    assert e.target == SERVICE and e.path.startswith("/v1/")
+    assert e.handler is not None
+    assert route(e.method, e.path.encode(), {}) == Route(e.name, "", "")
+    # virtual-hosted: the path is a key of the Host's bucket, as S3 says
+    assert route(e.method, e.path.encode(), {}, vhost_bucket="bkt").operation != e.name
 
 
 @pytest.mark.parametrize("e", ENDPOINTS, ids=lambda e: e.name)

@@ -32,6 +32,9 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("lifecycle", "private_files",
      "a child process's orphan check and start-up (its config pipe, umask 077)"),
     ("aio", "errors", "small trio helpers that report S3 errors"),
+    ("metrics", "",
+     "pure counters, log histograms, report merging and the stats/Prometheus renderings: every "
+     "process counts into them, so they depend on nothing"),
     ("format", "units",
      "on-disk codecs and data-dir names: the lowest layer that knows the store's rules; "
      "values such as limits are passed in, never read from the configuration"),
@@ -53,19 +56,20 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("audit", "config errors format meta private_files units",
      "read-only checks (fsck, scrub) that the maintenance process and the CLI both run: they "
      "read files and meta.db and reach no process"),
-    ("writer", "config errors failpoints format ipc lifecycle locks logs meta protocol units",
+    ("writer", "config errors failpoints format ipc lifecycle locks logs meta metrics protocol units",
      "the only process that writes data: it serves requests and never calls up into "
      "frontends, maintenance or the CLI"),
-    ("frontend", "aio auth config errors format ipc lifecycle logs meta protocol units",
+    ("frontend", "aio auth config errors format ipc lifecycle logs meta metrics protocol units",
      "frontends never write: they reach the writer through IPC messages only, never through "
      "its code"),
-    ("maintenance", "audit config errors failpoints ipc lifecycle logs meta units",
+    ("maintenance", "audit config errors failpoints ipc lifecycle logs meta metrics units",
      "the maintenance process relays to the writer over IPC; it imports neither the writer's "
      "code nor the operator CLI"),
-    ("ops", "audit auth config errors format ipc locks meta private_files protocol units writer",
+    ("ops", "audit auth config errors format ipc locks meta metrics private_files protocol units "
+     "writer",
      "the operator CLI: a live server through the admin socket, an offline store only through "
      "the writer's public embedded API (ONLY_THROUGH)"),
-    ("supervisor", "config ipc lifecycle locks logs private_files units",
+    ("supervisor", "config ipc lifecycle locks logs metrics private_files units",
      "starts and watches the processes; it knows their module names, not their code"),
     ("cli", "config config_doc errors ops private_files supervisor units",
      "the command line parses flags and dispatches to ops/ or the supervisor"),

@@ -278,3 +278,78 @@ def test_every_request_is_served_and_every_mutation_declared() -> None:
     served = set(APPLY) | {m.GcDeleteSegments, m.GcRewriteChunks} | own
     assert served == set(m.REQUESTS.values())
     assert not own & set(APPLY)
+
+
+# ---- the supervisor's control socket and the admin socket's typed commands ----------
+
+SERVICE_EXAMPLES: list[tuple[m.Service, m.Request[Any], Any]] = [
+    (m.SUPERVISOR, m.ListProcesses(), m.ProcessList("127.0.0.1:1", [{"name": "supervisor"}])),
+    (m.SUPERVISOR,
+     m.Report(process="frontend-1", role="frontend", pid=7, started=1.5, at=2.5,
+              counters={"requests": {"GetObject": 3}, "latency": {"GetObject": [1, 2]}},
+              gauges={"inflight": 1}),
+     m.Done()),
+    (m.SUPERVISOR, m.SupervisorStats(),
+     m.MergedStats("h:1", [], frontends={"counters": {}, "gauges": {}},
+                   writer={"counters": {"batches": 2}, "gauges": {}},
+                   reports={"writer": {"pid": 3, "started": 1.0, "at": 2.0}})),
+    (m.ADMIN, m.AdminStats(token="t" * 64), {"schema": 1}),
+]  # fmt: skip
+
+
+def test_every_service_request_has_an_example() -> None:
+    for service in (m.SUPERVISOR, m.ADMIN):
+        have = {type(msg) for s, msg, _ in SERVICE_EXAMPLES if s is service}
+        assert have == set(service.requests.values()), service.server
+    # A name means one type per server; the tables are separate.
+    assert "stats" not in m.REQUESTS and "report" not in m.REQUESTS
+    assert m.SUPERVISOR.requests["stats"] is not m.ADMIN.requests["stats"]
+
+
+@pytest.mark.parametrize(
+    ("service", "msg", "reply"), SERVICE_EXAMPLES, ids=lambda x: getattr(x, "name", "")
+)
+def test_service_request_and_reply_round_trip(
+    service: m.Service, msg: m.Request[Any], reply: Any
+) -> None:
+    raw = msgspec.msgpack.encode(msg)
+    assert service.decode(msg.name, raw) == msg
+    assert service.decode_any(msg.name, raw) == msg
+    assert service.convert(msg.name, msgspec.msgpack.decode(raw)) == msg
+    assert m.decode_reply(msg, msgspec.msgpack.encode(reply)) == reply
+
+
+@pytest.mark.parametrize(
+    ("service", "name", "raw", "why"),
+    [
+        (m.SUPERVISOR, "report", _raw({"process": "writer", "role": "writer", "pid": "7",
+                                       "started": 1.0, "at": 2.0}), "$.pid"),
+        (m.SUPERVISOR, "report", _raw({"process": "writer", "role": "writer", "pid": 7}),
+         "missing required field `started`"),
+        (m.SUPERVISOR, "report", _raw({"process": "w", "role": "w", "pid": 7, "started": 1.0,
+                                       "at": 2.0, "counters": [1]}), "$.counters"),
+        (m.SUPERVISOR, "stats", _raw({"all": True}), "unknown field `all`"),
+        (m.ADMIN, "stats", _raw({"token": 5}), "$.token"),
+    ],
+)  # fmt: skip
+def test_malformed_service_requests_are_refused(
+    service: m.Service, name: str, raw: bytes, why: str
+) -> None:
+    with pytest.raises(m.MessageError) as info:
+        service.decode_any(name, raw)
+    assert why in str(info.value) and not info.value.unknown
+
+
+def test_service_names_typed_plain_or_unknown() -> None:
+    """The admin socket's older commands stay plain maps; a name neither
+    typed nor plain is unknown, as is a writer request sent to the supervisor."""
+    assert m.ADMIN.decode_any("maintenance", _raw({"token": "t", "action": "status"})) == {
+        "token": "t", "action": "status",
+    }  # fmt: skip
+    for service, name in ((m.ADMIN, "drop_all_tables"), (m.SUPERVISOR, "ping")):
+        with pytest.raises(m.MessageError) as info:
+            service.decode_any(name, _raw({}))
+        assert info.value.unknown and info.value.as_s3().code == "NotImplemented"
+    with pytest.raises(m.MessageError) as info:
+        m.decode_request("report", _raw({}))
+    assert info.value.unknown
