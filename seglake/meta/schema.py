@@ -25,6 +25,8 @@ Tables (SPEC §5):
 - ``settings``: small named values (maintenance state, HLC watermark).
 - ``ops_runs``: history of maintenance runs.
 - ``uploads`` / ``parts``: open multipart uploads and their parts (migration 2).
+- ``buckets.lifecycle``: the bucket's lifecycle configuration, as the XML
+  GetBucketLifecycleConfiguration answers (migration 4; NULL = none).
 """
 
 from __future__ import annotations
@@ -134,6 +136,12 @@ MIGRATIONS: Final[list[str]] = [
         bucket      TEXT NOT NULL,
         PRIMARY KEY (access_key, bucket)
     ) WITHOUT ROWID;
+    """,
+    # 4: bucket lifecycle configurations (seglake/protocol/lifecycle.py), stored
+    # as the canonical XML the writer made of the client's document; mirrored
+    # into the bucket record so rebuild-index restores it.
+    """
+    ALTER TABLE buckets ADD COLUMN lifecycle TEXT;
     """,
 ]
 
