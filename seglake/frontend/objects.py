@@ -36,6 +36,7 @@ from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.frontend.body import declared_length, ingest
+from seglake.frontend.bucket_lifecycle import expiration
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
@@ -314,6 +315,10 @@ class ObjectHandlers(FamilyBase):
             headers.append((b"x-amz-version-id", result.version_id.encode()))
         for alg, value in body.checksums.items():
             headers.append((checksums.header_name(alg).encode(), value.encode()))
+        headers += expiration(
+            self.reader, req.bucket, req.key, body.size, result.created_ns,
+            self.cfg.lifecycle_day_ns,
+        )  # fmt: skip
         await req.respond(200, headers)
 
     # ---- GET / HEAD ------------------------------------------------------
@@ -433,7 +438,18 @@ class ObjectHandlers(FamilyBase):
         if whole and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
             for alg, value in (meta.get("checksums") or {}).items():
                 h.append((checksums.header_name(alg).encode(), str(value).encode()))
-        return h
+        return h + self._expiration(req, v)
+
+    def _expiration(self, req: Request, v: VersionRow) -> list[tuple[bytes, bytes]]:
+        """``x-amz-expiration`` when the version is the current one and a
+        lifecycle rule will expire it (a noncurrent version has none, as on AWS)."""
+        if req.q("versionId") is not None:
+            cur = self.reader.current(v.bucket, v.key)
+            if cur is None or cur.uid != v.uid:
+                return []
+        return expiration(
+            self.reader, v.bucket, v.key, v.size, v.created_ns, self.cfg.lifecycle_day_ns
+        )
 
     @staticmethod
     def _part(req: Request, v: VersionRow) -> tuple[ByteRange | None, list[tuple[bytes, bytes]]]:
