@@ -59,10 +59,15 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("frontend", "aio auth config errors format ipc lifecycle logs meta protocol units",
      "frontends never write: they reach the writer through IPC messages only, never through "
      "its code"),
-    ("maintenance", "audit config errors failpoints ipc lifecycle logs meta units",
+    ("expiry", "config errors ipc meta protocol units",
+     "bucket lifecycle execution shared by the maintenance schedule and lifecycle-run: reads "
+     "meta.db, plans with the pure rules, and sends re-checked mutations through a function its "
+     "caller gives (it reaches no process itself)"),
+    ("maintenance", "audit config errors expiry failpoints ipc lifecycle logs meta units",
      "the maintenance process relays to the writer over IPC; it imports neither the writer's "
      "code nor the operator CLI"),
-    ("ops", "audit auth config errors format ipc locks meta private_files protocol units writer",
+    ("ops",
+     "audit auth config errors expiry format ipc locks meta private_files protocol units writer",
      "the operator CLI: a live server through the admin socket, an offline store only through "
      "the writer's public embedded API (ONLY_THROUGH)"),
     ("supervisor", "config ipc lifecycle locks logs private_files units",
