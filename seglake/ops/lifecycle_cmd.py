@@ -34,19 +34,34 @@ def _err(msg: str) -> None:
     print(f"seglake: {msg}", file=sys.stderr)
 
 
+def day_ns(cfg: Config) -> int:
+    """The length of a lifecycle day: the live server's (its
+    ``--lifecycle-day-seconds``, so a plan or run from the CLI sees the rules
+    as the server's schedule does), else this command's own setting."""
+    from seglake.ops.admin_client import AdminUnavailable, admin_call
+
+    try:
+        status = trio.run(admin_call, cfg, "status", {})
+        seconds = float(status["schedules"]["lifecycle_day_seconds"])
+    except (AdminUnavailable, KeyError, TypeError, ValueError):
+        return cfg.lifecycle_day_ns
+    return int(seconds * 1_000_000_000)
+
+
 def plan_doc(cfg: Config, bucket: str) -> dict[str, Any]:
     """What the next run would do to ``bucket`` now."""
+    day = day_ns(cfg)
     now = time.time_ns()
     rules = lifecycle_buckets(cfg.db_path, bucket)
     actions: list[dict[str, str]] = []
     for r in rules:
-        for step in plan_bucket(cfg.db_path, r, now, cfg.lifecycle_day_ns):
+        for step in plan_bucket(cfg.db_path, r, now, day):
             actions.extend(action_doc(r.bucket, a) for a in step)
     return {
         "bucket": bucket,
         "configured": bool(rules),
         "now_ns": now,
-        "day_seconds": cfg.lifecycle_day_seconds,
+        "day_seconds": day / 1e9,
         "actions": actions,
         "counts": dict(Counter(a["action"] for a in actions)),
         "errors": [r.error for r in rules if r.error],
@@ -84,7 +99,7 @@ def lifecycle_plan_cmd(cfg: Config, bucket: str | None, *, as_json: bool) -> int
     return 0
 
 
-async def _live_pass(cfg: Config, bucket: str | None) -> PassReport:
+async def _live_pass(cfg: Config, bucket: str | None, day: int) -> PassReport:
     from seglake.ops.admin_client import admin_call, admin_mutation
 
     async def apply(msg: LifecycleExpire) -> LifecycleApplied:
@@ -100,7 +115,7 @@ async def _live_pass(cfg: Config, bucket: str | None) -> PassReport:
         return not isinstance(doc, dict) or doc.get("state") != OFF
 
     return await run_pass(
-        cfg.db_path, apply, paused, day_ns=cfg.lifecycle_day_ns,
+        cfg.db_path, apply, paused, day_ns=day,
         actions_per_sec=cfg.lifecycle_actions_per_sec, only_bucket=bucket,
     )  # fmt: skip
 
@@ -137,7 +152,10 @@ def lifecycle_run_cmd(cfg: Config, bucket: str | None, *, as_json: bool) -> int:
     started = time.time_ns()
     try:
         live = live_state(cfg) is not None
-        report = trio.run(_live_pass, cfg, bucket) if live else _offline_pass(cfg, bucket)
+        if live:
+            report = trio.run(_live_pass, cfg, bucket, day_ns(cfg))
+        else:
+            report = _offline_pass(cfg, bucket)
     except (GateRefused, S3Error, OSError) as exc:
         _err(f"lifecycle-run: {exc}")
         return 1
