@@ -36,6 +36,8 @@ MODES = (
     "doctor",
     # segment GC (seglake/ops/gc.py)
     "gc-plan", "gc-run", "gc-rewrite-plan", "gc-rewrite-run", "gc-rewrite",
+    # bucket lifecycle rules (seglake/ops/lifecycle_cmd.py)
+    "lifecycle-plan", "lifecycle-run",
 )  # fmt: skip
 DEFAULT_WAIT_TIMEOUT_S = 60.0  # how long `maintenance enable|disable` waits for the state
 
@@ -200,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         from seglake.ops.gc import run_gc_mode
 
         return run_gc_mode(mode, args, cfg)
+    if mode in ("lifecycle-plan", "lifecycle-run"):
+        from seglake.ops.lifecycle_cmd import lifecycle_plan_cmd, lifecycle_run_cmd
+
+        rest = words if args.mode else words[1:]
+        target = args.bucket or (rest[0] if rest else None)
+        if mode == "lifecycle-plan":
+            return lifecycle_plan_cmd(cfg, target, as_json=args.json)
+        return lifecycle_run_cmd(cfg, target, as_json=args.json)
     print(f"seglake: unknown mode {mode!r} (available: {', '.join(MODES)})", file=sys.stderr)
     return 2
 

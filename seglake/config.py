@@ -158,6 +158,15 @@ class Config:
     mpu_gc_interval: float = 3600.0  # 0 = no scheduled MPU-GC
     scrub_interval: float = 0.0  # 0 = no scheduled scrub
     scrub_bytes_per_sec: int = 32 * MiB  # 0 = unthrottled
+    # Bucket lifecycle rules (seglake/expiry/), carried out by the maintenance
+    # process. AWS evaluates rules once a day; checking hourly acts within an
+    # hour of a rule falling due without rescanning big buckets too often.
+    # Actions are paced (each is one savepoint of a writer batch) so a large
+    # backlog costs clients a bounded share of the writer. A lifecycle "day"
+    # is 86,400 s; tests and operators' dry runs shorten it (test-only scale).
+    lifecycle_interval: float = 3600.0  # 0 = no scheduled lifecycle runs
+    lifecycle_actions_per_sec: int = 1000  # 0 = unthrottled
+    lifecycle_day_seconds: float = 86400.0
     # Segment GC (seglake/ops/gc.py). Safety never depends on age
     # (the writer re-checks liveness in its own transaction), so by default
     # every dead sealed segment qualifies; a minimum age only keeps recent
@@ -171,6 +180,11 @@ class Config:
     gc_rewrite_max_live: float = 0.5
     gc_rewrite_bytes_per_sec: int = 0  # 0 = unthrottled
     gc_pause_file: str = ""  # "" = DATA_DIR/.seglake-gc-pause
+
+    @property
+    def lifecycle_day_ns(self) -> int:
+        """The length of a lifecycle day in nanoseconds (--lifecycle-day-seconds)."""
+        return int(self.lifecycle_day_seconds * 1_000_000_000)
 
     # ---- derived paths -------------------------------------------------
     @functools.cached_property
@@ -378,9 +392,12 @@ def build_config(
 
 def validate(cfg: Config) -> None:
     cfg.listen_host_port()
-    for name in ("mpu_ttl", "mpu_gc_interval", "scrub_interval", "scrub_bytes_per_sec"):
+    for name in ("mpu_ttl", "mpu_gc_interval", "scrub_interval", "scrub_bytes_per_sec",
+                 "lifecycle_interval", "lifecycle_actions_per_sec"):  # fmt: skip
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name.replace('_', '-')} must not be negative")
+    if cfg.lifecycle_day_seconds < 0.001:
+        raise ValueError("lifecycle-day-seconds must be at least 0.001")
     if cfg.default_versioning not in ("enabled", "unversioned"):
         raise ValueError("default-versioning must be 'enabled' or 'unversioned'")
     # A segment may overshoot this by one record; small values are allowed so

@@ -108,6 +108,7 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "NoSuchBucket": ErrorSpec(404, "The specified bucket does not exist."),
     "NoSuchBucketPolicy": ErrorSpec(404, "The bucket policy does not exist"),
     "NoSuchKey": ErrorSpec(404, "The specified key does not exist."),
+    "NoSuchLifecycleConfiguration": ErrorSpec(404, "The lifecycle configuration does not exist"),
     "NoSuchUpload": ErrorSpec(
         404,
         "The specified multipart upload does not exist. The upload ID might be invalid, "

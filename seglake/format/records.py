@@ -5,7 +5,7 @@ Manifests describe each stored version (and each delete marker) as written.
 Two things change later and are kept here, one small file each:
 
 - a **bucket record** per bucket: name, creation time, versioning state,
-  policy. Written when a bucket is created or changed, removed when it is
+  policy, lifecycle configuration. Written when a bucket is created or changed, removed when it is
   deleted. Path: ``<data>/objects/records/buckets/<name>.bucket``.
 - a **version state record** for every version whose row is no longer
   ``ACTIVE``: ``DELETED`` (overwritten null version, deleted version,
@@ -22,7 +22,8 @@ File layout (integers big-endian)::
     10  2  kind: 1 = bucket, 2 = version state
     12  4  body length L (1 .. 1 MiB)
     16  L  body: one msgpack map
-            bucket:  {"name", "created_ns", "versioning", "policy" (str|nil)}
+            bucket:  {"name", "created_ns", "versioning", "policy" (str|nil),
+                      "lifecycle" (str, only when the bucket has one)}
             state:   {"uid", "state"}
     16+L 32 BLAKE3 of bytes 0 .. 16+L
 
@@ -135,6 +136,8 @@ def _body_problem(kind: int, body: dict[str, Any]) -> str | None:
             return f"bucket record with versioning {body.get('versioning')!r}"
         if body.get("policy") is not None and not isinstance(body["policy"], str):
             return "bucket record policy is not text"
+        if body.get("lifecycle") is not None and not isinstance(body["lifecycle"], str):
+            return "bucket record lifecycle is not text"
         return None
     if not isinstance(body.get("uid"), str) or not body["uid"]:
         return "state record without a uid"
@@ -143,5 +146,17 @@ def _body_problem(kind: int, body: dict[str, Any]) -> str | None:
     return None
 
 
-def bucket_body(name: str, created_ns: int, versioning: str, policy: str | None) -> dict[str, Any]:
-    return {"name": name, "created_ns": created_ns, "versioning": versioning, "policy": policy}
+def bucket_body(
+    name: str, created_ns: int, versioning: str, policy: str | None, lifecycle: str | None = None
+) -> dict[str, Any]:
+    """A bucket record's body. ``lifecycle`` is written only when set, so the
+    record of a bucket without one is byte for byte what older writers made."""
+    body: dict[str, Any] = {
+        "name": name,
+        "created_ns": created_ns,
+        "versioning": versioning,
+        "policy": policy,
+    }
+    if lifecycle is not None:
+        body["lifecycle"] = lifecycle
+    return body

@@ -45,6 +45,14 @@ class Ingested:
     checksums: dict[str, str] = field(default_factory=dict)
 
 
+def has_integrity_header(req: Request) -> bool:
+    """Content-MD5 or an ``x-amz-checksum-*`` value (header, or announced as a
+    trailer): what AWS requires on DeleteObjects and bucket configuration PUTs."""
+    if "content-md5" in req.headers or "x-amz-trailer" in req.headers:
+        return True
+    return any(checksums.algorithm_from_header(name) for name in req.headers)
+
+
 def declared_length(req: Request, cfg: Config) -> int:
     """The payload length the client promises; checked against what arrives."""
     return upload_checks.declared_length(req.headers, cfg.max_object_size)

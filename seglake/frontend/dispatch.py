@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from seglake.config import Config
+from seglake.frontend.bucket_lifecycle import BucketLifecycleHandlers
 from seglake.frontend.bucket_policy import BucketPolicyHandlers
 from seglake.frontend.buckets import BucketHandlers
 from seglake.frontend.copy import CopyHandlers
@@ -37,6 +38,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "postobject": PostObjectHandlers,
     "bucket_policy": BucketPolicyHandlers,
     "observe": ObserveHandlers,
+    "bucket_lifecycle": BucketLifecycleHandlers,
 }
 
 

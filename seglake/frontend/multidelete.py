@@ -24,26 +24,19 @@ Rules this module keeps:
 from __future__ import annotations
 
 from seglake.errors import S3Error
-from seglake.frontend.body import declared_length, ingest
+from seglake.frontend.body import declared_length, has_integrity_header, ingest
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.objects import delete_condition, validate_key, validate_version_id
 from seglake.ipc.messages import DeleteCondition, DeleteObjects, DeleteResult
-from seglake.protocol import checksums
 from seglake.protocol.xml import document, el
 from seglake.protocol.xml_requests import MAX_DELETE_BODY_BYTES, parse_delete
-
-
-def _has_integrity_header(req: Request) -> bool:
-    if "content-md5" in req.headers or "x-amz-trailer" in req.headers:
-        return True
-    return any(checksums.algorithm_from_header(name) for name in req.headers)
 
 
 class MultiDeleteHandlers(FamilyBase):
     async def delete_objects(self, req: Request) -> None:
         self.require_bucket(req.bucket)
-        if not _has_integrity_header(req):
+        if not has_integrity_header(req):
             raise S3Error(
                 "InvalidRequest", message="Missing required header for this request: Content-Md5"
             )

@@ -37,6 +37,7 @@ from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.frontend.body import declared_length, ingest
+from seglake.frontend.bucket_lifecycle import expiration
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
@@ -393,6 +394,10 @@ class ObjectHandlers(FamilyBase):
             headers.append((checksums.header_name(alg).encode(), value.encode()))
         if body.checksums:
             headers.append((b"x-amz-checksum-type", checksums.FULL_OBJECT.encode()))
+        headers += expiration(
+            self.reader, req.bucket, req.key, body.size, result.created_ns,
+            self.cfg.lifecycle_day_ns,
+        )  # fmt: skip
         await req.respond(200, headers)
 
     # ---- GET / HEAD ------------------------------------------------------
@@ -510,18 +515,28 @@ class ObjectHandlers(FamilyBase):
             h.append((name.encode(), str(value).encode("latin-1", "replace")))
         for name, value in (meta.get("user") or {}).items():
             h.append((f"x-amz-meta-{name}".encode("latin-1", "replace"), encode_meta_value(value)))
-        if req.headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
-            return h
-        sums: dict[str, str] = {}
-        if part is not None:
-            sums = self._part_checksum(v, part)
-        elif whole:
-            sums = {str(k): str(val) for k, val in dict(meta.get("checksums") or {}).items()}
-        for alg, value in sums.items():
-            h.append((checksums.header_name(alg).encode(), value.encode()))
-        if sums:
-            h.append((b"x-amz-checksum-type", stored_checksum_type(meta).encode()))
-        return h
+        if req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            sums: dict[str, str] = {}
+            if part is not None:
+                sums = self._part_checksum(v, part)
+            elif whole:
+                sums = {str(k): str(val) for k, val in dict(meta.get("checksums") or {}).items()}
+            for alg, value in sums.items():
+                h.append((checksums.header_name(alg).encode(), value.encode()))
+            if sums:
+                h.append((b"x-amz-checksum-type", stored_checksum_type(meta).encode()))
+        return h + self._expiration(req, v)
+
+    def _expiration(self, req: Request, v: VersionRow) -> list[tuple[bytes, bytes]]:
+        """``x-amz-expiration`` when the version is the current one and a
+        lifecycle rule will expire it (a noncurrent version has none, as on AWS)."""
+        if req.q("versionId") is not None:
+            cur = self.reader.current(v.bucket, v.key)
+            if cur is None or cur.uid != v.uid:
+                return []
+        return expiration(
+            self.reader, v.bucket, v.key, v.size, v.created_ns, self.cfg.lifecycle_day_ns
+        )
 
     @staticmethod
     def _part_checksum(v: VersionRow, n: int) -> dict[str, str]:

@@ -28,6 +28,7 @@ from seglake.ipc.messages import (
     KeyDelete,
     KeyDisallowBucket,
     KeyUpdate,
+    LifecycleExpire,
     MarkDamaged,
     MpuGcAbort,
     RecordOpRun,
@@ -58,5 +59,10 @@ TOOLBOX_MUTATIONS: Final = _names(
 # Its two internal GC mutations (``gc_drop_segments``, ``gc_repoint``) are
 # never relayed.
 GC_RELAYED: Final = _names(GcDeleteSegments, GcRewriteChunks)
+# ``seglake lifecycle-run`` against a live server: the same re-checked
+# batches the maintenance process's schedule sends.
+LIFECYCLE_RELAYED: Final = _names(LifecycleExpire)
 
-RELAYED_MUTATIONS: Final = RECORD_MUTATIONS | KEY_ADMIN_MUTATIONS | TOOLBOX_MUTATIONS | GC_RELAYED
+RELAYED_MUTATIONS: Final = (
+    RECORD_MUTATIONS | KEY_ADMIN_MUTATIONS | TOOLBOX_MUTATIONS | GC_RELAYED | LIFECYCLE_RELAYED
+)

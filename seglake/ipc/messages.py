@@ -360,6 +360,54 @@ class SetBucketPolicy(Request[BucketPolicySet], frozen=True):
     policy: str | None  # None deletes it
 
 
+# ---- bucket lifecycle (frontends; the maintenance process and lifecycle-run) -------
+
+
+class BucketLifecycleSet(Reply, frozen=True):
+    bucket: str
+
+
+class SetBucketLifecycle(Request[BucketLifecycleSet], frozen=True):
+    """Put/DeleteBucketLifecycleConfiguration: the client's XML, parsed again
+    by the writer before it stores it; None deletes it."""
+
+    name: ClassVar[str] = "set_bucket_lifecycle"
+    bucket: str
+    configuration: str | None
+
+
+class LifecycleAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One planned lifecycle action, with the state it was planned on.
+
+    ``action``: ``expire-current`` | ``delete-version`` | ``remove-marker``
+    (``version_id`` and ``uid``: the version as the plan saw it; the uid is
+    unique where a version id is not, "null") or ``abort-upload``
+    (``upload_id``)."""
+
+    key: str
+    action: str
+    rule_id: str = ""
+    version_id: str = ""
+    uid: str = ""
+    upload_id: str = ""
+
+
+class LifecycleApplied(Reply, frozen=True):
+    # One entry per action, in order: "applied", or why it was skipped.
+    results: list[str] = []
+
+
+class LifecycleExpire(Request[LifecycleApplied], frozen=True):
+    """Apply planned actions of one bucket; the writer re-checks each one
+    against the state it finds inside its transaction (``lifecycle_ops.py``)."""
+
+    name: ClassVar[str] = "lifecycle_expire"
+    bucket: str
+    actions: list[LifecycleAction]
+    now_ns: int  # the time the plan was made for
+    day_ns: int  # the length of a lifecycle day (--lifecycle-day-seconds)
+
+
 # ---- maintenance and the operator's toolbox ----------------------------------------
 
 
@@ -650,8 +698,8 @@ WRITER: Final = Service(
     Append, Put, DeleteObject, DeleteVersion, DeleteObjects, CreateBucket, DeleteBucket,
     CopyObject, SetVersioning, MarkDamaged, CreateUpload, UploadPart, CompleteUpload,
     AbortUpload, KeyCreate, KeyUpdate, KeyDelete, KeyAllowBucket, KeyDisallowBucket,
-    SetBucketPolicy, RecordOpRun, SetMaintenance, MpuGcAbort, DbReindex, Ping, Status,
-    MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
+    SetBucketPolicy, SetBucketLifecycle, LifecycleExpire, RecordOpRun, SetMaintenance,
+    MpuGcAbort, DbReindex, Ping, Status, MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
     GcRepoint,
 )  # fmt: skip
 SUPERVISOR: Final = Service("supervisor", ListProcesses, Report, SupervisorStats)

@@ -1,4 +1,5 @@
-"""Schedules the maintenance process runs on its own: MPU-GC and scrub.
+"""Schedules the maintenance process runs on its own: MPU-GC, scrub and
+bucket lifecycle rules.
 
 Quiesce protocol: neither is destructive in the quiesce sense. MPU-GC only
 aborts uploads older than ``--mpu-ttl`` (the writer's ``mpu_gc_abort``,
@@ -6,6 +7,14 @@ which re-checks the age inside its transaction); scrub only reads and marks
 damaged versions (``mark_damaged``). Both go through the writer like any
 mutation. Destructive GC (gc-run, gc-rewrite) is never scheduled: it needs
 an operator and the quiesce lock.
+
+Lifecycle runs (``seglake/expiry/run.py``) expire versions and abort
+uploads as the buckets' rules say, through the writer's ``lifecycle_expire``
+(which re-checks every action in its transaction). They are data mutations:
+a run does not start, and a running one stops at its next batch, while
+maintenance mode is on; the next run plans again from the current state, so
+a run stopped or killed half-way is simply finished by the next one. Every
+run over buckets with rules is recorded in ``ops_runs`` (``seglake status``).
 
 Scrub is throttled to ``--scrub-bytes-per-sec`` by pacing its reads, so a
 scheduled scrub costs clients a bounded share of the disk. Both schedules
@@ -27,7 +36,14 @@ import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
-from seglake.ipc.messages import MarkDamaged, MpuGcAbort, MpuGcAborted, RecordOpRun, Request
+from seglake.ipc.messages import (
+    MaintenanceStatus,
+    MarkDamaged,
+    MpuGcAbort,
+    MpuGcAborted,
+    RecordOpRun,
+    Request,
+)
 
 log = logging.getLogger("seglake.maintenance")
 
@@ -72,6 +88,9 @@ class Scheduler:
             "mpu_ttl": self.cfg.mpu_ttl,
             "scrub_interval": self.cfg.scrub_interval,
             "scrub_bytes_per_sec": self.cfg.scrub_bytes_per_sec,
+            "lifecycle_interval": self.cfg.lifecycle_interval,
+            "lifecycle_day_seconds": self.cfg.lifecycle_day_seconds,
+            "lifecycle_actions_per_sec": self.cfg.lifecycle_actions_per_sec,
             "last": self.last,
         }
 
@@ -83,6 +102,10 @@ class Scheduler:
                 )
             if self.cfg.scrub_interval > 0:
                 nursery.start_soon(self._every, "scrub", self.cfg.scrub_interval, self.scrub_once)
+            if self.cfg.lifecycle_interval > 0:
+                nursery.start_soon(
+                    self._every, "lifecycle", self.cfg.lifecycle_interval, self.lifecycle_once
+                )
 
     async def _every(
         self, name: str, interval: float, job: Callable[[], Awaitable[dict[str, Any]]]
@@ -133,6 +156,32 @@ class Scheduler:
             await self._record("mpu-gc-run", started, "ok", doc)
             log.info("scheduled mpu-gc aborted %d upload(s)", len(aborted))
         return {"aborted": len(aborted)}
+
+    async def _quiesced(self) -> bool:
+        state = await self.writer_call(MaintenanceStatus())
+        return bool(state.get("state") != "off")
+
+    async def lifecycle_once(self) -> dict[str, Any]:
+        from seglake.expiry.run import run_pass
+
+        if not self.cfg.db_path.exists():
+            return {"skipped": "no database"}
+        started = time.time_ns()
+        report = await run_pass(
+            self.cfg.db_path, self.writer_call, self._quiesced,
+            day_ns=self.cfg.lifecycle_day_ns,
+            actions_per_sec=self.cfg.lifecycle_actions_per_sec,
+        )  # fmt: skip
+        doc = {"scheduled": True, **report.as_dict()}
+        if report.buckets:
+            await self._record("lifecycle-run", started, report.status, doc)
+        applied = sum(report.applied.values())
+        if applied or report.errors:
+            log.info(
+                "scheduled lifecycle run: %d action(s) applied, %d error(s)%s",
+                applied, len(report.errors), " (paused: maintenance mode)" if report.paused else "",
+            )  # fmt: skip
+        return {"applied": applied, "paused": report.paused, "errors": len(report.errors)}
 
     async def scrub_once(self) -> dict[str, Any]:
         from seglake.audit.scrub import run_scrub

@@ -28,6 +28,8 @@ Tables (SPEC §5):
   ``uploads.key_uid``, the key's current version at creation (migration 4).
 - ``completed_uploads``: recently completed uploads, so a repeated Complete
   gets the same answer (migration 5).
+- ``buckets.lifecycle``: the bucket's lifecycle configuration, as the XML
+  GetBucketLifecycleConfiguration answers (migration 6; NULL = none).
 """
 
 from __future__ import annotations
@@ -161,6 +163,12 @@ MIGRATIONS: Final[list[str]] = [
         completed_ns  INTEGER NOT NULL
     );
     CREATE INDEX completed_uploads_by_time ON completed_uploads(completed_ns);
+    """,
+    # 6: bucket lifecycle configurations (seglake/protocol/lifecycle.py), stored
+    # as the canonical XML the writer made of the client's document; mirrored
+    # into the bucket record so rebuild-index restores it.
+    """
+    ALTER TABLE buckets ADD COLUMN lifecycle TEXT;
     """,
 ]
 

@@ -20,7 +20,8 @@ from seglake.writer import admin_ops
 from seglake.writer.key_ops import KEY_MUTATIONS
 from seglake.writer.ops import BatchContext, Mutations
 
-OP_RUN_STATUSES: Final = ("ok", "errors", "failed")
+# "paused": a lifecycle run that stopped for maintenance mode (the next one resumes).
+OP_RUN_STATUSES: Final = ("ok", "errors", "failed", "paused")
 # A report is a summary, not a dump: bounded so one run cannot bloat meta.db.
 MAX_REPORT_BYTES: Final = 256 * 1024
 

@@ -15,6 +15,7 @@ from seglake.writer import (
     admin_ops,
     gc_ops,
     key_ops,
+    lifecycle_ops,
     maintenance_ops,
     multipart_ops,
     ops,
@@ -41,6 +42,7 @@ APPLY: Final[dict[type[Request[Any]], Apply]] = _merge(
     key_ops.APPLY,
     admin_ops.APPLY,
     gc_ops.APPLY,
+    lifecycle_ops.APPLY,
 )
 # The wire names of the mutations (the quiesce gate decides by name).
 MUTATION_NAMES: Final = frozenset(kind.name for kind in APPLY)

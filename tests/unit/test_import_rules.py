@@ -62,11 +62,16 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("frontend", "aio auth config errors format ipc lifecycle logs meta metrics protocol units",
      "frontends never write: they reach the writer through IPC messages only, never through "
      "its code"),
-    ("maintenance", "audit config errors failpoints ipc lifecycle logs meta metrics units",
+    ("expiry", "config errors ipc meta protocol units",
+     "bucket lifecycle execution shared by the maintenance schedule and lifecycle-run: reads "
+     "meta.db, plans with the pure rules, and sends re-checked mutations through a function its "
+     "caller gives (it reaches no process itself)"),
+    ("maintenance", "audit config errors expiry failpoints ipc lifecycle logs meta metrics units",
      "the maintenance process relays to the writer over IPC; it imports neither the writer's "
      "code nor the operator CLI"),
-    ("ops", "audit auth config errors format ipc locks meta metrics private_files protocol units "
-     "writer",
+    ("ops",
+     "audit auth config errors expiry format ipc locks meta metrics private_files protocol "
+     "units writer",
      "the operator CLI: a live server through the admin socket, an offline store only through "
      "the writer's public embedded API (ONLY_THROUGH)"),
     ("supervisor", "config ipc lifecycle locks logs metrics private_files units",

@@ -24,6 +24,7 @@ GOOD = [
     (KIND_BUCKET, bucket_body("photos", 1_700_000_000_000_000_000, "enabled", None)),
     (KIND_BUCKET, bucket_body("logs.2024", 1, "unversioned", '{"Version":"2012-10-17"}')),
     (KIND_BUCKET, bucket_body("susp", 5, "suspended", None)),
+    (KIND_BUCKET, bucket_body("aged", 6, "enabled", None, "<LifecycleConfiguration/>")),
     (KIND_STATE, {"uid": "fffe0123456789ab01020304", "state": "DELETED"}),
     (KIND_STATE, {"uid": "fffe0123456789ab01020304", "state": "DAMAGED"}),
     (KIND_STATE, {"uid": "fffe0123456789ab01020304", "state": "PURGED"}),
@@ -49,6 +50,25 @@ def _raw(kind: int, body: object, magic: bytes = b"SGLKREC1", version: int = 1) 
 
 
 GOOD_BYTES = encode_record(*GOOD[0])
+
+
+def test_bucket_without_lifecycle_is_written_as_before() -> None:
+    """Older writers made bucket bodies of exactly four keys; a bucket with
+    no lifecycle configuration still gets that body."""
+    assert set(bucket_body("b1", 1, "enabled", None)) == {
+        "name",
+        "created_ns",
+        "versioning",
+        "policy",
+    }
+    assert bucket_body("b1", 1, "enabled", None, "x")["lifecycle"] == "x"
+
+
+def test_lifecycle_that_is_not_text_is_refused() -> None:
+    body = {**bucket_body("b1", 1, "enabled", None), "lifecycle": 7}
+    with pytest.raises(FormatError, match="lifecycle is not text"):
+        decode_record(_raw(KIND_BUCKET, body), path="r")
+
 
 BAD = [
     ("empty", b"", 0),
