@@ -6,6 +6,7 @@ every byte."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,17 @@ from tests.harness import SeglakeServer
 def fill(s3: Any, data: Path, bucket: str, keys: int) -> dict[str, Any]:
     """Versions, overwrites, delete markers and two open uploads in ``bucket``."""
     s3.create_bucket(Bucket=bucket)
-    for i in range(keys):
+
+    def one(i: int) -> None:
         s3.put_object(Bucket=bucket, Key=f"k/{i:04d}", Body=b"v1-%d" % i)
         if i % 3 == 0:
             s3.put_object(Bucket=bucket, Key=f"k/{i:04d}", Body=b"v2-%d" % i)
         if i % 5 == 0:
             s3.delete_object(Bucket=bucket, Key=f"k/{i:04d}")
+
+    # boto3 clients are thread-safe; the writer groups the concurrent puts.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, range(keys)))
     uploads = [
         s3.create_multipart_upload(Bucket=bucket, Key=f"mpu/{n}")["UploadId"] for n in range(2)
     ]
