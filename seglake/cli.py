@@ -138,7 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything can create a file: the store is its owner's alone,
     # and the supervisor's children inherit this.
     use_private_umask()
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # `seglake config show | head`: the reader left early, which is no
+        # error of ours. Point stdout at /dev/null so the interpreter's own
+        # flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def run(argv: list[str]) -> int:
     try:
         args, cfg = parse(argv)
     except (ValueError, OSError) as exc:

@@ -4,6 +4,7 @@ value traced to its source, no secret printed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import fields
@@ -68,3 +69,17 @@ def test_config_show_command_redacts(tmp_path: Path) -> None:
     table = subprocess.run(base, capture_output=True, text=True, timeout=60, check=True).stdout
     assert "very-secret-value" not in table
     assert any(line.split()[:2] == ["secret-key", REDACTED] for line in table.splitlines())
+
+
+def test_output_to_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    """``seglake config show | head -1``: the reader leaves; no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "seglake.cli", "config", "show", "--data-dir", str(tmp_path)],
+            stdout=write_end, stderr=subprocess.PIPE, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
