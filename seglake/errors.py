@@ -107,6 +107,7 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "MissingSecurityHeader": ErrorSpec(400, "Your request is missing a required header."),
     "NoSuchBucket": ErrorSpec(404, "The specified bucket does not exist."),
     "NoSuchBucketPolicy": ErrorSpec(404, "The bucket policy does not exist"),
+    "NoSuchCORSConfiguration": ErrorSpec(404, "The CORS configuration does not exist"),
     "NoSuchKey": ErrorSpec(404, "The specified key does not exist."),
     "NoSuchLifecycleConfiguration": ErrorSpec(404, "The lifecycle configuration does not exist"),
     "NoSuchUpload": ErrorSpec(

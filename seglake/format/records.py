@@ -5,7 +5,7 @@ Manifests describe each stored version (and each delete marker) as written.
 Two things change later and are kept here, one small file each:
 
 - a **bucket record** per bucket: name, creation time, versioning state,
-  policy, lifecycle configuration. Written when a bucket is created or changed, removed when it is
+  policy, lifecycle and CORS configurations. Written when a bucket is created or changed, removed when it is
   deleted. Path: ``<data>/objects/records/buckets/<name>.bucket``.
 - a **version state record** for every version whose row is no longer
   ``ACTIVE``: ``DELETED`` (overwritten null version, deleted version,
@@ -23,7 +23,8 @@ File layout (integers big-endian)::
     12  4  body length L (1 .. 1 MiB)
     16  L  body: one msgpack map
             bucket:  {"name", "created_ns", "versioning", "policy" (str|nil),
-                      "lifecycle" (str, only when the bucket has one)}
+                      "lifecycle" (str, only when the bucket has one),
+                      "cors" (str, only when the bucket has one)}
             state:   {"uid", "state"}
     16+L 32 BLAKE3 of bytes 0 .. 16+L
 
@@ -138,6 +139,8 @@ def _body_problem(kind: int, body: dict[str, Any]) -> str | None:
             return "bucket record policy is not text"
         if body.get("lifecycle") is not None and not isinstance(body["lifecycle"], str):
             return "bucket record lifecycle is not text"
+        if body.get("cors") is not None and not isinstance(body["cors"], str):
+            return "bucket record cors is not text"
         return None
     if not isinstance(body.get("uid"), str) or not body["uid"]:
         return "state record without a uid"
@@ -147,10 +150,16 @@ def _body_problem(kind: int, body: dict[str, Any]) -> str | None:
 
 
 def bucket_body(
-    name: str, created_ns: int, versioning: str, policy: str | None, lifecycle: str | None = None
+    name: str,
+    created_ns: int,
+    versioning: str,
+    policy: str | None,
+    lifecycle: str | None = None,
+    cors: str | None = None,
 ) -> dict[str, Any]:
-    """A bucket record's body. ``lifecycle`` is written only when set, so the
-    record of a bucket without one is byte for byte what older writers made."""
+    """A bucket record's body. ``lifecycle`` and ``cors`` are written only
+    when set, so the record of a bucket without them is byte for byte what
+    older writers made."""
     body: dict[str, Any] = {
         "name": name,
         "created_ns": created_ns,
@@ -159,4 +168,6 @@ def bucket_body(
     }
     if lifecycle is not None:
         body["lifecycle"] = lifecycle
+    if cors is not None:
+        body["cors"] = cors
     return body

@@ -376,6 +376,22 @@ class SetBucketLifecycle(Request[BucketLifecycleSet], frozen=True):
     configuration: str | None
 
 
+# ---- bucket CORS (frontends) ----------------------------------------------------------
+
+
+class BucketCorsSet(Reply, frozen=True):
+    bucket: str
+
+
+class SetBucketCors(Request[BucketCorsSet], frozen=True):
+    """Put/DeleteBucketCors: the client's XML, parsed again by the writer
+    before it stores it; None deletes it."""
+
+    name: ClassVar[str] = "set_bucket_cors"
+    bucket: str
+    configuration: str | None
+
+
 class LifecycleAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One planned lifecycle action, with the state it was planned on.
 
@@ -698,7 +714,7 @@ WRITER: Final = Service(
     Append, Put, DeleteObject, DeleteVersion, DeleteObjects, CreateBucket, DeleteBucket,
     CopyObject, SetVersioning, MarkDamaged, CreateUpload, UploadPart, CompleteUpload,
     AbortUpload, KeyCreate, KeyUpdate, KeyDelete, KeyAllowBucket, KeyDisallowBucket,
-    SetBucketPolicy, SetBucketLifecycle, LifecycleExpire, RecordOpRun, SetMaintenance,
+    SetBucketPolicy, SetBucketLifecycle, SetBucketCors, LifecycleExpire, RecordOpRun, SetMaintenance,
     MpuGcAbort, DbReindex, Ping, Status, MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
     GcRepoint,
 )  # fmt: skip

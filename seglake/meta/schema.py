@@ -30,6 +30,8 @@ Tables (SPEC §5):
   gets the same answer (migration 5).
 - ``buckets.lifecycle``: the bucket's lifecycle configuration, as the XML
   GetBucketLifecycleConfiguration answers (migration 6; NULL = none).
+- ``buckets.cors``: the bucket's CORS configuration, as the XML GetBucketCors
+  answers (migration 7; NULL = none: the server-wide ``--cors-*`` apply).
 """
 
 from __future__ import annotations
@@ -169,6 +171,13 @@ MIGRATIONS: Final[list[str]] = [
     # into the bucket record so rebuild-index restores it.
     """
     ALTER TABLE buckets ADD COLUMN lifecycle TEXT;
+    """,
+    # 7: bucket CORS configurations (seglake/protocol/bucket_cors.py), stored
+    # as the canonical XML the writer made of the client's document; mirrored
+    # into the bucket record so rebuild-index restores it. Frontends read it
+    # by the buckets primary key on requests that carry an Origin.
+    """
+    ALTER TABLE buckets ADD COLUMN cors TEXT;
     """,
 ]
 

@@ -7,7 +7,7 @@ file under it would split the store in two, so it is refused even when
 quiesced or with ``--yes``: stop the server first.
 
 What is restored, and from where (see ``seglake/format/records.py``):
-- buckets (name, creation time, versioning, policy, lifecycle) from bucket records; a
+- buckets (name, creation time, versioning, policy, lifecycle, CORS) from bucket records; a
   store written before records existed gets one bucket per bucket name seen
   in the manifests, ``enabled`` if any of its versions has a version id,
   else ``unversioned``, created at its oldest version (reported);
@@ -298,14 +298,15 @@ def _fill(
         for name, b in sorted(buckets.items()):
             max_ns = max(max_ns, int(b["created_ns"]))
             conn.execute(
-                "INSERT INTO buckets(name, created_ns, versioning, policy, lifecycle) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO buckets(name, created_ns, versioning, policy, lifecycle, cors) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     int(b["created_ns"]),
                     str(b["versioning"]),
                     b.get("policy"),
                     b.get("lifecycle"),
+                    b.get("cors"),
                 ),
             )
         report.buckets = len(buckets)
@@ -394,7 +395,7 @@ def _dump(path: Path) -> dict[str, dict[Any, Any]]:
             buckets = {
                 r[0]: tuple(r[1:])
                 for r in conn.execute(
-                    "SELECT name, created_ns, versioning, policy, lifecycle FROM buckets"
+                    "SELECT name, created_ns, versioning, policy, lifecycle, cors FROM buckets"
                 )
             }
             versions = {

@@ -13,6 +13,7 @@ from typing import Any, Final
 from seglake.ipc.messages import Request
 from seglake.writer import (
     admin_ops,
+    cors_ops,
     gc_ops,
     key_ops,
     lifecycle_ops,
@@ -43,6 +44,7 @@ APPLY: Final[dict[type[Request[Any]], Apply]] = _merge(
     admin_ops.APPLY,
     gc_ops.APPLY,
     lifecycle_ops.APPLY,
+    cors_ops.APPLY,
 )
 # The wire names of the mutations (the quiesce gate decides by name).
 MUTATION_NAMES: Final = frozenset(kind.name for kind in APPLY)

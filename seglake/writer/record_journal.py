@@ -113,13 +113,14 @@ class RecordJournal:
             if kind == _BUCKET:
                 path = bucket_record_path(self.objects_root, name)
                 rows: list[Any] = conn.execute(
-                    "SELECT created_ns, versioning, policy, lifecycle FROM buckets WHERE name = ?",
+                    "SELECT created_ns, versioning, policy, lifecycle, cors FROM buckets "
+                    "WHERE name = ?",
                     (name,),
                 ).fetchall()
                 data = None
                 if rows:
-                    created, versioning, policy, lifecycle = rows[0]
-                    body = bucket_body(name, int(created), str(versioning), policy, lifecycle)
+                    created, versioning, policy, lifecycle, cors = rows[0]
+                    body = bucket_body(name, int(created), str(versioning), policy, lifecycle, cors)
                     data = encode_record(KIND_BUCKET, body)
             else:
                 path = state_record_path(self.objects_root, name)

@@ -65,6 +65,7 @@ EXAMPLES: list[m.Request[Any]] = [
     m.KeyDisallowBucket(access_key="AK", bucket="bkt"),
     m.SetBucketPolicy(bucket="bkt", policy=None),
     m.SetBucketLifecycle(bucket="bkt", configuration="<LifecycleConfiguration/>"),
+    m.SetBucketCors(bucket="bkt", configuration="<CORSConfiguration/>"),
     m.LifecycleExpire(bucket="bkt", now_ns=5, day_ns=86_400_000_000_000, actions=[
         m.LifecycleAction(key="k", action="expire-current", rule_id="r", version_id="v", uid="u"),
         m.LifecycleAction(key="k", action="abort-upload", upload_id="up"),
@@ -100,6 +101,7 @@ REPLIES: list[m.Reply | m.Appended] = [
     m.KeyChanged(access_key="AK", bucket="b", removed=True),
     m.BucketPolicySet(bucket="b"),
     m.BucketLifecycleSet(bucket="bkt"),
+    m.BucketCorsSet(bucket="bkt"),
     m.LifecycleApplied(results=["applied", "skipped: gone"]),
     m.RunRecorded(id=4),
     m.MpuGcAborted(aborted=["u"], parts=2),

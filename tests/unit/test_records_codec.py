@@ -64,6 +64,25 @@ def test_bucket_without_lifecycle_is_written_as_before() -> None:
     assert bucket_body("b1", 1, "enabled", None, "x")["lifecycle"] == "x"
 
 
+def test_bucket_without_cors_is_written_as_before() -> None:
+    """A bucket without a CORS configuration gets no ``cors`` key, so its
+    record is byte for byte what the writer made before CORS existed."""
+    plain = bucket_body("b1", 1, "enabled", "{}", "lc")
+    assert "cors" not in plain
+    assert encode_record(KIND_BUCKET, bucket_body("b1", 1, "enabled", "{}", "lc", None)) == (
+        encode_record(KIND_BUCKET, plain)
+    )
+    with_cors = bucket_body("b1", 1, "enabled", None, None, "<CORSConfiguration/>")
+    assert with_cors["cors"] == "<CORSConfiguration/>" and "lifecycle" not in with_cors
+    assert decode_record(encode_record(KIND_BUCKET, with_cors), path="r")[1] == with_cors
+
+
+def test_cors_that_is_not_text_is_refused() -> None:
+    body = {**bucket_body("b1", 1, "enabled", None), "cors": 7}
+    with pytest.raises(FormatError, match="cors is not text"):
+        decode_record(_raw(KIND_BUCKET, body), path="r")
+
+
 def test_lifecycle_that_is_not_text_is_refused() -> None:
     body = {**bucket_body("b1", 1, "enabled", None), "lifecycle": 7}
     with pytest.raises(FormatError, match="lifecycle is not text"):
