@@ -4,8 +4,12 @@ Per request: assign a request id → enforce header/URL limits → answer a CORS
 preflight (``OPTIONS``, unauthenticated by design) → route (path style, or
 virtual-hosted style from the Host header) → authenticate (SigV4 over the
 raw path as sent, before reading any body byte) → dispatch to the operation's
-handler. While CORS is configured every answer carries ``Vary: Origin`` and,
-for an allowed Origin, ``Access-Control-Allow-Origin``/``-Expose-Headers``.
+handler. CORS: a request with an ``Origin`` naming a bucket that has its own
+CORS configuration (PutBucketCors) is answered by the bucket's rules
+(``protocol/bucket_cors.py``, read per request); otherwise, while the
+server-wide ``--cors-*`` policy is configured, every answer carries ``Vary:
+Origin`` and, for an allowed Origin, ``Access-Control-Allow-Origin``/
+``-Expose-Headers``. Error answers carry them too.
 Every failure becomes AWS XML from the one error table, with
 ``x-amz-request-id``; unexpected exceptions are logged with their traceback
 and answered with a bare ``InternalError`` (no traceback leaves the process). The frontend never writes: mutations go to the writer over IPC.
@@ -20,11 +24,13 @@ import os
 import time
 from typing import Any
 
+import apsw
 import trio
 
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.frontend.authz import Authorizer
+from seglake.frontend.bucket_cors import bucket_rules
 from seglake.frontend.dispatch import bind_handlers
 from seglake.frontend.family_base import Handler
 from seglake.frontend.http import Message, Receive, Request, Scope, Send, new_request_id
@@ -38,13 +44,15 @@ from seglake.frontend.observe import (
 )
 from seglake.frontend.postobject import FORM_SCOPE, read_form
 from seglake.frontend.protection import Guard, timed_receive
-from seglake.frontend.router import Route, host_bucket, route
+from seglake.frontend.router import Route, host_bucket, route, split_path
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.report import report_forever
 from seglake.logs import access_line
 from seglake.meta.reads import MetaReader
 from seglake.meta.schema import open_read
 from seglake.metrics.requests import RequestCounters
+from seglake.protocol import bucket_cors
+from seglake.protocol.bucket_cors import CorsConfiguration
 from seglake.protocol.cors import CorsPolicy
 from seglake.protocol.endpoints import ENDPOINT_BY_NAME
 from seglake.protocol.sigv4 import RequestView, authenticate
@@ -59,6 +67,8 @@ log = logging.getLogger("seglake.frontend")
 # body gets the answer with ``Connection: close``.
 DISCARD_LIMIT_BYTES = 16 * 1024 * 1024
 DISCARD_SECONDS = 5.0
+# Where ``_with_cors`` leaves the bucket's CORS configuration for ``_preflight``.
+BUCKET_CORS_SCOPE = "seglake.bucket_cors"
 
 
 class App:
@@ -260,17 +270,54 @@ class App:
                 body = f"{exc.code}: {exc.text}\n".encode()
                 await req.respond(exc.status, [(b"retry-after", b"5")], body, b"text/plain")
 
+    def _names(self, scope: Scope) -> tuple[str, str]:
+        """(bucket, key) the request's path names, path or virtual-hosted
+        style; ("", "") for a path routing would refuse."""
+        host = None
+        for name, value in scope.get("headers", ()):
+            if bytes(name).lower() == b"host":
+                host = bytes(value).decode("latin-1")
+                break
+        vhost = host_bucket(host, self._domains) if self.cfg.virtual_hosted else ""
+        try:
+            return split_path(bytes(scope.get("raw_path") or b"/"), vhost)
+        except S3Error:
+            return "", ""
+
+    def _bucket_rules(self, scope: Scope) -> CorsConfiguration | None:
+        """The CORS configuration of the bucket this request names, or None
+        (no bucket, no such bucket, no configuration: the server-wide
+        ``--cors-*`` settings apply). Read anew for every request, so a
+        PutBucketCors applies from the next request on."""
+        if self._reader is None:
+            return None
+        bucket, _ = self._names(scope)
+        try:
+            return bucket_rules(self._reader.conn, bucket)
+        except apsw.Error:
+            log.warning("reading the CORS configuration failed", exc_info=True)
+            return None
+
     def _with_cors(self, scope: Scope, send: Send) -> Send:
-        """``send`` that adds the CORS headers for this request's Origin."""
-        if not self.cors.enabled:
-            return send
+        """``send`` that adds the CORS headers for this request's Origin:
+        the bucket's own rules when it has them, else the server-wide policy."""
         origin = None
         for name, value in scope.get("headers", ()):
             if bytes(name).lower() == b"origin":
                 # Several Origin headers join into a value no origin matches.
                 text = bytes(value).decode("latin-1")
                 origin = text if origin is None else f"{origin},{text}"
-        extra = self.cors.vary() + self.cors.response_headers(origin, str(scope.get("method")))
+        rules = self._bucket_rules(scope) if origin is not None else None
+        scope[BUCKET_CORS_SCOPE] = rules
+        method = str(scope.get("method"))
+        if rules is not None:
+            extra = bucket_cors.response_headers(rules, origin, method)
+        elif self.cors.enabled:
+            extra = self.cors.vary() + self.cors.response_headers(origin, method)
+        else:
+            extra = []
+        if not extra:
+            return send
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -293,9 +340,24 @@ class App:
                 "InvalidRequest",
                 message="Insufficient information. Access-Control-Request-Method header needed.",
             )
-        answer = self.cors.preflight(
-            origin, method, req.headers.get("access-control-request-headers")
-        )
+        requested = req.headers.get("access-control-request-headers")
+        rules: CorsConfiguration | None = req.scope.get(BUCKET_CORS_SCOPE)
+        if rules is not None:
+            headers = bucket_cors.preflight(rules, origin, method, requested)
+            if headers is None:
+                # As AWS: the method asked for, and what the path names.
+                _, key = self._names(req.scope)
+                raise S3Error(
+                    "AccessForbidden",
+                    message="CORSResponse: This CORS request is not allowed. This is usually "
+                    "because the evalution of Origin, request method / "
+                    "Access-Control-Request-Method or Access-Control-Request-Headers are not "
+                    "whitelisted by the resource's CORS spec.",
+                    fields={"Method": method, "ResourceType": "OBJECT" if key else "BUCKET"},
+                )
+            await req.respond(200, headers)
+            return
+        answer = self.cors.preflight(origin, method, requested)
         if not answer.allowed:
             raise S3Error("AccessForbidden")
         await req.respond(200, answer.headers)
