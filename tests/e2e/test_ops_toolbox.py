@@ -44,8 +44,10 @@ def dump(db: Path) -> dict[str, Any]:
     conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
     try:
         buckets = {
-            r[0]: (r[1], r[2], r[3])
-            for r in conn.execute("SELECT name, created_ns, versioning, policy FROM buckets")
+            r[0]: (r[1], r[2], r[3], r[4], r[5])
+            for r in conn.execute(
+                "SELECT name, created_ns, versioning, policy, lifecycle, cors FROM buckets"
+            )
         }
         versions = {
             r[0]: (
@@ -85,6 +87,12 @@ def listing(s3: Any, bucket: str) -> tuple[list[Any], list[Any], dict[str, bytes
     return vs, ms, bodies
 
 
+CORS_RULES = [
+    {"ID": "web", "AllowedOrigins": ["https://*.example.com"], "AllowedMethods": ["GET", "PUT"],
+     "AllowedHeaders": ["*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 60},
+]  # fmt: skip
+
+
 def populate(s3: Any, data: Path) -> None:
     # enabled bucket: versions, a delete marker, a deleted version, a removed marker
     s3.create_bucket(Bucket="ver")
@@ -109,6 +117,7 @@ def populate(s3: Any, data: Path) -> None:
     s3.put_object(
         Bucket="ver", Key="meta", Body=b"m", Metadata={"a": "b"}, ContentType="text/plain"
     )
+    s3.put_bucket_cors(Bucket="ver", CORSConfiguration={"CORSRules": CORS_RULES})
     # unversioned bucket made by the CLI (seed spelling): null overwrite, real delete
     done = cli(data, "-mode", "buckets", "-buckets-action", "create", "-bucket", "unv",
                "-versioning", "unversioned")  # fmt: skip
@@ -156,6 +165,7 @@ def test_rebuild_index_restores_everything(tmp_path: Path) -> None:
         assert check["differences"] == 0 and check["listed"] == [] and check["dry_run"]
     original = dump(data / "meta.db")
     assert original["buckets"].keys() == {"ver", "unv", "susp"}
+    assert original["buckets"]["ver"][4] is not None and original["buckets"]["unv"][4] is None
     states = {v[6] for v in original["versions"].values()}
     assert states == {"ACTIVE", "DELETED"}
     assert sum(v[7] for v in original["versions"].values()) >= 1  # delete markers kept
@@ -188,6 +198,7 @@ def test_rebuild_index_restores_everything(tmp_path: Path) -> None:
             assert listing(s3, b) == lists, b
         assert s3.get_object(Bucket="susp", Key="x")["Body"].read() == b"x-null-2"
         assert s3.get_bucket_versioning(Bucket="susp")["Status"] == "Suspended"
+        assert s3.get_bucket_cors(Bucket="ver")["CORSRules"] == CORS_RULES
         with pytest.raises(ClientError) as err:
             s3.head_bucket(Bucket="gone")
         assert err.value.response["Error"]["Code"] in ("404", "NoSuchBucket")
