@@ -124,8 +124,10 @@ class Config:
     # Require SigV4 (policy action GetMetaStats) for /.seglake/metrics from
     # any address instead of serving loopback clients unauthenticated.
     metrics_auth: bool = False
-    # CORS (browser access). No origins = CORS off: preflights are refused
-    # (403 AccessForbidden) and no Access-Control-* header is ever sent.
+    # CORS (browser access), server-wide: for buckets without their own
+    # rules (PutBucketCors, which take precedence). No origins = CORS off for
+    # those: their preflights are refused (403 AccessForbidden) and no
+    # Access-Control-* header is sent.
     # Origins are exact (``https://app.example.com``), ``*`` (any origin,
     # answered with ``*`` and never with credentials) or one wildcard label
     # (``https://*.example.com``). Headers are request header names a

@@ -57,7 +57,7 @@ HELP: Final[dict[str, str]] = {
     "stats_interval": "seconds between each process's counter reports to the supervisor",
     "metrics_addr": "HOST:PORT of a separate listener for /metrics and /health/* ('' = none)",
     "metrics_auth": "require SigV4 (GetMetaStats) for /.seglake/metrics, from any address",
-    "cors_origins": "origins browsers may call from, comma separated (empty = CORS off)",
+    "cors_origins": "origins browsers may call from (comma separated) where a bucket has no CORS rules",
     "cors_methods": "methods a CORS preflight may ask for",
     "cors_headers": "request headers a CORS preflight may ask for ('*' = any)",
     "cors_max_age": "seconds a browser may cache a preflight answer",
