@@ -964,7 +964,7 @@ def _condition(operator: str, key: str, values: list[str], *, variables: bool = 
                     raise PolicyError(f"{operator}: {v!r} is not an ARN")
             # A lone "*" matches any ARN: every field a wildcard.
             patterns = tuple(
-                Template(("*:*:*:*:*:*",)) if v == "*" else t
+                Template(("arn:*:*:*:*:*",)) if v == "*" else t
                 for t, v in zip(patterns, values, strict=True)
             )
         return make(patterns=patterns)
