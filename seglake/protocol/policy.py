@@ -31,8 +31,8 @@ Rules this module keeps:
   negated operator none may match (NOR).
 * Evaluation: an explicit deny in any applicable policy wins; otherwise the
   key's own policy must allow (``decide``: it is the ceiling, SPEC §5); an
-  anonymous request needs a bucket-policy allow whose principal covers
-  anonymous (``"*"``, ``{"AWS": "*"}`` or a ``NotPrincipal``).
+  anonymous request needs a bucket-policy allow whose principal is
+  ``"*"`` or ``{"AWS": "*"}``. ``NotPrincipal`` is for Deny only (as AWS).
 * Identity: Seglake is one account, ``ACCOUNT_ID``. A key is named in a
   ``Principal`` by its access key id, by ``arn:aws:iam::<account>:user/<access
   key id>`` or by ``{"CanonicalUser": "<access key id>"}``; the account by its
@@ -716,17 +716,27 @@ class Statement:
     not_resource: bool = False
     not_principal: bool = False
 
-    def covers_principal(self, principal: str | None) -> bool:
-        if self.principals is None:
+    def covers_principal(self, principal: str | None, admin: bool = False) -> bool:
+        p = self.principals
+        if p is None:
             return True
-        return self.principals.covers(principal) != self.not_principal
+        if not self.not_principal:
+            return p.covers(principal)
+        # NotPrincipal (Deny only) exempts exactly whom it names. AWS asks
+        # to name the account next to its user ("check the account, then the
+        # user"); naming the account there exempts the account root (the
+        # admin), never every key of it.
+        exempt = p.everyone or (
+            principal is not None and (principal in p.keys or (p.account and admin))
+        )
+        return not exempt
 
     def covers_action(self, actions: tuple[str, ...]) -> bool:
         hit = any(p.fullmatch(a) for p in self.actions for a in actions)
         return hit != self.not_action
 
     def applies(self, ctx: RequestContext) -> bool:
-        if not self.covers_principal(ctx.principal):
+        if not self.covers_principal(ctx.principal, ctx.admin):
             return False
         if not self.covers_action(ctx.actions):
             return False
@@ -1079,6 +1089,10 @@ def _parse_aws(doc: Mapping[str, Any], bucket: str | None) -> tuple[Statement, .
                 raise PolicyError("a key's own policy cannot name a Principal")
         else:
             value, not_principal = _one_of(st, "Principal", "NotPrincipal", required=True)
+            if not_principal and st["Effect"] != "Deny":
+                # AWS: NotPrincipal is for Deny only; an Allow of "everyone
+                # but" would also grant anonymous callers.
+                raise PolicyError("NotPrincipal can only be used with Effect Deny")
             principals = _aws_principal(value)
         value, not_action = _one_of(st, "Action", "NotAction", required=True)
         actions = tuple(_action(a, prefixed=True) for a in _strings(value, "Action"))
