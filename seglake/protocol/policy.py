@@ -278,7 +278,7 @@ ABSENT_KEYS: Final = frozenset(
         "aws:multifactorauthage", "aws:tokenissuetime", "aws:viaawsservice", "aws:calledvia",
         "aws:calledviafirst", "aws:calledvialast", "aws:federatedprovider", "aws:sourceidentity",
         "aws:tagkeys", "aws:resourceorgid", "aws:resourceorgpaths", "aws:ec2instancesourcevpc",
-        "aws:ec2instancesourceprivateipv4", "aws:isMcpServiceAction".lower(),
+        "aws:ec2instancesourceprivateipv4",
         "s3:requestobjecttagkeys", "s3:object-lock-mode", "s3:object-lock-retain-until-date",
         "s3:object-lock-remaining-retention-days", "s3:object-lock-legal-hold",
         "s3:x-amz-object-lock-mode", "s3:x-amz-object-lock-retain-until-date",
@@ -289,7 +289,7 @@ ABSENT_KEYS: Final = frozenset(
 )  # fmt: skip
 ABSENT_KEY_PREFIXES: Final = (
     "aws:principaltag/", "aws:resourcetag/", "aws:requesttag/", "s3:existingobjecttag/",
-    "s3:requestobjecttag/", "s3:bucketTag/".lower(),
+    "s3:requestobjecttag/",
 )  # fmt: skip
 
 
