@@ -45,7 +45,16 @@ from seglake.config import Config, csv_list
 from seglake.errors import S3Error
 from seglake.frontend.http import Request
 from seglake.protocol.endpoints import ENDPOINT_BY_NAME, SERVICE
-from seglake.protocol.policy import ALLOW, DENY, Policy, RequestContext, decide
+from seglake.protocol.policy import (
+    ALLOW,
+    AUTH_HEADER,
+    AUTH_POST,
+    AUTH_QUERY,
+    DENY,
+    Policy,
+    RequestContext,
+    decide,
+)
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -183,7 +192,14 @@ class Authorizer:
     ) -> RequestContext:
         client = req.scope.get("client")
         peer = str(client[0]) if client else None
-        listing = ENDPOINT_BY_NAME[op].listing
+        endpoint = ENDPOINT_BY_NAME[op]
+        listing = endpoint.listing
+        auth_type = None
+        if req.auth is not None:
+            if endpoint.signed_form:
+                auth_type = AUTH_POST
+            else:
+                auth_type = AUTH_QUERY if req.auth.presigned else AUTH_HEADER
         return RequestContext(
             operation=op,
             bucket=bucket,
@@ -196,6 +212,10 @@ class Authorizer:
             prefix=req.q("prefix") if listing else None,
             delimiter=req.q("delimiter") if listing else None,
             version_id=version_id,
+            admin=record is not None and record.admin,
+            max_keys=req.q("max-keys") if listing else None,
+            auth_type=auth_type,
+            region=self.cfg.region,
         )
 
     def _secure(self, req: Request, peer: str | None) -> bool:

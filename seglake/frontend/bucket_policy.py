@@ -8,9 +8,11 @@ Rules this module keeps:
   before committing, so no other path can store an unenforceable policy.
 * The stored text is the document as the client sent it, and GetBucketPolicy
   hands exactly that back (``NoSuchBucketPolicy`` when there is none).
-* A bucket is public (GetBucketPolicyStatus) when it is in
-  ``--public-buckets`` and its policy allows something to ``"*"``: exactly
-  when unsigned requests can succeed.
+* A bucket is public (GetBucketPolicyStatus) when its policy is public by
+  AWS's rules (an allow reaching anonymous callers that no condition limits
+  to fixed callers or addresses, ``Policy.is_public``) and it is in
+  ``--public-buckets``: otherwise unsigned requests cannot succeed, as under
+  AWS's RestrictPublicBuckets.
 * Who may call these is decided by ``authz.py`` like every operation
   (actions ``s3:GetBucketPolicy``, ``s3:PutBucketPolicy``,
   ``s3:DeleteBucketPolicy``).
@@ -42,7 +44,7 @@ class BucketPolicyHandlers(FamilyBase):
         if text is None:
             raise S3Error("NoSuchBucketPolicy", fields={"BucketName": req.bucket})
         try:
-            public = parse_bucket_policy(str(text), req.bucket).grants_everyone()
+            public = parse_bucket_policy(str(text), req.bucket).is_public()
         except PolicyError:
             public = False  # an unreadable stored policy denies everything
         public = public and req.bucket in csv_list(self.cfg.public_buckets)

@@ -285,16 +285,18 @@ def test_deny_is_never_ignored(server: SeglakeServer) -> None:
 
 def test_unsupported_policies_are_refused_not_ignored(server: SeglakeServer) -> None:
     admin = server.s3()
+    # (StringNotLike, NotAction, CanonicalUser principals and resources of
+    # other buckets are AWS grammar now: tests/e2e/test_policy_grammar.py.)
     bad = [
         aws_policy({"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
                     "Resource": f"arn:aws:s3:::{MATRIX}/*",
-                    "Condition": {"StringNotLike": {"s3:prefix": "x"}}}),
+                    "Condition": {"StringNotLikeish": {"s3:prefix": "x"}}}),
         aws_policy({"Effect": "Deny", "Principal": "*", "NotAction": "s3:GetObject",
-                    "Resource": f"arn:aws:s3:::{MATRIX}/*"}),
-        aws_policy({"Effect": "Deny", "Principal": {"CanonicalUser": "x"},
+                    "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{MATRIX}/*"}),
+        aws_policy({"Effect": "Deny", "Principal": {"Group": "x"},
                     "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{MATRIX}/*"}),
-        aws_policy({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-                    "Resource": "arn:aws:s3:::other-bucket/*"}),
+        aws_policy({"Effect": "Allow", "NotPrincipal": {"AWS": "bob"}, "Action": "s3:GetObject",
+                    "Resource": f"arn:aws:s3:::{MATRIX}/*"}),
         "not json",
     ]  # fmt: skip
     for text in bad:

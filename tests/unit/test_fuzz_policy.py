@@ -44,7 +44,11 @@ WORDS = st.sampled_from(
         "StringLike", "s3:prefix", "s3:delimiter", "Bool", "aws:SecureTransport", "true",
         "version", "v1", "statements", "effect", "actions", "resources", "bucket", "prefix",
         "conditions", "source_ip", "before", "after", "headers", "GetObject", "demo", "alice",
-        "seglake:RequestHeader/x-t",
+        "seglake:RequestHeader/x-t", "NotAction", "NotResource", "NotPrincipal",
+        "StringNotEquals", "ForAllValues:StringLike", "ForAnyValue:StringEquals", "Null",
+        "NullIfExists", "NumericLessThan", "s3:max-keys", "BoolIfExists", "ArnLike",
+        "aws:PrincipalArn", "arn:aws:iam::*:user/*", "home/${aws:username}/*", "${",
+        "aws:username", "acme:Unknown",
     ]
 )  # fmt: skip
 KEYS = WORDS | st.text(max_size=12)
@@ -69,6 +73,11 @@ STATEMENT = st.fixed_dictionaries(
             {"Bool": {"aws:SecureTransport": "false"}},
             {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}},
             {"StringLike": {"s3:prefix": ["a*", "b"]}},
+            {"StringNotEquals": {"aws:username": "alice"}},
+            {"ForAllValues:StringLike": {"s3:RequestObjectTagKeys": "t*"}},
+            {"NumericLessThanIfExists": {"s3:max-keys": 5}},
+            {"StringLike": {"s3:prefix": "home/${aws:username}/*"}},
+            {"Null": {"aws:SourceIp": "false"}},
         ]),
         "Sid": st.text(max_size=8),
     },

@@ -292,14 +292,18 @@ BAD_KEY_POLICIES = [
     aws({"Effect": "Allow", "Action": "ec2:RunInstances", "Resource": "*"}),
     aws({"Effect": "Allow", "Action": "s3:Zz*", "Resource": "*"}),
     aws({"Effect": "allow", "Action": "s3:GetObject", "Resource": "*"}),
-    aws({"Effect": "Allow", "NotAction": "s3:GetObject", "Resource": "*"}),
-    aws({"Effect": "Allow", "Action": "s3:GetObject", "NotResource": "*"}),
+    aws({"Effect": "Allow", "Action": "s3:GetObject", "NotAction": "s3:PutObject",
+         "Resource": "*"}),
+    aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "NotResource": "*"}),
+    aws({"Effect": "Allow", "Resource": "*"}),
     aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:iam::1:user/x"}),
     aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "Principal": "*"}),
     aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
-         "Condition": {"StringNotEquals": {"s3:prefix": "a"}}}),
+         "Condition": {"StringNotEqualsMaybe": {"s3:prefix": "a"}}}),
     aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
-         "Condition": {"StringEquals": {"aws:username": "a"}}}),
+         "Condition": {"NullIfExists": {"aws:username": "true"}}}),
+    aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+         "Condition": {"NumericLessThan": {"s3:max-keys": "ten"}}}),
     aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
          "Condition": {"IpAddress": {"aws:SourceIp": "not-an-ip"}}}),
     aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
@@ -333,12 +337,8 @@ def test_unsupported_key_policies_are_rejected(text: str) -> None:
     [
         # no Principal
         aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::demo/*"}),
-        # another bucket
-        aws({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
-             "Resource": "arn:aws:s3:::other/*"}),
-        aws({"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "*"}),
-        # principal forms we cannot enforce
-        aws({"Effect": "Allow", "Principal": {"Service": "x"}, "Action": "s3:GetObject",
+        # principal forms that are no principal
+        aws({"Effect": "Allow", "Principal": {"Group": "x"}, "Action": "s3:GetObject",
              "Resource": "arn:aws:s3:::demo/*"}),
         aws({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123:root"},
              "Action": "s3:GetObject", "Resource": "arn:aws:s3:::demo/*"}),
