@@ -150,6 +150,10 @@ def _store(doc: dict[str, Any], hist: History, now: float) -> RenderableType:
     lines = [
         Text.assemble("maintenance ", (state, "bold yellow" if state != "off" else "green"),
                       f" since {_ago(doc.get('maintenance_updated_at'), now)}"),
+        Text("  " + ("  ".join(
+            f"{t.get('to')} {_ago(t.get('at'), now)}"
+            for t in reversed((doc.get("maintenance_transitions") or [])[-3:])
+        ) or "no transitions yet"), style="dim"),
         Text(f"objects {doc.get('objects', '-')}  versions {doc.get('versions', '-')}  "
              f"segments {doc.get('segments', '-')}"),
         Text(f"live {human_bytes(doc.get('bytes_live'))}  dead {human_bytes(doc.get('dead_bytes'))}"),

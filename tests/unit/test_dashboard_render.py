@@ -34,7 +34,9 @@ def _doc(t: float, scale: int) -> dict[str, object]:
                                                             "write_inflight": 2}}}  # fmt: skip
     store = {"objects": 123, "versions": 130, "segments": 4, "bytes_live": 10 << 20,
              "segment_bytes": 12 << 20,
-             "maintenance": {"state": "quiesced", "since": t - 30, "history": []}}  # fmt: skip
+             "maintenance": {"state": "quiesced", "since": t - 30, "history": [
+                 {"from": "off", "to": "entering", "at": t - 40, "reason": "cli"},
+                 {"from": "entering", "to": "quiesced", "at": t - 30, "reason": "drained"}]}}  # fmt: skip
     disk = {"free_bytes": 5 << 30, "reserve_bytes": 64 << 20, "above_reserve": True}
     return view.build(now=t, version="0.1.0", supervisor=sup, store=store, runs=[], disk=disk)
 
@@ -59,6 +61,8 @@ def test_layout_fits_and_shows_everything(width: int, height: int) -> None:
         "frontend-0",
         "maintenance",
         "quiesced",
+        "quiesced 30s",  # the transitions, newest first
+        "entering 40s",
         "objects 123",
         "PutObject",
         "GetObject",
