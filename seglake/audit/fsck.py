@@ -34,7 +34,7 @@ from seglake.config import Config
 from seglake.format.errors import FormatError
 from seglake.format.layout import SEGMENT_SUFFIX, segment_file_name, segment_id_of
 from seglake.format.manifest import MANIFEST_SUFFIX, decode_manifest, manifest_path
-from seglake.format.segment import HEADER_SIZE, RECORD_HEADER_SIZE, read_footer
+from seglake.format.segment import MIN_DATA_OFFSET, read_footer
 from seglake.meta.schema import open_read, query
 from seglake.private_files import exposed
 
@@ -246,7 +246,7 @@ def _chunk_problem(seg_id: int, offset: int, length: int, segments: dict[int, _S
         return f"segment {seg_id} is not in the database"
     if seg.size_on_disk is None:
         return f"segment {seg_id} file is missing"
-    if offset < HEADER_SIZE + RECORD_HEADER_SIZE or length <= 0:
+    if offset < MIN_DATA_OFFSET or length <= 0:
         return f"bad range {offset}+{length} in segment {seg_id}"
     end = offset + length
     if end > seg.size_on_disk:
