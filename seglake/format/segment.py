@@ -428,8 +428,10 @@ def read_footer(fd: int, file_size: int, *, path: str) -> Footer | None:
     if (
         body_len < FOOTER_HEAD_SIZE
         or body_len > max_body
+        or ((body_len - FOOTER_HEAD_SIZE) % FOOTER_ENTRY_SIZE_V1
+            and (body_len - FOOTER_HEAD_SIZE) % FOOTER_ENTRY_SIZE)
         or entries * (RECORD_HEADER_SIZE_V1 + 1) > max_body - body_len
-    ):
+    ):  # fmt: skip
         raise FormatError(
             path,
             tail_at,

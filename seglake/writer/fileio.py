@@ -68,6 +68,11 @@ SITES: Final[dict[str, str]] = {
     "recovery.append": WRITE,
     # Segment GC (writer/gc_ops.py): dead segment files unlinked after COMMIT.
     "gc_segment.unlink": UNLINK,
+    # seglake upgrade (writer/upgrade.py): a version-1 store's manifest and
+    # record files removed once their records are committed in a segment.
+    "upgrade.unlink": UNLINK,
+    "upgrade.rmdir": UNLINK,
+    "upgrade.dir_fsync": DIRSYNC,
     "gc_segments_dir.fsync": DIRSYNC,
     "sqlite.write": WRITE,
     "sqlite.truncate": TRUNCATE,
@@ -247,6 +252,16 @@ def unlink(path: str | Path, site: str) -> None:
     _check(site)
     failpoints.hit(site)
     os.unlink(path)
+    if _journal is not None:
+        _journal.record(UNLINK, site, os.path.abspath(path))
+    failpoints.hit(site + ".done")
+
+
+def rmdir(path: str | Path, site: str) -> None:
+    """Remove an empty directory (journalled as an unlink of its name)."""
+    _check(site)
+    failpoints.hit(site)
+    os.rmdir(path)
     if _journal is not None:
         _journal.record(UNLINK, site, os.path.abspath(path))
     failpoints.hit(site + ".done")
