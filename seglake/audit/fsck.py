@@ -262,7 +262,8 @@ def _check_manifest_records(
             report.errors.append(
                 Finding(
                     "manifest-record-missing",
-                    "no manifest record in any segment (rebuild-index would lose it)",
+                    f"no manifest record for uid {uid} in any segment "
+                    "(rebuild-index would lose it)",
                     uid,
                     **where,
                 )

@@ -8,7 +8,8 @@ Segments are read in id order and each one's records in offset order, so
 "later" means (segment id, offset). A sealed segment's manifest and metadata
 records are found from its footer's typed entries without reading its
 chunks; a segment without a valid footer (the open one) is scanned and
-verified record by record up to its last valid record. For each uid the
+walked header by header up to its last whole record, and each manifest or
+metadata record is verified against its digest. For each uid the
 last manifest record wins (gc-rewrite copies a re-pointed manifest
 forward; duplicates with the same bytes change nothing) and, separately,
 the last state record; for each bucket name the last bucket or bucket-gone
@@ -101,7 +102,10 @@ def _replay_one(fd: int, path: Path, state: LogState) -> None:
         data_end = footer.data_end
         digest: bytes | None = os.pread(fd, 32, st.st_size - 40)
     else:
-        scan = segfmt.scan_records(fd, path=str(path), version=header.version)
+        # Headers only: the chain of lengths is what places each record, and
+        # a chunk whose data rotted (scrub's business) must not hide the
+        # records after it. Each manifest/metadata record is verified below.
+        scan = segfmt.scan_records(fd, path=str(path), version=header.version, verify=False)
         records = scan.records
         data_end = scan.valid_end
         digest = None

@@ -116,6 +116,16 @@ def apply_gc_drop_segments(
             message=f"gc refused: liveness is unknown ({len(live.problems)} unreadable "
             f"reference(s), first: {live.problems[0]})",
         )
+    # DELETED rows are kept only until GC (see ops.py). Bounded per call:
+    # each purge also appends a metadata record. Purged before the segments
+    # are dropped, so their manifests are not copied forward for nothing.
+    limit = max(0, min(a.purge_limit, MAX_PURGE_PER_CALL))
+    uids = [
+        str(r[0])
+        for r in query(conn, "SELECT uid FROM versions WHERE state = 'DELETED' LIMIT ?", (limit,))
+    ]
+    for uid in uids:
+        conn.execute("DELETE FROM versions WHERE uid = ? AND state = 'DELETED'", (uid,))
     deleted: list[int] = []
     skipped: dict[str, str] = {}
     for sid in ids:
@@ -141,15 +151,6 @@ def apply_gc_drop_segments(
             continue
         conn.execute("DELETE FROM segments WHERE id = ?", (sid,))
         deleted.append(sid)
-    # DELETED rows are kept only until GC (see ops.py). Bounded per call:
-    # each purge also appends a metadata record.
-    limit = max(0, min(a.purge_limit, MAX_PURGE_PER_CALL))
-    uids = [
-        str(r[0])
-        for r in query(conn, "SELECT uid FROM versions WHERE state = 'DELETED' LIMIT ?", (limit,))
-    ]
-    for uid in uids:
-        conn.execute("DELETE FROM versions WHERE uid = ? AND state = 'DELETED'", (uid,))
     remaining = int(query(conn, "SELECT count(*) FROM versions WHERE state = 'DELETED'")[0][0])
     return GcDropped(
         deleted=deleted, skipped=skipped, purged_versions=len(uids), purge_remaining=remaining
