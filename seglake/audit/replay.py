@@ -59,6 +59,12 @@ class LogState:
     segments: list[SegmentInfo] = field(default_factory=list)
     records: int = 0
     problems: list[str] = field(default_factory=list)
+    # Segment file -> the first problem found in it.
+    bad_files: dict[str, str] = field(default_factory=dict)
+
+    def problem(self, path: Path | str, text: str) -> None:
+        self.problems.append(text)
+        self.bad_files.setdefault(str(path), text)
 
 
 def segment_files(segments_dir: Path) -> list[tuple[int, Path]]:
@@ -78,12 +84,12 @@ def replay(segments_dir: Path) -> LogState:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            state.problems.append(f"segment skipped: {path}: {exc}")
+            state.problem(path, f"segment skipped: {path}: {exc}")
             continue
         try:
             _replay_one(fd, path, state)
         except (OSError, FormatError) as exc:
-            state.problems.append(f"segment skipped: {exc}")
+            state.problem(path, f"segment skipped: {exc}")
         finally:
             os.close(fd)
     return state
@@ -96,7 +102,7 @@ def _replay_one(fd: int, path: Path, state: LogState) -> None:
     try:
         footer = segfmt.read_footer(fd, st.st_size, path=str(path))
     except FormatError as exc:
-        state.problems.append(f"footer ignored, segment scanned instead: {exc}")
+        state.problem(path, f"footer ignored, segment scanned instead: {exc}")
     if footer is not None:
         records = list(footer.records)
         data_end = footer.data_end
@@ -110,7 +116,7 @@ def _replay_one(fd: int, path: Path, state: LogState) -> None:
         data_end = scan.valid_end
         digest = None
         if scan.error is not None and scan.valid_end < st.st_size:
-            state.problems.append(f"segment read up to its last valid record: {scan.error}")
+            state.problem(path, f"segment read up to its last whole record: {scan.error}")
     state.segments.append(
         SegmentInfo(
             header.segment_id, header.version, st.st_size, header.created_ns,
@@ -132,7 +138,7 @@ def _replay_one(fd: int, path: Path, state: LogState) -> None:
                 continue
             kind, body = decode_record(data, path=where)
         except FormatError as exc:
-            state.problems.append(f"record skipped: {exc}")
+            state.problem(path, f"record skipped: {exc}")
             continue
         if kind == KIND_STATE:
             state.states[str(body["uid"])] = str(body["state"])

@@ -64,10 +64,12 @@ def check_files(cfg: Config) -> list[FileDamage]:
             damage.extend(_check_segment(entry, seg_id, seg_id in sealed))
     if cfg.needs_upgrade() is None:
         log = replay(cfg.segments_dir)
-        for problem in log.problems:
-            damage.append(FileDamage("record", str(cfg.segments_dir), problem))
+        for path, problem in sorted(log.bad_files.items()):
+            damage.append(FileDamage("record", path, problem))
         for uid, manifest in versions:
             copies = log.manifest_copies.get(str(uid), [])
+            if not copies and log.bad_files:
+                continue  # most likely in a damaged segment reported above
             if not any(c.data == bytes(manifest) for c in copies):
                 where = f"meta.db:versions[{uid}]"
                 reason = (
