@@ -103,6 +103,7 @@ def test_single_bit_flips_detected_never_served(tmp_path: Path) -> None:
         data_keys = keys[:DATA_FLIPS]
         manifest_keys = keys[DATA_FLIPS : DATA_FLIPS + MANIFEST_FLIPS]
         expect_files: set[str] = set()
+        log = replay(seg_dir)  # where each manifest record is, before any flip
         for k in data_keys:
             _uid, seg, off, length = where[k]
             _flip(seg_dir / f"{seg:016x}.seg", off + rng.randrange(length), rng)
@@ -121,7 +122,6 @@ def test_single_bit_flips_detected_never_served(tmp_path: Path) -> None:
             k = rng.choice([k for k in where if where[k][1] == seg])
             _flip(path, where[k][2] - RECORD_HEADER_SIZE + rng.randrange(RECORD_HEADER_SIZE), rng)
             expect_files.add(str(path))
-        log = replay(seg_dir)
         for k in manifest_keys:
             at = log.manifests[where[k][0]]
             path = seg_dir / f"{at.segment_id:016x}.seg"

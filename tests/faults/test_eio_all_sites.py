@@ -27,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.writer.fileio import FSYNC_SITES, WRITE_SITES
 from tests.faults.figures import report
 from tests.faults.util import processes_by_name, sigkill, status_retry, wait_for
@@ -166,13 +167,16 @@ def test_eio_at_every_fsync_and_write_site(tmp_path: Path) -> None:
             ):
                 continue
             open_seg = _open_segment(data_dir)
-            if open_seg is not None:
-                seg_id, committed_end = open_seg
-                path = seg_dir / f"{seg_id:016x}.seg"
+            chunk = _chunk_of(data_dir, key)
+            if open_seg is not None and chunk.segment_id == open_seg[0]:
+                # The object's own chunk (below committed_end, which since
+                # format 2 ends at the batch's records, after the chunk).
+                path = seg_dir / f"{open_seg[0]:016x}.seg"
+                at = chunk.offset + chunk.length - 1
                 with open(path, "r+b") as f:
-                    f.seek(committed_end - 1)
+                    f.seek(at)
                     b = f.read(1)
-                    f.seek(committed_end - 1)
+                    f.seek(at)
                     f.write(bytes([b[0] ^ 0x01]))
                 sacrifice = key
                 break
@@ -216,6 +220,19 @@ def test_eio_at_every_fsync_and_write_site(tmp_path: Path) -> None:
     assert restarts >= fsync_fired + 3, (restarts, fsync_fired)
     at = log.find("Traceback")
     assert at < 0, f"an EIO surfaced as a traceback:\n{log[max(0, at - 300) : at + 2500]}"
+
+
+def _chunk_of(data_dir: Path, key: str) -> ChunkRef:
+    con = sqlite3.connect(f"file:{data_dir / 'meta.db'}?mode=ro", uri=True)
+    try:
+        (raw,) = con.execute(
+            "SELECT v.manifest FROM current c JOIN versions v ON v.id = c.version "
+            "WHERE c.bucket = ? AND c.key = ?",
+            (BUCKET, key),
+        ).fetchone()
+    finally:
+        con.close()
+    return decode_manifest(bytes(raw), path=key, with_meta=False).chunks[-1]
 
 
 def _open_segment(data_dir: Path) -> tuple[int, int] | None:

@@ -137,11 +137,6 @@ def test_kill_during_gc(tmp_path: Path, victim: str, command: str, spec: str) ->
         assert store["maintenance"]["state"] == "quiesced"
 
         fsck_clean(srv.data_dir)
-        if spec == "gc_repoint_committed=kill@2":
-            # The restarted writer put the committed manifests in place (the
-            # second step of this dataset re-points versions; the first only
-            # the open upload's part row, which needs no manifest file).
-            assert "interrupted manifest rewrite" in srv.log_tail(2000)
         data.verify()
         # Running it again finishes the job.
         again = cli(srv.data_dir, command, "--json")
