@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import apsw
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -31,6 +33,8 @@ if str(REPO_ROOT) not in sys.path:
 
 def blocks(path: Path) -> int:
     """Bytes of allocated blocks under ``path`` (``du -B1``), hard links once."""
+    if path.is_file():
+        return os.lstat(path).st_blocks * 512
     seen: set[tuple[int, int]] = set()
     total = 0
     for dirpath, _dirs, names in os.walk(path):
@@ -89,6 +93,20 @@ def main(argv: list[str] | None = None) -> int:
         total = blocks(data)
         objects = blocks(data / "objects")
         db = sum(blocks(p) for p in data.glob("meta.db*"))
+        db_files = {p.name: blocks(p) for p in data.glob("meta.db*")}
+        conn = apsw.Connection(str(data / "meta.db"), flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            page_size = int(conn.execute("PRAGMA page_size").fetchall()[0][0])
+            tables = {
+                str(name): int(pages) * page_size
+                for name, pages in conn.execute(
+                    "SELECT name, count(*) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+                ).fetchall()
+            }
+        except apsw.SQLError:  # dbstat not compiled in
+            tables = {}
+        finally:
+            conn.close()
         doc: dict[str, Any] = {
             "objects": args.objects,
             "object_size": args.size,
@@ -101,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             "overhead_per_version": round((total - empty - payload) / args.objects, 1),
             "objects_dir_overhead_per_version": round((objects - payload) / args.objects, 1),
             "meta_db_per_version": round(db / args.objects, 1),
+            "meta_db_files": db_files,
+            "meta_db_bytes_by_table_or_index": tables,
             "puts_per_s": round(args.objects / elapsed, 1),
         }
         print(json.dumps(doc, indent=2))
