@@ -38,6 +38,8 @@ MODES = (
     "gc-plan", "gc-run", "gc-rewrite-plan", "gc-rewrite-run", "gc-rewrite",
     # bucket lifecycle rules (seglake/ops/lifecycle_cmd.py)
     "lifecycle-plan", "lifecycle-run",
+    # a version-1 store into segment format 2 (seglake/writer/upgrade.py)
+    "upgrade",
 )  # fmt: skip
 DEFAULT_WAIT_TIMEOUT_S = 60.0  # how long `maintenance enable|disable` waits for the state
 
@@ -191,6 +193,10 @@ def run(argv: list[str]) -> int:
         from seglake.ops.commands import snapshot_cmd
 
         return snapshot_cmd(cfg, out=args.out, as_json=args.json)
+    if mode == "upgrade":
+        from seglake.ops.commands import upgrade_cmd
+
+        return upgrade_cmd(cfg, as_json=args.json)
     if mode == "db-integrity-check":
         from seglake.ops.commands import db_integrity_cmd
 

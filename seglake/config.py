@@ -208,6 +208,19 @@ class Config:
     def manifests_dir(self) -> Path:
         return layout.manifests_dir(self.root)
 
+    def needs_upgrade(self) -> str | None:
+        """Why this data dir must go through ``seglake upgrade`` first (a
+        version-1 store: manifest and record files), or None."""
+        found = [p for p in layout.v1_dirs(self.root) if p.exists()]
+        if not found:
+            return None
+        names = ", ".join(str(p.relative_to(self.root)) for p in found)
+        return (
+            f"{self.root} holds a version-1 store ({names}): stop any server on it and run "
+            f"`seglake upgrade --data-dir {self.root}` (converts manifest and record files "
+            f"into segment records; restartable)"
+        )
+
     @property
     def writer_socket(self) -> Path:
         return self.root / layout.WRITER_SOCKET

@@ -30,7 +30,7 @@ HELP: Final[dict[str, str]] = {
     "segment_idle_seal": "seconds without appends after which the open segment is sealed",
     "sync_interval": "extra seconds a group commit waits to gather writes (0 = none)",
     "sync_bytes": "payload bytes at which a group commit stops growing",
-    "sync_mode": "auto (one syncfs for a batch where safe) or fsync (a file at a time)",
+    "sync_mode": "accepted for old command lines; no effect since segment format 2 (no manifest files)",
     "max_object_size": "largest object a single PUT may store (0 = unlimited)",
     "min_part_size": "smallest part but the last of a multipart upload (lower only for tests)",
     "min_free_bytes": "writes are refused (507) while free disk space is below this",

@@ -14,10 +14,15 @@ What is checked, all inside one read snapshot of the database:
 - every live version's manifest (the database copy) decodes and verifies;
   each chunk lies inside an existing segment (for a sealed one, below the
   footer's ``data_end``), at or after the first record;
-- the manifest file exists at ``manifest_path(uid)`` with the same bytes;
-- with ``all_manifests``: every manifest file on disk belongs to a version
-  row (orphans are warnings: a crash between the manifest fsync and COMMIT
-  leaves one, and GC removes it);
+- the record log in the segments (``replay.py``) holds a manifest record
+  for it with the same bytes, and its newest one is that copy (else
+  ``rebuild-index`` would restore something else);
+- with ``all_manifests``: every manifest record in the log belongs to a
+  version row or is superseded by a PURGED state record (orphans are
+  warnings: a batch that failed after its flush leaves one until the next
+  batch restates it);
+- a version-1 store's leftover ``objects/manifests`` (or ``records``,
+  ``gc-pending``) is reported: it needs ``seglake upgrade``;
 - nothing in the data dir is open to group or other users (each such path
   is a warning, ``exposed``: the store works, but other local users can read
   it; ``seglake doctor --fix-permissions`` repairs it).
@@ -30,11 +35,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seglake.audit.replay import LogState, replay
 from seglake.config import Config
 from seglake.format.errors import FormatError
 from seglake.format.layout import SEGMENT_SUFFIX, segment_file_name, segment_id_of
-from seglake.format.manifest import MANIFEST_SUFFIX, decode_manifest, manifest_path
-from seglake.format.segment import HEADER_SIZE, RECORD_HEADER_SIZE, read_footer
+from seglake.format.manifest import decode_manifest
+from seglake.format.segment import MIN_DATA_OFFSET, read_footer
 from seglake.meta.schema import open_read, query
 from seglake.private_files import exposed
 
@@ -56,7 +62,7 @@ class FsckReport:
     segments: int = 0
     versions: int = 0
     chunks: int = 0
-    manifest_files: int = 0
+    manifest_records: int = 0
 
     @property
     def clean(self) -> bool:
@@ -68,7 +74,7 @@ class FsckReport:
             "segments": self.segments,
             "versions": self.versions,
             "chunks": self.chunks,
-            "manifest_files": self.manifest_files,
+            "manifest_records": self.manifest_records,
             "errors": [asdict(f) for f in self.errors],
             "warnings": [asdict(f) for f in self.warnings],
         }
@@ -99,24 +105,40 @@ def segment_files_on_disk(cfg: Config) -> list[tuple[Path, int | None]]:
 
 def run_fsck(cfg: Config, *, all_manifests: bool = False) -> FsckReport:
     report = FsckReport()
+    upgrade = cfg.needs_upgrade()
+    if upgrade is not None:
+        # A version-1 store is checked by this build only after `seglake
+        # upgrade` (whose writer also migrates an older meta.db schema, which
+        # a read-only connection here could not open).
+        report.errors.append(Finding("store-version-1", upgrade, str(cfg.manifests_dir)))
+        _check_exposed(cfg, report)
+        return report
     conn = open_read(str(cfg.db_path))
     try:
         # One snapshot: rows committed while we run are not half-seen.
         conn.execute("BEGIN")
         try:
             segments = _check_segments(cfg, conn, report)
-            known_uids = _check_versions(cfg, conn, report, segments)
+            known_uids, db_manifests = _check_versions(cfg, conn, report, segments)
         finally:
             conn.execute("COMMIT")
     finally:
         conn.close()
+    log = replay(cfg.segments_dir)
+    for problem in log.problems:
+        report.warnings.append(Finding("record-log", problem))
+    _check_manifest_records(log, report, db_manifests)
     if all_manifests:
-        _check_orphan_manifests(cfg, report, known_uids)
+        _check_orphan_manifests(log, report, known_uids)
+    _check_exposed(cfg, report)
+    return report
+
+
+def _check_exposed(cfg: Config, report: FsckReport) -> None:
     for path, mode in exposed(cfg.root):
         report.warnings.append(
             Finding("exposed", f"mode {mode:04o}: group or other users can access it", str(path))
         )
-    return report
 
 
 def _check_segments(cfg: Config, conn: Any, report: FsckReport) -> dict[int, _Segment]:
@@ -181,8 +203,9 @@ def _check_segments(cfg: Config, conn: Any, report: FsckReport) -> dict[int, _Se
 
 def _check_versions(
     cfg: Config, conn: Any, report: FsckReport, segments: dict[int, _Segment]
-) -> set[str]:
+) -> tuple[set[str], dict[str, tuple[bytes, dict[str, str]]]]:
     known: set[str] = set()
+    live: dict[str, tuple[bytes, dict[str, str]]] = {}
     rows = query(
         conn,
         "SELECT uid, bucket, key, version_id, state, manifest FROM versions ORDER BY bucket, key",
@@ -193,7 +216,7 @@ def _check_versions(
             continue
         report.versions += 1
         where = {"bucket": str(bucket), "key": str(key), "version_id": str(version_id)}
-        path = manifest_path(cfg.manifests_dir, str(uid))
+        path = f"meta.db:versions[{uid}]"
         if state == "DAMAGED":
             report.warnings.append(
                 Finding("version-damaged", "version is marked DAMAGED", str(path), **where)
@@ -217,27 +240,8 @@ def _check_versions(
                     report.errors.append(
                         Finding("chunk-out-of-range", f"chunk {i}: {problem}", str(path), **where)
                     )
-        try:
-            file_bytes = path.read_bytes()
-        except FileNotFoundError:
-            report.errors.append(
-                Finding("manifest-missing", f"manifest file missing: {path}", str(path), **where)
-            )
-            continue
-        except OSError as exc:
-            report.errors.append(Finding("manifest-unreadable", str(exc), str(path), **where))
-            continue
-        report.manifest_files += 1
-        if file_bytes != db_bytes:
-            report.errors.append(
-                Finding(
-                    "manifest-mismatch",
-                    f"manifest file differs from the database copy: {path}",
-                    str(path),
-                    **where,
-                )
-            )
-    return known
+        live[str(uid)] = (db_bytes, where)
+    return known, live
 
 
 def _chunk_problem(seg_id: int, offset: int, length: int, segments: dict[int, _Segment]) -> str:
@@ -246,7 +250,7 @@ def _chunk_problem(seg_id: int, offset: int, length: int, segments: dict[int, _S
         return f"segment {seg_id} is not in the database"
     if seg.size_on_disk is None:
         return f"segment {seg_id} file is missing"
-    if offset < HEADER_SIZE + RECORD_HEADER_SIZE or length <= 0:
+    if offset < MIN_DATA_OFFSET or length <= 0:
         return f"bad range {offset}+{length} in segment {seg_id}"
     end = offset + length
     if end > seg.size_on_disk:
@@ -256,12 +260,51 @@ def _chunk_problem(seg_id: int, offset: int, length: int, segments: dict[int, _S
     return ""
 
 
-def _check_orphan_manifests(cfg: Config, report: FsckReport, known: set[str]) -> None:
-    if not cfg.manifests_dir.is_dir():
-        return
-    for path in sorted(cfg.manifests_dir.rglob(f"*{MANIFEST_SUFFIX}")):
-        uid = path.name[: -len(MANIFEST_SUFFIX)]
-        if uid not in known:
+def _check_manifest_records(
+    log: LogState, report: FsckReport, live: dict[str, tuple[bytes, dict[str, str]]]
+) -> None:
+    for uid, (db_bytes, where) in live.items():
+        copies = log.manifest_copies.get(uid, [])
+        report.manifest_records += len(copies)
+        if not copies:
+            report.errors.append(
+                Finding(
+                    "manifest-record-missing",
+                    f"no manifest record for uid {uid} in any segment "
+                    "(rebuild-index would lose it)",
+                    uid,
+                    **where,
+                )
+            )
+        elif not any(c.data == db_bytes for c in copies):
+            report.errors.append(
+                Finding(
+                    "manifest-record-mismatch",
+                    "no manifest record in the segments equals the database copy",
+                    f"segment {copies[-1].segment_id} @{copies[-1].offset}",
+                    **where,
+                )
+            )
+        elif copies[-1].data != db_bytes:
             report.warnings.append(
-                Finding("manifest-orphan", "manifest file has no version row", str(path))
+                Finding(
+                    "manifest-record-stale",
+                    "the newest manifest record differs from the database copy (a gc-rewrite "
+                    "committed while fsck ran, or rebuild-index would restore an older copy)",
+                    f"segment {copies[-1].segment_id} @{copies[-1].offset}",
+                    **where,
+                )
+            )
+
+
+def _check_orphan_manifests(log: LogState, report: FsckReport, known: set[str]) -> None:
+    for uid, at in sorted(log.manifests.items()):
+        if uid not in known and log.states.get(uid) != "PURGED":
+            report.warnings.append(
+                Finding(
+                    "manifest-orphan",
+                    "manifest record has no version row",
+                    f"segment {at.segment_id} @{at.offset}",
+                    version_id=uid,
+                )
             )

@@ -1,17 +1,20 @@
 """Scrub's structural pass: bit rot outside chunk data.
 
-Quiesce protocol: read-only (segment and manifest files with plain reads,
-``meta.db`` through a read-only connection); runs at any maintenance state.
+Quiesce protocol: read-only (segment files with plain reads, ``meta.db``
+through a read-only connection); runs at any maintenance state.
 
 Chunk data is verified by ``scrub.py`` against the manifests' BLAKE3. A
 flipped bit can also land where no GET ever looks: a segment's header, a
 sealed segment's footer (or the record headers it cross-checks), or a
-manifest file (GETs use the database copy). Those bytes matter for
-recovery, GC and ``rebuild-index``, so scrub reports them too:
+manifest or metadata record in a segment (GETs use the database copy).
+Those bytes matter for recovery, GC and ``rebuild-index``, so scrub reports
+them too:
 - every segment file's header decodes and names the segment the file is;
 - every segment the database lists as SEALED with a footer digest ends in a
   footer that verifies and agrees with each record header it lists;
-- every live version's manifest file decodes and equals the database copy.
+- every manifest and metadata record in the segments verifies against its
+  digest (``replay.py`` reads them all), and every live version has a
+  manifest record equal to the database copy.
 """
 
 from __future__ import annotations
@@ -20,16 +23,16 @@ import os
 from dataclasses import dataclass
 
 from seglake.audit.fsck import segment_files_on_disk
+from seglake.audit.replay import replay
 from seglake.config import Config
 from seglake.format.errors import FormatError
-from seglake.format.manifest import decode_manifest, manifest_path
 from seglake.format.segment import HEADER_SIZE, decode_header, read_footer
 from seglake.meta.schema import open_read, query
 
 
 @dataclass(frozen=True)
 class FileDamage:
-    kind: str  # segment-header | segment-footer | manifest-file
+    kind: str  # segment-header | segment-footer | record | manifest-record
     path: str
     reason: str
 
@@ -59,20 +62,22 @@ def check_files(cfg: Config) -> list[FileDamage]:
     for entry, seg_id in segment_files_on_disk(cfg):
         if seg_id is not None:
             damage.extend(_check_segment(entry, seg_id, seg_id in sealed))
-    for uid, manifest in versions:
-        path = manifest_path(cfg.manifests_dir, str(uid))
-        try:
-            on_disk = path.read_bytes()
-        except OSError as exc:
-            damage.append(FileDamage("manifest-file", str(path), f"unreadable: {exc}"))
-            continue
-        if on_disk != bytes(manifest):
-            try:
-                decode_manifest(on_disk, path=str(path), with_meta=False)
-                reason = "differs from the database copy"
-            except FormatError as exc:
-                reason = str(exc)
-            damage.append(FileDamage("manifest-file", str(path), reason))
+    if cfg.needs_upgrade() is None:
+        log = replay(cfg.segments_dir)
+        for path, problem in sorted(log.bad_files.items()):
+            damage.append(FileDamage("record", path, problem))
+        for uid, manifest in versions:
+            copies = log.manifest_copies.get(str(uid), [])
+            if not copies and log.bad_files:
+                continue  # most likely in a damaged segment reported above
+            if not any(c.data == bytes(manifest) for c in copies):
+                where = f"meta.db:versions[{uid}]"
+                reason = (
+                    "no manifest record in the segments"
+                    if not copies
+                    else "no manifest record in the segments equals the database copy"
+                )
+                damage.append(FileDamage("manifest-record", where, reason))
     return damage
 
 

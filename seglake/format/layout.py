@@ -4,9 +4,9 @@ A data dir looks like this (``<root>`` is ``--data-dir``)::
 
     <root>/meta.db (-wal, -shm)        the index (SQLite, WAL)
     <root>/objects/segments/<id>.seg   chunk data; <id> is 16 lowercase hex digits
-    <root>/objects/manifests/<aaaa>/<bbb>/<uid>.mf   one manifest per version
-    <root>/objects/records/...         bucket and version-state records (records.py)
-    <root>/objects/gc-pending/<uid>.pending          gc-rewrite's manifests before rename
+    (segment format 2 keeps manifests and metadata records in the segments;
+    a version-1 store also has objects/manifests/, objects/records/ and
+    objects/gc-pending/, which ``seglake upgrade`` folds in and removes)
     <root>/.seglake.lock               the supervisor's flock ("pid time" inside)
     <root>/.seglake-writer.lock        the writer's flock: one writer per data dir
     <root>/.seglake-writer.sock        the writer's IPC socket
@@ -83,3 +83,9 @@ def manifests_dir(root: Path) -> Path:
 
 def gc_pending_dir(root: Path) -> Path:
     return root / OBJECTS_DIR / GC_PENDING_DIR
+
+
+def v1_dirs(root: Path) -> list[Path]:
+    """The directories only a version-1 store has (one file per manifest,
+    per metadata record, per pending gc manifest)."""
+    return [manifests_dir(root), root / OBJECTS_DIR / RECORDS_DIR, gc_pending_dir(root)]

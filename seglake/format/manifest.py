@@ -1,4 +1,10 @@
-"""Manifests: one small binary file per object version, enough to rebuild the index.
+"""Manifests: one small binary record per object version, enough to rebuild the index.
+
+A manifest is stored as a type-1 record in the data segments (segment
+format version 2, ``segment.py``) and, byte for byte, in
+``versions.manifest`` in ``meta.db``. Stores of segment format version 1 kept
+one file per manifest (``manifest_path``); only ``seglake upgrade`` reads
+those now.
 
 All integers are big-endian and unsigned. A manifest of total length T is::
 
@@ -18,7 +24,8 @@ All integers are big-endian and unsigned. A manifest of total length T is::
             chunk table, C entries of 52 bytes, in object order:
               segment id u64 | data offset u64 | length u32 | BLAKE3 digest 32
               (data offset is where the chunk's data starts in the segment,
-               i.e. record start + 36; 1 <= length <= CHUNK_SIZE)
+               i.e. record start + 37, or + 36 in a version 1 segment;
+               1 <= length <= CHUNK_SIZE)
             meta, Lm bytes: one msgpack map with string keys
     T-32 32 BLAKE3 of bytes 0 .. T-32
 
@@ -65,7 +72,7 @@ import blake3
 import msgpack
 
 from seglake.format.errors import FormatError
-from seglake.format.segment import CHUNK_SIZE, HEADER_SIZE, RECORD_HEADER_SIZE
+from seglake.format.segment import CHUNK_SIZE, MIN_DATA_OFFSET
 from seglake.units import MiB
 
 MANIFEST_MAGIC: Final = b"SGLKMAN1"
@@ -103,7 +110,7 @@ _FIXED: Final = struct.Struct(">8sHHIQIHIHI")
 _CHUNK: Final = struct.Struct(">QQI32s")
 _U32_MAX: Final = 2**32 - 1
 _U64_MAX: Final = 2**64 - 1
-_MIN_DATA_OFFSET: Final = HEADER_SIZE + RECORD_HEADER_SIZE
+_MIN_DATA_OFFSET: Final = MIN_DATA_OFFSET
 # Bytes allowed in a version id: printable ASCII except the path separators,
 # so the id can be a file name as is.
 _VERSION_ID_BYTES: Final = bytes(b for b in range(0x21, 0x7F) if b not in b"/\\")
@@ -111,7 +118,7 @@ _VERSION_ID_BYTES: Final = bytes(b for b in range(0x21, 0x7F) if b not in b"/\\"
 
 @dataclass(frozen=True)
 class ChunkRef:
-    """Where one chunk's data lives: ``offset`` is the data start (record + 36)."""
+    """Where one chunk's data lives: ``offset`` is the data start (record + 37)."""
 
     segment_id: int
     offset: int

@@ -1,8 +1,16 @@
 """Metadata records: the state manifests do not carry, so ``rebuild-index``
-can restore ``meta.db`` from files alone.
+can restore ``meta.db`` from the segments alone.
+
+Where they live: in segment format version 2 each record below is the data
+of one typed segment record (type 2 bucket, type 3 version state; see
+``segment.py``), appended by the writer in the batch that changed the state,
+before the batch's one segment flush. Replayed in (segment id, offset)
+order, the last record of a bucket name or a uid is its state. Version 1
+stores kept one file each (the paths below); only ``seglake upgrade`` reads
+those now.
 
 Manifests describe each stored version (and each delete marker) as written.
-Two things change later and are kept here, one small file each:
+Two things change later and are kept here:
 
 - a **bucket record** per bucket: name, creation time, versioning state,
   policy, lifecycle and CORS configurations. Written when a bucket is created or changed, removed when it is
@@ -14,18 +22,24 @@ Two things change later and are kept here, one small file each:
   is deleted). No record means ``ACTIVE``. Path:
   ``<data>/objects/records/versions/<uid[0:4]>/<uid[4:7]>/<uid>.state`` (the
   manifest's shard).
+- a **bucket-gone record** (kind 3, segments only) when a bucket row is
+  removed: a log cannot delete the bucket's earlier records, so it says so.
+- in segments, a state record may also say ``ACTIVE``: written when a
+  touched version is ACTIVE after all (a batch that failed after its
+  records were flushed is corrected this way).
 
 File layout (integers big-endian)::
 
     0   8  magic b"SGLKREC1"
     8   2  format version (1)
-    10  2  kind: 1 = bucket, 2 = version state
+    10  2  kind: 1 = bucket, 2 = version state, 3 = bucket gone
     12  4  body length L (1 .. 1 MiB)
     16  L  body: one msgpack map
             bucket:  {"name", "created_ns", "versioning", "policy" (str|nil),
                       "lifecycle" (str, only when the bucket has one),
                       "cors" (str, only when the bucket has one)}
             state:   {"uid", "state"}
+            gone:    {"name"}
     16+L 32 BLAKE3 of bytes 0 .. 16+L
 
 Rules this file keeps:
@@ -59,11 +73,13 @@ RECORD_MAGIC: Final = b"SGLKREC1"
 RECORD_VERSION: Final = 1
 KIND_BUCKET: Final = 1
 KIND_STATE: Final = 2
+KIND_BUCKET_GONE: Final = 3
+KINDS: Final = (KIND_BUCKET, KIND_STATE, KIND_BUCKET_GONE)
 # A bucket policy is the largest thing a record holds; AWS caps those at 20 KiB.
 MAX_BODY_BYTES: Final = 1024 * 1024
 BUCKET_SUFFIX: Final = ".bucket"
 STATE_SUFFIX: Final = ".state"
-STATES: Final = ("DELETED", "DAMAGED", "CONFLICT", "PURGED")
+STATES: Final = ("ACTIVE", "DELETED", "DAMAGED", "CONFLICT", "PURGED")
 VERSIONING_STATES: Final = ("enabled", "suspended", "unversioned")
 
 _HEAD: Final = struct.Struct(">8sHHI")
@@ -87,7 +103,7 @@ def state_record_path(objects_root: Path, uid: str) -> Path:
 
 
 def encode_record(kind: int, body: dict[str, Any]) -> bytes:
-    if kind not in (KIND_BUCKET, KIND_STATE):
+    if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind}")
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     if not 0 < len(packed) <= MAX_BODY_BYTES:
@@ -106,7 +122,7 @@ def decode_record(buf: bytes, *, path: str) -> tuple[int, dict[str, Any]]:
         raise FormatError(path, 0, f"not a record: magic {magic!r}")
     if version != RECORD_VERSION:
         raise FormatError(path, 8, f"unsupported record version {version}")
-    if kind not in (KIND_BUCKET, KIND_STATE):
+    if kind not in KINDS:
         raise FormatError(path, 10, f"unknown record kind {kind}")
     if not 0 < length <= MAX_BODY_BYTES:
         raise FormatError(path, 12, f"body length {length} outside 1..{MAX_BODY_BYTES}")
@@ -141,6 +157,10 @@ def _body_problem(kind: int, body: dict[str, Any]) -> str | None:
             return "bucket record lifecycle is not text"
         if body.get("cors") is not None and not isinstance(body["cors"], str):
             return "bucket record cors is not text"
+        return None
+    if kind == KIND_BUCKET_GONE:
+        if not isinstance(body.get("name"), str) or not body["name"]:
+            return "bucket-gone record without a name"
         return None
     if not isinstance(body.get("uid"), str) or not body["uid"]:
         return "state record without a uid"

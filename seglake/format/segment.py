@@ -3,32 +3,46 @@
 All integers are big-endian and unsigned. Offsets are from the start of the
 file, so ``xxd -s OFFSET -l LEN segment`` shows any field named here.
 
+Two format versions exist. Version 2 (written today) gives every record a
+type byte, so manifests and metadata records live in the segments next to
+the chunks; version 1 (stores written before #17) has chunk records only.
+Every reader here reads both; only the writer's ``seglake upgrade`` still
+meets version 1 files.
+
 Header, 32 bytes, written once when the segment is created::
 
     0    8  magic b"SGLKSEG1"
-    8    2  format version (1)
+    8    2  format version (2; 1 in old stores)
     10   2  flags (0; no flags are defined)
     12   4  reserved (0)
     16   8  segment id
     24   8  created, nanoseconds since the Unix epoch
 
-Records, back to back from offset 32; a record starting at R is::
+Records, back to back from offset 32; a version 2 record starting at R is::
 
-    R      32  BLAKE3 digest of the data
+    R      32  digest: BLAKE3 of the data for a chunk (type 0), so it is the
+               chunk's content hash that manifests list and GETs verify;
+               BLAKE3 of (type byte | data) for every other type. Either
+               way a changed type byte no longer matches the digest.
     R+32    4  data length L, 1 <= L <= CHUNK_SIZE (4 MiB)
-    R+36    L  data
-               (the next record starts at R + 36 + L)
+    R+36    1  record type: 0 chunk, 1 manifest (format/manifest.py),
+               2 bucket record, 3 version-state record (format/records.py)
+    R+37    L  data
+               (the next record starts at R + 37 + L)
+
+A version 1 record has no type byte (36-byte header, always a chunk).
 
 Footer, appended once when the segment is sealed, starting at F (= data_end,
 the end of the last record)::
 
     F       8  magic b"SGLKFTR1"
-    F+8     2  footer version (1)
+    F+8     2  footer version (= the segment's format version)
     F+10    2  reserved (0)
     F+12    4  record count N
     F+16    8  data_end (= F)
-    F+24   44  N entries: record start u64 | data length u32 | digest 32
-    T       8  body length B = 24 + 44*N, where T = file size - 48 and F = T - B
+    F+24   E*N entries: record start u64 | data length u32 | type u8 | digest 32
+               (E = 45; version 1: E = 44, no type)
+    T       8  body length B = 24 + E*N, where T = file size - 48 and F = T - B
     T+8    32  BLAKE3 of the body (bytes F .. T)
     T+40    8  magic b"SGLKEND1" (the last 8 bytes of a sealed segment)
 
@@ -68,22 +82,38 @@ from seglake.units import MiB
 SEGMENT_MAGIC: Final = b"SGLKSEG1"
 FOOTER_MAGIC: Final = b"SGLKFTR1"
 END_MAGIC: Final = b"SGLKEND1"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+SUPPORTED_VERSIONS: Final = (1, 2)
 HEADER_SIZE: Final = 32
 # Fixed by the on-disk format (SPEC §5): every chunk record holds at most this
 # many bytes. 4 MiB keeps per-chunk hashing/IO overhead under 0.1% while a
 # range read never has to verify more than 4 MiB to serve one byte.
 CHUNK_SIZE: Final = 4 * MiB
-RECORD_HEADER_SIZE: Final = 36
+RECORD_HEADER_SIZE: Final = 37  # version 2
+RECORD_HEADER_SIZE_V1: Final = 36
+# The lowest offset any chunk's data can start at, in either version.
+MIN_DATA_OFFSET: Final = HEADER_SIZE + RECORD_HEADER_SIZE_V1
 FOOTER_HEAD_SIZE: Final = 24
-FOOTER_ENTRY_SIZE: Final = 44
+FOOTER_ENTRY_SIZE: Final = 45  # version 2
+FOOTER_ENTRY_SIZE_V1: Final = 44
 FOOTER_TAIL_SIZE: Final = 48
 DIGEST_SIZE: Final = 32
 
 _HEADER: Final = struct.Struct(">8sHHIQQ")
-_RECORD_HEADER: Final = struct.Struct(">32sI")
+# Record types (version 2). Only chunks are referenced by manifests; the
+# others are what rebuild-index replays.
+TYPE_CHUNK: Final = 0
+TYPE_MANIFEST: Final = 1
+TYPE_BUCKET: Final = 2
+TYPE_STATE: Final = 3
+RECORD_TYPES: Final = (TYPE_CHUNK, TYPE_MANIFEST, TYPE_BUCKET, TYPE_STATE)
+TYPE_NAMES: Final = {0: "chunk", 1: "manifest", 2: "bucket", 3: "state"}
+
+_RECORD_HEADER_V1: Final = struct.Struct(">32sI")
+_RECORD_HEADER: Final = struct.Struct(">32sIB")
 _FOOTER_HEAD: Final = struct.Struct(">8sHHIQ")
-_FOOTER_ENTRY: Final = struct.Struct(">QI32s")
+_FOOTER_ENTRY_V1: Final = struct.Struct(">QI32s")
+_FOOTER_ENTRY: Final = struct.Struct(">QIB32s")
 _TAIL: Final = struct.Struct(">Q32s8s")
 _U32_MAX: Final = 2**32 - 1
 _U64_MAX: Final = 2**64 - 1
@@ -118,19 +148,22 @@ class SegmentHeader:
 
 @dataclass(frozen=True)
 class RecordInfo:
-    """One record; ``offset`` is where its 36-byte header starts."""
+    """One record; ``offset`` is where its header starts (37 bytes in
+    version 2, ``head`` = 36 for a version 1 record)."""
 
     offset: int
     length: int
     digest: bytes
+    rtype: int = TYPE_CHUNK
+    head: int = RECORD_HEADER_SIZE
 
     @property
     def data_offset(self) -> int:
-        return self.offset + RECORD_HEADER_SIZE
+        return self.offset + self.head
 
     @property
     def end(self) -> int:
-        return self.offset + RECORD_HEADER_SIZE + self.length
+        return self.offset + self.head + self.length
 
 
 @dataclass(frozen=True)
@@ -161,13 +194,37 @@ def digest(data: bytes | bytearray | memoryview) -> bytes:
     return result
 
 
+def record_digest(rtype: int, data: bytes | bytearray | memoryview) -> bytes:
+    """The digest a version 2 record of ``rtype`` carries (see the top)."""
+    if rtype == TYPE_CHUNK:
+        return digest(data)
+    h = blake3.blake3(bytes((rtype,)))
+    h.update(data)
+    result: bytes = h.digest()
+    return result
+
+
+def version_of(fd: int) -> int:
+    """The format version in a segment file's header: 1 only when the header
+    says so, else the current version (a damaged header is the header
+    decoder's to report)."""
+    raw = os.pread(fd, 2, 8)
+    return 1 if raw == b"\x00\x01" else FORMAT_VERSION
+
+
+def header_size(version: int) -> int:
+    return RECORD_HEADER_SIZE_V1 if version == 1 else RECORD_HEADER_SIZE
+
+
 # ---- header ----------------------------------------------------------------
 
 
-def encode_header(segment_id: int, created_ns: int) -> bytes:
+def encode_header(segment_id: int, created_ns: int, *, version: int = FORMAT_VERSION) -> bytes:
     _check_u64("segment_id", segment_id)
     _check_u64("created_ns", created_ns)
-    return _HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, 0, segment_id, created_ns)
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"unknown segment format version {version}")
+    return _HEADER.pack(SEGMENT_MAGIC, version, 0, 0, segment_id, created_ns)
 
 
 def decode_header(buf: bytes | bytearray | memoryview, *, path: str) -> SegmentHeader:
@@ -183,7 +240,7 @@ def decode_header(buf: bytes | bytearray | memoryview, *, path: str) -> SegmentH
             path, len(head), f"segment header truncated: {len(head)} of {HEADER_SIZE} bytes"
         )
     _magic, version, flags, reserved, segment_id, created_ns = _HEADER.unpack(head)
-    if version != FORMAT_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise FormatError(path, 8, f"unsupported segment format version {version}")
     if flags != 0:
         raise FormatError(path, 10, f"unknown segment flags {flags:#06x}")
@@ -195,13 +252,22 @@ def decode_header(buf: bytes | bytearray | memoryview, *, path: str) -> SegmentH
 # ---- records ---------------------------------------------------------------
 
 
-def encode_record_header(digest: bytes, length: int) -> bytes:
-    """The 36 bytes that precede a record's data; the caller writes the data."""
+def encode_record_header(
+    digest: bytes, length: int, rtype: int = TYPE_CHUNK, *, version: int = FORMAT_VERSION
+) -> bytes:
+    """The 37 bytes (36 in version 1) that precede a record's data; the
+    caller writes the data. ``digest`` must be ``record_digest(rtype, data)``."""
     if len(digest) != DIGEST_SIZE:
         raise ValueError(f"digest must be {DIGEST_SIZE} bytes, got {len(digest)}")
     if not 0 < length <= CHUNK_SIZE:
         raise ValueError(f"record length {length} outside 1..{CHUNK_SIZE}")
-    return _RECORD_HEADER.pack(digest, length)
+    if version == 1:
+        if rtype != TYPE_CHUNK:
+            raise ValueError("version 1 segments hold chunk records only")
+        return _RECORD_HEADER_V1.pack(digest, length)
+    if rtype not in RECORD_TYPES:
+        raise ValueError(f"unknown record type {rtype}")
+    return _RECORD_HEADER.pack(digest, length, rtype)
 
 
 def scan_records(
@@ -211,8 +277,12 @@ def scan_records(
     start: int = HEADER_SIZE,
     end: int | None = None,
     verify: bool = True,
+    version: int | None = None,
 ) -> ScanResult:
     """Walk records from ``start`` until ``end`` (default: the file size).
+
+    ``version`` is the segment's format version (default: read from the
+    file's header).
 
     Stops at the first record that is torn (header or data cut short by
     ``end`` or by the file's real end), has a length outside 1..CHUNK_SIZE,
@@ -234,10 +304,11 @@ def scan_records(
         error = FormatError(path, start, f"scan starts at {start} but the data ends at {stop}")
         return ScanResult(records, start, error)
     _advise_sequential(fd, start, stop - start)
+    v = version_of(fd) if version is None else version
     if verify:
-        error_or_none = _scan_verified(fd, path, start, stop, records)
+        error_or_none = _scan_verified(fd, path, start, stop, records, v)
     else:
-        error_or_none = _scan_headers(fd, path, start, stop, records)
+        error_or_none = _scan_headers(fd, path, start, stop, records, v)
     valid_end = records[-1].end if records else start
     if error_or_none is not None and os.pread(fd, len(FOOTER_MAGIC), valid_end) == FOOTER_MAGIC:
         # The usual way to get here: scanning a sealed segment to its end.
@@ -262,7 +333,7 @@ def read_record(
     """Read one chunk's data (``length`` bytes at ``data_offset``) and check it."""
     if not 0 < length <= CHUNK_SIZE:
         raise ValueError(f"chunk length {length} outside 1..{CHUNK_SIZE}")
-    if data_offset < HEADER_SIZE + RECORD_HEADER_SIZE:
+    if data_offset < MIN_DATA_OFFSET:
         raise ValueError(f"chunk data cannot start at {data_offset}")
     if len(expected_digest) != DIGEST_SIZE:
         raise ValueError(f"digest must be {DIGEST_SIZE} bytes, got {len(expected_digest)}")
@@ -276,17 +347,36 @@ def read_record(
     return data
 
 
+def read_record_data(fd: int, rec: RecordInfo, *, path: str, verify: bool = True) -> bytes:
+    """The data of any record (typically a non-chunk one a scan or a footer
+    listed), checked against its typed digest."""
+    data = _pread_exact(fd, rec.length, rec.data_offset, path=path, what="record data")
+    want = digest(data) if rec.head == RECORD_HEADER_SIZE_V1 else record_digest(rec.rtype, data)
+    if verify and want != rec.digest:
+        raise FormatError(
+            path,
+            rec.offset,
+            f"{TYPE_NAMES.get(rec.rtype, '?')} record ({rec.length} bytes) does not match its digest",
+        )
+    return data
+
+
 # ---- footer ----------------------------------------------------------------
 
 
-def encode_footer(records: Sequence[RecordInfo], data_end: int) -> bytes:
+def encode_footer(
+    records: Sequence[RecordInfo], data_end: int, *, version: int = FORMAT_VERSION
+) -> bytes:
     """Footer body + 48-byte tail for a segment whose records end at data_end.
 
     Refuses (``ValueError``) anything ``read_footer`` would reject, so a bug
     in the caller cannot seal a segment into an unreadable state.
     """
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"unknown segment format version {version}")
     if len(records) > _U32_MAX:
         raise ValueError(f"too many records for one footer: {len(records)}")
+    head = header_size(version)
     expected = HEADER_SIZE
     for i, rec in enumerate(records):
         if rec.offset != expected:
@@ -295,13 +385,21 @@ def encode_footer(records: Sequence[RecordInfo], data_end: int) -> bytes:
             raise ValueError(f"record {i} has length {rec.length}, outside 1..{CHUNK_SIZE}")
         if len(rec.digest) != DIGEST_SIZE:
             raise ValueError(f"record {i} digest is {len(rec.digest)} bytes")
+        if rec.head != head:
+            raise ValueError(f"record {i} has a {rec.head}-byte header in a version {version} file")
+        if rec.rtype not in RECORD_TYPES or (version == 1 and rec.rtype != TYPE_CHUNK):
+            raise ValueError(f"record {i} has type {rec.rtype}")
         expected = rec.end
     if data_end != expected:
         raise ValueError(f"records end at {expected}, but data_end is {data_end}")
     _check_u64("data_end", data_end)
-    body = bytearray(_FOOTER_HEAD.pack(FOOTER_MAGIC, FORMAT_VERSION, 0, len(records), data_end))
-    for rec in records:
-        body += _FOOTER_ENTRY.pack(rec.offset, rec.length, rec.digest)
+    body = bytearray(_FOOTER_HEAD.pack(FOOTER_MAGIC, version, 0, len(records), data_end))
+    if version == 1:
+        for rec in records:
+            body += _FOOTER_ENTRY_V1.pack(rec.offset, rec.length, rec.digest)
+    else:
+        for rec in records:
+            body += _FOOTER_ENTRY.pack(rec.offset, rec.length, rec.rtype, rec.digest)
     tail = _TAIL.pack(len(body), digest(body), END_MAGIC)
     return bytes(body) + tail
 
@@ -323,20 +421,22 @@ def read_footer(fd: int, file_size: int, *, path: str) -> Footer | None:
     if end_magic != END_MAGIC:
         return None
     max_body = tail_at - HEADER_SIZE
-    entries, misfit = divmod(body_len - FOOTER_HEAD_SIZE, FOOTER_ENTRY_SIZE)
-    # Each listed record needs at least 37 bytes before the footer; checking
-    # that first keeps a forged length from making us read most of the file.
+    # The loosest bound of either version (44-byte entries, 37-byte records)
+    # is checked before reading: a forged length cannot make us read most
+    # of the file. The exact entry size is checked once the version is known.
+    entries = (body_len - FOOTER_HEAD_SIZE) // FOOTER_ENTRY_SIZE_V1
     if (
         body_len < FOOTER_HEAD_SIZE
         or body_len > max_body
-        or misfit
-        or entries * (RECORD_HEADER_SIZE + 1) > max_body - body_len
-    ):
+        or ((body_len - FOOTER_HEAD_SIZE) % FOOTER_ENTRY_SIZE_V1
+            and (body_len - FOOTER_HEAD_SIZE) % FOOTER_ENTRY_SIZE)
+        or entries * (RECORD_HEADER_SIZE_V1 + 1) > max_body - body_len
+    ):  # fmt: skip
         raise FormatError(
             path,
             tail_at,
             f"footer body length {body_len} is impossible for a {file_size}-byte file "
-            f"(must be 24 + 44*N with room for N records before it)",
+            f"(must be 24 + 45*N with room for N records before it)",
         )
     footer_offset = tail_at - body_len
     body = _pread_exact(fd, body_len, footer_offset, path=path, what="footer body")
@@ -349,16 +449,17 @@ def read_footer(fd: int, file_size: int, *, path: str) -> Footer | None:
     magic, version, reserved, count, data_end = _FOOTER_HEAD.unpack_from(body)
     if magic != FOOTER_MAGIC:
         raise FormatError(path, footer_offset, f"footer magic {magic!r}, expected {FOOTER_MAGIC!r}")
-    if version != FORMAT_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise FormatError(path, footer_offset + 8, f"unsupported footer version {version}")
     if reserved != 0:
         raise FormatError(path, footer_offset + 10, f"reserved footer field is {reserved:#x}")
-    if FOOTER_HEAD_SIZE + count * FOOTER_ENTRY_SIZE != body_len:
+    entry_size = FOOTER_ENTRY_SIZE_V1 if version == 1 else FOOTER_ENTRY_SIZE
+    if FOOTER_HEAD_SIZE + count * entry_size != body_len:
         raise FormatError(
             path,
             footer_offset + 12,
             f"footer lists {count} records but its body holds "
-            f"{(body_len - FOOTER_HEAD_SIZE) // FOOTER_ENTRY_SIZE}",
+            f"{(body_len - FOOTER_HEAD_SIZE) / entry_size:g}",
         )
     if data_end != footer_offset:
         raise FormatError(
@@ -369,9 +470,14 @@ def read_footer(fd: int, file_size: int, *, path: str) -> Footer | None:
     records: list[RecordInfo] = []
     expected = HEADER_SIZE
     entry_at = footer_offset + FOOTER_HEAD_SIZE
-    for rec_offset, length, rec_digest in _FOOTER_ENTRY.iter_unpack(
-        memoryview(body)[FOOTER_HEAD_SIZE:]
-    ):
+    head = header_size(version)
+    view = memoryview(body)[FOOTER_HEAD_SIZE:]
+    entry_iter = (
+        ((o, n, TYPE_CHUNK, d) for o, n, d in _FOOTER_ENTRY_V1.iter_unpack(view))
+        if version == 1
+        else _FOOTER_ENTRY.iter_unpack(view)
+    )
+    for rec_offset, length, rtype, rec_digest in entry_iter:
         if rec_offset != expected:
             raise FormatError(
                 path,
@@ -385,17 +491,21 @@ def read_footer(fd: int, file_size: int, *, path: str) -> Footer | None:
                 entry_at + 8,
                 f"footer entry {len(records)} has length {length}, outside 1..{CHUNK_SIZE}",
             )
-        rec = RecordInfo(rec_offset, length, rec_digest)
+        if rtype not in RECORD_TYPES:
+            raise FormatError(
+                path, entry_at + 12, f"footer entry {len(records)} has unknown type {rtype}"
+            )
+        rec = RecordInfo(rec_offset, length, rec_digest, rtype, head)
         records.append(rec)
         expected = rec.end
-        entry_at += FOOTER_ENTRY_SIZE
+        entry_at += entry_size
     if expected != data_end:
         raise FormatError(
             path,
             footer_offset + 16,
             f"footer records end at {expected}, not at data_end {data_end}",
         )
-    _check_record_headers(fd, records, path)
+    _check_record_headers(fd, records, path, version)
     return Footer(data_end=data_end, records=tuple(records), footer_offset=footer_offset)
 
 
@@ -433,11 +543,15 @@ def _advise_sequential(fd: int, offset: int, length: int) -> None:
         advise(fd, offset, length, os.POSIX_FADV_SEQUENTIAL)
 
 
-def _bad_record_header(path: str, pos: int, length: int, stop: int) -> FormatError | None:
+def _bad_record_header(
+    path: str, pos: int, length: int, stop: int, head: int = RECORD_HEADER_SIZE, rtype: int = 0
+) -> FormatError | None:
     if length == 0 or length > CHUNK_SIZE:
         return FormatError(path, pos, f"record length {length} is outside 1..{CHUNK_SIZE}")
-    if pos + RECORD_HEADER_SIZE + length > stop:
-        have = stop - pos - RECORD_HEADER_SIZE
+    if rtype not in RECORD_TYPES:
+        return FormatError(path, pos, f"unknown record type {rtype}")
+    if pos + head + length > stop:
+        have = stop - pos - head
         return FormatError(
             path,
             pos,
@@ -446,27 +560,34 @@ def _bad_record_header(path: str, pos: int, length: int, stop: int) -> FormatErr
     return None
 
 
-def _torn_header(path: str, pos: int, have: int) -> FormatError:
-    return FormatError(
-        path, pos, f"torn record header: only {have} of {RECORD_HEADER_SIZE} bytes present"
-    )
+def _torn_header(path: str, pos: int, have: int, head: int = RECORD_HEADER_SIZE) -> FormatError:
+    return FormatError(path, pos, f"torn record header: only {have} of {head} bytes present")
+
+
+def _unpack_header(version: int, buf: bytes | memoryview, at: int = 0) -> tuple[bytes, int, int]:
+    if version == 1:
+        stored, length = _RECORD_HEADER_V1.unpack_from(buf, at)
+        return stored, length, TYPE_CHUNK
+    stored, length, rtype = _RECORD_HEADER.unpack_from(buf, at)
+    return stored, length, rtype
 
 
 def _scan_headers(
-    fd: int, path: str, start: int, stop: int, records: list[RecordInfo]
+    fd: int, path: str, start: int, stop: int, records: list[RecordInfo], version: int
 ) -> FormatError | None:
+    head = header_size(version)
     pos = start
     while pos < stop:
-        want = min(RECORD_HEADER_SIZE, stop - pos)
-        head = os.pread(fd, want, pos)
-        if len(head) < RECORD_HEADER_SIZE:
-            return _torn_header(path, pos, len(head))
-        stored, length = _RECORD_HEADER.unpack(head)
-        error = _bad_record_header(path, pos, length, stop)
+        want = min(head, stop - pos)
+        raw = os.pread(fd, want, pos)
+        if len(raw) < head:
+            return _torn_header(path, pos, len(raw), head)
+        stored, length, rtype = _unpack_header(version, raw)
+        error = _bad_record_header(path, pos, length, stop, head, rtype)
         if error is not None:
             return error
-        records.append(RecordInfo(pos, length, stored))
-        pos += RECORD_HEADER_SIZE + length
+        records.append(RecordInfo(pos, length, stored, rtype, head))
+        pos += head + length
     return None
 
 
@@ -529,7 +650,7 @@ class _Window:
 
 
 def _scan_verified(
-    fd: int, path: str, start: int, stop: int, records: list[RecordInfo]
+    fd: int, path: str, start: int, stop: int, records: list[RecordInfo], version: int
 ) -> FormatError | None:
     if stop <= start:
         return None
@@ -537,12 +658,13 @@ def _scan_verified(
     # Window state lives in locals between refills: with small records this
     # loop runs ~250,000 times per GiB, so per-record lookups add up.
     view, base, filled = window.view, window.base, window.filled
-    unpack_header = _RECORD_HEADER.unpack_from
+    v1 = version == 1
+    unpack_header = (_RECORD_HEADER_V1 if v1 else _RECORD_HEADER).unpack_from
     hasher = blake3.blake3
     threaded = blake3.blake3.AUTO
     threaded_min = _THREADED_DIGEST_MIN
     append = records.append
-    head_size = RECORD_HEADER_SIZE
+    head_size = header_size(version)
     pos = start
     while pos < stop:
         rel = pos - base
@@ -550,10 +672,19 @@ def _scan_verified(
             rel = window.ensure(pos, head_size)
             view, base, filled = window.view, window.base, window.filled
             if filled - rel < head_size:
-                return _torn_header(path, pos, filled - rel)
-        stored, length = unpack_header(view, rel)
-        if length == 0 or length > CHUNK_SIZE or pos + head_size + length > stop:
-            return _bad_record_header(path, pos, length, stop)
+                return _torn_header(path, pos, filled - rel, head_size)
+        if v1:
+            stored, length = unpack_header(view, rel)
+            rtype = TYPE_CHUNK
+        else:
+            stored, length, rtype = unpack_header(view, rel)
+        if (
+            length == 0
+            or length > CHUNK_SIZE
+            or rtype > TYPE_STATE
+            or pos + head_size + length > stop
+        ):
+            return _bad_record_header(path, pos, length, stop, head_size, rtype)
         size = head_size + length
         if filled - rel < size:
             rel = window.ensure(pos, size)
@@ -568,36 +699,41 @@ def _scan_verified(
                     f"torn record: header announces {length} data bytes, only {have} present",
                 )
         data = view[rel + head_size : rel + size]
-        threads = threaded if length >= threaded_min else 1
-        if hasher(data, max_threads=threads).digest() != stored:
+        if rtype == TYPE_CHUNK:
+            threads = threaded if length >= threaded_min else 1
+            seen = hasher(data, max_threads=threads).digest()
+        else:
+            seen = record_digest(rtype, data)
+        if seen != stored:
             return FormatError(
                 path,
                 pos,
                 f"record data ({length} bytes at {pos + head_size}) does not match its BLAKE3 digest",
             )
-        append(RecordInfo(pos, length, stored))
+        append(RecordInfo(pos, length, stored, rtype, head_size))
         pos += size
     return None
 
 
-def _check_record_headers(fd: int, records: list[RecordInfo], path: str) -> None:
+def _check_record_headers(fd: int, records: list[RecordInfo], path: str, version: int) -> None:
+    head = header_size(version)
     count = len(records)
     i = 0
     while i < count:
         first = records[i].offset
         j = i + 1
-        while j < count and records[j].offset + RECORD_HEADER_SIZE - first <= _HEADER_CHECK_WINDOW:
+        while j < count and records[j].offset + head - first <= _HEADER_CHECK_WINDOW:
             j += 1
-        span = records[j - 1].offset + RECORD_HEADER_SIZE - first
+        span = records[j - 1].offset + head - first
         block = _pread_exact(fd, span, first, path=path, what="record headers")
         for rec in records[i:j]:
-            stored, length = _RECORD_HEADER.unpack_from(block, rec.offset - first)
-            if stored != rec.digest or length != rec.length:
+            stored, length, rtype = _unpack_header(version, block, rec.offset - first)
+            if stored != rec.digest or length != rec.length or rtype != rec.rtype:
                 raise FormatError(
                     path,
                     rec.offset,
-                    f"record header (length {length}, digest {stored.hex()[:16]}...) "
-                    f"disagrees with the footer (length {rec.length}, "
-                    f"digest {rec.digest.hex()[:16]}...)",
+                    f"record header (length {length}, type {rtype}, digest "
+                    f"{stored.hex()[:16]}...) disagrees with the footer (length {rec.length}, "
+                    f"type {rec.rtype}, digest {rec.digest.hex()[:16]}...)",
                 )
         i = j

@@ -538,6 +538,9 @@ class GcDropSegments(Request[GcDropped], frozen=True):
     below: int
     sealed_before_ns: int = 0
     purge_limit: int = 0
+    # Where the segments are: their manifest and metadata records are
+    # copied forward before they are dropped.
+    segments_dir: str = ""
 
 
 class GcRepointed(Reply, frozen=True):
@@ -552,7 +555,6 @@ class GcRepoint(Request[GcRepointed], frozen=True):
     name: ClassVar[str] = "gc_repoint"
     # (segment, offset, length, digest, new segment, new offset) per moved chunk.
     moves: list[tuple[int, int, int, bytes, int, int]]
-    pending_dir: str
 
 
 # The GC requests an operator's run sends, one step at a time.

@@ -326,3 +326,37 @@ def db_integrity_cmd(cfg: Config, *, as_json: bool) -> int:
             for line in problems:
                 print(f"  {line}")
     return 0 if ok else 1
+
+
+def upgrade_cmd(cfg: Config, *, as_json: bool) -> int:
+    """``seglake upgrade``: a version-1 store into segment format 2
+    (``seglake/writer/upgrade.py``). Needs the server stopped: it takes the
+    data-dir and writer locks itself and is refused while anything holds them."""
+    from seglake.locks import DataDirBusy
+    from seglake.writer.embedded import upgrade
+
+    if not cfg.db_path.exists():
+        print(f"seglake: no database at {cfg.db_path}", file=sys.stderr)
+        return 2
+    try:
+        report = upgrade(cfg)
+    except DataDirBusy as exc:
+        print(f"seglake: upgrade refused: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # an I/O failure: every step is restartable
+        print(f"seglake: upgrade failed (run it again): {exc!r}", file=sys.stderr)
+        return 1
+    doc = report.as_dict()
+    if as_json:
+        _print_json(doc)
+    elif report.already:
+        print(f"upgrade: {cfg.root} is already a format-2 store; nothing to do")
+    else:
+        print(
+            f"upgrade: {report.buckets} bucket, {report.manifests} manifest and {report.states} "
+            f"state record(s) written to segment {report.segment}; {report.files_removed} "
+            f"old file(s) removed"
+        )
+        for note in report.notes:
+            print(f"  note: {note}")
+    return 0

@@ -6,18 +6,26 @@ supervisor's and the writer's locks). A live server keeps the old database open;
 file under it would split the store in two, so it is refused even when
 quiesced or with ``--yes``: stop the server first.
 
-What is restored, and from where (see ``seglake/format/records.py``):
-- buckets (name, creation time, versioning, policy, lifecycle, CORS) from bucket records; a
-  store written before records existed gets one bucket per bucket name seen
-  in the manifests, ``enabled`` if any of its versions has a version id,
-  else ``unversioned``, created at its oldest version (reported);
-- every version and delete marker from its manifest, in the state its
-  version-state record gives (no record: ``ACTIVE``; ``PURGED``: left out);
-  without records, only the newest ``null`` version of a key stays live;
+What is restored, and from where: the record log in the segments
+(``seglake/audit/replay.py``: every segment's typed records in (segment id,
+offset) order, the newest record per uid and per bucket name):
+- buckets (name, creation time, versioning, policy, lifecycle, CORS) from
+  bucket records
+  (a bucket-gone record removes one);
+- every version and delete marker from its newest manifest record, in the
+  state its newest version-state record gives (none: ``ACTIVE``;
+  ``PURGED``: left out);
 - the current pointer of each key: its newest version that is not DELETED
   (the rule every writer mutation keeps);
 - segments from the segment files (SEALED when they end in a valid footer);
 - ``settings.clock_ns`` so new versions sort after every restored one.
+
+Its window: a batch whose records were flushed but whose COMMIT never
+happened (a crash between the two) was never acknowledged; the writer's
+recovery appends the database's state after such records when it next
+starts, so only a rebuild *before* that restart can show that batch
+(docs/ops.md). A version-1 store (manifest files) is refused: run
+``seglake upgrade`` first.
 
 Not restored (they live in the database only): open multipart uploads,
 ``ops_runs`` history, the maintenance state (it starts ``off``), and
@@ -34,7 +42,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,19 +50,12 @@ from typing import Any
 import apsw
 import msgpack
 
+from seglake.audit.replay import LogState, replay
 from seglake.config import Config
 from seglake.format import layout
 from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
-from seglake.format.manifest import MANIFEST_SUFFIX, decode_manifest
-from seglake.format.records import (
-    BUCKET_SUFFIX,
-    KIND_BUCKET,
-    KIND_STATE,
-    STATE_SUFFIX,
-    decode_record,
-    records_dir,
-)
+from seglake.format.manifest import decode_manifest
 from seglake.meta.schema import open_write, set_setting
 from seglake.writer.embedded import sync_dir
 
@@ -102,69 +103,27 @@ class _Version:
     state: str = "ACTIVE"
 
 
-def _files(root: Path, suffix: str) -> Iterator[Path]:
-    if not root.is_dir():
-        return
-    for dirpath, _dirs, names in os.walk(root):
-        for name in sorted(names):
-            if name.endswith(suffix):
-                yield Path(dirpath) / name
-
-
-def _read_records(
-    objects_root: Path, report: RebuildReport
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    buckets: dict[str, dict[str, Any]] = {}
-    states: dict[str, str] = {}
-    base = records_dir(objects_root)
-    for kind_dir, suffix, want in (
-        ("buckets", BUCKET_SUFFIX, KIND_BUCKET),
-        ("versions", STATE_SUFFIX, KIND_STATE),
-    ):
-        for path in _files(base / kind_dir, suffix):
-            try:
-                kind, body = decode_record(path.read_bytes(), path=str(path))
-            except (OSError, FormatError) as exc:
-                report.problems.append(f"record skipped: {exc}")
-                continue
-            if kind != want:
-                report.problems.append(f"record skipped: {path} holds kind {kind}")
-            elif kind == KIND_BUCKET:
-                buckets[str(body["name"])] = body
-            else:
-                states[str(body["uid"])] = str(body["state"])
-    return buckets, states
-
-
-def _read_manifests(
-    cfg: Config, report: RebuildReport, progress: Callable[[int], None] | None
-) -> list[_Version]:
+def _versions(log: LogState, report: RebuildReport) -> list[_Version]:
     out: list[_Version] = []
-    for path in _files(cfg.manifests_dir, MANIFEST_SUFFIX):
+    for uid, at in log.manifests.items():
         report.manifests_seen += 1
-        if progress is not None:
-            progress(1)
+        where = f"segment {at.segment_id} @{at.offset}"
         try:
-            raw = path.read_bytes()
-            m = decode_manifest(raw, path=str(path))
-        except (OSError, FormatError) as exc:
+            m = decode_manifest(at.data, path=where)
+        except FormatError as exc:
             report.manifests_skipped += 1
             report.problems.append(f"manifest skipped: {exc}")
-            continue
-        if path.name != m.version_id + MANIFEST_SUFFIX:
-            report.manifests_skipped += 1
-            report.problems.append(f"manifest skipped: {path} names uid {m.version_id!r}")
             continue
         meta = dict(m.meta)
         extra = {k: meta.pop(k, None) for k in MANIFEST_ONLY_META}
         created = extra["created_ns"]
         if not isinstance(created, int) or not isinstance(extra["s3_version_id"], str):
             report.manifests_skipped += 1
-            report.problems.append(f"manifest skipped: {path} lacks created_ns/s3_version_id")
+            report.problems.append(f"manifest skipped: {where} lacks created_ns/s3_version_id")
             continue
         out.append(
             _Version(
-                uid=m.version_id,
+                uid=uid,
                 bucket=m.bucket,
                 key=m.key,
                 version_id=str(extra["s3_version_id"]),
@@ -173,55 +132,29 @@ def _read_manifests(
                 created_ns=created,
                 delete_marker=bool(extra["delete_marker"]),
                 meta=meta,
-                manifest=raw,
+                manifest=at.data,
             )
         )
     out.sort(key=lambda v: (v.created_ns, v.uid))
     return out
 
 
-def _legacy_buckets(versions: list[_Version], report: RebuildReport) -> dict[str, dict[str, Any]]:
-    """Buckets of a store without records, guessed from its manifests."""
-    found: dict[str, dict[str, Any]] = {}
-    for v in versions:
-        b = found.setdefault(
-            v.bucket, {"name": v.bucket, "created_ns": v.created_ns, "versioning": "unversioned"}
-        )
-        if v.version_id != NULL_VERSION:
-            b["versioning"] = "enabled"
-    for name in found:
-        report.notes.append(
-            f"bucket {name!r}: no bucket record (store written before records); versioning "
-            f"{found[name]['versioning']!r} and creation time guessed from its manifests"
-        )
-    return found
-
-
-def _segments(cfg: Config, report: RebuildReport) -> list[tuple[Any, ...]]:
+def _segments(log: LogState) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
-    for path in sorted(cfg.segments_dir.glob(f"*{layout.SEGMENT_SUFFIX}")):
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            report.problems.append(f"segment skipped: {path}: {exc}")
-            continue
-        try:
-            size = os.fstat(fd).st_size
-            header = segfmt.decode_header(os.pread(fd, segfmt.HEADER_SIZE, 0), path=str(path))
-            footer = segfmt.read_footer(fd, size, path=str(path))
-            if footer is not None:
-                digest = os.pread(fd, 32, size - 40)
-                sealed_ns = int(os.fstat(fd).st_mtime_ns)
-                rows.append(
-                    (header.segment_id, "SEALED", size, header.created_ns, sealed_ns, digest)
+    for seg in log.segments:
+        if seg.sealed:
+            rows.append(
+                (
+                    seg.segment_id,
+                    "SEALED",
+                    seg.size,
+                    seg.created_ns,
+                    seg.mtime_ns,
+                    seg.footer_digest,
                 )
-            else:
-                report.notes.append(f"segment {path.name} has no footer: restored as OPEN")
-                rows.append((header.segment_id, "OPEN", size, header.created_ns, None, None))
-        except FormatError as exc:
-            report.problems.append(f"segment skipped: {exc}")
-        finally:
-            os.close(fd)
+            )
+        else:
+            rows.append((seg.segment_id, "OPEN", seg.size, seg.created_ns, None, None))
     return rows
 
 
@@ -229,19 +162,31 @@ def build_database(
     cfg: Config, target: Path, report: RebuildReport, progress: Callable[[int], None] | None
 ) -> None:
     """Write a fresh database at ``target`` from the files of ``cfg``'s data dir."""
-    objects_root = cfg.manifests_dir.parent
-    report.records = records_dir(objects_root).is_dir()
-    buckets, states = _read_records(objects_root, report)
-    versions = _read_manifests(cfg, report, progress)
-    if not report.records:
-        buckets = _legacy_buckets(versions, report)
-    segments = _segments(cfg, report)
+    upgrade = cfg.needs_upgrade()
+    if upgrade is not None:
+        raise RebuildRefused(upgrade)
+    log = replay(cfg.segments_dir)
+    report.records = True
+    report.problems.extend(log.problems)
+    for seg in log.segments:
+        if not seg.sealed:
+            report.notes.append(f"segment {seg.segment_id:016x} has no footer: restored as OPEN")
+        if progress is not None:
+            progress(1)
+    buckets = {name: b for name, b in log.buckets.items() if b is not None}
+    states = log.states
+    versions = _versions(log, report)
+    segments = _segments(log)
+    record_ends = {
+        at.segment_id: at.offset + segfmt.RECORD_HEADER_SIZE + len(at.data)
+        for at in sorted(log.manifests.values(), key=lambda a: (a.segment_id, a.offset))
+    }
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{target}{suffix}")
     conn = open_write(str(target))
     try:
-        _fill(conn, buckets, states, versions, segments, report)
+        _fill(conn, buckets, states, versions, segments, report, record_ends)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         # A self-contained file: no -wal of its own to be mixed up with the
         # old database's during the swap.
@@ -256,7 +201,7 @@ def build_database(
 def rebuild_index(
     cfg: Config, *, force: bool, progress: Callable[[int], None] | None = None
 ) -> RebuildReport:
-    """Build a new ``meta.db`` from manifests, records and segments; swap it in."""
+    """Build a new ``meta.db`` from the segments' records; swap it in."""
     report = RebuildReport(database=str(cfg.db_path))
     old_files = [cfg.root / f"{layout.DB_FILE}{s}" for s in ("", *layout.DB_SIDE_SUFFIXES)]
     if cfg.db_path.exists() and not force:
@@ -292,6 +237,7 @@ def _fill(
     versions: list[_Version],
     segments: list[tuple[Any, ...]],
     report: RebuildReport,
+    record_ends: dict[int, int],
 ) -> None:
     with conn:
         max_ns = 0
@@ -316,7 +262,7 @@ def _fill(
                 if v.version_id == NULL_VERSION:
                     newest_null[(v.bucket, v.key)] = v.uid  # ascending: last is newest
         current: dict[tuple[str, str], tuple[int, int]] = {}
-        committed_end: dict[int, int] = {}
+        committed_end: dict[int, int] = dict(record_ends)
         orphans: set[str] = set()
         for v in versions:
             state = states.get(v.uid, "ACTIVE")

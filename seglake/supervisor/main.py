@@ -541,6 +541,13 @@ def serve(cfg: Config) -> int:
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             print(f"seglake: cannot use tls-cert/tls-key: {exc}", file=sys.stderr)
             return 2
+    upgrade = cfg.needs_upgrade()
+    if upgrade is not None:
+        # Not upgraded automatically: converting a store is a one-way step an
+        # operator should choose (and back up for), not a side effect of a start.
+        log.error("refusing to start: %s", upgrade)
+        print(f"seglake: refusing to start: {upgrade}", file=sys.stderr)
+        return 2
     try:
         sup = Supervisor(cfg)
     except DataDirLocked as exc:

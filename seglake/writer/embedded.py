@@ -10,8 +10,10 @@ Rules this file keeps:
   running, meanwhile), starts the writer exactly as ``seglake serve`` would
   (migration and segment recovery included) and runs its committer. Every
   mutation is then applied by that committer, in a batch with the same
-  barrier as a live PUT: segment fsync, one transaction, manifests and
-  metadata records durable before COMMIT.
+  barrier as a live PUT: manifest and metadata records appended to the
+  open segment, one segment flush, then COMMIT.
+- ``upgrade`` (``writer/upgrade.py``) converts a version-1 store, which
+  every other entry point here refuses.
 - The quiesce gate is not consulted: the caller holds both locks, so no
   client can be writing, and the operator asked for exactly this change.
 - GC steps go through the writer's own GC code (``gc_step``), which
@@ -45,8 +47,9 @@ from seglake.ipc.messages import (
 from seglake.locks import offline_lock
 from seglake.writer import fileio
 from seglake.writer.gc_ops import handle_request
-from seglake.writer.main import Writer
+from seglake.writer.main import StoreNeedsUpgrade, Writer
 from seglake.writer.segments import WriterFatal
+from seglake.writer.upgrade import UpgradeReport, upgrade_store
 
 _T = TypeVar("_T")
 R = TypeVar("R")
@@ -83,6 +86,8 @@ async def run_embedded(
     with offline_lock(cfg, mode) as writer_lock:
         try:
             writer = Writer(cfg, lock_fd=writer_lock)
+        except StoreNeedsUpgrade as exc:
+            raise S3Error("InvalidRequest", message=str(exc)) from None
         except (WriterFatal, OSError, apsw.Error) as exc:
             raise S3Error("InternalError", message=f"{cfg.db_path}: {exc}") from None
         try:
@@ -125,6 +130,11 @@ def apply_offline(cfg: Config, mode: str, msg: Request[R]) -> R:
         return await writer.apply(msg)
 
     return trio.run(run_embedded, cfg, mode, one)
+
+
+def upgrade(cfg: Config) -> UpgradeReport:
+    """``seglake upgrade`` (see ``writer/upgrade.py``)."""
+    return upgrade_store(cfg)
 
 
 def sync_dir(path: Path) -> None:

@@ -23,7 +23,6 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from pathlib import Path
@@ -36,7 +35,6 @@ from seglake import failpoints
 
 FSYNC = "fsync"
 DIRSYNC = "dirsync"
-SYNCFS = "syncfs"
 WRITE = "write"
 CREATE = "create"
 TRUNCATE = "truncate"
@@ -54,19 +52,10 @@ SITES: Final[dict[str, str]] = {
     "segment.append": WRITE,
     "segment.append_cutback": TRUNCATE,
     "segment.create_cleanup": UNLINK,
+    # The barrier's one data flush: a batch's chunks and records (fdatasync).
     "segment.fsync": FSYNC,
     "seal.footer_write": WRITE,
     "seal.fsync": FSYNC,
-    "manifest.create": CREATE,
-    "manifest.write": WRITE,
-    "manifest.fsync": FSYNC,
-    # A batch of many manifests: one syncfs of the data dir's file system
-    # instead of an fsync per file (writer/barrier.py says when).
-    "manifest.syncfs": SYNCFS,
-    "manifest.unlink": UNLINK,
-    "manifest_dir.mkdir": MKDIR,
-    "manifest_dir.parent_fsync": DIRSYNC,
-    "manifest_dir.fsync": DIRSYNC,
     "dir.fsync": DIRSYNC,
     "recovery.unlink_torn": UNLINK,
     "recovery.dir_fsync": DIRSYNC,
@@ -74,36 +63,22 @@ SITES: Final[dict[str, str]] = {
     "recovery.fsync_damaged": FSYNC,
     "recovery.footer_write": WRITE,
     "recovery.fsync": FSYNC,
-    # Metadata records (format/records.py): temp file, fsync, rename, then
-    # one fsync per touched directory.
-    "record.create": CREATE,
-    "record.write": WRITE,
-    "record.fsync": FSYNC,
-    "record.rename": RENAME,
-    "record.unlink": UNLINK,
-    "record_dir.mkdir": MKDIR,
-    "record_dir.fsync": DIRSYNC,
-    # Segment GC (writer/gc_ops.py): rewritten manifests staged in
-    # gc-pending before COMMIT and renamed into place after it; dead
-    # segment files unlinked after COMMIT.
-    "gc_pending.create": CREATE,
-    "gc_pending.write": WRITE,
-    "gc_pending.fsync": FSYNC,
-    "gc_pending_dir.mkdir": MKDIR,
-    "gc_pending_dir.fsync": DIRSYNC,
-    "gc_pending.rename": RENAME,
-    "gc_pending.unlink": UNLINK,
-    "gc_manifest_dir.mkdir": MKDIR,
-    "gc_manifest_dir.fsync": DIRSYNC,
+    # Recovery's corrections: the state the database kept, appended after
+    # records a crash left flushed but uncommitted (writer/segments.py).
+    "recovery.append": WRITE,
+    # Segment GC (writer/gc_ops.py): dead segment files unlinked after COMMIT.
     "gc_segment.unlink": UNLINK,
+    # seglake upgrade (writer/upgrade.py): a version-1 store's manifest and
+    # record files removed once their records are committed in a segment.
+    "upgrade.unlink": UNLINK,
+    "upgrade.rmdir": UNLINK,
+    "upgrade.dir_fsync": DIRSYNC,
     "gc_segments_dir.fsync": DIRSYNC,
     "sqlite.write": WRITE,
     "sqlite.truncate": TRUNCATE,
     "sqlite.sync": FSYNC,
 }
-# Left behind only by a crash between a temp file's create and its rename.
-TMP_SUFFIX: Final = ".tmp"
-FSYNC_SITES: Final = frozenset(s for s, k in SITES.items() if k in (FSYNC, DIRSYNC, SYNCFS))
+FSYNC_SITES: Final = frozenset(s for s, k in SITES.items() if k in (FSYNC, DIRSYNC))
 WRITE_SITES: Final = frozenset(s for s, k in SITES.items() if k == WRITE)
 
 _JOURNAL_PATH = os.environ.get("SEGLAKE_IO_JOURNAL", "")
@@ -244,32 +219,16 @@ def fsync(fd: int, site: str) -> None:
     failpoints.hit(site + ".done")
 
 
-_libc: ctypes.CDLL | None = None
-
-
-def syncfs(fd: int, site: str) -> None:
-    """``syncfs(2)`` of the file system holding ``fd``: the data and inodes
-    of every file on it are durable when it returns. Directory entries are
-    not relied on (not every file system flushes its own metadata last):
-    callers still fsync each directory they changed.
-
-    Linux 5.8 and later report writeback errors of any file of the file
-    system that happened since ``fd`` was opened (and only once per
-    descriptor); ``barrier.choose`` never picks this on an older kernel,
-    which would return success after a failed write. An error propagates:
-    the caller must not trust or retry.
-    """
-    global _libc
+def fdatasync(fd: int, site: str) -> None:
+    """fdatasync a file: its data and the metadata needed to read it back
+    (the size of an append) are durable; an error propagates, never retried.
+    Journalled as an fsync (crashsim treats both alike)."""
     _check(site)
     failpoints.hit(site)
     if site in _SKIP:
         return
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.syncfs(fd) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    _record_fd(SYNCFS, site, fd)
+    os.fdatasync(fd)
+    _record_fd(FSYNC, site, fd)
     failpoints.hit(site + ".done")
 
 
@@ -298,6 +257,16 @@ def unlink(path: str | Path, site: str) -> None:
     failpoints.hit(site + ".done")
 
 
+def rmdir(path: str | Path, site: str) -> None:
+    """Remove an empty directory (journalled as an unlink of its name)."""
+    _check(site)
+    failpoints.hit(site)
+    os.rmdir(path)
+    if _journal is not None:
+        _journal.record(UNLINK, site, os.path.abspath(path))
+    failpoints.hit(site + ".done")
+
+
 def rename(src: str | Path, dst: str | Path, site: str) -> None:
     """``os.replace``: atomic, but durable only once both directories are fsynced."""
     _check(site)
@@ -306,32 +275,6 @@ def rename(src: str | Path, dst: str | Path, site: str) -> None:
     if _journal is not None:
         _journal.record(RENAME, site, os.path.abspath(src), os.path.abspath(dst))
     failpoints.hit(site + ".done")
-
-
-def write_file(path: str | Path, data: bytes, site: str) -> None:
-    """Create (or truncate) ``path``, write ``data`` and fsync it.
-
-    Sites ``<site>.create``, ``<site>.write`` and ``<site>.fsync``. The
-    directory entry is not made durable here: callers fsync each touched
-    directory once per batch.
-    """
-    fd = open_file(
-        path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, site + ".create"
-    )
-    try:
-        pwrite_all(fd, data, 0, site + ".write")
-        fsync(fd, site + ".fsync")
-    finally:
-        close(fd)
-
-
-def replace_file(path: Path, data: bytes, site: str) -> None:
-    """New content for ``path`` that is either all old or all new after a
-    crash: written to ``<name>.tmp``, fsynced, renamed (``<site>.rename``).
-    The caller fsyncs the directory."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    write_file(tmp, data, site)
-    rename(tmp, path, site + ".rename")
 
 
 def mkdir(path: str | Path, site: str) -> None:

@@ -12,7 +12,13 @@ Ordering kept for deleting segments (``delete_segments``):
 2. one transaction (``gc_drop_segments``): liveness recomputed from every
    kept version and open part; only SEALED, dead, old-enough segments that
    are not the newest id are deleted from ``segments``; DELETED version rows
-   are purged and their manifest files unlinked after COMMIT;
+   are purged (their PURGED state records go into the batch). A dropped
+   segment also holds manifest and metadata records (segment format 2):
+   each is copied forward as the database has it now (a kept version's
+   manifest bytes; the current or PURGED state of a uid; the current or
+   gone state of a bucket), appended to the open segment by the committer
+   and flushed before COMMIT like any batch's records, so what
+   ``rebuild-index`` replays never depends on a deleted file;
 3. after COMMIT, unlink each file and fsync the segments directory. A crash
    before the unlink leaves a file without a row: recovery seals it as an
    empty-of-references segment and the next run deletes it again.
@@ -21,16 +27,13 @@ Ordering kept for moving chunks (``rewrite_chunks``):
 1. read each live chunk of the old segment and verify its BLAKE3 (a bad
    chunk is never copied; its segment stays);
 2. append the copies to the open segment like any write;
-3. one batch (``gc_repoint``): the committer fsyncs the segment first, then
-   every kept manifest and part that references a moved chunk is re-pointed
-   in the database, and each new manifest is written and fsynced into
-   ``objects/gc-pending/<uid>.pending`` *before* COMMIT;
-4. after COMMIT each pending file is renamed over the manifest file and the
-   directories are fsynced. ``repair_pending`` (at writer start-up and
-   before every GC step) finishes or discards pending files left by a crash:
-   a pending file whose bytes equal the committed database copy is renamed
-   into place, any other one is deleted. So the manifest file and the
-   database agree again before anything else runs.
+3. one batch (``gc_repoint``): every kept manifest and part that references
+   a moved chunk is re-pointed in the database, and each re-pointed
+   manifest (same uid, new bytes) is a manifest record of the batch:
+   appended after the copies, flushed with them, then COMMIT;
+4. once no live chunk is left, the segment is deleted as above.
+Replay keeps the newest record per uid, so the copy wins over the old one;
+a duplicate left by a crash (same uid, same bytes) changes nothing.
 
 Segment ids are never reused: recovery numbers new segments after the
 highest id it can still see, so the newest segment is never deleted.
@@ -39,7 +42,6 @@ highest id it can still see, so the newest segment is never deleted.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -53,12 +55,12 @@ import trio
 from seglake import failpoints
 from seglake.config import Config
 from seglake.errors import S3Error
-from seglake.format import layout
 from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
-from seglake.format.manifest import ChunkRef, decode_manifest, encode_manifest, manifest_path
-from seglake.format.segment import CHUNK_SIZE
+from seglake.format.manifest import ChunkRef, decode_manifest, encode_manifest
+from seglake.format.records import KIND_STATE, decode_record
+from seglake.format.segment import CHUNK_SIZE, TYPE_BUCKET, TYPE_CHUNK, TYPE_MANIFEST, TYPE_STATE
 from seglake.ipc.messages import (
     Chunk,
     GcDeleted,
@@ -82,11 +84,11 @@ from seglake.meta.live_chunks import (
 from seglake.meta.schema import open_read, query
 from seglake.writer import fileio
 from seglake.writer.ops import BatchContext, Mutations
+from seglake.writer.record_journal import TOUCH_FN
 from seglake.writer.segments import EXIT_FATAL, SegmentStore, WriterFatal
 
 log = logging.getLogger("seglake.writer.gc")
 
-PENDING_SUFFIX: Final = layout.GC_PENDING_SUFFIX
 # One request's bounds: each GC step must finish well inside the admin
 # relay's 10 s call timeout even on a slow disk.
 MAX_SEGMENTS_PER_CALL: Final = 256
@@ -94,10 +96,6 @@ MAX_REWRITE_BYTES_PER_CALL: Final = 64 * 1024 * 1024
 MAX_PURGE_PER_CALL: Final = 200
 QUIESCED: Final = "quiesced"
 _T = TypeVar("_T")
-
-
-def pending_dir(cfg: Config) -> Path:
-    return layout.gc_pending_dir(cfg.root)
 
 
 # ---- mutations (run in the committer's transaction) -------------------------
@@ -118,6 +116,16 @@ def apply_gc_drop_segments(
             message=f"gc refused: liveness is unknown ({len(live.problems)} unreadable "
             f"reference(s), first: {live.problems[0]})",
         )
+    # DELETED rows are kept only until GC (see ops.py). Bounded per call:
+    # each purge also appends a metadata record. Purged before the segments
+    # are dropped, so their manifests are not copied forward for nothing.
+    limit = max(0, min(a.purge_limit, MAX_PURGE_PER_CALL))
+    uids = [
+        str(r[0])
+        for r in query(conn, "SELECT uid FROM versions WHERE state = 'DELETED' LIMIT ?", (limit,))
+    ]
+    for uid in uids:
+        conn.execute("DELETE FROM versions WHERE uid = ? AND state = 'DELETED'", (uid,))
     deleted: list[int] = []
     skipped: dict[str, str] = {}
     for sid in ids:
@@ -136,19 +144,13 @@ def apply_gc_drop_segments(
         if reason:
             skipped[str(sid)] = reason
             continue
+        try:
+            _copy_records_forward(conn, ctx, a.segments_dir, sid)
+        except (OSError, FormatError) as exc:
+            skipped[str(sid)] = f"its records cannot be read: {exc}"
+            continue
         conn.execute("DELETE FROM segments WHERE id = ?", (sid,))
         deleted.append(sid)
-    # DELETED rows are kept only until GC (see ops.py); their manifest files
-    # go after COMMIT, so a crash leaves at most orphan files. Bounded per
-    # call: each purge also writes a durable metadata record.
-    limit = max(0, min(a.purge_limit, MAX_PURGE_PER_CALL))
-    uids = [
-        str(r[0])
-        for r in query(conn, "SELECT uid FROM versions WHERE state = 'DELETED' LIMIT ?", (limit,))
-    ]
-    for uid in uids:
-        conn.execute("DELETE FROM versions WHERE uid = ? AND state = 'DELETED'", (uid,))
-    ctx.unlink_after_commit.extend(uids)
     remaining = int(query(conn, "SELECT count(*) FROM versions WHERE state = 'DELETED'")[0][0])
     return GcDropped(
         deleted=deleted, skipped=skipped, purged_versions=len(uids), purge_remaining=remaining
@@ -160,7 +162,6 @@ def apply_gc_repoint(conn: apsw.Connection, ctx: BatchContext, a: GcRepoint) -> 
     moves: dict[ChunkKey, ChunkRef] = {}
     for seg, off, length, digest, new_seg, new_off in a.moves:
         moves[(seg, off, length, digest)] = ChunkRef(new_seg, new_off, length, digest)
-    pdir = Path(a.pending_dir)
     old_segments = {k[0] for k in moves}
     pending: list[str] = []
     versions = 0
@@ -183,7 +184,7 @@ def apply_gc_repoint(conn: apsw.Connection, ctx: BatchContext, a: GcRepoint) -> 
             continue
         data = encode_manifest(replace(m, chunks=chunks))
         conn.execute("UPDATE versions SET manifest = ? WHERE id = ?", (data, int(row_id)))
-        _write_pending(pdir, str(uid), data)
+        ctx.manifests.append((str(uid), data))
         pending.append(str(uid))
         ctx.reference([c for c in chunks if c.segment_id not in old_segments])
         versions += 1
@@ -209,26 +210,41 @@ def apply_gc_repoint(conn: apsw.Connection, ctx: BatchContext, a: GcRepoint) -> 
         )
         ctx.reference([ChunkRef(*r) for r in new_refs if r[0] not in old_segments])
         parts += 1
-    if pending:
-        try:
-            fileio.fsync_dir(pdir, "gc_pending_dir.fsync")
-        except OSError as exc:
-            raise WriterFatal(f"gc-rewrite: fsync of {pdir} failed: {exc}") from exc
     return GcRepointed(versions=versions, parts=parts, pending=pending)
 
 
-def _write_pending(pdir: Path, uid: str, data: bytes) -> None:
-    """Stage one rewritten manifest. Any failure rolls this mutation back;
-    the stray file is discarded by ``repair_pending`` because the database
-    never gets these bytes. A failed fsync also stops the writer (never
-    retried and trusted); a full disk is the request's 507."""
-    path = pdir / f"{uid}{PENDING_SUFFIX}"
+def _copy_records_forward(conn: apsw.Connection, ctx: BatchContext, segdir: str, sid: int) -> None:
+    """Re-append, as the database has it now, every manifest and metadata
+    record segment ``sid`` holds (see the top). Read from the footer's
+    typed entries: a sealed segment's metadata without reading its chunks."""
+    path = Path(segdir) / segment_file_name(sid)
     try:
-        fileio.write_file(path, data, "gc_pending")
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise S3Error("InsufficientStorage") from None
-        raise WriterFatal(f"gc-rewrite: cannot write {path}: {exc}") from exc
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # deleted earlier, row left by a crash: nothing to copy
+    try:
+        footer = segfmt.read_footer(fd, os.fstat(fd).st_size, path=str(path))
+        if footer is None:
+            raise FormatError(str(path), 0, "sealed segment without a footer")
+        for rec in footer.records:
+            if rec.rtype == TYPE_CHUNK:
+                continue
+            data = segfmt.read_record_data(fd, rec, path=str(path))
+            if rec.rtype == TYPE_MANIFEST:
+                uid = decode_manifest(data, path=str(path), with_meta=False).version_id
+                rows = query(conn, "SELECT manifest FROM versions WHERE uid = ?", (uid,))
+                if rows and rows[0][0] is not None:
+                    ctx.manifests.append((uid, bytes(rows[0][0])))
+                # No row: a purged version (its PURGED record is copied with
+                # its state records) or a batch that never committed.
+            elif rec.rtype in (TYPE_BUCKET, TYPE_STATE):
+                kind, body = decode_record(data, path=f"{path}@{rec.offset}")
+                if kind == KIND_STATE:
+                    conn.execute(f"SELECT {TOUCH_FN}('v', ?)", (str(body["uid"]),))
+                else:
+                    conn.execute(f"SELECT {TOUCH_FN}('b', ?)", (str(body["name"]),))
+    finally:
+        os.close(fd)
 
 
 def _int_list(ids: list[int]) -> list[int]:
@@ -259,7 +275,6 @@ class SegmentGC:
         self.store = store
         self.committer = committer
         self.quiesce = quiesce
-        self.pending_dir = pending_dir(cfg)
         self._lock = trio.Lock()
         self._reader: apsw.Connection | None = None
         # Segments a GC transaction may delete right now, and ones deleted
@@ -304,52 +319,6 @@ class SegmentGC:
             self._reader = open_read(str(self.cfg.db_path))
         return self._reader
 
-    # ---- pending manifests ---------------------------------------------------
-    def repair_pending(self) -> int:
-        """Finish or discard manifest rewrites a crash interrupted.
-
-        Runs at writer start-up (an error there fails the start, and the
-        supervisor retries) and before every GC step (``_fatal`` stops the
-        writer on an error: the directories' state is no longer known).
-        """
-        pdir = self.pending_dir
-        # fsynced on every start, not only when created: a writer that died
-        # on that fsync must not trust the directory entry now.
-        fileio.mkdir(pdir, "gc_pending_dir.mkdir")
-        fileio.fsync_dir(pdir.parent, "gc_pending_dir.fsync")
-        names = [p for p in pdir.iterdir() if p.name.endswith(PENDING_SUFFIX)]
-        if not names:
-            return 0
-        conn = self._read_conn()
-        finished = 0
-        dirs: set[Path] = set()
-        for path in names:
-            uid = path.name[: -len(PENDING_SUFFIX)]
-            rows = query(conn, "SELECT manifest FROM versions WHERE uid = ?", (uid,))
-            data = path.read_bytes()
-            if rows and rows[0][0] is not None and bytes(rows[0][0]) == data:
-                target = manifest_path(self.cfg.manifests_dir, uid)
-                if not target.parent.is_dir():
-                    # Its old manifest file vanished with its directory;
-                    # the committed bytes still belong there.
-                    fileio.mkdir(target.parent.parent, "gc_manifest_dir.mkdir")
-                    fileio.mkdir(target.parent, "gc_manifest_dir.mkdir")
-                    dirs.update((target.parent.parent, self.cfg.manifests_dir))
-                fileio.rename(path, target, "gc_pending.rename")
-                dirs.add(target.parent)
-                finished += 1
-            else:
-                fileio.unlink(path, "gc_pending.unlink")
-        # Target directories before the pending one: a crash in between
-        # leaves a pending file whose manifest is already in place, which the
-        # next repair renames again (same bytes), never neither.
-        for d in sorted(dirs, key=lambda p: -len(p.parts)):
-            fileio.fsync_dir(d, "gc_manifest_dir.fsync")
-        fileio.fsync_dir(pdir, "gc_pending_dir.fsync")
-        if finished:
-            log.info("gc: finished %d interrupted manifest rewrite(s)", finished)
-        return finished
-
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
@@ -363,7 +332,6 @@ class SegmentGC:
             # Shielded: once started, a step runs to its end even if the
             # caller goes away, so no half-finished state outlives it.
             with trio.CancelScope(shield=True):
-                await _fatal(self.repair_pending)
                 result = await self._delete(ids, msg.sealed_before_ns, msg.purge_limit)
         return result
 
@@ -381,6 +349,7 @@ class SegmentGC:
                     below=self.store.next_id - 1,
                     sealed_before_ns=sealed_before_ns,
                     purge_limit=purge_limit,
+                    segments_dir=str(self.store.dir),
                 )
             )
         finally:
@@ -459,7 +428,6 @@ class SegmentGC:
         max_bytes = min(max_bytes, MAX_REWRITE_BYTES_PER_CALL)
         async with self._lock:
             with trio.CancelScope(shield=True):
-                await _fatal(self.repair_pending)
                 result = await self._rewrite(sid, max_bytes)
         return result
 
@@ -489,11 +457,8 @@ class SegmentGC:
         failpoints.hit("gc_rewrite_appended")
         repointed = GcRepointed()
         if moves:
-            repointed = await self.committer.submit(
-                GcRepoint(moves=moves, pending_dir=str(self.pending_dir)), moved_bytes
-            )
+            repointed = await self.committer.submit(GcRepoint(moves=moves), moved_bytes)
             failpoints.hit("gc_repoint_committed")
-            await _fatal(self._finish_pending, repointed.pending)
         remaining = len(keys) - len(moves)
         dropped = GcDeleted()
         if remaining == 0:
@@ -543,24 +508,12 @@ class SegmentGC:
             os.close(fd)
         return out, damaged
 
-    def _finish_pending(self, uids: list[str]) -> None:
-        dirs: set[Path] = set()
-        for uid in uids:
-            src = self.pending_dir / f"{uid}{PENDING_SUFFIX}"
-            target = manifest_path(self.cfg.manifests_dir, uid)
-            fileio.rename(src, target, "gc_pending.rename")
-            dirs.add(target.parent)
-        for d in sorted(dirs):
-            fileio.fsync_dir(d, "gc_manifest_dir.fsync")
-        if uids:
-            fileio.fsync_dir(self.pending_dir, "gc_pending_dir.fsync")
-
 
 async def _fatal(fn: Callable[..., _T], *args: Any) -> _T:
     """Run a GC file step after COMMIT (or before any); an I/O error there
     leaves directory state unknown, so like a failed segment fsync it stops
     the writer here, before anything else is acknowledged, and the
-    supervisor restarts it into recovery (which re-runs ``repair_pending``)."""
+    supervisor restarts it into recovery."""
     try:
         return await trio.to_thread.run_sync(fn, *args)
     except (OSError, WriterFatal) as exc:

@@ -76,13 +76,22 @@ WRITER_LOCK_WAIT_S = 30.0
 Handler = Callable[[Any, memoryview], Awaitable[Any]]
 
 
+class StoreNeedsUpgrade(RuntimeError):
+    """The data dir holds a version-1 store; ``seglake upgrade`` converts it."""
+
+
 class Writer:
-    def __init__(self, cfg: Config, lock_fd: int | None = None) -> None:
+    def __init__(self, cfg: Config, lock_fd: int | None = None, *, upgrading: bool = False) -> None:
         """``lock_fd``: the writer lock, when the caller already holds it
-        (the embedded writer, under ``offline_lock``); else taken here."""
+        (the embedded writer, under ``offline_lock``); else taken here.
+        A version-1 store is refused (``StoreNeedsUpgrade``) unless
+        ``upgrading`` (``seglake upgrade``, writer/upgrade.py)."""
         self.cfg = cfg
         self.started = time.time()
         self.lock_fd = lock_fd if lock_fd is not None else _take_writer_lock(cfg)
+        problem = cfg.needs_upgrade()
+        if problem is not None and not upgrading:
+            raise StoreNeedsUpgrade(problem)
         self._prepare_dirs()
         fileio.install_sqlite_recorder()  # test mode only: journal / failpoints
         self.conn = open_write(str(cfg.db_path))
@@ -92,7 +101,6 @@ class Writer:
         self._nursery: trio.Nursery | None = None
         self.committer = Committer(cfg, self.conn, self.store)
         self.gc = SegmentGC(cfg, self.store, self.committer, self.quiesce)
-        self.gc.repair_pending()  # finish manifest rewrites a crash interrupted
         self.reader = open_read(str(cfg.db_path))
         self.appended_bytes = 0
         self._handlers = self._handler_table()
@@ -114,10 +122,9 @@ class Writer:
         return table
 
     def _prepare_dirs(self) -> None:
-        # Manifest shard directories are created by the committer as needed.
         # The parents are fsynced on every start, not only when created: a
         # writer that died on a failed directory fsync must not trust it now.
-        for d in (self.cfg.segments_dir, self.cfg.manifests_dir):
+        for d in (self.cfg.segments_dir,):
             if not d.is_dir():
                 d.mkdir(parents=True, exist_ok=True)
             fsync_dir(d.parent)
@@ -229,7 +236,7 @@ class Writer:
             "last_batch_size": self.committer.stats.last_batch_size,
             "last_batch_ms": round(self.committer.stats.last_batch_seconds * 1000, 2),
             "write_in_flight": self.committer.in_flight,
-            "manifest_barrier": self.committer.sync.reason,
+            "barrier": self.committer.barrier,
             "appended_bytes": self.appended_bytes,
             "maintenance": self.quiesce.status(),
         }
@@ -313,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_level, "writer", cfg.log_format)
     try:
         writer = Writer(cfg)
+    except StoreNeedsUpgrade as exc:
+        log.critical("refusing to start: %s", exc)
+        return 2
     except (WriterFatal, OSError, apsw.Error) as exc:
         # A start-up I/O error (a failed directory fsync, SQLite unable to
         # replay its WAL) is a durability failure like any other.

@@ -7,19 +7,29 @@ Durability rules this module keeps (the committer relies on them):
 2. Records are appended with positioned writes at ``end``; a failed or short
    write is cut back off (ftruncate) so the record stream stays contiguous.
    If even that fails the writer cannot know the file's state and stops.
-3. Appends are not durable by themselves. The committer fsyncs the open
-   segment (and seals rotated ones: footer + fsync) before it writes any
-   manifest or commits a transaction that references their chunks.
+3. Appends are not durable by themselves. The committer appends a batch's
+   manifest and metadata records (``append_records``) after its chunks,
+   then makes them durable with one fdatasync of the open segment (and
+   seals rotated ones: footer + fsync) before it commits the transaction
+   that references them.
+5. Chunk appends (the event loop) and a batch's record appends (the
+   committer's thread) take ``lock``: each record lands whole at ``end``.
 4. Recovery validates every unsealed segment record by record and cuts a torn
    tail, but never below ``committed_end`` from the database: bytes a commit
    referenced are kept even if a record before them is damaged (scrub will
-   report it).
+   report it). Valid manifest and metadata records past ``committed_end``
+   were flushed by a batch that never committed (a crash between the
+   segment flush and COMMIT): recovery appends after them the state the
+   database kept (PURGED for a uid without a row, the row's state, the
+   bucket as it is or gone), before the footer, so replaying the log
+   (``rebuild-index``) gives what the database says.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +42,15 @@ from seglake.errors import S3Error
 from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.layout import SEGMENT_SUFFIX, segment_file_name
-from seglake.format.manifest import ChunkRef
+from seglake.format.manifest import ChunkRef, decode_manifest
+from seglake.format.records import (
+    KIND_BUCKET,
+    KIND_BUCKET_GONE,
+    KIND_STATE,
+    bucket_body,
+    decode_record,
+    encode_record,
+)
 from seglake.format.segment import CHUNK_SIZE
 from seglake.writer import fileio
 
@@ -66,6 +84,7 @@ class OpenSegment:
     records: list[segfmt.RecordInfo] = field(default_factory=list)
     synced_end: int = 0
     last_append: float = field(default_factory=time.monotonic)
+    version: int = segfmt.FORMAT_VERSION
 
     @property
     def dirty(self) -> bool:
@@ -91,6 +110,7 @@ class SegmentStore:
         self.next_id = 1
         self._free_checked_at = 0.0
         self._free_ok = True
+        self.lock = threading.Lock()
 
     # ---- recovery ------------------------------------------------------
     def recover(self, conn: apsw.Connection) -> list[SealResult]:
@@ -119,7 +139,7 @@ class SegmentStore:
             if state == "SEALED":
                 continue
             try:
-                result = self._recover_one(seg_id, on_disk[seg_id], committed_end)
+                result = self._recover_one(seg_id, on_disk[seg_id], committed_end, conn)
             except OSError as exc:
                 raise WriterFatal(f"recovery of segment {seg_id} failed: {exc}") from exc
             if result is not None:
@@ -128,7 +148,9 @@ class SegmentStore:
         self.next_id = max(ids) + 1 if ids else 1
         return sealed
 
-    def _recover_one(self, seg_id: int, path: Path, committed_end: int) -> SealResult | None:
+    def _recover_one(
+        self, seg_id: int, path: Path, committed_end: int, conn: apsw.Connection
+    ) -> SealResult | None:
         fd = os.open(path, os.O_RDWR)
         fileio.track(fd, path)
         try:
@@ -144,13 +166,14 @@ class SegmentStore:
                 fileio.fsync_dir(self.dir, "recovery.dir_fsync")
                 return None
             try:
-                segfmt.decode_header(os.pread(fd, segfmt.HEADER_SIZE, 0), path=str(path))
+                header = segfmt.decode_header(os.pread(fd, segfmt.HEADER_SIZE, 0), path=str(path))
+                version = header.version
             except FormatError as exc:
                 # Never delete or rewrite a file we cannot understand; an
                 # operator (fsck/scrub) decides. Appends go to a new segment.
                 log.critical("leaving segment with a damaged header untouched: %s", exc)
                 return None
-            scan = segfmt.scan_records(fd, path=str(path))
+            scan = segfmt.scan_records(fd, path=str(path), version=version)
             cut = max(scan.valid_end, committed_end)
             if scan.error is not None:
                 log.warning("segment %s: %s; cutting at %d", path, scan.error, cut)
@@ -168,7 +191,22 @@ class SegmentStore:
                 fileio.fsync(fd, "recovery.fsync_damaged")
                 log.error("segment %s sealed without footer: damaged record below commit", path)
                 return SealResult(seg_id, cut, b"")
-            footer_bytes = segfmt.encode_footer(scan.records, cut)
+            records = list(scan.records)
+            if version >= 2:
+                fixes = _corrections(conn, fd, str(path), records, committed_end)
+                for rtype, data in fixes:
+                    digest = segfmt.record_digest(rtype, data)
+                    head = segfmt.encode_record_header(digest, len(data), rtype)
+                    fileio.pwritev_all(fd, [head, data], cut, "recovery.append")
+                    records.append(segfmt.RecordInfo(cut, len(data), digest, rtype))
+                    cut = records[-1].end
+                if fixes:
+                    log.warning(
+                        "segment %s: %d record(s) of an uncommitted batch; appended the "
+                        "committed state after them",
+                        path, len(fixes),
+                    )  # fmt: skip
+            footer_bytes = segfmt.encode_footer(records, cut, version=version)
             fileio.pwrite_all(fd, footer_bytes, cut, "recovery.footer_write")
             fileio.fsync(fd, "recovery.fsync")
             return SealResult(seg_id, cut + len(footer_bytes), footer_bytes[-40:-8])
@@ -219,36 +257,76 @@ class SegmentStore:
         if not 0 < len(data) <= CHUNK_SIZE:
             raise S3Error("InvalidRequest", message="chunk size out of range")
         self.check_free_space()
-        if self.current is None:
+        with self.lock:
+            if self.current is None:
+                try:
+                    self.current = self._open_new()
+                except OSError as exc:
+                    raise _refusal(exc) from exc
+            seg = self.current
             try:
-                self.current = self._open_new()
+                record = self._write_record(seg, segfmt.TYPE_CHUNK, digest, data)
             except OSError as exc:
                 raise _refusal(exc) from exc
-        seg = self.current
+            if seg.end >= self.cfg.segment_max_bytes:
+                self._rotate()
+        return ChunkRef(seg.segment_id, record.data_offset, len(data), digest)
+
+    def append_records(self, items: list[tuple[int, bytes]]) -> tuple[OpenSegment, int]:
+        """Append a batch's manifest and metadata records (type, data) to the
+        open segment, opening one if there is none; returns the segment and
+        its end after them. Runs in the committer's thread.
+
+        The segment is not rotated in the middle of a batch (it may overshoot
+        ``segment_max_bytes`` by one batch's records); it is rotated after.
+        ``OSError`` means nothing of this call stays in the file (a failed
+        write is cut back); a failed cut-back is ``WriterFatal``.
+        """
+        with self.lock:
+            if self.current is None:
+                self.current = self._open_new()
+            seg = self.current
+            for rtype, data in items:
+                if not 0 < len(data) <= CHUNK_SIZE:
+                    raise ValueError(
+                        f"a {segfmt.TYPE_NAMES[rtype]} record of {len(data)} bytes does not fit "
+                        f"in one segment record (1..{CHUNK_SIZE})"
+                    )
+                self._write_record(seg, rtype, segfmt.record_digest(rtype, data), data)
+            end = seg.end
+            if seg.end >= self.cfg.segment_max_bytes:
+                self._rotate()
+        return seg, end
+
+    def _write_record(
+        self, seg: OpenSegment, rtype: int, digest: bytes, data: bytes | memoryview
+    ) -> segfmt.RecordInfo:
         start = seg.end
         try:
             fileio.pwritev_all(
                 seg.fd,
-                [segfmt.encode_record_header(digest, len(data)), data],
+                [segfmt.encode_record_header(digest, len(data), rtype), data],
                 start,
                 "segment.append",
             )
-        except OSError as exc:
+        except OSError:
             try:
                 fileio.ftruncate(seg.fd, start, "segment.append_cutback")
             except OSError as exc2:
                 raise WriterFatal(f"cannot cut back {seg.path} after failed write") from exc2
-            raise _refusal(exc) from exc
-        record = segfmt.RecordInfo(start, len(data), digest)
+            raise
+        record = segfmt.RecordInfo(start, len(data), digest, rtype)
         seg.records.append(record)
         seg.end = record.end
         seg.last_append = time.monotonic()
-        if seg.end >= self.cfg.segment_max_bytes:
-            self.rotate()
-        return ChunkRef(seg.segment_id, record.data_offset, len(data), digest)
+        return record
 
     def rotate(self) -> None:
         """Stop appending to the current segment; the committer seals it."""
+        with self.lock:
+            self._rotate()
+
+    def _rotate(self) -> None:
         if self.current is not None and self.current.records:
             self.to_seal.append(self.current)
             self.current = None
@@ -270,11 +348,58 @@ class SegmentStore:
 
 def seal(seg: OpenSegment) -> SealResult:
     """Write the footer and fsync; runs in the committer's thread."""
-    footer = segfmt.encode_footer(seg.records, seg.end)
+    footer = segfmt.encode_footer(seg.records, seg.end, version=seg.version)
     fileio.pwrite_all(seg.fd, footer, seg.end, "seal.footer_write")
     fileio.fsync(seg.fd, "seal.fsync")
     fileio.close(seg.fd)
     return SealResult(seg.segment_id, seg.end + len(footer), footer[-40:-8])
+
+
+def _corrections(
+    conn: apsw.Connection,
+    fd: int,
+    path: str,
+    records: list[segfmt.RecordInfo],
+    committed_end: int,
+) -> list[tuple[int, bytes]]:
+    """The records that restate what the database kept for every manifest
+    or metadata record past ``committed_end`` (see rule 4)."""
+    uids: set[str] = set()
+    buckets: set[str] = set()
+    for rec in records:
+        if rec.offset < committed_end or rec.rtype == segfmt.TYPE_CHUNK:
+            continue
+        try:
+            data = segfmt.read_record_data(fd, rec, path=path)
+            if rec.rtype == segfmt.TYPE_MANIFEST:
+                uids.add(decode_manifest(data, path=path, with_meta=False).version_id)
+                continue
+            kind, body = decode_record(data, path=f"{path}@{rec.offset}")
+        except FormatError as exc:
+            log.error("segment %s: unreadable uncommitted record: %s", path, exc)
+            continue
+        if kind == KIND_STATE:
+            uids.add(str(body["uid"]))
+        else:
+            buckets.add(str(body["name"]))
+    out: list[tuple[int, bytes]] = []
+    for name in sorted(buckets):
+        rows = list(
+            conn.execute(
+                "SELECT created_ns, versioning, policy FROM buckets WHERE name = ?", (name,)
+            )
+        )
+        if rows:
+            created, versioning, policy = rows[0]
+            body = bucket_body(name, int(created), str(versioning), policy)  # type: ignore[arg-type]
+            out.append((segfmt.TYPE_BUCKET, encode_record(KIND_BUCKET, body)))
+        else:
+            out.append((segfmt.TYPE_BUCKET, encode_record(KIND_BUCKET_GONE, {"name": name})))
+    for uid in sorted(uids):
+        found = list(conn.execute("SELECT state FROM versions WHERE uid = ?", (uid,)))
+        state = str(found[0][0]) if found else "PURGED"
+        out.append((segfmt.TYPE_STATE, encode_record(KIND_STATE, {"uid": uid, "state": state})))
+    return out
 
 
 def _refusal(exc: OSError) -> S3Error:

@@ -240,8 +240,11 @@ def test_space_figures_1000_objects(gsrv: SeglakeServer) -> None:
     gc_s = time.monotonic() - t0
     assert code == 0, run
     mid = segment_bytes(gsrv.data_dir)
-    # gc-plan's prediction is what gc-run freed (nothing else wrote meanwhile).
-    assert run["reclaimed_on_disk"] == plan["reclaim_bytes"] == before - mid
+    # gc-plan's prediction is what gc-run freed; on disk, less the manifest
+    # and metadata records it copied forward out of the dropped segments.
+    assert run["freed_bytes"] == plan["reclaim_bytes"], run
+    assert run["reclaimed_on_disk"] == before - mid, run
+    assert run["reclaimed_on_disk"] >= 0.9 * plan["reclaim_bytes"], run
     t0 = time.monotonic()
     code, rw = cli_json(gsrv.data_dir, "gc-rewrite-run")
     rw_s = time.monotonic() - t0

@@ -380,6 +380,8 @@ def test_gc_reclaims_expired_bytes(lsrv: SeglakeServer) -> None:
     out = cli(lsrv.data_dir, "gc-run", "--force", "--yes")
     assert out.returncode == 0, out.stderr
     after = segment_bytes(lsrv.data_dir)
-    # Other tests' data shares segments; at least 3 of the 4 MiB are freed.
-    assert before - after >= 3 * 1024 * 1024, (before, after)
+    # Other tests' data and the record log share segments (segment format
+    # 2 keeps manifests and state records beside the chunks), so not every
+    # byte of the 4 MiB goes; at least two thirds of it is freed.
+    assert before - after >= 2.75 * 1024 * 1024, (before, after)
     assert s3.get_object(Bucket="reclaim", Key="keep")["Body"].read() == keep

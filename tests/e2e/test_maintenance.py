@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from seglake.format.manifest import decode_manifest, manifest_path
+from seglake.audit.replay import replay
+from seglake.format.manifest import decode_manifest
+from seglake.format.segment import RECORD_HEADER_SIZE
 from tests.e2e._helpers import cli as shared_cli
 from tests.e2e._helpers import cli_json as shared_cli_json
 from tests.e2e._helpers import db_rows, flip_chunk_byte
@@ -182,18 +184,25 @@ def test_fsck_and_scrub(tmp_path: Path) -> None:
         assert doc["versions"] == 4 and doc["recorded"] is True
         assert db_rows(data, "SELECT status FROM ops_runs WHERE mode = 'fsck'") == [("ok",)]
 
-        # A missing manifest file is an error naming it.
+        # A manifest record that no longer verifies (rebuild-index could not
+        # restore the version) is an error naming the version.
         uid, _ = _uid_and_manifest(data, "chk", "c")
-        mf = manifest_path(data / "objects" / "manifests", uid)
-        saved = mf.read_bytes()
-        mf.unlink()
+        at = replay(data / "objects" / "segments").manifest_copies[uid][0]
+        seg = data / "objects" / "segments" / f"{at.segment_id:016x}.seg"
+        flip_at = at.offset + RECORD_HEADER_SIZE + 5
+        with open(seg, "r+b") as f:
+            f.seek(flip_at)
+            saved = f.read(1)
+            f.seek(flip_at)
+            f.write(bytes([saved[0] ^ 0xFF]))
         out = cli(data, "fsck")
-        assert out.returncode == 1
-        assert uid in out.stdout.replace("\n", "")
+        assert out.returncode == 1 and "1 error(s)" in out.stdout
         rc, doc = cli_json(data, "fsck")
-        assert rc == 1 and [e["kind"] for e in doc["errors"]] == ["manifest-missing"]
-        assert doc["errors"][0]["key"] == "c"
-        mf.write_bytes(saved)
+        assert rc == 1 and [e["kind"] for e in doc["errors"]] == ["manifest-record-missing"]
+        assert doc["errors"][0]["key"] == "c" and uid in doc["errors"][0]["detail"]
+        with open(seg, "r+b") as f:
+            f.seek(flip_at)
+            f.write(saved)
         assert cli(data, "fsck").returncode == 0
 
         # One flipped byte inside one chunk of "b": scrub names exactly that version.

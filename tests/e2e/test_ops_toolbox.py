@@ -18,6 +18,8 @@ import msgpack
 import pytest
 from botocore.exceptions import ClientError
 
+from seglake.audit.replay import replay
+from seglake.format.segment import RECORD_HEADER_SIZE
 from tests.e2e._helpers import db_rows, flip_chunk_byte
 from tests.harness import SeglakeServer
 
@@ -432,31 +434,15 @@ def test_support_bundle(tmp_path: Path) -> None:
     assert status["server"] == "not running" and status["maintenance"]["state"] == "off"
 
 
-def test_rebuild_index_legacy_store_without_records(tmp_path: Path) -> None:
-    """A store written before records existed: buckets guessed, and said so."""
-    import shutil
-
+def test_rebuild_index_refuses_a_version_1_store(tmp_path: Path) -> None:
+    """Manifest files (a version-1 store) need seglake upgrade first."""
     data = tmp_path / "data"
     with SeglakeServer(data, frontends=1) as srv:
-        s3 = srv.s3()
-        s3.create_bucket(Bucket="old")
-        s3.put_object(Bucket="old", Key="k", Body=b"v1")
-        s3.put_object(Bucket="old", Key="k", Body=b"v2")
-    original = dump(data / "meta.db")
-    shutil.rmtree(data / "objects" / "records")
-    for suffix in ("", "-wal", "-shm"):
-        (data / f"meta.db{suffix}").unlink(missing_ok=True)
-    report = cli_json(data, "rebuild-index")
-    assert report["records"] is False and report["problems"] == []
-    assert any("no bucket record" in n for n in report["notes"])
-    rebuilt = dump(data / "meta.db")
-    assert rebuilt["buckets"]["old"][1] == "enabled"
-    assert rebuilt["versions"] == original["versions"]
-    assert rebuilt["current"] == original["current"]
-    with SeglakeServer(data, frontends=1) as srv:
-        assert srv.s3().get_object(Bucket="old", Key="k")["Body"].read() == b"v2"
-    # The restarted writer wrote the missing records.
-    assert (data / "objects" / "records" / "buckets" / "old.bucket").exists()
+        srv.s3().create_bucket(Bucket="old")
+    (data / "objects" / "manifests").mkdir()
+    out = cli(data, "rebuild-index", "--force")
+    assert out.returncode != 0
+    assert "seglake upgrade" in out.stderr + out.stdout
 
 
 def test_rebuild_index_reports_damaged_files(tmp_path: Path) -> None:
@@ -468,16 +454,14 @@ def test_rebuild_index_reports_damaged_files(tmp_path: Path) -> None:
         s3.put_object(Bucket="dmg", Key="broken", Body=b"broken")
         s3.delete_object(Bucket="dmg", Key="fine")
     broken_uid = db_rows(data, "SELECT uid FROM versions WHERE key = 'broken'")[0][0]
-    manifests = list((data / "objects" / "manifests").rglob(f"{broken_uid}.mf"))
-    assert len(manifests) == 1
-    raw = bytearray(manifests[0].read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    manifests[0].write_bytes(bytes(raw))
-    stray = (
-        data / "objects" / "records" / "versions" / "ffff" / "fff" / "ffffffffffffffff0000.state"
-    )
-    stray.parent.mkdir(parents=True)
-    stray.write_bytes(b"SGLKREC1 not really")
+    at = replay(data / "objects" / "segments").manifest_copies[broken_uid][0]
+    seg = data / "objects" / "segments" / f"{at.segment_id:016x}.seg"
+    with open(seg, "r+b") as f:
+        where = at.offset + RECORD_HEADER_SIZE + len(at.data) // 2
+        f.seek(where)
+        byte = f.read(1)
+        f.seek(where)
+        f.write(bytes([byte[0] ^ 0xFF]))
     check = cli(data, "rebuild-index", "--dry-run", "--json")
     assert check.returncode == 1
     assert json.loads(check.stdout)["listed"] == [
@@ -487,9 +471,7 @@ def test_rebuild_index_reports_damaged_files(tmp_path: Path) -> None:
     done = cli(data, "rebuild-index", "--force", "--json")
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
-    assert report["manifests_skipped"] == 1
-    assert any(broken_uid in p and "checksum" in p for p in report["problems"])
-    assert any(str(stray) in p for p in report["problems"])
+    assert any(str(seg) in p and "manifest record" in p for p in report["problems"]), report
     rebuilt = dump(data / "meta.db")
     assert {v[1] for v in rebuilt["versions"].values()} == {"fine"}  # the version and its marker
     assert len(rebuilt["versions"]) == 2

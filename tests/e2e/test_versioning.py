@@ -697,9 +697,12 @@ def test_every_version_keeps_its_own_manifest(server: SeglakeServer, s3: Any, bu
     # Overwrites and markers keep every version; only the one deleted by id
     # is released (for GC to reclaim).
     assert states == {v1: "DELETED", v2: "ACTIVE", marker: "ACTIVE"}
-    manifests = server.data_dir / "objects" / "manifests"
+    from seglake.audit.replay import replay
+
+    log = replay(server.data_dir / "objects" / "segments")
     for _, uid, _ in rows:
-        assert (manifests / uid[0:4] / uid[4:7] / f"{uid}.mf").is_file()
+        assert uid in log.manifests  # a manifest record in the segments
+    assert log.states[str(rows[[r[0] for r in rows].index(v1)][1])] == "DELETED"
 
 
 # ---- CopyObject --------------------------------------------------------------------

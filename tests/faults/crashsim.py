@@ -8,8 +8,8 @@ writer and of SQLite's own files, in the order they completed).
 
 The model (pessimistic, the way POSIX allows, not the way ext4 happens to
 behave):
-- file data: what the last fsync of a file (or a syncfs of the whole file
-  system) covered is on disk; every later
+- file data: what the last fsync (or fdatasync) of a file covered is on
+  disk; every later
   write or truncate of that file is independently kept, dropped, or (for a
   write) kept in part — a torn tail: a prefix of its bytes. Applying a
   subset in order is the same as the writes reaching the disk in any order;
@@ -19,6 +19,17 @@ behave):
   both names are old or both are new (never neither); once one side is
   fsynced the other one is decided on its own, as POSIX allows;
 - a cut at operation ``k`` means operations ``[0, k)`` had completed.
+
+The cases that matter since segment format 2 (no manifest or record file
+per version, no directory fsync on the acknowledgement path):
+- **records appended but not flushed**: a batch's manifest and metadata
+  records (``segment.append`` writes of typed records, see
+  ``unflushed_records``) after the segment's last flush are kept, dropped
+  or torn like any write; the WAL commit that would make them count comes
+  only after the flush;
+- a segment's header and the segments directory entry (fsynced when a
+  segment is created, before any record is appended), SQLite's WAL and
+  ``meta.db``, footers written when a segment is sealed.
 
 ``CrashState`` records what it chose (so a failure can be replayed from the
 seed) and how many writes it tore.
@@ -186,13 +197,6 @@ class FsModel:
             if node is not None:
                 node.durable = bytearray(node.volatile)
                 node.pending.clear()
-        elif op.kind == "syncfs":
-            # Every file's data is durable; directory entries are not taken
-            # as durable (ext4 without a journal writes them back after its
-            # cache flush), so the writer's directory fsyncs still count.
-            for node in self.inodes:
-                node.durable = bytearray(node.volatile)
-                node.pending.clear()
         elif op.kind == "dirsync":
             for p in list(self.vol_entries) + list(self.dur_entries):
                 if os.path.dirname(p) == path:
@@ -292,6 +296,25 @@ def crash_states(
             model.apply(ops[done])
             done += 1
         yield model.crash(rng, cut, p_keep=p_keep, p_torn=p_torn)
+
+
+# Byte 36 of a version-2 segment record's header is its type (0 = chunk).
+_TYPE_AT = 36
+
+
+def unflushed_records(ops: list[Op], cut: int) -> int:
+    """How many manifest/metadata records (non-chunk ``segment.append``
+    writes) lie, at a cut before operation ``cut``, after the last flush of
+    their segment: the "appended but not flushed" state of a batch."""
+    pending: dict[str, int] = {}
+    for op in ops[:cut]:
+        if op.kind == "write" and op.site == "segment.append":
+            data = op.args[1] if len(op.args) > 1 else b""
+            if isinstance(data, bytes) and len(data) > _TYPE_AT and data[_TYPE_AT] != 0:
+                pending[op.path] = pending.get(op.path, 0) + 1
+        elif op.kind == "fsync" and op.path in pending:
+            pending[op.path] = 0
+    return sum(pending.values())
 
 
 def copy_snapshot(src: Path, dst: Path) -> None:

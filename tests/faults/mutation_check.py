@@ -1,5 +1,10 @@
 """Mutation check: remove one fsync at a time and show a fault test fails.
 
+The barrier of segment format 2 has two flushes, and both must be caught:
+``segment.fsync`` (the one fdatasync of the open segment that makes a
+batch's chunks and records durable) and ``sqlite.sync`` (SQLite's WAL sync
+at COMMIT, synchronous=FULL).
+
     .venv/bin/python -m tests.faults.mutation_check [site ...]
 
 For each fsync / directory-fsync site of the writer (``fileio.FSYNC_SITES``,
@@ -25,7 +30,7 @@ from seglake.writer.fileio import FSYNC_SITES
 
 TEST = "tests/faults/test_power_loss.py::test_power_cuts_recover_with_every_ack_intact"
 GC_TEST = "tests/faults/test_power_loss_gc.py::test_power_cuts_during_gc_and_record_writes"
-GC_PREFIXES = ("gc_", "record")
+GC_PREFIXES = ("gc_",)
 TIMEOUT_S = 600
 # Sites whose removal the power-loss test cannot or need not catch, and why.
 # (recovery.fsync is caught: the test also cuts power during recovery.)
@@ -41,9 +46,9 @@ NOT_REQUIRED = {
     # the removal, the next recovery removes the file again (idempotent).
     "recovery.dir_fsync": "idempotent clean-up; a lost unlink is redone by the next recovery",
     "dir.fsync": "first-start creation of objects/ (before the snapshot the model starts from)",
-    # A record whose directory entry a crash drops is missing, and the
-    # writer's start-up backfill writes every missing record from meta.db.
-    "record_dir.fsync": "a record lost with its entry is rewritten by the start-up backfill",
+    # seglake upgrade runs offline, once per store; restartable at any point
+    # (tests/e2e/test_upgrade.py).
+    "upgrade.dir_fsync": "offline upgrade only; a lost removal is redone by running it again",
     # A dead segment whose unlink a crash undoes is back without a row and
     # without references: recovery registers it again, the next gc-run
     # deletes it (test_gc_crash kills the writer right there).

@@ -8,53 +8,38 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
 
 from seglake.audit.fsck import segment_path
+from seglake.audit.replay import replay
 from seglake.config import Config
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
-from seglake.format.records import (
-    KIND_BUCKET,
-    KIND_STATE,
-    bucket_record_path,
-    decode_record,
-    state_record_path,
-)
 from seglake.format.segment import read_record
 from seglake.meta.live_chunks import collect_live_chunks
 from seglake.meta.schema import open_read, query
 
 
-def _record(path: Any, kind: int) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None, f"{path.name}: missing"
-    try:
-        got, body = decode_record(raw, path=str(path))
-    except FormatError as exc:
-        return None, str(exc)
-    if got != kind:
-        return None, f"{path.name}: kind {got}, expected {kind}"
-    return body, None
-
-
 def record_problems(cfg: Config, *, in_flight_buckets: frozenset[str] = frozenset()) -> list[str]:
-    """Every committed bucket and non-ACTIVE version has its record, and the
-    record says what the database says (records are written before COMMIT,
-    so they are never behind it). A record *ahead* of the database (a crash
-    between the record and COMMIT, for a request never acknowledged) is not
-    a problem: the caller names the buckets with a change in flight at the
-    cut, whose record may say either."""
-    root = cfg.manifests_dir.parent
-    problems: list[str] = []
+    """Replaying the segments' records (what rebuild-index would restore)
+    agrees with the database: every committed bucket's newest record says
+    what its row says, a bucket without a row is gone, and every version's
+    newest state record (none: ACTIVE) is its row's state. A record *ahead*
+    of the database (records flushed before a COMMIT lost with the power,
+    for a request never acknowledged) is restated by recovery, so only the
+    buckets the caller names as having a change in flight at the cut may
+    differ."""
+    log = replay(cfg.segments_dir)
+    problems = [f"log: {p}" for p in log.problems]
     conn = open_read(str(cfg.db_path))
     try:
-        for name, versioning, policy in query(conn, "SELECT name, versioning, policy FROM buckets"):
-            body, err = _record(bucket_record_path(root, str(name)), KIND_BUCKET)
-            if err is not None or body is None:
-                problems.append(f"bucket {name}: {err}")
+        db_buckets = {
+            str(r[0]): (r[1], r[2])
+            for r in query(conn, "SELECT name, versioning, policy FROM buckets")
+        }
+        for name, (versioning, policy) in db_buckets.items():
+            body = log.buckets.get(name)
+            if body is None:
+                problems.append(f"bucket {name}: no bucket record in the log")
             elif (body["versioning"], body["policy"]) != (versioning, policy) and (
                 name not in in_flight_buckets
             ):
@@ -62,14 +47,19 @@ def record_problems(cfg: Config, *, in_flight_buckets: frozenset[str] = frozense
                     f"bucket {name}: record says {body['versioning']}/{body['policy']!r}, "
                     f"database {versioning}/{policy!r}"
                 )
-        for uid, state in query(conn, "SELECT uid, state FROM versions WHERE state != 'ACTIVE'"):
-            body, err = _record(state_record_path(root, str(uid)), KIND_STATE)
-            if err is not None or body is None:
-                problems.append(f"version {uid} ({state}): {err}")
-            elif body["state"] != state and body["state"] != "PURGED":
-                # PURGED ahead of a row still there: the purge's COMMIT was
-                # lost with the power; the next gc-run purges it again.
-                problems.append(f"version {uid}: record {body['state']}, database {state}")
+        for name, body in log.buckets.items():
+            if body is not None and name not in db_buckets and name not in in_flight_buckets:
+                problems.append(f"bucket {name}: the log has it, the database does not")
+        states = {str(r[0]): str(r[1]) for r in query(conn, "SELECT uid, state FROM versions")}
+        for uid, state in states.items():
+            logged = log.states.get(uid, "ACTIVE")
+            if logged != state:
+                problems.append(f"version {uid}: record {logged}, database {state}")
+            if uid not in log.manifests:
+                problems.append(f"version {uid} ({state}): no manifest record")
+        for uid in log.manifests.keys() - states.keys():
+            if log.states.get(uid) != "PURGED":
+                problems.append(f"version {uid}: manifest record without a row or PURGED record")
     finally:
         conn.close()
     return problems

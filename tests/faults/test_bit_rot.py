@@ -7,8 +7,8 @@ one bit at a time in distinct places:
 - record headers and footers of sealed segments, segment headers: GETs read
   by the manifest's offsets and digests, so they return the right bytes (or
   fail), never wrong ones; scrub's structural pass reports the segment file;
-- manifest files: GETs use the database copy (right bytes); scrub reports
-  the file.
+- manifest records in the segments: GETs use the database copy (right
+  bytes); scrub reports the segment file.
 Scrub must report every flip and nothing else. Segment headers carry no
 checksum: flips land in the fields the decoder validates (magic, version,
 flags, reserved, segment id), not in the informational creation time.
@@ -27,7 +27,8 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from seglake.format.manifest import decode_manifest, manifest_path
+from seglake.audit.replay import replay
+from seglake.format.manifest import decode_manifest
 from seglake.format.segment import RECORD_HEADER_SIZE
 from tests.faults.figures import report
 from tests.harness import SeglakeServer
@@ -102,6 +103,7 @@ def test_single_bit_flips_detected_never_served(tmp_path: Path) -> None:
         data_keys = keys[:DATA_FLIPS]
         manifest_keys = keys[DATA_FLIPS : DATA_FLIPS + MANIFEST_FLIPS]
         expect_files: set[str] = set()
+        log = replay(seg_dir)  # where each manifest record is, before any flip
         for k in data_keys:
             _uid, seg, off, length = where[k]
             _flip(seg_dir / f"{seg:016x}.seg", off + rng.randrange(length), rng)
@@ -121,8 +123,9 @@ def test_single_bit_flips_detected_never_served(tmp_path: Path) -> None:
             _flip(path, where[k][2] - RECORD_HEADER_SIZE + rng.randrange(RECORD_HEADER_SIZE), rng)
             expect_files.add(str(path))
         for k in manifest_keys:
-            path = manifest_path(data / "objects" / "manifests", where[k][0])
-            _flip(path, rng.randrange(path.stat().st_size), rng)
+            at = log.manifests[where[k][0]]
+            path = seg_dir / f"{at.segment_id:016x}.seg"
+            _flip(path, at.offset + RECORD_HEADER_SIZE + rng.randrange(len(at.data)), rng)
             expect_files.add(str(path))
         flips = DATA_FLIPS + FOOTER_FLIPS + SEGMENT_HEADER_FLIPS + RECORD_HEADER_FLIPS
         flips += MANIFEST_FLIPS

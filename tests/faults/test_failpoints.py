@@ -46,14 +46,12 @@ _FILE_SITES = [
     "segment.fsync",
     "seal.footer_write",
     "seal.fsync",
-    "manifest.create",
-    "manifest.write",
-    "manifest.fsync",
-    "manifest_dir.fsync",
     "recovery.footer_write",
     "recovery.fsync",
+    # Recovery restating the database after records a kill left flushed
+    # but uncommitted (a kill at segment.fsync.done or before_commit).
+    "recovery.append",
     "sqlite.sync",
-    "manifest.unlink",
 ]
 FAILPOINTS = [
     *_FILE_SITES,

@@ -18,7 +18,9 @@ from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
 from tests.harness import SeglakeServer
 
-SITES = ["segment_fsync", "manifest_fsync", "manifest_dir_fsync", "before_commit"]
+# The barrier's segment flush, and the instant before its COMMIT (since
+# segment format 2 there is no manifest file or directory fsync).
+SITES = ["segment_fsync", "before_commit"]
 
 
 @pytest.mark.parametrize("site", SITES)

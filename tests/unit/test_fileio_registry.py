@@ -17,10 +17,7 @@ WRITER = Path(fileio.__file__).parent
 SITE = re.compile(r"[a-z_]+\.[a-z_]+")
 PREFIX = re.compile(r"[a-z_]+")
 # Helpers that take a site prefix and use ``<prefix>.<op>`` sites.
-PREFIXED = {
-    "write_file": ("create", "write", "fsync"),
-    "replace_file": ("create", "write", "fsync", "rename"),
-}
+PREFIXED: dict[str, tuple[str, ...]] = {}
 
 
 def _site_args(call: ast.Call) -> set[str]:
@@ -87,7 +84,7 @@ def test_every_registered_site_is_used() -> None:
 
 
 def test_fsync_and_write_sets() -> None:
-    assert {"segment.fsync", "manifest_dir.fsync", "sqlite.sync"} <= fileio.FSYNC_SITES
+    assert {"segment.fsync", "seal.fsync", "sqlite.sync"} <= fileio.FSYNC_SITES
     assert "segment.append" in fileio.WRITE_SITES
     assert not fileio.FSYNC_SITES & fileio.WRITE_SITES
 

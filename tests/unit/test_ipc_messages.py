@@ -81,7 +81,7 @@ EXAMPLES: list[m.Request[Any]] = [
     m.GcDeleteSegments(segments=[1, 2], yes=True, sealed_before_ns=5, purge_limit=9),
     m.GcRewriteChunks(segment=4, max_bytes=1024, yes=True),
     m.GcDropSegments(segments=[1], below=9, sealed_before_ns=1, purge_limit=2),
-    m.GcRepoint(moves=[(1, 2, 3, DIGEST, 4, 5)], pending_dir="/x"),
+    m.GcRepoint(moves=[(1, 2, 3, DIGEST, 4, 5)]),
 ]  # fmt: skip
 
 # One example of every structured reply.

@@ -130,7 +130,7 @@ def test_every_prefix_is_refused() -> None:
 
 def test_encode_refuses_unknown_kind() -> None:
     with pytest.raises(ValueError):
-        encode_record(3, {"a": 1})
+        encode_record(4, {"a": 1})
 
 
 def test_paths() -> None:

@@ -122,7 +122,7 @@ def test_header_round_trip_hypothesis(segment_id: int, created_ns: int) -> None:
 def test_header_layout_is_byte_exact() -> None:
     raw = encode_header(0x0102030405060708, 0x1112131415161718)
     assert raw == (
-        b"SGLKSEG1" + b"\x00\x01" + b"\x00\x00" + b"\x00" * 4
+        b"SGLKSEG1" + b"\x00\x02" + b"\x00\x00" + b"\x00" * 4
         + bytes.fromhex("0102030405060708") + bytes.fromhex("1112131415161718")
     )  # fmt: skip
 
@@ -149,7 +149,7 @@ def test_header_every_truncation() -> None:
     [
         (0, b"X", 0),  # magic
         (7, b"2", 0),  # magic
-        (9, b"\x02", 8),  # version
+        (9, b"\x03", 8),  # version 3
         (8, b"\x01", 8),  # version 257
         (11, b"\x01", 10),  # flags
         (15, b"\x01", 12),  # reserved
@@ -184,7 +184,20 @@ def test_digest_matches_blake3_both_paths(size: int) -> None:
 
 def test_record_header_layout() -> None:
     d = digest(b"abc")
-    assert encode_record_header(d, 3) == d + b"\x00\x00\x00\x03"
+    assert encode_record_header(d, 3) == d + b"\x00\x00\x00\x03" + b"\x00"
+    assert encode_record_header(d, 3, seg.TYPE_STATE) == d + b"\x00\x00\x00\x03" + b"\x03"
+    assert encode_record_header(d, 3, version=1) == d + b"\x00\x00\x00\x03"
+    with pytest.raises(ValueError):
+        encode_record_header(d, 3, seg.TYPE_MANIFEST, version=1)
+    with pytest.raises(ValueError):
+        encode_record_header(d, 3, 4)
+
+
+def test_record_digest_covers_the_type() -> None:
+    data = b"some record"
+    assert seg.record_digest(seg.TYPE_CHUNK, data) == digest(data)
+    seen = {seg.record_digest(t, data) for t in seg.RECORD_TYPES}
+    assert len(seen) == len(seg.RECORD_TYPES)
 
 
 @pytest.mark.parametrize(
@@ -405,7 +418,7 @@ def test_footer_round_trip(payloads: list[bytes]) -> None:
     assert footer == Footer(data_end=data_end, records=tuple(records), footer_offset=data_end)
     assert raw.endswith(END_MAGIC)
     assert raw[data_end : data_end + 8] == FOOTER_MAGIC
-    assert len(raw) == data_end + 24 + 44 * len(records) + FOOTER_TAIL_SIZE
+    assert len(raw) == data_end + 24 + 45 * len(records) + FOOTER_TAIL_SIZE
 
 
 def test_footer_absent_in_unsealed_segment() -> None:
@@ -489,9 +502,11 @@ def test_footer_checks_many_small_record_headers_in_windows() -> None:
 @pytest.mark.parametrize(
     ("records", "data_end"),
     [
-        ([RecordInfo(33, 1, b"d" * 32)], 70),  # does not start at 32
-        ([RecordInfo(32, 1, b"d" * 32), RecordInfo(70, 1, b"d" * 32)], 107),  # gap
-        ([RecordInfo(32, 1, b"d" * 32)], 70),  # data_end not the end
+        ([RecordInfo(33, 1, b"d" * 32)], 71),  # does not start at 32
+        ([RecordInfo(32, 1, b"d" * 32), RecordInfo(71, 1, b"d" * 32)], 109),  # gap
+        ([RecordInfo(32, 1, b"d" * 32)], 71),  # data_end not the end
+        ([RecordInfo(32, 1, b"d" * 32, 4)], 70),  # unknown type
+        ([RecordInfo(32, 1, b"d" * 32, 0, 36)], 69),  # a version-1 record
         ([RecordInfo(32, 0, b"d" * 32)], 68),  # empty record
         ([RecordInfo(32, 1, b"d" * 31)], 69),  # short digest
         ([], 40),
@@ -574,3 +589,59 @@ def test_scan_throughput_report() -> None:
         f"\nscan_records: {total / scan_s:.0f} MiB/s over {total:.0f} MiB (page cache); "
         f"digest: {total / digest_s:.0f} MiB/s on 4 MiB chunks"
     )
+
+
+# ---- version 1 (stores before #17) stays readable ----------------------------
+
+
+def build_v1(payloads: list[bytes], *, sealed: bool) -> tuple[bytes, list[RecordInfo]]:
+    out = bytearray(encode_header(7, 1, version=1))
+    records = []
+    for p in payloads:
+        d = digest(p)
+        records.append(RecordInfo(len(out), len(p), d, seg.TYPE_CHUNK, seg.RECORD_HEADER_SIZE_V1))
+        out += encode_record_header(d, len(p), version=1) + p
+    if sealed:
+        out += encode_footer(records, len(out), version=1)
+    return bytes(out), records
+
+
+@pytest.mark.parametrize("sealed", [True, False])
+def test_version_1_segments_read_back(sealed: bool) -> None:
+    raw, records = build_v1(SMALL, sealed=sealed)
+    assert decode_header(raw, path=PATH).version == 1
+    with memfile(raw) as fd:
+        end = records[-1].end
+        scan = scan_records(fd, path=PATH, end=end)
+        assert scan.error is None and scan.records == records
+        assert scan_records(fd, path=PATH, end=end, verify=False).records == records
+        footer = read_footer(fd, len(raw), path=PATH)
+        if sealed:
+            assert footer is not None and list(footer.records) == records
+        else:
+            assert footer is None
+        for rec, payload in zip(records, SMALL, strict=True):
+            assert read_record(fd, rec.data_offset, rec.length, rec.digest, path=PATH) == payload
+
+
+def test_typed_records_scan_and_footer() -> None:
+    payloads = [(seg.TYPE_CHUNK, b"chunk"), (seg.TYPE_MANIFEST, b"man"), (seg.TYPE_STATE, b"st")]
+    out = bytearray(encode_header(7, 1))
+    records = []
+    for t, p in payloads:
+        d = seg.record_digest(t, p)
+        records.append(RecordInfo(len(out), len(p), d, t))
+        out += encode_record_header(d, len(p), t) + p
+    end = len(out)
+    out += encode_footer(records, end)
+    with memfile(bytes(out)) as fd:
+        assert scan_records(fd, path=PATH, end=end).records == records
+        footer = read_footer(fd, len(out), path=PATH)
+        assert footer is not None and list(footer.records) == records
+        assert seg.read_record_data(fd, records[1], path=PATH) == b"man"
+    # A changed type byte no longer matches the digest.
+    bad = bytearray(out)
+    bad[records[1].offset + 36] = seg.TYPE_BUCKET
+    with memfile(bytes(bad[:end])) as fd:
+        scan = scan_records(fd, path=PATH)
+        assert scan.error is not None and scan.error.offset == records[1].offset
