@@ -73,8 +73,10 @@ class Config:
     # served only for buckets listed here, and only for the actions their
     # bucket policy allows to Principal "*". X-Forwarded-For (the client
     # address policies see) is believed only from these proxy CIDRs. Each
-    # key may have this many requests running at once (AWS-style SlowDown
-    # beyond it); a key's own setting overrides it, 0 = unlimited.
+    # key may have this many writes running at once, split over the
+    # frontends, and 4x as many reads per frontend (AWS-style SlowDown
+    # beyond; rule in frontend/authz.py); a key's own setting overrides it,
+    # 0 = unlimited.
     public_buckets: str = ""
     trusted_proxies: str = ""
     key_inflight_limit: int = 32

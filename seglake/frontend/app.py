@@ -382,13 +382,14 @@ class App:
             headers.append((b"connection", b"close"))
         if exc.status >= 500:
             log.warning("%s %s: %s", req.request_id, exc.code, exc.text)
+        if exc.status == 503:
+            # SlowDown and ServiceUnavailable: when to try again, HEAD too.
+            headers.append((b"retry-after", b"1"))
         if exc.code == "NotModified" or req.method == "HEAD":
             await req.start(exc.status, headers)
             await req.body(b"")
             return
         body = error_document(exc.code, exc.text, resource, req.request_id, exc.fields)
-        if exc.status == 503:
-            headers.append((b"retry-after", b"1"))
         await req.xml(exc.status, body, headers)
 
 

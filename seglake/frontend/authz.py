@@ -18,10 +18,21 @@ Order per request (after the SigV4 check in ``app.py``):
    CopyObject/UploadPartCopy also need GetObject on the source.
    DeleteObjects is checked per key (``Request.object_check``) after a
    cheap up-front check that some statement could allow deleting at all.
-4. Per-key in-flight limit: ``SlowDown`` (503) when a key already has its
-   limit of requests running in this frontend. Each frontend process
-   enforces ``ceil(limit / frontends)``, so the store-wide bound stays close
-   to the configured limit without shared state between processes.
+4. Per-key in-flight limits, two pools counted apart (``InflightLimiter``),
+   ``SlowDown`` (503, ``Retry-After``) when the request's pool is full. With
+   ``L`` the key's own ``inflight`` or else ``--key-inflight-limit``:
+
+   * writes — every request that is not a GET or HEAD, i.e. what may reach
+     the single writer — at most ``ceil(L / frontends)`` per frontend, so the
+     store-wide bound stays close to ``L`` without shared state between
+     processes: this is what keeps one key from starving the writer;
+   * reads — GET and HEAD, served from segment files and ``meta.db`` by the
+     frontend alone — at most ``READS_PER_WRITE_SLOT * L`` per frontend, not
+     divided: a read costs only the frontend that serves it, and the kernel
+     spreads one client's connections unevenly over the frontends, so a
+     divided share refused reads while the key was under its own limit.
+     This bound keeps one key from exhausting a frontend (each read in
+     flight may hold one verified chunk, ``CHUNK_SIZE``).
 
 What an operation needs is read from its row of the endpoint table
 (``seglake/protocol/endpoints.py``): its policy actions and target, and the
@@ -103,34 +114,56 @@ def client_address(
     return addr
 
 
+# Reads a key may have running in one frontend per unit of its limit: 4 makes
+# the default (32) allow 128 reads per frontend, so one key at c=128 is never
+# refused however the kernel spreads its connections, while the chunks its
+# reads may hold stay bounded (128 x 4 MiB at worst, for large objects sent
+# to slow readers).
+READS_PER_WRITE_SLOT: Final = 4
+
+READ_METHODS: Final = frozenset({"GET", "HEAD"})
+
+
 class InflightLimiter:
+    """Per-key in-flight counts of one frontend, reads and writes apart
+    (the rule is in this module's docstring)."""
+
     def __init__(self, default_limit: int, processes: int) -> None:
         self._default = default_limit
         self._processes = max(1, processes)
-        self._counts: dict[str, int] = {}
+        self._writes: dict[str, int] = {}
+        self._reads: dict[str, int] = {}
 
-    def limit_for(self, record: KeyRecord) -> int:
+    def limit_for(self, record: KeyRecord, *, read: bool = False) -> int:
+        """This frontend's limit for ``record`` in one pool; 0 = unlimited."""
         limit = record.inflight or self._default
-        return max(1, math.ceil(limit / self._processes)) if limit > 0 else 0
+        if limit <= 0:
+            return 0
+        if read:
+            return limit * READS_PER_WRITE_SLOT
+        return max(1, math.ceil(limit / self._processes))
 
     @contextlib.contextmanager
-    def slot(self, record: KeyRecord) -> Iterator[None]:
-        limit = self.limit_for(record)
+    def slot(self, record: KeyRecord, *, read: bool = False) -> Iterator[None]:
+        limit = self.limit_for(record, read=read)
+        counts = self._reads if read else self._writes
         key = record.access_key
-        running = self._counts.get(key, 0)
+        running = counts.get(key, 0)
         if limit and running >= limit:
+            kind = "reads" if read else "writes"
             raise S3Error(
-                "SlowDown", message=f"Too many requests in flight for this access key ({limit})"
+                "SlowDown",
+                message=f"Too many {kind} in flight for this access key ({limit} per frontend)",
             )
-        self._counts[key] = running + 1
+        counts[key] = running + 1
         try:
             yield
         finally:
-            left = self._counts[key] - 1
+            left = counts[key] - 1
             if left:
-                self._counts[key] = left
+                counts[key] = left
             else:
-                del self._counts[key]
+                del counts[key]
 
 
 class Authorizer:
@@ -178,7 +211,7 @@ class Authorizer:
         if record is None:
             yield
             return
-        with self.limiter.slot(record):
+        with self.limiter.slot(record, read=endpoint.method in READ_METHODS):
             yield
 
     def _context(

@@ -3,6 +3,7 @@ in-flight limiter, and the secret sealing of the keystore."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from pathlib import Path
@@ -70,6 +71,30 @@ def test_inflight_limiter() -> None:
     unlimited = InflightLimiter(default_limit=0, processes=3)
     with unlimited.slot(a), unlimited.slot(a), unlimited.slot(a):
         pass
+
+
+def test_inflight_limiter_reads_apart() -> None:
+    """Reads have their own pool, 4x the key's limit per frontend and not
+    divided over the frontends; they neither take nor need a write slot."""
+    limiter = InflightLimiter(default_limit=32, processes=2)
+    a = _key("a")
+    assert limiter.limit_for(a) == 16 and limiter.limit_for(a, read=True) == 128
+    assert limiter.limit_for(_key("b", inflight=1), read=True) == 4
+    with contextlib.ExitStack() as stack:
+        for _ in range(128):  # c=128 from one key, all on this frontend
+            stack.enter_context(limiter.slot(a, read=True))
+        with pytest.raises(S3Error) as e, limiter.slot(a, read=True):
+            pass
+        assert e.value.code == "SlowDown" and "reads" in e.value.text
+        for _ in range(16):  # the writes' pool is untouched by the reads
+            stack.enter_context(limiter.slot(a))
+        with pytest.raises(S3Error) as e, limiter.slot(a):
+            pass
+        assert "writes" in e.value.text
+    with limiter.slot(a, read=True), limiter.slot(a):  # all released
+        pass
+    unlimited = InflightLimiter(default_limit=0, processes=2)
+    assert unlimited.limit_for(a, read=True) == 0
 
 
 def test_keystore_roundtrip_and_binding(tmp_path: Path) -> None:
