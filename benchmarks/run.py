@@ -105,7 +105,9 @@ class Goal:
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    server: str  # "seglake" or "ceiling"
+    # "seglake" (per-key limits off: throughput), "seglake-limits" (default
+    # settings, per-key in-flight limits on: error counts) or "ceiling"
+    server: str
     op: str
     size: int
     concurrency: int
@@ -129,7 +131,14 @@ SCENARIOS: Final = (
         (Goal("mb_per_s", ">=", 300), Goal("peak_rss_mib", "<", 400)),
     ),
     Scenario("get-64m-c4", "seglake", "get", 64 * MiB, 4, (Goal("mb_per_s", ">=", 1000),)),
+    # One key's GETs against default settings: any SlowDown shows as errors.
+    Scenario("get-4k-c32-limits", "seglake-limits", "get", 4 * KiB, 32),
+    Scenario("get-4k-c128-limits", "seglake-limits", "get", 4 * KiB, 128),
 )
+SEGLAKE_SERVERS: Final = ("seglake", "seglake-limits")
+# Objects for a GET scenario run alone are written on this many connections,
+# under the default per-key write limit.
+PREP_CONNECTIONS: Final = 8
 CEILING_OF: Final = {"put-4k-c32": "ceiling-put-4k-c32", "get-4k-c32": "ceiling-get-4k-c32"}
 
 
@@ -300,8 +309,8 @@ class Bench:
             common: dict[str, Any] = {
                 "bucket": BUCKET,
                 "paths": paths,
-                "verify_every": args.verify_every if sc.server == "seglake" else 0,
-                "expect_payload": sc.server == "seglake",
+                "verify_every": args.verify_every if sc.server in SEGLAKE_SERVERS else 0,
+                "expect_payload": sc.server in SEGLAKE_SERVERS,
             }
             if args.warmup > 0:
                 warm = await run_phase(
@@ -356,18 +365,18 @@ class Bench:
         )  # fmt: skip
 
     def _keep_paths(self, sc: Scenario, phase: PhaseResult) -> None:
-        if sc.op == "put" and sc.server == "seglake":
-            self.paths.setdefault(("seglake", sc.size), []).extend(phase.paths)
+        if sc.op == "put" and sc.server in SEGLAKE_SERVERS:
+            self.paths.setdefault((sc.server, sc.size), []).extend(phase.paths)
 
     async def _paths_for(self, target: Target, sc: Scenario, payload: Payload) -> list[str]:
         if sc.op != "get":
             return []
         if sc.server == "ceiling":
             return [object_path(BUCKET, "ceiling")]  # the trivial app ignores the key
-        paths = self.paths.get(("seglake", sc.size), [])
+        paths = self.paths.get((sc.server, sc.size), [])
         if len(paths) < sc.concurrency:
             # Run alone (--only): write a few objects first.
-            conns = target.connections(sc.concurrency)
+            conns = target.connections(min(sc.concurrency, PREP_CONNECTIONS))
             try:
                 prep = await run_phase(
                     target, conns, "put", payload, seconds=60.0, bucket=BUCKET,
@@ -381,7 +390,7 @@ class Bench:
                     f"{sc.name}: writing objects to read failed: {prep.error_samples}"
                 )
             paths = paths + prep.paths
-            self.paths[("seglake", sc.size)] = paths
+            self.paths[(sc.server, sc.size)] = paths
         return paths
 
 
@@ -448,20 +457,24 @@ def scratch_server(prefix: str, *, keep: bool = False) -> Iterator[tuple[Path, S
             CLEANED_STAMP.touch()
 
 
-async def run_seglake(bench: Bench, scenarios: list[Scenario], signer: Signer) -> None:
+async def run_seglake(
+    bench: Bench, scenarios: list[Scenario], signer: Signer, *, limits: bool = False
+) -> None:
     from tests.harness import SeglakeServer
 
     await settle_after_cleanup()
     TMP_PARENT.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="run-", dir=TMP_PARENT))
-    # The per-key in-flight limit (32 by default, split across frontends)
-    # would answer SlowDown to c=32 scenarios whose connections land unevenly;
-    # the benchmark measures throughput, not request protection.
+    # The throughput scenarios run without the per-key in-flight limits: the
+    # write pool (32 per key, split across frontends) would answer SlowDown
+    # to c=32 PUTs whose connections land unevenly, and they measure
+    # throughput, not request protection. The "-limits" scenarios keep the
+    # defaults and count what they refuse.
     server = SeglakeServer(
         tmp / "data",
         frontends=bench.args.frontends,
         log_path=tmp / "server.log",
-        extra_args=["--key-inflight-limit", "0"],
+        extra_args=[] if limits else ["--key-inflight-limit", "0"],
     )
     try:
         server.start()
@@ -648,12 +661,16 @@ async def amain(bench: Bench) -> None:
     signer = Signer(ACCESS_KEY, SECRET_KEY, REGION)
     ceiling = [sc for sc in bench.args.selected if sc.server == "ceiling"]
     seglake = [sc for sc in bench.args.selected if sc.server == "seglake"]
+    limited = [sc for sc in bench.args.selected if sc.server == "seglake-limits"]
     if ceiling:
         print("ceiling app (Hypercorn, Seglake's settings, trivial ASGI app):", file=sys.stderr)
         await run_ceiling(bench, ceiling, signer)
     if seglake:
         print("Seglake:", file=sys.stderr)
         await run_seglake(bench, seglake, signer)
+    if limited:
+        print("Seglake, default per-key in-flight limits:", file=sys.stderr)
+        await run_seglake(bench, limited, signer, limits=True)
 
 
 def main(argv: list[str] | None = None) -> int:
