@@ -39,10 +39,7 @@ HELP: Final[dict[str, str]] = {
     "allow_unsigned_payload": "accept UNSIGNED-PAYLOAD bodies (signature covers headers only)",
     "public_buckets": "buckets that unsigned requests may use, as their policy allows",
     "trusted_proxies": "CIDRs whose X-Forwarded-For / -Proto headers are believed",
-    "key_inflight_limit": (
-        "writes one access key may have running at once, split over the frontends; "
-        "reads (GET/HEAD) are limited apart, to 4x this per frontend (0 = unlimited)"
-    ),
+    "key_inflight_limit": "writes per access key at once, split over frontends; reads: 4x per frontend (0 = off)",
     "default_versioning": "versioning of new buckets: enabled or unversioned",
     "max_header_bytes": "largest request header section accepted",
     "max_url_bytes": "longest request URL accepted",
