@@ -53,6 +53,26 @@ def has_integrity_header(req: Request) -> bool:
     return any(checksums.algorithm_from_header(name) for name in req.headers)
 
 
+async def configuration_body(req: Request, cfg: Config, limit: int) -> bytes:
+    """The body of a bucket-configuration PUT (lifecycle, CORS): AWS
+    requires Content-MD5 or an ``x-amz-checksum-*`` on these; the body is
+    read and verified like any upload (aws-chunked and trailers included),
+    and more than ``limit`` bytes is refused without reading it."""
+    if not has_integrity_header(req):
+        raise S3Error(
+            "InvalidRequest", message="Missing required header for this request: Content-Md5"
+        )
+    length = declared_length(req, cfg)
+    if length > limit:
+        raise S3Error("MaxMessageLengthExceeded")
+
+    async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
+        raise S3Error("MaxMessageLengthExceeded")  # a full 4 MiB chunk: far too big
+
+    body = await ingest(req, cfg, length, on_chunk)
+    return bytes(body.tail)
+
+
 def declared_length(req: Request, cfg: Config) -> int:
     """The payload length the client promises; checked against what arrives."""
     return upload_checks.declared_length(req.headers, cfg.max_object_size)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import apsw
 
 from seglake.errors import S3Error
-from seglake.frontend.body import declared_length, has_integrity_header, ingest
+from seglake.frontend.body import configuration_body
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.ipc.messages import SetBucketCors
@@ -66,20 +66,9 @@ class BucketCorsHandlers(FamilyBase):
 
     async def put_cors(self, req: Request) -> None:
         self.require_bucket(req.bucket)
-        if not has_integrity_header(req):
-            raise S3Error(
-                "InvalidRequest", message="Missing required header for this request: Content-Md5"
-            )
-        length = declared_length(req, self.cfg)
-        if length > MAX_BODY_BYTES:
-            raise S3Error("MaxMessageLengthExceeded")
-
-        async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
-            raise S3Error("MaxMessageLengthExceeded")  # a full 4 MiB chunk: far too big
-
-        body = await ingest(req, self.cfg, length, on_chunk)
-        parse_cors(body.tail)  # AWS's errors, before the writer is asked
-        text = body.tail.decode("utf-8")  # parsed above, so it is UTF-8
+        body = await configuration_body(req, self.cfg, MAX_BODY_BYTES)
+        parse_cors(body)  # AWS's errors, before the writer is asked
+        text = body.decode("utf-8")  # parsed above, so it is UTF-8
         await self.writer.call(SetBucketCors(bucket=req.bucket, configuration=text))
         await req.respond(200)
 

@@ -43,7 +43,7 @@ from xml.etree.ElementTree import Element
 
 from seglake.errors import S3Error
 from seglake.protocol.xml import document, el
-from seglake.protocol.xml_requests import document_root, local_name
+from seglake.protocol.xml_requests import children_by_name, document_root
 
 MAX_RULES: Final = 100  # AWS's limit per configuration
 MAX_ID_CHARS: Final = 255  # AWS's limit on a rule's ID
@@ -98,19 +98,6 @@ class CorsConfiguration:
 # ---- parsing --------------------------------------------------------------------------
 
 
-def _children(node: Element, allowed: Iterable[str]) -> dict[str, list[Element]]:
-    allowed_set = set(allowed)
-    out: dict[str, list[Element]] = {}
-    for child in node:
-        name = local_name(child.tag)
-        if name not in allowed_set:
-            raise S3Error(
-                "MalformedXML", message=f"unexpected element {name} in {local_name(node.tag)}"
-            )
-        out.setdefault(name, []).append(child)
-    return out
-
-
 def _texts(found: dict[str, list[Element]], name: str) -> tuple[str, ...]:
     out = []
     for node in found.get(name, []):
@@ -128,7 +115,7 @@ def _one(found: dict[str, list[Element]], name: str) -> str | None:
 
 
 def _rule(node: Element) -> CorsRule:
-    found = _children(node, _RULE_ELEMENTS)
+    found = children_by_name(node, _RULE_ELEMENTS)
     origins = _texts(found, "AllowedOrigin")
     methods = _texts(found, "AllowedMethod")
     if not origins or not methods:
@@ -182,7 +169,7 @@ def _rule(node: Element) -> CorsRule:
 def parse_cors(body: bytes) -> CorsConfiguration:
     """``PutBucketCors``'s body → a validated configuration."""
     root = document_root(body, "CORSConfiguration", MAX_BODY_BYTES)
-    nodes = _children(root, ("CORSRule",)).get("CORSRule", [])
+    nodes = children_by_name(root, ("CORSRule",)).get("CORSRule", [])
     if not nodes:
         raise S3Error("MalformedXML", message="a CORSConfiguration holds one or more CORSRule")
     if len(nodes) > MAX_RULES:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -34,7 +34,7 @@ from xml.etree.ElementTree import Element
 
 from seglake.errors import S3Error
 from seglake.protocol.xml import document, el, http_date
-from seglake.protocol.xml_requests import document_root, local_name
+from seglake.protocol.xml_requests import children_by_name, document_root, local_name
 
 NS_PER_DAY: Final = 86_400 * 1_000_000_000
 MAX_RULES: Final = 1000  # AWS's limit per configuration
@@ -91,20 +91,6 @@ class Configuration:
 # ---- parsing --------------------------------------------------------------------------
 
 
-def _children(node: Element, allowed: Iterable[str]) -> dict[str, list[Element]]:
-    """Children by local name; an unknown one is MalformedXML."""
-    allowed_set = set(allowed)
-    out: dict[str, list[Element]] = {}
-    for child in node:
-        name = local_name(child.tag)
-        if name not in allowed_set:
-            raise S3Error(
-                "MalformedXML", message=f"unexpected element {name} in {local_name(node.tag)}"
-            )
-        out.setdefault(name, []).append(child)
-    return out
-
-
 def _one(found: dict[str, list[Element]], name: str) -> Element | None:
     items = found.get(name, [])
     if len(items) > 1:
@@ -139,7 +125,7 @@ def _size(node: Element | None, what: str) -> int | None:
 
 
 def _tag(node: Element) -> tuple[str, str]:
-    parts = _children(node, ("Key", "Value"))
+    parts = children_by_name(node, ("Key", "Value"))
     key, value = _text(_one(parts, "Key")), _text(_one(parts, "Value"))
     if key is None or value is None or not key:
         raise S3Error("MalformedXML", message="a Tag needs a Key and a Value")
@@ -169,14 +155,14 @@ def _filter(rule: dict[str, list[Element]]) -> Filter:
     if node is None:
         raise S3Error("MalformedXML", message="a rule needs a Filter (or the older Prefix)")
     allowed = ("Prefix", "Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan", "And")
-    parts = _children(node, allowed)
+    parts = children_by_name(node, allowed)
     if sum(len(v) for v in parts.values()) == 0:
         return Filter(form="empty")
     if sum(len(v) for v in parts.values()) > 1:
         raise S3Error("MalformedXML", message="a Filter holds one predicate; use And for more")
     and_node = _one(parts, "And")
     if and_node is not None:
-        inner = _children(and_node, allowed[:4])
+        inner = children_by_name(and_node, allowed[:4])
         tags = tuple(_tag(t) for t in inner.get("Tag", []))
         if sum(len(found) for found in inner.values()) < 2:
             raise S3Error("MalformedXML", message="And combines two or more predicates")
@@ -217,7 +203,7 @@ def _bounded(f: Filter) -> Filter:
 
 
 def _rule(node: Element) -> Rule:
-    parts = _children(
+    parts = children_by_name(
         node,
         ("ID", "Status", "Filter", "Prefix", "Expiration", "NoncurrentVersionExpiration",
          "AbortIncompleteMultipartUpload", "Transition", "NoncurrentVersionTransition"),
@@ -237,7 +223,7 @@ def _rule(node: Element) -> Rule:
     rule = Rule(id=rule_id, enabled=status == "Enabled", filter=flt)
     exp = _one(parts, "Expiration")
     if exp is not None:
-        e = _children(exp, ("Days", "Date", "ExpiredObjectDeleteMarker"))
+        e = children_by_name(exp, ("Days", "Date", "ExpiredObjectDeleteMarker"))
         days = _positive(_one(e, "Days"), "Days")
         date_raw = _text(_one(e, "Date"))
         marker_raw = _text(_one(e, "ExpiredObjectDeleteMarker"))
@@ -265,7 +251,7 @@ def _rule(node: Element) -> Rule:
         )
     nve = _one(parts, "NoncurrentVersionExpiration")
     if nve is not None:
-        n = _children(nve, ("NoncurrentDays", "NewerNoncurrentVersions"))
+        n = children_by_name(nve, ("NoncurrentDays", "NewerNoncurrentVersions"))
         noncurrent_days = _positive(_one(n, "NoncurrentDays"), "NoncurrentDays")
         if noncurrent_days is None:
             raise S3Error(
@@ -277,7 +263,7 @@ def _rule(node: Element) -> Rule:
         rule = _replace(rule, noncurrent_days=noncurrent_days, newer_noncurrent_versions=newer)
     abort = _one(parts, "AbortIncompleteMultipartUpload")
     if abort is not None:
-        a = _children(abort, ("DaysAfterInitiation",))
+        a = children_by_name(abort, ("DaysAfterInitiation",))
         days_after = _positive(_one(a, "DaysAfterInitiation"), "DaysAfterInitiation")
         if days_after is None:
             raise S3Error(
@@ -303,7 +289,7 @@ def _replace(rule: Rule, **changes: object) -> Rule:
 def parse_configuration(body: bytes) -> Configuration:
     """``PutBucketLifecycleConfiguration``'s body → a validated Configuration."""
     root = document_root(body, "LifecycleConfiguration", MAX_BODY_BYTES)
-    nodes = _children(root, ("Rule",)).get("Rule", [])
+    nodes = children_by_name(root, ("Rule",)).get("Rule", [])
     if not nodes:
         raise S3Error("MalformedXML", message="a LifecycleConfiguration holds one or more Rule")
     if len(nodes) > MAX_RULES:

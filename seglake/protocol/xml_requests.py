@@ -21,6 +21,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 from xml.etree.ElementTree import Element
@@ -60,6 +61,21 @@ _PART_NUMBER_RE: Final = re.compile(r"[0-9]{1,5}")
 def local_name(tag: str) -> str:
     """An element's name without its namespace (``{ns}Key`` → ``Key``)."""
     return tag.rsplit("}", 1)[-1]
+
+
+def children_by_name(node: Element, allowed: Iterable[str]) -> dict[str, list[Element]]:
+    """``node``'s children by local name; one not in ``allowed`` is
+    MalformedXML (AWS refuses unknown elements in configuration documents)."""
+    allowed_set = set(allowed)
+    out: dict[str, list[Element]] = {}
+    for child in node:
+        name = local_name(child.tag)
+        if name not in allowed_set:
+            raise S3Error(
+                "MalformedXML", message=f"unexpected element {name} in {local_name(node.tag)}"
+            )
+        out.setdefault(name, []).append(child)
+    return out
 
 
 def document_root(
