@@ -169,7 +169,9 @@ def test_older_store_is_reported_and_repaired(open_base: Path, umask_022: None) 
     assert report.returncode == 1 and "seglake doctor --fix-permissions" in report.stdout
     listed = cli(data, "doctor", "--json")
     before = {e["path"] for e in json.loads(listed.stdout)["exposed"]}
-    # Everything the older version left open (files the second server made are private).
+    # Everything the older version left open (files the second server made are
+    # private): the data dir, objects/, segments/ and a segment, meta.db and
+    # its WAL files, the locks (no manifest or record files since format 2).
     assert before >= exposed and len(before) >= 8
     fixed = cli_json(data, "doctor", "--fix-permissions")
     assert {f["path"] for f in fixed["fixed"]} == before and fixed["still_exposed"] == []
