@@ -8,7 +8,6 @@ with ``X-Forwarded-For`` and HTTPS with ``X-Forwarded-Proto``.
 
 from __future__ import annotations
 
-import http.client
 import json
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from seglake.protocol.policy import ACCOUNT_ID
 from tests.e2e._helpers import status_and_code, with_headers
+from tests.e2e.test_access_control import raw
 from tests.harness import REGION, SeglakeServer, server_fixture
 
 KEYS = {"ann": "ann-secret-0a1b2c", "ben": "ben-secret-3d4e5f", "liz": "liz-secret-6a7b8c"}
@@ -98,17 +98,6 @@ def client(server: SeglakeServer, key: str, headers: dict[str, str] | None = Non
         config=BotoConfig(retries={"total_max_attempts": 1}, signature_version="s3v4"),
     )  # fmt: skip
     return with_headers(s3, headers) if headers else s3
-
-
-def raw(server: SeglakeServer, method: str, path: str, headers: dict[str, str] | None = None,
-        body: bytes = b"") -> tuple[int, bytes]:  # fmt: skip
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
 
 
 def _setup(srv: SeglakeServer) -> None:
