@@ -20,6 +20,10 @@
 # --root DIR works on DIR as the file system root (a staging tree, as an
 #   image build uses): users go into DIR/etc/passwd, systemd is not touched.
 set -euo pipefail
+# The venv, the unit and /etc/seglake must be readable by the service user and
+# systemd whatever umask the admin (or a Seglake process, which runs with 077)
+# calls this with; private files get their modes explicitly below.
+umask 022
 
 ACTION=install
 DRY_RUN=0

@@ -47,6 +47,9 @@ def sh(*args: str | Path, timeout: float = INSTALL_TIMEOUT_S) -> subprocess.Comp
     return subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, timeout=timeout, check=False,
         stdin=subprocess.DEVNULL,
+        # A careful admin's umask (and any Seglake process's): the installer
+        # must still leave a venv and a unit the service user can read.
+        umask=0o077,
     )  # fmt: skip
 
 
@@ -182,6 +185,11 @@ def test_install_upgrade_uninstall_in_a_staging_root(tmp_path: Path) -> None:
     assert unit.read_text() == UNIT.read_text()
     seglake = root / "opt/seglake/venv/bin/seglake"
     assert "--data-dir" in ok(sh(seglake, "serve", "--help", timeout=60))
+    # Readable by the service user and systemd even though sh() runs with 077.
+    assert mode_of(unit) == 0o644 and mode_of(conf / "seglake.env") == 0o644
+    for path in (root / "opt/seglake", seglake, *(root / "opt/seglake/venv/lib").rglob("*.py")):
+        want = 0o005 if path.is_dir() or mode_of(path) & 0o100 else 0o004
+        assert mode_of(path) & want == want, oct(mode_of(path)) + f" {path}"
 
     # Re-running upgrades in place: data, settings and secrets are kept.
     (data / "meta.db").write_bytes(b"operator data")
