@@ -229,7 +229,17 @@ def test_ready_follows_maintenance_and_the_writer(server: SeglakeServer) -> None
     assert _ready(server.endpoint).status_code == 200
 
     # the writer killed: 503 until the supervisor has restarted it
+    # The writer reports every INTERVAL_S: wait until its report has caught up
+    # with the maintenance toggles above (two reads apart agree), or a report
+    # made just before the kill would add them to "before" after the fact.
     before = wait_for(server, lambda d: d["writer"]["batches_total"] > 0)
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(INTERVAL_S * 3)
+        again = stats(server)
+        if again["writer"]["mutations_total"] == before["writer"]["mutations_total"]:
+            break
+        before = again
     writer_pid = server.refresh_pids()["writer"][0]
     os.kill(writer_pid, signal.SIGKILL)
     seen_503 = None
