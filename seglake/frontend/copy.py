@@ -49,6 +49,7 @@ from seglake.frontend.objects import (
     validate_version_id,
     write_condition_args,
 )
+from seglake.frontend.tagging import tagging_directive, write_vmeta
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import CopyObject
 from seglake.meta.reads import MetaReader
@@ -132,6 +133,9 @@ class CopyHandlers(FamilyBase):
             alg = checksums.header_name(alg)[len(checksums.HEADER_PREFIX) :].upper()
         # Metadata is validated whatever the directive; with COPY it is unused.
         meta = stored_meta(req) if directive == "REPLACE" else {}
+        # Tags likewise: x-amz-tagging counts only with the REPLACE tagging directive.
+        tag_directive = tagging_directive(req)
+        write_vmeta(req)
         guard = write_condition_args(self.reader, req)
         cond = conditions.from_headers(req.headers, copy_source=True)
         copy = CopyObject(
@@ -142,7 +146,9 @@ class CopyHandlers(FamilyBase):
                 cond.if_unmodified_since,
             ),
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
-            if_match=guard.if_match, seen_uid=guard.seen_uid,
+            if_match=guard.if_match, seen_uid=guard.seen_uid, owner=req.owner,
+            tagging_directive=tag_directive,
+            vmeta=(write_vmeta(req) if tag_directive == "REPLACE" else None),
         )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

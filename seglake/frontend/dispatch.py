@@ -23,6 +23,7 @@ from seglake.frontend.multipart import MultipartHandlers
 from seglake.frontend.objects import ObjectHandlers
 from seglake.frontend.observe import ObserveHandlers
 from seglake.frontend.postobject import PostObjectHandlers
+from seglake.frontend.tagging import TaggingHandlers
 from seglake.frontend.versioning import VersioningHandlers
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
@@ -41,6 +42,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "observe": ObserveHandlers,
     "bucket_lifecycle": BucketLifecycleHandlers,
     "bucket_cors": BucketCorsHandlers,
+    "tagging": TaggingHandlers,
 }
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import trio
 
+from seglake.auth.canonical import canonical_id
 from seglake.errors import S3Error
 from seglake.frontend.h11_fixes import send_continue
 from seglake.frontend.router import Route
@@ -63,6 +64,9 @@ class Request:
     # operation names in its body (DeleteObjects, PostObject).
     identity: Any = None
     object_check: ObjectCheck | None = None
+    # PutObjectTagging: the policy decision again, with the body's tags
+    # (set by the authorizer; seglake/frontend/authz.py).
+    tag_check: Callable[[Sequence[tuple[str, str]]], None] | None = None
 
     async def recv(self) -> Message:
         """``receive()`` that remembers whether the request body was consumed."""
@@ -155,6 +159,12 @@ class Request:
     def q(self, name: str) -> str | None:
         values = self.query.get(name)
         return values[0] if values else None
+
+    @property
+    def owner(self) -> str:
+        """The canonical id of the key that signed this request ("" for an
+        anonymous one): the owner of what it writes."""
+        return "" if self.auth is None else canonical_id(self.auth.access_key)
 
     @property
     def bucket(self) -> str:
