@@ -24,6 +24,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "NotModified": ErrorSpec(304, "Not Modified"),
     "AccessDenied": ErrorSpec(403, "Access Denied"),
     # A refused CORS preflight (OPTIONS): origin, method or headers not allowed.
+    # A request that sets an ACL on a bucket whose ownership controls are
+    # BucketOwnerEnforced (ACLs disabled).
+    "AccessControlListNotSupported": ErrorSpec(400, "The bucket does not allow ACLs"),
     "AccessForbidden": ErrorSpec(403, "CORSResponse: This CORS request is not allowed."),
     "AuthorizationHeaderMalformed": ErrorSpec(400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": ErrorSpec(
@@ -91,6 +94,10 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         400,
         "The content of the form does not meet the conditions specified in the policy document.",
     ),
+    "MalformedACLError": ErrorSpec(
+        400,
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+    ),
     "MalformedXML": ErrorSpec(
         400,
         "The XML you provided was not well-formed or did not validate against our published schema.",
@@ -118,6 +125,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "NoSuchVersion": ErrorSpec(
         404, "The version ID specified in the request does not match an existing version."
     ),
+    "OwnershipControlsNotFoundError": ErrorSpec(
+        404, "The bucket ownership controls were not found"
+    ),
     "PreconditionFailed": ErrorSpec(
         412, "At least one of the preconditions you specified did not hold."
     ),
@@ -141,6 +151,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         403,
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
+    ),
+    "UnresolvableGrantByEmailAddress": ErrorSpec(
+        400, "The email address you provided does not match any account on record."
     ),
     "XAmzContentSHA256Mismatch": ErrorSpec(
         400, "The provided 'x-amz-content-sha256' header does not match what was computed."
