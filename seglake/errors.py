@@ -60,6 +60,10 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         403, "The AWS access key Id you provided does not exist in our records."
     ),
     "InvalidArgument": ErrorSpec(400, "Invalid Argument"),
+    # BucketOwnerEnforced asked for while the bucket's ACL grants others access.
+    "InvalidBucketAclWithObjectOwnership": ErrorSpec(
+        400, "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+    ),
     "InvalidBucketName": ErrorSpec(400, "The specified bucket is not valid."),
     "InvalidChunkSizeError": ErrorSpec(
         400, "Only the last chunk is allowed to have a size less than 8192 bytes"

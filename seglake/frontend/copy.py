@@ -50,7 +50,7 @@ from seglake.frontend.objects import (
     write_condition_args,
 )
 from seglake.frontend.writer_client import WriterClient
-from seglake.ipc.messages import CopyObject
+from seglake.ipc.messages import CopyObject, VersionMetaInit
 from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums, conditions
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
@@ -133,6 +133,9 @@ class CopyHandlers(FamilyBase):
         # Metadata is validated whatever the directive; with COPY it is unused.
         meta = stored_meta(req) if directive == "REPLACE" else {}
         guard = write_condition_args(self.reader, req)
+        # A copy does not copy the source's ACL (AWS): the new object gets
+        # what this request asks for, private by default.
+        acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         cond = conditions.from_headers(req.headers, copy_source=True)
         copy = CopyObject(
             bucket=req.bucket, key=req.key, src_bucket=source.bucket, src_key=source.key,
@@ -142,7 +145,8 @@ class CopyHandlers(FamilyBase):
                 cond.if_unmodified_since,
             ),
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
-            if_match=guard.if_match, seen_uid=guard.seen_uid, owner=req.owner,
+            if_match=guard.if_match, seen_uid=guard.seen_uid, owner=owner,
+            vmeta=None if acl is None else VersionMetaInit(acl=acl),
         )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

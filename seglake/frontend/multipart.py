@@ -48,7 +48,6 @@ from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.frontend.body import declared_length, ingest
-from seglake.frontend.buckets import owner_xml
 from seglake.frontend.copy import CopySource, parse_copy_source
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
@@ -64,8 +63,16 @@ from seglake.frontend.objects import (
     validate_version_id,
 )
 from seglake.frontend.writer_client import WriterClient
-from seglake.ipc.messages import AbortUpload, Chunk, CompleteUpload, CreateUpload, UploadPart
+from seglake.ipc.messages import (
+    AbortUpload,
+    Chunk,
+    CompleteUpload,
+    CreateUpload,
+    UploadPart,
+    VersionMetaInit,
+)
 from seglake.meta import multipart_reads
+from seglake.meta.acl_reads import upload_owners
 from seglake.meta.multipart_reads import UploadRow
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions, listing
@@ -201,6 +208,12 @@ class MultipartHandlers(FamilyBase):
         self.segments = SegmentFiles(cfg)
 
     # ---- helpers ---------------------------------------------------------
+    def _upload_owner_xml(self, bucket: str, upload_id: str) -> list[str]:
+        """ListParts' Initiator and Owner: the key that created the upload."""
+        recorded = upload_owners(self.reader.conn, [upload_id]).get(upload_id)
+        owner = self.access.listed_owner(self.access.bucket(bucket), recorded)
+        return [self.access.owner_xml(owner, "Initiator"), self.access.owner_xml(owner)]
+
     def _upload(self, req: Request) -> UploadRow:
         """The open upload ``?uploadId=`` names, for this bucket and key."""
         upload_id = req.q("uploadId") or ""
@@ -255,11 +268,14 @@ class MultipartHandlers(FamilyBase):
             ctype = raw_type.strip().upper() if raw_type else checksums.default_checksum_type(alg)
             checksums.check_checksum_type(alg, ctype)
         self.require_bucket(req.bucket)
+        # Stored with the upload, applied by CompleteMultipartUpload.
+        acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         await req.small_body(MAX_EMPTY_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload)
         result = await self.writer.call(
             CreateUpload(
                 bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg,
-                checksum_type=ctype, owner=req.owner,
+                checksum_type=ctype, owner=owner,
+                vmeta=None if acl is None else VersionMetaInit(acl=acl),
             )
         )  # fmt: skip
         headers: list[tuple[bytes, bytes]] = []
@@ -455,7 +471,10 @@ class MultipartHandlers(FamilyBase):
             )  # fmt: skip
             item += "".join(el(f"Checksum{alg}", value) for alg, value in p.checksums.items())
             out.append(f"<Part>{item}</Part>")
-        out += [owner_xml("Initiator"), owner_xml(), el("StorageClass", "STANDARD")]
+        out += [
+            *self._upload_owner_xml(req.bucket, upload.upload_id),
+            el("StorageClass", "STANDARD"),
+        ]
         if upload.checksum_algorithm:
             out += [
                 el("ChecksumAlgorithm", upload.checksum_algorithm),
@@ -573,10 +592,14 @@ class MultipartHandlers(FamilyBase):
         if lq.encoding:
             out.append(el("EncodingType", lq.encoding))
         out.append(el("IsTruncated", page.is_truncated))
+        bucket_acl = self.access.bucket(req.bucket)
+        owners = upload_owners(self.reader.conn, [u.upload_id for u in page.uploads])
         for u in page.uploads:
+            owner = self.access.listed_owner(bucket_acl, owners.get(u.upload_id))
             item = (
                 el("Key", enc(u.key)) + el("UploadId", u.upload_id)
-                + owner_xml("Initiator") + owner_xml() + el("StorageClass", "STANDARD")
+                + self.access.owner_xml(owner, "Initiator") + self.access.owner_xml(owner)
+                + el("StorageClass", "STANDARD")
                 + el("Initiated", iso8601(u.created_ns))
             )  # fmt: skip
             if u.checksum_algorithm:

@@ -48,6 +48,7 @@ from seglake.ipc.messages import (
     DeleteVersion,
     MarkDamaged,
     Put,
+    VersionMetaInit,
 )
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions
@@ -373,6 +374,8 @@ class ObjectHandlers(FamilyBase):
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
         cond = write_condition_args(self.reader, req)
+        # Checked before a byte of the body is read.
+        acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
@@ -385,7 +388,7 @@ class ObjectHandlers(FamilyBase):
             bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
             if_none_match=cond.if_none_match, if_match=cond.if_match, seen_uid=cond.seen_uid,
-            owner=req.owner,
+            owner=owner, vmeta=None if acl is None else VersionMetaInit(acl=acl),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]

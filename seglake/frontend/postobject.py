@@ -46,7 +46,7 @@ from seglake.frontend.objects import (
 )
 from seglake.frontend.protection import CLAIMED_KEY_SCOPE
 from seglake.frontend.router import Route
-from seglake.ipc.messages import Chunk, Put
+from seglake.ipc.messages import Chunk, Put, VersionMetaInit
 from seglake.protocol import checksums
 from seglake.protocol.formdata import (
     Event,
@@ -69,7 +69,6 @@ _HEADER_FIELDS: Final = frozenset({"content-type", "content-md5", *STORED_HEADER
 # Fields with a meaning Seglake does not implement, and the one value of
 # each that means "the default" (None: no value is acceptable).
 _UNSUPPORTED: Final[dict[str, str | None]] = {
-    "acl": "private",
     "x-amz-storage-class": "STANDARD",
     "tagging": None,
     "x-amz-website-redirect-location": None,
@@ -258,6 +257,9 @@ class PostObjectHandlers(FamilyBase):
         if req.object_check is not None:
             req.object_check(form.key)
         self.require_bucket(req.bucket)
+        # The form's ``acl`` field is the upload's x-amz-acl (AWS's POST).
+        acl_headers = {"x-amz-acl": form.fields["acl"]} if "acl" in form.fields else {}
+        acl, owner = self.access.new_object(acl_headers, req.identity, req.bucket, self.cfg)
         upload = self._upload_request(req, form)
         require_content_md5(self.cfg, upload)
         require_if_match(self.cfg, upload)
@@ -285,7 +287,7 @@ class PostObjectHandlers(FamilyBase):
         put = Put(
             bucket=req.bucket, key=form.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
-            owner=req.owner,
+            owner=owner, vmeta=None if acl is None else VersionMetaInit(acl=acl),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         etag = f'"{body.etag}"'

@@ -156,8 +156,18 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
       actions=("ListBucketMultipartUploads", "ListMultipartUploads"),
       handler="multipart.list_multipart_uploads", listing=True, granted_by_ro=True),
     # bucket sub-resources Seglake does not implement (501)
-    _501("GetBucketAcl", "GET", BUCKET, "acl", "GetBucketAcl"),
-    _501("PutBucketAcl", "PUT", BUCKET, "acl", "PutBucketAcl"),
+    # ACLs and ownership controls (AWS has no delete action for ownership
+    # controls: DeleteBucketOwnershipControls is a Put)
+    E("GetBucketAcl", "GET", BUCKET, "acl", actions=("GetBucketAcl",),
+      handler="acl.get_bucket_acl", granted_by_ro=True),
+    E("PutBucketAcl", "PUT", BUCKET, "acl", actions=("PutBucketAcl",),
+      handler="acl.put_bucket_acl"),
+    E("GetBucketOwnershipControls", "GET", BUCKET, "ownershipControls",
+      actions=("GetBucketOwnershipControls",), handler="acl.get_ownership", granted_by_ro=True),
+    E("PutBucketOwnershipControls", "PUT", BUCKET, "ownershipControls",
+      actions=("PutBucketOwnershipControls",), handler="acl.put_ownership"),
+    E("DeleteBucketOwnershipControls", "DELETE", BUCKET, "ownershipControls",
+      actions=("PutBucketOwnershipControls",), handler="acl.delete_ownership"),
     _501("GetBucketTagging", "GET", BUCKET, "tagging", "GetBucketTagging"),
     _501("PutBucketTagging", "PUT", BUCKET, "tagging", "PutBucketTagging"),
     _501("DeleteBucketTagging", "DELETE", BUCKET, "tagging", "PutBucketTagging"),
@@ -180,9 +190,6 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _501("PutBucketRequestPayment", "PUT", BUCKET, "requestPayment", "PutBucketRequestPayment"),
     _501("GetBucketAccelerateConfiguration", "GET", BUCKET, "accelerate", "GetAccelerateConfiguration"),
     _501("PutBucketAccelerateConfiguration", "PUT", BUCKET, "accelerate", "PutAccelerateConfiguration"),
-    _501("GetBucketOwnershipControls", "GET", BUCKET, "ownershipControls", "GetBucketOwnershipControls"),
-    _501("PutBucketOwnershipControls", "PUT", BUCKET, "ownershipControls", "PutBucketOwnershipControls"),
-    _501("DeleteBucketOwnershipControls", "DELETE", BUCKET, "ownershipControls", "PutBucketOwnershipControls"),
     _501("GetPublicAccessBlock", "GET", BUCKET, "publicAccessBlock", "GetBucketPublicAccessBlock"),
     _501("PutPublicAccessBlock", "PUT", BUCKET, "publicAccessBlock", "PutBucketPublicAccessBlock"),
     _501("DeletePublicAccessBlock", "DELETE", BUCKET, "publicAccessBlock", "PutBucketPublicAccessBlock"),
@@ -203,6 +210,11 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     E("GetObjectAttributes", "GET", OBJECT, "attributes", actions=("GetObjectAttributes",),
       handler="objects.get_object_attributes", granted_by_ro=True,
       version_action="GetObjectVersionAttributes"),
+    # object ACLs
+    E("GetObjectAcl", "GET", OBJECT, "acl", actions=("GetObjectAcl",),
+      handler="acl.get_object_acl", granted_by_ro=True, version_action="GetObjectVersionAcl"),
+    E("PutObjectAcl", "PUT", OBJECT, "acl", actions=("PutObjectAcl",),
+      handler="acl.put_object_acl", version_action="PutObjectVersionAcl"),
     # multipart
     E("CreateMultipartUpload", "POST", OBJECT, "uploads",
       actions=("PutObject", "CreateMultipartUpload"), handler="multipart.create_multipart_upload"),
@@ -219,8 +231,6 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     E("AbortMultipartUpload", "DELETE", OBJECT, "uploadId", actions=("AbortMultipartUpload",),
       handler="multipart.abort_multipart_upload"),
     # object sub-resources Seglake does not implement (501)
-    _501("GetObjectAcl", "GET", OBJECT, "acl", "GetObjectAcl"),
-    _501("PutObjectAcl", "PUT", OBJECT, "acl", "PutObjectAcl"),
     _501("GetObjectTagging", "GET", OBJECT, "tagging", "GetObjectTagging"),
     _501("PutObjectTagging", "PUT", OBJECT, "tagging", "PutObjectTagging"),
     _501("DeleteObjectTagging", "DELETE", OBJECT, "tagging", "DeleteObjectTagging"),
