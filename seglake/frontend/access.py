@@ -16,7 +16,8 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,11 @@ class AccessView:
     def owner_xml(self, ident: str, tag: str = "Owner") -> str:
         """``<Owner>`` (or ``<Initiator>``) with the id and its display name."""
         return owner_xml(ident, self.display_name(ident), tag)
+
+    def owner_renderer(self) -> Callable[..., str]:
+        """``owner_xml`` for one listing: each distinct owner is looked up
+        once, not once per entry (a page lists up to 1000)."""
+        return functools.cache(self.owner_xml)
 
     def listed_owner(self, bucket: BucketAcl | None, recorded: str | None) -> str:
         """Who a listing shows as an object's owner: the recorded one, the

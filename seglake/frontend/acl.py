@@ -28,10 +28,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from seglake.auth.directory import KeyRecord
 from seglake.config import Config
 from seglake.errors import S3Error
-from seglake.frontend.access import AccessView, BucketAcl, ObjectAcl, refuse_public_acl
+from seglake.frontend.access import BucketAcl, ObjectAcl, refuse_public_acl
 from seglake.frontend.body import configuration_body, has_integrity_header
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
@@ -203,12 +202,3 @@ class AclHandlers(FamilyBase):
         self.bucket_state(req.bucket)
         await self.writer.call(SetBucketConfig(bucket=req.bucket, field="ownership", value=None))
         await req.respond(204)
-
-
-def writer_owner(record: KeyRecord | None, access: AccessView) -> str:
-    """The canonical id of the caller that writes (the account's for an
-    anonymous write a bucket ACL allowed: AWS records such objects as owned
-    by the anonymous user, who can do nothing with them that the ACL does
-    not already allow; the bucket owner's account is the practical owner)."""
-    requester = access.requester(record)
-    return requester if requester is not None else access.account_id

@@ -128,6 +128,7 @@ class BucketHandlers(FamilyBase):
         fetch_owner = not v2 or req.q("fetch-owner") == "true"
         owners: dict[str, str] = {}
         bucket_acl = None
+        owner_xml = self.access.owner_renderer()
         if fetch_owner:
             bucket_acl = self.access.bucket(req.bucket)
             owners = current_owners(self.reader.conn, req.bucket, [e.key for e in page.contents])
@@ -153,9 +154,7 @@ class BucketHandlers(FamilyBase):
                 + el("StorageClass", "STANDARD")
             )  # fmt: skip
             if fetch_owner:
-                item += self.access.owner_xml(
-                    self.access.listed_owner(bucket_acl, owners.get(e.key))
-                )
+                item += owner_xml(self.access.listed_owner(bucket_acl, owners.get(e.key)))
             parts.append(f"<Contents>{item}</Contents>")
         parts += lq.common_prefixes_xml(page.common_prefixes)
         await req.xml(200, document("ListBucketResult", parts))

@@ -209,10 +209,12 @@ class MultipartHandlers(FamilyBase):
 
     # ---- helpers ---------------------------------------------------------
     def _upload_owner_xml(self, bucket: str, upload_id: str) -> list[str]:
-        """ListParts' Initiator and Owner: the key that created the upload."""
+        """ListParts' Initiator (the key that created the upload) and Owner
+        (who will own the object: the bucket owner under BucketOwnerEnforced)."""
         recorded = upload_owners(self.reader.conn, [upload_id]).get(upload_id)
+        initiator = recorded if recorded is not None else self.access.account_id
         owner = self.access.listed_owner(self.access.bucket(bucket), recorded)
-        return [self.access.owner_xml(owner, "Initiator"), self.access.owner_xml(owner)]
+        return [self.access.owner_xml(initiator, "Initiator"), self.access.owner_xml(owner)]
 
     def _upload(self, req: Request) -> UploadRow:
         """The open upload ``?uploadId=`` names, for this bucket and key."""
@@ -594,11 +596,14 @@ class MultipartHandlers(FamilyBase):
         out.append(el("IsTruncated", page.is_truncated))
         bucket_acl = self.access.bucket(req.bucket)
         owners = upload_owners(self.reader.conn, [u.upload_id for u in page.uploads])
+        render = self.access.owner_renderer()
         for u in page.uploads:
-            owner = self.access.listed_owner(bucket_acl, owners.get(u.upload_id))
+            recorded = owners.get(u.upload_id)
+            initiator = recorded if recorded is not None else self.access.account_id
+            owner = self.access.listed_owner(bucket_acl, recorded)
             item = (
                 el("Key", enc(u.key)) + el("UploadId", u.upload_id)
-                + self.access.owner_xml(owner, "Initiator") + self.access.owner_xml(owner)
+                + render(initiator, "Initiator") + render(owner)
                 + el("StorageClass", "STANDARD")
                 + el("Initiated", iso8601(u.created_ns))
             )  # fmt: skip

@@ -107,9 +107,11 @@ class VersioningHandlers(FamilyBase):
             self.reader.conn, req.bucket, [(e.key, e.version_id) for e in page.entries]
         )
 
+        render = self.access.owner_renderer()
+
         def owner_xml(key: str, version_id: str) -> str:
             recorded = owners.get((key, version_id))
-            return self.access.owner_xml(self.access.listed_owner(bucket_acl, recorded))
+            return render(self.access.listed_owner(bucket_acl, recorded))
 
         for e in page.entries:
             common = (

@@ -111,7 +111,6 @@ OPERATION_PERMISSION: Final[Mapping[str, tuple[str, str]]] = {
     "UploadPartCopy": ("bucket", WRITE),
     "CompleteMultipartUpload": ("bucket", WRITE),
     "AbortMultipartUpload": ("bucket", WRITE),
-    "ListParts": ("bucket", WRITE),
     "GetBucketAcl": ("bucket", READ_ACP),
     "PutBucketAcl": ("bucket", WRITE_ACP),
     "GetObject": ("object", READ),
