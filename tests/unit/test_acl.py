@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from seglake.auth.canonical import canonical_id
 from seglake.errors import S3Error
@@ -16,6 +18,7 @@ from seglake.protocol.acl import (
     ALL_USERS,
     AUTHENTICATED_USERS,
     FULL_CONTROL,
+    GRANT_HEADERS,
     GROUP,
     LOG_DELIVERY,
     MAX_GRANTS,
@@ -34,6 +37,7 @@ from seglake.protocol.acl import (
     render_access_control_policy,
 )
 from seglake.protocol.xml import S3_NS
+from tests.unit.fuzzing import FUZZ
 
 ALICE = canonical_id("alice")
 BOB = canonical_id("bob")
@@ -358,3 +362,52 @@ def test_object_owner() -> None:
     assert ownership.object_owner(ownership.PREFERRED, BOB, ALICE, None) == BOB
     assert ownership.object_owner(ownership.WRITER, BOB, ALICE, bofc) == BOB
     assert ownership.object_owner(None, BOB, ALICE, bofc) == BOB
+
+
+# ---- hostile input: only S3 errors, never another exception --------------------------
+
+_XML_PIECES = [
+    "<AccessControlPolicy>", "</AccessControlPolicy>", "<Owner>", "</Owner>", f"<ID>{ALICE}</ID>",
+    "<AccessControlList>", "</AccessControlList>", "<Grant>", "</Grant>",
+    '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Group">',
+    '<Grantee xsi:type="CanonicalUser">', "</Grantee>", f"<URI>{ALL_USERS}</URI>",
+    "<Permission>READ</Permission>", "<Permission>x</Permission>", "<!DOCTYPE a>", "&amp;",
+    "<EmailAddress>a@b</EmailAddress>", "\x00", "é",
+]  # fmt: skip
+_HEADER_PIECES = ["id=", "uri=", "emailAddress=", '"', ",", " ", ALICE, ALL_USERS, "x", "=", "\t"]
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(_XML_PIECES), max_size=30), st.binary(max_size=8))
+def test_policy_document_parser_only_s3error(pieces: list[str], noise: bytes) -> None:
+    body = "".join(pieces).encode() + noise
+    try:
+        owner, acl = parse_access_control_policy(body, known)
+    except S3Error as err:
+        assert err.status in (400, 403)
+        return
+    assert owner and len(acl.grants) <= MAX_GRANTS
+
+
+@FUZZ
+@given(
+    st.sampled_from(sorted(GRANT_HEADERS)),
+    st.lists(st.sampled_from(_HEADER_PIECES), max_size=20),
+    st.booleans(),
+)
+def test_grant_header_parser_only_s3error(name: str, pieces: list[str], bucket: bool) -> None:
+    try:
+        acl = acl_from_headers({name: "".join(pieces)}, known, bucket=bucket)
+    except S3Error as err:
+        assert err.status == 400
+        return
+    assert acl is None or all(g.grantee in KNOWN or g.grantee == ALL_USERS for g in acl.grants)
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_ownership_parser_only_s3error(body: bytes) -> None:
+    try:
+        assert ownership.parse_ownership_controls(body) in ownership.SETTINGS
+    except S3Error as err:
+        assert err.code in ("MalformedXML", "MaxMessageLengthExceeded")
