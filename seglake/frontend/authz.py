@@ -62,7 +62,7 @@ from seglake.config import Config, csv_list
 from seglake.errors import S3Error
 from seglake.frontend.access import AccessView
 from seglake.frontend.http import Request
-from seglake.protocol.acl import OPERATION_PERMISSION, READ, WRITE
+from seglake.protocol.acl import READ, WRITE, needed_permission
 from seglake.protocol.endpoints import ENDPOINT_BY_NAME, SERVICE
 from seglake.protocol.policy import (
     ALLOW,
@@ -336,7 +336,7 @@ class Authorizer:
         that does not exist, AWS answers 404 to a caller who may list the
         bucket and 403 to others, so the request goes on to its handler
         (and its 404) exactly when the caller may list."""
-        needed = OPERATION_PERMISSION.get(op)
+        needed = needed_permission(op, version_id)
         if needed is None:
             return False
         target, permission = needed

@@ -120,6 +120,16 @@ OPERATION_PERMISSION: Final[Mapping[str, tuple[str, str]]] = {
 }
 
 
+def needed_permission(operation: str, version_id: str | None = None) -> tuple[str, str] | None:
+    """("bucket" | "object", permission) an operation needs from an ACL;
+    None when no ACL can grant it. Bucket WRITE deletes a version by its id
+    only for the bucket owner (AWS), so such a delete needs what no grant
+    gives (the owner is never anonymous and keys are ruled by policies)."""
+    if operation in ("DeleteObject", "DeleteObjects") and version_id is not None:
+        return None
+    return OPERATION_PERMISSION.get(operation)
+
+
 @dataclass(frozen=True)
 class Grant:
     grantee_type: str  # USER or GROUP

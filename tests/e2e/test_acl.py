@@ -342,6 +342,11 @@ def test_public_read_write_bucket_anonymous_writes(server: SeglakeServer) -> Non
         acl = s3.get_object_acl(Bucket=PUB2, Key="anon.txt")
         assert acl["Owner"]["ID"] == ADMIN_ID
         assert code(raw(server, "GET", f"/{PUB2}/anon.txt")) == (403, "AccessDenied")
+        # WRITE deletes (a delete marker), but never a version by its id.
+        vid = s3.head_object(Bucket=PUB2, Key="anon.txt")["VersionId"]
+        assert code(raw(server, "DELETE", f"/{PUB2}/anon.txt?versionId={vid}")) == (
+            403, "AccessDenied",
+        )  # fmt: skip
         assert raw(server, "DELETE", f"/{PUB2}/anon.txt")[0] == 204
         assert error(lambda: s3.head_object(Bucket=PUB2, Key="anon.txt"))[0] == 404
         # WRITE is not WRITE_ACP or deleting the bucket.
@@ -523,3 +528,19 @@ def test_acls_survive_writer_kill_and_rebuild_index(tmp_path: Path) -> None:
         while raw(srv, "GET", "/durable-acl/k")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert raw(srv, "GET", "/durable-acl/k") == (200, b"kept")
+
+
+def test_missing_key_404_when_a_policy_lets_anyone_list(server: SeglakeServer) -> None:
+    """AWS: a missing key is 404 to a caller with s3:ListBucket, 403 to others;
+    the listing right may come from a bucket policy as well as from an ACL."""
+    s3 = server.s3()
+    assert code(raw(server, "GET", f"/{CLIENTS}/no-such-key")) == (403, "AccessDenied")
+    lister = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",'
+              f'"Action":"s3:ListBucket","Resource":"arn:aws:s3:::{CLIENTS}"}}]}}')  # fmt: skip
+    s3.put_bucket_policy(Bucket=CLIENTS, Policy=lister)
+    try:
+        assert code(raw(server, "GET", f"/{CLIENTS}/no-such-key")) == (404, "NoSuchKey")
+        assert raw(server, "HEAD", f"/{CLIENTS}/no-such-key")[0] == 404
+    finally:
+        s3.delete_bucket_policy(Bucket=CLIENTS)
+    assert code(raw(server, "GET", f"/{CLIENTS}/no-such-key")) == (403, "AccessDenied")

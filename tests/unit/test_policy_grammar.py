@@ -34,7 +34,6 @@ from seglake.protocol.acl import (
     AUTHENTICATED_USERS,
     FULL_CONTROL,
     GROUP,
-    OPERATION_PERMISSION,
     READ,
     READ_ACP,
     USER,
@@ -42,6 +41,7 @@ from seglake.protocol.acl import (
     Acl,
     Grant,
     grants_permission,
+    needed_permission,
 )
 from seglake.protocol.endpoints import ENDPOINT_BY_NAME
 from seglake.protocol.policy import (
@@ -931,6 +931,8 @@ ACL_CASES: list[tuple[list[dict[str, Any]], Policy | None, RequestContext, Acl, 
      "public-read-write grants AllUsers WRITE on the bucket"),
     ([], None, anon_op("DeleteObject"), canned("public-read-write"), ALICE_ID, ALLOW,
      "bucket WRITE covers deleting objects"),
+    ([], None, anon_op("DeleteObject", version_id="v1"), canned("public-read-write"), ALICE_ID,
+     IMPLICIT_DENY, "bucket WRITE deletes versions only for the bucket owner"),
     ([], None, anon_op("CreateMultipartUpload"), canned("public-read-write"), ALICE_ID, ALLOW,
      "bucket WRITE covers multipart uploads"),
     ([], None, anon_op("ListObjectsV2"), canned("public-read"), ALICE_ID, ALLOW,
@@ -1095,7 +1097,7 @@ ACL_CASES: list[tuple[list[dict[str, Any]], Policy | None, RequestContext, Acl, 
 
 
 def _acl_grants(c: RequestContext, acl: Acl, owner: str) -> bool:
-    needed = OPERATION_PERMISSION.get(c.operation)
+    needed = needed_permission(c.operation, c.version_id)
     if needed is None:
         return False
     requester = None if c.principal is None else canonical_id(c.principal)
