@@ -13,6 +13,7 @@ AccessDenied so no client is told its data is public when it is not.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -201,6 +202,13 @@ def test_public_acls_are_refused_on_buckets_not_public(server: SeglakeServer) ->
     # Not public: authenticated-read and grants to keys are fine anywhere.
     s3.put_object(Bucket=HIDDEN, Key="k", Body=b"x", ACL="authenticated-read")
     assert ("Group", AUTH_USERS, "READ") in grants(s3.get_object_acl(Bucket=HIDDEN, Key="k"))
+
+
+def test_keys_list_shows_canonical_ids(server: SeglakeServer) -> None:
+    done = cli(server.data_dir, "keys", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    listed = {k["access_key"]: k["canonical_id"] for k in json.loads(done.stdout)}
+    assert listed["alice"] == ALICE_ID and listed["bob"] == BOB_ID
 
 
 def test_create_bucket_with_acl_records_the_creator(server: SeglakeServer) -> None:
