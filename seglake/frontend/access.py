@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import apsw
+import msgspec
 
 from seglake.auth.canonical import canonical_id
 from seglake.auth.directory import CanonicalIndex, KeyRecord
 from seglake.config import Config, csv_list
 from seglake.errors import S3Error
+from seglake.ipc.messages import VersionMetaInit
 from seglake.meta.acl_reads import bucket_access, object_access
 from seglake.protocol import ownership as own
 from seglake.protocol.acl import (
@@ -169,3 +171,13 @@ def refuse_public_acl(
             message="Public ACLs are blocked on this bucket: the operator has not listed it in "
             "--public-buckets, so anonymous requests are never served there",
         )
+
+
+def with_acl(vmeta: VersionMetaInit | None, acl: dict[str, Any] | None) -> VersionMetaInit | None:
+    """A new version's metadata (tags from ``x-amz-tagging``, ...) with the
+    ACL ``AccessView.new_object`` gave it."""
+    if acl is None:
+        return vmeta
+    if vmeta is None:
+        return VersionMetaInit(acl=acl)
+    return msgspec.structs.replace(vmeta, acl=acl)

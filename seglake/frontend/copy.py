@@ -35,6 +35,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
+from seglake.frontend.access import with_acl
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
@@ -49,8 +50,9 @@ from seglake.frontend.objects import (
     validate_version_id,
     write_condition_args,
 )
+from seglake.frontend.tagging import tagging_directive, write_vmeta
 from seglake.frontend.writer_client import WriterClient
-from seglake.ipc.messages import CopyObject, VersionMetaInit
+from seglake.ipc.messages import CopyObject
 from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums, conditions
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
@@ -132,6 +134,9 @@ class CopyHandlers(FamilyBase):
             alg = checksums.header_name(alg)[len(checksums.HEADER_PREFIX) :].upper()
         # Metadata is validated whatever the directive; with COPY it is unused.
         meta = stored_meta(req) if directive == "REPLACE" else {}
+        # Tags likewise: x-amz-tagging counts only with the REPLACE tagging directive.
+        tag_directive = tagging_directive(req)
+        write_vmeta(req)
         guard = write_condition_args(self.reader, req)
         # A copy does not copy the source's ACL (AWS): the new object gets
         # what this request asks for, private by default.
@@ -146,7 +151,8 @@ class CopyHandlers(FamilyBase):
             ),
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
             if_match=guard.if_match, seen_uid=guard.seen_uid, owner=owner,
-            vmeta=None if acl is None else VersionMetaInit(acl=acl),
+            tagging_directive=tag_directive,
+            vmeta=with_acl(write_vmeta(req) if tag_directive == "REPLACE" else None, acl),
         )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

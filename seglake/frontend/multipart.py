@@ -47,6 +47,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, decode_manifest
+from seglake.frontend.access import with_acl
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.copy import CopySource, parse_copy_source
 from seglake.frontend.family_base import FamilyBase
@@ -62,6 +63,7 @@ from seglake.frontend.objects import (
     validate_key,
     validate_version_id,
 )
+from seglake.frontend.tagging import write_vmeta
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import (
     AbortUpload,
@@ -69,7 +71,6 @@ from seglake.ipc.messages import (
     CompleteUpload,
     CreateUpload,
     UploadPart,
-    VersionMetaInit,
 )
 from seglake.meta import multipart_reads
 from seglake.meta.acl_reads import upload_owners
@@ -252,6 +253,7 @@ class MultipartHandlers(FamilyBase):
     async def create_multipart_upload(self, req: Request) -> None:
         validate_key(req.key)
         meta = stored_meta(req)
+        write_vmeta(req)  # a bad x-amz-tagging is refused before anything else
         alg: str | None = None
         raw_alg = req.headers.get("x-amz-checksum-algorithm")
         if raw_alg is not None:
@@ -276,8 +278,7 @@ class MultipartHandlers(FamilyBase):
         result = await self.writer.call(
             CreateUpload(
                 bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg,
-                checksum_type=ctype, owner=owner,
-                vmeta=None if acl is None else VersionMetaInit(acl=acl),
+                checksum_type=ctype, owner=owner, vmeta=with_acl(write_vmeta(req), acl),
             )
         )  # fmt: skip
         headers: list[tuple[bytes, bytes]] = []

@@ -155,7 +155,13 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     E("ListMultipartUploads", "GET", BUCKET, "uploads",
       actions=("ListBucketMultipartUploads", "ListMultipartUploads"),
       handler="multipart.list_multipart_uploads", listing=True, granted_by_ro=True),
-    # bucket sub-resources Seglake does not implement (501)
+    # tagging (AWS has no delete action: DeleteBucketTagging is a Put)
+    E("GetBucketTagging", "GET", BUCKET, "tagging", actions=("GetBucketTagging",),
+      handler="tagging.get_bucket_tagging", granted_by_ro=True),
+    E("PutBucketTagging", "PUT", BUCKET, "tagging", actions=("PutBucketTagging",),
+      handler="tagging.put_bucket_tagging"),
+    E("DeleteBucketTagging", "DELETE", BUCKET, "tagging", actions=("PutBucketTagging",),
+      handler="tagging.delete_bucket_tagging"),
     # ACLs and ownership controls (AWS has no delete action for ownership
     # controls: DeleteBucketOwnershipControls is a Put)
     E("GetBucketAcl", "GET", BUCKET, "acl", actions=("GetBucketAcl",),
@@ -168,9 +174,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
       actions=("PutBucketOwnershipControls",), handler="acl.put_ownership"),
     E("DeleteBucketOwnershipControls", "DELETE", BUCKET, "ownershipControls",
       actions=("PutBucketOwnershipControls",), handler="acl.delete_ownership"),
-    _501("GetBucketTagging", "GET", BUCKET, "tagging", "GetBucketTagging"),
-    _501("PutBucketTagging", "PUT", BUCKET, "tagging", "PutBucketTagging"),
-    _501("DeleteBucketTagging", "DELETE", BUCKET, "tagging", "PutBucketTagging"),
+    # bucket sub-resources Seglake does not implement (501)
     _501("GetBucketEncryption", "GET", BUCKET, "encryption", "GetEncryptionConfiguration"),
     _501("PutBucketEncryption", "PUT", BUCKET, "encryption", "PutEncryptionConfiguration"),
     _501("DeleteBucketEncryption", "DELETE", BUCKET, "encryption", "PutEncryptionConfiguration"),
@@ -230,10 +234,15 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
       handler="multipart.complete_multipart_upload"),
     E("AbortMultipartUpload", "DELETE", OBJECT, "uploadId", actions=("AbortMultipartUpload",),
       handler="multipart.abort_multipart_upload"),
+    # tagging: with ?versionId also the version actions, as AWS
+    E("GetObjectTagging", "GET", OBJECT, "tagging", actions=("GetObjectTagging",),
+      handler="tagging.get_object_tagging", granted_by_ro=True,
+      version_action="GetObjectVersionTagging"),
+    E("PutObjectTagging", "PUT", OBJECT, "tagging", actions=("PutObjectTagging",),
+      handler="tagging.put_object_tagging", version_action="PutObjectVersionTagging"),
+    E("DeleteObjectTagging", "DELETE", OBJECT, "tagging", actions=("DeleteObjectTagging",),
+      handler="tagging.delete_object_tagging", version_action="DeleteObjectVersionTagging"),
     # object sub-resources Seglake does not implement (501)
-    _501("GetObjectTagging", "GET", OBJECT, "tagging", "GetObjectTagging"),
-    _501("PutObjectTagging", "PUT", OBJECT, "tagging", "PutObjectTagging"),
-    _501("DeleteObjectTagging", "DELETE", OBJECT, "tagging", "DeleteObjectTagging"),
     _501("RestoreObject", "POST", OBJECT, "restore", "RestoreObject"),
     _501("SelectObjectContent", "POST", OBJECT, "select", "GetObject"),
     _501("GetObjectRetention", "GET", OBJECT, "retention", "GetObjectRetention"),

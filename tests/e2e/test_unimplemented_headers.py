@@ -1,5 +1,5 @@
 """Headers asking for what Seglake does not do yet (encryption, Object Lock,
-tags, storage classes) are refused with 501 NotImplemented and
+storage classes) are refused with 501 NotImplemented and
 leave nothing behind; their "default" values pass (#20, honest refusals)."""
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ SAMPLE = {
     "x-amz-object-lock-mode": "COMPLIANCE",
     "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z",
     "x-amz-object-lock-legal-hold": "ON",
-    "x-amz-tagging": "team=blue",
     "x-amz-website-redirect-location": "/elsewhere",
     "x-amz-storage-class": "GLACIER",
     "x-amz-bucket-object-lock-enabled": "true",
