@@ -320,6 +320,18 @@ def test_acl_on_copy_multipart_and_post(server: SeglakeServer) -> None:
                    ACL="public-read")  # fmt: skip
     assert raw(server, "GET", f"/{PUB}/copied") == (200, b"source")
     assert code(raw(server, "GET", f"/{PUB}/src")) == (403, "AccessDenied")
+    # Tags and the ACL of one write land together (one version-metadata record).
+    s3.copy_object(Bucket=PUB, Key="tagged", CopySource={"Bucket": PUB, "Key": "src"},
+                   ACL="public-read", TaggingDirective="REPLACE", Tagging="team=blue")  # fmt: skip
+    assert s3.get_object_tagging(Bucket=PUB, Key="tagged")["TagSet"] == [
+        {"Key": "team", "Value": "blue"}
+    ]
+    assert raw(server, "GET", f"/{PUB}/tagged") == (200, b"source")
+    s3.put_object(Bucket=PUB, Key="tagged-put", Body=b"tp", ACL="public-read", Tagging="a=1")
+    assert s3.get_object_tagging(Bucket=PUB, Key="tagged-put")["TagSet"] == [
+        {"Key": "a", "Value": "1"}
+    ]
+    assert raw(server, "GET", f"/{PUB}/tagged-put") == (200, b"tp")
     up = s3.create_multipart_upload(Bucket=PUB, Key="mpu", ACL="public-read")["UploadId"]
     # Applied on Complete, not before.
     etag = s3.upload_part(Bucket=PUB, Key="mpu", UploadId=up, PartNumber=1, Body=b"parts")["ETag"]
