@@ -24,6 +24,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "NotModified": ErrorSpec(304, "Not Modified"),
     "AccessDenied": ErrorSpec(403, "Access Denied"),
     # A refused CORS preflight (OPTIONS): origin, method or headers not allowed.
+    # A request that sets an ACL on a bucket whose ownership controls are
+    # BucketOwnerEnforced (ACLs disabled).
+    "AccessControlListNotSupported": ErrorSpec(400, "The bucket does not allow ACLs"),
     "AccessForbidden": ErrorSpec(403, "CORSResponse: This CORS request is not allowed."),
     "AuthorizationHeaderMalformed": ErrorSpec(400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": ErrorSpec(
@@ -57,6 +60,10 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         403, "The AWS access key Id you provided does not exist in our records."
     ),
     "InvalidArgument": ErrorSpec(400, "Invalid Argument"),
+    # BucketOwnerEnforced asked for while the bucket's ACL grants others access.
+    "InvalidBucketAclWithObjectOwnership": ErrorSpec(
+        400, "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+    ),
     "InvalidBucketName": ErrorSpec(400, "The specified bucket is not valid."),
     "InvalidChunkSizeError": ErrorSpec(
         400, "Only the last chunk is allowed to have a size less than 8192 bytes"
@@ -96,6 +103,10 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         400,
         "The content of the form does not meet the conditions specified in the policy document.",
     ),
+    "MalformedACLError": ErrorSpec(
+        400,
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+    ),
     "MalformedXML": ErrorSpec(
         400,
         "The XML you provided was not well-formed or did not validate against our published schema.",
@@ -124,6 +135,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "NoSuchVersion": ErrorSpec(
         404, "The version ID specified in the request does not match an existing version."
     ),
+    "OwnershipControlsNotFoundError": ErrorSpec(
+        404, "The bucket ownership controls were not found"
+    ),
     "PreconditionFailed": ErrorSpec(
         412, "At least one of the preconditions you specified did not hold."
     ),
@@ -147,6 +161,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         403,
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
+    ),
+    "UnresolvableGrantByEmailAddress": ErrorSpec(
+        400, "The email address you provided does not match any account on record."
     ),
     "XAmzContentSHA256Mismatch": ErrorSpec(
         400, "The provided 'x-amz-content-sha256' header does not match what was computed."

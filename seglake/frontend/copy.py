@@ -35,6 +35,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
+from seglake.frontend.access import with_acl
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
@@ -137,6 +138,9 @@ class CopyHandlers(FamilyBase):
         tag_directive = tagging_directive(req)
         write_vmeta(req)
         guard = write_condition_args(self.reader, req)
+        # A copy does not copy the source's ACL (AWS): the new object gets
+        # what this request asks for, private by default.
+        acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         cond = conditions.from_headers(req.headers, copy_source=True)
         copy = CopyObject(
             bucket=req.bucket, key=req.key, src_bucket=source.bucket, src_key=source.key,
@@ -146,9 +150,9 @@ class CopyHandlers(FamilyBase):
                 cond.if_unmodified_since,
             ),
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
-            if_match=guard.if_match, seen_uid=guard.seen_uid, owner=req.owner,
+            if_match=guard.if_match, seen_uid=guard.seen_uid, owner=owner,
             tagging_directive=tag_directive,
-            vmeta=(write_vmeta(req) if tag_directive == "REPLACE" else None),
+            vmeta=with_acl(write_vmeta(req) if tag_directive == "REPLACE" else None, acl),
         )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

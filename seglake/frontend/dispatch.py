@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from seglake.config import Config
+from seglake.frontend.acl import AclHandlers
 from seglake.frontend.bucket_cors import BucketCorsHandlers
 from seglake.frontend.bucket_lifecycle import BucketLifecycleHandlers
 from seglake.frontend.bucket_policy import BucketPolicyHandlers
@@ -42,6 +43,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "observe": ObserveHandlers,
     "bucket_lifecycle": BucketLifecycleHandlers,
     "bucket_cors": BucketCorsHandlers,
+    "acl": AclHandlers,
     "tagging": TaggingHandlers,
 }
 

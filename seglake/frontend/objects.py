@@ -36,6 +36,7 @@ from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest
+from seglake.frontend.access import with_acl
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.bucket_lifecycle import expiration
 from seglake.frontend.family_base import FamilyBase
@@ -377,6 +378,8 @@ class ObjectHandlers(FamilyBase):
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
         cond = write_condition_args(self.reader, req)
+        # Checked before a byte of the body is read.
+        acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
@@ -389,7 +392,7 @@ class ObjectHandlers(FamilyBase):
             bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
             if_none_match=cond.if_none_match, if_match=cond.if_match, seen_uid=cond.seen_uid,
-            owner=req.owner, vmeta=vmeta,
+            owner=owner, vmeta=with_acl(vmeta, acl),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]

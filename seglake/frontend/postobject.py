@@ -35,6 +35,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.frontend.access import with_acl
 from seglake.frontend.body import ingest
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Message, Request
@@ -71,7 +72,6 @@ _HEADER_FIELDS: Final = frozenset({"content-type", "content-md5", *STORED_HEADER
 # Fields with a meaning Seglake does not implement, and the one value of
 # each that means "the default" (None: no value is acceptable).
 _UNSUPPORTED: Final[dict[str, str | None]] = {
-    "acl": "private",
     "x-amz-storage-class": "STANDARD",
     "x-amz-website-redirect-location": None,
     "x-amz-server-side-encryption": None,
@@ -259,6 +259,9 @@ class PostObjectHandlers(FamilyBase):
         if req.object_check is not None:
             req.object_check(form.key)
         self.require_bucket(req.bucket)
+        # The form's ``acl`` field is the upload's x-amz-acl (AWS's POST).
+        acl_headers = {"x-amz-acl": form.fields["acl"]} if "acl" in form.fields else {}
+        acl, owner = self.access.new_object(acl_headers, req.identity, req.bucket, self.cfg)
         upload = self._upload_request(req, form)
         require_content_md5(self.cfg, upload)
         require_if_match(self.cfg, upload)
@@ -291,7 +294,7 @@ class PostObjectHandlers(FamilyBase):
         put = Put(
             bucket=req.bucket, key=form.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
-            owner=req.owner, vmeta=vmeta,
+            owner=owner, vmeta=with_acl(vmeta, acl),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         etag = f'"{body.etag}"'

@@ -162,9 +162,19 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
       handler="tagging.put_bucket_tagging"),
     E("DeleteBucketTagging", "DELETE", BUCKET, "tagging", actions=("PutBucketTagging",),
       handler="tagging.delete_bucket_tagging"),
+    # ACLs and ownership controls (AWS has no delete action for ownership
+    # controls: DeleteBucketOwnershipControls is a Put)
+    E("GetBucketAcl", "GET", BUCKET, "acl", actions=("GetBucketAcl",),
+      handler="acl.get_bucket_acl", granted_by_ro=True),
+    E("PutBucketAcl", "PUT", BUCKET, "acl", actions=("PutBucketAcl",),
+      handler="acl.put_bucket_acl"),
+    E("GetBucketOwnershipControls", "GET", BUCKET, "ownershipControls",
+      actions=("GetBucketOwnershipControls",), handler="acl.get_ownership", granted_by_ro=True),
+    E("PutBucketOwnershipControls", "PUT", BUCKET, "ownershipControls",
+      actions=("PutBucketOwnershipControls",), handler="acl.put_ownership"),
+    E("DeleteBucketOwnershipControls", "DELETE", BUCKET, "ownershipControls",
+      actions=("PutBucketOwnershipControls",), handler="acl.delete_ownership"),
     # bucket sub-resources Seglake does not implement (501)
-    _501("GetBucketAcl", "GET", BUCKET, "acl", "GetBucketAcl"),
-    _501("PutBucketAcl", "PUT", BUCKET, "acl", "PutBucketAcl"),
     _501("GetBucketEncryption", "GET", BUCKET, "encryption", "GetEncryptionConfiguration"),
     _501("PutBucketEncryption", "PUT", BUCKET, "encryption", "PutEncryptionConfiguration"),
     _501("DeleteBucketEncryption", "DELETE", BUCKET, "encryption", "PutEncryptionConfiguration"),
@@ -184,9 +194,6 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _501("PutBucketRequestPayment", "PUT", BUCKET, "requestPayment", "PutBucketRequestPayment"),
     _501("GetBucketAccelerateConfiguration", "GET", BUCKET, "accelerate", "GetAccelerateConfiguration"),
     _501("PutBucketAccelerateConfiguration", "PUT", BUCKET, "accelerate", "PutAccelerateConfiguration"),
-    _501("GetBucketOwnershipControls", "GET", BUCKET, "ownershipControls", "GetBucketOwnershipControls"),
-    _501("PutBucketOwnershipControls", "PUT", BUCKET, "ownershipControls", "PutBucketOwnershipControls"),
-    _501("DeleteBucketOwnershipControls", "DELETE", BUCKET, "ownershipControls", "PutBucketOwnershipControls"),
     _501("GetPublicAccessBlock", "GET", BUCKET, "publicAccessBlock", "GetBucketPublicAccessBlock"),
     _501("PutPublicAccessBlock", "PUT", BUCKET, "publicAccessBlock", "PutBucketPublicAccessBlock"),
     _501("DeletePublicAccessBlock", "DELETE", BUCKET, "publicAccessBlock", "PutBucketPublicAccessBlock"),
@@ -207,6 +214,11 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     E("GetObjectAttributes", "GET", OBJECT, "attributes", actions=("GetObjectAttributes",),
       handler="objects.get_object_attributes", granted_by_ro=True,
       version_action="GetObjectVersionAttributes"),
+    # object ACLs
+    E("GetObjectAcl", "GET", OBJECT, "acl", actions=("GetObjectAcl",),
+      handler="acl.get_object_acl", granted_by_ro=True, version_action="GetObjectVersionAcl"),
+    E("PutObjectAcl", "PUT", OBJECT, "acl", actions=("PutObjectAcl",),
+      handler="acl.put_object_acl", version_action="PutObjectVersionAcl"),
     # multipart
     E("CreateMultipartUpload", "POST", OBJECT, "uploads",
       actions=("PutObject", "CreateMultipartUpload"), handler="multipart.create_multipart_upload"),
@@ -231,8 +243,6 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     E("DeleteObjectTagging", "DELETE", OBJECT, "tagging", actions=("DeleteObjectTagging",),
       handler="tagging.delete_object_tagging", version_action="DeleteObjectVersionTagging"),
     # object sub-resources Seglake does not implement (501)
-    _501("GetObjectAcl", "GET", OBJECT, "acl", "GetObjectAcl"),
-    _501("PutObjectAcl", "PUT", OBJECT, "acl", "PutObjectAcl"),
     _501("RestoreObject", "POST", OBJECT, "restore", "RestoreObject"),
     _501("SelectObjectContent", "POST", OBJECT, "select", "GetObject"),
     _501("GetObjectRetention", "GET", OBJECT, "retention", "GetObjectRetention"),

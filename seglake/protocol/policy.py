@@ -35,7 +35,8 @@ Rules this module keeps:
   ``"*"`` or ``{"AWS": "*"}``. ``NotPrincipal`` is for Deny only (as AWS).
 * Identity: Seglake is one account, ``ACCOUNT_ID``. A key is named in a
   ``Principal`` by its access key id, by ``arn:aws:iam::<account>:user/<access
-  key id>`` or by ``{"CanonicalUser": "<access key id>"}``; the account by its
+  key id>`` or by ``{"CanonicalUser": "<its canonical id or access key id>"}``
+  (the canonical id GetBucketAcl shows, ``auth/canonical.py``); the account by its
   id or ``arn:aws:iam::<account>:root`` (every key, not anonymous). The
   account part of an ARN is not compared (there is only one account), so a
   policy copied from AWS works once its user names are Seglake keys. Roles,
@@ -103,13 +104,13 @@ OTHER_AWS_ACTIONS: Final = frozenset(
         "BypassGovernanceRetention", "CreateAccessPoint", "CreateJob", "DeleteAccessPoint",
         "DeleteAccessPointPolicy", "DeleteJobTagging", "DeleteStorageLensConfiguration",
         "DescribeJob", "GetAccessPoint", "GetAccessPointPolicy", "GetAccessPointPolicyStatus",
-        "GetAccountPublicAccessBlock", "GetJobTagging", "GetObjectVersionAcl",
-        "GetObjectVersionForReplication", "GetObjectVersionTorrent", "GetStorageLensConfiguration",
+        "GetAccountPublicAccessBlock", "GetJobTagging", "GetObjectVersionForReplication",
+        "GetObjectVersionTorrent", "GetStorageLensConfiguration",
         "ListAccessPoints", "ListJobs", "ListStorageLensConfigurations",
         "ObjectOwnerOverrideToBucketOwner", "PutAccessPointPolicy", "PutAccountPublicAccessBlock",
         "PutAnalyticsConfiguration", "PutIntelligentTieringConfiguration",
         "PutInventoryConfiguration", "PutJobTagging", "PutMetricsConfiguration",
-        "PutObjectVersionAcl", "PutStorageLensConfiguration", "ReplicateDelete", "ReplicateObject",
+        "PutStorageLensConfiguration", "ReplicateDelete", "ReplicateObject",
         "ReplicateTags", "UpdateJobPriority", "UpdateJobStatus",
     }
 )  # fmt: skip
@@ -175,6 +176,9 @@ class RequestContext:
     max_keys: str | None = None
     auth_type: str | None = None
     region: str = "us-east-1"
+    # The key's canonical user id (``auth/canonical.py``), for a bucket
+    # policy's ``{"CanonicalUser": ...}``; None when unsigned.
+    canonical_id: str | None = None
     # Tags the request asks for (x-amz-tagging, a PutObjectTagging body):
     # s3:RequestObjectTag/<key>, s3:RequestObjectTagKeys. None: it gives none.
     request_tags: tuple[tuple[str, str], ...] | None = None
@@ -718,13 +722,14 @@ class Principals:
     everyone: bool = False
     account: bool = False
     keys: frozenset[str] = frozenset()
+    canonical_ids: frozenset[str] = frozenset()
 
-    def covers(self, principal: str | None) -> bool:
+    def covers(self, principal: str | None, canonical: str | None = None) -> bool:
         if self.everyone:
             return True
         if principal is None:
             return False
-        return self.account or principal in self.keys
+        return self.account or principal in self.keys or canonical in self.canonical_ids
 
 
 @dataclass(frozen=True)
@@ -740,18 +745,21 @@ class Statement:
     not_resource: bool = False
     not_principal: bool = False
 
-    def covers_principal(self, principal: str | None, admin: bool = False) -> bool:
+    def covers_principal(
+        self, principal: str | None, admin: bool = False, canonical: str | None = None
+    ) -> bool:
         p = self.principals
         if p is None:
             return True
         if not self.not_principal:
-            return p.covers(principal)
+            return p.covers(principal, canonical)
         # NotPrincipal (Deny only) exempts exactly whom it names. AWS asks
         # to name the account next to its user ("check the account, then the
         # user"); naming the account there exempts the account root (the
         # admin), never every key of it.
         exempt = p.everyone or (
-            principal is not None and (principal in p.keys or (p.account and admin))
+            principal is not None
+            and (principal in p.keys or canonical in p.canonical_ids or (p.account and admin))
         )
         return not exempt
 
@@ -760,7 +768,7 @@ class Statement:
         return hit != self.not_action
 
     def applies(self, ctx: RequestContext) -> bool:
-        if not self.covers_principal(ctx.principal, ctx.admin):
+        if not self.covers_principal(ctx.principal, ctx.admin, ctx.canonical_id):
             return False
         if not self.covers_action(ctx.actions):
             return False
@@ -832,6 +840,33 @@ def decide(ctx: RequestContext, key_policy: Policy, bucket_policy: Policy | None
     ):
         return DENY
     return ALLOW if key_policy.allows(ctx) else IMPLICIT_DENY
+
+
+def decide_with_acl(
+    ctx: RequestContext,
+    key_policy: Policy | None,
+    bucket_policy: Policy | None,
+    acl_grants: bool,
+) -> str:
+    """Policies and ACLs together (``acl_grants``: the bucket's or object's
+    ACL gives the requester the permission the operation needs,
+    ``protocol/acl.py``), for a key (``key_policy``) or an anonymous
+    request (``ctx.principal`` None, ``key_policy`` None).
+
+    As AWS: an explicit deny in any policy wins over every allow and every
+    ACL grant. Otherwise an anonymous request is allowed by a bucket-policy
+    allow to ``"*"`` or by an ACL grant; a key is allowed exactly as
+    ``decide`` says — its own policy is the ceiling, so an ACL grant, like a
+    bucket-policy allow, never widens it (SPEC §5; AWS would let the grant
+    alone suffice)."""
+    if ctx.principal is not None:
+        assert key_policy is not None
+        return decide(ctx, key_policy, bucket_policy)
+    if bucket_policy is not None and bucket_policy.explicit_deny(ctx):
+        return DENY
+    if acl_grants or (bucket_policy is not None and bucket_policy.allows_anonymous(ctx)):
+        return ALLOW
+    return IMPLICIT_DENY
 
 
 # ---- parsing ---------------------------------------------------------------
@@ -1023,6 +1058,7 @@ def _aws_conditions(block: Any, variables: bool) -> tuple[Condition, ...]:
 
 _ACCESS_KEY: Final = re.compile(r"[A-Za-z0-9._@+=-]{1,128}")
 _ACCOUNT: Final = re.compile(r"\d{12}")
+_CANONICAL_ID: Final = re.compile(r"[0-9a-f]{64}")
 _IAM_ARN: Final = re.compile(r"arn:aws:(iam|sts)::(\d{12}|\*):(.+)")
 # Principal types AWS defines; only "AWS" and "CanonicalUser" can name a
 # Seglake caller.
@@ -1038,14 +1074,16 @@ def _aws_principal(value: Any) -> Principals:
         )
     everyone = account = False
     keys: set[str] = set()
+    canonical: set[str] = set()
     for kind, raw in value.items():
         for name in _strings(raw, f"Principal {kind}"):
             if kind in ("Service", "Federated"):
                 continue  # no Seglake request comes from one
             if kind == "CanonicalUser":
-                # Until keys have canonical ids of their own, a key's
-                # canonical id is its access key id.
-                keys.add(name)
+                # A key's canonical id (64 hex digits, as GetBucketAcl shows
+                # it); an access key id is accepted too, as before keys had
+                # canonical ids of their own.
+                (canonical if _CANONICAL_ID.fullmatch(name) else keys).add(name)
                 continue
             if name == "*":
                 everyone = True
@@ -1065,7 +1103,9 @@ def _aws_principal(value: Any) -> Principals:
                 raise PolicyError(
                     f"unsupported principal {name!r}: use an access key id, an IAM ARN or *"
                 )
-    return Principals(everyone=everyone, account=account, keys=frozenset(keys))
+    return Principals(
+        everyone=everyone, account=account, keys=frozenset(keys), canonical_ids=frozenset(canonical)
+    )
 
 
 def _aws_resource(text: str, bucket: str | None, variables: bool) -> Resource:
