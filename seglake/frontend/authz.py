@@ -55,7 +55,7 @@ from seglake.auth.directory import KeyDirectory, KeyRecord
 from seglake.config import Config, csv_list
 from seglake.errors import S3Error
 from seglake.frontend.http import Request
-from seglake.protocol.endpoints import ENDPOINT_BY_NAME, SERVICE
+from seglake.protocol.endpoints import BYPASS_GOVERNANCE, ENDPOINT_BY_NAME, SERVICE
 from seglake.protocol.policy import (
     ALLOW,
     AUTH_HEADER,
@@ -194,6 +194,16 @@ class Authorizer:
                 raise S3Error("InvalidAccessKeyId")
         req.identity = record
         op = req.route.operation
+        bucket = req.route.bucket
+
+        def bypass_check(key: str, version_id: str | None = None) -> bool:
+            try:
+                self._check(req, record, BYPASS_GOVERNANCE, bucket, key, version_id)
+            except S3Error:
+                return False
+            return True
+
+        req.bypass_check = bypass_check
         endpoint = ENDPOINT_BY_NAME[op]
         per_object = endpoint.per_object
         if per_object is not None:
@@ -225,11 +235,11 @@ class Authorizer:
     ) -> RequestContext:
         client = req.scope.get("client")
         peer = str(client[0]) if client else None
-        endpoint = ENDPOINT_BY_NAME[op]
-        listing = endpoint.listing
+        endpoint = ENDPOINT_BY_NAME.get(op)  # None: a permission, not an operation
+        listing = endpoint is not None and endpoint.listing
         auth_type = None
         if req.auth is not None:
-            if endpoint.signed_form:
+            if endpoint is not None and endpoint.signed_form:
                 auth_type = AUTH_POST
             else:
                 auth_type = AUTH_QUERY if req.auth.presigned else AUTH_HEADER
@@ -286,7 +296,7 @@ class Authorizer:
             # a policy will read it: most admin requests meet none.
             if (
                 bucket_policy is not None
-                and not ENDPOINT_BY_NAME[op].policy_repair
+                and not (op in ENDPOINT_BY_NAME and ENDPOINT_BY_NAME[op].policy_repair)
                 and bucket_policy.explicit_deny(
                     self._context(req, record, op, bucket, key, version_id)
                 )
@@ -304,7 +314,7 @@ class Authorizer:
     def _check_anonymous(
         self, req: Request, op: str, bucket: str, key: str, version_id: str | None
     ) -> None:
-        if ENDPOINT_BY_NAME[op].target == SERVICE or not bucket:
+        if op not in ENDPOINT_BY_NAME or ENDPOINT_BY_NAME[op].target == SERVICE or not bucket:
             raise _denied("Anonymous access is not allowed")
         if bucket not in self.public_buckets:
             raise _denied("Anonymous access is not allowed")

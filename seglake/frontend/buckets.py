@@ -9,7 +9,7 @@ from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.ipc.messages import CreateBucket, DeleteBucket
 from seglake.meta.reads import ListEntry
-from seglake.protocol import bucket_listing, listing
+from seglake.protocol import bucket_listing, listing, object_lock
 from seglake.protocol.limits import validate_bucket_name
 from seglake.protocol.xml import document, el, iso8601
 
@@ -66,7 +66,12 @@ class BucketHandlers(FamilyBase):
         versioning = (
             req.headers.get("x-seglake-versioning", self.cfg.default_versioning).strip().lower()
         )
-        await self.writer.call(CreateBucket(bucket=req.bucket, versioning=versioning))
+        # Object Lock at creation: versioning comes with it (the writer sees to it).
+        lock = object_lock.parse_bucket_lock_enabled(req.headers)
+        config = object_lock.LockConfiguration().to_xml().decode() if lock else None
+        await self.writer.call(
+            CreateBucket(bucket=req.bucket, versioning=versioning, object_lock=config)
+        )
         await req.respond(200, [(b"location", f"/{req.bucket}".encode())])
 
     async def delete_bucket(self, req: Request) -> None:

@@ -796,11 +796,15 @@ class ObjectHandlers(FamilyBase):
         cond = delete_condition(conditions.delete_conditions_from_headers(req.headers))
         if version_id is not None:
             validate_version_id(version_id)
+            # Object Lock: GOVERNANCE yields only to the header plus the
+            # s3:BypassGovernanceRetention permission; the writer decides.
+            bypass = req.may_bypass_governance(req.key, version_id)
             result = await self.writer.call(
                 DeleteVersion(
-                    bucket=req.bucket, key=req.key, version_id=version_id, conditions=cond
+                    bucket=req.bucket, key=req.key, version_id=version_id, conditions=cond,
+                    bypass_governance=bypass,
                 )
-            )
+            )  # fmt: skip
         else:
             result = await self.writer.call(
                 DeleteObject(bucket=req.bucket, key=req.key, conditions=cond)

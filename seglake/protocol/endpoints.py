@@ -253,4 +253,10 @@ OWN_ENDPOINTS: Final[tuple[Endpoint, ...]] = (
       granted_by_ro=True, path="/v1/meta/stats"),
 )  # fmt: skip
 
+# Object Lock: a permission that is no operation of its own. A request that
+# asks to bypass GOVERNANCE retention (DeleteObject, DeleteObjects,
+# PutObjectRetention) is also checked as this action on the same object;
+# without an allow the bypass is not applied (the request itself still runs).
+BYPASS_GOVERNANCE: Final = "BypassGovernanceRetention"
+
 ENDPOINT_BY_NAME: Final[Mapping[str, Endpoint]] = {e.name: e for e in (*ENDPOINTS, *OWN_ENDPOINTS)}

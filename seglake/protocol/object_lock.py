@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 from xml.etree.ElementTree import Element
 
 from seglake.errors import S3Error
@@ -365,10 +365,20 @@ def is_locked(
     return mode == "COMPLIANCE" or not bypass
 
 
+class RetentionLike(Protocol):
+    """A retention as any caller holds it (this module's, or the IPC one)."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def until_ms(self) -> int: ...
+
+
 def retention_change_allowed(
     old_mode: str | None,
     old_until_ms: int | None,
-    new: Retention | None,
+    new: RetentionLike | None,
     now_ms: int,
     *,
     bypass: bool,

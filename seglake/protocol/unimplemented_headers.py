@@ -40,9 +40,6 @@ _NEW_OBJECT: Final[Defaults] = {
     "x-amz-server-side-encryption-context": (),
     "x-amz-server-side-encryption-bucket-key-enabled": ("false",),
     **_SSE_C,
-    "x-amz-object-lock-mode": (),
-    "x-amz-object-lock-retain-until-date": (),
-    "x-amz-object-lock-legal-hold": ("off",),
     # One owner, no ACLs: these two canned ACLs grant nothing beyond it.
     "x-amz-acl": ("private", "bucket-owner-full-control"),
     "x-amz-grant-full-control": (),
@@ -60,7 +57,6 @@ _NEW_BUCKET: Final[Defaults] = {
     "x-amz-grant-read-acp": (),
     "x-amz-grant-write": (),
     "x-amz-grant-write-acp": (),
-    "x-amz-bucket-object-lock-enabled": ("false",),
     # AWS's default for new buckets, and what Seglake is: ACLs play no part.
     "x-amz-object-ownership": ("bucketownerenforced",),
 }

@@ -181,7 +181,7 @@ def check_delete(
 def check_lock_change(
     old_mode: str | None,
     old_until_ms: int | None,
-    new: ol.Retention | None,
+    new: ol.RetentionLike | None,
     *,
     bypass: bool,
     key: str = "",

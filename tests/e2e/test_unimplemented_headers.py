@@ -29,9 +29,6 @@ SAMPLE = {
     "x-amz-copy-source-server-side-encryption-customer-algorithm": "AES256",
     "x-amz-copy-source-server-side-encryption-customer-key": "MDEyMzQ1Njc4OWFi",
     "x-amz-copy-source-server-side-encryption-customer-key-md5": "zZ5FnqcIqUjVwvWmyog4zw==",
-    "x-amz-object-lock-mode": "COMPLIANCE",
-    "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z",
-    "x-amz-object-lock-legal-hold": "ON",
     "x-amz-acl": "public-read",
     "x-amz-grant-full-control": 'id="someone"',
     "x-amz-grant-read": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"',
@@ -41,7 +38,6 @@ SAMPLE = {
     "x-amz-tagging": "team=blue",
     "x-amz-website-redirect-location": "/elsewhere",
     "x-amz-storage-class": "GLACIER",
-    "x-amz-bucket-object-lock-enabled": "true",
     "x-amz-object-ownership": "ObjectWriter",
 }
 
@@ -113,7 +109,7 @@ def test_every_refused_header_on_every_operation(server: SeglakeServer) -> None:
     [
         {"x-amz-acl": "private"},
         {"x-amz-acl": "bucket-owner-full-control", "x-amz-storage-class": "STANDARD"},
-        {"x-amz-object-lock-legal-hold": "OFF", "x-amz-tagging": ""},
+        {"x-amz-tagging": ""},
         {"x-amz-server-side-encryption-bucket-key-enabled": "false"},
     ],
 )
