@@ -142,7 +142,7 @@ class CopyHandlers(FamilyBase):
                 cond.if_unmodified_since,
             ),
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
-            if_match=guard.if_match, seen_uid=guard.seen_uid,
+            if_match=guard.if_match, seen_uid=guard.seen_uid, owner=req.owner,
         )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

@@ -47,12 +47,12 @@ from seglake.format.records import (
     KIND_BUCKET,
     KIND_BUCKET_GONE,
     KIND_STATE,
-    bucket_body,
+    KIND_VERSION_META,
     decode_record,
-    encode_record,
 )
 from seglake.format.segment import CHUNK_SIZE
 from seglake.writer import fileio
+from seglake.writer.record_journal import bucket_record, state_record, vmeta_record
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class SegmentStore:
                 fixes = _corrections(conn, fd, str(path), records, committed_end)
                 for rtype, data in fixes:
                     digest = segfmt.record_digest(rtype, data)
-                    head = segfmt.encode_record_header(digest, len(data), rtype)
+                    head = segfmt.encode_record_header(digest, len(data), rtype, version=version)
                     fileio.pwritev_all(fd, [head, data], cut, "recovery.append")
                     records.append(segfmt.RecordInfo(cut, len(data), digest, rtype))
                     cut = records[-1].end
@@ -365,6 +365,7 @@ def _corrections(
     """The records that restate what the database kept for every manifest
     or metadata record past ``committed_end`` (see rule 4)."""
     uids: set[str] = set()
+    vmeta_uids: set[str] = set()
     buckets: set[str] = set()
     for rec in records:
         if rec.offset < committed_end or rec.rtype == segfmt.TYPE_CHUNK:
@@ -380,25 +381,21 @@ def _corrections(
             continue
         if kind == KIND_STATE:
             uids.add(str(body["uid"]))
-        else:
+        elif kind == KIND_VERSION_META:
+            uids.add(str(body["uid"]))
+            vmeta_uids.add(str(body["uid"]))
+        elif kind in (KIND_BUCKET, KIND_BUCKET_GONE):
             buckets.add(str(body["name"]))
-    out: list[tuple[int, bytes]] = []
-    for name in sorted(buckets):
-        rows = list(
-            conn.execute(
-                "SELECT created_ns, versioning, policy FROM buckets WHERE name = ?", (name,)
-            )
-        )
-        if rows:
-            created, versioning, policy = rows[0]
-            body = bucket_body(name, int(created), str(versioning), policy)  # type: ignore[arg-type]
-            out.append((segfmt.TYPE_BUCKET, encode_record(KIND_BUCKET, body)))
-        else:
-            out.append((segfmt.TYPE_BUCKET, encode_record(KIND_BUCKET_GONE, {"name": name})))
+        # A key record (type 5) restates nothing here: the SSE work decides.
+    # The same records the batch's journal writes (record_journal.py), so a
+    # restated bucket keeps every setting and a version its whole metadata.
+    out: list[tuple[int, bytes]] = [bucket_record(conn, name) for name in sorted(buckets)]
     for uid in sorted(uids):
-        found = list(conn.execute("SELECT state FROM versions WHERE uid = ?", (uid,)))
-        state = str(found[0][0]) if found else "PURGED"
-        out.append((segfmt.TYPE_STATE, encode_record(KIND_STATE, {"uid": uid, "state": state})))
+        out.append(state_record(conn, uid))
+        if uid in vmeta_uids:
+            vmeta = vmeta_record(conn, uid)
+            if vmeta is not None:
+                out.append(vmeta)
     return out
 
 
