@@ -35,6 +35,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
+from seglake.frontend import lock_fields
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
@@ -134,6 +135,8 @@ class CopyHandlers(FamilyBase):
         meta = stored_meta(req) if directive == "REPLACE" else {}
         guard = write_condition_args(self.reader, req)
         cond = conditions.from_headers(req.headers, copy_source=True)
+        # Object Lock: the copy's own lock (never the source's, as AWS).
+        lock, hold = lock_fields.lock_init(self.reader, req)
         copy = CopyObject(
             bucket=req.bucket, key=req.key, src_bucket=source.bucket, src_key=source.key,
             src_version_id=source.version_id, directive=directive, meta=meta,
@@ -143,6 +146,7 @@ class CopyHandlers(FamilyBase):
             ),
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
             if_match=guard.if_match, seen_uid=guard.seen_uid, owner=req.owner,
+            vmeta=lock_fields.with_lock(None, lock, hold),
         )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

@@ -36,6 +36,7 @@ from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest
+from seglake.frontend import lock_fields
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.bucket_lifecycle import expiration
 from seglake.frontend.family_base import FamilyBase
@@ -372,6 +373,10 @@ class ObjectHandlers(FamilyBase):
         bucket = self.reader.bucket(req.bucket)
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
+        # Object Lock: the version's lock, and the integrity header a lock
+        # bucket requires, both decided before any body byte is read.
+        lock, hold = lock_fields.lock_init(self.reader, req)
+        lock_fields.require_integrity(self.reader, req)
         cond = write_condition_args(self.reader, req)
         refs: dict[int, Chunk] = {}
 
@@ -386,6 +391,7 @@ class ObjectHandlers(FamilyBase):
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
             if_none_match=cond.if_none_match, if_match=cond.if_match, seen_uid=cond.seen_uid,
             owner=req.owner,
+            vmeta=lock_fields.with_lock(None, lock, hold),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
@@ -526,7 +532,7 @@ class ObjectHandlers(FamilyBase):
                 h.append((checksums.header_name(alg).encode(), value.encode()))
             if sums:
                 h.append((b"x-amz-checksum-type", stored_checksum_type(meta).encode()))
-        return h + self._expiration(req, v)
+        return h + self._expiration(req, v) + lock_fields.lock_headers(self.reader, v.uid)
 
     def _expiration(self, req: Request, v: VersionRow) -> list[tuple[bytes, bytes]]:
         """``x-amz-expiration`` when the version is the current one and a

@@ -9,7 +9,7 @@ version's identity, one indexed lookup.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import apsw
 
@@ -24,6 +24,7 @@ class VersionLock:
     mode: str | None
     until_ms: int | None
     legal_hold: bool
+    lock_bucket: bool = False  # the version's bucket has Object Lock (lock_by_uid only)
 
 
 def bucket_object_lock(conn: apsw.Connection, bucket: str) -> tuple[bool, str | None]:
@@ -72,5 +73,15 @@ def version_lock(
 
 
 def lock_by_uid(conn: apsw.Connection, uid: str) -> VersionLock | None:
-    rows = query(conn, f"SELECT {_COLS} FROM versions v WHERE v.uid = ?", (uid,))
-    return _lock(tuple(rows[0])) if rows else None
+    """A version's lock state and whether its bucket is lock-enabled (what
+    GET/HEAD answer with): one lookup by the unique uid, one by bucket name."""
+    rows = query(
+        conn,
+        f"SELECT {_COLS}, b.object_lock IS NOT NULL FROM versions v "
+        "JOIN buckets b ON b.name = v.bucket WHERE v.uid = ?",
+        (uid,),
+    )
+    if not rows:
+        return None
+    row = tuple(rows[0])
+    return replace(_lock(row[:6]), lock_bucket=bool(row[6]))

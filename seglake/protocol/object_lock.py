@@ -219,13 +219,23 @@ def parse_lock_configuration(body: bytes) -> LockConfiguration:
 # ---- Retention and LegalHold (version) -------------------------------------------------
 
 
+class RetentionLike(Protocol):
+    """A retention as any caller holds it (this module's, or the IPC one)."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def until_ms(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Retention:
     mode: Mode
     until_ms: int
 
 
-def retention_xml(retention: Retention) -> bytes:
+def retention_xml(retention: RetentionLike) -> bytes:
     return document(
         "Retention",
         [el("Mode", retention.mode), el("RetainUntilDate", format_date_ms(retention.until_ms))],
@@ -363,16 +373,6 @@ def is_locked(
     if until_ms is None or until_ms <= now_ms:
         return False
     return mode == "COMPLIANCE" or not bypass
-
-
-class RetentionLike(Protocol):
-    """A retention as any caller holds it (this module's, or the IPC one)."""
-
-    @property
-    def mode(self) -> str: ...
-
-    @property
-    def until_ms(self) -> int: ...
 
 
 def retention_change_allowed(
