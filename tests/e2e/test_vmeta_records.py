@@ -84,8 +84,8 @@ def test_set_version_meta_survives_kill_and_rebuild(tmp_path: Path) -> None:
     srv = SeglakeServer(data, frontends=1).start()
     try:
         s3 = srv.s3()
-        s3.create_bucket(Bucket="vbk")
-        s3.put_bucket_versioning(Bucket="vbk", VersioningConfiguration={"Status": "Enabled"})
+        # Object Lock (a retention is set below) comes with versioning.
+        s3.create_bucket(Bucket="vbk", ObjectLockEnabledForBucket=True)
         s3.create_bucket(Bucket="plain")
         s3.put_bucket_versioning(Bucket="plain", VersioningConfiguration={"Status": "Suspended"})
         v1 = s3.put_object(Bucket="vbk", Key="k", Body=b"one")["VersionId"]
