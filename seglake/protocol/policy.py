@@ -134,7 +134,9 @@ READ_ONLY_ACTIONS: Final = frozenset(
     | {name for name, read_only in OWN_OPERATIONS.items() if read_only}
 )
 # Not part of the ``rw`` shorthand: actions that change who may do what.
-RW_EXCLUDED: Final = ("PutBucketPolicy", "DeleteBucketPolicy")
+# Nor bypassing GOVERNANCE retention: a leaked everyday key must not be
+# able to delete what Object Lock protects (AWS's s3:* would include it).
+RW_EXCLUDED: Final = ("PutBucketPolicy", "DeleteBucketPolicy", BYPASS_GOVERNANCE)
 # Action prefixes of the AWS-style format; Seglake's own endpoints may also
 # be named in their own namespace.
 _ACTION_PREFIXES: Final = ("s3:", "seglake:")

@@ -29,7 +29,8 @@ LOCKED = "lock-main"
 DEFAULTED = "lock-default"
 PLAIN = "lock-plain"
 UNVERSIONED = "lock-unversioned"
-KEYS = {"nobypass": "nobypass-secret-1", "bypasser": "bypasser-secret-2"}
+KEYS = {"nobypass": "nobypass-secret-1", "bypasser": "bypasser-secret-2",
+        "everyday": "everyday-secret-3"}  # fmt: skip
 LOCKED_MSG = "Access Denied because object protected by object lock."
 
 
@@ -55,9 +56,10 @@ def _setup(srv: SeglakeServer) -> None:
     )
     for key, secret in KEYS.items():
         actions = BASIC + (("BypassGovernanceRetention",) if key == "bypasser" else ())
+        policy = "rw" if key == "everyday" else _policy(*actions)
         out = subprocess.run(
             [sys.executable, "-m", "seglake.cli", "keys", "create", "--key-access", key,
-             "--key-secret", secret, "--key-policy", _policy(*actions),
+             "--key-secret", secret, "--key-policy", policy,
              "--data-dir", str(srv.data_dir)],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
@@ -391,10 +393,12 @@ def test_governance_bypass_needs_header_and_permission(server: SeglakeServer, s3
         status, code, _ = _refused(client.delete_object, Bucket=LOCKED, Key="gov0",
                                    VersionId=vids[0])  # fmt: skip
         assert (status, code) == (403, "AccessDenied")
-    # The header without the permission is not enough.
-    status, code, _ = _refused(nobypass.delete_object, Bucket=LOCKED, Key="gov0",
-                               VersionId=vids[0], BypassGovernanceRetention=True)  # fmt: skip
-    assert (status, code) == (403, "AccessDenied")
+    # The header without the permission is not enough; the ``rw`` shorthand
+    # does not grant it either.
+    for client in (nobypass, _client(server, "everyday")):
+        status, code, _ = _refused(client.delete_object, Bucket=LOCKED, Key="gov0",
+                                   VersionId=vids[0], BypassGovernanceRetention=True)  # fmt: skip
+        assert (status, code) == (403, "AccessDenied")
     result = nobypass.delete_objects(
         Bucket=LOCKED, Delete={"Objects": [{"Key": "gov1", "VersionId": vids[1]}]},
         BypassGovernanceRetention=True,
