@@ -83,6 +83,11 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "InvalidRange": ErrorSpec(416, "The requested range is not satisfiable"),
     "InvalidRequest": ErrorSpec(400, "Invalid Request"),
     "InvalidURI": ErrorSpec(400, "Couldn't parse the specified URI."),
+    "InvalidTag": ErrorSpec(
+        400,
+        "The tag provided was not a valid tag. This error can occur if the tag did not pass "
+        "input validation.",
+    ),
     "KeyTooLongError": ErrorSpec(400, "Your key is too long."),
     # Browser form uploads (POST Object): the form, its file count, its policy.
     "MalformedPOSTRequest": ErrorSpec(
@@ -120,6 +125,7 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         404, "Object Lock configuration does not exist for this bucket"
     ),
     "NoSuchLifecycleConfiguration": ErrorSpec(404, "The lifecycle configuration does not exist"),
+    "NoSuchTagSet": ErrorSpec(404, "The TagSet does not exist"),
     "NoSuchUpload": ErrorSpec(
         404,
         "The specified multipart upload does not exist. The upload ID might be invalid, "

@@ -45,7 +45,7 @@ import contextlib
 import functools
 import ipaddress
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -54,8 +54,11 @@ import apsw
 from seglake.auth.directory import KeyDirectory, KeyRecord
 from seglake.config import Config, csv_list
 from seglake.errors import S3Error
+from seglake.format.errors import FormatError
+from seglake.format.vmeta import decode_vmeta
 from seglake.frontend.http import Request
-from seglake.protocol.endpoints import BYPASS_GOVERNANCE, ENDPOINT_BY_NAME, SERVICE
+from seglake.meta.schema import query
+from seglake.protocol.endpoints import BYPASS_GOVERNANCE, ENDPOINT_BY_NAME, OBJECT, SERVICE
 from seglake.protocol.policy import (
     ALLOW,
     AUTH_HEADER,
@@ -66,6 +69,7 @@ from seglake.protocol.policy import (
     RequestContext,
     decide,
 )
+from seglake.protocol.tagging import parse_tagging_header
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -166,9 +170,22 @@ class InflightLimiter:
                 del counts[key]
 
 
+def _header_tags(req: Request) -> tuple[tuple[str, str], ...] | None:
+    """The tags ``x-amz-tagging`` asks for, for s3:RequestObjectTag/...; a
+    malformed header gives none here (its handler refuses it)."""
+    raw = req.headers.get("x-amz-tagging")
+    if raw is None:
+        return None
+    try:
+        return tuple(parse_tagging_header(raw))
+    except S3Error:
+        return None
+
+
 class Authorizer:
     def __init__(self, cfg: Config, conn: apsw.Connection) -> None:
         self.cfg = cfg
+        self.conn = conn
         self.directory = KeyDirectory(conn, cfg.root, cfg.access_key, cfg.secret_key)
         self.public_buckets = frozenset(csv_list(cfg.public_buckets))
         self.trusted = parse_networks(cfg.trusted_proxies)
@@ -218,6 +235,15 @@ class Authorizer:
             self._check(req, record, op, req.route.bucket, req.route.key, version)
             if endpoint.copy_source:
                 self._check_copy_source(req, record)
+            if op == "PutObjectTagging":
+                # Its tags are in the body, read after this decision: the
+                # handler asks again with them (s3:RequestObjectTag/...).
+                bucket, key = req.route.bucket, req.route.key
+
+                def tag_check(tags: Sequence[tuple[str, str]]) -> None:
+                    self._check(req, record, op, bucket, key, version, request_tags=tuple(tags))
+
+                req.tag_check = tag_check
         if record is None:
             yield
             return
@@ -232,6 +258,7 @@ class Authorizer:
         bucket: str,
         key: str,
         version_id: str | None,
+        request_tags: tuple[tuple[str, str], ...] | None = None,
     ) -> RequestContext:
         client = req.scope.get("client")
         peer = str(client[0]) if client else None
@@ -259,7 +286,39 @@ class Authorizer:
             max_keys=req.q("max-keys") if listing else None,
             auth_type=auth_type,
             region=self.cfg.region,
+            request_tags=request_tags if request_tags is not None else _header_tags(req),
+            existing_tags=(
+                (lambda: self._existing_tags(bucket, key, version_id))
+                # The bypass permission (no endpoint) is checked on an object too.
+                if (endpoint is None or endpoint.target == OBJECT) and key
+                else None
+            ),
         )
+
+    def _existing_tags(
+        self, bucket: str, key: str, version_id: str | None
+    ) -> Sequence[tuple[str, str]]:
+        """The tags of the version a request addresses (none if it has none
+        or does not exist): s3:ExistingObjectTag/<key>."""
+        if version_id is None:
+            sql = (
+                "SELECT v.vmeta FROM current c JOIN versions v ON v.id = c.version "
+                "WHERE c.bucket = ? AND c.key = ?"
+            )
+            params: tuple[str, ...] = (bucket, key)
+        else:
+            sql = (
+                "SELECT vmeta FROM versions WHERE bucket = ? AND key = ? AND version_id = ? "
+                "AND state != 'DELETED'"
+            )
+            params = (bucket, key, version_id)
+        rows = query(self.conn, sql, params)
+        if not rows:
+            return ()
+        try:
+            return decode_vmeta(rows[0][0]).tags
+        except FormatError:
+            return ()
 
     def _secure(self, req: Request, peer: str | None) -> bool:
         if req.scope.get("scheme") == "https":
@@ -284,9 +343,10 @@ class Authorizer:
         bucket: str,
         key: str,
         version_id: str | None = None,
+        request_tags: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         if record is None:
-            self._check_anonymous(req, op, bucket, key, version_id)
+            self._check_anonymous(req, op, bucket, key, version_id, request_tags)
             return
         if bucket and not record.may_use_bucket(bucket):
             raise _denied("This access key may not use this bucket")
@@ -298,12 +358,12 @@ class Authorizer:
                 bucket_policy is not None
                 and not (op in ENDPOINT_BY_NAME and ENDPOINT_BY_NAME[op].policy_repair)
                 and bucket_policy.explicit_deny(
-                    self._context(req, record, op, bucket, key, version_id)
+                    self._context(req, record, op, bucket, key, version_id, request_tags)
                 )
             ):
                 raise _denied("Explicitly denied by the bucket policy")
             return
-        ctx = self._context(req, record, op, bucket, key, version_id)
+        ctx = self._context(req, record, op, bucket, key, version_id, request_tags)
         assert record.policy is not None
         verdict = decide(ctx, record.policy, bucket_policy)
         if verdict == DENY:
@@ -312,14 +372,20 @@ class Authorizer:
             raise _denied()
 
     def _check_anonymous(
-        self, req: Request, op: str, bucket: str, key: str, version_id: str | None
+        self,
+        req: Request,
+        op: str,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        request_tags: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         if op not in ENDPOINT_BY_NAME or ENDPOINT_BY_NAME[op].target == SERVICE or not bucket:
             raise _denied("Anonymous access is not allowed")
         if bucket not in self.public_buckets:
             raise _denied("Anonymous access is not allowed")
         policy = self._policies(bucket)
-        ctx = self._context(req, None, op, bucket, key, version_id)
+        ctx = self._context(req, None, op, bucket, key, version_id, request_tags)
         if policy is None or policy.explicit_deny(ctx) or not policy.allows_anonymous(ctx):
             raise _denied("Anonymous access is not allowed for this operation")
 

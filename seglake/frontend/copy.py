@@ -50,6 +50,7 @@ from seglake.frontend.objects import (
     validate_version_id,
     write_condition_args,
 )
+from seglake.frontend.tagging import tagging_directive, write_vmeta
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import CopyObject
 from seglake.meta.reads import MetaReader
@@ -133,6 +134,9 @@ class CopyHandlers(FamilyBase):
             alg = checksums.header_name(alg)[len(checksums.HEADER_PREFIX) :].upper()
         # Metadata is validated whatever the directive; with COPY it is unused.
         meta = stored_meta(req) if directive == "REPLACE" else {}
+        # Tags likewise: x-amz-tagging counts only with the REPLACE tagging directive.
+        tag_directive = tagging_directive(req)
+        write_vmeta(req)
         guard = write_condition_args(self.reader, req)
         cond = conditions.from_headers(req.headers, copy_source=True)
         # Object Lock: the copy's own lock (never the source's, as AWS).
@@ -146,7 +150,10 @@ class CopyHandlers(FamilyBase):
             ),
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
             if_match=guard.if_match, seen_uid=guard.seen_uid, owner=req.owner,
-            vmeta=lock_fields.with_lock(None, lock, hold),
+            tagging_directive=tag_directive,
+            vmeta=lock_fields.with_lock(
+                write_vmeta(req) if tag_directive == "REPLACE" else None, lock, hold
+            ),
         )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

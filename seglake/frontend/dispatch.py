@@ -24,6 +24,7 @@ from seglake.frontend.object_lock import ObjectLockHandlers
 from seglake.frontend.objects import ObjectHandlers
 from seglake.frontend.observe import ObserveHandlers
 from seglake.frontend.postobject import PostObjectHandlers
+from seglake.frontend.tagging import TaggingHandlers
 from seglake.frontend.versioning import VersioningHandlers
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
@@ -43,6 +44,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "bucket_lifecycle": BucketLifecycleHandlers,
     "bucket_cors": BucketCorsHandlers,
     "object_lock": ObjectLockHandlers,
+    "tagging": TaggingHandlers,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -73,6 +73,10 @@ class Request:
         if self.headers.get("x-amz-bypass-governance-retention", "").strip().lower() != "true":
             return False
         return self.bypass_check is not None and self.bypass_check(key, version_id)
+
+    # PutObjectTagging: the policy decision again, with the body's tags
+    # (set by the authorizer; seglake/frontend/authz.py).
+    tag_check: Callable[[Sequence[tuple[str, str]]], None] | None = None
 
     async def recv(self) -> Message:
         """``receive()`` that remembers whether the request body was consumed."""

@@ -64,6 +64,7 @@ from seglake.frontend.objects import (
     validate_key,
     validate_version_id,
 )
+from seglake.frontend.tagging import write_vmeta
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import AbortUpload, Chunk, CompleteUpload, CreateUpload, UploadPart
 from seglake.meta import multipart_reads
@@ -238,6 +239,7 @@ class MultipartHandlers(FamilyBase):
     async def create_multipart_upload(self, req: Request) -> None:
         validate_key(req.key)
         meta = stored_meta(req)
+        write_vmeta(req)  # a bad x-amz-tagging is refused before anything else
         alg: str | None = None
         raw_alg = req.headers.get("x-amz-checksum-algorithm")
         if raw_alg is not None:
@@ -262,7 +264,7 @@ class MultipartHandlers(FamilyBase):
             CreateUpload(
                 bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg,
                 checksum_type=ctype, owner=req.owner,
-                vmeta=lock_fields.with_lock(None, lock, hold),
+                vmeta=lock_fields.with_lock(write_vmeta(req), lock, hold),
             )
         )  # fmt: skip
         headers: list[tuple[bytes, bytes]] = []

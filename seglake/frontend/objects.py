@@ -49,8 +49,9 @@ from seglake.ipc.messages import (
     DeleteVersion,
     MarkDamaged,
     Put,
+    VersionMetaInit,
 )
-from seglake.meta.reads import MetaReader, VersionRow
+from seglake.meta.reads import MetaReader, VersionRow, version_tags
 from seglake.protocol import checksums, conditions
 from seglake.protocol.attributes import (
     MAX_PARTS,
@@ -61,6 +62,7 @@ from seglake.protocol.attributes import (
 )
 from seglake.protocol.limits import MAX_PART_NUMBER
 from seglake.protocol.ranges import ByteRange, multipart_parts, parse_range
+from seglake.protocol.tagging import parse_tagging_header
 from seglake.protocol.xml import http_date
 
 log = logging.getLogger(__name__)
@@ -370,6 +372,8 @@ class ObjectHandlers(FamilyBase):
         require_if_match(self.cfg, req)
         length = declared_length(req, self.cfg)
         meta = stored_meta(req)
+        raw_tags = req.headers.get("x-amz-tagging")
+        vmeta = None if raw_tags is None else VersionMetaInit(tags=parse_tagging_header(raw_tags))
         bucket = self.reader.bucket(req.bucket)
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
@@ -390,8 +394,7 @@ class ObjectHandlers(FamilyBase):
             bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
             if_none_match=cond.if_none_match, if_match=cond.if_match, seen_uid=cond.seen_uid,
-            owner=req.owner,
-            vmeta=lock_fields.with_lock(None, lock, hold),
+            owner=req.owner, vmeta=lock_fields.with_lock(vmeta, lock, hold),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
@@ -403,7 +406,7 @@ class ObjectHandlers(FamilyBase):
             headers.append((b"x-amz-checksum-type", checksums.FULL_OBJECT.encode()))
         headers += expiration(
             self.reader, req.bucket, req.key, body.size, result.created_ns,
-            self.cfg.lifecycle_day_ns,
+            self.cfg.lifecycle_day_ns, dict(vmeta.tags) if vmeta is not None else None,
         )  # fmt: skip
         await req.respond(200, headers)
 
@@ -518,6 +521,8 @@ class ObjectHandlers(FamilyBase):
         ]
         if self._reports_version(v):
             h.append((b"x-amz-version-id", v.version_id.encode()))
+        if v.tag_count > 0:  # AWS sends it only for an object with tags
+            h.append((b"x-amz-tagging-count", str(v.tag_count).encode()))
         for name, value in (meta.get("headers") or {}).items():
             h.append((name.encode(), str(value).encode("latin-1", "replace")))
         for name, value in (meta.get("user") or {}).items():
@@ -542,8 +547,9 @@ class ObjectHandlers(FamilyBase):
             if cur is None or cur.uid != v.uid:
                 return []
         return expiration(
-            self.reader, v.bucket, v.key, v.size, v.created_ns, self.cfg.lifecycle_day_ns
-        )
+            self.reader, v.bucket, v.key, v.size, v.created_ns, self.cfg.lifecycle_day_ns,
+            version_tags(v.vmeta) if v.tag_count else None,
+        )  # fmt: skip
 
     @staticmethod
     def _part_checksum(v: VersionRow, n: int) -> dict[str, str]:

@@ -19,8 +19,9 @@ Two steps, split around authorisation:
 
 The bucket is always the one in the URL; form fields cannot change it.
 Fields with S3 semantics Seglake does not implement (ACLs other than
-private, tagging, server-side encryption, storage classes, website
-redirects, session tokens) are refused with 501 rather than ignored.
+private, server-side encryption, storage classes, website redirects,
+session tokens) are refused with 501 rather than ignored. ``tagging`` (a
+Tagging XML document) gives the new object its tags.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from seglake.frontend.objects import (
 )
 from seglake.frontend.protection import CLAIMED_KEY_SCOPE
 from seglake.frontend.router import Route
-from seglake.ipc.messages import Chunk, Put
+from seglake.ipc.messages import Chunk, Put, VersionMetaInit
 from seglake.protocol import checksums
 from seglake.protocol.formdata import (
     Event,
@@ -60,6 +61,7 @@ from seglake.protocol.formdata import (
 )
 from seglake.protocol.postpolicy import PostPolicy, check_conditions, check_length, verify_signature
 from seglake.protocol.sigv4 import AuthContext
+from seglake.protocol.tagging import parse_tagging
 from seglake.protocol.xml import document, el
 
 # Where ``read_form`` leaves the verified form for the handler.
@@ -72,7 +74,6 @@ _HEADER_FIELDS: Final = frozenset({"content-type", "content-md5", *STORED_HEADER
 _UNSUPPORTED: Final[dict[str, str | None]] = {
     "acl": "private",
     "x-amz-storage-class": "STANDARD",
-    "tagging": None,
     "x-amz-website-redirect-location": None,
     "x-amz-server-side-encryption": None,
     "x-amz-server-side-encryption-aws-kms-key-id": None,
@@ -265,6 +266,11 @@ class PostObjectHandlers(FamilyBase):
         # A lock bucket's default retention (the form's own lock fields are refused).
         lock, hold = lock_fields.lock_init(self.reader, upload)
         meta = stored_meta(upload)
+        # The form's ``tagging`` field is a Tagging XML document (AWS's form).
+        raw_tags = form.fields.get("tagging")
+        vmeta = None
+        if raw_tags is not None:
+            vmeta = VersionMetaInit(tags=parse_tagging(raw_tags.encode("utf-8")))
         if not self.cfg.allow_unsigned_payload:
             raise S3Error(
                 "AccessDenied",
@@ -288,8 +294,7 @@ class PostObjectHandlers(FamilyBase):
         put = Put(
             bucket=req.bucket, key=form.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
-            owner=req.owner,
-            vmeta=lock_fields.with_lock(None, lock, hold),
+            owner=req.owner, vmeta=lock_fields.with_lock(vmeta, lock, hold),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         etag = f'"{body.etag}"'

@@ -53,7 +53,7 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -105,22 +105,21 @@ VERSION_ACTIONS: Final[dict[str, str]] = {
     e.name: e.version_action for e in ENDPOINTS if e.version_action is not None
 }
 # S3 actions AWS defines that no Seglake operation performs (access points,
-# batch jobs, replication, per-version ACLs and tags, …). A policy copied
-# from AWS may name them; they are accepted and never match a request.
+# batch jobs, replication, per-version ACLs, …). A policy copied from AWS
+# may name them; they are accepted and never match a request.
 OTHER_AWS_ACTIONS: Final = frozenset(
     {
         "CreateAccessPoint", "CreateJob", "DeleteAccessPoint",
-        "DeleteAccessPointPolicy", "DeleteJobTagging", "DeleteObjectVersionTagging",
-        "DeleteStorageLensConfiguration", "DescribeJob", "GetAccessPoint", "GetAccessPointPolicy",
-        "GetAccessPointPolicyStatus", "GetAccountPublicAccessBlock", "GetJobTagging",
-        "GetObjectVersionAcl", "GetObjectVersionForReplication", "GetObjectVersionTagging",
-        "GetObjectVersionTorrent", "GetStorageLensConfiguration", "ListAccessPoints", "ListJobs",
-        "ListStorageLensConfigurations", "ObjectOwnerOverrideToBucketOwner",
-        "PutAccessPointPolicy", "PutAccountPublicAccessBlock", "PutAnalyticsConfiguration",
-        "PutIntelligentTieringConfiguration", "PutInventoryConfiguration", "PutJobTagging",
-        "PutMetricsConfiguration", "PutObjectVersionAcl", "PutObjectVersionTagging",
-        "PutStorageLensConfiguration", "ReplicateDelete", "ReplicateObject", "ReplicateTags",
-        "UpdateJobPriority", "UpdateJobStatus",
+        "DeleteAccessPointPolicy", "DeleteJobTagging", "DeleteStorageLensConfiguration",
+        "DescribeJob", "GetAccessPoint", "GetAccessPointPolicy", "GetAccessPointPolicyStatus",
+        "GetAccountPublicAccessBlock", "GetJobTagging", "GetObjectVersionAcl",
+        "GetObjectVersionForReplication", "GetObjectVersionTorrent", "GetStorageLensConfiguration",
+        "ListAccessPoints", "ListJobs", "ListStorageLensConfigurations",
+        "ObjectOwnerOverrideToBucketOwner", "PutAccessPointPolicy", "PutAccountPublicAccessBlock",
+        "PutAnalyticsConfiguration", "PutIntelligentTieringConfiguration",
+        "PutInventoryConfiguration", "PutJobTagging", "PutMetricsConfiguration",
+        "PutObjectVersionAcl", "PutStorageLensConfiguration", "ReplicateDelete", "ReplicateObject",
+        "ReplicateTags", "UpdateJobPriority", "UpdateJobStatus",
     }
 )  # fmt: skip
 KNOWN_ACTIONS: Final = frozenset(
@@ -187,6 +186,12 @@ class RequestContext:
     max_keys: str | None = None
     auth_type: str | None = None
     region: str = "us-east-1"
+    # Tags the request asks for (x-amz-tagging, a PutObjectTagging body):
+    # s3:RequestObjectTag/<key>, s3:RequestObjectTagKeys. None: it gives none.
+    request_tags: tuple[tuple[str, str], ...] | None = None
+    # The addressed object's current tags, read only when a condition asks
+    # (s3:ExistingObjectTag/<key>); None: the request addresses no object.
+    existing_tags: Callable[[], Sequence[tuple[str, str]]] | None = None
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -302,9 +307,9 @@ KEY_FACTS: Final[Mapping[str, Fact]] = {
     "s3:object-lock-legal-hold": _header("x-amz-object-lock-legal-hold"),
     "s3:object-lock-remaining-retention-days": _remaining_days,
 }  # fmt: skip
-# Keys AWS defines that a request to Seglake never carries (no tagging
-# yet; no VPCs, organisations, MFA, sessions, services calling on
-# a user's behalf). They are absent, with AWS's absent-key semantics.
+# Keys AWS defines that a request to Seglake never carries (no VPCs,
+# organisations, MFA, sessions, services calling on a user's behalf). They
+# are absent, with AWS's absent-key semantics.
 ABSENT_KEYS: Final = frozenset(
     {
         "aws:sourcevpc", "aws:sourcevpce", "aws:vpcsourceip", "aws:sourcearn",
@@ -315,20 +320,32 @@ ABSENT_KEYS: Final = frozenset(
         "aws:calledviafirst", "aws:calledvialast", "aws:federatedprovider", "aws:sourceidentity",
         "aws:tagkeys", "aws:resourceorgid", "aws:resourceorgpaths", "aws:ec2instancesourcevpc",
         "aws:ec2instancesourceprivateipv4",
-        "s3:requestobjecttagkeys", "s3:locationconstraint", "s3:dataaccesspointarn",
+        "s3:locationconstraint", "s3:dataaccesspointarn",
         "s3:dataaccesspointaccount", "s3:accesspointnetworkorigin", "s3:tlsversion",
         "s3:signatureage", "s3:x-amz-expected-bucket-owner", "s3:objectcreationoperation",
     }
 )  # fmt: skip
-ABSENT_KEY_PREFIXES: Final = (
-    "aws:principaltag/", "aws:resourcetag/", "aws:requesttag/", "s3:existingobjecttag/",
-    "s3:requestobjecttag/",
-)  # fmt: skip
+ABSENT_KEY_PREFIXES: Final = ("aws:principaltag/", "aws:resourcetag/", "aws:requesttag/")
+# Object tags. The key's tag name arrives lowercased (key names compare
+# without regard to case), so tag keys are matched without regard to case.
+EXISTING_TAG_PREFIX: Final = "s3:existingobjecttag/"
+REQUEST_TAG_PREFIX: Final = "s3:requestobjecttag/"
+REQUEST_TAG_KEYS: Final = "s3:requestobjecttagkeys"
+
+
+def _tag_values(tags: Sequence[tuple[str, str]] | None, name: str) -> tuple[str, ...]:
+    if tags is None:
+        return ()
+    return tuple(v for k, v in tags if k.lower() == name)
 
 
 def is_known_key(key: str) -> bool:
     """Does ``key`` (lowercased) name a condition key AWS or Seglake defines?"""
     if key in KEY_FACTS or key in ABSENT_KEYS or key.startswith(ABSENT_KEY_PREFIXES):
+        return True
+    if key == REQUEST_TAG_KEYS:
+        return True
+    if key.startswith((EXISTING_TAG_PREFIX, REQUEST_TAG_PREFIX)):
         return True
     return key.startswith(_HEADER_KEY_PREFIX) and len(key) > len(_HEADER_KEY_PREFIX)
 
@@ -336,6 +353,13 @@ def is_known_key(key: str) -> bool:
 def key_values(ctx: RequestContext, key: str) -> tuple[str, ...]:
     """The values of condition key ``key`` (lowercased) for ``ctx``: empty
     when the request does not carry it."""
+    if key.startswith(EXISTING_TAG_PREFIX):
+        getter = ctx.existing_tags
+        return _tag_values(None if getter is None else getter(), key[len(EXISTING_TAG_PREFIX) :])
+    if key.startswith(REQUEST_TAG_PREFIX):
+        return _tag_values(ctx.request_tags, key[len(REQUEST_TAG_PREFIX) :])
+    if key == REQUEST_TAG_KEYS:
+        return () if ctx.request_tags is None else tuple(k for k, _v in ctx.request_tags)
     fact = KEY_FACTS.get(key)
     if fact is not None:
         value = fact(ctx)

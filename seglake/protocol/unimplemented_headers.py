@@ -1,7 +1,7 @@
 """Request headers that ask for something Seglake does not do yet.
 
 Each would change what is stored or who may read it (encryption, Object
-Lock, ACL grants, tags, storage classes). Accepting one and storing a plain
+Lock, ACL grants, storage classes). Accepting one and storing a plain
 object would let the client believe its data is encrypted, locked or shared
 when it is not, so a request carrying one is refused with ``501
 NotImplemented`` before a byte of its body is read. A header sent with the
@@ -46,7 +46,6 @@ _NEW_OBJECT: Final[Defaults] = {
     "x-amz-grant-read": (),
     "x-amz-grant-read-acp": (),
     "x-amz-grant-write-acp": (),
-    "x-amz-tagging": ("",),
     "x-amz-website-redirect-location": (),
     "x-amz-storage-class": ("standard",),
 }

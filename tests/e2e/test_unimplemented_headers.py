@@ -35,7 +35,6 @@ SAMPLE = {
     "x-amz-grant-read-acp": 'id="someone"',
     "x-amz-grant-write": 'id="someone"',
     "x-amz-grant-write-acp": 'id="someone"',
-    "x-amz-tagging": "team=blue",
     "x-amz-website-redirect-location": "/elsewhere",
     "x-amz-storage-class": "GLACIER",
     "x-amz-object-ownership": "ObjectWriter",
