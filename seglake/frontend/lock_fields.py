@@ -15,9 +15,11 @@ import time
 import msgspec
 
 from seglake.errors import S3Error
+from seglake.format.errors import FormatError
+from seglake.format.vmeta import decode_vmeta
 from seglake.frontend.http import Request
 from seglake.ipc.messages import Retention, VersionMetaInit
-from seglake.meta.lock_reads import bucket_object_lock, lock_by_uid
+from seglake.meta.lock_reads import bucket_object_lock
 from seglake.meta.reads import MetaReader
 from seglake.protocol import object_lock as ol
 from seglake.protocol.checksums import ALGORITHMS, header_name
@@ -85,14 +87,20 @@ def with_lock(
     return msgspec.structs.replace(vmeta, lock=lock, legal_hold=hold)
 
 
-def lock_headers(reader: MetaReader, uid: str) -> list[tuple[bytes, bytes]]:
-    """The ``x-amz-object-lock-*`` headers of a GET/HEAD answer: mode and
-    date when the version has a retention, the legal-hold status when it is
-    in a lock-enabled bucket."""
-    lock = lock_by_uid(reader.conn, uid)
-    if lock is None or (lock.mode is None and not lock.legal_hold and not lock.lock_bucket):
+def lock_headers(vmeta: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The ``x-amz-object-lock-*`` headers of a GET/HEAD answer, from the
+    version's vmeta value (read with its row, so no extra query): mode and
+    date when it has a retention, the legal-hold status when it has either.
+    A damaged value sends none (the writer's copy is what enforces)."""
+    if vmeta is None:
         return []
-    fields = ol.response_headers(
-        lock.mode, lock.until_ms, lock.legal_hold, lock_bucket=lock.lock_bucket
-    )
+    try:
+        value = decode_vmeta(vmeta)
+    except FormatError:
+        return []
+    if value.lock is None and not value.legal_hold:
+        return []
+    mode = None if value.lock is None else value.lock.mode
+    until = None if value.lock is None else value.lock.until_ms
+    fields = ol.response_headers(mode, until, value.legal_hold, lock_bucket=True)
     return [(k.encode(), v.encode()) for k, v in fields.items()]

@@ -537,7 +537,7 @@ class ObjectHandlers(FamilyBase):
                 h.append((checksums.header_name(alg).encode(), value.encode()))
             if sums:
                 h.append((b"x-amz-checksum-type", stored_checksum_type(meta).encode()))
-        return h + self._expiration(req, v) + lock_fields.lock_headers(self.reader, v.uid)
+        return h + self._expiration(req, v) + lock_fields.lock_headers(v.vmeta)
 
     def _expiration(self, req: Request, v: VersionRow) -> list[tuple[bytes, bytes]]:
         """``x-amz-expiration`` when the version is the current one and a

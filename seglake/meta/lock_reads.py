@@ -9,7 +9,7 @@ version's identity, one indexed lookup.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import apsw
 
@@ -24,7 +24,6 @@ class VersionLock:
     mode: str | None
     until_ms: int | None
     legal_hold: bool
-    lock_bucket: bool = False  # the version's bucket has Object Lock (lock_by_uid only)
 
 
 def bucket_object_lock(conn: apsw.Connection, bucket: str) -> tuple[bool, str | None]:
@@ -70,18 +69,3 @@ def version_lock(
             (bucket, key, version_id),
         )
     return _lock(tuple(rows[0])) if rows else None
-
-
-def lock_by_uid(conn: apsw.Connection, uid: str) -> VersionLock | None:
-    """A version's lock state and whether its bucket is lock-enabled (what
-    GET/HEAD answer with): one lookup by the unique uid, one by bucket name."""
-    rows = query(
-        conn,
-        f"SELECT {_COLS}, b.object_lock IS NOT NULL FROM versions v "
-        "JOIN buckets b ON b.name = v.bucket WHERE v.uid = ?",
-        (uid,),
-    )
-    if not rows:
-        return None
-    row = tuple(rows[0])
-    return replace(_lock(row[:6]), lock_bucket=bool(row[6]))
