@@ -301,3 +301,55 @@ def test_clock_restart_accepts_wall_clock() -> None:
     # The documented limit: after a restart the downtime is unknown.
     clock = ol.clock_start(NOW + 3650 * ol.DAY_MS, 0, NOW)
     assert ol.clock_tick(clock, NOW + 3650 * ol.DAY_MS, 1, JUMP)[0] == NOW + 3650 * ol.DAY_MS
+
+
+# ---- policy: the bypass permission and the object-lock condition keys -------------------
+
+
+def test_policy_bypass_permission_and_condition_keys() -> None:
+    import datetime as dt
+    import ipaddress
+    import json
+
+    from seglake.protocol.policy import ALLOW, RequestContext, decide, key_values, parse_key_policy
+
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def ctx(op: str, headers: dict[str, str] | None = None) -> RequestContext:
+        return RequestContext(
+            operation=op, bucket="b", key="k", principal="alice",
+            source_ip=ipaddress.ip_address("198.51.100.1"), now=now, secure_transport=False,
+            headers=headers or {},
+        )  # fmt: skip
+
+    # The rw shorthand grants writes but not the bypass; a JSON grant does.
+    rw = parse_key_policy("rw")
+    assert decide(ctx("DeleteObject"), rw, None) == ALLOW
+    assert decide(ctx("BypassGovernanceRetention"), rw, None) != ALLOW
+    grant = parse_key_policy(
+        json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:BypassGovernanceRetention",
+             "Resource": "arn:aws:s3:::b/*"}]})
+    )  # fmt: skip
+    assert decide(ctx("BypassGovernanceRetention"), grant, None) == ALLOW
+    headers = {
+        ol.MODE_HEADER: "COMPLIANCE",
+        ol.UNTIL_HEADER: "2026-01-31T12:00:00Z",
+        ol.LEGAL_HOLD_HEADER: "ON",
+    }
+    put = ctx("PutObject", headers)
+    assert key_values(put, "s3:object-lock-mode") == ("COMPLIANCE",)
+    assert key_values(put, "s3:object-lock-legal-hold") == ("ON",)
+    assert key_values(put, "s3:object-lock-retain-until-date") == ("2026-01-31T12:00:00Z",)
+    assert key_values(put, "s3:object-lock-remaining-retention-days") == ("31",)
+    assert key_values(ctx("PutObject"), "s3:object-lock-remaining-retention-days") == ()
+    # A policy can cap retention periods, as on AWS.
+    capped = parse_key_policy(
+        json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*",
+             "Condition": {"NumericLessThanEquals":
+                           {"s3:object-lock-remaining-retention-days": "30"}}}]})
+    )  # fmt: skip
+    assert decide(put, capped, None) != ALLOW
+    short = {**headers, ol.UNTIL_HEADER: "2026-01-10T00:00:00Z"}
+    assert decide(ctx("PutObject", short), capped, None) == ALLOW
