@@ -190,6 +190,13 @@ def _insert_version(
             if value.is_default
             else VersionMeta(ns, value.tags, value.acl, value.lock, value.legal_hold, value.extra)
         )
+    if (
+        value is not None
+        and (value.lock is not None or value.legal_hold)
+        and lock_rules.bucket_lock_config(conn, bucket) is None
+    ):
+        # The frontend refuses this first; a lock never lands outside a lock bucket.
+        raise S3Error("InvalidRequest", message=object_lock.MISSING_CONFIG_MSG)
     uid = VersionClock.uid_for(ns)
     if versioning == "enabled":
         version_id = uid

@@ -174,8 +174,8 @@ def test_creation_time_metadata_and_owner(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with SeglakeServer(data, frontends=1) as srv:
         s3 = srv.s3()
-        s3.create_bucket(Bucket="bkt")
-        s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled"})
+        # Object Lock (a legal hold is set below) comes with versioning.
+        s3.create_bucket(Bucket="bkt", ObjectLockEnabledForBucket=True)
         owner = canonical_id(ACCESS_KEY)
         s3.put_object(Bucket="bkt", Key="s3put", Body=b"x")
         meta = msgpack.unpackb(
