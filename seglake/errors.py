@@ -64,6 +64,10 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "InvalidBucketAclWithObjectOwnership": ErrorSpec(
         400, "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
     ),
+    # Object Lock: versioning cannot be suspended, lock not enableable here.
+    "InvalidBucketState": ErrorSpec(
+        409, "The request is not valid with the current state of the bucket."
+    ),
     "InvalidBucketName": ErrorSpec(400, "The specified bucket is not valid."),
     "InvalidChunkSizeError": ErrorSpec(
         400, "Only the last chunk is allowed to have a size less than 8192 bytes"
@@ -125,6 +129,12 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "NoSuchBucketPolicy": ErrorSpec(404, "The bucket policy does not exist"),
     "NoSuchCORSConfiguration": ErrorSpec(404, "The CORS configuration does not exist"),
     "NoSuchKey": ErrorSpec(404, "The specified key does not exist."),
+    "NoSuchObjectLockConfiguration": ErrorSpec(
+        404, "The specified object does not have a ObjectLock configuration"
+    ),
+    "ObjectLockConfigurationNotFoundError": ErrorSpec(
+        404, "Object Lock configuration does not exist for this bucket"
+    ),
     "NoSuchLifecycleConfiguration": ErrorSpec(404, "The lifecycle configuration does not exist"),
     "NoSuchTagSet": ErrorSpec(404, "The TagSet does not exist"),
     "NoSuchUpload": ErrorSpec(

@@ -9,6 +9,10 @@
 
 With the variable unset, ``hit()`` is one dictionary lookup on an empty
 dict: cheap enough to stay in production code paths.
+
+``SEGLAKE_TEST_CLOCK_OFFSET_FILE=path``: the object-lock clock's tests move
+the writer's and frontends' wall clock by the integer milliseconds the file
+holds (``clock_offset_ms``); unset, the offset is 0 and no file is read.
 """
 
 from __future__ import annotations
@@ -40,6 +44,18 @@ def _parse(spec: str) -> dict[str, _Armed]:
 
 
 _ARMED = _parse(os.environ.get("SEGLAKE_FAILPOINTS", ""))
+_CLOCK_FILE = os.environ.get("SEGLAKE_TEST_CLOCK_OFFSET_FILE") or None
+
+
+def clock_offset_ms() -> int:
+    """The test clock offset (0 in production: the variable is unset)."""
+    if _CLOCK_FILE is None:
+        return 0
+    try:
+        with open(_CLOCK_FILE, encoding="ascii") as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def hit(name: str) -> None:

@@ -66,7 +66,7 @@ from seglake.frontend.access import AccessView
 from seglake.frontend.http import Request
 from seglake.meta.schema import query
 from seglake.protocol.acl import READ, WRITE, needed_permission
-from seglake.protocol.endpoints import ENDPOINT_BY_NAME, OBJECT, SERVICE
+from seglake.protocol.endpoints import BYPASS_GOVERNANCE, ENDPOINT_BY_NAME, OBJECT, SERVICE
 from seglake.protocol.policy import (
     ALLOW,
     AUTH_HEADER,
@@ -221,6 +221,16 @@ class Authorizer:
                 raise S3Error("InvalidAccessKeyId")
         req.identity = record
         op = req.route.operation
+        bucket = req.route.bucket
+
+        def bypass_check(key: str, version_id: str | None = None) -> bool:
+            try:
+                self._check(req, record, BYPASS_GOVERNANCE, bucket, key, version_id)
+            except S3Error:
+                return False
+            return True
+
+        req.bypass_check = bypass_check
         endpoint = ENDPOINT_BY_NAME[op]
         per_object = endpoint.per_object
         if per_object is not None:
@@ -262,11 +272,11 @@ class Authorizer:
     ) -> RequestContext:
         client = req.scope.get("client")
         peer = str(client[0]) if client else None
-        endpoint = ENDPOINT_BY_NAME[op]
-        listing = endpoint.listing
+        endpoint = ENDPOINT_BY_NAME.get(op)  # None: a permission, not an operation
+        listing = endpoint is not None and endpoint.listing
         auth_type = None
         if req.auth is not None:
-            if endpoint.signed_form:
+            if endpoint is not None and endpoint.signed_form:
                 auth_type = AUTH_POST
             else:
                 auth_type = AUTH_QUERY if req.auth.presigned else AUTH_HEADER
@@ -290,7 +300,8 @@ class Authorizer:
             request_tags=request_tags if request_tags is not None else _header_tags(req),
             existing_tags=(
                 (lambda: self._existing_tags(bucket, key, version_id))
-                if endpoint.target == OBJECT and key
+                # The bypass permission (no endpoint) is checked on an object too.
+                if (endpoint is None or endpoint.target == OBJECT) and key
                 else None
             ),
         )
@@ -356,7 +367,7 @@ class Authorizer:
             # a policy will read it: most admin requests meet none.
             if (
                 bucket_policy is not None
-                and not ENDPOINT_BY_NAME[op].policy_repair
+                and not (op in ENDPOINT_BY_NAME and ENDPOINT_BY_NAME[op].policy_repair)
                 and bucket_policy.explicit_deny(
                     self._context(req, record, op, bucket, key, version_id, request_tags)
                 )
@@ -380,7 +391,7 @@ class Authorizer:
         version_id: str | None,
         request_tags: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
-        if ENDPOINT_BY_NAME[op].target == SERVICE or not bucket:
+        if op not in ENDPOINT_BY_NAME or ENDPOINT_BY_NAME[op].target == SERVICE or not bucket:
             raise _denied("Anonymous access is not allowed")
         if bucket not in self.public_buckets:
             raise _denied("Anonymous access is not allowed")

@@ -12,7 +12,7 @@ from seglake.frontend.http import Request
 from seglake.ipc.messages import CreateBucket, DeleteBucket
 from seglake.meta.acl_reads import current_owners
 from seglake.meta.reads import ListEntry
-from seglake.protocol import bucket_listing, listing
+from seglake.protocol import bucket_listing, listing, object_lock
 from seglake.protocol.acl import PRIVATE, Acl, acl_from_headers, bucket_acl_text
 from seglake.protocol.limits import validate_bucket_name
 from seglake.protocol.ownership import acl_allowed, parse_ownership_header
@@ -74,12 +74,16 @@ class BucketHandlers(FamilyBase):
         )
         owner = self.access.requester(req.identity) or self.access.account_id
         acl, ownership = self._new_bucket_access(req, owner)
+        # Object Lock at creation: versioning comes with it (the writer sees to it).
+        lock = object_lock.parse_bucket_lock_enabled(req.headers)
+        config = object_lock.LockConfiguration().to_xml().decode() if lock else None
         # Re-creating one's bucket answers 200 and changes nothing (AWS's
         # us-east-1 behaviour), its ACL and controls included.
         await self.writer.call(
             CreateBucket(
                 bucket=req.bucket, versioning=versioning,
                 acl=bucket_acl_text(owner, acl or Acl(canned=PRIVATE)), ownership=ownership,
+                object_lock=config,
             )
         )  # fmt: skip
         await req.respond(200, [(b"location", f"/{req.bucket}".encode())])

@@ -35,6 +35,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
+from seglake.frontend import lock_fields
 from seglake.frontend.access import with_acl
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
@@ -142,6 +143,8 @@ class CopyHandlers(FamilyBase):
         # what this request asks for, private by default.
         acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         cond = conditions.from_headers(req.headers, copy_source=True)
+        # Object Lock: the copy's own lock (never the source's, as AWS).
+        lock, hold = lock_fields.lock_init(self.reader, req)
         copy = CopyObject(
             bucket=req.bucket, key=req.key, src_bucket=source.bucket, src_key=source.key,
             src_version_id=source.version_id, directive=directive, meta=meta,
@@ -152,7 +155,9 @@ class CopyHandlers(FamilyBase):
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
             if_match=guard.if_match, seen_uid=guard.seen_uid, owner=owner,
             tagging_directive=tag_directive,
-            vmeta=with_acl(write_vmeta(req) if tag_directive == "REPLACE" else None, acl),
+            vmeta=lock_fields.with_lock(
+                with_acl(write_vmeta(req) if tag_directive == "REPLACE" else None, acl), lock, hold
+            ),
         )  # fmt: skip
         for _attempt in range(COPY_READ_ATTEMPTS):
             try:

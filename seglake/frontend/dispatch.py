@@ -21,6 +21,7 @@ from seglake.frontend.copy import CopyHandlers
 from seglake.frontend.family_base import Family, Handler
 from seglake.frontend.multidelete import MultiDeleteHandlers
 from seglake.frontend.multipart import MultipartHandlers
+from seglake.frontend.object_lock import ObjectLockHandlers
 from seglake.frontend.objects import ObjectHandlers
 from seglake.frontend.observe import ObserveHandlers
 from seglake.frontend.postobject import PostObjectHandlers
@@ -44,6 +45,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "bucket_lifecycle": BucketLifecycleHandlers,
     "bucket_cors": BucketCorsHandlers,
     "acl": AclHandlers,
+    "object_lock": ObjectLockHandlers,
     "tagging": TaggingHandlers,
 }
 

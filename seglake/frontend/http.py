@@ -64,6 +64,16 @@ class Request:
     # operation names in its body (DeleteObjects, PostObject).
     identity: Any = None
     object_check: ObjectCheck | None = None
+    # Object Lock: whether this request may bypass GOVERNANCE retention on
+    # ``key`` (it sent ``x-amz-bypass-governance-retention: true`` and the key
+    # holds ``s3:BypassGovernanceRetention``); set by the authoriser.
+    bypass_check: Callable[[str, str | None], bool] | None = None
+
+    def may_bypass_governance(self, key: str, version_id: str | None = None) -> bool:
+        if self.headers.get("x-amz-bypass-governance-retention", "").strip().lower() != "true":
+            return False
+        return self.bypass_check is not None and self.bypass_check(key, version_id)
+
     # PutObjectTagging: the policy decision again, with the body's tags
     # (set by the authorizer; seglake/frontend/authz.py).
     tag_check: Callable[[Sequence[tuple[str, str]]], None] | None = None

@@ -81,8 +81,14 @@ class MultiDeleteHandlers(FamilyBase):
         if todo:
             # Conditions only when some object carries one (aligned with todo).
             sent = todo_conds if any(c is not None for c in todo_conds) else []
+            # Object Lock: one flag for the request, so it is set only when
+            # every versioned entry may bypass GOVERNANCE retention.
+            versioned = [(k, v) for k, v in todo if v is not None]
+            bypass = bool(versioned) and all(req.may_bypass_governance(k, v) for k, v in versioned)
             reply = await self.writer.call(
-                DeleteObjects(bucket=req.bucket, objects=todo, conditions=sent)
+                DeleteObjects(
+                    bucket=req.bucket, objects=todo, conditions=sent, bypass_governance=bypass
+                )
             )
             results = reply.results
         it = iter(results)

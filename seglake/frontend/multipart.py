@@ -47,6 +47,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, decode_manifest
+from seglake.frontend import lock_fields
 from seglake.frontend.access import with_acl
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.copy import CopySource, parse_copy_source
@@ -274,11 +275,13 @@ class MultipartHandlers(FamilyBase):
         self.require_bucket(req.bucket)
         # Stored with the upload, applied by CompleteMultipartUpload.
         acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
+        lock, hold = lock_fields.lock_init(self.reader, req)
         await req.small_body(MAX_EMPTY_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload)
         result = await self.writer.call(
             CreateUpload(
                 bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg,
-                checksum_type=ctype, owner=owner, vmeta=with_acl(write_vmeta(req), acl),
+                checksum_type=ctype, owner=owner,
+                vmeta=lock_fields.with_lock(with_acl(write_vmeta(req), acl), lock, hold),
             )
         )  # fmt: skip
         headers: list[tuple[bytes, bytes]] = []
@@ -299,6 +302,7 @@ class MultipartHandlers(FamilyBase):
         number = parse_part_number(req.q("partNumber"))
         upload = self._upload(req)
         require_content_md5(self.cfg, req)
+        lock_fields.require_integrity(self.reader, req)
         length = declared_length(req, self.cfg)
         if length > MAX_PART_SIZE:
             raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(MAX_PART_SIZE)})

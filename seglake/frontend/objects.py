@@ -36,6 +36,7 @@ from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest
+from seglake.frontend import lock_fields
 from seglake.frontend.access import with_acl
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.bucket_lifecycle import expiration
@@ -377,6 +378,10 @@ class ObjectHandlers(FamilyBase):
         bucket = self.reader.bucket(req.bucket)
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
+        # Object Lock: the version's lock, and the integrity header a lock
+        # bucket requires, both decided before any body byte is read.
+        lock, hold = lock_fields.lock_init(self.reader, req)
+        lock_fields.require_integrity(self.reader, req)
         cond = write_condition_args(self.reader, req)
         # Checked before a byte of the body is read.
         acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
@@ -392,7 +397,7 @@ class ObjectHandlers(FamilyBase):
             bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
             if_none_match=cond.if_none_match, if_match=cond.if_match, seen_uid=cond.seen_uid,
-            owner=owner, vmeta=with_acl(vmeta, acl),
+            owner=owner, vmeta=lock_fields.with_lock(with_acl(vmeta, acl), lock, hold),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
@@ -535,7 +540,7 @@ class ObjectHandlers(FamilyBase):
                 h.append((checksums.header_name(alg).encode(), value.encode()))
             if sums:
                 h.append((b"x-amz-checksum-type", stored_checksum_type(meta).encode()))
-        return h + self._expiration(req, v)
+        return h + self._expiration(req, v) + lock_fields.lock_headers(v.vmeta)
 
     def _expiration(self, req: Request, v: VersionRow) -> list[tuple[bytes, bytes]]:
         """``x-amz-expiration`` when the version is the current one and a
@@ -807,11 +812,15 @@ class ObjectHandlers(FamilyBase):
         cond = delete_condition(conditions.delete_conditions_from_headers(req.headers))
         if version_id is not None:
             validate_version_id(version_id)
+            # Object Lock: GOVERNANCE yields only to the header plus the
+            # s3:BypassGovernanceRetention permission; the writer decides.
+            bypass = req.may_bypass_governance(req.key, version_id)
             result = await self.writer.call(
                 DeleteVersion(
-                    bucket=req.bucket, key=req.key, version_id=version_id, conditions=cond
+                    bucket=req.bucket, key=req.key, version_id=version_id, conditions=cond,
+                    bypass_governance=bypass,
                 )
-            )
+            )  # fmt: skip
         else:
             result = await self.writer.call(
                 DeleteObject(bucket=req.bucket, key=req.key, conditions=cond)

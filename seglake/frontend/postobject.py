@@ -35,6 +35,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.frontend import lock_fields
 from seglake.frontend.access import with_acl
 from seglake.frontend.body import ingest
 from seglake.frontend.family_base import FamilyBase
@@ -265,6 +266,8 @@ class PostObjectHandlers(FamilyBase):
         upload = self._upload_request(req, form)
         require_content_md5(self.cfg, upload)
         require_if_match(self.cfg, upload)
+        # A lock bucket's default retention (the form's own lock fields are refused).
+        lock, hold = lock_fields.lock_init(self.reader, upload)
         meta = stored_meta(upload)
         # The form's ``tagging`` field is a Tagging XML document (AWS's form).
         raw_tags = form.fields.get("tagging")
@@ -294,7 +297,7 @@ class PostObjectHandlers(FamilyBase):
         put = Put(
             bucket=req.bucket, key=form.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
-            owner=owner, vmeta=with_acl(vmeta, acl),
+            owner=owner, vmeta=lock_fields.with_lock(with_acl(vmeta, acl), lock, hold),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         etag = f'"{body.etag}"'

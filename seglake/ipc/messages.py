@@ -161,6 +161,9 @@ class DeleteVersion(Request[Deleted], frozen=True):
     key: str
     version_id: str
     conditions: DeleteCondition | None = None  # on the current version, as AWS
+    # Object Lock: the request may remove a GOVERNANCE-locked version (the
+    # frontend sets it only with the header and s3:BypassGovernanceRetention).
+    bypass_governance: bool = False
 
 
 class DeleteResult(Reply, frozen=True):
@@ -180,6 +183,7 @@ class DeleteObjects(Request[DeletedMany], frozen=True):
     name: ClassVar[str] = "delete_objects"
     bucket: str
     objects: list[tuple[str, str | None]]  # (key, version id or None)
+    bypass_governance: bool = False  # as DeleteVersion's, for every entry
     # Empty, or aligned with ``objects``: each key's conditions or None.
     conditions: list[DeleteCondition | None] = []
 
@@ -197,6 +201,9 @@ class CreateBucket(Request[BucketCreated], frozen=True):
     # the bucket exists already), so a bucket never exists without its owner.
     acl: str | None = None
     ownership: str | None = None
+    # Object Lock enabled at creation: the canonical ObjectLockConfiguration
+    # XML (versioning is then "enabled", and stays so).
+    object_lock: str | None = None
 
 
 class DeleteBucket(Request[Done], frozen=True):

@@ -17,6 +17,7 @@ bucket that keeps filling rather than looping for ever.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,22 @@ def pending_counts(db_path: Path, bucket: str) -> tuple[int, int]:
         (bucket, bucket),
     )
     return int(rows[0]["versions"]), int(rows[0]["uploads"])
+
+
+def locked_versions(db_path: Path, bucket: str) -> int:
+    """How many of ``bucket``'s versions Object Lock protects now, by the
+    later of this clock and the writer's lock-clock high-water mark (the
+    writer refuses each of them anyway; this answers before any change)."""
+    rows = read_rows(
+        db_path,
+        ("n",),
+        "SELECT count(*) FROM versions WHERE bucket = ? "
+        "AND (lock_until_ms IS NOT NULL OR legal_hold = 1) AND state != 'DELETED' "
+        "AND (legal_hold = 1 OR lock_until_ms > max(?, coalesce((SELECT CAST(value AS INTEGER) "
+        "FROM settings WHERE name = 'lock_clock_hwm'), 0)))",
+        (bucket, time.time_ns() // 1_000_000),
+    )
+    return int(rows[0]["n"])
 
 
 def bucket_exists(db_path: Path, bucket: str) -> bool:
@@ -133,6 +150,15 @@ def purge_bucket(
     tick: Progress = progress or (lambda n: None)
     if not bucket_exists(db_path, bucket):
         raise S3Error("NoSuchBucket", resource=bucket, fields={"BucketName": bucket})
+    locked = locked_versions(db_path, bucket)
+    if locked:
+        # Refused before anything is deleted: a purge that stopped at the
+        # first locked version would already have destroyed the others.
+        raise PurgeFailed(
+            f"{bucket} holds {locked} version(s) protected by Object Lock (retention or "
+            "legal hold); it cannot be deleted until they expire or are released",
+            report,
+        )
     for _ in range(MAX_ROUNDS):
         report.rounds += 1
         _abort_uploads(db_path, report, apply, tick)

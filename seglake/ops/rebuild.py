@@ -20,7 +20,8 @@ offset) order, the newest record per uid and per bucket name):
 - the current pointer of each key: its newest version that is not DELETED
   (the rule every writer mutation keeps);
 - segments from the segment files (SEALED when they end in a valid footer);
-- ``settings.clock_ns`` so new versions sort after every restored one.
+- ``settings.clock_ns`` so new versions sort after every restored one, and
+  ``settings.lock_clock_hwm`` (Object Lock's clock) from the same stamp.
 
 Its window: a batch whose records were flushed but whose COMMIT never
 happened (a crash between the two) was never acknowledged; the writer's
@@ -322,6 +323,10 @@ def _fill(
             )
         report.segments = len(segments)
         set_setting(conn, "clock_ns", max_ns)
+        # Object Lock's clock never restarts below the newest replayed write
+        # (seglake/writer/lock_rules.py): a lost meta.db plus a clock set back
+        # must not shorten a retention.
+        set_setting(conn, "lock_clock_hwm", max_ns // 1_000_000)
         for name in sorted(orphans):
             report.notes.append(
                 f"versions of bucket {name!r} left out: the bucket has no record (deleted)"

@@ -178,8 +178,12 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     _501("GetBucketEncryption", "GET", BUCKET, "encryption", "GetEncryptionConfiguration"),
     _501("PutBucketEncryption", "PUT", BUCKET, "encryption", "PutEncryptionConfiguration"),
     _501("DeleteBucketEncryption", "DELETE", BUCKET, "encryption", "PutEncryptionConfiguration"),
-    _501("GetObjectLockConfiguration", "GET", BUCKET, "object-lock", "GetBucketObjectLockConfiguration"),
-    _501("PutObjectLockConfiguration", "PUT", BUCKET, "object-lock", "PutBucketObjectLockConfiguration"),
+    E("GetObjectLockConfiguration", "GET", BUCKET, "object-lock",
+      actions=("GetBucketObjectLockConfiguration",),
+      handler="object_lock.get_object_lock_configuration", granted_by_ro=True),
+    E("PutObjectLockConfiguration", "PUT", BUCKET, "object-lock",
+      actions=("PutBucketObjectLockConfiguration",),
+      handler="object_lock.put_object_lock_configuration"),
     _501("GetBucketWebsite", "GET", BUCKET, "website", "GetBucketWebsite"),
     _501("PutBucketWebsite", "PUT", BUCKET, "website", "PutBucketWebsite"),
     _501("DeleteBucketWebsite", "DELETE", BUCKET, "website", "DeleteBucketWebsite"),
@@ -245,10 +249,14 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     # object sub-resources Seglake does not implement (501)
     _501("RestoreObject", "POST", OBJECT, "restore", "RestoreObject"),
     _501("SelectObjectContent", "POST", OBJECT, "select", "GetObject"),
-    _501("GetObjectRetention", "GET", OBJECT, "retention", "GetObjectRetention"),
-    _501("PutObjectRetention", "PUT", OBJECT, "retention", "PutObjectRetention"),
-    _501("GetObjectLegalHold", "GET", OBJECT, "legal-hold", "GetObjectLegalHold"),
-    _501("PutObjectLegalHold", "PUT", OBJECT, "legal-hold", "PutObjectLegalHold"),
+    E("GetObjectRetention", "GET", OBJECT, "retention", actions=("GetObjectRetention",),
+      handler="object_lock.get_object_retention", granted_by_ro=True),
+    E("PutObjectRetention", "PUT", OBJECT, "retention", actions=("PutObjectRetention",),
+      handler="object_lock.put_object_retention"),
+    E("GetObjectLegalHold", "GET", OBJECT, "legal-hold", actions=("GetObjectLegalHold",),
+      handler="object_lock.get_object_legal_hold", granted_by_ro=True),
+    E("PutObjectLegalHold", "PUT", OBJECT, "legal-hold", actions=("PutObjectLegalHold",),
+      handler="object_lock.put_object_legal_hold"),
     _501("GetObjectTorrent", "GET", OBJECT, "torrent", "GetObjectTorrent"),
 )  # fmt: skip
 
@@ -271,5 +279,11 @@ OWN_ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     E("GetMetaStats", "GET", SERVICE, actions=("GetMetaStats",), handler="observe.meta_stats",
       granted_by_ro=True, path="/v1/meta/stats"),
 )  # fmt: skip
+
+# Object Lock: a permission that is no operation of its own. A request that
+# asks to bypass GOVERNANCE retention (DeleteObject, DeleteObjects,
+# PutObjectRetention) is also checked as this action on the same object;
+# without an allow the bypass is not applied (the request itself still runs).
+BYPASS_GOVERNANCE: Final = "BypassGovernanceRetention"
 
 ENDPOINT_BY_NAME: Final[Mapping[str, Endpoint]] = {e.name: e for e in (*ENDPOINTS, *OWN_ENDPOINTS)}

@@ -52,6 +52,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,13 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from seglake.protocol.endpoints import BUCKET, ENDPOINTS, OWN_OPERATIONS, SERVICE
+from seglake.protocol.endpoints import (
+    BUCKET,
+    BYPASS_GOVERNANCE,
+    ENDPOINTS,
+    OWN_OPERATIONS,
+    SERVICE,
+)
 
 # AWS caps a bucket policy at 20 KiB; a key policy gets the same bound.
 MAX_POLICY_BYTES: Final = 20 * 1024
@@ -78,6 +85,8 @@ ACCOUNT_ID: Final = "000000000000"
 OPERATION_ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     **{e.name: e.actions for e in ENDPOINTS},
     **{name: (name,) for name in OWN_OPERATIONS},
+    # A permission checked on an object, not an operation (endpoints.py).
+    BYPASS_GOVERNANCE: (BYPASS_GOVERNANCE,),
 }
 # Operations that name no bucket: only a resource of "*" (or the v1
 # wildcard bucket) covers them.
@@ -101,7 +110,7 @@ VERSION_ACTIONS: Final[dict[str, str]] = {
 # may name them; they are accepted and never match a request.
 OTHER_AWS_ACTIONS: Final = frozenset(
     {
-        "BypassGovernanceRetention", "CreateAccessPoint", "CreateJob", "DeleteAccessPoint",
+        "CreateAccessPoint", "CreateJob", "DeleteAccessPoint",
         "DeleteAccessPointPolicy", "DeleteJobTagging", "DeleteStorageLensConfiguration",
         "DescribeJob", "GetAccessPoint", "GetAccessPointPolicy", "GetAccessPointPolicyStatus",
         "GetAccountPublicAccessBlock", "GetJobTagging", "GetObjectVersionForReplication",
@@ -125,7 +134,9 @@ READ_ONLY_ACTIONS: Final = frozenset(
     | {name for name, read_only in OWN_OPERATIONS.items() if read_only}
 )
 # Not part of the ``rw`` shorthand: actions that change who may do what.
-RW_EXCLUDED: Final = ("PutBucketPolicy", "DeleteBucketPolicy")
+# Nor bypassing GOVERNANCE retention: a leaked everyday key must not be
+# able to delete what Object Lock protects (AWS's s3:* would include it).
+RW_EXCLUDED: Final = ("PutBucketPolicy", "DeleteBucketPolicy", BYPASS_GOVERNANCE)
 # Action prefixes of the AWS-style format; Seglake's own endpoints may also
 # be named in their own namespace.
 _ACTION_PREFIXES: Final = ("s3:", "seglake:")
@@ -239,6 +250,22 @@ def _principal_arn(c: RequestContext) -> str | None:
 # Request headers become keys only where AWS defines an ``s3:`` key for
 # them; AWS sets some only on the operations that take the header, Seglake
 # whenever the request carries it.
+def _remaining_days(c: RequestContext) -> str | None:
+    """Whole days from now to the requested retain-until date (rounded up,
+    as a retention of "30 days" is 30 whatever the hour)."""
+    raw = c.headers.get("x-amz-object-lock-retain-until-date")
+    if raw is None:
+        return None
+    try:
+        until = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        return None
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    seconds = (until - c.now).total_seconds()
+    return str(max(0, math.ceil(seconds / 86_400)))
+
+
 KEY_FACTS: Final[Mapping[str, Fact]] = {
     "aws:sourceip": lambda c: str(c.source_ip) if c.source_ip is not None else None,
     "aws:securetransport": lambda c: "true" if c.secure_transport else "false",
@@ -271,13 +298,22 @@ KEY_FACTS: Final[Mapping[str, Fact]] = {
             "x-amz-metadata-directive", "x-amz-storage-class", "x-amz-website-redirect-location",
             "x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp",
             "x-amz-grant-write-acp", "x-amz-grant-full-control", "x-amz-object-ownership",
-            "if-match", "if-none-match",
+            "if-match", "if-none-match", "x-amz-object-lock-mode",
+            "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold",
         )
     },
+    # Object Lock keys, from the request's x-amz-object-lock-* headers
+    # (PutObject, CopyObject, CreateMultipartUpload). PutObjectRetention's
+    # and PutObjectLegalHold's bodies are read after authorisation, so
+    # there these keys are absent.
+    "s3:object-lock-mode": _header("x-amz-object-lock-mode"),
+    "s3:object-lock-retain-until-date": _header("x-amz-object-lock-retain-until-date"),
+    "s3:object-lock-legal-hold": _header("x-amz-object-lock-legal-hold"),
+    "s3:object-lock-remaining-retention-days": _remaining_days,
 }  # fmt: skip
-# Keys AWS defines that a request to Seglake never carries (no Object Lock
-# yet; no VPCs, organisations, MFA, sessions, services calling on a
-# user's behalf). They are absent, with AWS's absent-key semantics.
+# Keys AWS defines that a request to Seglake never carries (no VPCs,
+# organisations, MFA, sessions, services calling on a user's behalf). They
+# are absent, with AWS's absent-key semantics.
 ABSENT_KEYS: Final = frozenset(
     {
         "aws:sourcevpc", "aws:sourcevpce", "aws:vpcsourceip", "aws:sourcearn",
@@ -288,10 +324,7 @@ ABSENT_KEYS: Final = frozenset(
         "aws:calledviafirst", "aws:calledvialast", "aws:federatedprovider", "aws:sourceidentity",
         "aws:tagkeys", "aws:resourceorgid", "aws:resourceorgpaths", "aws:ec2instancesourcevpc",
         "aws:ec2instancesourceprivateipv4",
-        "s3:object-lock-mode", "s3:object-lock-retain-until-date",
-        "s3:object-lock-remaining-retention-days", "s3:object-lock-legal-hold",
-        "s3:x-amz-object-lock-mode", "s3:x-amz-object-lock-retain-until-date",
-        "s3:x-amz-object-lock-legal-hold", "s3:locationconstraint", "s3:dataaccesspointarn",
+        "s3:locationconstraint", "s3:dataaccesspointarn",
         "s3:dataaccesspointaccount", "s3:accesspointnetworkorigin", "s3:tlsversion",
         "s3:signatureage", "s3:x-amz-expected-bucket-owner", "s3:objectcreationoperation",
     }

@@ -42,15 +42,11 @@ _NEW_OBJECT: Final[Defaults] = {
     "x-amz-server-side-encryption-context": (),
     "x-amz-server-side-encryption-bucket-key-enabled": ("false",),
     **_SSE_C,
-    "x-amz-object-lock-mode": (),
-    "x-amz-object-lock-retain-until-date": (),
-    "x-amz-object-lock-legal-hold": ("off",),
     "x-amz-website-redirect-location": (),
     "x-amz-storage-class": ("standard",),
 }
-_NEW_BUCKET: Final[Defaults] = {
-    "x-amz-bucket-object-lock-enabled": ("false",),
-}
+# CreateBucket's ACL, ownership and Object Lock headers are all implemented.
+_NEW_BUCKET: Final[Defaults] = {}
 
 BY_OPERATION: Final[Mapping[str, Defaults]] = {
     "CreateBucket": _NEW_BUCKET,

@@ -53,7 +53,7 @@ from seglake.format.segment import TYPE_MANIFEST
 from seglake.ipc.messages import Request
 from seglake.meta.schema import STORE_FORMAT_3, STORE_FORMAT_SETTING, get_setting, set_setting
 from seglake.metrics.histogram import COUNT, Histogram
-from seglake.writer import fileio
+from seglake.writer import fileio, lock_rules
 from seglake.writer.mutations import APPLY
 from seglake.writer.ops import BatchContext, VersionClock
 from seglake.writer.record_journal import RecordJournal
@@ -127,6 +127,8 @@ class Committer:
         self.in_flight = 0
         self.records = RecordJournal()
         self.records.install(conn)
+        # Object Lock's clock and backstop triggers (seglake/writer/lock_rules.py).
+        lock_rules.GUARD.install(conn)
         self.barrier = BARRIER
 
     async def submit(self, msg: Request[R], nbytes: int = 0) -> R:
@@ -233,6 +235,7 @@ class Committer:
 
         ctx = BatchContext(self.clock)
         conn = self.conn
+        lock_rules.GUARD.tick()  # one lock-clock reading for the whole batch
         try:
             conn.execute("BEGIN IMMEDIATE")
         except apsw.Error as exc:
@@ -247,7 +250,15 @@ class Committer:
                 try:
                     name = m.msg.name
                     failpoints.hit(f"apply.{name}")
-                    m.result = APPLY[type(m.msg)](conn, ctx, m.msg)
+                    try:
+                        m.result = APPLY[type(m.msg)](conn, ctx, m.msg)
+                    except apsw.ConstraintError as exc:
+                        # An object-lock trigger refused what the mutation
+                        # did: that mutation alone fails, as AccessDenied.
+                        locked = lock_rules.as_s3_error(exc)
+                        if locked is None:
+                            raise
+                        raise locked from None
                     failpoints.hit(f"applied.{name}")
                     conn.execute(f"RELEASE {sp}")
                 except S3Error as exc:
@@ -275,6 +286,7 @@ class Committer:
                     (seg_id, end, end, now),
                 )
             set_setting(conn, "clock_ns", self.clock.last_ns)
+            lock_rules.GUARD.persist(conn)
             if ctx.committed_ends and not self._format3:
                 # The first commit into a segment this writer created (always
                 # format 3: recovery sealed every older one) marks the store

@@ -57,6 +57,8 @@ from seglake.protocol.lifecycle import (
     plan_key,
     plan_upload,
 )
+from seglake.protocol.object_lock import is_locked
+from seglake.writer import lock_rules
 from seglake.writer.ops import BatchContext, Mutations, apply_delete_object, bucket_versioning
 
 # One call applies at most this many actions, so a large plan is applied in
@@ -135,6 +137,11 @@ def _version_action(
     fresh = plan_key(cfg, act.key, versions, now_ns, day_ns)
     if not any(f.kind == act.action and f.version_id == act.version_id for f in fresh):
         return "skipped: no rule acts on it now"
+    if act.action == "delete-version":
+        lock = lock_rules.version_lock(conn, int(target[0]))
+        if lock is not None and is_locked(*lock, lock_rules.GUARD.now_ms, bypass=False):
+            # AWS: lifecycle never removes a version Object Lock protects.
+            return "skipped: the version is protected by Object Lock"
     if act.action == "expire-current":
         apply_delete_object(conn, ctx, DeleteObject(bucket=bucket, key=act.key))
     elif act.action == "delete-version":
@@ -191,7 +198,10 @@ def apply_lifecycle_expire(
             else:
                 outcome = f"skipped: unknown action {act.action!r}"
             conn.execute("RELEASE lifecycle_item")
-        except S3Error as exc:
+        except (S3Error, apsw.ConstraintError) as caught:
+            exc = caught if isinstance(caught, S3Error) else lock_rules.as_s3_error(caught)
+            if exc is None:
+                raise
             conn.execute("ROLLBACK TO lifecycle_item")
             conn.execute("RELEASE lifecycle_item")
             del ctx.manifests[mark:]

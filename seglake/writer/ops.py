@@ -46,8 +46,9 @@ from seglake.ipc.messages import (
     Written,
 )
 from seglake.meta.schema import query
-from seglake.protocol import conditions
+from seglake.protocol import conditions, object_lock
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
+from seglake.writer import lock_rules
 
 NULL_VERSION = "null"
 
@@ -189,6 +190,13 @@ def _insert_version(
             if value.is_default
             else VersionMeta(ns, value.tags, value.acl, value.lock, value.legal_hold, value.extra)
         )
+    if (
+        value is not None
+        and (value.lock is not None or value.legal_hold)
+        and lock_rules.bucket_lock_config(conn, bucket) is None
+    ):
+        # The frontend refuses this first; a lock never lands outside a lock bucket.
+        raise S3Error("InvalidRequest", message=object_lock.MISSING_CONFIG_MSG)
     uid = VersionClock.uid_for(ns)
     if versioning == "enabled":
         version_id = uid
@@ -328,7 +336,10 @@ def apply_delete_version(conn: apsw.Connection, ctx: BatchContext, a: DeleteVers
     if not rows:
         return Deleted(version_id=version_id, delete_marker=False)
     row_id, marker = int(rows[0][0]), bool(rows[0][1])
-    conn.execute("UPDATE versions SET state = 'DELETED' WHERE id = ?", (row_id,))
+    # Object Lock: AWS's answer first; the trigger refuses the UPDATE anyway.
+    lock_rules.check_delete(conn, row_id, key, version_id, bypass=a.bypass_governance)
+    with lock_rules.GUARD.bypassing(a.bypass_governance):
+        conn.execute("UPDATE versions SET state = 'DELETED' WHERE id = ?", (row_id,))
     cur = current_version(conn, bucket, key)
     if cur is not None and cur.row_id == row_id:
         newest = query(
@@ -351,13 +362,18 @@ def apply_create_bucket(conn: apsw.Connection, ctx: BatchContext, a: CreateBucke
     name, versioning = a.bucket, a.versioning
     if versioning not in ("enabled", "unversioned"):
         raise S3Error("InvalidArgument", message="x-seglake-versioning must be enabled|unversioned")
+    if a.object_lock is not None:
+        # Object Lock needs versioning, for good (AWS turns it on with the lock).
+        versioning = "enabled"
+        object_lock.parse_lock_configuration(a.object_lock.encode())  # stored only if valid
     exists = query(conn, "SELECT 1 FROM buckets WHERE name = ?", (name,))
     if exists:
         # us-east-1 semantics: re-creating your own bucket succeeds.
         return BucketCreated(created=False)
     conn.execute(
-        "INSERT INTO buckets(name, created_ns, versioning, acl, ownership) VALUES (?, ?, ?, ?, ?)",
-        (name, ctx.clock.tick(), versioning, a.acl, a.ownership),
+        "INSERT INTO buckets(name, created_ns, versioning, acl, ownership, object_lock)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (name, ctx.clock.tick(), versioning, a.acl, a.ownership, a.object_lock),
     )
     return BucketCreated(created=True)
 
@@ -384,6 +400,12 @@ def apply_delete_bucket(conn: apsw.Connection, ctx: BatchContext, a: DeleteBucke
     open_upload = query(conn, "SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (name,))
     if current_object or open_upload:
         raise S3Error("BucketNotEmpty", resource=name, fields={"BucketName": name})
+    if lock_rules.bucket_has_locked_versions(conn, name):
+        # Its noncurrent versions would go with it: not while one is locked.
+        raise S3Error(
+            "BucketNotEmpty", resource=name, fields={"BucketName": name},
+            message="The bucket holds versions protected by Object Lock.",
+        )  # fmt: skip
     # Every row goes, DELETED ones included: GC finds what to purge through
     # these rows, so their manifests are unlinked here rather than left to it.
     uids = query(conn, "SELECT uid FROM versions WHERE bucket = ?", (name,))
@@ -606,11 +628,17 @@ def apply_delete_objects(conn: apsw.Connection, ctx: BatchContext, a: DeleteObje
             else:
                 r = apply_delete_version(
                     conn, ctx,
-                    DeleteVersion(bucket=bucket, key=key, version_id=version_id, conditions=cond),
+                    DeleteVersion(
+                        bucket=bucket, key=key, version_id=version_id, conditions=cond,
+                        bypass_governance=a.bypass_governance,
+                    ),
                 )  # fmt: skip
             conn.execute("RELEASE delete_objects_item")
             results.append(DeleteResult(version_id=r.version_id, delete_marker=r.delete_marker))
-        except S3Error as exc:
+        except (S3Error, apsw.ConstraintError) as caught:
+            exc = caught if isinstance(caught, S3Error) else lock_rules.as_s3_error(caught)
+            if exc is None:
+                raise
             conn.execute("ROLLBACK TO delete_objects_item")
             conn.execute("RELEASE delete_objects_item")
             del ctx.manifests[mark:]

@@ -7,6 +7,8 @@ mutation, nothing here touches files):
   ``suspended`` through PutBucketVersioning. ``unversioned`` is a creation
   state: it may become ``enabled`` or ``suspended`` but is never re-entered,
   because versions written since then would lose their meaning.
+- A bucket with Object Lock stays ``enabled``: suspending it is
+  ``InvalidBucketState``, as AWS answers.
 - Changing the state never touches a stored version: suspending keeps every
   version id, enabling keeps the null version. Only later writes differ.
 """
@@ -19,6 +21,8 @@ import apsw
 
 from seglake.errors import S3Error
 from seglake.ipc.messages import SetVersioning, VersioningSet
+from seglake.protocol import object_lock
+from seglake.writer import lock_rules
 from seglake.writer.ops import BatchContext, Mutations, bucket_versioning
 
 # The states PutBucketVersioning may set (AWS's Status values, lowercased).
@@ -33,6 +37,8 @@ def apply_set_versioning(
     if status not in SETTABLE_STATES:
         raise S3Error("IllegalVersioningConfigurationException")
     previous = bucket_versioning(conn, bucket)
+    if status != "enabled" and lock_rules.bucket_lock_config(conn, bucket) is not None:
+        raise S3Error("InvalidBucketState", message=object_lock.SUSPEND_MSG)
     if previous != status:
         conn.execute("UPDATE buckets SET versioning = ? WHERE name = ?", (status, bucket))
     return VersioningSet(previous=previous, status=status)

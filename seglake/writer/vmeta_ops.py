@@ -43,6 +43,7 @@ from seglake.ipc.messages import (
     VersionMetaSet,
 )
 from seglake.meta.schema import query
+from seglake.protocol.object_lock import MISSING_CONFIG_MSG
 from seglake.writer import lock_rules
 from seglake.writer.ops import BatchContext, Mutations, bucket_versioning, vmeta_columns
 
@@ -127,6 +128,11 @@ def apply_set_version_meta(
         new = replace(new, tags=tuple((str(k), str(v)) for k, v in a.tags))
     if not isinstance(a.acl, msgspec.UnsetType):
         new = replace(new, acl=a.acl)
+    locking = not isinstance(a.retention, msgspec.UnsetType) or not isinstance(
+        a.legal_hold, msgspec.UnsetType
+    )
+    if locking and lock_rules.bucket_lock_config(conn, a.bucket) is None:
+        raise S3Error("InvalidRequest", message=MISSING_CONFIG_MSG)
     if not isinstance(a.retention, msgspec.UnsetType):
         retention = a.retention
         # The one place object-lock rules decide a retention change.
@@ -145,11 +151,13 @@ def apply_set_version_meta(
     # Every change gets a new rev, even one back to defaults (a later value
     # must win over an earlier one wherever the two meet, §2).
     new = replace(new, rev=ctx.clock.tick())
-    conn.execute(
-        "UPDATE versions SET vmeta = ?, tag_count = ?, lock_mode = ?, lock_until_ms = ?, "
-        "legal_hold = ? WHERE id = ?",
-        (*vmeta_columns(new), target.row_id),
-    )
+    # The backstop triggers honour GOVERNANCE bypass only inside this block.
+    with lock_rules.GUARD.bypassing(a.bypass_governance):
+        conn.execute(
+            "UPDATE versions SET vmeta = ?, tag_count = ?, lock_mode = ?, lock_until_ms = ?, "
+            "legal_hold = ? WHERE id = ?",
+            (*vmeta_columns(new), target.row_id),
+        )
     return VersionMetaSet(version_id=target.version_id, uid=target.uid)
 
 
@@ -161,6 +169,9 @@ def apply_set_bucket_config(
     if a.field not in BUCKET_CONFIG_FIELDS:
         raise S3Error("InternalError", message=f"unknown bucket setting {a.field!r}")
     bucket_versioning(conn, a.bucket)  # NoSuchBucket
+    if a.field == "object_lock":
+        # Never removed; only on a versioning-enabled bucket.
+        lock_rules.check_bucket_lock_config(conn, a.bucket, a.value)
     # The column name comes from the fixed tuple above, never from the peer.
     column = BUCKET_CONFIG_FIELDS[BUCKET_CONFIG_FIELDS.index(a.field)]
     conn.execute(f"UPDATE buckets SET {column} = ? WHERE name = ?", (a.value, a.bucket))

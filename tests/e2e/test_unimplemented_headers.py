@@ -29,12 +29,8 @@ SAMPLE = {
     "x-amz-copy-source-server-side-encryption-customer-algorithm": "AES256",
     "x-amz-copy-source-server-side-encryption-customer-key": "MDEyMzQ1Njc4OWFi",
     "x-amz-copy-source-server-side-encryption-customer-key-md5": "zZ5FnqcIqUjVwvWmyog4zw==",
-    "x-amz-object-lock-mode": "COMPLIANCE",
-    "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z",
-    "x-amz-object-lock-legal-hold": "ON",
     "x-amz-website-redirect-location": "/elsewhere",
     "x-amz-storage-class": "GLACIER",
-    "x-amz-bucket-object-lock-enabled": "true",
 }
 
 
@@ -106,7 +102,7 @@ def test_every_refused_header_on_every_operation(server: SeglakeServer) -> None:
     [
         {"x-amz-acl": "private"},
         {"x-amz-acl": "bucket-owner-full-control", "x-amz-storage-class": "STANDARD"},
-        {"x-amz-object-lock-legal-hold": "OFF", "x-amz-tagging": ""},
+        {"x-amz-tagging": ""},
         {"x-amz-server-side-encryption-bucket-key-enabled": "false"},
     ],
 )

@@ -84,8 +84,8 @@ def test_set_version_meta_survives_kill_and_rebuild(tmp_path: Path) -> None:
     srv = SeglakeServer(data, frontends=1).start()
     try:
         s3 = srv.s3()
-        s3.create_bucket(Bucket="vbk")
-        s3.put_bucket_versioning(Bucket="vbk", VersioningConfiguration={"Status": "Enabled"})
+        # Object Lock (a retention is set below) comes with versioning.
+        s3.create_bucket(Bucket="vbk", ObjectLockEnabledForBucket=True)
         s3.create_bucket(Bucket="plain")
         s3.put_bucket_versioning(Bucket="plain", VersioningConfiguration={"Status": "Suspended"})
         v1 = s3.put_object(Bucket="vbk", Key="k", Body=b"one")["VersionId"]
@@ -180,8 +180,8 @@ def test_creation_time_metadata_and_owner(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with SeglakeServer(data, frontends=1) as srv:
         s3 = srv.s3()
-        s3.create_bucket(Bucket="bkt")
-        s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled"})
+        # Object Lock (a legal hold is set below) comes with versioning.
+        s3.create_bucket(Bucket="bkt", ObjectLockEnabledForBucket=True)
         owner = canonical_id(ACCESS_KEY)
         s3.put_object(Bucket="bkt", Key="s3put", Body=b"x")
         meta = msgpack.unpackb(
