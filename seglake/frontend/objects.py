@@ -40,6 +40,12 @@ from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.bucket_lifecycle import expiration
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
+from seglake.frontend.sse import (
+    SseKeyring,
+    VersionCipher,
+    bucket_default_sse,
+    response_headers,
+)
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import (
     Chunk,
@@ -61,6 +67,7 @@ from seglake.protocol.attributes import (
 from seglake.protocol.limits import MAX_PART_NUMBER
 from seglake.protocol.ranges import ByteRange, multipart_parts, parse_range
 from seglake.protocol.xml import http_date
+from seglake.sse.chunks import TAG_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +368,11 @@ class ObjectHandlers(FamilyBase):
         super().__init__(cfg, reader, writer)
         self.segments = SegmentFiles(cfg)
         self.manifests = ManifestCache()
+        self.sse = SseKeyring(cfg, reader, writer)
+
+    def _bucket_default_sse(self, req: Request) -> str | None:
+        """The bucket's default encryption ("AES256"), or None."""
+        return bucket_default_sse(self.reader, req.bucket)
 
     # ---- PUT -------------------------------------------------------------
     async def put_object(self, req: Request) -> None:
@@ -373,14 +385,20 @@ class ObjectHandlers(FamilyBase):
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
         cond = write_condition_args(self.reader, req)
+        sealing = await self.sse.sealing_for(req, bucket_default=self._bucket_default_sse(req))
         refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
             refs[index] = await self.writer.append(data, digest)
 
-        body = await ingest(req, self.cfg, length, on_chunk)
+        body = await ingest(
+            req, self.cfg, length, on_chunk,
+            sealer=None if sealing is None else sealing.cipher().seal,
+        )  # fmt: skip
         if body.checksums:
             meta["checksums"] = body.checksums
+        if sealing is not None:
+            meta["sse"] = sealing.info.to_meta()
         put = Put(
             bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
@@ -388,6 +406,8 @@ class ObjectHandlers(FamilyBase):
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
+        if sealing is not None:
+            headers += sealing.response_headers()
         if result.version_id:
             headers.append((b"x-amz-version-id", result.version_id.encode()))
         for alg, value in body.checksums.items():
@@ -614,12 +634,13 @@ class ObjectHandlers(FamilyBase):
         overrides = self._overrides(req)
         v = self._resolve(req)
         self._check_conditions(req, v)
+        info, ck = self.sse.read_key(req, v.meta)
         part, part_headers = self._part(req, v)
         headers = self._apply_overrides(
             self._object_headers(req, v, whole=part is None, part=self._part_number(req)),
             overrides,
         )
-        headers += part_headers
+        headers += part_headers + response_headers(info, ck)
         if part is not None:
             headers.append((b"content-range", part.content_range(v.size).encode()))
             headers.append((b"content-length", str(part.length).encode()))
@@ -633,6 +654,11 @@ class ObjectHandlers(FamilyBase):
         overrides = self._overrides(req)
         v = self._resolve(req)
         self._check_conditions(req, v)
+        info, ck = self.sse.read_key(req, v.meta)
+        cipher = (
+            None if info is None
+            else self.sse.version_cipher(info, ck, v.size, part_sizes(v.meta))
+        )  # fmt: skip
         try:
             chunk_list = self.manifests.chunks(v)
         except FormatError as exc:
@@ -655,7 +681,7 @@ class ObjectHandlers(FamilyBase):
             ),
             overrides,
         )
-        headers += part_headers
+        headers += part_headers + response_headers(info, ck)
         if req.q("partNumber") is not None and part is None and part_headers:
             headers.append((b"content-length", b"0"))
             await req.start(200, headers)
@@ -686,7 +712,7 @@ class ObjectHandlers(FamilyBase):
                 plan += [head, (r.start, r.end)]
             plan.append(closing)
         headers.append((b"content-length", str(length).encode()))
-        await self._stream(req, v, chunk_list, status, headers, plan)
+        await self._stream(req, v, chunk_list, status, headers, plan, cipher)
 
     async def _stream(
         self,
@@ -696,19 +722,28 @@ class ObjectHandlers(FamilyBase):
         status: int,
         headers: list[tuple[bytes, bytes]],
         plan: list[bytes | tuple[int, int]],
+        cipher: VersionCipher | None = None,
     ) -> None:
-        """Send ``plan``; every chunk is verified before any of its bytes go out."""
+        """Send ``plan``; every chunk is verified before any of its bytes go
+        out. An encrypted version (``cipher``): only the chunks the plan
+        touches are read and opened, each whole (GCM authenticates whole
+        chunks), and trimmed like plaintext ones."""
+        overhead = 0 if cipher is None else TAG_BYTES
         starts: list[int] = []
         pos = 0
         for ref in chunks:
             starts.append(pos)
-            pos += ref.length
+            pos += ref.length - overhead
         cached: tuple[int, bytes] | None = None
 
-        async def read(ref: ChunkRef) -> bytes:
+        def read_sync(ref: ChunkRef, i: int) -> bytes:
+            data = self.segments.read(ref)
+            return data if cipher is None else cipher.open(i, data)
+
+        async def read(ref: ChunkRef, i: int) -> bytes:
             if ref.length >= THREAD_READ_MIN:
-                return await trio.to_thread.run_sync(self.segments.read, ref)
-            return self.segments.read(ref)
+                return await trio.to_thread.run_sync(read_sync, ref, i)
+            return read_sync(ref, i)
 
         async def chunk(i: int) -> bytes:
             nonlocal cached, chunks
@@ -716,7 +751,7 @@ class ObjectHandlers(FamilyBase):
                 return cached[1]
             try:
                 try:
-                    data = await read(chunks[i])
+                    data = await read(chunks[i], i)
                 except FileNotFoundError:
                     # gc-rewrite may have moved this version's chunks (same
                     # uid and digests, new places) and removed the old
@@ -725,7 +760,7 @@ class ObjectHandlers(FamilyBase):
                     if moved is None:
                         raise
                     chunks = moved
-                    data = await read(chunks[i])
+                    data = await read(chunks[i], i)
             except (FormatError, OSError) as exc:
                 log.error("object %s/%s version %s is damaged: %s", v.bucket, v.key, v.uid, exc)
                 await self._mark_damaged(v)
@@ -748,7 +783,7 @@ class ObjectHandlers(FamilyBase):
             i = bisect.bisect_right(starts, first) - 1
             while i < len(chunks) and starts[i] <= last:
                 lo = max(first, starts[i]) - starts[i]
-                hi = min(last, starts[i] + chunks[i].length - 1) - starts[i] + 1
+                hi = min(last, starts[i] + chunks[i].length - overhead - 1) - starts[i] + 1
                 pieces.append((i, lo, hi))
                 i += 1
         if pieces and not isinstance(pieces[0], bytes):

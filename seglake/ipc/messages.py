@@ -379,6 +379,39 @@ class SetBucketLifecycle(Request[BucketLifecycleSet], frozen=True):
 # ---- bucket CORS (frontends) ----------------------------------------------------------
 
 
+class KekRow(msgspec.Struct, frozen=True, array_like=True):
+    """One SSE key-encryption key as stored: wrapped by the master ``master_id``."""
+
+    id: str
+    wrapped: bytes
+    master_id: str
+
+
+class KekReply(Reply, frozen=True):
+    kek: KekRow
+
+
+class EnsureKek(Request[KekReply], frozen=True):
+    """Frontends: the store's current KEK. ``candidate`` (made and wrapped by
+    the frontend; the writer never holds keys) is stored only if the store has
+    none yet, so concurrent frontends agree on one."""
+
+    name: ClassVar[str] = "sse_ensure_kek"
+    candidate: KekRow
+
+
+class KeksRewrapped(Reply, frozen=True):
+    count: int
+
+
+class RewrapKeks(Request[KeksRewrapped], frozen=True):
+    """``seglake sse rotate-master``: every KEK re-wrapped under a new master,
+    in one batch. Refused unless ``keks`` names exactly the stored KEKs."""
+
+    name: ClassVar[str] = "sse_rewrap_keks"
+    keks: list[KekRow]
+
+
 class BucketCorsSet(Reply, frozen=True):
     bucket: str
 
@@ -718,7 +751,7 @@ WRITER: Final = Service(
     AbortUpload, KeyCreate, KeyUpdate, KeyDelete, KeyAllowBucket, KeyDisallowBucket,
     SetBucketPolicy, SetBucketLifecycle, SetBucketCors, LifecycleExpire, RecordOpRun, SetMaintenance,
     MpuGcAbort, DbReindex, Ping, Status, MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
-    GcRepoint,
+    GcRepoint, EnsureKek, RewrapKeks,
 )  # fmt: skip
 SUPERVISOR: Final = Service("supervisor", ListProcesses, Report, SupervisorStats)
 # The admin socket: ``stats`` typed; its older commands (each carrying the

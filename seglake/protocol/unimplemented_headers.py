@@ -65,15 +65,17 @@ _NEW_BUCKET: Final[Defaults] = {
     "x-amz-object-ownership": ("bucketownerenforced",),
 }
 
+# What PutObject implements itself (seglake/sse/headers.py: AES256 and SSE-C;
+# aws:kms stays 501 there).
+_ENCRYPTION: Final = ("x-amz-server-side-encryption", *_SSE_C)
+
 BY_OPERATION: Final[Mapping[str, Defaults]] = {
     "CreateBucket": _NEW_BUCKET,
-    "PutObject": _NEW_OBJECT,
+    "PutObject": {k: v for k, v in _NEW_OBJECT.items() if k not in _ENCRYPTION},
     "CopyObject": {**_NEW_OBJECT, **_SSE_C_SOURCE},
     "CreateMultipartUpload": _NEW_OBJECT,
     "UploadPart": _SSE_C,
     "UploadPartCopy": {**_SSE_C, **_SSE_C_SOURCE},
-    "GetObject": _SSE_C,
-    "HeadObject": _SSE_C,
 }
 
 

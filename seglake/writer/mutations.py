@@ -20,6 +20,7 @@ from seglake.writer import (
     maintenance_ops,
     multipart_ops,
     ops,
+    sse_ops,
     versioning_ops,
 )  # fmt: skip
 from seglake.writer.ops import Apply, Mutations
@@ -45,6 +46,7 @@ APPLY: Final[dict[type[Request[Any]], Apply]] = _merge(
     gc_ops.APPLY,
     lifecycle_ops.APPLY,
     cors_ops.APPLY,
+    sse_ops.APPLY,
 )
 # The wire names of the mutations (the quiesce gate decides by name).
 MUTATION_NAMES: Final = frozenset(kind.name for kind in APPLY)

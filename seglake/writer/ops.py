@@ -20,7 +20,13 @@ import msgpack
 
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
-from seglake.format.manifest import ChunkRef, Manifest, decode_manifest, encode_manifest
+from seglake.format.manifest import (
+    SEAL_TAG_BYTES,
+    ChunkRef,
+    Manifest,
+    decode_manifest,
+    encode_manifest,
+)
 from seglake.format.segment import CHUNK_SIZE
 from seglake.ipc.messages import (
     BucketCreated,
@@ -214,14 +220,17 @@ def check_delete_conditions(
     conditions.decide_delete(c, None if cur is None else cur.state()).raise_for(key)
 
 
-def _chunk_refs(chunks: list[Chunk], size: int) -> list[ChunkRef]:
+def _chunk_refs(chunks: list[Chunk], size: int, *, sealed: bool = False) -> list[ChunkRef]:
+    """``sealed``: encrypted chunks, each 16 bytes (its tag) longer than the
+    plaintext ``size`` counts (``seglake/format/manifest.py``, version 2)."""
+    overhead = SEAL_TAG_BYTES if sealed else 0
     refs = []
     total = 0
     for c in chunks:
-        if not (len(c.digest) == 32 and 0 < c.length <= CHUNK_SIZE):
+        if not (len(c.digest) == 32 and overhead < c.length <= CHUNK_SIZE):
             raise S3Error("InternalError", message="malformed chunk reference")
         refs.append(ChunkRef(c.segment_id, c.offset, c.length, c.digest))
-        total += c.length
+        total += c.length - overhead
     if total != size:
         raise S3Error("InternalError", message="chunk lengths do not add up to the object size")
     return refs
@@ -231,7 +240,7 @@ def apply_put(conn: apsw.Connection, ctx: BatchContext, a: Put) -> Written:
     bucket, key = a.bucket, a.key
     versioning = bucket_versioning(conn, bucket)
     check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match, a.seen_uid)
-    chunks = _chunk_refs(a.chunks, a.size)
+    chunks = _chunk_refs(a.chunks, a.size, sealed="sse" in a.meta)
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=a.size,
         etag=a.etag, meta=dict(a.meta), chunks=chunks, delete_marker=False,

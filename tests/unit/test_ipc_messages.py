@@ -66,6 +66,8 @@ EXAMPLES: list[m.Request[Any]] = [
     m.SetBucketPolicy(bucket="bkt", policy=None),
     m.SetBucketLifecycle(bucket="bkt", configuration="<LifecycleConfiguration/>"),
     m.SetBucketCors(bucket="bkt", configuration="<CORSConfiguration/>"),
+    m.EnsureKek(candidate=m.KekRow(id="a" * 16, wrapped=b"w" * 60, master_id="b" * 16)),
+    m.RewrapKeks(keks=[m.KekRow(id="a" * 16, wrapped=b"w" * 60, master_id="c" * 16)]),
     m.LifecycleExpire(bucket="bkt", now_ns=5, day_ns=86_400_000_000_000, actions=[
         m.LifecycleAction(key="k", action="expire-current", rule_id="r", version_id="v", uid="u"),
         m.LifecycleAction(key="k", action="abort-upload", upload_id="up"),
@@ -89,6 +91,8 @@ REPLIES: list[m.Reply | m.Appended] = [
     m.Appended(1, 2, 3),
     m.Done(),
     m.Written(version_id="v", created_ns=1),
+    m.KekReply(kek=m.KekRow(id="a" * 16, wrapped=b"w" * 60, master_id="b" * 16)),
+    m.KeksRewrapped(count=2),
     m.Deleted(version_id=None, delete_marker=True),
     m.DeletedMany(results=[m.DeleteResult(version_id="v"), m.DeleteResult(error="E", message="x")]),
     m.BucketCreated(created=True),
