@@ -1,9 +1,10 @@
 """Metadata records: the state manifests do not carry, so ``rebuild-index``
 can restore ``meta.db`` from the segments alone.
 
-Where they live: in segment format version 2 each record below is the data
-of one typed segment record (type 2 bucket, type 3 version state; see
-``segment.py``), appended by the writer in the batch that changed the state,
+Where they live: in segment format versions 2 and 3 each record below is
+the data of one typed segment record (type 2 bucket and bucket gone, type 3
+version state; in version 3 also type 4 version meta and type 5 key record;
+see ``segment.py``), appended by the writer in the batch that changed the state,
 before the batch's one segment flush. Replayed in (segment id, offset)
 order, the last record of a bucket name or a uid is its state. Version 1
 stores kept one file each (the paths below); only ``seglake upgrade`` reads
@@ -27,19 +28,34 @@ Two things change later and are kept here:
 - in segments, a state record may also say ``ACTIVE``: written when a
   touched version is ACTIVE after all (a batch that failed after its
   records were flushed is corrected this way).
+- a **version-meta record** (kind 4, segment type 4, format 3 only): the
+  whole mutable metadata of one version (tags, ACL, retention, legal
+  hold) after a change, never a diff, so the last one per uid is the
+  value (docs/design-version-metadata.md §1). A record with only defaults
+  says "back to defaults".
+- a **key record** (kind 5, segment type 5, format 3 only): SSE key
+  material; only its framing is defined here (a msgpack map), its fields
+  belong to the SSE work.
 
 File layout (integers big-endian)::
 
     0   8  magic b"SGLKREC1"
     8   2  format version (1)
-    10  2  kind: 1 = bucket, 2 = version state, 3 = bucket gone
+    10  2  kind: 1 = bucket, 2 = version state, 3 = bucket gone,
+               4 = version meta, 5 = key
     12  4  body length L (1 .. 1 MiB)
     16  L  body: one msgpack map
             bucket:  {"name", "created_ns", "versioning", "policy" (str|nil),
                       "lifecycle" (str, only when the bucket has one),
-                      "cors" (str, only when the bucket has one)}
+                      "cors" (str, only when the bucket has one),
+                      "tags", "acl", "ownership", "object_lock",
+                      "encryption" (str each, only when set)}
             state:   {"uid", "state"}
             gone:    {"name"}
+            vmeta:   {"uid", "rev" (int), "tags" ([[k, v], ...]),
+                      "acl" (map | nil), "lock" ({"mode", "until_ms"} | nil),
+                      "legal_hold" (bool)}
+            key:     a map (fields defined by the SSE work)
     16+L 32 BLAKE3 of bytes 0 .. 16+L
 
 Rules this file keeps:
@@ -74,7 +90,21 @@ RECORD_VERSION: Final = 1
 KIND_BUCKET: Final = 1
 KIND_STATE: Final = 2
 KIND_BUCKET_GONE: Final = 3
-KINDS: Final = (KIND_BUCKET, KIND_STATE, KIND_BUCKET_GONE)
+KIND_VERSION_META: Final = 4
+KIND_KEY: Final = 5
+KINDS: Final = (KIND_BUCKET, KIND_STATE, KIND_BUCKET_GONE, KIND_VERSION_META, KIND_KEY)
+# The segment record type (segment.py) that carries each kind; a record found
+# under another type is damage, not data. Plain ints: records.py stays
+# importable without segment.py.
+SEGMENT_TYPE_OF_KIND: Final = {
+    KIND_BUCKET: 2, KIND_BUCKET_GONE: 2, KIND_STATE: 3, KIND_VERSION_META: 4, KIND_KEY: 5,
+}  # fmt: skip
+LOCK_MODES: Final = ("GOVERNANCE", "COMPLIANCE")
+# The bucket settings a bucket record may carry besides the original ones;
+# each is canonical text (XML or JSON) and written only when set.
+BUCKET_TEXT_FIELDS: Final = (
+    "policy", "lifecycle", "cors", "tags", "acl", "ownership", "object_lock", "encryption",
+)  # fmt: skip
 # A bucket policy is the largest thing a record holds; AWS caps those at 20 KiB.
 MAX_BODY_BYTES: Final = 1024 * 1024
 BUCKET_SUFFIX: Final = ".bucket"
@@ -151,21 +181,48 @@ def _body_problem(kind: int, body: dict[str, Any]) -> str | None:
             return "bucket record without created_ns"
         if body.get("versioning") not in VERSIONING_STATES:
             return f"bucket record with versioning {body.get('versioning')!r}"
-        if body.get("policy") is not None and not isinstance(body["policy"], str):
-            return "bucket record policy is not text"
-        if body.get("lifecycle") is not None and not isinstance(body["lifecycle"], str):
-            return "bucket record lifecycle is not text"
-        if body.get("cors") is not None and not isinstance(body["cors"], str):
-            return "bucket record cors is not text"
+        for name in BUCKET_TEXT_FIELDS:
+            if body.get(name) is not None and not isinstance(body[name], str):
+                return f"bucket record {name} is not text"
         return None
     if kind == KIND_BUCKET_GONE:
         if not isinstance(body.get("name"), str) or not body["name"]:
             return "bucket-gone record without a name"
         return None
+    if kind == KIND_KEY:
+        return None  # its fields are the SSE work's to check
+    if kind == KIND_VERSION_META:
+        return _vmeta_problem(body)
     if not isinstance(body.get("uid"), str) or not body["uid"]:
         return "state record without a uid"
     if body.get("state") not in STATES:
         return f"state record with state {body.get('state')!r}"
+    return None
+
+
+def _vmeta_problem(body: dict[str, Any]) -> str | None:
+    if not isinstance(body.get("uid"), str) or not body["uid"]:
+        return "version-meta record without a uid"
+    rev = body.get("rev")
+    if not isinstance(rev, int) or isinstance(rev, bool) or rev < 0:
+        return "version-meta record without a rev"
+    tags = body.get("tags")
+    if not isinstance(tags, list) or not all(
+        isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in tags
+    ):
+        return "version-meta record tags are not [[key, value], ...]"
+    if body.get("acl") is not None and not isinstance(body["acl"], dict):
+        return "version-meta record acl is not a map"
+    lock = body.get("lock")
+    if lock is not None and (
+        not isinstance(lock, dict)
+        or lock.get("mode") not in LOCK_MODES
+        or not isinstance(lock.get("until_ms"), int)
+        or isinstance(lock.get("until_ms"), bool)
+    ):
+        return "version-meta record lock is not {mode, until_ms}"
+    if not isinstance(body.get("legal_hold"), bool):
+        return "version-meta record legal_hold is not a bool"
     return None
 
 
@@ -176,10 +233,12 @@ def bucket_body(
     policy: str | None,
     lifecycle: str | None = None,
     cors: str | None = None,
+    **settings: str | None,
 ) -> dict[str, Any]:
-    """A bucket record's body. ``lifecycle`` and ``cors`` are written only
-    when set, so the record of a bucket without them is byte for byte what
-    older writers made."""
+    """A bucket record's body. ``lifecycle``, ``cors`` and the newer
+    ``settings`` (``BUCKET_TEXT_FIELDS``: tags, acl, ownership, object_lock,
+    encryption) are written only when set, so the record of a bucket without
+    them is byte for byte what older writers made."""
     body: dict[str, Any] = {
         "name": name,
         "created_ns": created_ns,
@@ -190,4 +249,22 @@ def bucket_body(
         body["lifecycle"] = lifecycle
     if cors is not None:
         body["cors"] = cors
+    for key, value in settings.items():
+        if key not in BUCKET_TEXT_FIELDS[3:]:
+            raise ValueError(f"unknown bucket setting {key!r}")
+        if value is not None:
+            body[key] = value
     return body
+
+
+def vmeta_body(uid: str, rev: int, meta: dict[str, Any]) -> dict[str, Any]:
+    """A version-meta record's body: ``meta`` (the decoded ``versions.vmeta``
+    map, ``{}`` for defaults) as a full snapshot with every field present."""
+    return {
+        "uid": uid,
+        "rev": rev,
+        "tags": [[str(k), str(v)] for k, v in meta.get("tags") or []],
+        "acl": meta.get("acl"),
+        "lock": meta.get("lock"),
+        "legal_hold": bool(meta.get("legal_hold", False)),
+    }

@@ -3,22 +3,27 @@
 All integers are big-endian and unsigned. Offsets are from the start of the
 file, so ``xxd -s OFFSET -l LEN segment`` shows any field named here.
 
-Two format versions exist. Version 2 (written today) gives every record a
-type byte, so manifests and metadata records live in the segments next to
-the chunks; version 1 (stores written before #17) has chunk records only.
-Every reader here reads both; only the writer's ``seglake upgrade`` still
-meets version 1 files.
+Three format versions exist. Version 2 gives every record a type byte, so
+manifests and metadata records live in the segments next to the chunks;
+version 3 (written today) has the same framing and adds record types 4
+(version meta) and 5 (key record); version 1 (stores written before #17) has
+chunk records only. Every reader here reads all three; only the writer's
+``seglake upgrade`` still meets version 1 files. Types 4 and 5 are valid
+only in a version 3 file: the version bump is what makes an older binary
+refuse such a segment ("unsupported segment format version 3") instead of
+taking a valid record for a torn tail (see docs/design-version-metadata.md
+§5).
 
 Header, 32 bytes, written once when the segment is created::
 
     0    8  magic b"SGLKSEG1"
-    8    2  format version (2; 1 in old stores)
+    8    2  format version (3; 2 or 1 in older stores)
     10   2  flags (0; no flags are defined)
     12   4  reserved (0)
     16   8  segment id
     24   8  created, nanoseconds since the Unix epoch
 
-Records, back to back from offset 32; a version 2 record starting at R is::
+Records, back to back from offset 32; a version 2 or 3 record starting at R is::
 
     R      32  digest: BLAKE3 of the data for a chunk (type 0), so it is the
                chunk's content hash that manifests list and GETs verify;
@@ -26,7 +31,8 @@ Records, back to back from offset 32; a version 2 record starting at R is::
                way a changed type byte no longer matches the digest.
     R+32    4  data length L, 1 <= L <= CHUNK_SIZE (4 MiB)
     R+36    1  record type: 0 chunk, 1 manifest (format/manifest.py),
-               2 bucket record, 3 version-state record (format/records.py)
+               2 bucket record, 3 version-state record, and in version 3
+               only 4 version-meta record, 5 key record (format/records.py)
     R+37    L  data
                (the next record starts at R + 37 + L)
 
@@ -41,7 +47,7 @@ the end of the last record)::
     F+12    4  record count N
     F+16    8  data_end (= F)
     F+24   E*N entries: record start u64 | data length u32 | type u8 | digest 32
-               (E = 45; version 1: E = 44, no type)
+               (E = 45 in versions 2 and 3; version 1: E = 44, no type)
     T       8  body length B = 24 + E*N, where T = file size - 48 and F = T - B
     T+8    32  BLAKE3 of the body (bytes F .. T)
     T+40    8  magic b"SGLKEND1" (the last 8 bytes of a sealed segment)
@@ -82,32 +88,38 @@ from seglake.units import MiB
 SEGMENT_MAGIC: Final = b"SGLKSEG1"
 FOOTER_MAGIC: Final = b"SGLKFTR1"
 END_MAGIC: Final = b"SGLKEND1"
-FORMAT_VERSION: Final = 2
-SUPPORTED_VERSIONS: Final = (1, 2)
+FORMAT_VERSION: Final = 3
+SUPPORTED_VERSIONS: Final = (1, 2, 3)
 HEADER_SIZE: Final = 32
 # Fixed by the on-disk format (SPEC §5): every chunk record holds at most this
 # many bytes. 4 MiB keeps per-chunk hashing/IO overhead under 0.1% while a
 # range read never has to verify more than 4 MiB to serve one byte.
 CHUNK_SIZE: Final = 4 * MiB
-RECORD_HEADER_SIZE: Final = 37  # version 2
+RECORD_HEADER_SIZE: Final = 37  # versions 2 and 3
 RECORD_HEADER_SIZE_V1: Final = 36
 # The lowest offset any chunk's data can start at, in either version.
 MIN_DATA_OFFSET: Final = HEADER_SIZE + RECORD_HEADER_SIZE_V1
 FOOTER_HEAD_SIZE: Final = 24
-FOOTER_ENTRY_SIZE: Final = 45  # version 2
+FOOTER_ENTRY_SIZE: Final = 45  # versions 2 and 3
 FOOTER_ENTRY_SIZE_V1: Final = 44
 FOOTER_TAIL_SIZE: Final = 48
 DIGEST_SIZE: Final = 32
 
 _HEADER: Final = struct.Struct(">8sHHIQQ")
-# Record types (version 2). Only chunks are referenced by manifests; the
-# others are what rebuild-index replays.
+# Record types (versions 2 and 3). Only chunks are referenced by manifests;
+# the others are what rebuild-index replays.
 TYPE_CHUNK: Final = 0
 TYPE_MANIFEST: Final = 1
 TYPE_BUCKET: Final = 2
 TYPE_STATE: Final = 3
-RECORD_TYPES: Final = (TYPE_CHUNK, TYPE_MANIFEST, TYPE_BUCKET, TYPE_STATE)
-TYPE_NAMES: Final = {0: "chunk", 1: "manifest", 2: "bucket", 3: "state"}
+TYPE_VERSION_META: Final = 4  # version 3 only
+TYPE_KEY: Final = 5  # version 3 only
+RECORD_TYPES: Final = (
+    TYPE_CHUNK, TYPE_MANIFEST, TYPE_BUCKET, TYPE_STATE, TYPE_VERSION_META, TYPE_KEY,
+)  # fmt: skip
+TYPE_NAMES: Final = {0: "chunk", 1: "manifest", 2: "bucket", 3: "state", 4: "vmeta", 5: "key"}
+# The highest record type each format version may hold.
+_MAX_TYPE: Final = {1: TYPE_CHUNK, 2: TYPE_STATE, 3: TYPE_KEY}
 
 _RECORD_HEADER_V1: Final = struct.Struct(">32sI")
 _RECORD_HEADER: Final = struct.Struct(">32sIB")
@@ -149,7 +161,7 @@ class SegmentHeader:
 @dataclass(frozen=True)
 class RecordInfo:
     """One record; ``offset`` is where its header starts (37 bytes in
-    version 2, ``head`` = 36 for a version 1 record)."""
+    versions 2 and 3, ``head`` = 36 for a version 1 record)."""
 
     offset: int
     length: int
@@ -195,7 +207,7 @@ def digest(data: bytes | bytearray | memoryview) -> bytes:
 
 
 def record_digest(rtype: int, data: bytes | bytearray | memoryview) -> bytes:
-    """The digest a version 2 record of ``rtype`` carries (see the top)."""
+    """The digest a version 2 or 3 record of ``rtype`` carries (see the top)."""
     if rtype == TYPE_CHUNK:
         return digest(data)
     h = blake3.blake3(bytes((rtype,)))
@@ -205,15 +217,21 @@ def record_digest(rtype: int, data: bytes | bytearray | memoryview) -> bytes:
 
 
 def version_of(fd: int) -> int:
-    """The format version in a segment file's header: 1 only when the header
-    says so, else the current version (a damaged header is the header
-    decoder's to report)."""
+    """The format version in a segment file's header when it is one we know,
+    else the current version (a damaged header is the header decoder's to
+    report)."""
     raw = os.pread(fd, 2, 8)
-    return 1 if raw == b"\x00\x01" else FORMAT_VERSION
+    version = int.from_bytes(raw, "big") if len(raw) == 2 else FORMAT_VERSION
+    return version if version in SUPPORTED_VERSIONS else FORMAT_VERSION
 
 
 def header_size(version: int) -> int:
     return RECORD_HEADER_SIZE_V1 if version == 1 else RECORD_HEADER_SIZE
+
+
+def types_of(version: int) -> tuple[int, ...]:
+    """The record types a segment of format ``version`` may hold."""
+    return RECORD_TYPES[: _MAX_TYPE.get(version, TYPE_CHUNK) + 1]
 
 
 # ---- header ----------------------------------------------------------------
@@ -256,7 +274,8 @@ def encode_record_header(
     digest: bytes, length: int, rtype: int = TYPE_CHUNK, *, version: int = FORMAT_VERSION
 ) -> bytes:
     """The 37 bytes (36 in version 1) that precede a record's data; the
-    caller writes the data. ``digest`` must be ``record_digest(rtype, data)``."""
+    caller writes the data. ``digest`` must be ``record_digest(rtype, data)``;
+    ``rtype`` must be one ``version`` holds (types 4 and 5 need version 3)."""
     if len(digest) != DIGEST_SIZE:
         raise ValueError(f"digest must be {DIGEST_SIZE} bytes, got {len(digest)}")
     if not 0 < length <= CHUNK_SIZE:
@@ -265,8 +284,8 @@ def encode_record_header(
         if rtype != TYPE_CHUNK:
             raise ValueError("version 1 segments hold chunk records only")
         return _RECORD_HEADER_V1.pack(digest, length)
-    if rtype not in RECORD_TYPES:
-        raise ValueError(f"unknown record type {rtype}")
+    if rtype not in types_of(version):
+        raise ValueError(f"record type {rtype} is not valid in a version {version} segment")
     return _RECORD_HEADER.pack(digest, length, rtype)
 
 
@@ -387,8 +406,8 @@ def encode_footer(
             raise ValueError(f"record {i} digest is {len(rec.digest)} bytes")
         if rec.head != head:
             raise ValueError(f"record {i} has a {rec.head}-byte header in a version {version} file")
-        if rec.rtype not in RECORD_TYPES or (version == 1 and rec.rtype != TYPE_CHUNK):
-            raise ValueError(f"record {i} has type {rec.rtype}")
+        if rec.rtype not in types_of(version):
+            raise ValueError(f"record {i} has type {rec.rtype}, not valid in version {version}")
         expected = rec.end
     if data_end != expected:
         raise ValueError(f"records end at {expected}, but data_end is {data_end}")
@@ -471,6 +490,7 @@ def read_footer(fd: int, file_size: int, *, path: str) -> Footer | None:
     expected = HEADER_SIZE
     entry_at = footer_offset + FOOTER_HEAD_SIZE
     head = header_size(version)
+    allowed = types_of(version)
     view = memoryview(body)[FOOTER_HEAD_SIZE:]
     entry_iter = (
         ((o, n, TYPE_CHUNK, d) for o, n, d in _FOOTER_ENTRY_V1.iter_unpack(view))
@@ -491,9 +511,12 @@ def read_footer(fd: int, file_size: int, *, path: str) -> Footer | None:
                 entry_at + 8,
                 f"footer entry {len(records)} has length {length}, outside 1..{CHUNK_SIZE}",
             )
-        if rtype not in RECORD_TYPES:
+        if rtype not in allowed:
             raise FormatError(
-                path, entry_at + 12, f"footer entry {len(records)} has unknown type {rtype}"
+                path,
+                entry_at + 12,
+                f"footer entry {len(records)} has type {rtype}, unknown in a version "
+                f"{version} segment",
             )
         rec = RecordInfo(rec_offset, length, rec_digest, rtype, head)
         records.append(rec)
@@ -544,12 +567,18 @@ def _advise_sequential(fd: int, offset: int, length: int) -> None:
 
 
 def _bad_record_header(
-    path: str, pos: int, length: int, stop: int, head: int = RECORD_HEADER_SIZE, rtype: int = 0
+    path: str,
+    pos: int,
+    length: int,
+    stop: int,
+    head: int = RECORD_HEADER_SIZE,
+    rtype: int = 0,
+    version: int = FORMAT_VERSION,
 ) -> FormatError | None:
     if length == 0 or length > CHUNK_SIZE:
         return FormatError(path, pos, f"record length {length} is outside 1..{CHUNK_SIZE}")
-    if rtype not in RECORD_TYPES:
-        return FormatError(path, pos, f"unknown record type {rtype}")
+    if rtype not in types_of(version):
+        return FormatError(path, pos, f"unknown record type {rtype} in a version {version} segment")
     if pos + head + length > stop:
         have = stop - pos - head
         return FormatError(
@@ -583,7 +612,7 @@ def _scan_headers(
         if len(raw) < head:
             return _torn_header(path, pos, len(raw), head)
         stored, length, rtype = _unpack_header(version, raw)
-        error = _bad_record_header(path, pos, length, stop, head, rtype)
+        error = _bad_record_header(path, pos, length, stop, head, rtype, version)
         if error is not None:
             return error
         records.append(RecordInfo(pos, length, stored, rtype, head))
@@ -665,6 +694,7 @@ def _scan_verified(
     threaded_min = _THREADED_DIGEST_MIN
     append = records.append
     head_size = header_size(version)
+    max_type = _MAX_TYPE.get(version, TYPE_CHUNK)
     pos = start
     while pos < stop:
         rel = pos - base
@@ -681,10 +711,10 @@ def _scan_verified(
         if (
             length == 0
             or length > CHUNK_SIZE
-            or rtype > TYPE_STATE
+            or rtype > max_type
             or pos + head_size + length > stop
         ):
-            return _bad_record_header(path, pos, length, stop, head_size, rtype)
+            return _bad_record_header(path, pos, length, stop, head_size, rtype, version)
         size = head_size + length
         if filled - rel < size:
             rel = window.ensure(pos, size)

@@ -198,6 +198,13 @@ MIGRATIONS: Final[list[str]] = [
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
+# settings['store_format']: the newest segment format the store holds data
+# in. "2" is written by ``seglake upgrade``; "3" by the first commit into a
+# format-3 segment (seglake/writer/commit.py). Older binaries never read it:
+# they refuse the segments themselves (docs/design-version-metadata.md §5).
+STORE_FORMAT_SETTING: Final = "store_format"
+STORE_FORMAT_3: Final = "3"
+
 
 def query(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
     """All rows of a query. Rows are typed ``Any``: columns are known by the SQL."""

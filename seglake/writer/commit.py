@@ -51,7 +51,7 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.segment import TYPE_MANIFEST
 from seglake.ipc.messages import Request
-from seglake.meta.schema import get_setting, set_setting
+from seglake.meta.schema import STORE_FORMAT_3, STORE_FORMAT_SETTING, get_setting, set_setting
 from seglake.metrics.histogram import COUNT, Histogram
 from seglake.writer import fileio
 from seglake.writer.mutations import APPLY
@@ -115,6 +115,8 @@ class Committer:
         self.conn = conn
         self.store = store
         self.clock = VersionClock(int(get_setting(conn, "clock_ns") or 0))
+        # Whether settings['store_format'] already says 3 (see _apply_batch).
+        self._format3 = get_setting(conn, STORE_FORMAT_SETTING) == STORE_FORMAT_3
         self._queue: deque[Mutation] = deque()
         self._wake = trio.Event()
         self._last_checkpoint = time.monotonic()
@@ -273,6 +275,11 @@ class Committer:
                     (seg_id, end, end, now),
                 )
             set_setting(conn, "clock_ns", self.clock.last_ns)
+            if ctx.committed_ends and not self._format3:
+                # The first commit into a segment this writer created (always
+                # format 3: recovery sealed every older one) marks the store
+                # as one older binaries cannot read (design doc §5).
+                set_setting(conn, STORE_FORMAT_SETTING, STORE_FORMAT_3)
         except BaseException as exc:
             self._rollback()
             self._forget_new_versions(ctx)
@@ -292,6 +299,8 @@ class Committer:
         except (apsw.Error, OSError) as exc:
             raise WriterFatal(f"commit failed: {exc}") from exc
         self.records.committed()
+        if ctx.committed_ends:
+            self._format3 = True
         if synced or sealed:
             self.stats.fsync_seconds.observe(fsync_s + self._flush_s)
         return synced

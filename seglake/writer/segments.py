@@ -47,6 +47,7 @@ from seglake.format.records import (
     KIND_BUCKET,
     KIND_BUCKET_GONE,
     KIND_STATE,
+    KIND_VERSION_META,
     bucket_body,
     decode_record,
     encode_record,
@@ -196,7 +197,7 @@ class SegmentStore:
                 fixes = _corrections(conn, fd, str(path), records, committed_end)
                 for rtype, data in fixes:
                     digest = segfmt.record_digest(rtype, data)
-                    head = segfmt.encode_record_header(digest, len(data), rtype)
+                    head = segfmt.encode_record_header(digest, len(data), rtype, version=version)
                     fileio.pwritev_all(fd, [head, data], cut, "recovery.append")
                     records.append(segfmt.RecordInfo(cut, len(data), digest, rtype))
                     cut = records[-1].end
@@ -378,10 +379,11 @@ def _corrections(
         except FormatError as exc:
             log.error("segment %s: unreadable uncommitted record: %s", path, exc)
             continue
-        if kind == KIND_STATE:
+        if kind in (KIND_STATE, KIND_VERSION_META):
             uids.add(str(body["uid"]))
-        else:
+        elif kind in (KIND_BUCKET, KIND_BUCKET_GONE):
             buckets.add(str(body["name"]))
+        # A key record (type 5) restates nothing here: the SSE work decides.
     out: list[tuple[int, bytes]] = []
     for name in sorted(buckets):
         rows = list(

@@ -1,4 +1,5 @@
-"""``seglake upgrade``: convert a version-1 store into segment format 2.
+"""``seglake upgrade``: convert a version-1 store into typed segment records
+(segment format 2 and later; this build writes format 3).
 
 A version-1 store keeps one file per manifest (``objects/manifests/``), one
 per metadata record (``objects/records/``) and gc-rewrite's staged
@@ -12,11 +13,11 @@ Ordering this file keeps (each step restartable after a crash anywhere):
 2. start the writer's recovery as ``seglake serve`` would (schema
    migration; every unsealed version-1 segment validated and sealed with a
    version-1 footer, so no new record ever lands in a version-1 file);
-3. unless ``settings['store_format']`` already says 2: append, to a fresh
-   version-2 segment, a bucket record for every bucket, a manifest record
-   for every version row, and a state record for every version that is not
-   ACTIVE; fdatasync it; then one transaction records the segment's
-   ``committed_end`` and sets ``settings['store_format'] = 2``. The bytes
+3. unless ``settings['store_format']`` already says 2 or 3: append, to a
+   fresh segment (format 3 today; format 2 when older code ran it), a
+   bucket record for every bucket, a manifest record for every version row,
+   and a state record for every version that is not ACTIVE; fdatasync it; then one transaction records the segment's
+   ``committed_end`` and sets ``settings['store_format'] = 3``. The bytes
    are the database's copies, which every committed manifest file and
    record equals (a manifest file is written before its COMMIT; a
    gc-pending file is the database copy by construction); files whose bytes
@@ -37,7 +38,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from seglake.config import Config
 from seglake.format import layout
@@ -50,15 +51,17 @@ from seglake.format.records import (
 )
 from seglake.format.segment import TYPE_BUCKET, TYPE_MANIFEST, TYPE_STATE
 from seglake.locks import offline_lock
-from seglake.meta.schema import get_setting, set_setting
+from seglake.meta.schema import STORE_FORMAT_3, STORE_FORMAT_SETTING, get_setting, set_setting
 from seglake.writer import fileio
 from seglake.writer.main import Writer
 from seglake.writer.segments import WriterFatal
 
 log = logging.getLogger("seglake.writer.upgrade")
 
-STORE_FORMAT_SETTING = "store_format"
-STORE_FORMAT = "2"
+# "2" once the records are converted; "3" when the converted records went
+# into a format-3 segment (what this build writes). Either means "done".
+STORE_FORMAT = STORE_FORMAT_3
+CONVERTED: Final = ("2", STORE_FORMAT_3)
 
 
 @dataclass
@@ -90,7 +93,7 @@ def upgrade_store(cfg: Config) -> UpgradeReport:
             return report
         writer = Writer(cfg, lock_fd=writer_lock, upgrading=True)
         try:
-            if get_setting(writer.conn, STORE_FORMAT_SETTING) != STORE_FORMAT:
+            if get_setting(writer.conn, STORE_FORMAT_SETTING) not in CONVERTED:
                 _convert(cfg, writer, report)
             else:
                 report.notes.append("records were already converted; removing the old files")

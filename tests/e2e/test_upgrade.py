@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from seglake.format import segment as segfmt
-from tests.e2e._helpers import cli, cli_json
+from tests.e2e._helpers import cli, cli_json, db_rows
 from tests.harness import ACCESS_KEY, SECRET_KEY, SeglakeServer
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "v1-store.tar.gz"
@@ -85,12 +85,14 @@ def test_upgrade_converts_and_the_store_reads_back(tmp_path: Path, crash: str | 
     assert not any((data / d).exists() for d in V1_DIRS)
     again = json.loads(_upgrade(data).stdout)
     assert again["already"] is True
-    # The old segment stays version 1, readable; new records went to a v2 one.
+    # The old segment stays version 1, readable; new records went to a
+    # segment of the current format (3), and the store says so.
     versions = {}
     for seg in sorted((data / "objects" / "segments").iterdir()):
         with open(seg, "rb") as f:
             versions[seg.name] = segfmt.decode_header(f.read(32), path=str(seg)).version
-    assert versions["0000000000000001.seg"] == 1 and 2 in versions.values(), versions
+    assert versions["0000000000000001.seg"] == 1 and 3 in versions.values(), versions
+    assert db_rows(data, "SELECT value FROM settings WHERE name = 'store_format'") == [("3",)]
 
     code, fsck = cli_json(data, "fsck", "--all-manifests")
     assert code == 0 and fsck["clean"], fsck["errors"]
@@ -116,10 +118,10 @@ def test_upgrade_converts_and_the_store_reads_back(tmp_path: Path, crash: str | 
         assert "Statement" in json.loads(s3.get_bucket_policy(Bucket="versioned")["Policy"])
         names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
         assert names == {"versioned", "plain"}
-        # New writes land in format 2 and the store stays consistent.
-        s3.put_object(Bucket="versioned", Key="new", Body=b"format 2")
+        # New writes land in format 3 and the store stays consistent.
+        s3.put_object(Bucket="versioned", Key="new", Body=b"format 3")
         s3.delete_object(Bucket="versioned", Key="k2")
-        assert s3.get_object(Bucket="versioned", Key="new")["Body"].read() == b"format 2"
+        assert s3.get_object(Bucket="versioned", Key="new")["Body"].read() == b"format 3"
         # Refused next to a live server.
         refused = _upgrade(data)
         assert refused.returncode == 1 and "refused" in refused.stderr, refused.stderr

@@ -12,13 +12,18 @@ import pytest
 from seglake.format.errors import FormatError
 from seglake.format.records import (
     KIND_BUCKET,
+    KIND_KEY,
     KIND_STATE,
+    KIND_VERSION_META,
+    SEGMENT_TYPE_OF_KIND,
     bucket_body,
     bucket_record_path,
     decode_record,
     encode_record,
     state_record_path,
+    vmeta_body,
 )
+from seglake.format.segment import TYPE_KEY, TYPE_VERSION_META
 
 GOOD = [
     (KIND_BUCKET, bucket_body("photos", 1_700_000_000_000_000_000, "enabled", None)),
@@ -28,6 +33,26 @@ GOOD = [
     (KIND_STATE, {"uid": "fffe0123456789ab01020304", "state": "DELETED"}),
     (KIND_STATE, {"uid": "fffe0123456789ab01020304", "state": "DAMAGED"}),
     (KIND_STATE, {"uid": "fffe0123456789ab01020304", "state": "PURGED"}),
+    (KIND_VERSION_META, vmeta_body("fffe01", 0, {})),
+    (
+        KIND_VERSION_META,
+        vmeta_body(
+            "fffe01",
+            1_800_000_000_000_000_000,
+            {
+                "tags": [["k", "v"], ["empty", ""], ["ünï", "çödé"]],
+                "acl": {"grants": [["CanonicalUser", "ab" * 32, "READ"]]},
+                "lock": {"mode": "COMPLIANCE", "until_ms": 1_900_000_000_000},
+                "legal_hold": True,
+            },
+        ),
+    ),
+    (KIND_VERSION_META, vmeta_body("u", 5, {"acl": {"canned": "public-read"}})),
+    (KIND_KEY, {"id": "kek-1", "wrapped": b"\x00" * 60}),
+    (
+        KIND_BUCKET,
+        bucket_body("tagged", 1, "enabled", None, tags="<Tagging/>", object_lock="<x/>"),
+    ),
 ]
 
 
@@ -104,6 +129,35 @@ BAD = [
     ("bad versioning", _raw(KIND_BUCKET, {"name": "b", "created_ns": 1, "versioning": "x"}), 16),
     ("no created", _raw(KIND_BUCKET, {"name": "b", "versioning": "enabled"}), 16),
     ("policy not text", _raw(KIND_BUCKET, {**GOOD[0][1], "policy": 5}), 16),
+    ("tags not text", _raw(KIND_BUCKET, {**GOOD[0][1], "tags": 5}), 16),
+    ("encryption not text", _raw(KIND_BUCKET, {**GOOD[0][1], "encryption": [1]}), 16),
+    ("vmeta no uid", _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "uid": ""}), 16),
+    ("vmeta no rev", _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "rev": "1"}), 16),
+    ("vmeta rev < 0", _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "rev": -1}), 16),
+    ("vmeta tags map", _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "tags": {}}), 16),
+    (
+        "vmeta tag triple",
+        _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "tags": [["a", "b", "c"]]}),
+        16,
+    ),
+    ("vmeta tag int", _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "tags": [["a", 1]]}), 16),
+    ("vmeta acl list", _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "acl": []}), 16),
+    (
+        "vmeta lock mode",
+        _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "lock": {"mode": "x", "until_ms": 1}}),
+        16,
+    ),
+    (
+        "vmeta lock until",
+        _raw(
+            KIND_VERSION_META,
+            {**vmeta_body("u", 1, {}), "lock": {"mode": "GOVERNANCE", "until_ms": "1"}},
+        ),
+        16,
+    ),
+    ("vmeta hold int", _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "legal_hold": 1}), 16),
+    ("vmeta no hold", _raw(KIND_VERSION_META, {"uid": "u", "rev": 1, "tags": []}), 16),
+    ("key not a map", _raw(KIND_KEY, [1]), 16),
     ("not msgpack", _sealed(b"SGLKREC1\x00\x01\x00\x02\x00\x00\x00\x01\xc1"), 16),
     (
         "huge length",
@@ -130,7 +184,23 @@ def test_every_prefix_is_refused() -> None:
 
 def test_encode_refuses_unknown_kind() -> None:
     with pytest.raises(ValueError):
-        encode_record(4, {"a": 1})
+        encode_record(6, {"a": 1})
+    with pytest.raises(ValueError):
+        bucket_body("b", 1, "enabled", None, colour="red")
+
+
+def test_new_kinds_travel_in_the_new_segment_types() -> None:
+    assert SEGMENT_TYPE_OF_KIND[KIND_VERSION_META] == TYPE_VERSION_META == 4
+    assert SEGMENT_TYPE_OF_KIND[KIND_KEY] == TYPE_KEY == 5
+
+
+def test_vmeta_body_is_a_full_snapshot() -> None:
+    """Defaults are spelled out, so a record after a removal says so."""
+    assert vmeta_body("u", 3, {}) == {
+        "uid": "u", "rev": 3, "tags": [], "acl": None, "lock": None, "legal_hold": False,
+    }  # fmt: skip
+    body = vmeta_body("u", 3, {"tags": [("a", "b")], "legal_hold": True})
+    assert body["tags"] == [["a", "b"]] and body["legal_hold"] is True
 
 
 def test_paths() -> None:

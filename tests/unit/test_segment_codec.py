@@ -122,7 +122,7 @@ def test_header_round_trip_hypothesis(segment_id: int, created_ns: int) -> None:
 def test_header_layout_is_byte_exact() -> None:
     raw = encode_header(0x0102030405060708, 0x1112131415161718)
     assert raw == (
-        b"SGLKSEG1" + b"\x00\x02" + b"\x00\x00" + b"\x00" * 4
+        b"SGLKSEG1" + b"\x00\x03" + b"\x00\x00" + b"\x00" * 4
         + bytes.fromhex("0102030405060708") + bytes.fromhex("1112131415161718")
     )  # fmt: skip
 
@@ -149,7 +149,7 @@ def test_header_every_truncation() -> None:
     [
         (0, b"X", 0),  # magic
         (7, b"2", 0),  # magic
-        (9, b"\x03", 8),  # version 3
+        (9, b"\x04", 8),  # version 4
         (8, b"\x01", 8),  # version 257
         (11, b"\x01", 10),  # flags
         (15, b"\x01", 12),  # reserved
@@ -189,8 +189,12 @@ def test_record_header_layout() -> None:
     assert encode_record_header(d, 3, version=1) == d + b"\x00\x00\x00\x03"
     with pytest.raises(ValueError):
         encode_record_header(d, 3, seg.TYPE_MANIFEST, version=1)
+    assert encode_record_header(d, 3, seg.TYPE_VERSION_META) == d + b"\x00\x00\x00\x03\x04"
+    assert encode_record_header(d, 3, seg.TYPE_KEY) == d + b"\x00\x00\x00\x03\x05"
     with pytest.raises(ValueError):
-        encode_record_header(d, 3, 4)
+        encode_record_header(d, 3, 4, version=2)
+    with pytest.raises(ValueError):
+        encode_record_header(d, 3, 6)
 
 
 def test_record_digest_covers_the_type() -> None:
@@ -505,7 +509,7 @@ def test_footer_checks_many_small_record_headers_in_windows() -> None:
         ([RecordInfo(33, 1, b"d" * 32)], 71),  # does not start at 32
         ([RecordInfo(32, 1, b"d" * 32), RecordInfo(71, 1, b"d" * 32)], 109),  # gap
         ([RecordInfo(32, 1, b"d" * 32)], 71),  # data_end not the end
-        ([RecordInfo(32, 1, b"d" * 32, 4)], 70),  # unknown type
+        ([RecordInfo(32, 1, b"d" * 32, 6)], 70),  # unknown type
         ([RecordInfo(32, 1, b"d" * 32, 0, 36)], 69),  # a version-1 record
         ([RecordInfo(32, 0, b"d" * 32)], 68),  # empty record
         ([RecordInfo(32, 1, b"d" * 31)], 69),  # short digest
@@ -645,3 +649,126 @@ def test_typed_records_scan_and_footer() -> None:
     with memfile(bytes(bad[:end])) as fd:
         scan = scan_records(fd, path=PATH)
         assert scan.error is not None and scan.error.offset == records[1].offset
+
+
+# ---- format 3: version-meta (4) and key (5) records ---------------------------
+
+
+def build_typed(
+    payloads: list[tuple[int, bytes]], *, version: int = FORMAT_VERSION
+) -> tuple[bytes, list[RecordInfo], int]:
+    """A segment of ``version`` holding ``payloads``; (sealed bytes, records,
+    data_end). Types a version may not hold are framed by hand."""
+    out = bytearray(encode_header(7, 1, version=version))
+    records = []
+    for t, p in payloads:
+        d = seg.record_digest(t, p)
+        records.append(RecordInfo(len(out), len(p), d, t))
+        out += d + len(p).to_bytes(4, "big") + bytes((t,)) + p
+    end = len(out)
+    return bytes(out), records, end
+
+
+def test_format_3_is_written_and_2_is_still_read() -> None:
+    assert FORMAT_VERSION == 3 and seg.SUPPORTED_VERSIONS == (1, 2, 3)
+    assert decode_header(encode_header(1, 2), path=PATH).version == 3
+    assert decode_header(encode_header(1, 2, version=2), path=PATH).version == 2
+    with pytest.raises(FormatError, match="unsupported segment format version 4"):
+        decode_header(SEGMENT_MAGIC + b"\x00\x04" + bytes(22), path=PATH)
+    assert seg.types_of(1) == (0,)
+    assert seg.types_of(2) == (0, 1, 2, 3)
+    assert seg.types_of(3) == (0, 1, 2, 3, 4, 5)
+    assert (
+        seg.TYPE_NAMES[seg.TYPE_VERSION_META] == "vmeta" and seg.TYPE_NAMES[seg.TYPE_KEY] == "key"
+    )
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_version_of_reads_the_header(version: int) -> None:
+    with memfile(encode_header(1, 2, version=version)) as fd:
+        assert seg.version_of(fd) == version
+    with memfile(b"garbage" * 10) as fd:
+        assert seg.version_of(fd) == FORMAT_VERSION
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("verify", [True, False])
+def test_version_meta_and_key_records_scan_and_footer(
+    window: tuple[int, int] | None, verify: bool
+) -> None:
+    payloads = [
+        (seg.TYPE_CHUNK, b"chunk"),
+        (seg.TYPE_VERSION_META, b"vmeta record"),
+        (seg.TYPE_MANIFEST, b"man"),
+        (seg.TYPE_KEY, b"key record"),
+        (seg.TYPE_STATE, b"st"),
+    ]
+    raw, records, end = build_typed(payloads)
+    for rec, (t, _p) in zip(records, payloads, strict=True):
+        assert raw[rec.offset : rec.offset + RECORD_HEADER_SIZE] == encode_record_header(
+            rec.digest, rec.length, t
+        )
+    sealed = raw + encode_footer(records, end)
+    with scan_window(window), memfile(sealed) as fd:
+        scan = scan_records(fd, path=PATH, end=end, verify=verify)
+        assert scan.error is None and scan.records == records
+        footer = read_footer(fd, len(sealed), path=PATH)
+        assert footer is not None and list(footer.records) == records
+        for rec, (_t, p) in zip(records[1:], payloads[1:], strict=True):
+            assert seg.read_record_data(fd, rec, path=PATH) == p
+    # The type byte is covered by the digest for the new types too.
+    bad = bytearray(raw)
+    bad[records[1].offset + 36] = seg.TYPE_KEY
+    with memfile(bytes(bad)) as fd:
+        scan = scan_records(fd, path=PATH)
+        assert scan.error is not None and scan.error.offset == records[1].offset
+        assert [r.offset for r in scan.records] == [records[0].offset]
+
+
+@pytest.mark.parametrize("rtype", [4, 5, 6, 255])
+@pytest.mark.parametrize("verify", [True, False])
+def test_version_2_segments_refuse_the_new_types(rtype: int, verify: bool) -> None:
+    """A version-2 file never holds types 4/5: the bump is what keeps older
+    binaries from misreading them, so such a record is damage there."""
+    raw, records, end = build_typed([(0, b"c"), (rtype, b"new")], version=2)
+    with memfile(raw) as fd:
+        scan = scan_records(fd, path=PATH, verify=verify)
+        assert scan.error is not None and scan.error.offset == records[1].offset
+        assert "unknown record type" in scan.error.reason
+        assert scan.valid_end == records[1].offset
+    with pytest.raises(ValueError):
+        encode_record_header(b"d" * 32, 3, rtype, version=2)
+    with pytest.raises(ValueError):
+        encode_footer(records, end, version=2)
+    if rtype > 5:
+        raw3, records3, _end3 = build_typed([(0, b"c"), (rtype, b"new")])
+        with memfile(raw3) as fd:
+            scan = scan_records(fd, path=PATH, verify=verify)
+            assert scan.error is not None and scan.error.offset == records3[1].offset
+        with pytest.raises(ValueError):
+            encode_record_header(b"d" * 32, 3, rtype)
+
+
+def test_footer_of_version_2_with_a_type_4_entry_is_refused() -> None:
+    # Forge a v2 footer (encode_footer refuses it) listing a type-4 record.
+    raw, records, end = build_typed([(0, b"c"), (4, b"new")], version=2)
+    body = bytearray(seg._FOOTER_HEAD.pack(FOOTER_MAGIC, 2, 0, len(records), end))
+    for rec in records:
+        body += seg._FOOTER_ENTRY.pack(rec.offset, rec.length, rec.rtype, rec.digest)
+    tail = seg._TAIL.pack(len(body), digest(bytes(body)), END_MAGIC)
+    with (
+        memfile(raw + bytes(body) + tail) as fd,
+        pytest.raises(FormatError, match="type 4, unknown in a version 2 segment"),
+    ):
+        read_footer(fd, len(raw) + len(body) + len(tail), path=PATH)
+
+
+def test_version_2_typed_segment_reads_back_unchanged() -> None:
+    payloads = [(seg.TYPE_CHUNK, b"chunk"), (seg.TYPE_MANIFEST, b"m"), (seg.TYPE_BUCKET, b"b")]
+    raw, records, end = build_typed(payloads, version=2)
+    sealed = raw + encode_footer(records, end, version=2)
+    with memfile(sealed) as fd:
+        assert seg.version_of(fd) == 2
+        assert scan_records(fd, path=PATH, end=end).records == records
+        footer = read_footer(fd, len(sealed), path=PATH)
+        assert footer is not None and list(footer.records) == records
