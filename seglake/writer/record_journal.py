@@ -30,16 +30,21 @@ import apsw
 from seglake.format.records import (
     KIND_BUCKET,
     KIND_BUCKET_GONE,
+    KIND_KEY,
     KIND_STATE,
     bucket_body,
     encode_record,
+    key_body,
 )
-from seglake.format.segment import TYPE_BUCKET, TYPE_STATE
+from seglake.format.segment import TYPE_BUCKET, TYPE_KEY, TYPE_STATE
 
 TOUCH_FN: Final = "seglake_record_touch"
 # A removed version row is touched like a state change: flush finds no row
 # and writes PURGED.
 _BUCKET, _VERSION = "b", "v"
+# An SSE key-encryption key (sse_keks): its key record (type 5). KEKs are
+# never deleted, so a touched id always has a row.
+_KEK: Final = "k"
 
 _TRIGGERS: Final = f"""
 CREATE TEMP TRIGGER IF NOT EXISTS rec_bucket_ins AFTER INSERT ON main.buckets
@@ -53,6 +58,10 @@ WHEN OLD.state IS NOT NEW.state
 BEGIN SELECT {TOUCH_FN}('{_VERSION}', NEW.uid); END;
 CREATE TEMP TRIGGER IF NOT EXISTS rec_version_del AFTER DELETE ON main.versions
 BEGIN SELECT {TOUCH_FN}('{_VERSION}', OLD.uid); END;
+CREATE TEMP TRIGGER IF NOT EXISTS rec_kek_ins AFTER INSERT ON main.sse_keks
+BEGIN SELECT {TOUCH_FN}('{_KEK}', NEW.id); END;
+CREATE TEMP TRIGGER IF NOT EXISTS rec_kek_upd AFTER UPDATE ON main.sse_keks
+BEGIN SELECT {TOUCH_FN}('{_KEK}', NEW.id); END;
 """
 
 
@@ -75,11 +84,17 @@ class RecordJournal:
     def touch_version(self, uid: str) -> None:
         self._touched.add((_VERSION, uid))
 
+    def touch_kek(self, kek_id: str) -> None:
+        self._touched.add((_KEK, kek_id))
+
     def flush(self, conn: apsw.Connection) -> list[tuple[int, bytes]]:
         """The record (segment record type, data) of every touched
         bucket/version as ``conn`` sees it now, in a stable order."""
         out: list[tuple[int, bytes]] = []
         for kind, name in sorted(self._touched):
+            if kind == _KEK:
+                out.extend(kek_records(conn, [name]))
+                continue
             if kind == _BUCKET:
                 rows: list[Any] = conn.execute(
                     "SELECT created_ns, versioning, policy, lifecycle, cors FROM buckets "
@@ -105,3 +120,17 @@ class RecordJournal:
 
     def committed(self) -> None:
         self._touched.clear()
+
+
+def kek_records(conn: apsw.Connection, ids: list[str]) -> list[tuple[int, bytes]]:
+    """The key record (type 5) of each KEK in ``ids`` that ``conn`` has."""
+    out: list[tuple[int, bytes]] = []
+    for kek_id in ids:
+        rows: list[Any] = conn.execute(
+            "SELECT wrapped, master_id, created_ns FROM sse_keks WHERE id = ?", (kek_id,)
+        ).fetchall()
+        if rows:
+            wrapped, master, created = rows[0]
+            body = key_body(kek_id, bytes(wrapped), str(master), int(created))
+            out.append((TYPE_KEY, encode_record(KIND_KEY, body)))
+    return out

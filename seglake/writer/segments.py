@@ -46,6 +46,7 @@ from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.format.records import (
     KIND_BUCKET,
     KIND_BUCKET_GONE,
+    KIND_KEY,
     KIND_STATE,
     KIND_VERSION_META,
     bucket_body,
@@ -54,6 +55,7 @@ from seglake.format.records import (
 )
 from seglake.format.segment import CHUNK_SIZE
 from seglake.writer import fileio
+from seglake.writer.record_journal import kek_records
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +369,7 @@ def _corrections(
     or metadata record past ``committed_end`` (see rule 4)."""
     uids: set[str] = set()
     buckets: set[str] = set()
+    keks: set[str] = set()
     for rec in records:
         if rec.offset < committed_end or rec.rtype == segfmt.TYPE_CHUNK:
             continue
@@ -383,8 +386,12 @@ def _corrections(
             uids.add(str(body["uid"]))
         elif kind in (KIND_BUCKET, KIND_BUCKET_GONE):
             buckets.add(str(body["name"]))
-        # A key record (type 5) restates nothing here: the SSE work decides.
-    out: list[tuple[int, bytes]] = []
+        elif kind == KIND_KEY:
+            keks.add(str(body["id"]))
+    # A key record restates the KEK as the database kept it (a rotation
+    # that did not commit is undone this way); a KEK without a row (an
+    # EnsureKek that did not commit) wraps nothing anyone uses and is left.
+    out: list[tuple[int, bytes]] = kek_records(conn, sorted(keks))
     for name in sorted(buckets):
         rows = list(
             conn.execute(
