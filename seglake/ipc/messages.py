@@ -207,6 +207,12 @@ class CopyObject(Request[Copied], frozen=True):
     src_uid: str | None = None
     etag: str | None = None
     checksums: dict[str, str] = {}
+    # A copy that changes encryption (or copies an encrypted source uploaded
+    # in parts): the frontend read the source (``src_uid``), re-sealed its
+    # bytes into new chunks (``chunks``, appended already) and says how the
+    # copy is encrypted (``sse``: the manifest's ``sse`` map, None: plain).
+    chunks: list[Chunk] | None = None
+    sse: dict[str, Any] | None = None
 
 
 class VersioningSet(Reply, frozen=True):

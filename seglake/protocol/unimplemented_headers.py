@@ -72,7 +72,7 @@ _ENCRYPTION: Final = ("x-amz-server-side-encryption", *_SSE_C)
 BY_OPERATION: Final[Mapping[str, Defaults]] = {
     "CreateBucket": _NEW_BUCKET,
     "PutObject": {k: v for k, v in _NEW_OBJECT.items() if k not in _ENCRYPTION},
-    "CopyObject": {**_NEW_OBJECT, **_SSE_C_SOURCE},
+    "CopyObject": {k: v for k, v in _NEW_OBJECT.items() if k not in _ENCRYPTION},
     "CreateMultipartUpload": _NEW_OBJECT,
     "UploadPart": _SSE_C,
     "UploadPartCopy": {**_SSE_C, **_SSE_C_SOURCE},

@@ -447,7 +447,8 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
     versioning = bucket_versioning(conn, bucket)
     src, src_versioning = _copy_source(conn, src_bucket, src_key, src_vid)
     replace = a.directive == "REPLACE"
-    if src_bucket == bucket and src_key == key and not replace:
+    # A re-sealed copy (``chunks``) changes the encryption: allowed onto itself.
+    if src_bucket == bucket and src_key == key and not replace and a.chunks is None:
         cur = current_version(conn, bucket, key)
         if src_vid is None or (cur is not None and cur.row_id == src.row_id):
             raise S3Error(
@@ -498,7 +499,16 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
         )
     except FormatError:
         raise S3Error("ObjectDamaged") from None
+    chunks = list(manifest.chunks)
     meta = dict(src.meta)
+    if a.chunks is not None:
+        # Re-sealed by the frontend (fresh, so it read exactly ``src``).
+        if not fresh:
+            raise S3Error("InternalError", message="copy chunks without the version read")
+        meta.pop("sse", None)
+        if a.sse is not None:
+            meta["sse"] = a.sse
+        chunks = _chunk_refs(a.chunks, src.size, sealed=a.sse is not None)
     if fresh:
         # A single-part object now: no part boundaries, whole-object checksums.
         for name in ("parts", "part_checksums", "checksum_type", "checksums"):
@@ -511,7 +521,7 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
         meta.update({k: v for k, v in a.meta.items() if k in REPLACEABLE_META})
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=src.size,
-        etag=etag, meta=meta, chunks=list(manifest.chunks), delete_marker=False,
+        etag=etag, meta=meta, chunks=chunks, delete_marker=False,
     )  # fmt: skip
     return Copied(
         version_id=version_id if versioning == "enabled" else None,

@@ -200,3 +200,54 @@ def test_scrub_gc_and_rebuild_without_plaintext(tmp_path: Path) -> None:
             assert got["Body"].read() == body and got["ServerSideEncryption"] == "AES256"
         assert s3.get_object(Bucket="enc", Key="big", Range="bytes=5-")["Body"].read() == big[5:]
         assert srv.stop() == 0
+
+
+# ---- CopyObject ----------------------------------------------------------------------
+
+
+def test_copy_keeps_or_changes_encryption(s3: Any, server: SeglakeServer) -> None:
+    s3.create_bucket(Bucket="sse-copy")
+    body = marked_body(PLAIN_CHUNK + 777, 5)
+    s3.put_object(Bucket="sse-copy", Key="enc", Body=body, ServerSideEncryption="AES256")
+    plain = b"plain body " * 100
+    s3.put_object(Bucket="sse-copy", Key="plain", Body=plain)
+
+    # Same settings: the copy lists the source's chunks (and stays encrypted).
+    out = s3.copy_object(
+        Bucket="sse-copy", Key="c1", CopySource={"Bucket": "sse-copy", "Key": "enc"}
+    )
+    assert out["ServerSideEncryption"] == "AES256"
+    got = s3.get_object(Bucket="sse-copy", Key="c1")
+    assert got["Body"].read() == body and got["ServerSideEncryption"] == "AES256"
+    assert got["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    src_m = db_rows(
+        server.data_dir,
+        "SELECT manifest FROM versions v JOIN current c "
+        "ON c.version = v.id WHERE c.bucket = 'sse-copy' AND c.key = 'enc'",
+    )
+    dst_m = db_rows(
+        server.data_dir,
+        "SELECT manifest FROM versions v JOIN current c "
+        "ON c.version = v.id WHERE c.bucket = 'sse-copy' AND c.key = 'c1'",
+    )
+    from seglake.format.manifest import decode_manifest
+
+    src_chunks = decode_manifest(src_m[0][0], path="s").chunks
+    assert decode_manifest(dst_m[0][0], path="d").chunks == src_chunks
+
+    # Plain source, encryption asked for: re-sealed into new chunks.
+    out = s3.copy_object(
+        Bucket="sse-copy", Key="c2", CopySource={"Bucket": "sse-copy", "Key": "plain"},
+        ServerSideEncryption="AES256",
+    )  # fmt: skip
+    assert out["ServerSideEncryption"] == "AES256"
+    got = s3.get_object(Bucket="sse-copy", Key="c2")
+    assert got["Body"].read() == plain and got["ServerSideEncryption"] == "AES256"
+    assert got["ETag"] == f'"{hashlib.md5(plain).hexdigest()}"'
+    # Onto itself with a change of encryption: allowed.
+    s3.copy_object(
+        Bucket="sse-copy", Key="plain", CopySource={"Bucket": "sse-copy", "Key": "plain"},
+        ServerSideEncryption="AES256",
+    )  # fmt: skip
+    got = s3.get_object(Bucket="sse-copy", Key="plain")
+    assert got["Body"].read() == plain and got["ServerSideEncryption"] == "AES256"
