@@ -271,6 +271,9 @@ class UploadPart(Request[PartStored], frozen=True):
     checksums: dict[str, str] = {}
     chunks: list[Chunk] = []
     tail_digest: bytes | None = None
+    # An encrypted upload's part: the random nonce base its chunks were
+    # sealed with (required exactly when the upload's meta has "sse").
+    sse_nonce: bytes | None = None
 
 
 class Completed(Reply, frozen=True):

@@ -28,11 +28,6 @@ _SSE_C: Final[Defaults] = {
     "x-amz-server-side-encryption-customer-key": (),
     "x-amz-server-side-encryption-customer-key-md5": (),
 }
-_SSE_C_SOURCE: Final[Defaults] = {
-    "x-amz-copy-source-server-side-encryption-customer-algorithm": (),
-    "x-amz-copy-source-server-side-encryption-customer-key": (),
-    "x-amz-copy-source-server-side-encryption-customer-key-md5": (),
-}
 # What PutObject, CopyObject and CreateMultipartUpload may ask of the new object.
 _NEW_OBJECT: Final[Defaults] = {
     "x-amz-server-side-encryption": (),
@@ -73,9 +68,7 @@ BY_OPERATION: Final[Mapping[str, Defaults]] = {
     "CreateBucket": _NEW_BUCKET,
     "PutObject": {k: v for k, v in _NEW_OBJECT.items() if k not in _ENCRYPTION},
     "CopyObject": {k: v for k, v in _NEW_OBJECT.items() if k not in _ENCRYPTION},
-    "CreateMultipartUpload": _NEW_OBJECT,
-    "UploadPart": _SSE_C,
-    "UploadPartCopy": {**_SSE_C, **_SSE_C_SOURCE},
+    "CreateMultipartUpload": {k: v for k, v in _NEW_OBJECT.items() if k not in _ENCRYPTION},
 }
 
 

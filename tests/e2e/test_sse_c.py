@@ -47,7 +47,8 @@ def raw_sse_c(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeglakeServer]:
     root = tmp_path_factory.mktemp("ssec")
-    with SeglakeServer(root / "data", frontends=2, extra_args=["--sse-c-allow-http"]) as srv:
+    args = ["--sse-c-allow-http", "--min-part-size", "1024"]
+    with SeglakeServer(root / "data", frontends=2, extra_args=args) as srv:
         yield srv
 
 
@@ -149,7 +150,8 @@ def test_bad_headers_on_put(
 
 def test_copy_both_sides(s3: Any) -> None:
     s3.create_bucket(Bucket="ssec-copy")
-    body = marked_body(PLAIN_CHUNK + 50, 3)
+    # No marker: this test stores a plain copy on purpose.
+    body = os.urandom(PLAIN_CHUNK + 50)
     s3.put_object(Bucket="ssec-copy", Key="src", Body=body, **sse_c())
     src = {"Bucket": "ssec-copy", "Key": "src"}
     # Without the source's key: refused.
@@ -196,6 +198,41 @@ def test_copy_both_sides(s3: Any) -> None:
         **sse_c(OTHER),
     )
     assert s3.get_object(Bucket="ssec-copy", Key="back", **sse_c(OTHER))["Body"].read() == body
+
+
+def test_multipart_every_part(s3: Any, server: SeglakeServer) -> None:
+    s3.create_bucket(Bucket="ssec-mpu")
+    p1, p2 = marked_body(PLAIN_CHUNK + 1, 41), marked_body(777, 42)
+    up = s3.create_multipart_upload(Bucket="ssec-mpu", Key="m", **sse_c())
+    assert up["SSECustomerKeyMD5"] == key_md5(KEY)
+    uid = up["UploadId"]
+    with pytest.raises(ClientError) as e:
+        s3.upload_part(Bucket="ssec-mpu", Key="m", UploadId=uid, PartNumber=1, Body=p1)
+    assert status_and_code(e) == (400, "InvalidRequest")
+    with pytest.raises(ClientError) as e:
+        s3.upload_part(
+            Bucket="ssec-mpu", Key="m", UploadId=uid, PartNumber=1, Body=p1, **sse_c(OTHER)
+        )
+    assert status_and_code(e) == (403, "AccessDenied")
+    e1 = s3.upload_part(Bucket="ssec-mpu", Key="m", UploadId=uid, PartNumber=1, Body=p1, **sse_c())
+    assert e1["SSECustomerKeyMD5"] == key_md5(KEY)
+    s3.put_object(Bucket="ssec-mpu", Key="src", Body=p2, **sse_c(OTHER))
+    e2 = s3.upload_part_copy(
+        Bucket="ssec-mpu", Key="m", UploadId=uid, PartNumber=2,
+        CopySource={"Bucket": "ssec-mpu", "Key": "src"},
+        CopySourceSSECustomerAlgorithm="AES256", CopySourceSSECustomerKey=OTHER, **sse_c(),
+    )["CopyPartResult"]  # fmt: skip
+    parts = [{"PartNumber": 1, "ETag": e1["ETag"]}, {"PartNumber": 2, "ETag": e2["ETag"]}]
+    s3.complete_multipart_upload(
+        Bucket="ssec-mpu", Key="m", UploadId=uid, MultipartUpload={"Parts": parts}
+    )
+    assert s3.get_object(Bucket="ssec-mpu", Key="m", **sse_c())["Body"].read() == p1 + p2
+    got = s3.get_object(Bucket="ssec-mpu", Key="m", PartNumber=2, **sse_c())
+    assert got["Body"].read() == p2
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="ssec-mpu", Key="m")
+    assert status_and_code(e) == (400, "InvalidRequest")
+    assert files_containing(server.data_dir, MARKER) == []
 
 
 def test_refused_over_plain_http(tmp_path: Path) -> None:

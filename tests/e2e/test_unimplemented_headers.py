@@ -87,7 +87,7 @@ def test_every_refused_header_on_every_operation(server: SeglakeServer) -> None:
     plain.put_object(Bucket="refusals", Key="source", Body=b"source bytes")
     upload_id = plain.create_multipart_upload(Bucket="refusals", Key="mpu")["UploadId"]
     cases = [(op, h) for op, table in BY_OPERATION.items() for h in table]
-    assert len(cases) >= 60
+    assert len(cases) >= 40  # shrinks as features land (SSE: #20)
     for n, (op, header) in enumerate(cases):
         s3 = client(server, {header: SAMPLE[header]})
         with pytest.raises(ClientError) as err:
