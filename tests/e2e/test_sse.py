@@ -327,3 +327,76 @@ def test_upload_part_copy_across_encryption(s3: Any) -> None:
         got = s3.get_object(Bucket="sse-upc", Key=key)
         assert got["Body"].read() == expected
         assert ("ServerSideEncryption" in got) == bool(sse)
+
+
+# ---- master key rotation ----------------------------------------------------------------
+
+
+def _chunk_bytes(data: Path) -> dict[str, bytes]:
+    """Every version's manifest and the bytes of its chunks, by uid."""
+    from seglake.format.manifest import decode_manifest
+
+    out = {}
+    for uid, manifest in db_rows(data, "SELECT uid, manifest FROM versions"):
+        m = decode_manifest(manifest, path=uid)
+        raw = bytes(manifest)
+        for c in m.chunks:
+            seg = data / "objects" / "segments" / f"{c.segment_id:016x}.seg"
+            with open(seg, "rb") as f:
+                f.seek(c.offset)
+                raw += f.read(c.length)
+        out[uid] = raw
+    return out
+
+
+def test_rotate_master_live_and_offline(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    body = marked_body(PLAIN_CHUNK + 99, 61)
+    master = data / ".seglake-sse.master"
+    with SeglakeServer(data, frontends=2) as srv:
+        s3 = srv.s3()
+        s3.create_bucket(Bucket="rot")
+        s3.put_object(Bucket="rot", Key="a", Body=body, ServerSideEncryption="AES256")
+        first = master.read_bytes()
+        before = _chunk_bytes(data)
+        out = cli(data, "sse", "rotate-master", "--json")
+        assert out.returncode == 0, out.stderr
+        assert '"keks": 1' in out.stdout
+        assert master.read_bytes() != first
+        assert sorted(p.name for p in data.iterdir() if p.name.startswith(".seglake-sse")) == [
+            ".seglake-sse.master"
+        ]
+        assert _chunk_bytes(data) == before  # no object data, no manifest rewritten
+        # Running frontends keep serving, and new objects use the same KEK.
+        assert s3.get_object(Bucket="rot", Key="a")["Body"].read() == body
+        s3.put_object(Bucket="rot", Key="b", Body=b"after " + MARKER, ServerSideEncryption="AES256")
+        assert srv.stop() == 0
+    # The old master is gone for good: nothing on disk holds it.
+    assert files_containing(data, first) == []
+    second = master.read_bytes()
+    out = cli(data, "sse", "rotate-master")  # offline: the embedded writer
+    assert out.returncode == 0, out.stderr
+    assert master.read_bytes() != second
+    status = cli(data, "sse", "status", "--json")
+    assert status.returncode == 0 and '"missing_masters": []' in status.stdout
+    code, check = cli_json(data, "rebuild-index", "--dry-run")
+    assert code == 0 and check["differences"] == 0, check
+    with SeglakeServer(data, frontends=1) as srv:
+        s3 = srv.s3()
+        assert s3.get_object(Bucket="rot", Key="a")["Body"].read() == body
+        assert s3.get_object(Bucket="rot", Key="b")["Body"].read() == b"after " + MARKER
+        assert srv.stop() == 0
+    # After a rebuild, the key records carry the latest wrapping.
+    assert cli(data, "rebuild-index", "--force").returncode == 0
+    with SeglakeServer(data, frontends=1) as srv:
+        assert srv.s3().get_object(Bucket="rot", Key="a")["Body"].read() == body
+        assert srv.stop() == 0
+    # Without the master, encrypted objects are a clear error, not garbage.
+    master.unlink()
+    status = cli(data, "sse", "status", "--json")
+    assert status.returncode == 1
+    with SeglakeServer(data, frontends=1) as srv:
+        with pytest.raises(ClientError) as e:
+            srv.s3().get_object(Bucket="rot", Key="a")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert srv.stop() == 0
