@@ -391,10 +391,17 @@ def test_rotate_master_live_and_offline(tmp_path: Path) -> None:
     with SeglakeServer(data, frontends=1) as srv:
         assert srv.s3().get_object(Bucket="rot", Key="a")["Body"].read() == body
         assert srv.stop() == 0
+    # snapshot and doctor name the master as something to back up.
+    code, snap = cli_json(data, "snapshot")
+    assert code == 0 and snap["sse_keks"] == 1 and snap["sse_master_key_file"] == str(master)
+    out = cli(data, "doctor")
+    assert out.returncode == 0 and str(master) in out.stdout, out.stdout
     # Without the master, encrypted objects are a clear error, not garbage.
     master.unlink()
     status = cli(data, "sse", "status", "--json")
     assert status.returncode == 1
+    code, doc = cli_json(data, "doctor")
+    assert code == 1 and doc["sse"]["missing_masters"], doc
     with SeglakeServer(data, frontends=1) as srv:
         with pytest.raises(ClientError) as e:
             srv.s3().get_object(Bucket="rot", Key="a")
