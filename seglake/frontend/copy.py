@@ -157,7 +157,7 @@ class CopyHandlers(FamilyBase):
                 cond.if_unmodified_since,
             ),
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
-            if_match=guard.if_match, seen_uid=guard.seen_uid,
+            if_match=guard.if_match, seen_uid=guard.seen_uid, owner=req.owner,
         )  # fmt: skip
         dest_sse, dest_ck = new_object_encryption(req.headers, secure=secure(self.cfg, req))
         bucket_default = bucket_default_sse(self.reader, req.bucket)

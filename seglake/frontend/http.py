@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 import trio
 
+from seglake.auth.canonical import canonical_id
 from seglake.errors import S3Error
 from seglake.frontend.h11_fixes import send_continue
 from seglake.frontend.router import Route
@@ -155,6 +156,12 @@ class Request:
     def q(self, name: str) -> str | None:
         values = self.query.get(name)
         return values[0] if values else None
+
+    @property
+    def owner(self) -> str:
+        """The canonical id of the key that signed this request ("" for an
+        anonymous one): the owner of what it writes."""
+        return "" if self.auth is None else canonical_id(self.auth.access_key)
 
     @property
     def bucket(self) -> str:

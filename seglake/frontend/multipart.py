@@ -303,7 +303,7 @@ class MultipartHandlers(FamilyBase):
         result = await self.writer.call(
             CreateUpload(
                 bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg,
-                checksum_type=ctype,
+                checksum_type=ctype, owner=req.owner,
             )
         )  # fmt: skip
         headers: list[tuple[bytes, bytes]] = []

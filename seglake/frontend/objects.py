@@ -403,6 +403,7 @@ class ObjectHandlers(FamilyBase):
             bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
             if_none_match=cond.if_none_match, if_match=cond.if_match, seen_uid=cond.seen_uid,
+            owner=req.owner,
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]

@@ -285,6 +285,7 @@ class PostObjectHandlers(FamilyBase):
         put = Put(
             bucket=req.bucket, key=form.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
+            owner=req.owner,
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         etag = f'"{body.etag}"'

@@ -81,6 +81,27 @@ class Append(Request[Appended], frozen=True):
     digest: bytes
 
 
+class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An object-lock retention: GOVERNANCE or COMPLIANCE until ``until_ms``
+    (milliseconds since the epoch)."""
+
+    mode: str
+    until_ms: int
+
+
+class VersionMetaInit(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A new version's mutable metadata as its write request gives it
+    (``x-amz-tagging``, ``x-amz-acl``/grants, ``x-amz-object-lock-*``), checked
+    by the frontend. ``acl`` is opaque to the writer (the ACL work's format:
+    ``{"canned": str}`` or ``{"grants": [[type, id, permission], ...]}``).
+    Stored in ``versions.vmeta`` (``seglake/format/vmeta.py``)."""
+
+    tags: list[tuple[str, str]] = []
+    acl: dict[str, Any] | None = None
+    lock: Retention | None = None
+    legal_hold: bool = False
+
+
 class Written(Reply, frozen=True):
     # Only an enabled bucket announces a new version's id (None otherwise).
     version_id: str | None = None
@@ -105,6 +126,10 @@ class Put(Request[Written], frozen=True):
     if_none_match: bool = False
     if_match: str | None = None
     seen_uid: str | None = None
+    vmeta: VersionMetaInit | None = None
+    # The canonical id of the writing key (seglake/auth/canonical.py), kept
+    # in the manifest meta as "owner"; "" for writes without one.
+    owner: str = ""
 
 
 class Deleted(Reply, frozen=True):
@@ -213,6 +238,11 @@ class CopyObject(Request[Copied], frozen=True):
     # copy is encrypted (``sse``: the manifest's ``sse`` map, None: plain).
     chunks: list[Chunk] | None = None
     sse: dict[str, Any] | None = None
+    # The copy's own ACL/lock (and tags with REPLACE); ``tagging_directive``
+    # COPY takes the source's tags, REPLACE the ones in ``vmeta``.
+    vmeta: VersionMetaInit | None = None
+    tagging_directive: str = "COPY"
+    owner: str = ""
 
 
 class VersioningSet(Reply, frozen=True):
@@ -252,6 +282,9 @@ class CreateUpload(Request[UploadCreated], frozen=True):
     checksum_algorithm: str | None = None
     # COMPOSITE or FULL_OBJECT; None: AWS's default for the algorithm.
     checksum_type: str | None = None
+    # Kept in the upload's row, given to the version CompleteUpload makes.
+    vmeta: VersionMetaInit | None = None
+    owner: str = ""
 
 
 class PartStored(Reply, frozen=True):
@@ -367,6 +400,56 @@ class SetBucketPolicy(Request[BucketPolicySet], frozen=True):
     name: ClassVar[str] = "set_bucket_policy"
     bucket: str
     policy: str | None  # None deletes it
+
+
+# ---- per-version metadata and bucket settings (frontends) -----------------------------
+
+
+class VersionMetaSet(Reply, frozen=True):
+    """The version actually changed: its S3 version id ("null" for a null
+    version) and its uid."""
+
+    version_id: str
+    uid: str
+
+
+class SetVersionMeta(Request[VersionMetaSet], frozen=True):
+    """Put/DeleteObjectTagging, PutObjectAcl, PutObjectRetention,
+    PutObjectLegalHold: one message, only the given fields change (``UNSET``:
+    kept as stored). ``version_id`` None is the key's current version,
+    decided inside the writer's transaction. ``acl`` / ``retention`` None
+    removes them. ``bypass_governance`` only when the request carried the
+    header and the key may use it (the frontend decides that)."""
+
+    name: ClassVar[str] = "set_version_meta"
+    bucket: str
+    key: str
+    version_id: str | None = None
+    tags: list[tuple[str, str]] | msgspec.UnsetType = msgspec.UNSET
+    acl: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
+    retention: Retention | msgspec.UnsetType | None = msgspec.UNSET
+    legal_hold: bool | msgspec.UnsetType = msgspec.UNSET
+    bypass_governance: bool = False
+
+
+class BucketConfigSet(Reply, frozen=True):
+    bucket: str
+    field: str
+
+
+# The bucket settings SetBucketConfig may change: columns of ``buckets``.
+BUCKET_CONFIG_FIELDS: Final = ("tags", "acl", "ownership", "object_lock", "encryption")
+
+
+class SetBucketConfig(Request[BucketConfigSet], frozen=True):
+    """Bucket tags, ACL, ownership controls, object-lock configuration,
+    default encryption: the canonical text (XML or JSON) the frontend made
+    of the client's document, stored as given; None deletes it."""
+
+    name: ClassVar[str] = "set_bucket_config"
+    bucket: str
+    field: str  # one of BUCKET_CONFIG_FIELDS
+    value: str | None
 
 
 # ---- bucket lifecycle (frontends; the maintenance process and lifecycle-run) -------
@@ -758,7 +841,8 @@ WRITER: Final = Service(
     Append, Put, DeleteObject, DeleteVersion, DeleteObjects, CreateBucket, DeleteBucket,
     CopyObject, SetVersioning, MarkDamaged, CreateUpload, UploadPart, CompleteUpload,
     AbortUpload, KeyCreate, KeyUpdate, KeyDelete, KeyAllowBucket, KeyDisallowBucket,
-    SetBucketPolicy, SetBucketLifecycle, SetBucketCors, LifecycleExpire, RecordOpRun, SetMaintenance,
+    SetBucketPolicy, SetBucketLifecycle, SetBucketCors, SetVersionMeta, SetBucketConfig,
+    LifecycleExpire, RecordOpRun, SetMaintenance,
     MpuGcAbort, DbReindex, Ping, Status, MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
     GcRepoint, EnsureKek, RewrapKeks,
 )  # fmt: skip

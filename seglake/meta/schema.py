@@ -32,6 +32,12 @@ Tables (SPEC §5):
   GetBucketLifecycleConfiguration answers (migration 6; NULL = none).
 - ``buckets.cors``: the bucket's CORS configuration, as the XML GetBucketCors
   answers (migration 7; NULL = none: the server-wide ``--cors-*`` apply).
+- per-version metadata (migration 8, docs/design-version-metadata.md):
+  ``versions.vmeta`` (``seglake/format/vmeta.py``; NULL = all defaults) and
+  the columns mirroring it (``tag_count``, ``lock_mode``, ``lock_until_ms``,
+  ``legal_hold``), ``uploads.vmeta``/``uploads.owner`` (what a multipart
+  upload's version gets), and the bucket settings ``tags``, ``acl``,
+  ``ownership``, ``object_lock``, ``encryption`` (canonical text each).
 """
 
 from __future__ import annotations
@@ -179,7 +185,30 @@ MIGRATIONS: Final[list[str]] = [
     """
     ALTER TABLE buckets ADD COLUMN cors TEXT;
     """,
-    # 9 (numbered after vmeta's 8 once merged): server-side encryption. KEKs
+    # 8: per-version metadata (tags, ACL, object lock) and the new bucket
+    # settings. Columns, not a side table: GET/HEAD read the versions row
+    # already, and ALTER TABLE ADD COLUMN costs nothing in existing rows. The
+    # lock fields are columns of their own so enforcement finds locked
+    # versions through versions_locked. Mirrored into version-meta records
+    # (segment type 4) and bucket records, so rebuild-index restores them.
+    """
+    ALTER TABLE versions ADD COLUMN vmeta BLOB;
+    ALTER TABLE versions ADD COLUMN tag_count INTEGER;
+    ALTER TABLE versions ADD COLUMN lock_mode TEXT
+        CHECK (lock_mode IN ('GOVERNANCE', 'COMPLIANCE'));
+    ALTER TABLE versions ADD COLUMN lock_until_ms INTEGER;
+    ALTER TABLE versions ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX versions_locked ON versions(bucket, key)
+        WHERE lock_until_ms IS NOT NULL OR legal_hold = 1;
+    ALTER TABLE uploads ADD COLUMN vmeta BLOB;
+    ALTER TABLE uploads ADD COLUMN owner TEXT;
+    ALTER TABLE buckets ADD COLUMN tags TEXT;
+    ALTER TABLE buckets ADD COLUMN acl TEXT;
+    ALTER TABLE buckets ADD COLUMN ownership TEXT;
+    ALTER TABLE buckets ADD COLUMN object_lock TEXT;
+    ALTER TABLE buckets ADD COLUMN encryption TEXT;
+    """,
+    # 9: server-side encryption. KEKs
     # wrapped by the SSE master key (seglake/sse/keys.py; master_id names
     # which master), mirrored as segment key records so rebuild-index
     # restores them. parts.sse_nonce: the random nonce base each UploadPart

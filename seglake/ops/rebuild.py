@@ -9,12 +9,14 @@ quiesced or with ``--yes``: stop the server first.
 What is restored, and from where: the record log in the segments
 (``seglake/audit/replay.py``: every segment's typed records in (segment id,
 offset) order, the newest record per uid and per bucket name):
-- buckets (name, creation time, versioning, policy, lifecycle, CORS) from
-  bucket records
+- buckets (name, creation time, versioning, policy, lifecycle, CORS, tags,
+  ACL, ownership, object-lock and encryption settings) from bucket records
   (a bucket-gone record removes one);
 - every version and delete marker from its newest manifest record, in the
   state its newest version-state record gives (none: ``ACTIVE``;
-  ``PURGED``: left out);
+  ``PURGED``: left out), with the metadata (tags, ACL, retention, legal
+  hold: ``vmeta`` and the columns mirroring it) of its newest version-meta
+  record (none: defaults; a record of an unknown or purged uid is ignored);
 - the current pointer of each key: its newest version that is not DELETED
   (the rule every writer mutation keeps);
 - segments from the segment files (SEALED when they end in a valid footer);
@@ -56,9 +58,15 @@ from seglake.format import layout
 from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
+from seglake.format.vmeta import decode_vmeta, encode_vmeta, from_body
 from seglake.meta.schema import open_write, set_setting
 from seglake.writer.embedded import sync_dir
 
+# The bucket settings kept as text columns and in bucket records, after
+# versioning (records.BUCKET_TEXT_FIELDS).
+BUCKET_TEXT_COLUMNS = (
+    "policy", "lifecycle", "cors", "tags", "acl", "ownership", "object_lock", "encryption",
+)  # fmt: skip
 # Keys the writer adds to a version's meta when it writes the manifest
 # (ops._insert_version); the versions.meta column holds the meta without them.
 MANIFEST_ONLY_META = ("etag", "created_ns", "delete_marker", "s3_version_id")
@@ -188,6 +196,7 @@ def build_database(
     try:
         _fill(conn, buckets, states, versions, segments, report, record_ends)
         _fill_keks(conn, log.keks, report)
+        _fill_vmeta(conn, log, report)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         # A self-contained file: no -wal of its own to be mixed up with the
         # old database's during the swap.
@@ -245,15 +254,13 @@ def _fill(
         for name, b in sorted(buckets.items()):
             max_ns = max(max_ns, int(b["created_ns"]))
             conn.execute(
-                "INSERT INTO buckets(name, created_ns, versioning, policy, lifecycle, cors) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO buckets(name, created_ns, versioning, {', '.join(BUCKET_TEXT_COLUMNS)}) "
+                f"VALUES (?, ?, ?{', ?' * len(BUCKET_TEXT_COLUMNS)})",
                 (
                     name,
                     int(b["created_ns"]),
                     str(b["versioning"]),
-                    b.get("policy"),
-                    b.get("lifecycle"),
-                    b.get("cors"),
+                    *(b.get(c) for c in BUCKET_TEXT_COLUMNS),
                 ),
             )
         report.buckets = len(buckets)
@@ -343,6 +350,32 @@ def _fill_keks(
         )
 
 
+def _fill_vmeta(conn: apsw.Connection, log: LogState, report: RebuildReport) -> None:
+    """Each restored version's metadata from its newest version-meta record."""
+    restored = 0
+    with conn:
+        for uid, body in sorted(log.vmeta.items()):
+            try:
+                value = from_body(body, path=f"version-meta record of {uid}")
+            except FormatError as exc:  # decode_record checked it; be safe anyway
+                report.problems.append(f"version meta skipped: {exc}")
+                continue
+            # A record of defaults with no rev is what a version without
+            # metadata would have: keep its column NULL, as the writer does.
+            blob = None if value.is_default and value.rev == 0 else encode_vmeta(value)
+            tag_count, lock_mode, lock_until_ms, legal_hold = value.columns()
+            conn.execute(
+                "UPDATE versions SET vmeta = ?, tag_count = ?, lock_mode = ?, lock_until_ms = ?, "
+                "legal_hold = ? WHERE uid = ?",
+                (blob, tag_count, lock_mode, lock_until_ms, legal_hold, uid),
+            )
+            restored += conn.changes()
+    if restored:
+        report.notes.append(
+            f"version metadata (tags, ACL, lock) restored for {restored} version(s)"
+        )
+
+
 # ---- check (dry run) -------------------------------------------------------------
 
 # Differences listed in a check report; the count is always complete.
@@ -359,14 +392,16 @@ def _dump(path: Path) -> dict[str, dict[Any, Any]]:
             buckets = {
                 r[0]: tuple(r[1:])
                 for r in conn.execute(
-                    "SELECT name, created_ns, versioning, policy, lifecycle, cors FROM buckets"
+                    f"SELECT name, created_ns, versioning, {', '.join(BUCKET_TEXT_COLUMNS)} "
+                    "FROM buckets"
                 )
             }
             versions = {
                 r[0]: tuple(r[1:])
                 for r in conn.execute(
                     "SELECT uid, bucket, key, version_id, size, etag, created_ns, state, "
-                    "delete_marker, meta, manifest FROM versions"
+                    "delete_marker, meta, manifest, vmeta, tag_count, lock_mode, lock_until_ms, "
+                    "legal_hold FROM versions"
                 )
             }
             current = {
@@ -394,10 +429,18 @@ def _dump(path: Path) -> dict[str, dict[Any, Any]]:
 
 
 def _same_version(left: Any, right: Any) -> bool:
-    """Equal rows up to msgpack packing of ``meta`` (column 8 of the dump)."""
-    if left is None or right is None or left[:8] != right[:8] or left[9:] != right[9:]:
+    """Equal rows up to msgpack packing of ``meta`` (column 8 of the dump)
+    and of ``vmeta`` (column 10: equal values, NULL being the defaults)."""
+    if left is None or right is None or left[:8] != right[:8] or left[9] != right[9]:
         return False
-    return bool(msgpack.unpackb(left[8], raw=False) == msgpack.unpackb(right[8], raw=False))
+    if left[11:] != right[11:]:
+        return False
+    if msgpack.unpackb(left[8], raw=False) != msgpack.unpackb(right[8], raw=False):
+        return False
+    try:
+        return decode_vmeta(left[10]) == decode_vmeta(right[10])
+    except FormatError:
+        return False
 
 
 def compare_databases(original: Path, rebuilt: Path) -> tuple[int, list[str]]:

@@ -15,8 +15,9 @@ Ordering kept for deleting segments (``delete_segments``):
    are purged (their PURGED state records go into the batch). A dropped
    segment also holds manifest and metadata records (segment format 2):
    each is copied forward as the database has it now (a kept version's
-   manifest bytes; the current or PURGED state of a uid; the current or
-   gone state of a bucket), appended to the open segment by the committer
+   manifest bytes; the current or PURGED state of a uid; a kept version's
+   current metadata (format 3: its version-meta record, nothing for a uid
+   without a row); the current or gone state of a bucket), appended to the open segment by the committer
    and flushed before COMMIT like any batch's records, so what
    ``rebuild-index`` replays never depends on a deleted file;
 3. after COMMIT, unlink each file and fsync the segments directory. A crash
@@ -59,7 +60,7 @@ from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest, encode_manifest
-from seglake.format.records import KIND_KEY, KIND_STATE, decode_record
+from seglake.format.records import KIND_KEY, KIND_STATE, KIND_VERSION_META, decode_record
 from seglake.format.segment import (
     CHUNK_SIZE,
     TYPE_BUCKET,
@@ -67,6 +68,7 @@ from seglake.format.segment import (
     TYPE_KEY,
     TYPE_MANIFEST,
     TYPE_STATE,
+    TYPE_VERSION_META,
 )
 from seglake.ipc.messages import (
     Chunk,
@@ -244,7 +246,7 @@ def _copy_records_forward(conn: apsw.Connection, ctx: BatchContext, segdir: str,
                     ctx.manifests.append((uid, bytes(rows[0][0])))
                 # No row: a purged version (its PURGED record is copied with
                 # its state records) or a batch that never committed.
-            elif rec.rtype in (TYPE_BUCKET, TYPE_STATE, TYPE_KEY):
+            elif rec.rtype in (TYPE_BUCKET, TYPE_STATE, TYPE_VERSION_META, TYPE_KEY):
                 kind, body = decode_record(data, path=f"{path}@{rec.offset}")
                 if kind == KIND_KEY:
                     # The KEK as sse_keks has it now (a rotation may have
@@ -252,8 +254,13 @@ def _copy_records_forward(conn: apsw.Connection, ctx: BatchContext, segdir: str,
                     conn.execute(f"SELECT {TOUCH_FN}('k', ?)", (str(body["id"]),))
                 elif kind == KIND_STATE:
                     conn.execute(f"SELECT {TOUCH_FN}('v', ?)", (str(body["uid"]),))
+                elif kind == KIND_VERSION_META:
+                    # As the row has it now; a uid without a row gets nothing
+                    # (its PURGED state record is carried with the states).
+                    conn.execute(f"SELECT {TOUCH_FN}('m', ?)", (str(body["uid"]),))
                 else:
                     conn.execute(f"SELECT {TOUCH_FN}('b', ?)", (str(body["name"]),))
+            # Key records (type 5) are the SSE work's to carry forward.
     finally:
         os.close(fd)
 

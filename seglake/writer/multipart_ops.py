@@ -63,7 +63,9 @@ from seglake.writer.ops import (
     bucket_versioning,
     check_write_conditions,
     current_version,
+    with_owner,
 )
+from seglake.writer.vmeta_ops import decode_init, encode_init
 
 # A lost Complete response is retried within seconds to minutes (SDK retry
 # back-offs stay under a minute); a day also covers a client that reconnects
@@ -83,20 +85,25 @@ class _Upload:
     meta: dict[str, Any]
     checksum_algorithm: str | None
     key_uid: str | None  # the key's current version at creation ('' none; None unknown)
+    vmeta: bytes | None = None  # VersionMetaInit given at creation (vmeta_ops.encode_init)
+    owner: str = ""
 
 
 def _open_upload(conn: apsw.Connection, a: UploadPart | CompleteUpload | AbortUpload) -> _Upload:
     """The open upload ``a`` addresses, or NoSuchUpload."""
     rows = query(
         conn,
-        "SELECT bucket, key, meta, checksum_algorithm, key_uid FROM uploads WHERE upload_id = ?",
+        "SELECT bucket, key, meta, checksum_algorithm, key_uid, vmeta, owner FROM uploads "
+        "WHERE upload_id = ?",
         (a.upload_id,),
     )
     if not rows or rows[0][0] != a.bucket or rows[0][1] != a.key:
         raise S3Error("NoSuchUpload", resource=a.upload_id)
     meta = msgpack.unpackb(rows[0][2], raw=False) if rows[0][2] else {}
     key_uid = None if rows[0][4] is None else str(rows[0][4])
-    return _Upload(meta if isinstance(meta, dict) else {}, rows[0][3], key_uid)
+    return _Upload(
+        meta if isinstance(meta, dict) else {}, rows[0][3], key_uid, rows[0][5], rows[0][6] or ""
+    )
 
 
 def apply_create_upload(conn: apsw.Connection, ctx: BatchContext, a: CreateUpload) -> UploadCreated:
@@ -118,9 +125,12 @@ def apply_create_upload(conn: apsw.Connection, ctx: BatchContext, a: CreateUploa
     cur = current_version(conn, bucket, key)
     conn.execute(
         "INSERT INTO uploads(upload_id, bucket, key, created_ns, meta, checksum_algorithm, "
-        "key_uid) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (upload_id, bucket, key, ns, msgpack.packb(meta), alg, "" if cur is None else cur.uid),
-    )
+        "key_uid, vmeta, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            upload_id, bucket, key, ns, msgpack.packb(meta), alg,
+            "" if cur is None else cur.uid, encode_init(a.vmeta), a.owner or None,
+        ),
+    )  # fmt: skip
     return UploadCreated(upload_id=upload_id, created_ns=ns)
 
 
@@ -333,7 +343,8 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
         version_meta["part_checksums"] = b"".join(part_raws)
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=total, etag=etag,
-        meta=version_meta, chunks=chunks, delete_marker=False,
+        meta=with_owner(version_meta, upload.owner), chunks=chunks, delete_marker=False,
+        vmeta=decode_init(upload.vmeta),
     )  # fmt: skip
     conn.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
     conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))

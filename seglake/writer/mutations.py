@@ -22,6 +22,7 @@ from seglake.writer import (
     ops,
     sse_ops,
     versioning_ops,
+    vmeta_ops,
 )  # fmt: skip
 from seglake.writer.ops import Apply, Mutations
 
@@ -47,6 +48,7 @@ APPLY: Final[dict[type[Request[Any]], Apply]] = _merge(
     lifecycle_ops.APPLY,
     cors_ops.APPLY,
     sse_ops.APPLY,
+    vmeta_ops.APPLY,
 )
 # The wire names of the mutations (the quiesce gate decides by name).
 MUTATION_NAMES: Final = frozenset(kind.name for kind in APPLY)

@@ -28,6 +28,7 @@ from seglake.format.manifest import (
     encode_manifest,
 )
 from seglake.format.segment import CHUNK_SIZE
+from seglake.format.vmeta import Lock, VersionMeta, decode_vmeta, encode_vmeta
 from seglake.ipc.messages import (
     BucketCreated,
     Chunk,
@@ -47,6 +48,7 @@ from seglake.ipc.messages import (
     Marked,
     Put,
     Request,
+    VersionMetaInit,
     Written,
 )
 from seglake.meta.schema import query
@@ -135,6 +137,39 @@ def current_version(conn: apsw.Connection, bucket: str, key: str) -> Current | N
     return Current(int(r[0]), str(r[1]), str(r[2]), bool(r[3]), str(r[4]), int(r[5]), int(r[6]))
 
 
+def vmeta_columns(
+    value: VersionMeta | None,
+) -> tuple[bytes | None, int | None, str | None, int | None, int]:
+    """The values of ``versions.vmeta``, ``tag_count``, ``lock_mode``,
+    ``lock_until_ms``, ``legal_hold`` for ``value`` (None: all defaults)."""
+    if value is None:
+        return None, None, None, None, 0
+    return (encode_vmeta(value), *value.columns())
+
+
+def from_init(init: VersionMetaInit | None, rev: int) -> VersionMeta | None:
+    """A new version's metadata from its write request; None when it is all
+    defaults (such a version gets no blob and no version-meta record)."""
+    if init is None:
+        return None
+    value = VersionMeta(
+        rev=rev,
+        tags=tuple((str(k), str(v)) for k, v in init.tags),
+        acl=init.acl,
+        lock=None if init.lock is None else Lock(init.lock.mode, init.lock.until_ms),
+        legal_hold=init.legal_hold,
+    )
+    return None if value.is_default else value
+
+
+def with_owner(meta: dict[str, Any], owner: str) -> dict[str, Any]:
+    """``meta`` with the writer's canonical id as "owner" (immutable, so it
+    lives in the manifest meta; none for a write without one)."""
+    if owner:
+        meta["owner"] = owner
+    return meta
+
+
 def _insert_version(
     conn: apsw.Connection,
     ctx: BatchContext,
@@ -147,8 +182,19 @@ def _insert_version(
     meta: dict[str, Any],
     chunks: list[ChunkRef],
     delete_marker: bool,
+    vmeta: VersionMetaInit | VersionMeta | None = None,
 ) -> tuple[str, int]:
+    """Insert a new version (current for its key); ``vmeta``: its mutable
+    metadata, stored in the same row, so the record journal's insert
+    trigger writes its version-meta record in this batch."""
     ns = ctx.clock.tick()
+    value = vmeta if isinstance(vmeta, VersionMeta) or vmeta is None else from_init(vmeta, ns)
+    if value is not None:
+        value = (
+            None
+            if value.is_default
+            else VersionMeta(ns, value.tags, value.acl, value.lock, value.legal_hold, value.extra)
+        )
     uid = VersionClock.uid_for(ns)
     if versioning == "enabled":
         version_id = uid
@@ -168,10 +214,11 @@ def _insert_version(
     manifest = encode_manifest(Manifest(bucket, key, uid, size, tuple(chunks), manifest_meta))
     conn.execute(
         "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, state, "
-        "delete_marker, hlc, meta, manifest) VALUES (?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?)",
+        "delete_marker, hlc, meta, manifest, vmeta, tag_count, lock_mode, lock_until_ms, "
+        "legal_hold) VALUES (?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             uid, bucket, key, version_id, size, etag, ns, int(delete_marker), ns,
-            msgpack.packb(meta, use_bin_type=True), manifest,
+            msgpack.packb(meta, use_bin_type=True), manifest, *vmeta_columns(value),
         ),
     )  # fmt: skip
     row_id = conn.last_insert_rowid()
@@ -243,7 +290,8 @@ def apply_put(conn: apsw.Connection, ctx: BatchContext, a: Put) -> Written:
     chunks = _chunk_refs(a.chunks, a.size, sealed="sse" in a.meta)
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=a.size,
-        etag=a.etag, meta=dict(a.meta), chunks=chunks, delete_marker=False,
+        etag=a.etag, meta=with_owner(dict(a.meta), a.owner), chunks=chunks,
+        delete_marker=False, vmeta=a.vmeta,
     )  # fmt: skip
     # Only an enabled bucket announces the new version's id: AWS answers a PUT
     # to a suspended bucket without x-amz-version-id (the write is the null
@@ -384,6 +432,7 @@ class _Source:
     state: str
     meta: dict[str, Any]
     manifest: bytes | None
+    vmeta: bytes | None = None
 
 
 def _copy_source(
@@ -393,7 +442,7 @@ def _copy_source(
     versioning = bucket_versioning(conn, bucket)
     cols = (
         "v.id, v.version_id, v.size, v.etag, v.created_ns, v.state, v.delete_marker, v.meta, "
-        "v.manifest, v.uid"
+        "v.manifest, v.uid, v.vmeta"
     )
     if version_id is None:
         rows = query(
@@ -424,8 +473,9 @@ def _copy_source(
         )
     meta = msgpack.unpackb(r[7], raw=False) if r[7] else {}
     src = _Source(
-        int(r[0]), str(r[9]), str(r[1]), int(r[2]), str(r[3]), int(r[4]), str(r[5]), meta, r[8]
-    )
+        int(r[0]), str(r[9]), str(r[1]), int(r[2]), str(r[3]), int(r[4]), str(r[5]), meta, r[8],
+        r[10],
+    )  # fmt: skip
     return src, versioning
 
 
@@ -519,9 +569,14 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
         for name in REPLACEABLE_META:
             meta.pop(name, None)
         meta.update({k: v for k, v in a.meta.items() if k in REPLACEABLE_META})
+    # The copy is the requester's object; its ACL, lock and hold come from
+    # the request (never the source's), its tags per the tagging directive.
+    meta.pop("owner", None)
+    with_owner(meta, a.owner)
+    value = _copy_vmeta(a, src)
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=src.size,
-        etag=etag, meta=meta, chunks=chunks, delete_marker=False,
+        etag=etag, meta=meta, chunks=chunks, delete_marker=False, vmeta=value,
     )  # fmt: skip
     return Copied(
         version_id=version_id if versioning == "enabled" else None,
@@ -530,6 +585,21 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
         source_version_id=src.version_id if src_versioning != "unversioned" else None,
         checksums=src_sums,
     )
+
+
+def _copy_vmeta(a: CopyObject, src: _Source) -> VersionMeta | None:
+    """A copy's metadata: the request's, with the source's tags when the
+    tagging directive is COPY (AWS's default)."""
+    if a.tagging_directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", message="Unknown tagging directive.")
+    value = from_init(a.vmeta, 0) or VersionMeta()
+    if a.tagging_directive == "COPY":
+        try:
+            tags = decode_vmeta(src.vmeta, path=f"meta.db:versions/{src.row_id}").tags
+        except FormatError:
+            raise S3Error("InternalError", message="malformed version metadata") from None
+        value = VersionMeta(0, tags, value.acl, value.lock, value.legal_hold)
+    return None if value.is_default else value
 
 
 def apply_delete_objects(conn: apsw.Connection, ctx: BatchContext, a: DeleteObjects) -> DeletedMany:

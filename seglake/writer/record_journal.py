@@ -19,6 +19,14 @@ records reached the segment, the next flush appends the state the database
 kept, which replaces them on replay (records are read in log order).
 Anything else may touch too (``touch``; gc copying records forward, a
 failed batch's new uids).
+
+Version meta (segment format 3): a version whose ``vmeta`` or lock columns
+change, or that is inserted with any of them set, is touched as ``m``; its
+flush writes a version-meta record (type 4) with the row's whole value, a
+snapshot never a diff. A touched uid without a row writes nothing (its
+state record says PURGED, and replay ignores version meta of unknown or
+purged uids); a row whose ``vmeta`` is NULL writes the defaults, which
+replaces whatever a failed batch may have left in the log.
 """
 
 from __future__ import annotations
@@ -32,15 +40,22 @@ from seglake.format.records import (
     KIND_BUCKET_GONE,
     KIND_KEY,
     KIND_STATE,
+    KIND_VERSION_META,
     bucket_body,
     encode_record,
     key_body,
 )
-from seglake.format.segment import TYPE_BUCKET, TYPE_KEY, TYPE_STATE
+from seglake.format.segment import TYPE_BUCKET, TYPE_KEY, TYPE_STATE, TYPE_VERSION_META
+from seglake.format.vmeta import decode_vmeta
 
 TOUCH_FN: Final = "seglake_record_touch"
 # A removed version row is touched like a state change: flush finds no row
 # and writes PURGED.
+_BUCKET, _VERSION, _VMETA = "b", "v", "m"
+# The bucket columns a bucket record carries (records.bucket_body), in order.
+_BUCKET_COLUMNS: Final = (
+    "created_ns, versioning, policy, lifecycle, cors, tags, acl, ownership, object_lock, encryption"
+)
 _BUCKET, _VERSION = "b", "v"
 # An SSE key-encryption key (sse_keks): its key record (type 5). KEKs are
 # never deleted, so a touched id always has a row.
@@ -62,7 +77,49 @@ CREATE TEMP TRIGGER IF NOT EXISTS rec_kek_ins AFTER INSERT ON main.sse_keks
 BEGIN SELECT {TOUCH_FN}('{_KEK}', NEW.id); END;
 CREATE TEMP TRIGGER IF NOT EXISTS rec_kek_upd AFTER UPDATE ON main.sse_keks
 BEGIN SELECT {TOUCH_FN}('{_KEK}', NEW.id); END;
+CREATE TEMP TRIGGER IF NOT EXISTS rec_vmeta_upd
+AFTER UPDATE OF vmeta, lock_mode, lock_until_ms, legal_hold ON main.versions
+WHEN OLD.vmeta IS NOT NEW.vmeta OR OLD.lock_mode IS NOT NEW.lock_mode
+  OR OLD.lock_until_ms IS NOT NEW.lock_until_ms OR OLD.legal_hold IS NOT NEW.legal_hold
+BEGIN SELECT {TOUCH_FN}('{_VMETA}', NEW.uid); END;
+CREATE TEMP TRIGGER IF NOT EXISTS rec_vmeta_ins AFTER INSERT ON main.versions
+WHEN NEW.vmeta IS NOT NULL OR NEW.lock_until_ms IS NOT NULL OR NEW.legal_hold != 0
+BEGIN SELECT {TOUCH_FN}('{_VMETA}', NEW.uid); END;
 """
+
+
+def bucket_record(conn: apsw.Connection, name: str) -> tuple[int, bytes]:
+    """The bucket record of ``name`` as ``conn`` sees it (gone if no row)."""
+    rows: list[Any] = conn.execute(
+        f"SELECT {_BUCKET_COLUMNS} FROM buckets WHERE name = ?", (name,)
+    ).fetchall()
+    if not rows:
+        return TYPE_BUCKET, encode_record(KIND_BUCKET_GONE, {"name": name})
+    created, versioning, policy, lifecycle, cors, tags, acl, ownership, lock, enc = rows[0]
+    body = bucket_body(
+        name, int(created), str(versioning), policy, lifecycle, cors,
+        tags=tags, acl=acl, ownership=ownership, object_lock=lock, encryption=enc,
+    )  # fmt: skip
+    return TYPE_BUCKET, encode_record(KIND_BUCKET, body)
+
+
+def state_record(conn: apsw.Connection, uid: str) -> tuple[int, bytes]:
+    """The version-state record of ``uid`` (PURGED if no row)."""
+    found: list[Any] = conn.execute("SELECT state FROM versions WHERE uid = ?", (uid,)).fetchall()
+    state = str(found[0][0]) if found else "PURGED"
+    return TYPE_STATE, encode_record(KIND_STATE, {"uid": uid, "state": state})
+
+
+def vmeta_record(conn: apsw.Connection, uid: str) -> tuple[int, bytes] | None:
+    """The version-meta record of ``uid`` (None if no row: see the top)."""
+    found: list[Any] = conn.execute("SELECT vmeta FROM versions WHERE uid = ?", (uid,)).fetchall()
+    if not found:
+        return None
+    # The writer stores only blobs it encoded; a FormatError here is a bug
+    # and fails the batch rather than repeating bad bytes into the log.
+    value = decode_vmeta(found[0][0], path=f"meta.db:versions/{uid}")
+    body = {"uid": uid, **value.body(), **value.extra}
+    return TYPE_VERSION_META, encode_record(KIND_VERSION_META, body)
 
 
 class RecordJournal:
@@ -87,6 +144,9 @@ class RecordJournal:
     def touch_kek(self, kek_id: str) -> None:
         self._touched.add((_KEK, kek_id))
 
+    def touch_vmeta(self, uid: str) -> None:
+        self._touched.add((_VMETA, uid))
+
     def flush(self, conn: apsw.Connection) -> list[tuple[int, bytes]]:
         """The record (segment record type, data) of every touched
         bucket/version as ``conn`` sees it now, in a stable order."""
@@ -96,26 +156,16 @@ class RecordJournal:
                 out.extend(kek_records(conn, [name]))
                 continue
             if kind == _BUCKET:
-                rows: list[Any] = conn.execute(
-                    "SELECT created_ns, versioning, policy, lifecycle, cors FROM buckets "
-                    "WHERE name = ?",
-                    (name,),
-                ).fetchall()
-                if rows:
-                    created, versioning, policy, lifecycle, cors = rows[0]
-                    body = bucket_body(name, int(created), str(versioning), policy, lifecycle, cors)
-                    out.append((TYPE_BUCKET, encode_record(KIND_BUCKET, body)))
-                else:
-                    out.append((TYPE_BUCKET, encode_record(KIND_BUCKET_GONE, {"name": name})))
+                out.append(bucket_record(conn, name))
+            elif kind == _VMETA:
+                record = vmeta_record(conn, name)
+                if record is not None:
+                    out.append(record)
             else:
                 # Read the state whatever the touch said: a removed row is
                 # PURGED; ACTIVE is written too (it replaces a record a
                 # failed batch left in the log).
-                found: list[Any] = conn.execute(
-                    "SELECT state FROM versions WHERE uid = ?", (name,)
-                ).fetchall()
-                state = str(found[0][0]) if found else "PURGED"
-                out.append((TYPE_STATE, encode_record(KIND_STATE, {"uid": name, "state": state})))
+                out.append(state_record(conn, name))
         return out
 
     def committed(self) -> None:

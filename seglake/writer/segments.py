@@ -49,13 +49,11 @@ from seglake.format.records import (
     KIND_KEY,
     KIND_STATE,
     KIND_VERSION_META,
-    bucket_body,
     decode_record,
-    encode_record,
 )
 from seglake.format.segment import CHUNK_SIZE
 from seglake.writer import fileio
-from seglake.writer.record_journal import kek_records
+from seglake.writer.record_journal import bucket_record, kek_records, state_record, vmeta_record
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +366,7 @@ def _corrections(
     """The records that restate what the database kept for every manifest
     or metadata record past ``committed_end`` (see rule 4)."""
     uids: set[str] = set()
+    vmeta_uids: set[str] = set()
     buckets: set[str] = set()
     keks: set[str] = set()
     for rec in records:
@@ -382,8 +381,11 @@ def _corrections(
         except FormatError as exc:
             log.error("segment %s: unreadable uncommitted record: %s", path, exc)
             continue
-        if kind in (KIND_STATE, KIND_VERSION_META):
+        if kind == KIND_STATE:
             uids.add(str(body["uid"]))
+        elif kind == KIND_VERSION_META:
+            uids.add(str(body["uid"]))
+            vmeta_uids.add(str(body["uid"]))
         elif kind in (KIND_BUCKET, KIND_BUCKET_GONE):
             buckets.add(str(body["name"]))
         elif kind == KIND_KEY:
@@ -391,23 +393,17 @@ def _corrections(
     # A key record restates the KEK as the database kept it (a rotation
     # that did not commit is undone this way); a KEK without a row (an
     # EnsureKek that did not commit) wraps nothing anyone uses and is left.
+    # The other records are the same ones the batch's journal writes
+    # (record_journal.py), so a restated bucket keeps every setting and a
+    # version its whole metadata.
     out: list[tuple[int, bytes]] = kek_records(conn, sorted(keks))
-    for name in sorted(buckets):
-        rows = list(
-            conn.execute(
-                "SELECT created_ns, versioning, policy FROM buckets WHERE name = ?", (name,)
-            )
-        )
-        if rows:
-            created, versioning, policy = rows[0]
-            body = bucket_body(name, int(created), str(versioning), policy)  # type: ignore[arg-type]
-            out.append((segfmt.TYPE_BUCKET, encode_record(KIND_BUCKET, body)))
-        else:
-            out.append((segfmt.TYPE_BUCKET, encode_record(KIND_BUCKET_GONE, {"name": name})))
+    out += [bucket_record(conn, name) for name in sorted(buckets)]
     for uid in sorted(uids):
-        found = list(conn.execute("SELECT state FROM versions WHERE uid = ?", (uid,)))
-        state = str(found[0][0]) if found else "PURGED"
-        out.append((segfmt.TYPE_STATE, encode_record(KIND_STATE, {"uid": uid, "state": state})))
+        out.append(state_record(conn, uid))
+        if uid in vmeta_uids:
+            vmeta = vmeta_record(conn, uid)
+            if vmeta is not None:
+                out.append(vmeta)
     return out
 
 

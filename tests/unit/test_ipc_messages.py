@@ -28,6 +28,11 @@ EXAMPLES: list[m.Request[Any]] = [
     m.Put(
         bucket="b", key="k/ü", size=4097, etag="e" * 32, meta={"content_type": "x/y"},
         chunks=[CHUNK], tail_digest=DIGEST, if_none_match=True, if_match='"abc"', seen_uid="",
+        vmeta=m.VersionMetaInit(
+            tags=[("k", "v")], acl={"canned": "public-read"},
+            lock=m.Retention(mode="COMPLIANCE", until_ms=5), legal_hold=True,
+        ),
+        owner="ab" * 32,
     ),
     m.DeleteObject(bucket="b", key="k", conditions=m.DeleteCondition(if_match="*", size=3)),
     m.DeleteVersion(
@@ -43,11 +48,15 @@ EXAMPLES: list[m.Request[Any]] = [
         bucket="b", key="k", src_bucket="s", src_key="sk", src_version_id="v", directive="REPLACE",
         meta={"user": {"a": "1"}}, conditions=('"x"', None, "Tue, 01 Jan 2030 00:00:00 GMT", None),
         checksum_algorithm="SHA256", if_none_match=True, if_match=None, seen_uid="u0", src_uid="u",
-        etag="f" * 32, checksums={"SHA256": "AAAA"},
+        etag="f" * 32, checksums={"SHA256": "AAAA"}, vmeta=m.VersionMetaInit(tags=[("a", "")]),
+        tagging_directive="REPLACE", owner="o",
     ),
     m.SetVersioning(bucket="b", status="suspended"),
     m.MarkDamaged(uid="u1"),
-    m.CreateUpload(bucket="b", key="k", meta={}, checksum_algorithm="CRC32"),
+    m.CreateUpload(
+        bucket="b", key="k", meta={}, checksum_algorithm="CRC32",
+        vmeta=m.VersionMetaInit(acl={"grants": [["CanonicalUser", "id", "READ"]]}), owner="o",
+    ),
     m.UploadPart(
         bucket="b", key="k", upload_id="u", part_number=2, size=4097, etag="e",
         checksums={"CRC32": "AAAA"}, chunks=[CHUNK], tail_digest=DIGEST,
@@ -68,6 +77,16 @@ EXAMPLES: list[m.Request[Any]] = [
     m.SetBucketCors(bucket="bkt", configuration="<CORSConfiguration/>"),
     m.EnsureKek(candidate=m.KekRow(id="a" * 16, wrapped=b"w" * 60, master_id="b" * 16)),
     m.RewrapKeks(keks=[m.KekRow(id="a" * 16, wrapped=b"w" * 60, master_id="c" * 16)]),
+    m.SetVersionMeta(bucket="bkt", key="k", tags=[("a", "b")]),
+    m.SetVersionMeta(
+        bucket="bkt", key="k", version_id="null", acl=None, retention=None, legal_hold=False,
+        bypass_governance=True,
+    ),
+    m.SetVersionMeta(
+        bucket="bkt", key="k", retention=m.Retention(mode="GOVERNANCE", until_ms=1)
+    ),
+    m.SetBucketConfig(bucket="bkt", field="tags", value="<Tagging/>"),
+    m.SetBucketConfig(bucket="bkt", field="encryption", value=None),
     m.LifecycleExpire(bucket="bkt", now_ns=5, day_ns=86_400_000_000_000, actions=[
         m.LifecycleAction(key="k", action="expire-current", rule_id="r", version_id="v", uid="u"),
         m.LifecycleAction(key="k", action="abort-upload", upload_id="up"),
@@ -106,6 +125,8 @@ REPLIES: list[m.Reply | m.Appended] = [
     m.BucketPolicySet(bucket="b"),
     m.BucketLifecycleSet(bucket="bkt"),
     m.BucketCorsSet(bucket="bkt"),
+    m.VersionMetaSet(version_id="null", uid="u1"),
+    m.BucketConfigSet(bucket="bkt", field="tags"),
     m.LifecycleApplied(results=["applied", "skipped: gone"]),
     m.RunRecorded(id=4),
     m.MpuGcAborted(aborted=["u"], parts=2),
