@@ -13,6 +13,7 @@ from typing import Final
 
 from seglake.config import Config
 from seglake.frontend.bucket_cors import BucketCorsHandlers
+from seglake.frontend.bucket_encryption import BucketEncryptionHandlers
 from seglake.frontend.bucket_lifecycle import BucketLifecycleHandlers
 from seglake.frontend.bucket_policy import BucketPolicyHandlers
 from seglake.frontend.buckets import BucketHandlers
@@ -41,6 +42,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "observe": ObserveHandlers,
     "bucket_lifecycle": BucketLifecycleHandlers,
     "bucket_cors": BucketCorsHandlers,
+    "bucket_encryption": BucketEncryptionHandlers,
 }
 
 

@@ -28,6 +28,8 @@ from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import EnsureKek, KekRow
 from seglake.meta import sse_reads
 from seglake.meta.reads import MetaReader
+from seglake.meta.schema import query
+from seglake.protocol.bucket_encryption import stored_algorithm
 from seglake.sse import keys
 from seglake.sse.chunks import (
     CUSTOMER,
@@ -52,9 +54,15 @@ log = logging.getLogger(__name__)
 SSE_S3_HEADERS: list[tuple[bytes, bytes]] = [(b"x-amz-server-side-encryption", AES256.encode())]
 
 
+def stored_encryption(reader: MetaReader, bucket: str) -> str | None:
+    """The bucket's default-encryption configuration (canonical XML), or None."""
+    rows = query(reader.conn, "SELECT encryption FROM buckets WHERE name = ?", (bucket,))
+    return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+
 def bucket_default_sse(reader: MetaReader, bucket: str) -> str | None:
     """The default encryption of ``bucket`` ("AES256"), or None for none."""
-    return None
+    return stored_algorithm(stored_encryption(reader, bucket))
 
 
 def secure(cfg: Config, req: Request) -> bool:

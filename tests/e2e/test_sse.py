@@ -7,6 +7,7 @@ used sparingly: three chunks cover every boundary case of a range read.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e._helpers import cli, cli_json, db_rows
+from tests.e2e._helpers import cli, cli_json, db_rows, status_and_code
 from tests.e2e._signing import signed_request
 from tests.harness import SeglakeServer
 
@@ -300,7 +301,8 @@ def test_multipart_sse_s3(s3: Any, server: SeglakeServer) -> None:
 
 def test_upload_part_copy_across_encryption(s3: Any) -> None:
     s3.create_bucket(Bucket="sse-upc")
-    enc = marked_body(PLAIN_CHUNK + 5000, 31)
+    # No marker: a plain upload is made of this object's bytes on purpose.
+    enc = os.urandom(PLAIN_CHUNK + 5000)
     plain = bytes(range(256)) * (PLAIN_CHUNK // 256 + 2)
     s3.put_object(Bucket="sse-upc", Key="enc", Body=enc, ServerSideEncryption="AES256")
     s3.put_object(Bucket="sse-upc", Key="plain", Body=plain)
@@ -407,3 +409,76 @@ def test_rotate_master_live_and_offline(tmp_path: Path) -> None:
             srv.s3().get_object(Bucket="rot", Key="a")
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
         assert srv.stop() == 0
+
+
+# ---- bucket default encryption ---------------------------------------------------------
+
+
+def test_bucket_default_encryption(s3: Any, server: SeglakeServer) -> None:
+    s3.create_bucket(Bucket="sse-default")
+    s3.create_bucket(Bucket="sse-default-src")
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_encryption(Bucket="sse-default")
+    assert status_and_code(e) == (404, "ServerSideEncryptionConfigurationNotFoundError")
+    for alg in ("aws:kms", "aws:kms:dsse"):
+        with pytest.raises(ClientError) as e:
+            s3.put_bucket_encryption(
+                Bucket="sse-default",
+                ServerSideEncryptionConfiguration={
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": alg}}]
+                },
+            )
+        assert status_and_code(e) == (501, "NotImplemented")
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_encryption(Bucket="sse-default")
+    assert status_and_code(e)[0] == 404
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_encryption(
+            Bucket="sse-default",
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {
+                    "SSEAlgorithm": "AES256", "KMSMasterKeyID": "arn:aws:kms:k"}}]
+            },
+        )  # fmt: skip
+    assert status_and_code(e) == (400, "InvalidArgument")
+
+    s3.put_bucket_encryption(
+        Bucket="sse-default",
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+                       "BucketKeyEnabled": False}]
+        },
+    )  # fmt: skip
+    rules = s3.get_bucket_encryption(Bucket="sse-default")["ServerSideEncryptionConfiguration"]
+    assert rules["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert rules["Rules"][0]["BucketKeyEnabled"] is False
+
+    body = marked_body(PLAIN_CHUNK + 10, 71)
+    put = s3.put_object(Bucket="sse-default", Key="k", Body=body)
+    assert put["ServerSideEncryption"] == "AES256"
+    got = s3.get_object(Bucket="sse-default", Key="k")
+    assert got["Body"].read() == body and got["ServerSideEncryption"] == "AES256"
+    # Multipart uploads and copies into the bucket follow the default too.
+    uid = s3.create_multipart_upload(Bucket="sse-default", Key="m")["UploadId"]
+    part = s3.upload_part(Bucket="sse-default", Key="m", UploadId=uid, PartNumber=1, Body=body)
+    _complete(s3, "sse-default", "m", uid, [part["ETag"]])
+    got = s3.get_object(Bucket="sse-default", Key="m")
+    assert got["Body"].read() == body and got["ServerSideEncryption"] == "AES256"
+    plain = os.urandom(1000)
+    s3.put_object(Bucket="sse-default-src", Key="p", Body=plain)
+    out = s3.copy_object(
+        Bucket="sse-default", Key="c", CopySource={"Bucket": "sse-default-src", "Key": "p"}
+    )
+    assert out["ServerSideEncryption"] == "AES256"
+    got = s3.get_object(Bucket="sse-default", Key="c")
+    assert got["Body"].read() == plain and got["ServerSideEncryption"] == "AES256"
+    assert files_containing(server.data_dir, MARKER) == []
+
+    s3.delete_bucket_encryption(Bucket="sse-default")
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_encryption(Bucket="sse-default")
+    assert status_and_code(e)[0] == 404
+    put = s3.put_object(Bucket="sse-default", Key="after", Body=b"x")
+    assert "ServerSideEncryption" not in put
+    # Objects written under the default stay encrypted.
+    assert s3.head_object(Bucket="sse-default", Key="k")["ServerSideEncryption"] == "AES256"
