@@ -136,6 +136,7 @@ class _Hashes:
         self.sums = {alg: checksums.new_checksum(alg) for alg in checks.algorithms}
         # No aws-chunked framing then: the wire bytes are the payload.
         self.payload_sha = hashlib.sha256() if checks.payload_sha256 is not None else None
+        self.plain_hook: Callable[[bytes], None] | None = None
         self._running: list[Any] = [self.md5, *self.sums.values()]
         if self.payload_sha is not None:
             self._running.append(self.payload_sha)
@@ -146,16 +147,22 @@ class _Hashes:
             h.update(data)
         return _digest(data)
 
-    def store(self, data: bytes, index: int, sealer: Sealer | None) -> tuple[bytes, bytes]:
-        """Feed one plaintext chunk to the running hashes (ETag, checksums and
-        the payload hash are of the plaintext); the bytes to store (sealed
-        when ``sealer``) and their BLAKE3 digest."""
-        if sealer is None:
-            return data, self.chunk(data)
+    def plain(self, data: bytes) -> None:
+        """Feed one plaintext chunk to the running hashes only (ETag,
+        checksums and the payload hash are of the plaintext), and to
+        ``plain_hook``; chunks come here in object order."""
         for h in self._running:
             h.update(data)
-        stored = sealer(index, data)
-        return stored, _digest(stored)
+        if self.plain_hook is not None:
+            self.plain_hook(data)
+
+    def store(self, data: bytes, index: int, sealer: Sealer | None) -> tuple[bytes, bytes]:
+        """``plain``, then the bytes to store (sealed when ``sealer``) and
+        their BLAKE3 digest."""
+        if sealer is None and self.plain_hook is None:
+            return data, self.chunk(data)
+        self.plain(data)
+        return seal_and_digest(sealer, index, data)
 
     def verify(self, checks: upload_checks.BodyChecks, trailers: dict[str, str]) -> dict[str, str]:
         return upload_checks.verify_body(
@@ -202,6 +209,7 @@ async def ingest(
     *,
     at_most: bool = False,
     sealer: Sealer | None = None,
+    plain_hook: Callable[[bytes], None] | None = None,
 ) -> Ingested:
     """Read the whole body; returns the final partial chunk undelivered.
 
@@ -217,7 +225,9 @@ async def ingest(
     ``sealer(index, plaintext)`` (server-side encryption): chunks are cut at
     ``PLAIN_CHUNK`` bytes of plaintext and sealed before they are hashed
     with BLAKE3 and shipped; ``tail`` is then sealed too. ``size``, ETag
-    and checksums stay those of the plaintext.
+    and checksums stay those of the plaintext. ``plain_hook(plaintext)``
+    sees every chunk's plaintext, tail included, in object order (a
+    checksum the caller computes itself).
     """
     signed_payload = None if req.auth is None else req.auth.content_sha256
     checks = upload_checks.body_checks(
@@ -225,6 +235,7 @@ async def ingest(
     )
     payload = _Payload(req, checks)
     hashes = _Hashes(checks)
+    hashes.plain_hook = plain_hook
     chunk_size = CHUNK_SIZE if sealer is None else PLAIN_CHUNK
     chunker = _Chunker(chunk_size)
     total = 0
@@ -238,6 +249,13 @@ async def ingest(
         finally:
             in_flight.release_on_behalf_of(index)
 
+    async def seal_and_ship(plain: bytes, index: int) -> None:
+        try:
+            stored, digest = await trio.to_thread.run_sync(seal_and_digest, sealer, index, plain)
+            await on_chunk(stored, digest, index)
+        finally:
+            in_flight.release_on_behalf_of(index)
+
     async def read_all(nursery: trio.Nursery | None) -> None:
         nonlocal total
         while (pieces := await payload.read()) is not None:
@@ -246,12 +264,18 @@ async def ingest(
                 upload_checks.check_size(total, length, at_most=at_most, complete=False)
                 for chunk in chunker.add(data):
                     index = next(counter)
-                    stored, digest = await trio.to_thread.run_sync(
-                        hashes.store, chunk, index, sealer
-                    )
                     assert nursery is not None, "a body shorter than a chunk fills none"
-                    await in_flight.acquire_on_behalf_of(index)
-                    nursery.start_soon(ship, stored, digest, index)
+                    if sealer is None and plain_hook is None:
+                        digest = await trio.to_thread.run_sync(hashes.chunk, chunk)
+                        await in_flight.acquire_on_behalf_of(index)
+                        nursery.start_soon(ship, chunk, digest, index)
+                    else:
+                        # The plaintext hashes run in order here; sealing and
+                        # the BLAKE3 of the sealed chunk run in the shipping
+                        # task, beside the next chunk's hashing.
+                        await trio.to_thread.run_sync(hashes.plain, chunk)
+                        await in_flight.acquire_on_behalf_of(index)
+                        nursery.start_soon(seal_and_ship, chunk, index)
 
     if length < chunk_size:
         # check_size refuses more than ``length`` bytes, so no chunk fills
@@ -278,3 +302,9 @@ async def ingest(
 
 def _digest(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
+
+
+def seal_and_digest(sealer: Sealer | None, index: int, plain: bytes) -> tuple[bytes, bytes]:
+    """The bytes to store for one chunk (sealed when ``sealer``), and their BLAKE3."""
+    stored = plain if sealer is None else sealer(index, plain)
+    return stored, _digest(stored)

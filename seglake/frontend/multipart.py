@@ -341,18 +341,10 @@ class MultipartHandlers(FamilyBase):
         # composite checksum); if the client sent none, compute it here.
         own = _OrderedChecksum(alg) if alg is not None and sent is None else None
         part_sealing = self._part_sealing(req, upload)
-        sealer: Sealer | None = None
-        if part_sealing is not None:
-            cipher = part_sealing[0]
-            own_sum = None if own is None else own.sum
-
-            def sealer(index: int, plain: bytes) -> bytes:
-                # ingest seals chunks one at a time in object order, so the
-                # part's own checksum (of the plaintext) is fed here.
-                if own_sum is not None:
-                    own_sum.update(plain)
-                return cipher.seal(index, plain)
-
+        sealer: Sealer | None = None if part_sealing is None else part_sealing[0].seal
+        # Stored chunks are sealed: the part's own checksum (of the
+        # plaintext) is fed by ingest, in order, instead.
+        plain_hook = None if own is None or sealer is None else own.sum.update
         refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
@@ -360,7 +352,7 @@ class MultipartHandlers(FamilyBase):
             if own is not None and sealer is None:
                 await own.feed(index, data)
 
-        body = await ingest(req, self.cfg, length, on_chunk, sealer=sealer)
+        body = await ingest(req, self.cfg, length, on_chunk, sealer=sealer, plain_hook=plain_hook)
         chunks = [refs[i] for i in range(len(refs))]
         sums = dict(body.checksums)
         if own is not None and alg is not None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import trio
 
+from seglake.aio import s3_error_from_group
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format import segment as segfmt
@@ -746,10 +747,36 @@ class ObjectHandlers(FamilyBase):
                 return await trio.to_thread.run_sync(read_sync, ref, i)
             return read_sync(ref, i)
 
+        # An encrypted version: the next chunk is read, verified and opened
+        # in a thread while this one is sent, so decryption overlaps the
+        # network instead of adding to it. A prefetch that fails is simply
+        # dropped: the chunk is read again below, with the usual handling.
+        prefetched: dict[int, tuple[trio.Event, list[bytes]]] = {}
+
+        async def fetch(i: int, done: trio.Event, box: list[bytes]) -> None:
+            try:
+                box.append(await read(chunks[i], i))
+            except (FormatError, OSError, S3Error):
+                pass
+            finally:
+                done.set()
+
+        def prefetch(nursery: trio.Nursery, i: int) -> None:
+            if cipher is not None and i < len(chunks) and i not in prefetched:
+                entry: tuple[trio.Event, list[bytes]] = (trio.Event(), [])
+                prefetched[i] = entry
+                nursery.start_soon(fetch, i, *entry)
+
         async def chunk(i: int) -> bytes:
             nonlocal cached, chunks
             if cached is not None and cached[0] == i:
                 return cached[1]
+            ahead = prefetched.pop(i, None)
+            if ahead is not None:
+                await ahead[0].wait()
+                if ahead[1]:
+                    cached = (i, ahead[1][0])
+                    return ahead[1][0]
             try:
                 try:
                     data = await read(chunks[i], i)
@@ -793,14 +820,38 @@ class ObjectHandlers(FamilyBase):
         if not pieces:
             await req.body(b"")
             return
-        for n, piece in enumerate(pieces):
-            more = n < len(pieces) - 1
-            if isinstance(piece, bytes):
-                await req.body(piece, more)
-            else:
-                i, lo, hi = piece
-                data = await chunk(i)
-                await req.body(data if lo == 0 and hi == len(data) else data[lo:hi], more)
+        if cipher is None:
+            for n, piece in enumerate(pieces):
+                more = n < len(pieces) - 1
+                if isinstance(piece, bytes):
+                    await req.body(piece, more)
+                else:
+                    i, lo, hi = piece
+                    data = await chunk(i)
+                    await req.body(data if lo == 0 and hi == len(data) else data[lo:hi], more)
+            return
+        # The chunk each piece's successor needs (None: no further chunk).
+        following: list[int | None] = [None] * len(pieces)
+        upcoming: int | None = None
+        for n in range(len(pieces) - 1, -1, -1):
+            following[n] = upcoming
+            p = pieces[n]
+            if not isinstance(p, bytes):
+                upcoming = p[0]
+        with s3_error_from_group():
+            async with trio.open_nursery() as nursery:
+                for n, piece in enumerate(pieces):
+                    more = n < len(pieces) - 1
+                    if isinstance(piece, bytes):
+                        await req.body(piece, more)
+                        continue
+                    i, lo, hi = piece
+                    data = await chunk(i)
+                    nxt = following[n]
+                    if nxt is not None and nxt != i:
+                        prefetch(nursery, nxt)
+                    await req.body(data if lo == 0 and hi == len(data) else data[lo:hi], more)
+                nursery.cancel_scope.cancel()  # a prefetch nobody needs any more
 
     def _moved_chunks(
         self, v: VersionRow, chunks: tuple[ChunkRef, ...]
