@@ -626,6 +626,7 @@ class ObjectHandlers(FamilyBase):
         )
         v = self._resolve(req)
         self._check_conditions(req, v)
+        self.sse.read_key(req, v.meta)  # an SSE-C object's attributes need its key, as on AWS
         body = attributes_document(object_facts(v), wanted, max_parts=max_parts, marker=marker)
         headers = [(b"last-modified", http_date(v.created_ns).encode())]
         if self._reports_version(v):

@@ -482,3 +482,27 @@ def test_bucket_default_encryption(s3: Any, server: SeglakeServer) -> None:
     assert "ServerSideEncryption" not in put
     # Objects written under the default stay encrypted.
     assert s3.head_object(Bucket="sse-default", Key="k")["ServerSideEncryption"] == "AES256"
+
+
+def test_post_upload_follows_bucket_default(server: SeglakeServer) -> None:
+    import httpx
+
+    s3 = server.s3(signature_version="s3v4")
+    s3.create_bucket(Bucket="sse-post")
+    s3.put_bucket_encryption(
+        Bucket="sse-post",
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    post = s3.generate_presigned_post("sse-post", "form.bin", ExpiresIn=300)
+    data = b"posted " + MARKER
+    resp = httpx.post(
+        post["url"], data=post["fields"],
+        files={"file": ("f.bin", data, "application/octet-stream")}, timeout=30.0,
+    )  # fmt: skip
+    assert resp.status_code == 204, resp.text
+    assert resp.headers["x-amz-server-side-encryption"] == "AES256"
+    got = s3.get_object(Bucket="sse-post", Key="form.bin")
+    assert got["Body"].read() == data and got["ServerSideEncryption"] == "AES256"
+    assert files_containing(server.data_dir, MARKER) == []

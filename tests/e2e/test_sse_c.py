@@ -87,7 +87,7 @@ def test_put_get_head_ranges(s3: Any, server: SeglakeServer) -> None:
     assert base64.b64encode(KEY) not in log and key_md5(KEY).encode() not in log
 
 
-def test_missing_wrong_and_mismatching_keys(s3: Any) -> None:
+def test_missing_wrong_and_mismatching_keys(s3: Any, server: SeglakeServer) -> None:
     s3.create_bucket(Bucket="ssec-err")
     s3.put_object(Bucket="ssec-err", Key="k", Body=b"secret " + MARKER, **sse_c())
     s3.put_object(Bucket="ssec-err", Key="plain", Body=b"plain")
@@ -104,6 +104,15 @@ def test_missing_wrong_and_mismatching_keys(s3: Any) -> None:
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket="ssec-err", Key="k", **sse_c(OTHER))
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # GetObjectAttributes, as GET: the key is required.
+    with pytest.raises(ClientError) as e:
+        s3.get_object_attributes(Bucket="ssec-err", Key="k", ObjectAttributes=["ObjectSize"])
+    assert status_and_code(e) == (400, "InvalidRequest")
+    r = signed_request(
+        server, "GET", "/ssec-err/k", query="attributes",
+        headers={**raw_sse_c(), "x-amz-object-attributes": "ObjectSize"},
+    )  # fmt: skip
+    assert r.status_code == 200 and f"<ObjectSize>{len(MARKER) + 7}</ObjectSize>" in r.text
     # A key for an object that has none.
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket="ssec-err", Key="plain", **sse_c())
