@@ -173,5 +173,9 @@ def _replay_one(fd: int, path: Path, state: LogState) -> None:
 
 def _key_record(state: LogState, body: dict[str, Any]) -> None:
     """A verified key record (type 5): one SSE KEK, wrapped; the last record
-    per id wins (a rotation re-wraps KEKs and writes them again)."""
-    state.keks[str(body["id"])] = body
+    per id wins (a rotation re-wraps KEKs and writes them again), and a
+    "gone" record removes it (its batch never committed)."""
+    if body.get("gone") is True:
+        state.keks.pop(str(body["id"]), None)
+    else:
+        state.keks[str(body["id"])] = body

@@ -57,7 +57,8 @@ File layout (integers big-endian)::
                       "acl" (map | nil), "lock" ({"mode", "until_ms"} | nil),
                       "legal_hold" (bool)}
             key:     {"id" (16 hex), "wrapped" (60 bytes), "master_id" (16 hex),
-                      "created_ns"}
+                      "created_ns"}, or {"id", "gone": true} for a KEK
+                      without a row (a batch that never committed)
     16+L 32 BLAKE3 of bytes 0 .. 16+L
 
 Rules this file keeps:
@@ -274,6 +275,8 @@ def _hex_id(value: object) -> bool:
 def _key_problem(body: dict[str, Any]) -> str | None:
     if not _hex_id(body.get("id")):
         return "key record without a 16-hex id"
+    if "gone" in body:
+        return None if body["gone"] is True and len(body) == 2 else "malformed key-gone record"
     if not _hex_id(body.get("master_id")):
         return "key record without a 16-hex master id"
     wrapped = body.get("wrapped")
@@ -288,6 +291,12 @@ def _key_problem(body: dict[str, Any]) -> str | None:
 def key_body(kek_id: str, wrapped: bytes, master_id: str, created_ns: int) -> dict[str, Any]:
     """A key record's body: one ``sse_keks`` row."""
     return {"id": kek_id, "wrapped": wrapped, "master_id": master_id, "created_ns": created_ns}
+
+
+def key_gone_body(kek_id: str) -> dict[str, Any]:
+    """A key record saying the KEK has no row: one whose batch never
+    committed (recovery writes it after the uncommitted record)."""
+    return {"id": kek_id, "gone": True}
 
 
 def vmeta_body(uid: str, rev: int, meta: dict[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from seglake.format.records import (
     bucket_body,
     encode_record,
     key_body,
+    key_gone_body,
 )
 from seglake.format.segment import TYPE_BUCKET, TYPE_KEY, TYPE_STATE, TYPE_VERSION_META
 from seglake.format.vmeta import decode_vmeta
@@ -58,7 +59,8 @@ _BUCKET_COLUMNS: Final = (
 )
 _BUCKET, _VERSION = "b", "v"
 # An SSE key-encryption key (sse_keks): its key record (type 5). KEKs are
-# never deleted, so a touched id always has a row.
+# never deleted; a touched id without a row is one whose insert did not
+# commit, and gets a "gone" record.
 _KEK: Final = "k"
 
 _TRIGGERS: Final = f"""
@@ -173,7 +175,9 @@ class RecordJournal:
 
 
 def kek_records(conn: apsw.Connection, ids: list[str]) -> list[tuple[int, bytes]]:
-    """The key record (type 5) of each KEK in ``ids`` that ``conn`` has."""
+    """The key record (type 5) of each KEK in ``ids`` as ``conn`` has it; a
+    "gone" record for one without a row (its batch never committed), so a
+    replay ends with exactly the database's KEKs."""
     out: list[tuple[int, bytes]] = []
     for kek_id in ids:
         rows: list[Any] = conn.execute(
@@ -182,5 +186,7 @@ def kek_records(conn: apsw.Connection, ids: list[str]) -> list[tuple[int, bytes]
         if rows:
             wrapped, master, created = rows[0]
             body = key_body(kek_id, bytes(wrapped), str(master), int(created))
-            out.append((TYPE_KEY, encode_record(KIND_KEY, body)))
+        else:
+            body = key_gone_body(kek_id)
+        out.append((TYPE_KEY, encode_record(KIND_KEY, body)))
     return out

@@ -391,8 +391,8 @@ def _corrections(
         elif kind == KIND_KEY:
             keks.add(str(body["id"]))
     # A key record restates the KEK as the database kept it (a rotation
-    # that did not commit is undone this way); a KEK without a row (an
-    # EnsureKek that did not commit) wraps nothing anyone uses and is left.
+    # that did not commit is undone this way), or says it is gone (an
+    # EnsureKek that did not commit).
     # The other records are the same ones the batch's journal writes
     # (record_journal.py), so a restated bucket keeps every setting and a
     # version its whole metadata.

@@ -21,6 +21,7 @@ from seglake.format.records import (
     decode_record,
     encode_record,
     key_body,
+    key_gone_body,
     state_record_path,
     vmeta_body,
 )
@@ -50,6 +51,7 @@ GOOD = [
     ),
     (KIND_VERSION_META, vmeta_body("u", 5, {"acl": {"canned": "public-read"}})),
     (KIND_KEY, key_body("0123456789abcdef", b"\x00" * 60, "fedcba9876543210", 1)),
+    (KIND_KEY, key_gone_body("0123456789abcdef")),
     (
         KIND_BUCKET,
         bucket_body("tagged", 1, "enabled", None, tags="<Tagging/>", object_lock="<x/>"),
@@ -160,6 +162,8 @@ BAD = [
     ("vmeta no hold", _raw(KIND_VERSION_META, {"uid": "u", "rev": 1, "tags": []}), 16),
     ("key not a map", _raw(KIND_KEY, [1]), 16),
     ("key bad id", _raw(KIND_KEY, {**key_body("a" * 16, bytes(60), "b" * 16, 1), "id": "k"}), 16),
+    ("key gone false", _raw(KIND_KEY, {"id": "a" * 16, "gone": False}), 16),
+    ("key gone extra", _raw(KIND_KEY, {**key_gone_body("a" * 16), "wrapped": bytes(60)}), 16),
     ("key short", _raw(KIND_KEY, key_body("a" * 16, bytes(59), "b" * 16, 1)), 16),
     ("key no master", _raw(KIND_KEY, {"id": "a" * 16, "wrapped": bytes(60), "created_ns": 1}), 16),
     (

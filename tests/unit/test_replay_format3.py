@@ -18,6 +18,7 @@ from seglake.format.records import (
     bucket_body,
     encode_record,
     key_body,
+    key_gone_body,
     vmeta_body,
 )
 
@@ -77,6 +78,12 @@ def test_last_version_meta_record_per_uid_wins(tmp_path: Path) -> None:
         assert log.buckets == {"b": old}
         assert [s.version for s in log.segments] == [2, 3, 3]
         assert log.records == 5
+    # A "gone" record (recovery, after an uncommitted insert) removes it.
+    write_segment(
+        tmp_path, 4, [(seg.TYPE_KEY, encode_record(KIND_KEY, key_gone_body(kek["id"])))],
+        version=3, sealed=True,
+    )  # fmt: skip
+    assert replay(tmp_path).keks == {}
 
 
 def test_record_under_the_wrong_segment_type_is_reported(tmp_path: Path) -> None:
