@@ -24,6 +24,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "NotModified": ErrorSpec(304, "Not Modified"),
     "AccessDenied": ErrorSpec(403, "Access Denied"),
     # A refused CORS preflight (OPTIONS): origin, method or headers not allowed.
+    # A request that sets an ACL on a bucket whose ownership controls are
+    # BucketOwnerEnforced (ACLs disabled).
+    "AccessControlListNotSupported": ErrorSpec(400, "The bucket does not allow ACLs"),
     "AccessForbidden": ErrorSpec(403, "CORSResponse: This CORS request is not allowed."),
     "AuthorizationHeaderMalformed": ErrorSpec(400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": ErrorSpec(
@@ -57,6 +60,10 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         403, "The AWS access key Id you provided does not exist in our records."
     ),
     "InvalidArgument": ErrorSpec(400, "Invalid Argument"),
+    # BucketOwnerEnforced asked for while the bucket's ACL grants others access.
+    "InvalidBucketAclWithObjectOwnership": ErrorSpec(
+        400, "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+    ),
     "InvalidBucketName": ErrorSpec(400, "The specified bucket is not valid."),
     "InvalidEncryptionAlgorithmError": ErrorSpec(
         400, "The Encryption request you specified is not valid. Supported value: AES256."
@@ -85,6 +92,11 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "InvalidRange": ErrorSpec(416, "The requested range is not satisfiable"),
     "InvalidRequest": ErrorSpec(400, "Invalid Request"),
     "InvalidURI": ErrorSpec(400, "Couldn't parse the specified URI."),
+    "InvalidTag": ErrorSpec(
+        400,
+        "The tag provided was not a valid tag. This error can occur if the tag did not pass "
+        "input validation.",
+    ),
     "KeyTooLongError": ErrorSpec(400, "Your key is too long."),
     # Browser form uploads (POST Object): the form, its file count, its policy.
     "MalformedPOSTRequest": ErrorSpec(
@@ -96,6 +108,10 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "InvalidPolicyDocument": ErrorSpec(
         400,
         "The content of the form does not meet the conditions specified in the policy document.",
+    ),
+    "MalformedACLError": ErrorSpec(
+        400,
+        "The XML you provided was not well-formed or did not validate against our published schema.",
     ),
     "MalformedXML": ErrorSpec(
         400,
@@ -116,6 +132,7 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "NoSuchCORSConfiguration": ErrorSpec(404, "The CORS configuration does not exist"),
     "NoSuchKey": ErrorSpec(404, "The specified key does not exist."),
     "NoSuchLifecycleConfiguration": ErrorSpec(404, "The lifecycle configuration does not exist"),
+    "NoSuchTagSet": ErrorSpec(404, "The TagSet does not exist"),
     "NoSuchUpload": ErrorSpec(
         404,
         "The specified multipart upload does not exist. The upload ID might be invalid, "
@@ -123,6 +140,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     ),
     "NoSuchVersion": ErrorSpec(
         404, "The version ID specified in the request does not match an existing version."
+    ),
+    "OwnershipControlsNotFoundError": ErrorSpec(
+        404, "The bucket ownership controls were not found"
     ),
     "PreconditionFailed": ErrorSpec(
         412, "At least one of the preconditions you specified did not hold."
@@ -147,6 +167,9 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         403,
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
+    ),
+    "UnresolvableGrantByEmailAddress": ErrorSpec(
+        400, "The email address you provided does not match any account on record."
     ),
     "XAmzContentSHA256Mismatch": ErrorSpec(
         400, "The provided 'x-amz-content-sha256' header does not match what was computed."

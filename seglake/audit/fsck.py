@@ -17,6 +17,9 @@ What is checked, all inside one read snapshot of the database:
 - the record log in the segments (``replay.py``) holds a manifest record
   for it with the same bytes, and its newest one is that copy (else
   ``rebuild-index`` would restore something else);
+- every version's metadata (``versions.vmeta``: tags, ACL, lock) equals what
+  its newest version-meta record says (all defaults when it has none), so
+  ``rebuild-index`` would restore the same;
 - with ``all_manifests``: every manifest record in the log belongs to a
   version row or is superseded by a PURGED state record (orphans are
   warnings: a batch that failed after its flush leaves one until the next
@@ -41,6 +44,8 @@ from seglake.format.errors import FormatError
 from seglake.format.layout import SEGMENT_SUFFIX, segment_file_name, segment_id_of
 from seglake.format.manifest import decode_manifest
 from seglake.format.segment import MIN_DATA_OFFSET, read_footer
+from seglake.format.vmeta import DEFAULT as DEFAULT_VMETA
+from seglake.format.vmeta import decode_vmeta, from_body
 from seglake.meta.schema import open_read, query
 from seglake.private_files import exposed
 
@@ -120,6 +125,7 @@ def run_fsck(cfg: Config, *, all_manifests: bool = False) -> FsckReport:
         try:
             segments = _check_segments(cfg, conn, report)
             known_uids, db_manifests = _check_versions(cfg, conn, report, segments)
+            db_vmeta = query(conn, "SELECT uid, bucket, key, version_id, vmeta FROM versions")
         finally:
             conn.execute("COMMIT")
     finally:
@@ -128,6 +134,7 @@ def run_fsck(cfg: Config, *, all_manifests: bool = False) -> FsckReport:
     for problem in log.problems:
         report.warnings.append(Finding("record-log", problem))
     _check_manifest_records(log, report, db_manifests)
+    _check_vmeta_records(log, report, db_vmeta)
     if all_manifests:
         _check_orphan_manifests(log, report, known_uids)
     _check_exposed(cfg, report)
@@ -295,6 +302,34 @@ def _check_manifest_records(
                     **where,
                 )
             )
+
+
+def _check_vmeta_records(log: LogState, report: FsckReport, rows: list[Any]) -> None:
+    for uid, bucket, key, version_id, blob in rows:
+        where = {"bucket": str(bucket), "key": str(key), "version_id": str(version_id)}
+        try:
+            db = decode_vmeta(blob, path=f"meta.db:versions/{uid}")
+        except FormatError as exc:
+            report.errors.append(Finding("vmeta-damaged", str(exc), str(uid), **where))
+            continue
+        body = log.vmeta.get(str(uid))
+        try:
+            logged = DEFAULT_VMETA if body is None else from_body(body, path=str(uid))
+        except FormatError as exc:  # decode_record checked it; be safe anyway
+            report.errors.append(Finding("vmeta-record-damaged", str(exc), str(uid), **where))
+            continue
+        # The rev of a record of defaults is not kept in a NULL column.
+        if db == logged or (db.is_default and logged.is_default and blob is None):
+            continue
+        report.errors.append(
+            Finding(
+                "vmeta-record-mismatch",
+                "the newest version-meta record differs from the database (rebuild-index "
+                "would restore other tags, ACL or lock; or a change committed while fsck ran)",
+                str(uid),
+                **where,
+            )
+        )
 
 
 def _check_orphan_manifests(log: LogState, report: FsckReport, known: set[str]) -> None:

@@ -29,6 +29,7 @@ from typing import Final
 
 import apsw
 
+from seglake.auth.canonical import canonical_id
 from seglake.auth.keystore import KeystoreError, decrypt_secret, load_master_key
 from seglake.meta.schema import query, scalar
 from seglake.protocol.policy import (
@@ -167,3 +168,45 @@ class KeyDirectory:
 # A stored bucket policy that no longer parses denies everything, so damage
 # can only ever narrow access.
 UNREADABLE: Final = deny_everything()
+
+
+class CanonicalIndex:
+    """Canonical user ids (``auth/canonical.py``) of every key, for ACLs:
+    which ids name a key (a grant to any other is ``InvalidArgument``) and
+    each one's display name, the access key id (keys have no other name).
+    Rebuilt when ``settings['auth_generation']`` moves, as the key cache."""
+
+    def __init__(self, conn: apsw.Connection, admin_key: str) -> None:
+        self._conn = conn
+        self.admin_id = canonical_id(admin_key)
+        self._admin_key = admin_key
+        self._data_version: int | None = None
+        self._generation: str | None = None
+        self._names: dict[str, str] | None = None
+
+    def _current(self) -> dict[str, str]:
+        version = int(scalar(self._conn, "PRAGMA data_version"))
+        if version != self._data_version or self._names is None:
+            self._data_version = version
+            generation = scalar(
+                self._conn,
+                "SELECT value FROM settings WHERE name = ?",
+                (AUTH_GENERATION_SETTING,),
+            )
+            generation = None if generation is None else str(generation)
+            if generation != self._generation or self._names is None:
+                self._generation = generation
+                names = {
+                    canonical_id(str(r[0])): str(r[0])
+                    for r in query(self._conn, "SELECT access_key FROM api_keys")
+                }
+                if self._admin_key:
+                    names[self.admin_id] = self._admin_key
+                self._names = names
+        return self._names
+
+    def display_name(self, ident: str) -> str | None:
+        return self._current().get(ident)
+
+    def known(self, ident: str) -> bool:
+        return ident in self._current()

@@ -23,6 +23,7 @@ import apsw
 
 from seglake.errors import S3Error
 from seglake.ipc.messages import LifecycleAction
+from seglake.meta.reads import version_tags
 from seglake.meta.schema import open_read, query
 from seglake.protocol.lifecycle import Configuration, Version, parse_configuration, plan_key
 from seglake.protocol.lifecycle import plan_upload as plan_one_upload
@@ -88,7 +89,7 @@ def plan_keys(
                 return [], None
             rows = query(
                 conn,
-                "SELECT key, uid, version_id, created_ns, size, delete_marker FROM versions "
+                "SELECT key, uid, version_id, created_ns, size, delete_marker, vmeta FROM versions "
                 "WHERE bucket = ? AND key >= ? AND key <= ? AND state != 'DELETED' "
                 "ORDER BY key, created_ns DESC, id DESC",
                 (bucket, keys[0], keys[-1]),
@@ -113,14 +114,14 @@ def plan_keys(
 def _by_key(rows: list[Any]) -> Iterator[tuple[str, list[tuple[Version, str]]]]:
     key: str | None = None
     group: list[tuple[Version, str]] = []
-    for k, uid, version_id, created_ns, size, marker in rows:
+    for k, uid, version_id, created_ns, size, marker, vmeta in rows:
         if k != key:
             if key is not None:
                 yield key, group
             key, group = str(k), []
         v = Version(
             version_id=str(version_id), created_ns=int(created_ns), size=int(size),
-            delete_marker=bool(marker),
+            delete_marker=bool(marker), tags=version_tags(vmeta),
         )  # fmt: skip
         group.append((v, str(uid)))
     if key is not None:

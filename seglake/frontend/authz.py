@@ -14,7 +14,12 @@ Order per request (after the SigV4 check in ``app.py``):
    wins, otherwise one allow suffices. The admin has no key policy, but a
    bucket policy's explicit deny binds it too, except for the three bucket
    policy operations (so the operator can always repair a policy). An
-   anonymous request needs an allow whose principal is ``"*"``.
+   anonymous request (only on a bucket in ``--public-buckets``) needs an
+   allow whose principal is ``"*"`` or a grant of the bucket's or object's
+   ACL (``frontend/access.py``, ``protocol/acl.py``), and no explicit deny;
+   a GET/HEAD of a missing object goes on to its 404 only when the caller
+   may list the bucket, else it is 403 (as AWS). For signed requests ACLs
+   add nothing: the key's own policy stays the ceiling.
    CopyObject/UploadPartCopy also need GetObject on the source.
    DeleteObjects is checked per key (``Request.object_check``) after a
    cheap up-front check that some statement could allow deleting at all.
@@ -45,17 +50,23 @@ import contextlib
 import functools
 import ipaddress
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
 import apsw
 
+from seglake.auth.canonical import canonical_id
 from seglake.auth.directory import KeyDirectory, KeyRecord
 from seglake.config import Config, csv_list
 from seglake.errors import S3Error
+from seglake.format.errors import FormatError
+from seglake.format.vmeta import decode_vmeta
+from seglake.frontend.access import AccessView
 from seglake.frontend.http import Request
-from seglake.protocol.endpoints import ENDPOINT_BY_NAME, SERVICE
+from seglake.meta.schema import query
+from seglake.protocol.acl import READ, WRITE, needed_permission
+from seglake.protocol.endpoints import ENDPOINT_BY_NAME, OBJECT, SERVICE
 from seglake.protocol.policy import (
     ALLOW,
     AUTH_HEADER,
@@ -65,7 +76,9 @@ from seglake.protocol.policy import (
     Policy,
     RequestContext,
     decide,
+    decide_with_acl,
 )
+from seglake.protocol.tagging import parse_tagging_header
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -166,13 +179,27 @@ class InflightLimiter:
                 del counts[key]
 
 
+def _header_tags(req: Request) -> tuple[tuple[str, str], ...] | None:
+    """The tags ``x-amz-tagging`` asks for, for s3:RequestObjectTag/...; a
+    malformed header gives none here (its handler refuses it)."""
+    raw = req.headers.get("x-amz-tagging")
+    if raw is None:
+        return None
+    try:
+        return tuple(parse_tagging_header(raw))
+    except S3Error:
+        return None
+
+
 class Authorizer:
     def __init__(self, cfg: Config, conn: apsw.Connection) -> None:
         self.cfg = cfg
+        self.conn = conn
         self.directory = KeyDirectory(conn, cfg.root, cfg.access_key, cfg.secret_key)
         self.public_buckets = frozenset(csv_list(cfg.public_buckets))
         self.trusted = parse_networks(cfg.trusted_proxies)
         self.limiter = InflightLimiter(cfg.key_inflight_limit, cfg.frontend_count())
+        self.access = AccessView(conn, cfg.access_key)
 
     def secret_for(self, access_key: str) -> str | None:
         """The SigV4 verifier's lookup: only enabled keys can sign."""
@@ -208,6 +235,15 @@ class Authorizer:
             self._check(req, record, op, req.route.bucket, req.route.key, version)
             if endpoint.copy_source:
                 self._check_copy_source(req, record)
+            if op == "PutObjectTagging":
+                # Its tags are in the body, read after this decision: the
+                # handler asks again with them (s3:RequestObjectTag/...).
+                bucket, key = req.route.bucket, req.route.key
+
+                def tag_check(tags: Sequence[tuple[str, str]]) -> None:
+                    self._check(req, record, op, bucket, key, version, request_tags=tuple(tags))
+
+                req.tag_check = tag_check
         if record is None:
             yield
             return
@@ -222,6 +258,7 @@ class Authorizer:
         bucket: str,
         key: str,
         version_id: str | None,
+        request_tags: tuple[tuple[str, str], ...] | None = None,
     ) -> RequestContext:
         client = req.scope.get("client")
         peer = str(client[0]) if client else None
@@ -249,7 +286,39 @@ class Authorizer:
             max_keys=req.q("max-keys") if listing else None,
             auth_type=auth_type,
             region=self.cfg.region,
+            canonical_id=canonical_id(record.access_key) if record is not None else None,
+            request_tags=request_tags if request_tags is not None else _header_tags(req),
+            existing_tags=(
+                (lambda: self._existing_tags(bucket, key, version_id))
+                if endpoint.target == OBJECT and key
+                else None
+            ),
         )
+
+    def _existing_tags(
+        self, bucket: str, key: str, version_id: str | None
+    ) -> Sequence[tuple[str, str]]:
+        """The tags of the version a request addresses (none if it has none
+        or does not exist): s3:ExistingObjectTag/<key>."""
+        if version_id is None:
+            sql = (
+                "SELECT v.vmeta FROM current c JOIN versions v ON v.id = c.version "
+                "WHERE c.bucket = ? AND c.key = ?"
+            )
+            params: tuple[str, ...] = (bucket, key)
+        else:
+            sql = (
+                "SELECT vmeta FROM versions WHERE bucket = ? AND key = ? AND version_id = ? "
+                "AND state != 'DELETED'"
+            )
+            params = (bucket, key, version_id)
+        rows = query(self.conn, sql, params)
+        if not rows:
+            return ()
+        try:
+            return decode_vmeta(rows[0][0]).tags
+        except FormatError:
+            return ()
 
     def _secure(self, req: Request, peer: str | None) -> bool:
         if req.scope.get("scheme") == "https":
@@ -274,9 +343,10 @@ class Authorizer:
         bucket: str,
         key: str,
         version_id: str | None = None,
+        request_tags: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         if record is None:
-            self._check_anonymous(req, op, bucket, key, version_id)
+            self._check_anonymous(req, op, bucket, key, version_id, request_tags)
             return
         if bucket and not record.may_use_bucket(bucket):
             raise _denied("This access key may not use this bucket")
@@ -288,12 +358,12 @@ class Authorizer:
                 bucket_policy is not None
                 and not ENDPOINT_BY_NAME[op].policy_repair
                 and bucket_policy.explicit_deny(
-                    self._context(req, record, op, bucket, key, version_id)
+                    self._context(req, record, op, bucket, key, version_id, request_tags)
                 )
             ):
                 raise _denied("Explicitly denied by the bucket policy")
             return
-        ctx = self._context(req, record, op, bucket, key, version_id)
+        ctx = self._context(req, record, op, bucket, key, version_id, request_tags)
         assert record.policy is not None
         verdict = decide(ctx, record.policy, bucket_policy)
         if verdict == DENY:
@@ -302,16 +372,58 @@ class Authorizer:
             raise _denied()
 
     def _check_anonymous(
-        self, req: Request, op: str, bucket: str, key: str, version_id: str | None
+        self,
+        req: Request,
+        op: str,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        request_tags: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         if ENDPOINT_BY_NAME[op].target == SERVICE or not bucket:
             raise _denied("Anonymous access is not allowed")
         if bucket not in self.public_buckets:
             raise _denied("Anonymous access is not allowed")
         policy = self._policies(bucket)
-        ctx = self._context(req, None, op, bucket, key, version_id)
-        if policy is None or policy.explicit_deny(ctx) or not policy.allows_anonymous(ctx):
+        ctx = self._context(req, None, op, bucket, key, version_id, request_tags)
+        if policy is not None and policy.explicit_deny(ctx):
             raise _denied("Anonymous access is not allowed for this operation")
+        if policy is not None and policy.allows_anonymous(ctx):
+            return
+        if not self._acl_allows_anonymous(req, op, bucket, key, version_id):
+            raise _denied("Anonymous access is not allowed for this operation")
+
+    def _acl_allows_anonymous(
+        self, req: Request, op: str, bucket: str, key: str, version_id: str | None
+    ) -> bool:
+        """Does the bucket's or the object's ACL let an anonymous caller run
+        ``op``? (Its explicit denies were checked already.) For an object
+        that does not exist, AWS answers 404 to a caller who may list the
+        bucket and 403 to others, so the request goes on to its handler
+        (and its 404) exactly when the caller may list."""
+        needed = needed_permission(op, version_id)
+        if needed is None:
+            return False
+        target, permission = needed
+        state = self.access.bucket(bucket)
+        if state is None:
+            return False  # no bucket: AccessDenied, as AWS tells strangers
+        if target == "bucket":
+            return state.allows(None, permission)
+        obj = self.access.object(state, bucket, key, version_id)
+        if obj is not None and not (obj.delete_marker and version_id is None):
+            return obj.allows(None, permission)
+        if state.allows(None, READ):
+            return True
+        policy = self._policies(bucket)
+        if policy is None:
+            return False
+        ctx = self._context(req, None, "ListObjects", bucket, "", None)
+        return decide_with_acl(ctx, None, policy, False) == ALLOW
+
+    def _bucket_acl_may_write(self, bucket: str) -> bool:
+        state = self.access.bucket(bucket)
+        return state is not None and state.allows(None, WRITE)
 
     def _check_copy_source(self, req: Request, record: KeyRecord | None) -> None:
         # Imported here: the copy family imports the request module we share.
@@ -339,6 +451,8 @@ class Authorizer:
             hopeful = record.policy.may_allow(action, record.access_key)
         else:
             bucket_policy = self._policies(bucket)
-            hopeful = bucket_policy is not None and bucket_policy.may_allow(action, None)
+            hopeful = (
+                bucket_policy is not None and bucket_policy.may_allow(action, None)
+            ) or self._bucket_acl_may_write(bucket)
         if not hopeful:
             raise _denied()

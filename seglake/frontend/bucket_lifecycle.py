@@ -22,6 +22,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 from seglake.errors import S3Error
 from seglake.frontend.body import configuration_body
@@ -53,10 +54,16 @@ def stored_lifecycle(reader: MetaReader, bucket: str) -> str | None:
 
 
 def expiration(
-    reader: MetaReader, bucket: str, key: str, size: int, created_ns: int, day_ns: int
+    reader: MetaReader,
+    bucket: str,
+    key: str,
+    size: int,
+    created_ns: int,
+    day_ns: int,
+    tags: Mapping[str, str] | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """``x-amz-expiration`` for the current version of ``key`` (``[]`` when no
-    rule expires it). The store keeps no object tags: tag filters never match."""
+    rule expires it); ``tags``: the version's tags, for rules that filter on them."""
     text = stored_lifecycle(reader, bucket)
     if text is None:
         return []
@@ -64,7 +71,7 @@ def expiration(
         cfg = _parsed(text)
     except S3Error:
         return []  # the writer stores only what parses; never fail a read on it
-    value = expiration_header(cfg, key, size, {}, created_ns, day_ns)
+    value = expiration_header(cfg, key, size, tags or {}, created_ns, day_ns)
     return [] if value is None else [(b"x-amz-expiration", value.encode())]
 
 

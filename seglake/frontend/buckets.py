@@ -5,24 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from seglake.errors import S3Error
+from seglake.frontend.access import refuse_public_acl
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.ipc.messages import CreateBucket, DeleteBucket
+from seglake.meta.acl_reads import current_owners
 from seglake.meta.reads import ListEntry
 from seglake.protocol import bucket_listing, listing
+from seglake.protocol.acl import PRIVATE, Acl, acl_from_headers, bucket_acl_text
 from seglake.protocol.limits import validate_bucket_name
+from seglake.protocol.ownership import acl_allowed, parse_ownership_header
 from seglake.protocol.xml import document, el, iso8601
 
-OWNER_ID = "seglake"
 LIST_BATCH = 1000
 # CreateBucket may carry a CreateBucketConfiguration of a few hundred bytes.
 SMALL_BODY_LIMIT = 64 * 1024
-
-
-def owner_xml(tag: str = "Owner") -> str:
-    """The one owner every bucket and object has, as a listing shows it
-    (also as a multipart upload's ``Initiator``)."""
-    return f"<{tag}>" + el("ID", OWNER_ID) + el("DisplayName", OWNER_ID) + f"</{tag}>"
 
 
 class BucketHandlers(FamilyBase):
@@ -57,8 +55,16 @@ class BucketHandlers(FamilyBase):
             tail.append(el("Prefix", q.prefix))
         await req.xml(
             200,
-            document("ListAllMyBucketsResult", [owner_xml(), f"<Buckets>{items}</Buckets>", *tail]),
+            document(
+                "ListAllMyBucketsResult",
+                [self._caller_xml(req), f"<Buckets>{items}</Buckets>", *tail],
+            ),
         )
+
+    def _caller_xml(self, req: Request) -> str:
+        """ListBuckets' Owner: the caller, as AWS shows the requesting account."""
+        requester = self.access.requester(req.identity)
+        return self.access.owner_xml(requester if requester is not None else self.access.account_id)
 
     async def create_bucket(self, req: Request) -> None:
         validate_bucket_name(req.bucket)
@@ -66,8 +72,28 @@ class BucketHandlers(FamilyBase):
         versioning = (
             req.headers.get("x-seglake-versioning", self.cfg.default_versioning).strip().lower()
         )
-        await self.writer.call(CreateBucket(bucket=req.bucket, versioning=versioning))
+        owner = self.access.requester(req.identity) or self.access.account_id
+        acl, ownership = self._new_bucket_access(req, owner)
+        # Re-creating one's bucket answers 200 and changes nothing (AWS's
+        # us-east-1 behaviour), its ACL and controls included.
+        await self.writer.call(
+            CreateBucket(
+                bucket=req.bucket, versioning=versioning,
+                acl=bucket_acl_text(owner, acl or Acl(canned=PRIVATE)), ownership=ownership,
+            )
+        )  # fmt: skip
         await req.respond(200, [(b"location", f"/{req.bucket}".encode())])
+
+    def _new_bucket_access(self, req: Request, owner: str) -> tuple[Acl | None, str | None]:
+        """The ACL and ownership controls CreateBucket asks for, checked as
+        AWS does before anything is created."""
+        acl = acl_from_headers(req.headers, self.access.index.known, bucket=True)
+        header = req.headers.get("x-amz-object-ownership")
+        ownership = parse_ownership_header(header) if header is not None else None
+        if not acl_allowed(ownership, acl, owner):
+            raise S3Error("InvalidBucketAclWithObjectOwnership")
+        refuse_public_acl(acl, owner, owner, self.cfg, req.bucket)
+        return acl, ownership
 
     async def delete_bucket(self, req: Request) -> None:
         await self.writer.call(DeleteBucket(bucket=req.bucket))
@@ -99,7 +125,13 @@ class BucketHandlers(FamilyBase):
         page = listing.paginate(
             fetch, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
         )
-        fetch_owner = v2 and req.q("fetch-owner") == "true"
+        fetch_owner = not v2 or req.q("fetch-owner") == "true"
+        owners: dict[str, str] = {}
+        bucket_acl = None
+        owner_xml = self.access.owner_renderer()
+        if fetch_owner:
+            bucket_acl = self.access.bucket(req.bucket)
+            owners = current_owners(self.reader.conn, req.bucket, [e.key for e in page.contents])
         parts = [el("Name", req.bucket), el("Prefix", enc(prefix))]
         if v2:
             if token is not None:
@@ -121,8 +153,8 @@ class BucketHandlers(FamilyBase):
                 + el("ETag", f'"{e.etag}"') + el("Size", e.size)
                 + el("StorageClass", "STANDARD")
             )  # fmt: skip
-            if fetch_owner or not v2:
-                item += owner_xml()
+            if fetch_owner:
+                item += owner_xml(self.access.listed_owner(bucket_acl, owners.get(e.key)))
             parts.append(f"<Contents>{item}</Contents>")
         parts += lq.common_prefixes_xml(page.common_prefixes)
         await req.xml(200, document("ListBucketResult", parts))

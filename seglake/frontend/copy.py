@@ -37,6 +37,7 @@ from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
 from seglake.format.segment import CHUNK_SIZE
+from seglake.frontend.access import with_acl
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.frontend.objects import (
@@ -59,6 +60,7 @@ from seglake.frontend.sse import (
     response_headers,
     secure,
 )
+from seglake.frontend.tagging import tagging_directive, write_vmeta
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import Chunk, CopyObject
 from seglake.meta.reads import MetaReader, VersionRow
@@ -147,7 +149,13 @@ class CopyHandlers(FamilyBase):
             alg = checksums.header_name(alg)[len(checksums.HEADER_PREFIX) :].upper()
         # Metadata is validated whatever the directive; with COPY it is unused.
         meta = stored_meta(req) if directive == "REPLACE" else {}
+        # Tags likewise: x-amz-tagging counts only with the REPLACE tagging directive.
+        tag_directive = tagging_directive(req)
+        write_vmeta(req)
         guard = write_condition_args(self.reader, req)
+        # A copy does not copy the source's ACL (AWS): the new object gets
+        # what this request asks for, private by default.
+        acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         cond = conditions.from_headers(req.headers, copy_source=True)
         copy = CopyObject(
             bucket=req.bucket, key=req.key, src_bucket=source.bucket, src_key=source.key,
@@ -157,7 +165,9 @@ class CopyHandlers(FamilyBase):
                 cond.if_unmodified_since,
             ),
             checksum_algorithm=alg or None, if_none_match=guard.if_none_match,
-            if_match=guard.if_match, seen_uid=guard.seen_uid, owner=req.owner,
+            if_match=guard.if_match, seen_uid=guard.seen_uid, owner=owner,
+            tagging_directive=tag_directive,
+            vmeta=with_acl(write_vmeta(req) if tag_directive == "REPLACE" else None, acl),
         )  # fmt: skip
         dest_sse, dest_ck = new_object_encryption(req.headers, secure=secure(self.cfg, req))
         bucket_default = bucket_default_sse(self.reader, req.bucket)

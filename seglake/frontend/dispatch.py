@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from seglake.config import Config
+from seglake.frontend.acl import AclHandlers
 from seglake.frontend.bucket_cors import BucketCorsHandlers
 from seglake.frontend.bucket_encryption import BucketEncryptionHandlers
 from seglake.frontend.bucket_lifecycle import BucketLifecycleHandlers
@@ -24,6 +25,7 @@ from seglake.frontend.multipart import MultipartHandlers
 from seglake.frontend.objects import ObjectHandlers
 from seglake.frontend.observe import ObserveHandlers
 from seglake.frontend.postobject import PostObjectHandlers
+from seglake.frontend.tagging import TaggingHandlers
 from seglake.frontend.versioning import VersioningHandlers
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import MetaReader
@@ -43,6 +45,8 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "bucket_lifecycle": BucketLifecycleHandlers,
     "bucket_cors": BucketCorsHandlers,
     "bucket_encryption": BucketEncryptionHandlers,
+    "acl": AclHandlers,
+    "tagging": TaggingHandlers,
 }
 
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.frontend.access import AccessView
 from seglake.frontend.http import Request
 from seglake.frontend.writer_client import WriterClient
 from seglake.meta.reads import BucketRow, MetaReader
@@ -30,6 +31,8 @@ class FamilyBase:
         self.cfg = cfg
         self.reader = reader
         self.writer = writer
+        # Owners, ACLs and canonical ids, as listings and ACL calls show them.
+        self.access = AccessView(reader.conn, cfg.access_key)
 
     def require_bucket(self, name: str) -> BucketRow:
         """The bucket ``name``, or ``NoSuchBucket`` if there is none."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -64,6 +64,9 @@ class Request:
     # operation names in its body (DeleteObjects, PostObject).
     identity: Any = None
     object_check: ObjectCheck | None = None
+    # PutObjectTagging: the policy decision again, with the body's tags
+    # (set by the authorizer; seglake/frontend/authz.py).
+    tag_check: Callable[[Sequence[tuple[str, str]]], None] | None = None
 
     async def recv(self) -> Message:
         """``receive()`` that remembers whether the request body was consumed."""

@@ -48,8 +48,8 @@ from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.format.segment import CHUNK_SIZE
+from seglake.frontend.access import with_acl
 from seglake.frontend.body import Sealer, declared_length, ingest
-from seglake.frontend.buckets import owner_xml
 from seglake.frontend.copy import CopySource, parse_copy_source
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
@@ -66,9 +66,17 @@ from seglake.frontend.objects import (
     validate_version_id,
 )
 from seglake.frontend.sse import SseKeyring, bucket_default_sse, response_headers, secure
+from seglake.frontend.tagging import write_vmeta
 from seglake.frontend.writer_client import WriterClient
-from seglake.ipc.messages import AbortUpload, Chunk, CompleteUpload, CreateUpload, UploadPart
+from seglake.ipc.messages import (
+    AbortUpload,
+    Chunk,
+    CompleteUpload,
+    CreateUpload,
+    UploadPart,
+)
 from seglake.meta import multipart_reads
+from seglake.meta.acl_reads import upload_owners
 from seglake.meta.multipart_reads import UploadRow
 from seglake.meta.reads import MetaReader, VersionRow
 from seglake.protocol import checksums, conditions, listing
@@ -207,6 +215,14 @@ class MultipartHandlers(FamilyBase):
         self.sse = SseKeyring(cfg, reader, writer)
 
     # ---- helpers ---------------------------------------------------------
+    def _upload_owner_xml(self, bucket: str, upload_id: str) -> list[str]:
+        """ListParts' Initiator (the key that created the upload) and Owner
+        (who will own the object: the bucket owner under BucketOwnerEnforced)."""
+        recorded = upload_owners(self.reader.conn, [upload_id]).get(upload_id)
+        initiator = recorded if recorded is not None else self.access.account_id
+        owner = self.access.listed_owner(self.access.bucket(bucket), recorded)
+        return [self.access.owner_xml(initiator, "Initiator"), self.access.owner_xml(owner)]
+
     def _upload(self, req: Request) -> UploadRow:
         """The open upload ``?uploadId=`` names, for this bucket and key."""
         upload_id = req.q("uploadId") or ""
@@ -275,6 +291,7 @@ class MultipartHandlers(FamilyBase):
     async def create_multipart_upload(self, req: Request) -> None:
         validate_key(req.key)
         meta = stored_meta(req)
+        write_vmeta(req)  # a bad x-amz-tagging is refused before anything else
         alg: str | None = None
         raw_alg = req.headers.get("x-amz-checksum-algorithm")
         if raw_alg is not None:
@@ -293,6 +310,8 @@ class MultipartHandlers(FamilyBase):
             ctype = raw_type.strip().upper() if raw_type else checksums.default_checksum_type(alg)
             checksums.check_checksum_type(alg, ctype)
         self.require_bucket(req.bucket)
+        # Stored with the upload, applied by CompleteMultipartUpload.
+        acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         await req.small_body(MAX_EMPTY_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload)
         # One DEK per upload; each part gets its own nonce base (UploadPart).
         sealing = await self.sse.sealing_for(
@@ -303,7 +322,7 @@ class MultipartHandlers(FamilyBase):
         result = await self.writer.call(
             CreateUpload(
                 bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg,
-                checksum_type=ctype, owner=req.owner,
+                checksum_type=ctype, owner=owner, vmeta=with_acl(write_vmeta(req), acl),
             )
         )  # fmt: skip
         headers: list[tuple[bytes, bytes]] = []
@@ -578,7 +597,10 @@ class MultipartHandlers(FamilyBase):
             )  # fmt: skip
             item += "".join(el(f"Checksum{alg}", value) for alg, value in p.checksums.items())
             out.append(f"<Part>{item}</Part>")
-        out += [owner_xml("Initiator"), owner_xml(), el("StorageClass", "STANDARD")]
+        out += [
+            *self._upload_owner_xml(req.bucket, upload.upload_id),
+            el("StorageClass", "STANDARD"),
+        ]
         if upload.checksum_algorithm:
             out += [
                 el("ChecksumAlgorithm", upload.checksum_algorithm),
@@ -698,10 +720,17 @@ class MultipartHandlers(FamilyBase):
         if lq.encoding:
             out.append(el("EncodingType", lq.encoding))
         out.append(el("IsTruncated", page.is_truncated))
+        bucket_acl = self.access.bucket(req.bucket)
+        owners = upload_owners(self.reader.conn, [u.upload_id for u in page.uploads])
+        render = self.access.owner_renderer()
         for u in page.uploads:
+            recorded = owners.get(u.upload_id)
+            initiator = recorded if recorded is not None else self.access.account_id
+            owner = self.access.listed_owner(bucket_acl, recorded)
             item = (
                 el("Key", enc(u.key)) + el("UploadId", u.upload_id)
-                + owner_xml("Initiator") + owner_xml() + el("StorageClass", "STANDARD")
+                + render(initiator, "Initiator") + render(owner)
+                + el("StorageClass", "STANDARD")
                 + el("Initiated", iso8601(u.created_ns))
             )  # fmt: skip
             if u.checksum_algorithm:

@@ -37,6 +37,7 @@ from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest
+from seglake.frontend.access import with_acl
 from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.bucket_lifecycle import expiration
 from seglake.frontend.family_base import FamilyBase
@@ -55,8 +56,9 @@ from seglake.ipc.messages import (
     DeleteVersion,
     MarkDamaged,
     Put,
+    VersionMetaInit,
 )
-from seglake.meta.reads import MetaReader, VersionRow
+from seglake.meta.reads import MetaReader, VersionRow, version_tags
 from seglake.protocol import checksums, conditions
 from seglake.protocol.attributes import (
     MAX_PARTS,
@@ -67,6 +69,7 @@ from seglake.protocol.attributes import (
 )
 from seglake.protocol.limits import MAX_PART_NUMBER
 from seglake.protocol.ranges import ByteRange, multipart_parts, parse_range
+from seglake.protocol.tagging import parse_tagging_header
 from seglake.protocol.xml import http_date
 from seglake.sse.chunks import TAG_BYTES
 
@@ -382,10 +385,14 @@ class ObjectHandlers(FamilyBase):
         require_if_match(self.cfg, req)
         length = declared_length(req, self.cfg)
         meta = stored_meta(req)
+        raw_tags = req.headers.get("x-amz-tagging")
+        vmeta = None if raw_tags is None else VersionMetaInit(tags=parse_tagging_header(raw_tags))
         bucket = self.reader.bucket(req.bucket)
         if bucket is None:
             raise S3Error("NoSuchBucket", resource=req.bucket, fields={"BucketName": req.bucket})
         cond = write_condition_args(self.reader, req)
+        # Checked before a byte of the body is read.
+        acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         sealing = await self.sse.sealing_for(req, bucket_default=self._bucket_default_sse(req))
         refs: dict[int, Chunk] = {}
 
@@ -404,7 +411,7 @@ class ObjectHandlers(FamilyBase):
             bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
             if_none_match=cond.if_none_match, if_match=cond.if_match, seen_uid=cond.seen_uid,
-            owner=req.owner,
+            owner=owner, vmeta=with_acl(vmeta, acl),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
@@ -418,7 +425,7 @@ class ObjectHandlers(FamilyBase):
             headers.append((b"x-amz-checksum-type", checksums.FULL_OBJECT.encode()))
         headers += expiration(
             self.reader, req.bucket, req.key, body.size, result.created_ns,
-            self.cfg.lifecycle_day_ns,
+            self.cfg.lifecycle_day_ns, dict(vmeta.tags) if vmeta is not None else None,
         )  # fmt: skip
         await req.respond(200, headers)
 
@@ -533,6 +540,8 @@ class ObjectHandlers(FamilyBase):
         ]
         if self._reports_version(v):
             h.append((b"x-amz-version-id", v.version_id.encode()))
+        if v.tag_count > 0:  # AWS sends it only for an object with tags
+            h.append((b"x-amz-tagging-count", str(v.tag_count).encode()))
         for name, value in (meta.get("headers") or {}).items():
             h.append((name.encode(), str(value).encode("latin-1", "replace")))
         for name, value in (meta.get("user") or {}).items():
@@ -557,8 +566,9 @@ class ObjectHandlers(FamilyBase):
             if cur is None or cur.uid != v.uid:
                 return []
         return expiration(
-            self.reader, v.bucket, v.key, v.size, v.created_ns, self.cfg.lifecycle_day_ns
-        )
+            self.reader, v.bucket, v.key, v.size, v.created_ns, self.cfg.lifecycle_day_ns,
+            version_tags(v.vmeta) if v.tag_count else None,
+        )  # fmt: skip
 
     @staticmethod
     def _part_checksum(v: VersionRow, n: int) -> dict[str, str]:

@@ -19,8 +19,9 @@ Two steps, split around authorisation:
 
 The bucket is always the one in the URL; form fields cannot change it.
 Fields with S3 semantics Seglake does not implement (ACLs other than
-private, tagging, server-side encryption, storage classes, website
-redirects, session tokens) are refused with 501 rather than ignored.
+private, server-side encryption, storage classes, website redirects,
+session tokens) are refused with 501 rather than ignored. ``tagging`` (a
+Tagging XML document) gives the new object its tags.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from seglake.config import Config
 from seglake.errors import S3Error
+from seglake.frontend.access import with_acl
 from seglake.frontend.body import ingest
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Message, Request
@@ -48,7 +50,7 @@ from seglake.frontend.protection import CLAIMED_KEY_SCOPE
 from seglake.frontend.router import Route
 from seglake.frontend.sse import SseKeyring, bucket_default_sse
 from seglake.frontend.writer_client import WriterClient
-from seglake.ipc.messages import Chunk, Put
+from seglake.ipc.messages import Chunk, Put, VersionMetaInit
 from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums
 from seglake.protocol.formdata import (
@@ -62,6 +64,7 @@ from seglake.protocol.formdata import (
 )
 from seglake.protocol.postpolicy import PostPolicy, check_conditions, check_length, verify_signature
 from seglake.protocol.sigv4 import AuthContext
+from seglake.protocol.tagging import parse_tagging
 from seglake.protocol.xml import document, el
 
 # Where ``read_form`` leaves the verified form for the handler.
@@ -72,9 +75,7 @@ _HEADER_FIELDS: Final = frozenset({"content-type", "content-md5", *STORED_HEADER
 # Fields with a meaning Seglake does not implement, and the one value of
 # each that means "the default" (None: no value is acceptable).
 _UNSUPPORTED: Final[dict[str, str | None]] = {
-    "acl": "private",
     "x-amz-storage-class": "STANDARD",
-    "tagging": None,
     "x-amz-website-redirect-location": None,
     "x-amz-server-side-encryption": None,
     "x-amz-server-side-encryption-aws-kms-key-id": None,
@@ -265,10 +266,18 @@ class PostObjectHandlers(FamilyBase):
         if req.object_check is not None:
             req.object_check(form.key)
         self.require_bucket(req.bucket)
+        # The form's ``acl`` field is the upload's x-amz-acl (AWS's POST).
+        acl_headers = {"x-amz-acl": form.fields["acl"]} if "acl" in form.fields else {}
+        acl, owner = self.access.new_object(acl_headers, req.identity, req.bucket, self.cfg)
         upload = self._upload_request(req, form)
         require_content_md5(self.cfg, upload)
         require_if_match(self.cfg, upload)
         meta = stored_meta(upload)
+        # The form's ``tagging`` field is a Tagging XML document (AWS's form).
+        raw_tags = form.fields.get("tagging")
+        vmeta = None
+        if raw_tags is not None:
+            vmeta = VersionMetaInit(tags=parse_tagging(raw_tags.encode("utf-8")))
         if not self.cfg.allow_unsigned_payload:
             raise S3Error(
                 "AccessDenied",
@@ -301,7 +310,7 @@ class PostObjectHandlers(FamilyBase):
         put = Put(
             bucket=req.bucket, key=form.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
-            owner=req.owner,
+            owner=owner, vmeta=with_acl(vmeta, acl),
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         etag = f'"{body.etag}"'

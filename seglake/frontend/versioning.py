@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from typing import Final
 
 from seglake.errors import S3Error
-from seglake.frontend.buckets import owner_xml
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.ipc.messages import SetVersioning
+from seglake.meta.acl_reads import version_owners
 from seglake.meta.version_reads import VersionEntry, list_versions, null_version_created_ns
 from seglake.protocol import listing
 from seglake.protocol.version_listing import (
@@ -102,17 +102,30 @@ class VersioningHandlers(FamilyBase):
             if page.next_version_id is not None:
                 parts.append(el("NextVersionIdMarker", page.next_version_id))
         parts += [el("MaxKeys", max_keys), *lq.echo_xml(), el("IsTruncated", page.is_truncated)]
+        bucket_acl = self.access.bucket(req.bucket)
+        owners = version_owners(
+            self.reader.conn, req.bucket, [(e.key, e.version_id) for e in page.entries]
+        )
+
+        render = self.access.owner_renderer()
+
+        def owner_xml(key: str, version_id: str) -> str:
+            recorded = owners.get((key, version_id))
+            return render(self.access.listed_owner(bucket_acl, recorded))
+
         for e in page.entries:
             common = (
                 el("Key", enc(e.key)) + el("VersionId", e.version_id)
                 + el("IsLatest", e.is_latest) + el("LastModified", iso8601(e.created_ns))
             )  # fmt: skip
             if e.delete_marker:
-                parts.append(f"<DeleteMarker>{common}{owner_xml()}</DeleteMarker>")
+                parts.append(
+                    f"<DeleteMarker>{common}{owner_xml(e.key, e.version_id)}</DeleteMarker>"
+                )
             else:
                 item = (
                     common + el("ETag", f'"{e.etag}"') + el("Size", e.size)
-                    + el("StorageClass", "STANDARD") + owner_xml()
+                    + el("StorageClass", "STANDARD") + owner_xml(e.key, e.version_id)
                 )  # fmt: skip
                 parts.append(f"<Version>{item}</Version>")
         parts += lq.common_prefixes_xml(page.common_prefixes)

@@ -192,6 +192,11 @@ class CreateBucket(Request[BucketCreated], frozen=True):
     name: ClassVar[str] = "create_bucket"
     bucket: str
     versioning: str
+    # The new bucket's owner and ACL (``protocol/acl.bucket_acl_text``) and
+    # its ownership controls, stored with the row it creates (nothing when
+    # the bucket exists already), so a bucket never exists without its owner.
+    acl: str | None = None
+    ownership: str | None = None
 
 
 class DeleteBucket(Request[Done], frozen=True):

@@ -9,7 +9,19 @@ from typing import Any
 import apsw
 import msgpack
 
+from seglake.format.errors import FormatError
+from seglake.format.vmeta import decode_vmeta
 from seglake.meta.schema import keyset_scan, query
+
+
+def version_tags(vmeta: bytes | None) -> dict[str, str]:
+    """The tags in a ``versions.vmeta`` value, as a map (lifecycle filters,
+    ``x-amz-expiration``); a damaged value has none rather than failing a
+    read or a lifecycle pass."""
+    try:
+        return dict(decode_vmeta(vmeta).tags)
+    except FormatError:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,9 @@ class VersionRow:
     delete_marker: bool
     meta: dict[str, Any]
     manifest: bytes | None
+    # Mutable metadata (migration 8): read it with format/vmeta.decode_vmeta.
+    vmeta: bytes | None = None
+    tag_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,7 +59,7 @@ class ListEntry:
 
 _VERSION_COLS = (
     "v.uid, v.bucket, v.key, v.version_id, v.size, v.etag, v.created_ns, v.state, "
-    "v.delete_marker, v.meta, v.manifest"
+    "v.delete_marker, v.meta, v.manifest, v.vmeta, v.tag_count"
 )
 
 
@@ -53,6 +68,7 @@ def _version(row: Any) -> VersionRow:
         uid=row[0], bucket=row[1], key=row[2], version_id=row[3], size=row[4], etag=row[5],
         created_ns=row[6], state=row[7], delete_marker=bool(row[8]),
         meta=msgpack.unpackb(row[9], raw=False) if row[9] else {}, manifest=row[10],
+        vmeta=row[11], tag_count=row[12] or 0,
     )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from typing import Any, Final, TypeVar
 
 import trio
 
+from seglake.auth.canonical import canonical_id
 from seglake.auth.keystore import encrypt_secret, ensure_master_key
 from seglake.config import Config, parse_bool
 from seglake.errors import S3Error
@@ -175,10 +176,11 @@ def _keys(cfg: Config, action: str, opts: dict[str, str | None], as_json: bool) 
             enabled=_bool(opts.get("key_enabled"), "--key-enabled"), inflight=inflight,
         )  # fmt: skip
         mutate(cfg, create)
-        doc = {"access_key": access, "created": True}
+        # The id ACL grants and bucket policies name the key by (id="...").
+        doc = {"access_key": access, "created": True, "canonical_id": canonical_id(access)}
         if not given:
             doc["secret_key"] = secret  # shown once; only the sealed form is stored
-        lines = [f"created key {access}"]
+        lines = [f"created key {access} (canonical id {canonical_id(access)})"]
         if not given:
             lines.append(f"secret (shown only now): {secret}")
         _print(doc, as_json, "\n".join(lines))
@@ -246,6 +248,7 @@ def _list_keys(cfg: Config, as_json: bool) -> int:
     keys: list[dict[str, Any]] = [
         {
             "access_key": str(r[0]),
+            "canonical_id": canonical_id(str(r[0])),
             "enabled": bool(r[1]),
             "policy": str(r[2]),
             "inflight": int(r[3]),

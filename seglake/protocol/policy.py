@@ -35,7 +35,8 @@ Rules this module keeps:
   ``"*"`` or ``{"AWS": "*"}``. ``NotPrincipal`` is for Deny only (as AWS).
 * Identity: Seglake is one account, ``ACCOUNT_ID``. A key is named in a
   ``Principal`` by its access key id, by ``arn:aws:iam::<account>:user/<access
-  key id>`` or by ``{"CanonicalUser": "<access key id>"}``; the account by its
+  key id>`` or by ``{"CanonicalUser": "<its canonical id or access key id>"}``
+  (the canonical id GetBucketAcl shows, ``auth/canonical.py``); the account by its
   id or ``arn:aws:iam::<account>:root`` (every key, not anonymous). The
   account part of an ARN is not compared (there is only one account), so a
   policy copied from AWS works once its user names are Seglake keys. Roles,
@@ -52,7 +53,7 @@ import binascii
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -96,22 +97,21 @@ VERSION_ACTIONS: Final[dict[str, str]] = {
     e.name: e.version_action for e in ENDPOINTS if e.version_action is not None
 }
 # S3 actions AWS defines that no Seglake operation performs (access points,
-# batch jobs, replication, per-version ACLs and tags, …). A policy copied
-# from AWS may name them; they are accepted and never match a request.
+# batch jobs, replication, per-version ACLs, …). A policy copied from AWS
+# may name them; they are accepted and never match a request.
 OTHER_AWS_ACTIONS: Final = frozenset(
     {
         "BypassGovernanceRetention", "CreateAccessPoint", "CreateJob", "DeleteAccessPoint",
-        "DeleteAccessPointPolicy", "DeleteJobTagging", "DeleteObjectVersionTagging",
-        "DeleteStorageLensConfiguration", "DescribeJob", "GetAccessPoint", "GetAccessPointPolicy",
-        "GetAccessPointPolicyStatus", "GetAccountPublicAccessBlock", "GetJobTagging",
-        "GetObjectVersionAcl", "GetObjectVersionForReplication", "GetObjectVersionTagging",
-        "GetObjectVersionTorrent", "GetStorageLensConfiguration", "ListAccessPoints", "ListJobs",
-        "ListStorageLensConfigurations", "ObjectOwnerOverrideToBucketOwner",
-        "PutAccessPointPolicy", "PutAccountPublicAccessBlock", "PutAnalyticsConfiguration",
-        "PutIntelligentTieringConfiguration", "PutInventoryConfiguration", "PutJobTagging",
-        "PutMetricsConfiguration", "PutObjectVersionAcl", "PutObjectVersionTagging",
-        "PutStorageLensConfiguration", "ReplicateDelete", "ReplicateObject", "ReplicateTags",
-        "UpdateJobPriority", "UpdateJobStatus",
+        "DeleteAccessPointPolicy", "DeleteJobTagging", "DeleteStorageLensConfiguration",
+        "DescribeJob", "GetAccessPoint", "GetAccessPointPolicy", "GetAccessPointPolicyStatus",
+        "GetAccountPublicAccessBlock", "GetJobTagging", "GetObjectVersionForReplication",
+        "GetObjectVersionTorrent", "GetStorageLensConfiguration",
+        "ListAccessPoints", "ListJobs", "ListStorageLensConfigurations",
+        "ObjectOwnerOverrideToBucketOwner", "PutAccessPointPolicy", "PutAccountPublicAccessBlock",
+        "PutAnalyticsConfiguration", "PutIntelligentTieringConfiguration",
+        "PutInventoryConfiguration", "PutJobTagging", "PutMetricsConfiguration",
+        "PutStorageLensConfiguration", "ReplicateDelete", "ReplicateObject",
+        "ReplicateTags", "UpdateJobPriority", "UpdateJobStatus",
     }
 )  # fmt: skip
 KNOWN_ACTIONS: Final = frozenset(
@@ -176,6 +176,15 @@ class RequestContext:
     max_keys: str | None = None
     auth_type: str | None = None
     region: str = "us-east-1"
+    # The key's canonical user id (``auth/canonical.py``), for a bucket
+    # policy's ``{"CanonicalUser": ...}``; None when unsigned.
+    canonical_id: str | None = None
+    # Tags the request asks for (x-amz-tagging, a PutObjectTagging body):
+    # s3:RequestObjectTag/<key>, s3:RequestObjectTagKeys. None: it gives none.
+    request_tags: tuple[tuple[str, str], ...] | None = None
+    # The addressed object's current tags, read only when a condition asks
+    # (s3:ExistingObjectTag/<key>); None: the request addresses no object.
+    existing_tags: Callable[[], Sequence[tuple[str, str]]] | None = None
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -266,9 +275,9 @@ KEY_FACTS: Final[Mapping[str, Fact]] = {
         )
     },
 }  # fmt: skip
-# Keys AWS defines that a request to Seglake never carries (no tagging or
-# Object Lock yet; no VPCs, organisations, MFA, sessions, services calling on
-# a user's behalf). They are absent, with AWS's absent-key semantics.
+# Keys AWS defines that a request to Seglake never carries (no Object Lock
+# yet; no VPCs, organisations, MFA, sessions, services calling on a
+# user's behalf). They are absent, with AWS's absent-key semantics.
 ABSENT_KEYS: Final = frozenset(
     {
         "aws:sourcevpc", "aws:sourcevpce", "aws:vpcsourceip", "aws:sourcearn",
@@ -279,7 +288,7 @@ ABSENT_KEYS: Final = frozenset(
         "aws:calledviafirst", "aws:calledvialast", "aws:federatedprovider", "aws:sourceidentity",
         "aws:tagkeys", "aws:resourceorgid", "aws:resourceorgpaths", "aws:ec2instancesourcevpc",
         "aws:ec2instancesourceprivateipv4",
-        "s3:requestobjecttagkeys", "s3:object-lock-mode", "s3:object-lock-retain-until-date",
+        "s3:object-lock-mode", "s3:object-lock-retain-until-date",
         "s3:object-lock-remaining-retention-days", "s3:object-lock-legal-hold",
         "s3:x-amz-object-lock-mode", "s3:x-amz-object-lock-retain-until-date",
         "s3:x-amz-object-lock-legal-hold", "s3:locationconstraint", "s3:dataaccesspointarn",
@@ -287,15 +296,27 @@ ABSENT_KEYS: Final = frozenset(
         "s3:signatureage", "s3:x-amz-expected-bucket-owner", "s3:objectcreationoperation",
     }
 )  # fmt: skip
-ABSENT_KEY_PREFIXES: Final = (
-    "aws:principaltag/", "aws:resourcetag/", "aws:requesttag/", "s3:existingobjecttag/",
-    "s3:requestobjecttag/",
-)  # fmt: skip
+ABSENT_KEY_PREFIXES: Final = ("aws:principaltag/", "aws:resourcetag/", "aws:requesttag/")
+# Object tags. The key's tag name arrives lowercased (key names compare
+# without regard to case), so tag keys are matched without regard to case.
+EXISTING_TAG_PREFIX: Final = "s3:existingobjecttag/"
+REQUEST_TAG_PREFIX: Final = "s3:requestobjecttag/"
+REQUEST_TAG_KEYS: Final = "s3:requestobjecttagkeys"
+
+
+def _tag_values(tags: Sequence[tuple[str, str]] | None, name: str) -> tuple[str, ...]:
+    if tags is None:
+        return ()
+    return tuple(v for k, v in tags if k.lower() == name)
 
 
 def is_known_key(key: str) -> bool:
     """Does ``key`` (lowercased) name a condition key AWS or Seglake defines?"""
     if key in KEY_FACTS or key in ABSENT_KEYS or key.startswith(ABSENT_KEY_PREFIXES):
+        return True
+    if key == REQUEST_TAG_KEYS:
+        return True
+    if key.startswith((EXISTING_TAG_PREFIX, REQUEST_TAG_PREFIX)):
         return True
     return key.startswith(_HEADER_KEY_PREFIX) and len(key) > len(_HEADER_KEY_PREFIX)
 
@@ -303,6 +324,13 @@ def is_known_key(key: str) -> bool:
 def key_values(ctx: RequestContext, key: str) -> tuple[str, ...]:
     """The values of condition key ``key`` (lowercased) for ``ctx``: empty
     when the request does not carry it."""
+    if key.startswith(EXISTING_TAG_PREFIX):
+        getter = ctx.existing_tags
+        return _tag_values(None if getter is None else getter(), key[len(EXISTING_TAG_PREFIX) :])
+    if key.startswith(REQUEST_TAG_PREFIX):
+        return _tag_values(ctx.request_tags, key[len(REQUEST_TAG_PREFIX) :])
+    if key == REQUEST_TAG_KEYS:
+        return () if ctx.request_tags is None else tuple(k for k, _v in ctx.request_tags)
     fact = KEY_FACTS.get(key)
     if fact is not None:
         value = fact(ctx)
@@ -694,13 +722,14 @@ class Principals:
     everyone: bool = False
     account: bool = False
     keys: frozenset[str] = frozenset()
+    canonical_ids: frozenset[str] = frozenset()
 
-    def covers(self, principal: str | None) -> bool:
+    def covers(self, principal: str | None, canonical: str | None = None) -> bool:
         if self.everyone:
             return True
         if principal is None:
             return False
-        return self.account or principal in self.keys
+        return self.account or principal in self.keys or canonical in self.canonical_ids
 
 
 @dataclass(frozen=True)
@@ -716,18 +745,21 @@ class Statement:
     not_resource: bool = False
     not_principal: bool = False
 
-    def covers_principal(self, principal: str | None, admin: bool = False) -> bool:
+    def covers_principal(
+        self, principal: str | None, admin: bool = False, canonical: str | None = None
+    ) -> bool:
         p = self.principals
         if p is None:
             return True
         if not self.not_principal:
-            return p.covers(principal)
+            return p.covers(principal, canonical)
         # NotPrincipal (Deny only) exempts exactly whom it names. AWS asks
         # to name the account next to its user ("check the account, then the
         # user"); naming the account there exempts the account root (the
         # admin), never every key of it.
         exempt = p.everyone or (
-            principal is not None and (principal in p.keys or (p.account and admin))
+            principal is not None
+            and (principal in p.keys or canonical in p.canonical_ids or (p.account and admin))
         )
         return not exempt
 
@@ -736,7 +768,7 @@ class Statement:
         return hit != self.not_action
 
     def applies(self, ctx: RequestContext) -> bool:
-        if not self.covers_principal(ctx.principal, ctx.admin):
+        if not self.covers_principal(ctx.principal, ctx.admin, ctx.canonical_id):
             return False
         if not self.covers_action(ctx.actions):
             return False
@@ -808,6 +840,33 @@ def decide(ctx: RequestContext, key_policy: Policy, bucket_policy: Policy | None
     ):
         return DENY
     return ALLOW if key_policy.allows(ctx) else IMPLICIT_DENY
+
+
+def decide_with_acl(
+    ctx: RequestContext,
+    key_policy: Policy | None,
+    bucket_policy: Policy | None,
+    acl_grants: bool,
+) -> str:
+    """Policies and ACLs together (``acl_grants``: the bucket's or object's
+    ACL gives the requester the permission the operation needs,
+    ``protocol/acl.py``), for a key (``key_policy``) or an anonymous
+    request (``ctx.principal`` None, ``key_policy`` None).
+
+    As AWS: an explicit deny in any policy wins over every allow and every
+    ACL grant. Otherwise an anonymous request is allowed by a bucket-policy
+    allow to ``"*"`` or by an ACL grant; a key is allowed exactly as
+    ``decide`` says — its own policy is the ceiling, so an ACL grant, like a
+    bucket-policy allow, never widens it (SPEC §5; AWS would let the grant
+    alone suffice)."""
+    if ctx.principal is not None:
+        assert key_policy is not None
+        return decide(ctx, key_policy, bucket_policy)
+    if bucket_policy is not None and bucket_policy.explicit_deny(ctx):
+        return DENY
+    if acl_grants or (bucket_policy is not None and bucket_policy.allows_anonymous(ctx)):
+        return ALLOW
+    return IMPLICIT_DENY
 
 
 # ---- parsing ---------------------------------------------------------------
@@ -999,6 +1058,7 @@ def _aws_conditions(block: Any, variables: bool) -> tuple[Condition, ...]:
 
 _ACCESS_KEY: Final = re.compile(r"[A-Za-z0-9._@+=-]{1,128}")
 _ACCOUNT: Final = re.compile(r"\d{12}")
+_CANONICAL_ID: Final = re.compile(r"[0-9a-f]{64}")
 _IAM_ARN: Final = re.compile(r"arn:aws:(iam|sts)::(\d{12}|\*):(.+)")
 # Principal types AWS defines; only "AWS" and "CanonicalUser" can name a
 # Seglake caller.
@@ -1014,14 +1074,16 @@ def _aws_principal(value: Any) -> Principals:
         )
     everyone = account = False
     keys: set[str] = set()
+    canonical: set[str] = set()
     for kind, raw in value.items():
         for name in _strings(raw, f"Principal {kind}"):
             if kind in ("Service", "Federated"):
                 continue  # no Seglake request comes from one
             if kind == "CanonicalUser":
-                # Until keys have canonical ids of their own, a key's
-                # canonical id is its access key id.
-                keys.add(name)
+                # A key's canonical id (64 hex digits, as GetBucketAcl shows
+                # it); an access key id is accepted too, as before keys had
+                # canonical ids of their own.
+                (canonical if _CANONICAL_ID.fullmatch(name) else keys).add(name)
                 continue
             if name == "*":
                 everyone = True
@@ -1041,7 +1103,9 @@ def _aws_principal(value: Any) -> Principals:
                 raise PolicyError(
                     f"unsupported principal {name!r}: use an access key id, an IAM ARN or *"
                 )
-    return Principals(everyone=everyone, account=account, keys=frozenset(keys))
+    return Principals(
+        everyone=everyone, account=account, keys=frozenset(keys), canonical_ids=frozenset(canonical)
+    )
 
 
 def _aws_resource(text: str, bucket: str | None, variables: bool) -> Resource:

@@ -1,15 +1,18 @@
 """Request headers that ask for something Seglake does not do yet.
 
-Each would change what is stored or who may read it (encryption, Object
-Lock, ACL grants, tags, storage classes). Accepting one and storing a plain
-object would let the client believe its data is encrypted, locked or shared
-when it is not, so a request carrying one is refused with ``501
-NotImplemented`` before a byte of its body is read. A header sent with the
-one value that means "the default" (``x-amz-acl: private``,
-``x-amz-storage-class: STANDARD``) asks for what Seglake does anyway and
-passes: SDKs and tools send those routinely.
+Each would change what is stored or who may read it (KMS encryption, Object
+Lock, storage classes). Accepting one and storing a plain object would let
+the client believe its data is encrypted or locked when it is not, so a
+request carrying one is refused with ``501 NotImplemented`` before a byte
+of its body is read. A header sent with the one value that means "the
+default" (``x-amz-storage-class: STANDARD``) asks for what Seglake does
+anyway and passes: SDKs and tools send those routinely.
 
-As a feature lands (issues #15, #19, #20) its headers leave this table.
+As a feature lands (issues #15, #19, #20) its headers leave this table:
+tags (``x-amz-tagging``, ``protocol/tagging.py``) and ACLs and ownership
+controls (``x-amz-acl``, ``x-amz-grant-*``, ``x-amz-object-ownership``,
+``protocol/acl.py``) have, and so have SSE-S3 and SSE-C
+(``x-amz-server-side-encryption``, ``-customer-*``, ``seglake/sse/``).
 """
 
 from __future__ import annotations
@@ -38,26 +41,11 @@ _NEW_OBJECT: Final[Defaults] = {
     "x-amz-object-lock-mode": (),
     "x-amz-object-lock-retain-until-date": (),
     "x-amz-object-lock-legal-hold": ("off",),
-    # One owner, no ACLs: these two canned ACLs grant nothing beyond it.
-    "x-amz-acl": ("private", "bucket-owner-full-control"),
-    "x-amz-grant-full-control": (),
-    "x-amz-grant-read": (),
-    "x-amz-grant-read-acp": (),
-    "x-amz-grant-write-acp": (),
-    "x-amz-tagging": ("",),
     "x-amz-website-redirect-location": (),
     "x-amz-storage-class": ("standard",),
 }
 _NEW_BUCKET: Final[Defaults] = {
-    "x-amz-acl": ("private",),
-    "x-amz-grant-full-control": (),
-    "x-amz-grant-read": (),
-    "x-amz-grant-read-acp": (),
-    "x-amz-grant-write": (),
-    "x-amz-grant-write-acp": (),
     "x-amz-bucket-object-lock-enabled": ("false",),
-    # AWS's default for new buckets, and what Seglake is: ACLs play no part.
-    "x-amz-object-ownership": ("bucketownerenforced",),
 }
 
 # What PutObject implements itself (seglake/sse/headers.py: AES256 and SSE-C;

@@ -47,6 +47,7 @@ from seglake.ipc.messages import (
     LifecycleExpire,
     SetBucketLifecycle,
 )
+from seglake.meta.reads import version_tags
 from seglake.meta.schema import query
 from seglake.protocol.lifecycle import (
     Configuration,
@@ -87,10 +88,10 @@ def stored_configuration(conn: apsw.Connection, bucket: str) -> Configuration | 
 
 def _versions(conn: apsw.Connection, bucket: str, key: str) -> list[Any]:
     """The key's versions that still exist, newest first:
-    (row id, uid, version id, created_ns, size, delete marker)."""
+    (row id, uid, version id, created_ns, size, delete marker, vmeta)."""
     return query(
         conn,
-        "SELECT id, uid, version_id, created_ns, size, delete_marker FROM versions "
+        "SELECT id, uid, version_id, created_ns, size, delete_marker, vmeta FROM versions "
         "WHERE bucket = ? AND key = ? AND state != 'DELETED' ORDER BY created_ns DESC, id DESC",
         (bucket, key),
     )
@@ -123,7 +124,11 @@ def _version_action(
         return "skipped: the delete marker is no longer current and alone"
     versions = [
         Version(
-            version_id=str(r[2]), created_ns=int(r[3]), size=int(r[4]), delete_marker=bool(r[5])
+            version_id=str(r[2]),
+            created_ns=int(r[3]),
+            size=int(r[4]),
+            delete_marker=bool(r[5]),
+            tags=version_tags(r[6]),  # tag filters are decided on the tags as they are now
         )
         for r in rows
     ]

@@ -365,8 +365,8 @@ def apply_create_bucket(conn: apsw.Connection, ctx: BatchContext, a: CreateBucke
         # us-east-1 semantics: re-creating your own bucket succeeds.
         return BucketCreated(created=False)
     conn.execute(
-        "INSERT INTO buckets(name, created_ns, versioning) VALUES (?, ?, ?)",
-        (name, ctx.clock.tick(), versioning),
+        "INSERT INTO buckets(name, created_ns, versioning, acl, ownership) VALUES (?, ?, ?, ?, ?)",
+        (name, ctx.clock.tick(), versioning, a.acl, a.ownership),
     )
     return BucketCreated(created=True)
 

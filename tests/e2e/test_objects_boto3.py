@@ -657,7 +657,7 @@ def test_unsigned_request_is_access_denied(server: SeglakeServer, path: str) -> 
 
 
 def test_unsupported_subresource_is_not_implemented(server: SeglakeServer, bucket: str) -> None:
-    resp = signed_request(server, "GET", f"/{bucket}", query="acl")
+    resp = signed_request(server, "GET", f"/{bucket}", query="website")
     assert resp.status_code == 501, resp.text
     assert resp.headers.get("x-amz-request-id")
     assert xml_error_code(resp.content) == "NotImplemented"

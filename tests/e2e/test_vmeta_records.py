@@ -152,6 +152,8 @@ def test_set_version_meta_survives_kill_and_rebuild(tmp_path: Path) -> None:
         assert srv2.stop() == 0
     code, check = cli_json(data, "rebuild-index", "--dry-run")
     assert code == 0 and check["differences"] == 0, check
+    code, fsck = cli_json(data, "fsck", "--all-manifests")
+    assert code == 0 and fsck["clean"], fsck["errors"]
 
     rebuild_from_scratch(data)
     assert all_vmeta(data) == before
@@ -165,9 +167,13 @@ def test_set_version_meta_survives_kill_and_rebuild(tmp_path: Path) -> None:
     conn = apsw.Connection(str(data / "meta.db"))
     conn.execute("UPDATE versions SET tag_count = 3 WHERE uid = ?", (two[0][0],))
     conn.execute("UPDATE buckets SET tags = NULL WHERE name = 'vbk'")
+    conn.execute("UPDATE versions SET vmeta = NULL WHERE uid = ?", (two[0][0],))
     conn.close()
     code, check = cli_json(data, "rebuild-index", "--dry-run")
     assert check["differences"] == 2, check
+    # fsck sees a version whose metadata no record backs.
+    code, fsck = cli_json(data, "fsck")
+    assert code == 1 and [e["kind"] for e in fsck["errors"]] == ["vmeta-record-mismatch"], fsck
 
 
 def test_creation_time_metadata_and_owner(tmp_path: Path) -> None:

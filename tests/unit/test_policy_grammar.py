@@ -28,6 +28,22 @@ from typing import Any
 
 import pytest
 
+from seglake.auth.canonical import canonical_id
+from seglake.protocol.acl import (
+    ALL_USERS,
+    AUTHENTICATED_USERS,
+    FULL_CONTROL,
+    GROUP,
+    READ,
+    READ_ACP,
+    USER,
+    WRITE_ACP,
+    Acl,
+    Grant,
+    grants_permission,
+    needed_permission,
+)
+from seglake.protocol.endpoints import ENDPOINT_BY_NAME
 from seglake.protocol.policy import (
     ACCOUNT_ID,
     ALLOW,
@@ -40,6 +56,7 @@ from seglake.protocol.policy import (
     PolicyError,
     RequestContext,
     decide,
+    decide_with_acl,
     parse_bucket_policy,
     parse_key_policy,
 )
@@ -551,7 +568,7 @@ KEY_CASES: list[tuple[list[dict[str, Any]], RequestContext, str, str]] = [
     ([{"Effect": "Allow", "Action": "s3:Get?bject", "Resource": "*"}], C, ALLOW, "? in action"),
     ([{"Effect": "Allow", "Action": "*", "Resource": "*"}], ctx("DeleteBucket", key=""), ALLOW,
      "* is every action"),
-    ([{"Effect": "Allow", "Action": "s3:GetObjectVersionAcl", "Resource": "*"}], C,
+    ([{"Effect": "Allow", "Action": "s3:GetObjectVersionTorrent", "Resource": "*"}], C,
      IMPLICIT_DENY, "an AWS action Seglake never performs is accepted, never matches"),
     # Deny precedence
     ([EVERYTHING, {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "*"}], C, DENY,
@@ -842,3 +859,261 @@ def test_aws_documentation_shapes_are_accepted() -> None:
         for form in (op, op + "IfExists", "ForAnyValue:" + op, "ForAllValues:" + op):
             value = "arn:aws:iam::*:user/x" if op.startswith("Arn") else "x"
             _allow({form: {"aws:PrincipalArn": value}})
+
+
+# ---- ACLs and policies together (protocol/acl.py, policy.decide_with_acl) ----------
+#
+# AWS's rules these rows follow (S3 User Guide, "Access control list (ACL)
+# overview" and "How Amazon S3 authorizes a request"): FULL_CONTROL implies
+# every permission; AllUsers is everyone, anonymous included;
+# AuthenticatedUsers every signed caller; READ on a bucket lists it, WRITE
+# creates and deletes its objects, READ on an object reads it, READ_ACP and
+# WRITE_ACP read and write the ACL; an explicit Deny in a policy beats every
+# allow and every grant; an anonymous request is allowed by a bucket-policy
+# allow to "*" or by a grant. Seglake's rule on top (SPEC §5): a key's own
+# policy is its ceiling, so a grant never widens a key, as a bucket-policy
+# allow never does.
+
+ALICE_ID = canonical_id("alice")
+BOB_ID = canonical_id("bob")
+LIST_ONLY = parse_key_policy(aws({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}))
+GET_ONLY = parse_key_policy(aws({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}))
+RW_BUT_NO_ACL = parse_key_policy(
+    aws(EVERYTHING, {"Effect": "Deny", "Action": "s3:PutObjectAcl", "Resource": "*"})
+)
+RW_NO_PUBLIC_UPLOADS = parse_key_policy(
+    aws(EVERYTHING, {"Effect": "Deny", "Action": "s3:PutObject", "Resource": "*",
+                     "Condition": {"StringEquals": {"s3:x-amz-acl": "public-read"}}})
+)  # fmt: skip
+
+
+def canned(name: str) -> Acl:
+    return Acl(canned=name)
+
+
+def granting(*grants: tuple[str, str, str]) -> Acl:
+    return Acl(grants=tuple(Grant(*g) for g in grants))
+
+
+ALL_READ = (GROUP, ALL_USERS, READ)
+
+
+def anon_op(op: str, **kw: Any) -> RequestContext:
+    key = "" if ENDPOINT_BY_NAME[op].target != "object" else "photos/cat.jpg"
+    return ctx(op, key=key, principal=None, auth_type=None, **kw)
+
+
+def deny(action: str, principal: Any = "*", resource: str = "*", **extra: Any) -> dict[str, Any]:
+    return {"Effect": "Deny", "Principal": principal, "Action": action, "Resource": resource,
+            **extra}  # fmt: skip
+
+
+def allow(action: str, principal: Any = "*", resource: str = "*", **extra: Any) -> dict[str, Any]:
+    return {**deny(action, principal, resource, **extra), "Effect": "Allow"}
+
+
+# (bucket policy statements, key policy (None: anonymous), request, the ACL the
+# operation consults (the object's for object reads and ACL calls, else the
+# bucket's), its owner, expected, rule)
+ACL_CASES: list[tuple[list[dict[str, Any]], Policy | None, RequestContext, Acl, str, str, str]] = [
+    # ---- anonymous callers and canned ACLs ----------------------------------------------
+    ([], None, anon_op("GetObject"), canned("private"), ALICE_ID, IMPLICIT_DENY,
+     "private: the owner alone, never anonymous"),
+    ([], None, anon_op("GetObject"), canned("public-read"), ALICE_ID, ALLOW,
+     "public-read grants AllUsers READ"),
+    ([], None, anon_op("HeadObject"), canned("public-read"), ALICE_ID, ALLOW,
+     "HEAD needs READ, as GET"),
+    ([], None, anon_op("GetObject", version_id="v1"), canned("public-read"), ALICE_ID, ALLOW,
+     "a version is read under its own ACL"),
+    ([], None, anon_op("PutObject"), canned("public-read"), ALICE_ID, IMPLICIT_DENY,
+     "public-read grants no WRITE"),
+    ([], None, anon_op("PutObject"), canned("public-read-write"), ALICE_ID, ALLOW,
+     "public-read-write grants AllUsers WRITE on the bucket"),
+    ([], None, anon_op("DeleteObject"), canned("public-read-write"), ALICE_ID, ALLOW,
+     "bucket WRITE covers deleting objects"),
+    ([], None, anon_op("DeleteObject", version_id="v1"), canned("public-read-write"), ALICE_ID,
+     IMPLICIT_DENY, "bucket WRITE deletes versions only for the bucket owner"),
+    ([], None, anon_op("CreateMultipartUpload"), canned("public-read-write"), ALICE_ID, ALLOW,
+     "bucket WRITE covers multipart uploads"),
+    ([], None, anon_op("ListObjectsV2"), canned("public-read"), ALICE_ID, ALLOW,
+     "bucket READ lists objects"),
+    ([], None, anon_op("ListObjects"), canned("public-read"), ALICE_ID, ALLOW,
+     "bucket READ lists objects (V1)"),
+    ([], None, anon_op("ListObjectVersions"), canned("public-read"), ALICE_ID, ALLOW,
+     "bucket READ lists versions"),
+    ([], None, anon_op("ListMultipartUploads"), canned("public-read"), ALICE_ID, ALLOW,
+     "bucket READ lists uploads"),
+    ([], None, anon_op("HeadBucket"), canned("public-read"), ALICE_ID, ALLOW,
+     "bucket READ answers HeadBucket"),
+    ([], None, anon_op("HeadBucket"), canned("private"), ALICE_ID, IMPLICIT_DENY,
+     "a private bucket: HeadBucket refused"),
+    ([], None, anon_op("ListObjectsV2"), canned("private"), ALICE_ID, IMPLICIT_DENY,
+     "a private bucket is not listed"),
+    ([], None, anon_op("GetObjectAcl"), canned("public-read"), ALICE_ID, IMPLICIT_DENY,
+     "READ is not READ_ACP"),
+    ([], None, anon_op("PutObjectAcl"), canned("public-read-write"), ALICE_ID, IMPLICIT_DENY,
+     "WRITE is not WRITE_ACP"),
+    ([], None, anon_op("GetBucketAcl"), canned("public-read"), ALICE_ID, IMPLICIT_DENY,
+     "bucket READ is not READ_ACP"),
+    ([], None, anon_op("DeleteBucket"), canned("public-read-write"), ALICE_ID, IMPLICIT_DENY,
+     "no ACL permission deletes a bucket"),
+    ([], None, anon_op("PutBucketPolicy"), canned("public-read-write"), ALICE_ID, IMPLICIT_DENY,
+     "no ACL permission writes a policy"),
+    ([], None, anon_op("GetObject"), canned("authenticated-read"), ALICE_ID, IMPLICIT_DENY,
+     "AuthenticatedUsers excludes anonymous callers"),
+    ([], None, anon_op("ListObjectsV2"), canned("authenticated-read"), ALICE_ID, IMPLICIT_DENY,
+     "authenticated-read bucket: not for anonymous"),
+    ([], None, anon_op("GetObject"), canned("bucket-owner-read"), BOB_ID, IMPLICIT_DENY,
+     "bucket-owner-read: owner and bucket owner only"),
+    ([], None, anon_op("GetObject"), canned("bucket-owner-full-control"), BOB_ID, IMPLICIT_DENY,
+     "bucket-owner-full-control: not anonymous"),
+    ([], None, anon_op("PutObject"), canned("log-delivery-write"), ALICE_ID, IMPLICIT_DENY,
+     "LogDelivery is nobody anonymous"),
+    # ---- anonymous callers and explicit grants -------------------------------------------
+    ([], None, anon_op("GetObject"), granting(ALL_READ), ALICE_ID, ALLOW,
+     "an explicit AllUsers READ grant"),
+    ([], None, anon_op("PutObjectAcl"), granting((GROUP, ALL_USERS, FULL_CONTROL)), ALICE_ID,
+     ALLOW, "FULL_CONTROL implies WRITE_ACP"),
+    ([], None, anon_op("GetObject"), granting((GROUP, ALL_USERS, FULL_CONTROL)), ALICE_ID,
+     ALLOW, "FULL_CONTROL implies READ"),
+    ([], None, anon_op("GetObjectAcl"), granting((GROUP, ALL_USERS, READ_ACP)), ALICE_ID, ALLOW,
+     "READ_ACP reads the ACL"),
+    ([], None, anon_op("GetObject"), granting((GROUP, ALL_USERS, READ_ACP)), ALICE_ID,
+     IMPLICIT_DENY, "READ_ACP does not read the object"),
+    ([], None, anon_op("GetBucketAcl"), granting((GROUP, ALL_USERS, WRITE_ACP)), ALICE_ID,
+     IMPLICIT_DENY, "WRITE_ACP does not read the ACL"),
+    ([], None, anon_op("PutBucketAcl"), granting((GROUP, ALL_USERS, WRITE_ACP)), ALICE_ID,
+     ALLOW, "WRITE_ACP writes the bucket ACL"),
+    ([], None, anon_op("GetObject"), granting((USER, ALICE_ID, READ)), ALICE_ID, IMPLICIT_DENY,
+     "a grant to a user is not anonymous"),
+    ([], None, anon_op("GetObject"), granting(), ALICE_ID, IMPLICIT_DENY,
+     "an empty grant list grants nothing"),
+    ([], None, anon_op("GetObject"), granting((GROUP, AUTHENTICATED_USERS, FULL_CONTROL)),
+     ALICE_ID, IMPLICIT_DENY, "AuthenticatedUsers FULL_CONTROL: still not anonymous"),
+    # ---- anonymous callers: bucket policy and ACL together --------------------------------
+    ([deny("s3:GetObject")], None, anon_op("GetObject"), canned("public-read"), ALICE_ID, DENY,
+     "an explicit deny beats the ACL grant"),
+    ([deny("s3:GetObject", resource="arn:aws:s3:::demo/secret/*")], None, anon_op("GetObject"),
+     canned("public-read"), ALICE_ID, ALLOW, "a deny of other objects leaves the grant"),
+    ([deny("s3:*", Condition={"Bool": {"aws:SecureTransport": "false"}})], None,
+     anon_op("GetObject"), canned("public-read"), ALICE_ID, DENY,
+     "deny-insecure-transport binds ACL readers"),
+    ([deny("s3:*", Condition={"Bool": {"aws:SecureTransport": "false"}})], None,
+     anon_op("GetObject", secure_transport=True), canned("public-read"), ALICE_ID, ALLOW,
+     "over https the grant applies"),
+    ([deny("s3:*", Condition={"NotIpAddress": {"aws:SourceIp": "198.51.100.0/24"}})], None,
+     anon_op("GetObject"), canned("public-read"), ALICE_ID, ALLOW,
+     "inside the allowed range, the grant applies"),
+    ([deny("s3:*", Condition={"NotIpAddress": {"aws:SourceIp": "203.0.113.0/24"}})], None,
+     anon_op("GetObject"), canned("public-read"), ALICE_ID, DENY,
+     "outside the range: denied whatever the ACL"),
+    ([deny("s3:GetObject", Condition={"StringNotLike": {"aws:Referer": "https://www.example.com/*"}})],
+     None, anon_op("GetObject"), canned("public-read"), ALICE_ID, ALLOW,
+     "AWS's referer guard: the right referer passes"),
+    ([deny("s3:GetObject", Condition={"StringNotLike": {"aws:Referer": "https://www.example.com/*"}})],
+     None, anon_op("GetObject", headers={}), canned("public-read"), ALICE_ID, DENY,
+     "no referer: the negated condition holds, denied"),
+    ([allow("s3:GetObject")], None, anon_op("GetObject"), canned("private"), ALICE_ID, ALLOW,
+     "a policy allow to * suffices without a grant"),
+    ([allow("s3:GetObject", principal={"AWS": "alice"})], None, anon_op("GetObject"),
+     canned("private"), ALICE_ID, IMPLICIT_DENY, "an allow to a key does not reach anonymous"),
+    ([allow("s3:PutObject")], None, anon_op("PutObject"), canned("public-read"), ALICE_ID, ALLOW,
+     "policy and ACL are alternatives: either suffices"),
+    ([deny("s3:GetObject", principal={"AWS": "alice"})], None, anon_op("GetObject"),
+     canned("public-read"), ALICE_ID, ALLOW, "a deny naming a key does not bind anonymous"),
+    ([{"Effect": "Deny", "NotPrincipal": {"AWS": "bob"}, "Action": "s3:GetObject",
+       "Resource": "*"}], None, anon_op("GetObject"), canned("public-read"), ALICE_ID, DENY,
+     "a NotPrincipal deny reaches anonymous"),
+    ([deny("s3:DeleteObject")], None, anon_op("DeleteObject"), canned("public-read-write"),
+     ALICE_ID, DENY, "public-read-write, deletes denied by policy"),
+    ([deny("s3:DeleteObject")], None, anon_op("PutObject"), canned("public-read-write"),
+     ALICE_ID, ALLOW, "... writes still granted"),
+    ([deny("s3:GetObjectVersion")], None, anon_op("GetObject", version_id="v1"),
+     canned("public-read"), ALICE_ID, DENY, "a version read is also GetObjectVersion"),
+    ([deny("s3:GetObjectVersion")], None, anon_op("GetObject"), canned("public-read"), ALICE_ID,
+     ALLOW, "a plain GET is not GetObjectVersion"),
+    ([deny("s3:ListBucket", Condition={"StringNotLike": {"s3:prefix": "public/*"}})], None,
+     anon_op("ListObjectsV2", prefix="public/a"), canned("public-read"), ALICE_ID, ALLOW,
+     "listing limited to a prefix: inside"),
+    ([deny("s3:ListBucket", Condition={"StringNotLike": {"s3:prefix": "public/*"}})], None,
+     anon_op("ListObjectsV2", prefix="secret/"), canned("public-read"), ALICE_ID, DENY,
+     "listing limited to a prefix: outside"),
+    ([deny("s3:PutObject", Condition={"StringEquals": {"s3:x-amz-acl": "public-read"}})], None,
+     anon_op("PutObject"), canned("public-read-write"), ALICE_ID, DENY,
+     "a condition on s3:x-amz-acl binds anonymous writers"),
+    # ---- keys: the key policy is the ceiling --------------------------------------------
+    ([], RW, C, canned("private"), BOB_ID, ALLOW,
+     "one account: the key policy allows, the ACL does not narrow it"),
+    ([], RO, ctx("PutObject"), canned("public-read-write"), ALICE_ID, IMPLICIT_DENY,
+     "a grant never widens a key beyond its policy"),
+    ([], GET_ONLY, ctx("PutObjectAcl"), granting((USER, ALICE_ID, FULL_CONTROL)), ALICE_ID,
+     IMPLICIT_DENY, "a grant to the key itself does not widen it"),
+    ([], RO, C, canned("authenticated-read"), BOB_ID, ALLOW, "ro reads, grant or not"),
+    ([], LIST_ONLY, C, canned("authenticated-read"), BOB_ID, IMPLICIT_DENY,
+     "AuthenticatedUsers READ does not widen a list-only key"),
+    ([], LIST_ONLY, C, canned("public-read"), BOB_ID, IMPLICIT_DENY,
+     "nor does AllUsers READ"),
+    ([deny("s3:GetObject", principal={"AWS": "alice"})], RW, C, canned("public-read"), ALICE_ID,
+     DENY, "a deny naming the key beats its policy and the grant"),
+    ([deny("s3:GetObject")], RW, C, canned("public-read"), ALICE_ID, DENY,
+     "a deny to * binds keys too"),
+    ([deny("s3:GetObject", principal={"CanonicalUser": ALICE_ID})], RW,
+     ctx(canonical_id=ALICE_ID), canned("public-read"), ALICE_ID, DENY,
+     "a deny naming the key's canonical id (as GetBucketAcl shows it)"),
+    ([deny("s3:GetObject", principal={"CanonicalUser": BOB_ID})], RW,
+     ctx(canonical_id=ALICE_ID), canned("private"), ALICE_ID, ALLOW,
+     "another key's canonical id"),
+    ([], RO, ctx("GetObjectAcl"), canned("private"), BOB_ID, ALLOW, "ro reads ACLs"),
+    ([], RO, ctx("GetBucketAcl", key=""), canned("private"), BOB_ID, ALLOW,
+     "ro reads bucket ACLs"),
+    ([], RO, ctx("PutObjectAcl"), canned("private"), ALICE_ID, IMPLICIT_DENY,
+     "ro cannot change ACLs"),
+    ([], RW, ctx("PutObjectAcl"), canned("private"), ALICE_ID, ALLOW, "rw changes ACLs"),
+    ([], RW, ctx("PutBucketAcl", key=""), canned("private"), ALICE_ID, ALLOW,
+     "rw changes bucket ACLs"),
+    ([deny("s3:PutBucketAcl")], RW, ctx("PutBucketAcl", key=""), canned("private"), ALICE_ID,
+     DENY, "a bucket policy can forbid ACL changes"),
+    ([], RW_BUT_NO_ACL, ctx("PutObjectAcl"), canned("public-read-write"), ALICE_ID, DENY,
+     "the key's own deny wins over any grant"),
+    ([], RW_NO_PUBLIC_UPLOADS, ctx("PutObject"), canned("private"), ALICE_ID, DENY,
+     "a key forbidden public uploads by condition (x-amz-acl: public-read)"),
+    ([], RW_NO_PUBLIC_UPLOADS, ctx("PutObject", headers={"x-amz-acl": "private"}),
+     canned("private"), ALICE_ID, ALLOW, "... a private upload passes"),
+    ([deny("s3:PutObject", Condition={
+        "StringNotEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}})], RW,
+     ctx("PutObject", headers={"x-amz-acl": "bucket-owner-full-control"}), canned("private"),
+     ALICE_ID, ALLOW, "AWS's require-bucket-owner-full-control example: sent"),
+    ([deny("s3:PutObject", Condition={
+        "StringNotEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}})], RW,
+     ctx("PutObject"), canned("private"), ALICE_ID, DENY, "... another ACL: denied"),
+    ([deny("s3:PutObject", Condition={
+        "StringNotEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}})], RW,
+     ctx("PutObject", headers={}), canned("private"), ALICE_ID, DENY,
+     "... no ACL header: the negated condition holds"),
+    ([allow("s3:GetObject", principal={"AWS": "bob"})], GET_ONLY, ctx("PutObject"),
+     canned("public-read-write"), ALICE_ID, IMPLICIT_DENY,
+     "neither another key's allow nor a grant widens a key"),
+]  # fmt: skip
+
+
+def _acl_grants(c: RequestContext, acl: Acl, owner: str) -> bool:
+    needed = needed_permission(c.operation, c.version_id)
+    if needed is None:
+        return False
+    requester = None if c.principal is None else canonical_id(c.principal)
+    return grants_permission(acl.expand(owner, ALICE_ID), owner, requester, needed[1])
+
+
+@pytest.mark.parametrize(("statements", "key_policy", "c", "acl", "owner", "expected", "rule"),
+                         ACL_CASES, ids=[r[6] for r in ACL_CASES])  # fmt: skip
+def test_acl_and_policy(
+    statements: list[dict[str, Any]], key_policy: Policy | None, c: RequestContext, acl: Acl,
+    owner: str, expected: str, rule: str,
+) -> None:  # fmt: skip
+    bucket = _bucket(*statements) if statements else None
+    assert decide_with_acl(c, key_policy, bucket, _acl_grants(c, acl, owner)) == expected, rule
+
+
+def test_acl_and_policy_table_size() -> None:
+    """The issue asks for at least 60 ACL + policy rows."""
+    assert len(ACL_CASES) >= 60

@@ -12,9 +12,9 @@ from seglake.protocol.unimplemented_headers import BY_OPERATION, refuse_unimplem
 def test_defaults_pass_in_any_case() -> None:
     refuse_unimplemented(
         "PutObject",
-        {"x-amz-acl": " Private ", "x-amz-storage-class": "standard", "x-amz-tagging": ""},
+        {"x-amz-storage-class": "standard", "x-amz-tagging": ""},
     )
-    refuse_unimplemented("CreateBucket", {"x-amz-object-ownership": "BucketOwnerEnforced"})
+    refuse_unimplemented("CreateBucket", {"x-amz-bucket-object-lock-enabled": "False"})
     refuse_unimplemented("DeleteObject", {"x-amz-server-side-encryption": "AES256"})
 
 
@@ -22,7 +22,7 @@ def test_defaults_pass_in_any_case() -> None:
     ("op", "header", "value"),
     [
         ("PutObject", "x-amz-server-side-encryption-aws-kms-key-id", "arn:aws:kms:k"),
-        ("PutObject", "x-amz-acl", "public-read"),
+        ("PutObject", "x-amz-storage-class", "REDUCED_REDUNDANCY"),
         ("CreateMultipartUpload", "x-amz-storage-class", "GLACIER"),
         ("CopyObject", "x-amz-server-side-encryption-context", "c2VjcmV0"),
         ("CreateBucket", "x-amz-bucket-object-lock-enabled", "true"),
