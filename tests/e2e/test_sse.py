@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from seglake.auth.canonical import canonical_id
 from tests.e2e._helpers import cli, cli_json, db_rows, status_and_code
 from tests.e2e._signing import signed_request
-from tests.harness import SeglakeServer
+from tests.harness import ACCESS_KEY, SeglakeServer
 
 PLAIN_CHUNK = 4 * 1024 * 1024 - 16
 MARKER = b"SSE-PLAINTEXT-MARKER-7f3a9c"
@@ -506,3 +507,60 @@ def test_post_upload_follows_bucket_default(server: SeglakeServer) -> None:
     got = s3.get_object(Bucket="sse-post", Key="form.bin")
     assert got["Body"].read() == data and got["ServerSideEncryption"] == "AES256"
     assert files_containing(server.data_dir, MARKER) == []
+
+
+# A grant by id to a key that exists (the test key itself: public ACLs are
+# refused on buckets not in --public-buckets, unknown ids are InvalidArgument).
+READER = canonical_id(ACCESS_KEY)
+GRANT = f'id="{READER}"'
+
+
+def _reader_granted(s3: Any, bucket: str, key: str) -> bool:
+    grants = s3.get_object_acl(Bucket=bucket, Key=key)["Grants"]
+    return any(g["Grantee"].get("ID") == READER and g["Permission"] == "READ" for g in grants)
+
+
+def test_encryption_acl_and_tags_on_one_write(s3: Any) -> None:
+    """An encrypted PutObject, CopyObject (re-sealed) and multipart upload
+    that also carry an ACL and tags keep all three."""
+    s3.create_bucket(Bucket="sse-acl")
+    body = marked_body(5000, seed=41)
+    put = s3.put_object(Bucket="sse-acl", Key="put", Body=body, ServerSideEncryption="AES256",
+                        GrantRead=GRANT, Tagging="team=blue")  # fmt: skip
+    assert put["ServerSideEncryption"] == "AES256"
+    got = s3.get_object(Bucket="sse-acl", Key="put")
+    assert got["Body"].read() == body and got["ServerSideEncryption"] == "AES256"
+    assert got["TagCount"] == 1
+    assert _reader_granted(s3, "sse-acl", "put")
+    assert s3.get_object_tagging(Bucket="sse-acl", Key="put")["TagSet"] == [
+        {"Key": "team", "Value": "blue"}
+    ]
+
+    s3.put_object(Bucket="sse-acl", Key="plain", Body=body)
+    out = s3.copy_object(
+        Bucket="sse-acl", Key="copied", CopySource={"Bucket": "sse-acl", "Key": "plain"},
+        ServerSideEncryption="AES256", GrantRead=GRANT,
+        TaggingDirective="REPLACE", Tagging="a=1",
+    )  # fmt: skip
+    assert out["ServerSideEncryption"] == "AES256"
+    head = s3.head_object(Bucket="sse-acl", Key="copied")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert s3.get_object(Bucket="sse-acl", Key="copied")["Body"].read() == body
+    assert _reader_granted(s3, "sse-acl", "copied")
+    assert not _reader_granted(s3, "sse-acl", "plain")
+    assert s3.get_object_tagging(Bucket="sse-acl", Key="copied")["TagSet"] == [
+        {"Key": "a", "Value": "1"}
+    ]
+
+    up = s3.create_multipart_upload(Bucket="sse-acl", Key="mpu", ServerSideEncryption="AES256",
+                                    GrantRead=GRANT, Tagging="m=2")["UploadId"]  # fmt: skip
+    part = marked_body(2048, seed=42)
+    e1 = s3.upload_part(Bucket="sse-acl", Key="mpu", UploadId=up, PartNumber=1, Body=part)
+    e2 = s3.upload_part(Bucket="sse-acl", Key="mpu", UploadId=up, PartNumber=2, Body=b"end")
+    _complete(s3, "sse-acl", "mpu", up, [e1["ETag"], e2["ETag"]])
+    got = s3.get_object(Bucket="sse-acl", Key="mpu")
+    assert got["Body"].read() == part + b"end" and got["ServerSideEncryption"] == "AES256"
+    assert _reader_granted(s3, "sse-acl", "mpu")
+    assert s3.get_object_tagging(Bucket="sse-acl", Key="mpu")["TagSet"] == [
+        {"Key": "m", "Value": "2"}
+    ]
