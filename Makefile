@@ -72,6 +72,7 @@ docs: $(STAMP)
 bench: build
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.metrics_cost
+	$(BIN)/python -m benchmarks.sse_cost
 
 clean:
 	rm -rf build $(VENV)

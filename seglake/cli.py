@@ -34,6 +34,8 @@ MODES = (
     "keys", "bucket-policy",
     # permissions of the store's files (seglake/ops/doctor.py)
     "doctor",
+    # server-side encryption keys (seglake/ops/sse_cmd.py)
+    "sse",
     # segment GC (seglake/ops/gc.py)
     "gc-plan", "gc-run", "gc-rewrite-plan", "gc-rewrite-run", "gc-rewrite",
     # bucket lifecycle rules (seglake/ops/lifecycle_cmd.py)
@@ -210,6 +212,10 @@ def run(argv: list[str]) -> int:
         from seglake.ops.doctor import doctor_cmd
 
         return doctor_cmd(cfg, fix_permissions=args.fix_permissions, as_json=args.json)
+    if mode == "sse":
+        from seglake.ops.sse_cmd import run_sse_mode
+
+        return run_sse_mode(cfg, words if args.mode else words[1:], as_json=args.json)
     if mode in ("keys", "bucket-policy"):
         from seglake.ops.keys_cmd import run_keys_mode
 

@@ -184,6 +184,13 @@ class Config:
     gc_rewrite_max_live: float = 0.5
     gc_rewrite_bytes_per_sec: int = 0  # 0 = unthrottled
     gc_pause_file: str = ""  # "" = DATA_DIR/.seglake-gc-pause
+    # Server-side encryption (seglake/sse/). The SSE master key wraps the
+    # key-encryption keys; it may live on another device than the data so a
+    # stolen disk alone decrypts nothing ("" = DATA_DIR/.seglake-sse.master).
+    # SSE-C over plain HTTP would send the customer's key in clear, so it is
+    # refused as AWS does; the flag exists for tests on loopback only.
+    sse_master_key_file: str = ""
+    sse_c_allow_http: bool = False
 
     @property
     def lifecycle_day_ns(self) -> int:
@@ -222,6 +229,12 @@ class Config:
             f"`seglake upgrade --data-dir {self.root}` (converts manifest and record files "
             f"into segment records; restartable)"
         )
+
+    @property
+    def sse_master_path(self) -> Path:
+        if self.sse_master_key_file:
+            return Path(self.sse_master_key_file).resolve()
+        return self.root / layout.SSE_MASTER_FILE
 
     @property
     def writer_socket(self) -> Path:

@@ -80,6 +80,8 @@ HELP: Final[dict[str, str]] = {
     "gc_rewrite_max_live": "gc-rewrite moves segments whose live fraction is below this",
     "gc_rewrite_bytes_per_sec": "copy rate limit of gc-rewrite (0 = unthrottled)",
     "gc_pause_file": "while this file exists GC pauses ('' = DATA_DIR/.seglake-gc-pause)",
+    "sse_master_key_file": "the SSE master key file; back it up ('' = DATA_DIR/.seglake-sse.master)",
+    "sse_c_allow_http": "accept SSE-C customer keys over plain HTTP (tests only; AWS refuses)",
 }
 
 

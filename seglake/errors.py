@@ -69,6 +69,12 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
         409, "The request is not valid with the current state of the bucket."
     ),
     "InvalidBucketName": ErrorSpec(400, "The specified bucket is not valid."),
+    "InvalidEncryptionAlgorithmError": ErrorSpec(
+        400, "The Encryption request you specified is not valid. Supported value: AES256."
+    ),
+    "ServerSideEncryptionConfigurationNotFoundError": ErrorSpec(
+        404, "The server side encryption configuration was not found"
+    ),
     "InvalidChunkSizeError": ErrorSpec(
         400, "Only the last chunk is allowed to have a size less than 8192 bytes"
     ),

@@ -6,7 +6,8 @@ method, operation, status, size and time only, and S3 error texts never
 include signatures. This filter is the second line of defence, for a
 message or traceback that quotes a request anyway: SigV4/SigV2 signatures
 (header, query string or POST form), Authorization header values,
-``X-Amz-Security-Token`` values and POST policies are replaced with
+``X-Amz-Security-Token`` values, SSE-C customer keys (and their MD5s) and POST
+policies are replaced with
 ``[redacted]`` before the line is formatted.
 """
 
@@ -25,6 +26,11 @@ _PATTERNS: Final = (
     # Signatures in headers, query strings and form fields, any spelling.
     re.compile(r"(?i)((?:x-amz-)?signature['\"]?\s*[=:,]\s*['\"]?)[0-9A-Za-z%+/=]+"),
     re.compile(r"(?i)(x-amz-security-token['\"]?\s*[=:,]\s*['\"]?)[^&\s'\"]+"),
+    # SSE-C customer keys (object and copy source), and their MD5s.
+    re.compile(
+        r"(?i)(server-side-encryption-customer-key(?:-md5)?['\"]?\s*[=:,]\s*b?['\"]?)"
+        r"[0-9A-Za-z%+/=]+"
+    ),
     re.compile(r"(?i)(['\"]?policy['\"]?\s*[=:,]\s*['\"]?)[0-9A-Za-z+/=]{16,}"),
 )
 

@@ -14,8 +14,7 @@ last manifest record wins (gc-rewrite copies a re-pointed manifest
 forward; duplicates with the same bytes change nothing) and, separately,
 the last state record and the last version-meta record (format 3); for
 each bucket name the last bucket or bucket-gone record. Key records (format
-3, type 5) are read and verified but left to the SSE work
-(``_key_record``). A metadata record under a segment type other than its
+3, type 5) keep the last record per KEK id (``_key_record``). A metadata record under a segment type other than its
 kind's (``SEGMENT_TYPE_OF_KIND``) is reported and skipped. Version-1
 segments hold only chunks.
 """
@@ -69,6 +68,8 @@ class LogState:
     states: dict[str, str] = field(default_factory=dict)
     # uid -> the body of its last version-meta record (records.vmeta_body).
     vmeta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # KEK id -> the body of its last key record (records.key_body).
+    keks: dict[str, dict[str, Any]] = field(default_factory=dict)
     buckets: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # None: gone
     segments: list[SegmentInfo] = field(default_factory=list)
     records: int = 0
@@ -171,7 +172,10 @@ def _replay_one(fd: int, path: Path, state: LogState) -> None:
 
 
 def _key_record(state: LogState, body: dict[str, Any]) -> None:
-    """A verified key record (type 5). Ignored for now: its meaning (the SSE
-    key hierarchy, docs/design-version-metadata.md §4) belongs to the SSE
-    work, which restores it here."""
-    del state, body
+    """A verified key record (type 5): one SSE KEK, wrapped; the last record
+    per id wins (a rotation re-wraps KEKs and writes them again), and a
+    "gone" record removes it (its batch never committed)."""
+    if body.get("gone") is True:
+        state.keks.pop(str(body["id"]), None)
+    else:
+        state.keks[str(body["id"])] = body

@@ -15,6 +15,7 @@ A data dir looks like this (``<root>`` is ``--data-dir``)::
     <root>/.seglake-admin.token        the admin socket's token (0600)
     <root>/.seglake-listen             the address the supervisor bound
     <root>/.seglake-keys.master        the key that seals API secrets (0600)
+    <root>/.seglake-sse.master         the key that wraps the SSE key-encryption keys (0600)
     <root>/.seglake-replay             the frontends' shared replay table
     <root>/.seglake-gc-pause           present = gc-rewrite pauses (by hand, cron)
 
@@ -48,6 +49,9 @@ ADMIN_SOCKET: Final = ".seglake-admin.sock"
 ADMIN_TOKEN_FILE: Final = ".seglake-admin.token"
 LISTEN_FILE: Final = ".seglake-listen"
 MASTER_KEY_FILE: Final = ".seglake-keys.master"
+# The SSE master key (seglake/sse/keys.py); a superseded one is kept as
+# "<name>.<master id>" until a rotation is durable.
+SSE_MASTER_FILE: Final = ".seglake-sse.master"
 REPLAY_FILE: Final = ".seglake-replay"
 GC_PAUSE_FILE: Final = ".seglake-gc-pause"
 # rebuild-index builds the new index beside the old one, then renames it.

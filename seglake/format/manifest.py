@@ -31,6 +31,13 @@ All integers are big-endian and unsigned. A manifest of total length T is::
 
 so T = 40 + Lb + Lk + Lv + 52*C + Lm + 32 exactly.
 
+Version 2 (an encrypted version, ``seglake/sse/chunks.py``) has the same
+layout; its chunks are sealed: each stored chunk is its plaintext plus a
+16-byte tag (17 <= length <= CHUNK_SIZE), the object size is the plaintext
+size (= sum of (length - 16)), and ``meta`` carries ``sse``. A decoder that
+knows only version 1 refuses it rather than serving ciphertext as data.
+Unencrypted versions keep version 1.
+
 Rules this file keeps:
 
 - The codec is pure and knows nothing about what ``meta`` means: the writer
@@ -77,6 +84,9 @@ from seglake.units import MiB
 
 MANIFEST_MAGIC: Final = b"SGLKMAN1"
 MANIFEST_VERSION: Final = 1
+# Encrypted versions (chunks are sealed, meta carries "sse").
+SEALED_MANIFEST_VERSION: Final = 2
+SEAL_TAG_BYTES: Final = 16
 MANIFEST_SUFFIX: Final = ".mf"
 FIXED_SIZE: Final = 40
 CHUNK_ENTRY_SIZE: Final = 52
@@ -147,6 +157,8 @@ def encode_manifest(m: Manifest) -> bytes:
         raise ValueError(f"size {m.size} does not fit in an unsigned 64-bit field")
     if len(m.chunks) > _U32_MAX:
         raise ValueError(f"too many chunks: {len(m.chunks)}")
+    sealed = isinstance(m.meta, dict) and "sse" in m.meta
+    overhead = SEAL_TAG_BYTES if sealed else 0
     table = bytearray()
     total = 0
     for i, c in enumerate(m.chunks):
@@ -154,12 +166,12 @@ def encode_manifest(m: Manifest) -> bytes:
             raise ValueError(f"chunk {i}: segment id {c.segment_id} out of range")
         if not _MIN_DATA_OFFSET <= c.offset <= _U64_MAX:
             raise ValueError(f"chunk {i}: data offset {c.offset} out of range")
-        if not 0 < c.length <= CHUNK_SIZE:
-            raise ValueError(f"chunk {i}: length {c.length} outside 1..{CHUNK_SIZE}")
+        if not overhead < c.length <= CHUNK_SIZE:
+            raise ValueError(f"chunk {i}: length {c.length} outside {overhead + 1}..{CHUNK_SIZE}")
         if len(c.digest) != CHECKSUM_SIZE:
             raise ValueError(f"chunk {i}: digest is {len(c.digest)} bytes, expected 32")
         table += _CHUNK.pack(c.segment_id, c.offset, c.length, c.digest)
-        total += c.length
+        total += c.length - overhead
     if total != m.size:
         raise ValueError(f"chunks hold {total} bytes but size is {m.size}")
     if not isinstance(m.meta, dict):
@@ -178,7 +190,7 @@ def encode_manifest(m: Manifest) -> bytes:
         raise ValueError(f"meta would not decode: {exc.reason}") from exc
     head = _FIXED.pack(
         MANIFEST_MAGIC,
-        MANIFEST_VERSION,
+        SEALED_MANIFEST_VERSION if sealed else MANIFEST_VERSION,
         0,
         0,
         m.size,
@@ -224,8 +236,9 @@ def decode_manifest(
         vid_len,
         meta_len,
     ) = _FIXED.unpack_from(data)
-    if version != MANIFEST_VERSION:
+    if version not in (MANIFEST_VERSION, SEALED_MANIFEST_VERSION):
         raise FormatError(path, 8, f"unsupported manifest version {version}")
+    overhead = SEAL_TAG_BYTES if version == SEALED_MANIFEST_VERSION else 0
     if flags != 0:
         raise FormatError(path, 10, f"unknown manifest flags {flags:#06x}")
     if reserved != 0:
@@ -276,19 +289,21 @@ def decode_manifest(
             raise FormatError(
                 path, entry_at + 8, f"chunk {len(chunks)}: data offset {offset} is inside a header"
             )
-        if not 0 < length <= CHUNK_SIZE:
+        if not overhead < length <= CHUNK_SIZE:
             raise FormatError(
                 path,
                 entry_at + 16,
-                f"chunk {len(chunks)}: length {length} outside 1..{CHUNK_SIZE}",
+                f"chunk {len(chunks)}: length {length} outside {overhead + 1}..{CHUNK_SIZE}",
             )
         chunks.append(ChunkRef(segment_id, offset, length, chunk_digest))
-        stored += length
+        stored += length - overhead
         entry_at += CHUNK_ENTRY_SIZE
     if stored != size:
         raise FormatError(path, 16, f"size is {size} but the chunks hold {stored} bytes")
 
     meta = _decode_meta(data[meta_at:sum_at], path=path, offset=meta_at) if with_meta else {}
+    if with_meta and overhead and "sse" not in meta:
+        raise FormatError(path, meta_at, "a version 2 manifest without meta.sse")
     return Manifest(
         bucket=bucket,
         key=key,

@@ -33,9 +33,10 @@ Two things change later and are kept here:
   hold) after a change, never a diff, so the last one per uid is the
   value (docs/design-version-metadata.md §1). A record with only defaults
   says "back to defaults".
-- a **key record** (kind 5, segment type 5, format 3 only): SSE key
-  material; only its framing is defined here (a msgpack map), its fields
-  belong to the SSE work.
+- a **key record** (kind 5, segment type 5, format 3 only): one SSE
+  key-encryption key as ``sse_keks`` holds it, wrapped by the SSE master
+  key (never in clear; ``seglake/sse/keys.py``). A rotation re-wraps a KEK
+  and writes its record again; the last one per id is its value.
 
 File layout (integers big-endian)::
 
@@ -55,7 +56,9 @@ File layout (integers big-endian)::
             vmeta:   {"uid", "rev" (int), "tags" ([[k, v], ...]),
                       "acl" (map | nil), "lock" ({"mode", "until_ms"} | nil),
                       "legal_hold" (bool)}
-            key:     a map (fields defined by the SSE work)
+            key:     {"id" (16 hex), "wrapped" (60 bytes), "master_id" (16 hex),
+                      "created_ns"}, or {"id", "gone": true} for a KEK
+                      without a row (a batch that never committed)
     16+L 32 BLAKE3 of bytes 0 .. 16+L
 
 Rules this file keeps:
@@ -190,7 +193,7 @@ def _body_problem(kind: int, body: dict[str, Any]) -> str | None:
             return "bucket-gone record without a name"
         return None
     if kind == KIND_KEY:
-        return None  # its fields are the SSE work's to check
+        return _key_problem(body)
     if kind == KIND_VERSION_META:
         return _vmeta_problem(body)
     if not isinstance(body.get("uid"), str) or not body["uid"]:
@@ -255,6 +258,45 @@ def bucket_body(
         if value is not None:
             body[key] = value
     return body
+
+
+_KEY_ID_HEX: Final = 16
+_WRAPPED_KEY_BYTES: Final = 60
+
+
+def _hex_id(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == _KEY_ID_HEX
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def _key_problem(body: dict[str, Any]) -> str | None:
+    if not _hex_id(body.get("id")):
+        return "key record without a 16-hex id"
+    if "gone" in body:
+        return None if body["gone"] is True and len(body) == 2 else "malformed key-gone record"
+    if not _hex_id(body.get("master_id")):
+        return "key record without a 16-hex master id"
+    wrapped = body.get("wrapped")
+    if not isinstance(wrapped, bytes) or len(wrapped) != _WRAPPED_KEY_BYTES:
+        return "key record without a 60-byte wrapped key"
+    created = body.get("created_ns")
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        return "key record without created_ns"
+    return None
+
+
+def key_body(kek_id: str, wrapped: bytes, master_id: str, created_ns: int) -> dict[str, Any]:
+    """A key record's body: one ``sse_keks`` row."""
+    return {"id": kek_id, "wrapped": wrapped, "master_id": master_id, "created_ns": created_ns}
+
+
+def key_gone_body(kek_id: str) -> dict[str, Any]:
+    """A key record saying the KEK has no row: one whose batch never
+    committed (recovery writes it after the uncommitted record)."""
+    return {"id": kek_id, "gone": True}
 
 
 def vmeta_body(uid: str, rev: int, meta: dict[str, Any]) -> dict[str, Any]:

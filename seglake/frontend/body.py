@@ -27,7 +27,10 @@ from seglake.format.segment import CHUNK_SIZE
 from seglake.frontend.http import Request
 from seglake.protocol import checksums, chunked, upload_checks
 from seglake.protocol.sigv4 import StreamingSigner
+from seglake.sse.chunks import PLAIN_CHUNK
 
+# Seals one plaintext chunk (its index in the object or part) for storage.
+Sealer = Callable[[int, bytes], bytes]
 # Bigger chunk-digest work goes to a thread so other requests keep moving.
 THREAD_HASH_MIN = 1 << 20
 # Appends of one request that may be in flight at once: 2 overlaps the
@@ -133,6 +136,7 @@ class _Hashes:
         self.sums = {alg: checksums.new_checksum(alg) for alg in checks.algorithms}
         # No aws-chunked framing then: the wire bytes are the payload.
         self.payload_sha = hashlib.sha256() if checks.payload_sha256 is not None else None
+        self.plain_hook: Callable[[bytes], None] | None = None
         self._running: list[Any] = [self.md5, *self.sums.values()]
         if self.payload_sha is not None:
             self._running.append(self.payload_sha)
@@ -142,6 +146,23 @@ class _Hashes:
         for h in self._running:
             h.update(data)
         return _digest(data)
+
+    def plain(self, data: bytes) -> None:
+        """Feed one plaintext chunk to the running hashes only (ETag,
+        checksums and the payload hash are of the plaintext), and to
+        ``plain_hook``; chunks come here in object order."""
+        for h in self._running:
+            h.update(data)
+        if self.plain_hook is not None:
+            self.plain_hook(data)
+
+    def store(self, data: bytes, index: int, sealer: Sealer | None) -> tuple[bytes, bytes]:
+        """``plain``, then the bytes to store (sealed when ``sealer``) and
+        their BLAKE3 digest."""
+        if sealer is None and self.plain_hook is None:
+            return data, self.chunk(data)
+        self.plain(data)
+        return seal_and_digest(sealer, index, data)
 
     def verify(self, checks: upload_checks.BodyChecks, trailers: dict[str, str]) -> dict[str, str]:
         return upload_checks.verify_body(
@@ -158,19 +179,20 @@ class _Chunker:
     pieces are kept as views and joined when a chunk is full (or at the end,
     for the last one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = CHUNK_SIZE) -> None:
         self._views: list[memoryview] = []
         self._fill = 0
+        self._size = size
 
     def add(self, data: bytes) -> Iterator[bytes]:
         """The chunks ``data`` completes, each as soon as it is full."""
         view = memoryview(data)
         while view:
-            n = min(len(view), CHUNK_SIZE - self._fill)
+            n = min(len(view), self._size - self._fill)
             self._views.append(view[:n])
             self._fill += n
             view = view[n:]
-            if self._fill == CHUNK_SIZE:
+            if self._fill == self._size:
                 chunk = b"".join(self._views)
                 self._views, self._fill = [], 0
                 yield chunk
@@ -186,6 +208,8 @@ async def ingest(
     on_chunk: Callable[[bytes, bytes, int], Awaitable[None]],
     *,
     at_most: bool = False,
+    sealer: Sealer | None = None,
+    plain_hook: Callable[[bytes], None] | None = None,
 ) -> Ingested:
     """Read the whole body; returns the final partial chunk undelivered.
 
@@ -197,6 +221,13 @@ async def ingest(
     ``APPENDS_IN_FLIGHT`` run concurrently, so their completion order is not
     the object order: ``index`` is. What is checked, and in which order, is
     decided in ``seglake/protocol/upload_checks.py``.
+
+    ``sealer(index, plaintext)`` (server-side encryption): chunks are cut at
+    ``PLAIN_CHUNK`` bytes of plaintext and sealed before they are hashed
+    with BLAKE3 and shipped; ``tail`` is then sealed too. ``size``, ETag
+    and checksums stay those of the plaintext. ``plain_hook(plaintext)``
+    sees every chunk's plaintext, tail included, in object order (a
+    checksum the caller computes itself).
     """
     signed_payload = None if req.auth is None else req.auth.content_sha256
     checks = upload_checks.body_checks(
@@ -204,7 +235,9 @@ async def ingest(
     )
     payload = _Payload(req, checks)
     hashes = _Hashes(checks)
-    chunker = _Chunker()
+    hashes.plain_hook = plain_hook
+    chunk_size = CHUNK_SIZE if sealer is None else PLAIN_CHUNK
+    chunker = _Chunker(chunk_size)
     total = 0
     counter = itertools.count()
     # One append in flight while the next chunk is received and hashed.
@@ -216,6 +249,13 @@ async def ingest(
         finally:
             in_flight.release_on_behalf_of(index)
 
+    async def seal_and_ship(plain: bytes, index: int) -> None:
+        try:
+            stored, digest = await trio.to_thread.run_sync(seal_and_digest, sealer, index, plain)
+            await on_chunk(stored, digest, index)
+        finally:
+            in_flight.release_on_behalf_of(index)
+
     async def read_all(nursery: trio.Nursery | None) -> None:
         nonlocal total
         while (pieces := await payload.read()) is not None:
@@ -223,13 +263,21 @@ async def ingest(
                 total += len(data)
                 upload_checks.check_size(total, length, at_most=at_most, complete=False)
                 for chunk in chunker.add(data):
-                    digest = await trio.to_thread.run_sync(hashes.chunk, chunk)
-                    assert nursery is not None, "a body shorter than a chunk fills none"
                     index = next(counter)
-                    await in_flight.acquire_on_behalf_of(index)
-                    nursery.start_soon(ship, chunk, digest, index)
+                    assert nursery is not None, "a body shorter than a chunk fills none"
+                    if sealer is None and plain_hook is None:
+                        digest = await trio.to_thread.run_sync(hashes.chunk, chunk)
+                        await in_flight.acquire_on_behalf_of(index)
+                        nursery.start_soon(ship, chunk, digest, index)
+                    else:
+                        # The plaintext hashes run in order here; sealing and
+                        # the BLAKE3 of the sealed chunk run in the shipping
+                        # task, beside the next chunk's hashing.
+                        await trio.to_thread.run_sync(hashes.plain, chunk)
+                        await in_flight.acquire_on_behalf_of(index)
+                        nursery.start_soon(seal_and_ship, chunk, index)
 
-    if length < CHUNK_SIZE:
+    if length < chunk_size:
         # check_size refuses more than ``length`` bytes, so no chunk fills
         # and nothing is shipped: no nursery (opening one is ~30% of a small
         # PUT's ingest).
@@ -241,10 +289,11 @@ async def ingest(
     tail = chunker.rest()
     tail_digest = b""
     if tail:
+        index = next(counter)
         if len(tail) >= THREAD_HASH_MIN:
-            tail_digest = await trio.to_thread.run_sync(hashes.chunk, tail)
+            tail, tail_digest = await trio.to_thread.run_sync(hashes.store, tail, index, sealer)
         else:
-            tail_digest = hashes.chunk(tail)
+            tail, tail_digest = hashes.store(tail, index, sealer)
     payload.close()
     upload_checks.check_size(total, length, at_most=at_most, complete=True)
     stored = hashes.verify(checks, payload.trailers)
@@ -253,3 +302,9 @@ async def ingest(
 
 def _digest(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
+
+
+def seal_and_digest(sealer: Sealer | None, index: int, plain: bytes) -> tuple[bytes, bytes]:
+    """The bytes to store for one chunk (sealed when ``sealer``), and their BLAKE3."""
+    stored = plain if sealer is None else sealer(index, plain)
+    return stored, _digest(stored)

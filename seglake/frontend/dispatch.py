@@ -14,6 +14,7 @@ from typing import Final
 from seglake.config import Config
 from seglake.frontend.acl import AclHandlers
 from seglake.frontend.bucket_cors import BucketCorsHandlers
+from seglake.frontend.bucket_encryption import BucketEncryptionHandlers
 from seglake.frontend.bucket_lifecycle import BucketLifecycleHandlers
 from seglake.frontend.bucket_policy import BucketPolicyHandlers
 from seglake.frontend.buckets import BucketHandlers
@@ -44,6 +45,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "observe": ObserveHandlers,
     "bucket_lifecycle": BucketLifecycleHandlers,
     "bucket_cors": BucketCorsHandlers,
+    "bucket_encryption": BucketEncryptionHandlers,
     "acl": AclHandlers,
     "object_lock": ObjectLockHandlers,
     "tagging": TaggingHandlers,

@@ -47,9 +47,10 @@ from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, decode_manifest
+from seglake.format.segment import CHUNK_SIZE
 from seglake.frontend import lock_fields
 from seglake.frontend.access import with_acl
-from seglake.frontend.body import declared_length, ingest
+from seglake.frontend.body import Sealer, declared_length, ingest
 from seglake.frontend.copy import CopySource, parse_copy_source
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
@@ -57,6 +58,7 @@ from seglake.frontend.objects import (
     ChunksMoved,
     SegmentFiles,
     mark_damaged,
+    part_sizes,
     read_chunk_checked,
     require_content_md5,
     require_if_match,
@@ -64,6 +66,7 @@ from seglake.frontend.objects import (
     validate_key,
     validate_version_id,
 )
+from seglake.frontend.sse import SseKeyring, bucket_default_sse, response_headers, secure
 from seglake.frontend.tagging import write_vmeta
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import (
@@ -81,6 +84,8 @@ from seglake.protocol import checksums, conditions, listing
 from seglake.protocol.limits import MAX_PART_NUMBER, MAX_PART_SIZE
 from seglake.protocol.xml import document, el, iso8601
 from seglake.protocol.xml_requests import MAX_COMPLETE_BODY_BYTES, parse_complete
+from seglake.sse.chunks import PLAIN_CHUNK, TAG_BYTES, ChunkCipher, SseInfo, new_nonce_base
+from seglake.sse.headers import MSG_NOT_APPLICABLE, CustomerKey, customer_key
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +213,7 @@ class MultipartHandlers(FamilyBase):
     def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
         super().__init__(cfg, reader, writer)
         self.segments = SegmentFiles(cfg)
+        self.sse = SseKeyring(cfg, reader, writer)
 
     # ---- helpers ---------------------------------------------------------
     def _upload_owner_xml(self, bucket: str, upload_id: str) -> list[str]:
@@ -250,6 +256,38 @@ class MultipartHandlers(FamilyBase):
             raise S3Error("NoSuchUpload", resource=req.key, fields={"UploadId": upload_id[:128]})
         return upload_id, None
 
+    def _upload_sse(self, upload: UploadRow) -> SseInfo | None:
+        try:
+            return SseInfo.from_meta(upload.meta)
+        except ValueError:
+            raise S3Error(
+                "InternalError", message="the upload's encryption is unreadable"
+            ) from None
+
+    def _part_key(self, req: Request, upload: UploadRow) -> tuple[SseInfo, bytes] | None:
+        """An encrypted upload's facts and DEK, checking the request's SSE-C key
+        (required on every part of an SSE-C upload, and the same one)."""
+        info = self._upload_sse(upload)
+        ck = customer_key(req.headers, secure=secure(self.cfg, req))
+        if info is None:
+            if ck is not None:
+                raise S3Error("InvalidRequest", message=MSG_NOT_APPLICABLE)
+            return None
+        return info, self.sse.dek_for(info, ck)
+
+    def _part_sealing(self, req: Request, upload: UploadRow) -> tuple[ChunkCipher, bytes] | None:
+        """The cipher (and its fresh nonce base) a part of ``upload`` is sealed with."""
+        key = self._part_key(req, upload)
+        if key is None:
+            return None
+        nonce = new_nonce_base()
+        return ChunkCipher(key[1], nonce), nonce
+
+    def _upload_sse_headers(self, req: Request, upload: UploadRow) -> list[tuple[bytes, bytes]]:
+        info = self._upload_sse(upload)
+        ck = customer_key(req.headers, secure=True) if info is not None and info.customer else None
+        return response_headers(info, ck)
+
     # ---- Create ------------------------------------------------------------
     async def create_multipart_upload(self, req: Request) -> None:
         validate_key(req.key)
@@ -277,6 +315,12 @@ class MultipartHandlers(FamilyBase):
         acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
         lock, hold = lock_fields.lock_init(self.reader, req)
         await req.small_body(MAX_EMPTY_BODY_BYTES, allow_unsigned=self.cfg.allow_unsigned_payload)
+        # One DEK per upload; each part gets its own nonce base (UploadPart).
+        sealing = await self.sse.sealing_for(
+            req, bucket_default=bucket_default_sse(self.reader, req.bucket), parts=0
+        )
+        if sealing is not None:
+            meta["sse"] = sealing.info.to_meta()
         result = await self.writer.call(
             CreateUpload(
                 bucket=req.bucket, key=req.key, meta=meta, checksum_algorithm=alg,
@@ -285,6 +329,8 @@ class MultipartHandlers(FamilyBase):
             )
         )  # fmt: skip
         headers: list[tuple[bytes, bytes]] = []
+        if sealing is not None:
+            headers += sealing.response_headers()
         if alg is not None and ctype is not None:
             headers += [
                 (b"x-amz-checksum-algorithm", alg.encode()),
@@ -317,26 +363,34 @@ class MultipartHandlers(FamilyBase):
         # The upload's algorithm is needed for every part (for the object's
         # composite checksum); if the client sent none, compute it here.
         own = _OrderedChecksum(alg) if alg is not None and sent is None else None
+        part_sealing = self._part_sealing(req, upload)
+        sealer: Sealer | None = None if part_sealing is None else part_sealing[0].seal
+        # Stored chunks are sealed: the part's own checksum (of the
+        # plaintext) is fed by ingest, in order, instead.
+        plain_hook = None if own is None or sealer is None else own.sum.update
         refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
             refs[index] = await self.writer.append(data, digest)
-            if own is not None:
+            if own is not None and sealer is None:
                 await own.feed(index, data)
 
-        body = await ingest(req, self.cfg, length, on_chunk)
+        body = await ingest(req, self.cfg, length, on_chunk, sealer=sealer, plain_hook=plain_hook)
         chunks = [refs[i] for i in range(len(refs))]
         sums = dict(body.checksums)
         if own is not None and alg is not None:
-            await own.feed(len(refs), body.tail)
+            if sealer is None:
+                await own.feed(len(refs), body.tail)
             sums[alg] = own.sum.b64()
         part = UploadPart(
             bucket=req.bucket, key=req.key, upload_id=upload.upload_id, part_number=number,
             size=body.size, etag=body.etag, checksums=sums, chunks=chunks,
             tail_digest=body.tail_digest,
+            sse_nonce=None if part_sealing is None else part_sealing[1],
         )  # fmt: skip
         await self.writer.call(part, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
+        headers += self._upload_sse_headers(req, upload)
         for name, value in sums.items():
             headers.append((checksums.header_name(name).encode(), value.encode()))
         await req.respond(200, headers)
@@ -413,9 +467,90 @@ class MultipartHandlers(FamilyBase):
         own = (
             checksums.new_checksum(upload.checksum_algorithm) if upload.checksum_algorithm else None
         )
+        src_info, src_ck = self.sse.read_key(req, v.meta, source=True)
+        part_sealing = self._part_sealing(req, upload)
+        if src_info is not None or part_sealing is not None:
+            chunks, nonce = await self._resealed_part(
+                v, manifest.chunks, first, last, src_info, src_ck, part_sealing, md5, own
+            )
+        else:
+            chunks, nonce = await self._shared_part(v, manifest.chunks, first, last, md5, own), None
+        etag = md5.hexdigest()
+        sums = {own.algorithm: own.b64()} if own is not None else {}
+        part = UploadPart(
+            bucket=req.bucket, key=req.key, upload_id=upload.upload_id, part_number=number,
+            size=size, etag=etag, checksums=sums, chunks=chunks, sse_nonce=nonce,
+        )  # fmt: skip
+        result = await self.writer.call(part)
+        headers: list[tuple[bytes, bytes]] = self._upload_sse_headers(req, upload)
+        if v.version_id != "null":
+            headers.append((b"x-amz-copy-source-version-id", v.version_id.encode()))
+        parts = [el("ETag", f'"{etag}"'), el("LastModified", iso8601(result.created_ns))]
+        parts += [el(f"Checksum{alg}", value) for alg, value in sums.items()]
+        await req.xml(200, document("CopyPartResult", parts), headers)
+
+    async def _resealed_part(
+        self,
+        v: VersionRow,
+        refs: tuple[ChunkRef, ...],
+        first: int,
+        last: int,
+        src_info: SseInfo | None,
+        src_ck: CustomerKey | None,
+        part_sealing: tuple[ChunkCipher, bytes] | None,
+        md5: Any,
+        own: checksums.Checksum | None,
+    ) -> tuple[list[Chunk], bytes | None]:
+        """UploadPartCopy when the source or the upload is encrypted: the
+        range's plaintext (opened chunk by chunk, only the chunks it touches)
+        is cut into new chunks and sealed under the part's own nonce base."""
+        opener = (
+            None if src_info is None
+            else self.sse.version_cipher(src_info, src_ck, v.size, part_sizes(v.meta))
+        )  # fmt: skip
+        overhead = 0 if src_info is None else TAG_BYTES
+        cipher = None if part_sealing is None else part_sealing[0]
+        limit = CHUNK_SIZE if cipher is None else PLAIN_CHUNK
+        chunks: list[Chunk] = []
+        pending = bytearray()
+
+        async def ship(plain: bytes) -> None:
+            stored = plain if cipher is None else cipher.seal(len(chunks), plain)
+            chunks.append(await self.writer.append(stored, blake3.blake3(stored).digest()))
+
+        pos = 0
+        for i, ref in enumerate(refs):
+            start, end = pos, pos + ref.length - overhead  # plaintext [start, end)
+            pos = end
+            if end <= first or start > last:
+                continue
+            data = await self._read_chunk(v, ref)
+            if opener is not None:
+                data = await trio.to_thread.run_sync(opener.open, i, data)
+            lo, hi = max(first, start) - start, min(last + 1, end) - start
+            piece = data[lo:hi]
+            await trio.to_thread.run_sync(_update, md5, own, piece)
+            pending += piece
+            while len(pending) >= limit:
+                await ship(bytes(pending[:limit]))
+                del pending[:limit]
+        if pending:
+            await ship(bytes(pending))
+        return chunks, None if part_sealing is None else part_sealing[1]
+
+    async def _shared_part(
+        self,
+        v: VersionRow,
+        refs: tuple[ChunkRef, ...],
+        first: int,
+        last: int,
+        md5: Any,
+        own: checksums.Checksum | None,
+    ) -> list[Chunk]:
+        """UploadPartCopy between plain objects: whole chunks are shared."""
         chunks: list[Chunk] = []
         pos = 0
-        for ref in manifest.chunks:
+        for ref in refs:
             start, end = pos, pos + ref.length  # this chunk holds [start, end)
             pos = end
             if end <= first or start > last:
@@ -428,19 +563,7 @@ class MultipartHandlers(FamilyBase):
                 chunks.append(Chunk(ref.segment_id, ref.offset, ref.length, ref.digest))
             else:
                 chunks.append(await self.writer.append(piece, blake3.blake3(piece).digest()))
-        etag = md5.hexdigest()
-        sums = {own.algorithm: own.b64()} if own is not None else {}
-        part = UploadPart(
-            bucket=req.bucket, key=req.key, upload_id=upload.upload_id, part_number=number,
-            size=size, etag=etag, checksums=sums, chunks=chunks,
-        )  # fmt: skip
-        result = await self.writer.call(part)
-        headers: list[tuple[bytes, bytes]] = []
-        if v.version_id != "null":
-            headers.append((b"x-amz-copy-source-version-id", v.version_id.encode()))
-        parts = [el("ETag", f'"{etag}"'), el("LastModified", iso8601(result.created_ns))]
-        parts += [el(f"Checksum{alg}", value) for alg, value in sums.items()]
-        await req.xml(200, document("CopyPartResult", parts), headers)
+        return chunks
 
     async def _read_chunk(self, v: VersionRow, ref: ChunkRef) -> bytes:
         try:
@@ -526,7 +649,9 @@ class MultipartHandlers(FamilyBase):
             if_none_match=cond.if_none_match, if_match=cond.if_match,
         )  # fmt: skip
         result = await self.writer.call(complete)
-        headers: list[tuple[bytes, bytes]] = []
+        headers: list[tuple[bytes, bytes]] = (
+            [] if upload is None else self._upload_sse_headers(req, upload)
+        )
         if result.version_id:
             headers.append((b"x-amz-version-id", result.version_id.encode()))
         host = req.headers.get("host", "localhost")

@@ -30,6 +30,7 @@ from typing import Any
 
 import trio
 
+from seglake.aio import s3_error_from_group
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format import segment as segfmt
@@ -42,6 +43,12 @@ from seglake.frontend.body import declared_length, ingest
 from seglake.frontend.bucket_lifecycle import expiration
 from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
+from seglake.frontend.sse import (
+    SseKeyring,
+    VersionCipher,
+    bucket_default_sse,
+    response_headers,
+)
 from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import (
     Chunk,
@@ -65,6 +72,7 @@ from seglake.protocol.limits import MAX_PART_NUMBER
 from seglake.protocol.ranges import ByteRange, multipart_parts, parse_range
 from seglake.protocol.tagging import parse_tagging_header
 from seglake.protocol.xml import http_date
+from seglake.sse.chunks import TAG_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +373,11 @@ class ObjectHandlers(FamilyBase):
         super().__init__(cfg, reader, writer)
         self.segments = SegmentFiles(cfg)
         self.manifests = ManifestCache()
+        self.sse = SseKeyring(cfg, reader, writer)
+
+    def _bucket_default_sse(self, req: Request) -> str | None:
+        """The bucket's default encryption ("AES256"), or None."""
+        return bucket_default_sse(self.reader, req.bucket)
 
     # ---- PUT -------------------------------------------------------------
     async def put_object(self, req: Request) -> None:
@@ -385,14 +398,20 @@ class ObjectHandlers(FamilyBase):
         cond = write_condition_args(self.reader, req)
         # Checked before a byte of the body is read.
         acl, owner = self.access.new_object(req.headers, req.identity, req.bucket, self.cfg)
+        sealing = await self.sse.sealing_for(req, bucket_default=self._bucket_default_sse(req))
         refs: dict[int, Chunk] = {}
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
             refs[index] = await self.writer.append(data, digest)
 
-        body = await ingest(req, self.cfg, length, on_chunk)
+        body = await ingest(
+            req, self.cfg, length, on_chunk,
+            sealer=None if sealing is None else sealing.cipher().seal,
+        )  # fmt: skip
         if body.checksums:
             meta["checksums"] = body.checksums
+        if sealing is not None:
+            meta["sse"] = sealing.info.to_meta()
         put = Put(
             bucket=req.bucket, key=req.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
@@ -401,6 +420,8 @@ class ObjectHandlers(FamilyBase):
         )  # fmt: skip
         result = await self.writer.call(put, body.tail)
         headers = [(b"etag", f'"{body.etag}"'.encode())]
+        if sealing is not None:
+            headers += sealing.response_headers()
         if result.version_id:
             headers.append((b"x-amz-version-id", result.version_id.encode()))
         for alg, value in body.checksums.items():
@@ -620,6 +641,7 @@ class ObjectHandlers(FamilyBase):
         )
         v = self._resolve(req)
         self._check_conditions(req, v)
+        self.sse.read_key(req, v.meta)  # an SSE-C object's attributes need its key, as on AWS
         body = attributes_document(object_facts(v), wanted, max_parts=max_parts, marker=marker)
         headers = [(b"last-modified", http_date(v.created_ns).encode())]
         if self._reports_version(v):
@@ -630,12 +652,13 @@ class ObjectHandlers(FamilyBase):
         overrides = self._overrides(req)
         v = self._resolve(req)
         self._check_conditions(req, v)
+        info, ck = self.sse.read_key(req, v.meta)
         part, part_headers = self._part(req, v)
         headers = self._apply_overrides(
             self._object_headers(req, v, whole=part is None, part=self._part_number(req)),
             overrides,
         )
-        headers += part_headers
+        headers += part_headers + response_headers(info, ck)
         if part is not None:
             headers.append((b"content-range", part.content_range(v.size).encode()))
             headers.append((b"content-length", str(part.length).encode()))
@@ -649,6 +672,11 @@ class ObjectHandlers(FamilyBase):
         overrides = self._overrides(req)
         v = self._resolve(req)
         self._check_conditions(req, v)
+        info, ck = self.sse.read_key(req, v.meta)
+        cipher = (
+            None if info is None
+            else self.sse.version_cipher(info, ck, v.size, part_sizes(v.meta))
+        )  # fmt: skip
         try:
             chunk_list = self.manifests.chunks(v)
         except FormatError as exc:
@@ -671,7 +699,7 @@ class ObjectHandlers(FamilyBase):
             ),
             overrides,
         )
-        headers += part_headers
+        headers += part_headers + response_headers(info, ck)
         if req.q("partNumber") is not None and part is None and part_headers:
             headers.append((b"content-length", b"0"))
             await req.start(200, headers)
@@ -702,7 +730,7 @@ class ObjectHandlers(FamilyBase):
                 plan += [head, (r.start, r.end)]
             plan.append(closing)
         headers.append((b"content-length", str(length).encode()))
-        await self._stream(req, v, chunk_list, status, headers, plan)
+        await self._stream(req, v, chunk_list, status, headers, plan, cipher)
 
     async def _stream(
         self,
@@ -712,27 +740,62 @@ class ObjectHandlers(FamilyBase):
         status: int,
         headers: list[tuple[bytes, bytes]],
         plan: list[bytes | tuple[int, int]],
+        cipher: VersionCipher | None = None,
     ) -> None:
-        """Send ``plan``; every chunk is verified before any of its bytes go out."""
+        """Send ``plan``; every chunk is verified before any of its bytes go
+        out. An encrypted version (``cipher``): only the chunks the plan
+        touches are read and opened, each whole (GCM authenticates whole
+        chunks), and trimmed like plaintext ones."""
+        overhead = 0 if cipher is None else TAG_BYTES
         starts: list[int] = []
         pos = 0
         for ref in chunks:
             starts.append(pos)
-            pos += ref.length
+            pos += ref.length - overhead
         cached: tuple[int, bytes] | None = None
 
-        async def read(ref: ChunkRef) -> bytes:
+        def read_sync(ref: ChunkRef, i: int) -> bytes:
+            data = self.segments.read(ref)
+            return data if cipher is None else cipher.open(i, data)
+
+        async def read(ref: ChunkRef, i: int) -> bytes:
             if ref.length >= THREAD_READ_MIN:
-                return await trio.to_thread.run_sync(self.segments.read, ref)
-            return self.segments.read(ref)
+                return await trio.to_thread.run_sync(read_sync, ref, i)
+            return read_sync(ref, i)
+
+        # An encrypted version: the next chunk is read, verified and opened
+        # in a thread while this one is sent, so decryption overlaps the
+        # network instead of adding to it. A prefetch that fails is simply
+        # dropped: the chunk is read again below, with the usual handling.
+        prefetched: dict[int, tuple[trio.Event, list[bytes]]] = {}
+
+        async def fetch(i: int, done: trio.Event, box: list[bytes]) -> None:
+            try:
+                box.append(await read(chunks[i], i))
+            except (FormatError, OSError, S3Error):
+                pass
+            finally:
+                done.set()
+
+        def prefetch(nursery: trio.Nursery, i: int) -> None:
+            if cipher is not None and i < len(chunks) and i not in prefetched:
+                entry: tuple[trio.Event, list[bytes]] = (trio.Event(), [])
+                prefetched[i] = entry
+                nursery.start_soon(fetch, i, *entry)
 
         async def chunk(i: int) -> bytes:
             nonlocal cached, chunks
             if cached is not None and cached[0] == i:
                 return cached[1]
+            ahead = prefetched.pop(i, None)
+            if ahead is not None:
+                await ahead[0].wait()
+                if ahead[1]:
+                    cached = (i, ahead[1][0])
+                    return ahead[1][0]
             try:
                 try:
-                    data = await read(chunks[i])
+                    data = await read(chunks[i], i)
                 except FileNotFoundError:
                     # gc-rewrite may have moved this version's chunks (same
                     # uid and digests, new places) and removed the old
@@ -741,7 +804,7 @@ class ObjectHandlers(FamilyBase):
                     if moved is None:
                         raise
                     chunks = moved
-                    data = await read(chunks[i])
+                    data = await read(chunks[i], i)
             except (FormatError, OSError) as exc:
                 log.error("object %s/%s version %s is damaged: %s", v.bucket, v.key, v.uid, exc)
                 await self._mark_damaged(v)
@@ -764,7 +827,7 @@ class ObjectHandlers(FamilyBase):
             i = bisect.bisect_right(starts, first) - 1
             while i < len(chunks) and starts[i] <= last:
                 lo = max(first, starts[i]) - starts[i]
-                hi = min(last, starts[i] + chunks[i].length - 1) - starts[i] + 1
+                hi = min(last, starts[i] + chunks[i].length - overhead - 1) - starts[i] + 1
                 pieces.append((i, lo, hi))
                 i += 1
         if pieces and not isinstance(pieces[0], bytes):
@@ -773,14 +836,38 @@ class ObjectHandlers(FamilyBase):
         if not pieces:
             await req.body(b"")
             return
-        for n, piece in enumerate(pieces):
-            more = n < len(pieces) - 1
-            if isinstance(piece, bytes):
-                await req.body(piece, more)
-            else:
-                i, lo, hi = piece
-                data = await chunk(i)
-                await req.body(data if lo == 0 and hi == len(data) else data[lo:hi], more)
+        if cipher is None:
+            for n, piece in enumerate(pieces):
+                more = n < len(pieces) - 1
+                if isinstance(piece, bytes):
+                    await req.body(piece, more)
+                else:
+                    i, lo, hi = piece
+                    data = await chunk(i)
+                    await req.body(data if lo == 0 and hi == len(data) else data[lo:hi], more)
+            return
+        # The chunk each piece's successor needs (None: no further chunk).
+        following: list[int | None] = [None] * len(pieces)
+        upcoming: int | None = None
+        for n in range(len(pieces) - 1, -1, -1):
+            following[n] = upcoming
+            p = pieces[n]
+            if not isinstance(p, bytes):
+                upcoming = p[0]
+        with s3_error_from_group():
+            async with trio.open_nursery() as nursery:
+                for n, piece in enumerate(pieces):
+                    more = n < len(pieces) - 1
+                    if isinstance(piece, bytes):
+                        await req.body(piece, more)
+                        continue
+                    i, lo, hi = piece
+                    data = await chunk(i)
+                    nxt = following[n]
+                    if nxt is not None and nxt != i:
+                        prefetch(nursery, nxt)
+                    await req.body(data if lo == 0 and hi == len(data) else data[lo:hi], more)
+                nursery.cancel_scope.cancel()  # a prefetch nobody needs any more
 
     def _moved_chunks(
         self, v: VersionRow, chunks: tuple[ChunkRef, ...]

@@ -49,7 +49,10 @@ from seglake.frontend.objects import (
 )
 from seglake.frontend.protection import CLAIMED_KEY_SCOPE
 from seglake.frontend.router import Route
+from seglake.frontend.sse import SseKeyring, bucket_default_sse
+from seglake.frontend.writer_client import WriterClient
 from seglake.ipc.messages import Chunk, Put, VersionMetaInit
+from seglake.meta.reads import MetaReader
 from seglake.protocol import checksums
 from seglake.protocol.formdata import (
     Event,
@@ -247,6 +250,10 @@ def _redirect_target(fields: dict[str, str]) -> str | None:
 
 
 class PostObjectHandlers(FamilyBase):
+    def __init__(self, cfg: Config, reader: MetaReader, writer: WriterClient) -> None:
+        super().__init__(cfg, reader, writer)
+        self.sse = SseKeyring(cfg, reader, writer)
+
     async def post_object(self, req: Request) -> None:
         form = req.scope.get(FORM_SCOPE)
         if not isinstance(form, PostForm):
@@ -283,17 +290,26 @@ class PostObjectHandlers(FamilyBase):
         if self.cfg.max_object_size:
             cap = self.cfg.max_object_size if cap is None else min(cap, self.cfg.max_object_size)
         refs: dict[int, Chunk] = {}
+        # The form's own encryption fields are refused (501) above; the
+        # bucket's default encryption applies as to any PUT.
+        sealing = (
+            await self.sse.seal_s3()
+            if bucket_default_sse(self.reader, req.bucket) is not None else None
+        )  # fmt: skip
 
         async def on_chunk(data: bytes, digest: bytes, index: int) -> None:
             refs[index] = await self.writer.append(data, digest)
 
         body = await ingest(
-            upload, self.cfg, (1 << 63) if cap is None else cap, on_chunk, at_most=True
-        )
+            upload, self.cfg, (1 << 63) if cap is None else cap, on_chunk, at_most=True,
+            sealer=None if sealing is None else sealing.cipher().seal,
+        )  # fmt: skip
         if form.policy is not None:
             check_length(form.policy, body.size)
         if body.checksums:
             meta["checksums"] = body.checksums
+        if sealing is not None:
+            meta["sse"] = sealing.info.to_meta()
         put = Put(
             bucket=req.bucket, key=form.key, size=body.size, etag=body.etag, meta=meta,
             chunks=[refs[i] for i in range(len(refs))], tail_digest=body.tail_digest,
@@ -303,6 +319,8 @@ class PostObjectHandlers(FamilyBase):
         etag = f'"{body.etag}"'
         location = self._location(req, form.key)
         headers = [(b"etag", etag.encode()), (b"location", location.encode())]
+        if sealing is not None:
+            headers += sealing.response_headers()
         if result.version_id:
             headers.append((b"x-amz-version-id", result.version_id.encode()))
         for alg, value in body.checksums.items():

@@ -33,6 +33,7 @@ from seglake.ipc.messages import (
     MpuGcAbort,
     RecordOpRun,
     Request,
+    RewrapKeks,
     SetBucketPolicy,
 )
 
@@ -62,7 +63,14 @@ GC_RELAYED: Final = _names(GcDeleteSegments, GcRewriteChunks)
 # ``seglake lifecycle-run`` against a live server: the same re-checked
 # batches the maintenance process's schedule sends.
 LIFECYCLE_RELAYED: Final = _names(LifecycleExpire)
+# ``seglake sse rotate-master``: every KEK re-wrapped (never a key in clear).
+SSE_RELAYED: Final = _names(RewrapKeks)
 
 RELAYED_MUTATIONS: Final = (
-    RECORD_MUTATIONS | KEY_ADMIN_MUTATIONS | TOOLBOX_MUTATIONS | GC_RELAYED | LIFECYCLE_RELAYED
+    RECORD_MUTATIONS
+    | KEY_ADMIN_MUTATIONS
+    | TOOLBOX_MUTATIONS
+    | GC_RELAYED
+    | LIFECYCLE_RELAYED
+    | SSE_RELAYED
 )

@@ -244,6 +244,12 @@ class CopyObject(Request[Copied], frozen=True):
     src_uid: str | None = None
     etag: str | None = None
     checksums: dict[str, str] = {}
+    # A copy that changes encryption (or copies an encrypted source uploaded
+    # in parts): the frontend read the source (``src_uid``), re-sealed its
+    # bytes into new chunks (``chunks``, appended already) and says how the
+    # copy is encrypted (``sse``: the manifest's ``sse`` map, None: plain).
+    chunks: list[Chunk] | None = None
+    sse: dict[str, Any] | None = None
     # The copy's own ACL/lock (and tags with REPLACE); ``tagging_directive``
     # COPY takes the source's tags, REPLACE the ones in ``vmeta``.
     vmeta: VersionMetaInit | None = None
@@ -310,6 +316,9 @@ class UploadPart(Request[PartStored], frozen=True):
     checksums: dict[str, str] = {}
     chunks: list[Chunk] = []
     tail_digest: bytes | None = None
+    # An encrypted upload's part: the random nonce base its chunks were
+    # sealed with (required exactly when the upload's meta has "sse").
+    sse_nonce: bytes | None = None
 
 
 class Completed(Reply, frozen=True):
@@ -472,6 +481,39 @@ class SetBucketLifecycle(Request[BucketLifecycleSet], frozen=True):
 
 
 # ---- bucket CORS (frontends) ----------------------------------------------------------
+
+
+class KekRow(msgspec.Struct, frozen=True, array_like=True):
+    """One SSE key-encryption key as stored: wrapped by the master ``master_id``."""
+
+    id: str
+    wrapped: bytes
+    master_id: str
+
+
+class KekReply(Reply, frozen=True):
+    kek: KekRow
+
+
+class EnsureKek(Request[KekReply], frozen=True):
+    """Frontends: the store's current KEK. ``candidate`` (made and wrapped by
+    the frontend; the writer never holds keys) is stored only if the store has
+    none yet, so concurrent frontends agree on one."""
+
+    name: ClassVar[str] = "sse_ensure_kek"
+    candidate: KekRow
+
+
+class KeksRewrapped(Reply, frozen=True):
+    count: int
+
+
+class RewrapKeks(Request[KeksRewrapped], frozen=True):
+    """``seglake sse rotate-master``: every KEK re-wrapped under a new master,
+    in one batch. Refused unless ``keks`` names exactly the stored KEKs."""
+
+    name: ClassVar[str] = "sse_rewrap_keks"
+    keks: list[KekRow]
 
 
 class BucketCorsSet(Reply, frozen=True):
@@ -814,7 +856,7 @@ WRITER: Final = Service(
     SetBucketPolicy, SetBucketLifecycle, SetBucketCors, SetVersionMeta, SetBucketConfig,
     LifecycleExpire, RecordOpRun, SetMaintenance,
     MpuGcAbort, DbReindex, Ping, Status, MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
-    GcRepoint,
+    GcRepoint, EnsureKek, RewrapKeks,
 )  # fmt: skip
 SUPERVISOR: Final = Service("supervisor", ListProcesses, Report, SupervisorStats)
 # The admin socket: ``stats`` typed; its older commands (each carrying the

@@ -208,6 +208,21 @@ MIGRATIONS: Final[list[str]] = [
     ALTER TABLE buckets ADD COLUMN object_lock TEXT;
     ALTER TABLE buckets ADD COLUMN encryption TEXT;
     """,
+    # 9: server-side encryption. KEKs
+    # wrapped by the SSE master key (seglake/sse/keys.py; master_id names
+    # which master), mirrored as segment key records so rebuild-index
+    # restores them. parts.sse_nonce: the random nonce base each UploadPart
+    # of an encrypted upload sealed its chunks with (a re-uploaded part gets
+    # a new one, so a (DEK, nonce) pair is never reused).
+    """
+    CREATE TABLE sse_keks (
+        id          TEXT PRIMARY KEY,
+        wrapped     BLOB NOT NULL,
+        master_id   TEXT NOT NULL,
+        created_ns  INTEGER NOT NULL
+    );
+    ALTER TABLE parts ADD COLUMN sse_nonce BLOB;
+    """,
 ]
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -303,6 +303,12 @@ def snapshot_cmd(cfg: Config, *, out: str | None, as_json: bool) -> int:
                 "the snapshot: keep a copy of it with the snapshot, or those keys stop working "
                 "after a restore elsewhere"
             )
+        if report.sse_keks:
+            where = report.sse_master_key_file or "the SSE master key file (MISSING!)"
+            print(
+                f"  encrypted objects need {where}, which is not in the snapshot: back it up "
+                "separately, or encrypted objects cannot be read after a restore"
+            )
     return 0
 
 

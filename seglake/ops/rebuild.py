@@ -196,6 +196,7 @@ def build_database(
     conn = open_write(str(target))
     try:
         _fill(conn, buckets, states, versions, segments, report, record_ends)
+        _fill_keks(conn, log.keks, report)
         _fill_vmeta(conn, log, report)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         # A self-contained file: no -wal of its own to be mixed up with the
@@ -337,6 +338,23 @@ def _fill(
     )
 
 
+def _fill_keks(
+    conn: apsw.Connection, keks: dict[str, dict[str, Any]], report: RebuildReport
+) -> None:
+    """The SSE KEKs of the key records, wrapped as they were: readable again
+    with the same master key file(s)."""
+    with conn:
+        for kek_id, body in sorted(keks.items()):
+            conn.execute(
+                "INSERT INTO sse_keks(id, wrapped, master_id, created_ns) VALUES (?, ?, ?, ?)",
+                (kek_id, body["wrapped"], body["master_id"], int(body["created_ns"])),
+            )
+    if keks:
+        report.notes.append(
+            f"{len(keks)} SSE key(s) restored: encrypted objects need the SSE master key file"
+        )
+
+
 def _fill_vmeta(conn: apsw.Connection, log: LogState, report: RebuildReport) -> None:
     """Each restored version's metadata from its newest version-meta record."""
     restored = 0
@@ -401,11 +419,18 @@ def _dump(path: Path) -> dict[str, dict[Any, Any]]:
             segments = {
                 r[0]: tuple(r[1:]) for r in conn.execute("SELECT id, state, size FROM segments")
             }
+            keks = {
+                r[0]: tuple(r[1:])
+                for r in conn.execute("SELECT id, wrapped, master_id, created_ns FROM sse_keks")
+            }
         finally:
             conn.execute("COMMIT")
     finally:
         conn.close()
-    return {"buckets": buckets, "versions": versions, "current": current, "segments": segments}
+    return {
+        "buckets": buckets, "versions": versions, "current": current, "segments": segments,
+        "sse_keks": keks,
+    }  # fmt: skip
 
 
 def _same_version(left: Any, right: Any) -> bool:
@@ -428,7 +453,7 @@ def compare_databases(original: Path, rebuilt: Path) -> tuple[int, list[str]]:
     a, b = _dump(original), _dump(rebuilt)
     count = 0
     listed: list[str] = []
-    for table in ("buckets", "versions", "current", "segments"):
+    for table in ("buckets", "versions", "current", "segments", "sse_keks"):
         for k in sorted(a[table].keys() | b[table].keys(), key=repr):
             left, right = a[table].get(k), b[table].get(k)
             if left == right:

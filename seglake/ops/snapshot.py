@@ -14,6 +14,9 @@ API-key secrets in the snapshot are sealed with ``.seglake-keys.master``,
 which the snapshot deliberately does not contain (a backup holding both
 would hold the secrets in the clear). The report names the file and how
 many keys need it, so an operator who restores elsewhere knows to bring it.
+The same goes for the SSE master key (``.seglake-sse.master`` or
+``--sse-master-key-file``): encrypted objects are readable only with it, so
+the report names it and counts the KEKs it wraps.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class SnapshotReport:
     # (None if it does not exist); neither is copied into the snapshot.
     sealed_api_keys: int
     master_key_file: str | None
+    # SSE key-encryption keys in the snapshot, and the SSE master key file
+    # that wraps them (None if it does not exist); the file is not copied.
+    sse_keks: int = 0
+    sse_master_key_file: str | None = None
 
 
 def _counts(conn: apsw.Connection) -> dict[str, int]:
@@ -70,6 +77,7 @@ def take_snapshot(cfg: Config, out: Path | None = None) -> SnapshotReport:
                 backup.step(-1)  # one pass: a single consistent snapshot of the source
             counts = _counts(dest)
             sealed = int(query(dest, "SELECT count(*) FROM api_keys")[0][0])
+            keks = int(query(dest, "SELECT count(*) FROM sse_keks")[0][0])
             dest.execute("PRAGMA journal_mode=DELETE")  # a self-contained file, no -wal
         finally:
             dest.close()
@@ -85,6 +93,8 @@ def take_snapshot(cfg: Config, out: Path | None = None) -> SnapshotReport:
         bytes=target.stat().st_size, sha256=digest, schema_version=SCHEMA_VERSION,
         taken_at=now.isoformat(), counts=counts, sealed_api_keys=sealed,
         master_key_file=str(master) if (master := cfg.root / MASTER_KEY_FILE).exists() else None,
+        sse_keks=keks,
+        sse_master_key_file=str(cfg.sse_master_path) if cfg.sse_master_path.exists() else None,
     )  # fmt: skip
     Path(report.report_path).write_text(json.dumps(asdict(report), indent=2, sort_keys=True))
     return report

@@ -53,7 +53,9 @@ BUCKET_ACTIONS: Final = ("list", "create", "delete", "exists")
 # Config fields whose values never leave the machine in a support bundle,
 # and database columns blanked in its snapshot.
 SECRET_FIELDS: Final = ("secret_key", "access_key")
-SECRET_COLUMN_WORDS: Final = ("secret", "token", "password")
+# "wrapped": SSE key-encryption keys (sse_keks.wrapped). Useless without the
+# master key, but a support bundle has no reason to carry them.
+SECRET_COLUMN_WORDS: Final = ("secret", "token", "password", "wrapped")
 REDACTED: Final = "[redacted]"
 
 

@@ -1,6 +1,6 @@
 """Request headers that ask for something Seglake does not do yet.
 
-Each would change what is stored or who may read it (encryption, Object
+Each would change what is stored or who may read it (KMS encryption, Object
 Lock, storage classes). Accepting one and storing a plain object would let
 the client believe its data is encrypted or locked when it is not, so a
 request carrying one is refused with ``501 NotImplemented`` before a byte
@@ -11,7 +11,8 @@ anyway and passes: SDKs and tools send those routinely.
 As a feature lands (issues #15, #19, #20) its headers leave this table:
 tags (``x-amz-tagging``, ``protocol/tagging.py``) and ACLs and ownership
 controls (``x-amz-acl``, ``x-amz-grant-*``, ``x-amz-object-ownership``,
-``protocol/acl.py``) have.
+``protocol/acl.py``) have, and so have SSE-S3 and SSE-C
+(``x-amz-server-side-encryption``, ``-customer-*``, ``seglake/sse/``).
 """
 
 from __future__ import annotations
@@ -30,11 +31,6 @@ _SSE_C: Final[Defaults] = {
     "x-amz-server-side-encryption-customer-key": (),
     "x-amz-server-side-encryption-customer-key-md5": (),
 }
-_SSE_C_SOURCE: Final[Defaults] = {
-    "x-amz-copy-source-server-side-encryption-customer-algorithm": (),
-    "x-amz-copy-source-server-side-encryption-customer-key": (),
-    "x-amz-copy-source-server-side-encryption-customer-key-md5": (),
-}
 # What PutObject, CopyObject and CreateMultipartUpload may ask of the new object.
 _NEW_OBJECT: Final[Defaults] = {
     "x-amz-server-side-encryption": (),
@@ -48,15 +44,15 @@ _NEW_OBJECT: Final[Defaults] = {
 # CreateBucket's ACL, ownership and Object Lock headers are all implemented.
 _NEW_BUCKET: Final[Defaults] = {}
 
+# What PutObject implements itself (seglake/sse/headers.py: AES256 and SSE-C;
+# aws:kms stays 501 there).
+_ENCRYPTION: Final = ("x-amz-server-side-encryption", *_SSE_C)
+
 BY_OPERATION: Final[Mapping[str, Defaults]] = {
     "CreateBucket": _NEW_BUCKET,
-    "PutObject": _NEW_OBJECT,
-    "CopyObject": {**_NEW_OBJECT, **_SSE_C_SOURCE},
-    "CreateMultipartUpload": _NEW_OBJECT,
-    "UploadPart": _SSE_C,
-    "UploadPartCopy": {**_SSE_C, **_SSE_C_SOURCE},
-    "GetObject": _SSE_C,
-    "HeadObject": _SSE_C,
+    "PutObject": {k: v for k, v in _NEW_OBJECT.items() if k not in _ENCRYPTION},
+    "CopyObject": {k: v for k, v in _NEW_OBJECT.items() if k not in _ENCRYPTION},
+    "CreateMultipartUpload": {k: v for k, v in _NEW_OBJECT.items() if k not in _ENCRYPTION},
 }
 
 

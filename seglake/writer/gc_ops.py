@@ -60,11 +60,12 @@ from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.layout import segment_file_name
 from seglake.format.manifest import ChunkRef, decode_manifest, encode_manifest
-from seglake.format.records import KIND_STATE, KIND_VERSION_META, decode_record
+from seglake.format.records import KIND_KEY, KIND_STATE, KIND_VERSION_META, decode_record
 from seglake.format.segment import (
     CHUNK_SIZE,
     TYPE_BUCKET,
     TYPE_CHUNK,
+    TYPE_KEY,
     TYPE_MANIFEST,
     TYPE_STATE,
     TYPE_VERSION_META,
@@ -245,9 +246,13 @@ def _copy_records_forward(conn: apsw.Connection, ctx: BatchContext, segdir: str,
                     ctx.manifests.append((uid, bytes(rows[0][0])))
                 # No row: a purged version (its PURGED record is copied with
                 # its state records) or a batch that never committed.
-            elif rec.rtype in (TYPE_BUCKET, TYPE_STATE, TYPE_VERSION_META):
+            elif rec.rtype in (TYPE_BUCKET, TYPE_STATE, TYPE_VERSION_META, TYPE_KEY):
                 kind, body = decode_record(data, path=f"{path}@{rec.offset}")
-                if kind == KIND_STATE:
+                if kind == KIND_KEY:
+                    # The KEK as sse_keks has it now (a rotation may have
+                    # re-wrapped it since this record was written).
+                    conn.execute(f"SELECT {TOUCH_FN}('k', ?)", (str(body["id"]),))
+                elif kind == KIND_STATE:
                     conn.execute(f"SELECT {TOUCH_FN}('v', ?)", (str(body["uid"]),))
                 elif kind == KIND_VERSION_META:
                     # As the row has it now; a uid without a row gets nothing

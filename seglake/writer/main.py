@@ -41,6 +41,7 @@ from seglake.ipc.messages import (
     Append,
     Appended,
     Chunk,
+    CopyObject,
     Doc,
     MaintenanceSet,
     MaintenanceStatus,
@@ -156,6 +157,8 @@ class Writer:
             return await handler(msg, body), b""
 
     async def _mutate(self, msg: Request[Any], body: memoryview) -> Any:
+        if isinstance(msg, CopyObject) and msg.chunks is not None:
+            self.gc.check_chunks(msg.chunks)  # re-sealed copy: chunks appended earlier
         if not isinstance(msg, Put | UploadPart):
             return await self.committer.submit(msg)
         # A mutation that stores data may carry its last, partial chunk

@@ -136,14 +136,17 @@ def apply_create_upload(conn: apsw.Connection, ctx: BatchContext, a: CreateUploa
 
 def apply_upload_part(conn: apsw.Connection, ctx: BatchContext, a: UploadPart) -> PartStored:
     """Store (or replace) one part; also used by UploadPartCopy."""
-    _open_upload(conn, a)
+    upload = _open_upload(conn, a)
+    sealed = "sse" in upload.meta
+    if sealed != (a.sse_nonce is not None) or (sealed and len(a.sse_nonce or b"") != 8):
+        raise S3Error("InternalError", message="part encryption does not match its upload")
     number = a.part_number
     if not 1 <= number <= MAX_PART_NUMBER:
         raise S3Error("InvalidArgument", message="Part number must be an integer 1..10000")
     size = a.size
     if size > MAX_PART_SIZE:
         raise S3Error("EntityTooLarge", fields={"MaxSizeAllowed": str(MAX_PART_SIZE)})
-    chunks = _chunk_refs(a.chunks, size)
+    chunks = _chunk_refs(a.chunks, size, sealed=sealed)
     sums = a.checksums
     if not all(k in checksums.ALGORITHMS for k in sums):
         raise S3Error("InternalError", message="malformed part checksums")
@@ -152,11 +155,11 @@ def apply_upload_part(conn: apsw.Connection, ctx: BatchContext, a: UploadPart) -
         [[c.segment_id, c.offset, c.length, c.digest] for c in chunks], use_bin_type=True
     )
     conn.execute(
-        "INSERT INTO parts(upload_id, part_number, size, etag, created_ns, checksums, chunks) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(upload_id, part_number) DO UPDATE SET "
-        "size = excluded.size, etag = excluded.etag, created_ns = excluded.created_ns, "
-        "checksums = excluded.checksums, chunks = excluded.chunks",
-        (a.upload_id, number, size, a.etag, ns, msgpack.packb(sums), packed_chunks),
+        "INSERT INTO parts(upload_id, part_number, size, etag, created_ns, checksums, chunks, "
+        "sse_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(upload_id, part_number) DO "
+        "UPDATE SET size = excluded.size, etag = excluded.etag, created_ns = excluded.created_ns, "
+        "checksums = excluded.checksums, chunks = excluded.chunks, sse_nonce = excluded.sse_nonce",
+        (a.upload_id, number, size, a.etag, ns, msgpack.packb(sums), packed_chunks, a.sse_nonce),
     )
     ctx.reference(chunks)
     return PartStored(created_ns=ns)
@@ -236,7 +239,8 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
         int(r[0]): r
         for r in query(
             conn,
-            "SELECT part_number, size, etag, checksums, chunks FROM parts WHERE upload_id = ?",
+            "SELECT part_number, size, etag, checksums, chunks, sse_nonce FROM parts "
+            "WHERE upload_id = ?",
             (upload_id,),
         )
     }
@@ -247,6 +251,8 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
     sizes: list[int] = []
     etags: list[str] = []
     part_sums: list[dict[str, str]] = []
+    sealed = "sse" in meta
+    nonces: list[bytes] = []
     for i, (number, etag, sent_sums) in enumerate(listed):
         row = stored.get(number)
         if row is None or _normal_etag(etag) != row[2]:
@@ -267,7 +273,13 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
                     "InvalidPart",
                     message=f"Part {number}: the {name} checksum does not match the stored part",
                 )
-        chunks += _chunk_refs([Chunk(*c) for c in msgpack.unpackb(row[4], raw=False)], size)
+        chunks += _chunk_refs(
+            [Chunk(*c) for c in msgpack.unpackb(row[4], raw=False)], size, sealed=sealed
+        )
+        if sealed:
+            if row[5] is None:
+                raise S3Error("InternalError", message=f"part {number} of a sealed upload is plain")
+            nonces.append(bytes(row[5]))
         sizes.append(size)
         etags.append(str(row[2]))
         part_sums.append(sums)
@@ -321,6 +333,9 @@ def apply_complete_upload(conn: apsw.Connection, ctx: BatchContext, a: CompleteU
     etag = multipart_etag(etags)
     version_meta = dict(meta)
     version_meta["parts"] = sizes  # part boundaries, for GET/HEAD ?partNumber=
+    if sealed and isinstance(meta["sse"], dict):
+        # The upload's DEK, and each listed part's nonce base in part order.
+        version_meta["sse"] = {**meta["sse"], "nonces": nonces}
     if object_sums:
         version_meta["checksums"] = object_sums
         version_meta["checksum_type"] = ctype

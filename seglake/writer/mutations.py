@@ -20,6 +20,7 @@ from seglake.writer import (
     maintenance_ops,
     multipart_ops,
     ops,
+    sse_ops,
     versioning_ops,
     vmeta_ops,
 )  # fmt: skip
@@ -46,6 +47,7 @@ APPLY: Final[dict[type[Request[Any]], Apply]] = _merge(
     gc_ops.APPLY,
     lifecycle_ops.APPLY,
     cors_ops.APPLY,
+    sse_ops.APPLY,
     vmeta_ops.APPLY,
 )
 # The wire names of the mutations (the quiesce gate decides by name).

@@ -20,7 +20,13 @@ import msgpack
 
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
-from seglake.format.manifest import ChunkRef, Manifest, decode_manifest, encode_manifest
+from seglake.format.manifest import (
+    SEAL_TAG_BYTES,
+    ChunkRef,
+    Manifest,
+    decode_manifest,
+    encode_manifest,
+)
 from seglake.format.segment import CHUNK_SIZE
 from seglake.format.vmeta import Lock, VersionMeta, decode_vmeta, encode_vmeta
 from seglake.ipc.messages import (
@@ -269,14 +275,17 @@ def check_delete_conditions(
     conditions.decide_delete(c, None if cur is None else cur.state()).raise_for(key)
 
 
-def _chunk_refs(chunks: list[Chunk], size: int) -> list[ChunkRef]:
+def _chunk_refs(chunks: list[Chunk], size: int, *, sealed: bool = False) -> list[ChunkRef]:
+    """``sealed``: encrypted chunks, each 16 bytes (its tag) longer than the
+    plaintext ``size`` counts (``seglake/format/manifest.py``, version 2)."""
+    overhead = SEAL_TAG_BYTES if sealed else 0
     refs = []
     total = 0
     for c in chunks:
-        if not (len(c.digest) == 32 and 0 < c.length <= CHUNK_SIZE):
+        if not (len(c.digest) == 32 and overhead < c.length <= CHUNK_SIZE):
             raise S3Error("InternalError", message="malformed chunk reference")
         refs.append(ChunkRef(c.segment_id, c.offset, c.length, c.digest))
-        total += c.length
+        total += c.length - overhead
     if total != size:
         raise S3Error("InternalError", message="chunk lengths do not add up to the object size")
     return refs
@@ -286,7 +295,7 @@ def apply_put(conn: apsw.Connection, ctx: BatchContext, a: Put) -> Written:
     bucket, key = a.bucket, a.key
     versioning = bucket_versioning(conn, bucket)
     check_write_conditions(conn, bucket, key, a.if_none_match, a.if_match, a.seen_uid)
-    chunks = _chunk_refs(a.chunks, a.size)
+    chunks = _chunk_refs(a.chunks, a.size, sealed="sse" in a.meta)
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=a.size,
         etag=a.etag, meta=with_owner(dict(a.meta), a.owner), chunks=chunks,
@@ -510,7 +519,8 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
     versioning = bucket_versioning(conn, bucket)
     src, src_versioning = _copy_source(conn, src_bucket, src_key, src_vid)
     replace = a.directive == "REPLACE"
-    if src_bucket == bucket and src_key == key and not replace:
+    # A re-sealed copy (``chunks``) changes the encryption: allowed onto itself.
+    if src_bucket == bucket and src_key == key and not replace and a.chunks is None:
         cur = current_version(conn, bucket, key)
         if src_vid is None or (cur is not None and cur.row_id == src.row_id):
             raise S3Error(
@@ -561,7 +571,16 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
         )
     except FormatError:
         raise S3Error("ObjectDamaged") from None
+    chunks = list(manifest.chunks)
     meta = dict(src.meta)
+    if a.chunks is not None:
+        # Re-sealed by the frontend (fresh, so it read exactly ``src``).
+        if not fresh:
+            raise S3Error("InternalError", message="copy chunks without the version read")
+        meta.pop("sse", None)
+        if a.sse is not None:
+            meta["sse"] = a.sse
+        chunks = _chunk_refs(a.chunks, src.size, sealed=a.sse is not None)
     if fresh:
         # A single-part object now: no part boundaries, whole-object checksums.
         for name in ("parts", "part_checksums", "checksum_type", "checksums"):
@@ -579,7 +598,7 @@ def apply_copy_object(conn: apsw.Connection, ctx: BatchContext, a: CopyObject) -
     value = _copy_vmeta(a, src)
     version_id, ns = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=src.size,
-        etag=etag, meta=meta, chunks=list(manifest.chunks), delete_marker=False, vmeta=value,
+        etag=etag, meta=meta, chunks=chunks, delete_marker=False, vmeta=value,
     )  # fmt: skip
     return Copied(
         version_id=version_id if versioning == "enabled" else None,

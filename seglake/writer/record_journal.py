@@ -38,12 +38,15 @@ import apsw
 from seglake.format.records import (
     KIND_BUCKET,
     KIND_BUCKET_GONE,
+    KIND_KEY,
     KIND_STATE,
     KIND_VERSION_META,
     bucket_body,
     encode_record,
+    key_body,
+    key_gone_body,
 )
-from seglake.format.segment import TYPE_BUCKET, TYPE_STATE, TYPE_VERSION_META
+from seglake.format.segment import TYPE_BUCKET, TYPE_KEY, TYPE_STATE, TYPE_VERSION_META
 from seglake.format.vmeta import decode_vmeta
 
 TOUCH_FN: Final = "seglake_record_touch"
@@ -54,6 +57,11 @@ _BUCKET, _VERSION, _VMETA = "b", "v", "m"
 _BUCKET_COLUMNS: Final = (
     "created_ns, versioning, policy, lifecycle, cors, tags, acl, ownership, object_lock, encryption"
 )
+_BUCKET, _VERSION = "b", "v"
+# An SSE key-encryption key (sse_keks): its key record (type 5). KEKs are
+# never deleted; a touched id without a row is one whose insert did not
+# commit, and gets a "gone" record.
+_KEK: Final = "k"
 
 _TRIGGERS: Final = f"""
 CREATE TEMP TRIGGER IF NOT EXISTS rec_bucket_ins AFTER INSERT ON main.buckets
@@ -67,6 +75,10 @@ WHEN OLD.state IS NOT NEW.state
 BEGIN SELECT {TOUCH_FN}('{_VERSION}', NEW.uid); END;
 CREATE TEMP TRIGGER IF NOT EXISTS rec_version_del AFTER DELETE ON main.versions
 BEGIN SELECT {TOUCH_FN}('{_VERSION}', OLD.uid); END;
+CREATE TEMP TRIGGER IF NOT EXISTS rec_kek_ins AFTER INSERT ON main.sse_keks
+BEGIN SELECT {TOUCH_FN}('{_KEK}', NEW.id); END;
+CREATE TEMP TRIGGER IF NOT EXISTS rec_kek_upd AFTER UPDATE ON main.sse_keks
+BEGIN SELECT {TOUCH_FN}('{_KEK}', NEW.id); END;
 CREATE TEMP TRIGGER IF NOT EXISTS rec_vmeta_upd
 AFTER UPDATE OF vmeta, lock_mode, lock_until_ms, legal_hold ON main.versions
 WHEN OLD.vmeta IS NOT NEW.vmeta OR OLD.lock_mode IS NOT NEW.lock_mode
@@ -131,6 +143,9 @@ class RecordJournal:
     def touch_version(self, uid: str) -> None:
         self._touched.add((_VERSION, uid))
 
+    def touch_kek(self, kek_id: str) -> None:
+        self._touched.add((_KEK, kek_id))
+
     def touch_vmeta(self, uid: str) -> None:
         self._touched.add((_VMETA, uid))
 
@@ -139,6 +154,9 @@ class RecordJournal:
         bucket/version as ``conn`` sees it now, in a stable order."""
         out: list[tuple[int, bytes]] = []
         for kind, name in sorted(self._touched):
+            if kind == _KEK:
+                out.extend(kek_records(conn, [name]))
+                continue
             if kind == _BUCKET:
                 out.append(bucket_record(conn, name))
             elif kind == _VMETA:
@@ -154,3 +172,21 @@ class RecordJournal:
 
     def committed(self) -> None:
         self._touched.clear()
+
+
+def kek_records(conn: apsw.Connection, ids: list[str]) -> list[tuple[int, bytes]]:
+    """The key record (type 5) of each KEK in ``ids`` as ``conn`` has it; a
+    "gone" record for one without a row (its batch never committed), so a
+    replay ends with exactly the database's KEKs."""
+    out: list[tuple[int, bytes]] = []
+    for kek_id in ids:
+        rows: list[Any] = conn.execute(
+            "SELECT wrapped, master_id, created_ns FROM sse_keks WHERE id = ?", (kek_id,)
+        ).fetchall()
+        if rows:
+            wrapped, master, created = rows[0]
+            body = key_body(kek_id, bytes(wrapped), str(master), int(created))
+        else:
+            body = key_gone_body(kek_id)
+        out.append((TYPE_KEY, encode_record(KIND_KEY, body)))
+    return out

@@ -46,13 +46,14 @@ from seglake.format.manifest import ChunkRef, decode_manifest
 from seglake.format.records import (
     KIND_BUCKET,
     KIND_BUCKET_GONE,
+    KIND_KEY,
     KIND_STATE,
     KIND_VERSION_META,
     decode_record,
 )
 from seglake.format.segment import CHUNK_SIZE
 from seglake.writer import fileio
-from seglake.writer.record_journal import bucket_record, state_record, vmeta_record
+from seglake.writer.record_journal import bucket_record, kek_records, state_record, vmeta_record
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +368,7 @@ def _corrections(
     uids: set[str] = set()
     vmeta_uids: set[str] = set()
     buckets: set[str] = set()
+    keks: set[str] = set()
     for rec in records:
         if rec.offset < committed_end or rec.rtype == segfmt.TYPE_CHUNK:
             continue
@@ -386,10 +388,16 @@ def _corrections(
             vmeta_uids.add(str(body["uid"]))
         elif kind in (KIND_BUCKET, KIND_BUCKET_GONE):
             buckets.add(str(body["name"]))
-        # A key record (type 5) restates nothing here: the SSE work decides.
-    # The same records the batch's journal writes (record_journal.py), so a
-    # restated bucket keeps every setting and a version its whole metadata.
-    out: list[tuple[int, bytes]] = [bucket_record(conn, name) for name in sorted(buckets)]
+        elif kind == KIND_KEY:
+            keks.add(str(body["id"]))
+    # A key record restates the KEK as the database kept it (a rotation
+    # that did not commit is undone this way), or says it is gone (an
+    # EnsureKek that did not commit).
+    # The other records are the same ones the batch's journal writes
+    # (record_journal.py), so a restated bucket keeps every setting and a
+    # version its whole metadata.
+    out: list[tuple[int, bytes]] = kek_records(conn, sorted(keks))
+    out += [bucket_record(conn, name) for name in sorted(buckets)]
     for uid in sorted(uids):
         out.append(state_record(conn, uid))
         if uid in vmeta_uids:

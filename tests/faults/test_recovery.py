@@ -161,3 +161,50 @@ def test_records_flushed_but_not_committed_are_restated(tmp_path: Path) -> None:
     )  # fmt: skip
     doc = json.loads(out.stdout)
     assert out.returncode == 0 and doc["differences"] == 0, doc
+
+
+def test_uncommitted_kek_is_gone_after_recovery(tmp_path: Path) -> None:
+    """The first SSE-S3 PUT stores a KEK (its own batch, commit 2). A crash
+    between that batch's flush and COMMIT leaves a key record without a row:
+    recovery appends a "gone" record, the retried PUT makes another KEK, and
+    a replay of the log gives exactly the database's KEKs."""
+    import json
+    import subprocess
+    import sys
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    data = tmp_path / "data"
+    marker = tmp_path / "fired"
+    with SeglakeServer(
+        data, frontends=1, env={"SEGLAKE_FAILPOINTS": f"before_commit=kill@2:{marker}"}
+    ) as srv:
+        s3 = srv.s3(max_attempts=1)
+        s3.create_bucket(Bucket="crash")  # commit 1
+        with pytest.raises((ClientError, BotoCoreError)):
+            s3.put_object(Bucket="crash", Key="k", Body=b"sealed", ServerSideEncryption="AES256")
+        assert marker.exists()
+        deadline = time.monotonic() + 60
+        while True:  # the supervisor restarts the writer into recovery
+            try:
+                s3.put_object(
+                    Bucket="crash", Key="k", Body=b"sealed", ServerSideEncryption="AES256"
+                )
+                break
+            except (ClientError, BotoCoreError):
+                assert time.monotonic() < deadline, srv.log_tail()
+                time.sleep(0.2)
+        assert s3.get_object(Bucket="crash", Key="k")["Body"].read() == b"sealed"
+        assert srv.stop() == 0
+    con = sqlite3.connect(f"file:{data / 'meta.db'}?mode=ro", uri=True)
+    try:
+        assert con.execute("SELECT count(*) FROM sse_keks").fetchone() == (1,)
+    finally:
+        con.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "seglake.cli", "rebuild-index", "--dry-run", "--json",
+         "--data-dir", str(data)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    doc = json.loads(out.stdout)
+    assert out.returncode == 0 and doc["differences"] == 0, doc

@@ -50,6 +50,9 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("ipc", "errors format units",
      "framing and request channels: frames are bounded by the format's chunk size, refusals "
      "travel as S3 errors"),
+    ("sse", "errors format units",
+     "SSE key levels, chunk sealing and encryption headers: pure code and the master key "
+     "file, used by frontends (encrypt, decrypt) and the CLI (rotation); never by the writer"),
     ("auth", "errors format meta protocol units",
      "API keys and their policies, read from meta.db and sealed with the master key"),
     ("locks", "config", "the data dir's flocks, found through Config's paths"),
@@ -59,7 +62,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("writer", "config errors failpoints format ipc lifecycle locks logs meta metrics protocol units",
      "the only process that writes data: it serves requests and never calls up into "
      "frontends, maintenance or the CLI"),
-    ("frontend", "aio auth config errors format ipc lifecycle logs meta metrics protocol units",
+    ("frontend",
+     "aio auth config errors format ipc lifecycle logs meta metrics protocol sse units",
      "frontends never write: they reach the writer through IPC messages only, never through "
      "its code"),
     ("expiry", "config errors ipc meta protocol units",
@@ -71,7 +75,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
      "code nor the operator CLI"),
     ("ops",
      "audit auth config errors expiry format ipc locks meta metrics private_files protocol "
-     "units writer",
+     "sse units writer",
      "the operator CLI: a live server through the admin socket, an offline store only through "
      "the writer's public embedded API (ONLY_THROUGH)"),
     ("supervisor", "config ipc lifecycle locks logs metrics private_files units",

@@ -75,6 +75,8 @@ EXAMPLES: list[m.Request[Any]] = [
     m.SetBucketPolicy(bucket="bkt", policy=None),
     m.SetBucketLifecycle(bucket="bkt", configuration="<LifecycleConfiguration/>"),
     m.SetBucketCors(bucket="bkt", configuration="<CORSConfiguration/>"),
+    m.EnsureKek(candidate=m.KekRow(id="a" * 16, wrapped=b"w" * 60, master_id="b" * 16)),
+    m.RewrapKeks(keks=[m.KekRow(id="a" * 16, wrapped=b"w" * 60, master_id="c" * 16)]),
     m.SetVersionMeta(bucket="bkt", key="k", tags=[("a", "b")]),
     m.SetVersionMeta(
         bucket="bkt", key="k", version_id="null", acl=None, retention=None, legal_hold=False,
@@ -108,6 +110,8 @@ REPLIES: list[m.Reply | m.Appended] = [
     m.Appended(1, 2, 3),
     m.Done(),
     m.Written(version_id="v", created_ns=1),
+    m.KekReply(kek=m.KekRow(id="a" * 16, wrapped=b"w" * 60, master_id="b" * 16)),
+    m.KeksRewrapped(count=2),
     m.Deleted(version_id=None, delete_marker=True),
     m.DeletedMany(results=[m.DeleteResult(version_id="v"), m.DeleteResult(error="E", message="x")]),
     m.BucketCreated(created=True),

@@ -237,7 +237,7 @@ def hostile_cases() -> list[Any]:
     t = f["table"]
     return [
         pytest.param(_patch(raw, 0, b"XGLK"), 0, "magic", id="magic"),
-        pytest.param(_patch(raw, 8, b"\x00\x02"), 8, "version", id="version"),
+        pytest.param(_patch(raw, 8, b"\x00\x03"), 8, "version", id="version"),
         pytest.param(_patch(raw, 10, b"\x00\x01"), 10, "flags", id="flags"),
         pytest.param(_patch(raw, 12, b"\x00\x00\x00\x01"), 12, "reserved", id="reserved"),
         pytest.param(_patch(raw, 16, (14).to_bytes(8, "big")), 16, "size", id="size-mismatch"),

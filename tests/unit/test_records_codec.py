@@ -20,6 +20,8 @@ from seglake.format.records import (
     bucket_record_path,
     decode_record,
     encode_record,
+    key_body,
+    key_gone_body,
     state_record_path,
     vmeta_body,
 )
@@ -48,7 +50,8 @@ GOOD = [
         ),
     ),
     (KIND_VERSION_META, vmeta_body("u", 5, {"acl": {"canned": "public-read"}})),
-    (KIND_KEY, {"id": "kek-1", "wrapped": b"\x00" * 60}),
+    (KIND_KEY, key_body("0123456789abcdef", b"\x00" * 60, "fedcba9876543210", 1)),
+    (KIND_KEY, key_gone_body("0123456789abcdef")),
     (
         KIND_BUCKET,
         bucket_body("tagged", 1, "enabled", None, tags="<Tagging/>", object_lock="<x/>"),
@@ -158,6 +161,16 @@ BAD = [
     ("vmeta hold int", _raw(KIND_VERSION_META, {**vmeta_body("u", 1, {}), "legal_hold": 1}), 16),
     ("vmeta no hold", _raw(KIND_VERSION_META, {"uid": "u", "rev": 1, "tags": []}), 16),
     ("key not a map", _raw(KIND_KEY, [1]), 16),
+    ("key bad id", _raw(KIND_KEY, {**key_body("a" * 16, bytes(60), "b" * 16, 1), "id": "k"}), 16),
+    ("key gone false", _raw(KIND_KEY, {"id": "a" * 16, "gone": False}), 16),
+    ("key gone extra", _raw(KIND_KEY, {**key_gone_body("a" * 16), "wrapped": bytes(60)}), 16),
+    ("key short", _raw(KIND_KEY, key_body("a" * 16, bytes(59), "b" * 16, 1)), 16),
+    ("key no master", _raw(KIND_KEY, {"id": "a" * 16, "wrapped": bytes(60), "created_ns": 1}), 16),
+    (
+        "key no time",
+        _raw(KIND_KEY, {"id": "a" * 16, "wrapped": bytes(60), "master_id": "b" * 16}),
+        16,
+    ),
     ("not msgpack", _sealed(b"SGLKREC1\x00\x01\x00\x02\x00\x00\x00\x01\xc1"), 16),
     (
         "huge length",

@@ -17,6 +17,8 @@ from seglake.format.records import (
     KIND_VERSION_META,
     bucket_body,
     encode_record,
+    key_body,
+    key_gone_body,
     vmeta_body,
 )
 
@@ -41,6 +43,7 @@ def test_last_version_meta_record_per_uid_wins(tmp_path: Path) -> None:
     first = vmeta_body("u1", 1, {"tags": [["a", "1"]]})
     second = vmeta_body("u1", 2, {"tags": [["a", "2"]], "legal_hold": True})
     other = vmeta_body("u2", 1, {"lock": {"mode": "GOVERNANCE", "until_ms": 5}})
+    kek = key_body("0123456789abcdef", bytes(60), "fedcba9876543210", 7)
     old = bucket_body("b", 1, "enabled", None)
     write_segment(
         tmp_path,
@@ -55,7 +58,7 @@ def test_last_version_meta_record_per_uid_wins(tmp_path: Path) -> None:
             2,
             [
                 (seg.TYPE_VERSION_META, encode_record(KIND_VERSION_META, first)),
-                (seg.TYPE_KEY, encode_record(KIND_KEY, {"id": "k"})),
+                (seg.TYPE_KEY, encode_record(KIND_KEY, kek)),
                 (seg.TYPE_VERSION_META, encode_record(KIND_VERSION_META, other)),
             ],
             version=3,
@@ -71,9 +74,16 @@ def test_last_version_meta_record_per_uid_wins(tmp_path: Path) -> None:
         log = replay(tmp_path)
         assert log.problems == []
         assert log.vmeta == {"u1": second, "u2": other}
+        assert log.keks == {"0123456789abcdef": kek}
         assert log.buckets == {"b": old}
         assert [s.version for s in log.segments] == [2, 3, 3]
         assert log.records == 5
+    # A "gone" record (recovery, after an uncommitted insert) removes it.
+    write_segment(
+        tmp_path, 4, [(seg.TYPE_KEY, encode_record(KIND_KEY, key_gone_body(kek["id"])))],
+        version=3, sealed=True,
+    )  # fmt: skip
+    assert replay(tmp_path).keks == {}
 
 
 def test_record_under_the_wrong_segment_type_is_reported(tmp_path: Path) -> None:
