@@ -137,6 +137,16 @@ READS_PER_WRITE_SLOT: Final = 4
 READ_METHODS: Final = frozenset({"GET", "HEAD"})
 
 
+# Object writes whose x-amz-acl / x-amz-grant-* headers set the new object's ACL.
+ACL_SETTING_WRITES: Final = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
+
+
+def _sets_acl(req: Request) -> bool:
+    return "x-amz-acl" in req.headers or any(
+        name.startswith("x-amz-grant-") for name in req.headers
+    )
+
+
 class InflightLimiter:
     """Per-key in-flight counts of one frontend, reads and writes apart
     (the rule is in this module's docstring)."""
@@ -243,6 +253,12 @@ class Authorizer:
         else:
             version = req.q("versionId")
             self._check(req, record, op, req.route.bucket, req.route.key, version)
+            if record is not None and op in ACL_SETTING_WRITES and _sets_acl(req):
+                # AWS: a write that also sets the new object's ACL needs
+                # s3:PutObjectAcl too (a key allowed only PutObject may not
+                # publish what it writes). Anonymous writers are bounded by
+                # the bucket ACL and --public-buckets instead.
+                self._check(req, record, "PutObjectAcl", req.route.bucket, req.route.key)
             if endpoint.copy_source:
                 self._check_copy_source(req, record)
             if op == "PutObjectTagging":

@@ -9,6 +9,10 @@ its SDKs state them):
   Unicode characters (code points, not bytes). Keys are case-sensitive and
   unique within a set. Any of these broken is ``InvalidTag``, with a message
   naming what.
+- Keys and values hold only letters, numbers and separators of any script
+  (Unicode categories L, N, Z) and ``_ . : / = + - @``, the pattern of
+  AWS's S3 ``Tag`` type; S3 answers ``InvalidTag`` for others (a comma or a
+  parenthesis, say), and so does Seglake rather than keep what AWS refuses.
 - A key starting with ``aws:`` is reserved for AWS and refused on every
   write (``InvalidTag``).
 - The body of PutObjectTagging / PutBucketTagging is a ``Tagging`` document
@@ -28,6 +32,7 @@ its SDKs state them):
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from typing import Final
 from urllib.parse import parse_qsl, quote
@@ -50,7 +55,13 @@ MAX_BODY_BYTES: Final = 256 * 1024
 # bytes per character) stay under 48 KiB; the header limits cap it anyway.
 MAX_HEADER_CHARS: Final = 64 * 1024
 
+TAG_PUNCTUATION: Final = frozenset("_.:/=+-@")
+
 Tags = list[tuple[str, str]]
+
+
+def _allowed(text: str) -> bool:
+    return all(c in TAG_PUNCTUATION or unicodedata.category(c)[0] in "LNZ" for c in text)
 
 
 def _invalid(message: str) -> S3Error:
@@ -65,9 +76,9 @@ def check_tags(tags: Sequence[tuple[str, str]], *, limit: int = MAX_OBJECT_TAGS)
         raise _invalid(f"{what} tags cannot be greater than {limit}")
     seen: set[str] = set()
     for key, value in tags:
-        if not 1 <= len(key) <= MAX_KEY_CHARS:
+        if not 1 <= len(key) <= MAX_KEY_CHARS or not _allowed(key):
             raise _invalid("The TagKey you have provided is invalid")
-        if len(value) > MAX_VALUE_CHARS:
+        if len(value) > MAX_VALUE_CHARS or not _allowed(value):
             raise _invalid("The TagValue you have provided is invalid")
         if key.startswith(RESERVED_PREFIX):
             raise _invalid("Your TagKey cannot be prefixed with aws:")

@@ -38,12 +38,20 @@ PUB2 = "acl-pub2"
 CLIENTS = "acl-clients"
 HIDDEN = "acl-hidden"  # not listed
 ADMIN_ID = canonical_id(ACCESS_KEY)
-KEYS = {"alice": "alice-secret-acl-1", "bob": "bob-secret-acl-2", "gus": "gus-secret-acl-3"}
+KEYS = {
+    "alice": "alice-secret-acl-1", "bob": "bob-secret-acl-2", "gus": "gus-secret-acl-3",
+    "pat": "pat-secret-acl-4",
+}  # fmt: skip
 ALICE_ID = canonical_id("alice")
 BOB_ID = canonical_id("bob")
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 GET_ONLY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}'
+# Writes and reads objects, but may not set ACLs (no s3:PutObjectAcl).
+PUT_NO_ACL = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":'
+    '["s3:GetObject","s3:PutObject"],"Resource":"*"}]}'
+)
 
 
 def _setup(srv: SeglakeServer) -> None:
@@ -51,7 +59,7 @@ def _setup(srv: SeglakeServer) -> None:
     for b in (PUB, PUB2, CLIENTS, HIDDEN):
         admin.create_bucket(Bucket=b)
     for key, secret in KEYS.items():
-        policy = {"alice": "rw", "bob": "ro", "gus": GET_ONLY}[key]
+        policy = {"alice": "rw", "bob": "ro", "gus": GET_ONLY, "pat": PUT_NO_ACL}[key]
         done = cli(srv.data_dir, "-mode", "keys", "-keys-action", "create", f"-key-access={key}",
                    f"-key-secret={secret}", f"-key-policy={policy}")  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -415,6 +423,38 @@ def test_key_policy_stays_the_ceiling(server: SeglakeServer) -> None:
     assert error(lambda: bob.put_object_acl(Bucket=PUB, Key="for-gus", ACL="private")) == (
         403, "AccessDenied",
     )  # fmt: skip
+
+
+def test_setting_an_acl_on_a_write_needs_put_object_acl(server: SeglakeServer) -> None:
+    """AWS: PutObject, CopyObject and CreateMultipartUpload with x-amz-acl or
+    x-amz-grant-* need s3:PutObjectAcl besides s3:PutObject; refused, they
+    store nothing."""
+    pat = client(server, "pat")
+    pat.put_object(Bucket=PUB, Key="pat/plain", Body=b"p")
+    assert pat.get_object(Bucket=PUB, Key="pat/plain")["Body"].read() == b"p"
+    grant = {"GrantRead": f'id="{ALICE_ID}"'}
+    attempts = {
+        "put canned": lambda: pat.put_object(Bucket=PUB, Key="pat/a", Body=b"x", ACL="private"),
+        "put grant": lambda: pat.put_object(Bucket=PUB, Key="pat/b", Body=b"x", **grant),
+        "copy": lambda: pat.copy_object(
+            Bucket=PUB, Key="pat/c", CopySource={"Bucket": PUB, "Key": "pat/plain"},
+            ACL="bucket-owner-full-control",
+        ),
+        "multipart": lambda: pat.create_multipart_upload(Bucket=PUB, Key="pat/d", **grant),
+    }  # fmt: skip
+    for what, call in attempts.items():
+        assert error(call) == (403, "AccessDenied"), what
+    admin = server.s3()
+    for key in ("pat/a", "pat/b", "pat/c"):
+        assert error(lambda k=key: admin.head_object(Bucket=PUB, Key=k)) == (404, "404"), key
+    assert "Uploads" not in admin.list_multipart_uploads(Bucket=PUB, Prefix="pat/")
+    # alice (rw, which includes PutObjectAcl) may.
+    alice = client(server, "alice")
+    alice.put_object(Bucket=PUB, Key="alice/acl", Body=b"a", GrantRead=f'id="{BOB_ID}"')
+    assert (f"{BOB_ID}", "READ") in {
+        (g["Grantee"].get("ID"), g["Permission"])
+        for g in admin.get_object_acl(Bucket=PUB, Key="alice/acl")["Grants"]
+    }
 
 
 # ---- owners in listings ---------------------------------------------------------------

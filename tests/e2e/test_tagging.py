@@ -164,9 +164,31 @@ def test_tag_limits(s3: Any, pairs: list[tuple[str, str]], code: str) -> None:
 
 def test_ten_tags_and_unicode_lengths_are_accepted(s3: Any) -> None:
     s3.put_object(Bucket="tags", Key="ten", Body=b"x")
-    pairs = [(f"k{i}", "é" * 256) for i in range(9)] + [("€" * 128, "")]
+    pairs = [(f"k{i}", "é" * 256) for i in range(9)] + [("中" * 128, "")]
     s3.put_object_tagging(Bucket="tags", Key="ten", Tagging=tagset(pairs))
     assert got_tags(s3, "ten") == pairs
+
+
+def test_characters_outside_the_tag_pattern_are_invalid_tag(s3: Any) -> None:
+    """AWS's S3 Tag pattern: letters, numbers, separators and _.:/=+-@ only.
+    A comma or a parenthesis (values real clients send) is InvalidTag, and
+    the object's tags stay as they were."""
+    s3.put_object(Bucket="tags", Key="chars", Body=b"x")
+    s3.put_object_tagging(
+        Bucket="tags", Key="chars", Tagging=tagset([("ok", "a:b/c=d+e-f@g_h.i j")])
+    )
+    for pairs, field in (([("platform", "metal,openstack")], "TagValue"),
+                         ([("name(x)", "1")], "TagKey"), ([("price", "€5")], "TagValue")):  # fmt: skip
+        with pytest.raises(ClientError) as err:
+            s3.put_object_tagging(Bucket="tags", Key="chars", Tagging=tagset(pairs))
+        e = err.value.response
+        assert e["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert e["Error"]["Code"] == "InvalidTag", e
+        assert e["Error"]["Message"] == f"The {field} you have provided is invalid"
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket="tags", Key="chars2", Body=b"y", Tagging="team=a%2Cb")
+    assert err.value.response["Error"]["Code"] == "InvalidTag"
+    assert got_tags(s3, "chars") == [("ok", "a:b/c=d+e-f@g_h.i j")]
 
 
 def _raw_put_tagging(srv: SeglakeServer, key: str, body: bytes) -> httpx.Response:

@@ -30,11 +30,11 @@ GOOD_XML = [
     (doc(("a", "1"), ns=NS), [("a", "1")]),
     (doc(("k", "")), [("k", "")]),
     (doc((" spaced ", " kept ")), [(" spaced ", " kept ")]),
-    (doc(("&amp;lt;", "&lt;&gt;")), [("&lt;", "<>")]),
+    (doc(("&#65;b", "&#x4E2D;")), [("Ab", "中")]),  # character references decoded
     (doc(("B", "1"), ("b", "2")), [("B", "1"), ("b", "2")]),  # case-sensitive keys
     (doc(*[(f"k{i}", "v") for i in range(10)]), [(f"k{i}", "v") for i in range(10)]),
     (doc(("k" * 128, "v" * 256)), [("k" * 128, "v" * 256)]),
-    (doc(("é" * 128, "€" * 256)), [("é" * 128, "€" * 256)]),  # characters, not bytes
+    (doc(("é" * 128, "中" * 256)), [("é" * 128, "中" * 256)]),  # characters, not bytes
     (b"<Tagging><TagSet><Tag><Key>k</Key><Value/></Tag></TagSet></Tagging>", [("k", "")]),
     (
         b"<?xml version='1.0' encoding='UTF-8'?>\n<Tagging>\n  <TagSet>\n    <Tag>"
@@ -73,6 +73,7 @@ BAD_XML = [
     (doc(("", "v")), "InvalidTag"),
     (doc(("dup", "1"), ("dup", "2")), "InvalidTag"),
     (doc(("aws:created", "1")), "InvalidTag"),
+    (doc(("&amp;lt;", "&lt;&gt;")), "InvalidTag"),  # decoded, then outside the pattern
     (b"<Tagging>" + b" " * 300_000 + b"<TagSet/></Tagging>", "MaxMessageLengthExceeded"),
 ]
 
@@ -109,7 +110,8 @@ HEADERS = [
     ("a=", [("a", "")]),
     ("c%20d=e%2Bf", [("c d", "e+f")]),
     ("k+1=v+2", [("k 1", "v 2")]),
-    ("%C3%A9=%E2%82%AC", [("é", "€")]),
+    ("%C3%A9=%C3%BC%E4%B8%AD", [("é", "ü中")]),  # letters of any script
+    ("a%3Ab%2Fc=x%3Dy%40z_-.+", [("a:b/c", "x=y@z_-. ")]),  # every allowed mark
     ("a=1&", [("a", "1")]),
 ]
 
@@ -128,6 +130,12 @@ def test_header(value: str, want: list[tuple[str, str]]) -> None:
         ("=v", "InvalidTag"),
         ("k=" + "v" * 257, "InvalidTag"),
         ("aws:x=1", "InvalidTag"),
+        # Outside AWS's Tag pattern (letters, numbers, separators, _.:/=+-@).
+        ("platform=metal%2Copenstack", "InvalidTag"),
+        ("name=web%20(prod)", "InvalidTag"),
+        ("price=%E2%82%AC5", "InvalidTag"),
+        ("k%21=v", "InvalidTag"),
+        ("k=line%0Abreak", "InvalidTag"),
         ("%FF=1", "InvalidArgument"),
         ("a=" + "x" * 70_000, "InvalidTag"),
     ],
