@@ -17,7 +17,7 @@ import msgpack
 
 from seglake.format.errors import FormatError
 from seglake.format.vmeta import decode_vmeta
-from seglake.meta.schema import query
+from seglake.meta.schema import live_version, query
 
 
 @dataclass(frozen=True)
@@ -61,23 +61,10 @@ def object_access(
     """The current version of ``key`` (or the one ``version_id`` names);
     None when there is none."""
     cols = "v.version_id, v.delete_marker, v.meta, v.vmeta"
-    if version_id is None:
-        rows = query(
-            conn,
-            f"SELECT {cols} FROM current c JOIN versions v ON v.id = c.version "
-            "WHERE c.bucket = ? AND c.key = ? AND v.state != 'DELETED'",
-            (bucket, key),
-        )
-    else:
-        rows = query(
-            conn,
-            f"SELECT {cols} FROM versions v WHERE v.bucket = ? AND v.key = ? "
-            "AND v.version_id = ? AND v.state != 'DELETED'",
-            (bucket, key, version_id),
-        )
-    if not rows:
+    row = live_version(conn, cols, bucket, key, version_id)
+    if row is None:
         return None
-    vid, marker, meta, vmeta = rows[0]
+    vid, marker, meta, vmeta = row
     try:
         acl = decode_vmeta(None if vmeta is None else bytes(vmeta)).acl
     except FormatError:

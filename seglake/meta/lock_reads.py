@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from seglake.meta.schema import query
+from seglake.meta.schema import live_version, query
 
 
 @dataclass(frozen=True)
@@ -54,18 +54,5 @@ def version_lock(
 ) -> VersionLock | None:
     """The lock state of ``version_id`` of ``key`` (None: the current
     version), or None when there is no such live version."""
-    if version_id is None:
-        rows = query(
-            conn,
-            f"SELECT {_COLS} FROM current c JOIN versions v ON v.id = c.version "
-            "WHERE c.bucket = ? AND c.key = ? AND v.state != 'DELETED'",
-            (bucket, key),
-        )
-    else:
-        rows = query(
-            conn,
-            f"SELECT {_COLS} FROM versions v WHERE v.bucket = ? AND v.key = ? "
-            "AND v.version_id = ? AND v.state != 'DELETED'",
-            (bucket, key, version_id),
-        )
-    return _lock(tuple(rows[0])) if rows else None
+    row = live_version(conn, _COLS, bucket, key, version_id)
+    return _lock(tuple(row)) if row is not None else None

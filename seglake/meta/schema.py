@@ -272,6 +272,30 @@ def scalar(conn: apsw.Connection, sql: str, params: tuple[Any, ...] = ()) -> Any
     return rows[0][0] if rows else None
 
 
+def live_version(
+    conn: apsw.Connection, cols: str, bucket: str, key: str, version_id: str | None
+) -> Any | None:
+    """Columns ``cols`` (of ``versions v``) of the current version of
+    ``key`` (``version_id`` None) or of the version ``version_id`` names;
+    None when that version does not exist or is DELETED. Delete markers are
+    rows like any other: callers decide what one means."""
+    if version_id is None:
+        rows = query(
+            conn,
+            f"SELECT {cols} FROM current c JOIN versions v ON v.id = c.version "
+            "WHERE c.bucket = ? AND c.key = ? AND v.state != 'DELETED'",
+            (bucket, key),
+        )
+    else:
+        rows = query(
+            conn,
+            f"SELECT {cols} FROM versions v WHERE v.bucket = ? AND v.key = ? "
+            "AND v.version_id = ? AND v.state != 'DELETED'",
+            (bucket, key, version_id),
+        )
+    return rows[0] if rows else None
+
+
 def open_write(path: str) -> apsw.Connection:
     """The writer's connection: creates/migrates the database."""
     conn = apsw.Connection(path)

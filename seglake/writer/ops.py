@@ -51,7 +51,7 @@ from seglake.ipc.messages import (
     VersionMetaInit,
     Written,
 )
-from seglake.meta.schema import query
+from seglake.meta.schema import live_version, query
 from seglake.protocol import conditions, object_lock
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
 from seglake.writer import lock_rules
@@ -466,25 +466,11 @@ def _copy_source(
         "v.id, v.version_id, v.size, v.etag, v.created_ns, v.state, v.delete_marker, v.meta, "
         "v.manifest, v.uid, v.vmeta"
     )
-    if version_id is None:
-        rows = query(
-            conn,
-            f"SELECT {cols} FROM current c JOIN versions v ON v.id = c.version "
-            "WHERE c.bucket = ? AND c.key = ? AND v.state != 'DELETED'",
-            (bucket, key),
-        )
-    else:
-        rows = query(
-            conn,
-            f"SELECT {cols} FROM versions v WHERE v.bucket = ? AND v.key = ? "
-            "AND v.version_id = ? AND v.state != 'DELETED'",
-            (bucket, key, version_id),
-        )
-    if not rows:
+    r = live_version(conn, cols, bucket, key, version_id)
+    if r is None:
         if version_id is None:
             raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
         raise S3Error("NoSuchVersion", resource=key, fields={"Key": key, "VersionId": version_id})
-    r = rows[0]
     if r[6]:
         if version_id is None:
             raise S3Error("NoSuchKey", resource=key, fields={"Key": key})
