@@ -17,6 +17,7 @@ policy and allow-list. Three layers keep them private:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterator
@@ -33,6 +34,35 @@ OPEN_BITS: Final = 0o077
 def use_private_umask() -> int:
     """Set umask 077 for this process (and its children); the previous umask."""
     return os.umask(PRIVATE_UMASK)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries (a new link, a rename) durable."""
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def create_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (0600) durably holding ``data``, never replacing one:
+    written and fsynced beside it, then hard-linked into place, so a reader
+    sees either no file or the whole of it. FileExistsError if ``path``
+    exists (another process was first: callers use theirs)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
 
 
 def _walk(root: Path, deep: bool) -> Iterator[tuple[Path, os.stat_result]]:

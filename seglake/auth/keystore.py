@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from seglake.format.layout import MASTER_KEY_FILE
+from seglake.private_files import create_private_file
 
 MASTER_KEY_BYTES: Final = 32  # AES-256
 NONCE_BYTES: Final = 12  # GCM's standard nonce; random per secret, never reused in practice
@@ -57,25 +58,8 @@ def ensure_master_key(data_dir: Path) -> bytes:
     path = master_key_path(data_dir)
     if path.exists():
         return load_master_key(data_dir)
-    tmp = data_dir / f"{MASTER_KEY_FILE}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, os.urandom(MASTER_KEY_BYTES))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another process created it first; use theirs
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    dfd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    with contextlib.suppress(FileExistsError):  # another process was first: use theirs
+        create_private_file(path, os.urandom(MASTER_KEY_BYTES))
     return load_master_key(data_dir)
 
 

@@ -31,6 +31,7 @@ from seglake.ipc.messages import KekRow, RewrapKeks
 from seglake.meta import sse_reads
 from seglake.meta.schema import open_read
 from seglake.ops.admin_client import AdminRefused, AdminUnavailable, admin_mutation
+from seglake.private_files import fsync_dir
 from seglake.sse import keys
 from seglake.writer.embedded import apply_offline
 
@@ -83,7 +84,7 @@ def rotate_master(cfg: Config) -> dict[str, Any]:
     keys.install_master(path, new)
     for side in (kept, pending):
         side.unlink(missing_ok=True)
-    keys.fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return {"master_file": str(path), "old_master": old_id, "new_master": new_id, "keks": count}
 
 

@@ -34,6 +34,8 @@ import blake3
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from seglake.private_files import create_private_file, fsync_dir
+
 KEY_BYTES: Final = 32  # AES-256 for every level
 WRAP_NONCE_BYTES: Final = 12  # GCM's standard nonce, random per wrap
 TAG_BYTES: Final = 16
@@ -89,36 +91,11 @@ def load_all(path: Path) -> dict[str, bytes]:
     return found
 
 
-def _write_new(path: Path, key: bytes) -> None:
-    """Create ``path`` durably holding ``key``; FileExistsError if it exists."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def ensure_master(path: Path) -> bytes:
     """The current master key, created durably if there is none yet."""
     if not path.exists():
         with contextlib.suppress(FileExistsError):  # another process was first: use theirs
-            _write_new(path, os.urandom(KEY_BYTES))
+            create_private_file(path, os.urandom(KEY_BYTES))
     return _read_key(path)
 
 
@@ -130,7 +107,7 @@ def keep_retired(path: Path, old: bytes) -> Path:
     """Keep ``old`` as ``<file>.<id>`` (durably) before the current file changes."""
     kept = retired_path(path, master_id(old))
     with contextlib.suppress(FileExistsError):
-        _write_new(kept, old)
+        create_private_file(kept, old)
     return kept
 
 

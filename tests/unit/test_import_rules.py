@@ -50,10 +50,10 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("ipc", "errors format units",
      "framing and request channels: frames are bounded by the format's chunk size, refusals "
      "travel as S3 errors"),
-    ("sse", "errors format units",
+    ("sse", "errors format private_files units",
      "SSE key levels, chunk sealing and encryption headers: pure code and the master key "
      "file, used by frontends (encrypt, decrypt) and the CLI (rotation); never by the writer"),
-    ("auth", "errors format meta protocol units",
+    ("auth", "errors format meta private_files protocol units",
      "API keys and their policies, read from meta.db and sealed with the master key"),
     ("locks", "config", "the data dir's flocks, found through Config's paths"),
     ("audit", "config errors format meta private_files units",
