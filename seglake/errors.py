@@ -189,6 +189,26 @@ ERRORS: Final[dict[str, ErrorSpec]] = {
     "MaintenanceMode": ErrorSpec(
         503, "The server is in maintenance mode and refuses writes; reads keep working."
     ),
+    # Replication (docs/design-replication.md §5): Seglake's own codes, each
+    # recorded in repl_remotes.last_error by the side that got it.
+    "ReplicationBadBatch": ErrorSpec(
+        400, "The replication batch is malformed; nothing of it was applied."
+    ),
+    "ReplicationGap": ErrorSpec(
+        409, "The replication batch starts after this site's cursor for its sender."
+    ),
+    "ReplicationCursorMismatch": ErrorSpec(
+        409, "The replication batch does not start at this site's stored cursor."
+    ),
+    "ReplicationMissingChunk": ErrorSpec(
+        409, "An entry names a chunk this site does not have and the batch did not carry."
+    ),
+    "ReplicationBadChunk": ErrorSpec(
+        400, "A replicated chunk's bytes do not match its digest; nothing was applied."
+    ),
+    "OplogTruncated": ErrorSpec(
+        410, "The oplog no longer holds entries after this cursor; bootstrap the site."
+    ),
     # 5xx server errors
     "InternalError": ErrorSpec(500, "We encountered an internal error. Please try again."),
     "ObjectDamaged": ErrorSpec(

@@ -603,6 +603,44 @@ class DbReindex(Request[Reindexed], frozen=True):
     name: ClassVar[str] = "db_reindex"
 
 
+class ReplChunk(msgspec.Struct, frozen=True, array_like=True):
+    """A chunk a replication pull stored locally (through ``Append``) for
+    an entry's manifest: its digest and where it now is."""
+
+    digest: bytes
+    segment_id: int
+    offset: int
+    length: int
+
+
+class ReplApplied(Reply, frozen=True):
+    applied: int
+    skipped: int
+    conflicts: int
+    cursor: int
+
+
+class ReplApply(Request[ReplApplied], frozen=True):
+    """Apply oplog entries from another site (seglake/writer/repl_ops.py), in
+    one batch with moving that remote's cursor: ``direction`` "pull" raises
+    ``repl_remotes.pull_cursor`` of ``remote`` to ``to_seq``; "push" (a
+    batch another site POSTed) raises ``repl_inbound`` of the sending site.
+    ``entries``: ``seglake.protocol.repl_wire.Entry`` as msgpack arrays (decoded and
+    validated by the writer); ``chunks``: local locations of chunks those
+    entries' manifests name that the sender stored before this request
+    (others must already be in ``chunk_index``, or the batch is refused)."""
+
+    name: ClassVar[str] = "repl_apply"
+    remote: str
+    direction: str
+    epoch: str
+    from_seq: int
+    to_seq: int
+    entries: list[Any]
+    chunks: list[ReplChunk] = []
+    remote_site: str = ""
+
+
 class Pong(Reply, frozen=True):
     pid: int
     uptime: float
@@ -856,7 +894,7 @@ WRITER: Final = Service(
     SetBucketPolicy, SetBucketLifecycle, SetBucketCors, SetVersionMeta, SetBucketConfig,
     LifecycleExpire, RecordOpRun, SetMaintenance,
     MpuGcAbort, DbReindex, Ping, Status, MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
-    GcRepoint, EnsureKek, RewrapKeks,
+    GcRepoint, EnsureKek, RewrapKeks, ReplApply,
 )  # fmt: skip
 SUPERVISOR: Final = Service("supervisor", ListProcesses, Report, SupervisorStats)
 # The admin socket: ``stats`` typed; its older commands (each carrying the

@@ -223,6 +223,87 @@ MIGRATIONS: Final[list[str]] = [
     );
     ALTER TABLE parts ADD COLUMN sse_nonce BLOB;
     """,
+    # 10: multi-site replication (docs/design-replication.md). versions.hlc
+    # becomes a hybrid logical clock value, (physical ms << 16) | logical,
+    # converted from the nanoseconds it held so the existing order is kept
+    # exactly (rank within a millisecond in ns order); with the stamp's site
+    # and the stamp of the key's current version when the version was
+    # written (prev_*: what the sibling rule of seglake/protocol/lww.py
+    # compares). The site id of this store is chosen here for stores that
+    # predate it; the writer may still replace it while the store is empty.
+    # oplog: every replicated mutation in local commit order (seq is the
+    # paging cursor; oplog_identity makes applying a relayed entry
+    # idempotent). chunk_index: where each stored chunk is, by digest
+    # (derived; rebuilt from manifests). bucket_stamps: one LWW register per
+    # bucket config field. repl_pending_state: DELETED states that arrived
+    # before their version. repl_remotes / repl_inbound: cursors per remote.
+    """
+    ALTER TABLE versions ADD COLUMN site TEXT NOT NULL DEFAULT '';
+    ALTER TABLE versions ADD COLUMN prev_hlc INTEGER;
+    ALTER TABLE versions ADD COLUMN prev_site TEXT;
+    UPDATE versions SET hlc = ranked.stamp FROM (
+        SELECT id, ((hlc / 1000000) << 16)
+            | min(ROW_NUMBER() OVER (PARTITION BY hlc / 1000000 ORDER BY hlc, id) - 1, 65535)
+            AS stamp
+        FROM versions
+    ) AS ranked WHERE versions.id = ranked.id;
+    INSERT OR IGNORE INTO settings(name, value) VALUES ('site_id', lower(hex(randomblob(8))));
+    UPDATE versions SET site = (SELECT value FROM settings WHERE name = 'site_id');
+    CREATE INDEX versions_by_stamp ON versions(bucket, key, hlc, site);
+    CREATE TABLE oplog (
+        seq     INTEGER PRIMARY KEY,
+        hlc     INTEGER NOT NULL,
+        site    TEXT NOT NULL,
+        op      TEXT NOT NULL
+            CHECK (op IN ('version', 'state', 'bucket', 'bucket_gone', 'vmeta', 'kek')),
+        bucket  TEXT NOT NULL,
+        key     TEXT,
+        uid     TEXT,
+        body    BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX oplog_identity ON oplog(site, hlc, op, bucket, ifnull(uid, ''));
+    CREATE TABLE chunk_index (
+        digest   BLOB PRIMARY KEY,
+        segment  INTEGER NOT NULL,
+        offset   INTEGER NOT NULL,
+        length   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE bucket_stamps (
+        bucket  TEXT NOT NULL,
+        field   TEXT NOT NULL,
+        hlc     INTEGER NOT NULL,
+        site    TEXT NOT NULL,
+        value   BLOB,
+        PRIMARY KEY (bucket, field)
+    ) WITHOUT ROWID;
+    CREATE TABLE repl_pending_state (
+        uid     TEXT PRIMARY KEY,
+        bucket  TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        hlc     INTEGER NOT NULL,
+        site    TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE repl_remotes (
+        remote         TEXT PRIMARY KEY,
+        site           TEXT,
+        epoch          TEXT,
+        pull_cursor    INTEGER NOT NULL DEFAULT 0,
+        push_epoch     TEXT,
+        push_cursor    INTEGER NOT NULL DEFAULT 0,
+        last_pull_hlc  INTEGER,
+        last_push_hlc  INTEGER,
+        last_ok_ns     INTEGER,
+        last_error     TEXT,
+        conflicts      INTEGER NOT NULL DEFAULT 0,
+        bytes_in       INTEGER NOT NULL DEFAULT 0,
+        bytes_out      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE repl_inbound (
+        site    TEXT PRIMARY KEY,
+        epoch   TEXT NOT NULL,
+        cursor  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

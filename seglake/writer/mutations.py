@@ -20,6 +20,7 @@ from seglake.writer import (
     maintenance_ops,
     multipart_ops,
     ops,
+    repl_ops,
     sse_ops,
     versioning_ops,
     vmeta_ops,
@@ -49,6 +50,7 @@ APPLY: Final[dict[type[Request[Any]], Apply]] = _merge(
     cors_ops.APPLY,
     sse_ops.APPLY,
     vmeta_ops.APPLY,
+    repl_ops.APPLY,
 )
 # The wire names of the mutations (the quiesce gate decides by name).
 MUTATION_NAMES: Final = frozenset(kind.name for kind in APPLY)

@@ -70,12 +70,17 @@ RULES: tuple[tuple[str, str, str], ...] = (
      "bucket lifecycle execution shared by the maintenance schedule and lifecycle-run: reads "
      "meta.db, plans with the pure rules, and sends re-checked mutations through a function its "
      "caller gives (it reaches no process itself)"),
-    ("maintenance", "audit config errors expiry failpoints ipc lifecycle logs meta metrics units",
+    ("repl",
+     "aio config errors failpoints format ipc logs meta metrics protocol units",
+     "replication's moving parts (HTTP client, pull/push/bootstrap loops, repl-validate): they "
+     "reach the writer through IPC messages or the function a caller gives, never its code"),
+    ("maintenance",
+     "audit config errors expiry failpoints ipc lifecycle logs meta metrics repl units",
      "the maintenance process relays to the writer over IPC; it imports neither the writer's "
      "code nor the operator CLI"),
     ("ops",
      "audit auth config errors expiry format ipc locks meta metrics private_files protocol "
-     "sse units writer",
+     "repl sse units writer",
      "the operator CLI: a live server through the admin socket, an offline store only through "
      "the writer's public embedded API (ONLY_THROUGH)"),
     ("supervisor", "config ipc lifecycle locks logs metrics private_files units",

@@ -103,6 +103,9 @@ EXAMPLES: list[m.Request[Any]] = [
     m.GcRewriteChunks(segment=4, max_bytes=1024, yes=True),
     m.GcDropSegments(segments=[1], below=9, sealed_before_ns=1, purge_limit=2),
     m.GcRepoint(moves=[(1, 2, 3, DIGEST, 4, 5)]),
+    m.ReplApply(remote="http://b:9000", direction="pull", epoch="e1", from_seq=0, to_seq=2,
+                entries=[[1, 5 << 16, "ab", "bucket_gone", "bkt", None, None, b"\x80", None]],
+                chunks=[m.ReplChunk(DIGEST, 1, 0, 4)], remote_site="ab"),
 ]  # fmt: skip
 
 # One example of every structured reply.
@@ -132,6 +135,7 @@ REPLIES: list[m.Reply | m.Appended] = [
     m.MpuGcAborted(aborted=["u"], parts=2),
     m.Reindexed(indexes=3),
     m.Pong(pid=1, uptime=0.5),
+    m.ReplApplied(applied=2, skipped=1, conflicts=0, cursor=9),
     m.GcDeleted(deleted=[1], skipped={"2": "live"}, purged_versions=1, freed_bytes=10),
     m.GcRewritten(segment=1, damaged=[{"segment": 1, "offset": 0, "reason": "bad"}]),
     m.GcDropped(deleted=[1]),
