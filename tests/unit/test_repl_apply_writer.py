@@ -18,7 +18,7 @@ from seglake.meta.schema import query
 from seglake.protocol import repl_entries as re_
 from seglake.writer.embedded import EmbeddedWriter, run_embedded
 from seglake.writer.quiesce import gated
-from tests.unit.test_repl_apply import A, B, T0, Origin
+from tests.unit.test_repl_apply import T0, A, B, Origin
 
 
 def _apply_all(cfg: Config, batches: list[ReplApply]) -> list[ReplApplied | S3Error]:
