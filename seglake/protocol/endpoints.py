@@ -282,6 +282,8 @@ OWN_OPERATIONS: Final[Mapping[str, bool]] = {
 OWN_ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     E("GetMetaStats", "GET", SERVICE, actions=("GetMetaStats",), handler="observe.meta_stats",
       granted_by_ro=True, path="/v1/meta/stats"),
+    E("GetMetaConflicts", "GET", SERVICE, actions=("GetMetaConflicts",),
+      handler="conflicts.meta_conflicts", granted_by_ro=True, path="/v1/meta/conflicts"),
 )  # fmt: skip
 
 # Object Lock: a permission that is no operation of its own. A request that
