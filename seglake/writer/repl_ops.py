@@ -392,7 +392,9 @@ def _apply_version(
         raise _bad(f"unknown bucket {e.bucket!r}")
     if query(conn, "SELECT 1 FROM versions WHERE uid = ?", (e.uid,)):
         return 0  # arrived by another route (a snapshot) under another entry
-    pending = bool(query(conn, "SELECT 1 FROM repl_pending_state WHERE uid = ?", (e.uid,)))
+    waiting = query(conn, "SELECT hlc, site FROM repl_pending_state WHERE uid = ?", (e.uid,))
+    pending = bool(waiting)
+    state_stamp = (int(waiting[0][0]), str(waiting[0][1])) if waiting else (None, None)
     # A version deleted before it arrived needs no data: it is kept as a
     # DELETED row (a tombstone for the sibling rule), without a manifest.
     refs = [] if pending else _local_chunks(conn, m, chunks)
@@ -415,14 +417,14 @@ def _apply_version(
     prev = body.prev
     conn.execute(
         "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, state, "
-        "delete_marker, hlc, site, prev_hlc, prev_site, meta, manifest, vmeta, tag_count, "
-        "lock_mode, lock_until_ms, legal_hold) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "delete_marker, hlc, site, prev_hlc, prev_site, state_hlc, state_site, meta, manifest, "
+        "vmeta, tag_count, lock_mode, lock_until_ms, legal_hold) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             e.uid, e.bucket, e.key, body.version_id, body.size, body.etag, body.created_ns,
             lww.DELETED if pending else lww.ACTIVE, int(body.delete_marker), e.hlc, e.site,
             None if prev is None else prev.hlc, None if prev is None else prev.site,
-            msgpack.packb(meta, use_bin_type=True), manifest,
+            *state_stamp, msgpack.packb(meta, use_bin_type=True), manifest,
             *vmeta_columns(None if vmeta_value is None or vmeta_value.is_default else vmeta_value),
         ),
     )  # fmt: skip
@@ -456,7 +458,10 @@ def _apply_state(
     if state == lww.DELETED:
         return 0
     with _lock_may_refuse(conn, "repl_state") as refused:
-        conn.execute("UPDATE versions SET state = 'DELETED' WHERE uid = ?", (e.uid,))
+        conn.execute(
+            "UPDATE versions SET state = 'DELETED', state_hlc = ?, state_site = ? WHERE uid = ?",
+            (e.hlc, e.site, e.uid),
+        )
     if refused:
         return 1
     return recompute_key(conn, bucket, key)

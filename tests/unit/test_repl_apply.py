@@ -350,7 +350,9 @@ def test_state_before_version_is_pending_then_absorbing(conn: apsw.Connection) -
     run(conn, a.pull([v], direction="bootstrap", to_seq=0))
     assert states(conn) == {uid: "DELETED"} and current_uid(conn, "b", "k") is None
     assert query(conn, "SELECT count(*) FROM repl_pending_state") == [(0,)]
-    assert query(conn, "SELECT manifest FROM versions") == [(None,)]
+    assert query(conn, "SELECT manifest, state_hlc, state_site FROM versions") == [
+        (None, T0 + 4, A)
+    ]
 
 
 def test_delete_state_recomputes_current(conn: apsw.Connection) -> None:
@@ -362,6 +364,9 @@ def test_delete_state_recomputes_current(conn: apsw.Connection) -> None:
     assert current_uid(conn, "b", "k") == u2
     run(conn, a.pull([a.state("b", "k", u2)], from_seq=4))
     assert current_uid(conn, "b", "k") == u1
+    assert query(conn, "SELECT state_hlc, state_site FROM versions WHERE uid = ?", (u2,)) == [
+        (T0 + 5, A)
+    ]
     # A later put of the deleted uid cannot revive it (duplicate entry).
     run(conn, a.pull([v2], direction="bootstrap", to_seq=0))
     assert states(conn)[u2] == "DELETED"

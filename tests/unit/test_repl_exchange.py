@@ -86,7 +86,7 @@ class Store:
                 query(
                     conn,
                     "SELECT uid, bucket, key, version_id, state, hlc, site, prev_hlc, prev_site, "
-                    "delete_marker, size, etag FROM versions ORDER BY uid",
+                    "delete_marker, size, etag, state_hlc, state_site FROM versions ORDER BY uid",
                 ),
                 query(
                     conn,
