@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import apsw
 import trio
 
 from seglake.errors import S3Error
@@ -78,6 +79,10 @@ def classify(exc: BaseException) -> Failure | None:
         return Failure(0, "Timeout", "no answer in time")
     if isinstance(exc, OSError | ChannelBroken | ChannelClosed | ConnectionError):
         return Failure(0, "ConnectionError", str(exc) or type(exc).__name__)
+    if isinstance(exc, apsw.Error | RuntimeError):
+        # meta.db could not be read (busy, not created or migrated yet):
+        # local and passing, like a writer restart.
+        return Failure(0, "LocalError", str(exc) or type(exc).__name__)
     return None
 
 
@@ -198,7 +203,11 @@ async def run_task(
                 status.state = "stopped"
                 raise ReplStopped(failure) from None
             if on_failure is not None:
-                await on_failure(failure)
+                try:
+                    await on_failure(failure)
+                except (S3Error, OSError, ChannelBroken, ChannelClosed, trio.TooSlowError) as exc:
+                    log.warning("replication %s %s: repair failed: %s", status.direction,
+                                status.remote, exc)  # fmt: skip
             delay = policy.failed(clock(), draw())
             if not watch and policy.gave_up(clock()):
                 status.state = "failed"
