@@ -191,6 +191,14 @@ class Config:
     # refused as AWS does; the flag exists for tests on loopback only.
     sse_master_key_file: str = ""
     sse_c_allow_http: bool = False
+    # Replication (docs/design-replication.md). The site id names this store
+    # in every stamp; "" = the random one chosen when the store was created.
+    # It may be set only while the store holds no bucket and no version: a
+    # site id changed after writes would send the same writes back under
+    # another identity. The clock offset moves the replication clock
+    # (HLC) only, for the skew tests; it is refused unless SEGLAKE_TEST_MODE=1.
+    site_id: str = ""
+    test_clock_offset_ms: int = 0
 
     @property
     def lifecycle_day_ns(self) -> int:
@@ -394,6 +402,12 @@ def read_secrets_file(path: str) -> dict[str, str]:
     return out
 
 
+# The environment variable that enables test-only settings (the same one
+# seglake/failpoints.py reads).
+TEST_MODE_ENV: Final = "SEGLAKE_TEST_MODE"
+_SITE_ID_RE: Final = re.compile(r"[0-9a-f]{16}")
+
+
 def build_config(
     flags: dict[str, str | bool],
     env: dict[str, str] | None = None,
@@ -417,6 +431,8 @@ def build_config(
         values[name] = _coerce(name, flag_value)
     cfg = Config(**values)
     validate(cfg)
+    if cfg.test_clock_offset_ms and env.get(TEST_MODE_ENV) != "1":
+        raise ValueError(f"test-clock-offset-ms exists only with {TEST_MODE_ENV}=1 (tests)")
     return cfg
 
 
@@ -466,6 +482,8 @@ def validate(cfg: Config) -> None:
     for cidr in csv_list(cfg.trusted_proxies):
         ipaddress.ip_network(cidr, strict=False)  # ValueError names the bad entry
     CorsPolicy.from_config(cfg)  # raises ValueError on a bad origin/method/header
+    if cfg.site_id and not _SITE_ID_RE.fullmatch(cfg.site_id):
+        raise ValueError("site-id must be 16 lowercase hex characters")
 
 
 _DOMAIN_RE: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")

@@ -61,6 +61,8 @@ HELP: Final[dict[str, str]] = {
     "cors_methods": "methods a CORS preflight may ask for",
     "cors_headers": "request headers a CORS preflight may ask for ('*' = any)",
     "cors_max_age": "seconds a browser may cache a preflight answer",
+    "site_id": "this store's replication site id, 16 hex (only while the store is empty)",
+    "test_clock_offset_ms": "tests only (SEGLAKE_TEST_MODE=1): shift the replication clock by ms",
     "require_content_md5": "refuse PutObject/UploadPart without Content-MD5",
     "require_if_match_buckets": "buckets whose writes must carry If-Match or If-None-Match: *",
     "restart_backoff_max": "longest wait in seconds before a crashed child is restarted",

@@ -10,6 +10,9 @@
 With the variable unset, ``hit()`` is one dictionary lookup on an empty
 dict: cheap enough to stay in production code paths.
 
+``SEGLAKE_TEST_MODE=1`` enables test-only settings (``--test-clock-offset-ms``:
+``test_mode()``); unset in production.
+
 ``SEGLAKE_TEST_CLOCK_OFFSET_FILE=path``: the object-lock clock's tests move
 the writer's and frontends' wall clock by the integer milliseconds the file
 holds (``clock_offset_ms``); unset, the offset is 0 and no file is read.
@@ -45,6 +48,10 @@ def _parse(spec: str) -> dict[str, _Armed]:
 
 _ARMED = _parse(os.environ.get("SEGLAKE_FAILPOINTS", ""))
 _CLOCK_FILE = os.environ.get("SEGLAKE_TEST_CLOCK_OFFSET_FILE") or None
+
+
+def test_mode() -> bool:
+    return os.environ.get("SEGLAKE_TEST_MODE") == "1"
 
 
 def clock_offset_ms() -> int:

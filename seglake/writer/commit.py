@@ -40,6 +40,7 @@ import errno
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -53,8 +54,10 @@ from seglake.format.segment import TYPE_MANIFEST
 from seglake.ipc.messages import Request
 from seglake.meta.schema import STORE_FORMAT_3, STORE_FORMAT_SETTING, get_setting, set_setting
 from seglake.metrics.histogram import COUNT, Histogram
-from seglake.writer import fileio, lock_rules
+from seglake.protocol.hlc import Hlc
+from seglake.writer import chunk_index, fileio, lock_rules, oplog_journal
 from seglake.writer.mutations import APPLY
+from seglake.writer.oplog_journal import HLC_SETTING, OplogJournal
 from seglake.writer.ops import BatchContext, VersionClock
 from seglake.writer.record_journal import RecordJournal
 from seglake.writer.segments import (
@@ -67,6 +70,18 @@ from seglake.writer.segments import (
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+
+
+def hlc_wall(cfg: Config) -> Callable[[], int]:
+    """The HLC's physical clock: wall milliseconds, shifted by
+    ``--test-clock-offset-ms`` in test mode only."""
+    offset = cfg.test_clock_offset_ms if failpoints.test_mode() else 0
+
+    def now_ms() -> int:
+        return time.time_ns() // 1_000_000 + offset
+
+    return now_ms
+
 
 # Passive WAL checkpoints run between batches at most this often, so the WAL
 # stays small without adding a checkpoint to any client's commit latency.
@@ -127,6 +142,16 @@ class Committer:
         self.in_flight = 0
         self.records = RecordJournal()
         self.records.install(conn)
+        # Replication (docs/design-replication.md): the site id, the HLC
+        # (never below what was persisted), the oplog triggers, and the
+        # one-time set-up of a store older than them.
+        self.site = oplog_journal.choose_site_id(conn, cfg.site_id)
+        self.hlc = Hlc(hlc_wall(cfg), int(get_setting(conn, HLC_SETTING) or 0))
+        self.hlc.start()
+        self.oplog = OplogJournal()
+        self.oplog.install(conn)
+        oplog_journal.start(conn, self.hlc, self.site)
+        chunk_index.backfill(conn)
         # Object Lock's clock and backstop triggers (seglake/writer/lock_rules.py).
         lock_rules.GUARD.install(conn)
         self.barrier = BARRIER
@@ -233,7 +258,8 @@ class Committer:
             raise WriterFatal(f"segment seal failed: {exc}") from exc
         fsync_s = time.monotonic() - fsync_started
 
-        ctx = BatchContext(self.clock)
+        ctx = BatchContext(self.clock, hlc=self.hlc, site=self.site)
+        self.oplog.reset()
         conn = self.conn
         lock_rules.GUARD.tick()  # one lock-clock reading for the whole batch
         try:
@@ -267,6 +293,8 @@ class Committer:
                     del ctx.manifests[mark:]
                     ctx.committed_ends = committed
                     m.error = exc
+            # Before the records: a state record carries its oplog stamp.
+            self.oplog.flush(conn, self.hlc, self.site)
             synced = self._append_and_flush(ctx, dirty)
             now = time.time_ns()
             for s in sealed:
@@ -286,6 +314,7 @@ class Committer:
                     (seg_id, end, end, now),
                 )
             set_setting(conn, "clock_ns", self.clock.last_ns)
+            set_setting(conn, HLC_SETTING, self.hlc.last)
             lock_rules.GUARD.persist(conn)
             if ctx.committed_ends and not self._format3:
                 # The first commit into a segment this writer created (always

@@ -91,7 +91,7 @@ from seglake.meta.live_chunks import (
     encode_part_chunks,
 )
 from seglake.meta.schema import open_read, query
-from seglake.writer import fileio
+from seglake.writer import chunk_index, fileio
 from seglake.writer.ops import BatchContext, Mutations
 from seglake.writer.record_journal import TOUCH_FN
 from seglake.writer.segments import EXIT_FATAL, SegmentStore, WriterFatal
@@ -160,6 +160,7 @@ def apply_gc_drop_segments(
             continue
         conn.execute("DELETE FROM segments WHERE id = ?", (sid,))
         deleted.append(sid)
+    chunk_index.drop_segments(conn, deleted, live)
     remaining = int(query(conn, "SELECT count(*) FROM versions WHERE state = 'DELETED'")[0][0])
     return GcDropped(
         deleted=deleted, skipped=skipped, purged_versions=len(uids), purge_remaining=remaining
@@ -172,6 +173,7 @@ def apply_gc_repoint(conn: apsw.Connection, ctx: BatchContext, a: GcRepoint) -> 
     for seg, off, length, digest, new_seg, new_off in a.moves:
         moves[(seg, off, length, digest)] = ChunkRef(new_seg, new_off, length, digest)
     old_segments = {k[0] for k in moves}
+    chunk_index.repoint(conn, moves)
     pending: list[str] = []
     versions = 0
     rows = query(

@@ -65,6 +65,7 @@ from seglake.writer import fileio
 from seglake.writer.commit import Committer
 from seglake.writer.gc_ops import SegmentGC, gc_handlers
 from seglake.writer.mutations import APPLY
+from seglake.writer.oplog_journal import SiteIdRefused
 from seglake.writer.quiesce import Quiesce
 from seglake.writer.segments import EXIT_FATAL, SegmentStore, WriterFatal, fsync_dir
 
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_level, "writer", cfg.log_format)
     try:
         writer = Writer(cfg)
-    except StoreNeedsUpgrade as exc:
+    except (StoreNeedsUpgrade, SiteIdRefused) as exc:
         log.critical("refusing to start: %s", exc)
         return 2
     except (WriterFatal, OSError, apsw.Error) as exc:

@@ -55,6 +55,7 @@ from seglake.ipc.messages import (
 from seglake.meta.schema import query
 from seglake.protocol import checksums
 from seglake.protocol.limits import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE
+from seglake.writer import chunk_index
 from seglake.writer.ops import (
     BatchContext,
     Mutations,
@@ -162,6 +163,7 @@ def apply_upload_part(conn: apsw.Connection, ctx: BatchContext, a: UploadPart) -
         (a.upload_id, number, size, a.etag, ns, msgpack.packb(sums), packed_chunks, a.sse_nonce),
     )
     ctx.reference(chunks)
+    chunk_index.add(conn, chunks)
     return PartStored(created_ns=ns)
 
 

@@ -51,16 +51,22 @@ from seglake.ipc.messages import (
     VersionMetaInit,
     Written,
 )
-from seglake.meta.schema import live_version, query
+from seglake.meta.schema import get_setting, live_version, query
 from seglake.protocol import conditions, object_lock
+from seglake.protocol.hlc import Hlc
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
-from seglake.writer import lock_rules
+from seglake.writer import chunk_index, lock_rules
 
 NULL_VERSION = "null"
 
 
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class VersionClock:
-    """Monotonic nanosecond clock for version uids and HLC values.
+    """Monotonic nanosecond clock for version uids and creation times (the
+    replication stamps come from the HLC, ``BatchContext.hlc``).
 
     Version uids are the bit-inverted clock in hex so that ascending string
     order is newest first, as S3 lists versions.
@@ -84,6 +90,10 @@ class BatchContext:
     """What the mutations of one batch accumulate for the committer."""
 
     clock: VersionClock
+    # The replication clock and this store's site id (docs/design-replication.md
+    # §1): the committer passes its own; "" = read settings['site_id'].
+    hlc: Hlc = field(default_factory=lambda: Hlc(wall_ms))
+    site: str = ""
     committed_ends: dict[int, int] = field(default_factory=dict)
     manifests: list[tuple[str, bytes]] = field(default_factory=list)  # (uid, bytes)
     unlink_after_commit: list[str] = field(default_factory=list)  # uids
@@ -93,6 +103,43 @@ class BatchContext:
             end = c.offset + c.length
             if end > self.committed_ends.get(c.segment_id, 0):
                 self.committed_ends[c.segment_id] = end
+
+    def site_id(self, conn: apsw.Connection) -> str:
+        if not self.site:
+            self.site = get_setting(conn, "site_id") or ""
+            if not self.site:
+                raise S3Error("InternalError", message="meta.db has no site id")
+        return self.site
+
+
+@dataclass(frozen=True)
+class KeyStamp:
+    """A new version's stamp, and ``prev``: the stamp of the key's current
+    version it replaces (None: the key had none)."""
+
+    hlc: int
+    site: str
+    prev: tuple[int, str] | None
+
+
+def stamp_for_key(conn: apsw.Connection, ctx: BatchContext, bucket: str, key: str) -> KeyStamp:
+    """The HLC stamp of a new local version of ``key``: above every stamp
+    any row of the key holds (the per-key rule of protocol/hlc.py, with the
+    key's newest stamp as ``prev``: a version written here is current under
+    LWW whatever the wall clock says)."""
+    rows = query(
+        conn,
+        "SELECT v.hlc, v.site FROM current c JOIN versions v ON v.id = c.version "
+        "WHERE c.bucket = ? AND c.key = ?",
+        (bucket, key),
+    )
+    prev = (int(rows[0][0]), str(rows[0][1])) if rows else None
+    top = query(
+        conn,
+        "SELECT hlc FROM versions WHERE bucket = ? AND key = ? ORDER BY hlc DESC LIMIT 1",
+        (bucket, key),
+    )
+    return KeyStamp(ctx.hlc.stamp_key(int(top[0][0]) if top else None), ctx.site_id(conn), prev)
 
 
 # A mutation: ``apply(conn, ctx, msg)``. Any: each takes its own request
@@ -189,6 +236,7 @@ def _insert_version(
     metadata, stored in the same row, so the record journal's insert
     trigger writes its version-meta record in this batch."""
     ns = ctx.clock.tick()
+    stamp = stamp_for_key(conn, ctx, bucket, key)
     value = vmeta if isinstance(vmeta, VersionMeta) or vmeta is None else from_init(vmeta, ns)
     if value is not None:
         value = (
@@ -219,14 +267,22 @@ def _insert_version(
     manifest_meta.update(
         etag=etag, created_ns=ns, delete_marker=delete_marker, s3_version_id=version_id
     )
+    # The replication stamps travel in the manifest record too, so
+    # rebuild-index restores the LWW order (design §4).
+    manifest_meta.update(
+        hlc=stamp.hlc, site=stamp.site, prev=None if stamp.prev is None else list(stamp.prev)
+    )
     manifest = encode_manifest(Manifest(bucket, key, uid, size, tuple(chunks), manifest_meta))
+    prev_hlc, prev_site = stamp.prev if stamp.prev is not None else (None, None)
     conn.execute(
         "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, state, "
-        "delete_marker, hlc, meta, manifest, vmeta, tag_count, lock_mode, lock_until_ms, "
-        "legal_hold) VALUES (?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "delete_marker, hlc, site, prev_hlc, prev_site, meta, manifest, vmeta, tag_count, "
+        "lock_mode, lock_until_ms, legal_hold) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
-            uid, bucket, key, version_id, size, etag, ns, int(delete_marker), ns,
-            msgpack.packb(meta, use_bin_type=True), manifest, *vmeta_columns(value),
+            uid, bucket, key, version_id, size, etag, ns, int(delete_marker), stamp.hlc,
+            stamp.site, prev_hlc, prev_site, msgpack.packb(meta, use_bin_type=True), manifest,
+            *vmeta_columns(value),
         ),
     )  # fmt: skip
     row_id = conn.last_insert_rowid()
@@ -237,6 +293,7 @@ def _insert_version(
     )
     ctx.manifests.append((uid, manifest))
     ctx.reference(chunks)
+    chunk_index.add(conn, chunks)
     return version_id, ns
 
 

@@ -46,7 +46,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
      "protocol.cors"),
     ("config_doc", "config",
      "each setting's help line and the effective configuration with its sources"),
-    ("meta", "errors format units", "the SQLite schema and read queries"),
+    ("meta", "errors format protocol units",
+     "the SQLite schema and read queries; replication reads answer in the wire's types"),
     ("ipc", "errors format units",
      "framing and request channels: frames are bounded by the format's chunk size, refusals "
      "travel as S3 errors"),
