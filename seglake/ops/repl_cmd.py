@@ -237,6 +237,9 @@ def repl_cmd(cfg: Config, mode: str, *, as_json: bool) -> int:
             f"or stop it to run {mode} once"
         )
         return 1
+    if mode == "repl-bootstrap":
+        # A new site starts from nothing: its data dir may not exist yet.
+        cfg.root.mkdir(parents=True, exist_ok=True)
     started = time.time()
     try:
         doc = trio.run(_offline, cfg, mode, remotes)
