@@ -44,6 +44,8 @@ KEYS = {
     "rwkey": ("rw-secret-1", "rw"),
     "replkey": ("repl-secret-1", REPL_POLICY),
     "readkey": ("read-secret-1", READ_POLICY),
+    # may replicate by its policy, but is limited to one bucket
+    "boundkey": ("bound-secret-1", REPL_POLICY),
 }
 BUCKET = "replsrc"
 OBJECTS = {f"obj-{i:02d}": (f"object {i} ".encode() * (i + 1)) for i in range(12)}
@@ -59,10 +61,14 @@ def _setup(srv: SeglakeServer) -> None:
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
+    out = cli(srv.data_dir, "keys", "allow-bucket", "--key-access", "boundkey",
+              "--key-bucket", BUCKET)  # fmt: skip
+    assert out.returncode == 0, out.stderr
 
 
 def _server(tmp: Path, name: str) -> Iterator[SeglakeServer]:
-    with SeglakeServer(tmp / name, frontends=1) as srv:
+    # A short keep-alive: the client meets connections the server closed.
+    with SeglakeServer(tmp / name, frontends=1, extra_args=["--keep-alive-timeout", "2"]) as srv:
         _setup(srv)
         yield srv
 
@@ -197,6 +203,25 @@ def test_policy_gate(src: SeglakeServer, key: str, read: int, write: int) -> Non
         assert code_of(resp) == (403, "AccessDenied")
 
 
+def test_key_limited_to_buckets_refused(src: SeglakeServer) -> None:
+    resp = raw(src, "GET", "/v1/replication/oplog", [("since", "0")], key="boundkey")
+    assert code_of(resp) == (403, "AccessDenied")
+    resp = raw(src, "POST", "/v1/replication/have", body=repl_wire.encode_digests([]),
+               key="boundkey")  # fmt: skip
+    assert code_of(resp) == (403, "AccessDenied")
+
+
+def test_client_survives_server_closing_idle_connection(src: SeglakeServer) -> None:
+    async def main(c: ReplClient) -> None:
+        await c.oplog("0", 1)
+        first = c._conn
+        await trio.sleep(3)  # past the server's keep-alive timeout
+        await c.oplog("0", 1)
+        assert c._conn is not None and c._conn is not first and c._conn.requests == 1
+
+    run(src, main)
+
+
 def test_stats_through_the_client(src: SeglakeServer) -> None:
     doc = json.loads(run(src, lambda c: c.fetch("GET", "/v1/meta/stats"), key=ACCESS_KEY))
     assert isinstance(doc, dict)
@@ -322,6 +347,24 @@ def test_chunks_verified_and_absent(src: SeglakeServer) -> None:
     big = next(e for e in whole.entries if e.key == "big")
     m = decode_manifest(big.manifest or b"", path="big", with_meta=False)
     assert b"".join(got[c.digest] for c in m.chunks) == BIG
+
+
+def test_chunks_over_one_answer(dst: SeglakeServer) -> None:
+    """More than 64 MiB asked at once: the server sends what fits and says
+    how many it left; the client asks again for those."""
+    body = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(2_200_000))
+    s3 = dst.s3()
+    s3.create_bucket(Bucket="huge")
+    s3.put_object(Bucket="huge", Key="k", Body=body)  # 70.4 MB: 17 chunks
+    entry = next(e for e in full_page(dst).entries if e.bucket == "huge" and e.op == "version")
+    m = decode_manifest(entry.manifest or b"", path="k", with_meta=False)
+    digests = [c.digest for c in m.chunks]
+    assert len(digests) == 17
+    resp = raw(dst, "GET", "/v1/replication/chunk", [("digest", d.hex()) for d in digests])
+    assert resp.status_code == 200 and resp.headers["x-seglake-chunks-left"] == "1"
+    assert len(list(repl_wire.decode_frames(resp.content, max_length=4 << 20))) == 16
+    got = run(dst, lambda c: c.chunks(digests))
+    assert b"".join(got[d] for d in digests) == body
 
 
 def test_damaged_chunk_is_not_served(dst: SeglakeServer) -> None:
