@@ -295,6 +295,8 @@ OWN_ENDPOINTS: Final[tuple[Endpoint, ...]] = (
       handler="replication.get_manifests", path="/v1/replication/manifest"),
     E("GetReplicationChunks", "GET", SERVICE, actions=("ReplicationRead",),
       handler="replication.get_chunks", path="/v1/replication/chunk"),
+    E("GetReplicationSnapshot", "GET", SERVICE, actions=("ReplicationRead",),
+      handler="repl_snapshot.get_snapshot", path="/v1/replication/snapshot"),
 )  # fmt: skip
 
 # Object Lock: a permission that is no operation of its own. A request that
