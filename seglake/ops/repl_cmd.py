@@ -173,9 +173,10 @@ async def run_bootstrap(
     pulls is retried like ``repl-pull``."""
     from seglake.repl.bootstrap import bootstrap_from
 
+    stream = client_for(cfg, remote)
     try:
         report = await bootstrap_from(
-            source, writer, cfg.db_path, remote, force=cfg.repl_bootstrap_force,
+            source, stream, writer, cfg.db_path, remote, force=cfg.repl_bootstrap_force,
             limit=cfg.repl_limit,
         )  # fmt: skip
     except Exception as exc:

@@ -164,12 +164,21 @@ async def snapshot_items(body: AsyncIterator[bytes]) -> AsyncIterator[Entry | Sn
 
 
 async def bootstrap_from(
-    source: Remote, writer: WriterPort, db_path: Path, remote: str, *, force: bool, limit: int
+    source: Remote,
+    stream: Remote,
+    writer: WriterPort,
+    db_path: Path,
+    remote: str,
+    *,
+    force: bool,
+    limit: int,
 ) -> BootstrapReport:
     """``repl-bootstrap``: stream ``GET /v1/replication/snapshot`` of
-    ``remote`` into this store, then pull until caught up."""
+    ``remote`` (through ``stream``) into this store, fetching chunks and
+    pulling through ``source`` (a client holds one connection, busy with
+    the snapshot while it streams), then pull until caught up."""
     await check_empty(db_path, force=force)
-    async with source.snapshot() as body:
+    async with stream.snapshot() as body:
         return await bootstrap(
             source, writer, db_path, remote, snapshot_items(body), force=True, limit=limit
         )
