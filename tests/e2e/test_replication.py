@@ -223,11 +223,11 @@ def test_kill_9_of_the_puller_mid_step_resumes(tmp_path: Path, point: str) -> No
              env={"SEGLAKE_FAILPOINTS": f"{point}=kill@2:{marker}"})  # fmt: skip
     with running(a):
         sa = a.s3()
-        sa.create_bucket(Bucket="kb")
+        sa.create_bucket(Bucket="killb")
         for i in range(20):
-            sa.put_object(Bucket="kb", Key=f"k{i}", Body=bytes([i]) * (300_000 + i))
+            sa.put_object(Bucket="killb", Key=f"k{i}", Body=bytes([i]) * (300_000 + i))
         with running(b):
             final = converge(a, b)
             assert marker.exists()  # the maintenance process was killed once
-            ids = [r[1] for r in final["kb"]]
+            ids = [r[1] for r in final["killb"]]
             assert len(ids) == len(set(ids)) == 20
