@@ -278,12 +278,27 @@ OWN_OPERATIONS: Final[Mapping[str, bool]] = {
 
 # The own endpoints that are served, each at one exact path. ``/v1/...``
 # cannot name a bucket (bucket names have at least three characters), so
-# these paths shadow no S3 request.
+# these paths shadow no S3 request. Each has exactly one action, an own
+# operation; several endpoints may share one (the replication endpoints
+# are all ``ReplicationRead`` or ``ReplicationWrite``).
 OWN_ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     E("GetMetaStats", "GET", SERVICE, actions=("GetMetaStats",), handler="observe.meta_stats",
       granted_by_ro=True, path="/v1/meta/stats"),
+    # Replication (docs/design-replication.md §5, frontend/replication.py).
+    E("GetReplicationOplog", "GET", SERVICE, actions=("ReplicationRead",),
+      handler="replication.get_oplog", path="/v1/replication/oplog"),
+    E("PushReplicationOplog", "POST", SERVICE, actions=("ReplicationWrite",),
+      handler="replication.push_oplog", path="/v1/replication/oplog"),
+    E("ReplicationHave", "POST", SERVICE, actions=("ReplicationWrite",),
+      handler="replication.have", path="/v1/replication/have"),
+    E("GetReplicationManifests", "GET", SERVICE, actions=("ReplicationRead",),
+      handler="replication.get_manifests", path="/v1/replication/manifest"),
+    E("GetReplicationChunks", "GET", SERVICE, actions=("ReplicationRead",),
+      handler="replication.get_chunks", path="/v1/replication/chunk"),
     E("GetMetaConflicts", "GET", SERVICE, actions=("GetMetaConflicts",),
       handler="conflicts.meta_conflicts", granted_by_ro=True, path="/v1/meta/conflicts"),
+    E("GetReplicationSnapshot", "GET", SERVICE, actions=("ReplicationRead",),
+      handler="repl_snapshot.get_snapshot", path="/v1/replication/snapshot"),
 )  # fmt: skip
 
 # Object Lock: a permission that is no operation of its own. A request that

@@ -64,6 +64,7 @@ from seglake.protocol.endpoints import (
     BUCKET,
     BYPASS_GOVERNANCE,
     ENDPOINTS,
+    OWN_ENDPOINTS,
     OWN_OPERATIONS,
     SERVICE,
 )
@@ -85,13 +86,15 @@ ACCOUNT_ID: Final = "000000000000"
 OPERATION_ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     **{e.name: e.actions for e in ENDPOINTS},
     **{name: (name,) for name in OWN_OPERATIONS},
+    # Own endpoints named apart from their action (the replication ones).
+    **{e.name: e.actions for e in OWN_ENDPOINTS},
     # A permission checked on an object, not an operation (endpoints.py).
     BYPASS_GOVERNANCE: (BYPASS_GOVERNANCE,),
 }
 # Operations that name no bucket: only a resource of "*" (or the v1
 # wildcard bucket) covers them.
 SERVICE_OPERATIONS: Final = frozenset(
-    {e.name for e in ENDPOINTS if e.target == SERVICE} | set(OWN_OPERATIONS)
+    {e.name for e in (*ENDPOINTS, *OWN_ENDPOINTS) if e.target == SERVICE} | set(OWN_OPERATIONS)
 )
 # Operations whose resource is the bucket, not an object in it.
 BUCKET_OPERATIONS: Final = frozenset(e.name for e in ENDPOINTS if e.target == BUCKET)
@@ -136,7 +139,14 @@ READ_ONLY_ACTIONS: Final = frozenset(
 # Not part of the ``rw`` shorthand: actions that change who may do what.
 # Nor bypassing GOVERNANCE retention: a leaked everyday key must not be
 # able to delete what Object Lock protects (AWS's s3:* would include it).
-RW_EXCLUDED: Final = ("PutBucketPolicy", "DeleteBucketPolicy", BYPASS_GOVERNANCE)
+# Nor replication: a ReplicationWrite key overwrites any object of any
+# bucket (last writer wins, no per-object check) and a ReplicationRead key
+# reads every bucket's oplog and chunks, so only a policy naming them
+# grants them (``seglake:ReplicationRead``), never an everyday ``rw`` key.
+RW_EXCLUDED: Final = (
+    "PutBucketPolicy", "DeleteBucketPolicy", BYPASS_GOVERNANCE, "ReplicationRead",
+    "ReplicationWrite",
+)  # fmt: skip
 # Action prefixes of the AWS-style format; Seglake's own endpoints may also
 # be named in their own namespace.
 _ACTION_PREFIXES: Final = ("s3:", "seglake:")

@@ -570,6 +570,48 @@ def _verify(
 
 
 # --------------------------------------------------------------------------
+# Client side
+
+
+def sign_request(
+    method: str,
+    raw_path: bytes,
+    query_string: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    access_key: str,
+    secret: str,
+    region: str,
+    payload_hash: str,
+    now: datetime,
+) -> list[tuple[bytes, bytes]]:
+    """The headers to add to a request so that ``authenticate`` accepts it
+    (Seglake's own clients: replication). Every header in ``headers``
+    (names lowercase, ``host`` among them) is signed, with ``x-amz-date``
+    and ``x-amz-content-sha256`` (``payload_hash``: the body's SHA-256 hex,
+    or ``UNSIGNED-PAYLOAD``). The canonical request is built by the same
+    functions the verifier uses, so the two cannot disagree."""
+    _check_payload_hash(payload_hash)
+    amz_date = datetime.fromtimestamp(int(_now_epoch(now)), UTC).strftime("%Y%m%dT%H%M%SZ")
+    date = amz_date[:8]
+    scope = f"{date}/{region}/{_SERVICE}/{_TERMINATOR}"
+    added = [(b"x-amz-date", amz_date.encode()), (b"x-amz-content-sha256", payload_hash.encode())]
+    every = [*headers, *added]
+    header_map = _header_map(every)
+    signed = sorted(header_map)
+    canonical = _canonical_headers(signed, header_map, "InvalidArgument", exempt=frozenset())
+    signed_str = ";".join(n.decode("ascii") for n in signed)
+    key = derive_signing_key(secret, date, region)
+    signature = _signature_of(
+        method, canonical_uri(raw_path), canonical_query(query_string), canonical, signed_str,
+        payload_hash, amz_date, scope, key,
+    )  # fmt: skip
+    auth = f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={signed_str}, "
+    auth += f"Signature={signature}"
+    return [*added, (b"authorization", auth.encode())]
+
+
+# --------------------------------------------------------------------------
 # Entry point
 
 

@@ -37,6 +37,8 @@ import trio
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.ipc.messages import (
+    Append,
+    Appended,
     GcDeleteSegments,
     GcDropSegments,
     GcRepoint,
@@ -69,6 +71,12 @@ class EmbeddedWriter:
             raise S3Error("AccessDenied", message=f"{msg.name} runs only through gc_step")
         result: R = await self._writer.committer.submit(msg)
         return result
+
+    async def append(self, digest: bytes, data: bytes) -> Appended:
+        """Store one chunk in the open segment, as a frontend's ``Append``
+        does (replication pulls: the caller checked its BLAKE3). It becomes
+        durable with the next committed batch, before whatever lists it."""
+        return await self._writer._append(Append(digest=digest), memoryview(data))
 
     async def gc_step(self, msg: GcStep) -> Any:
         """One GC request (``GcDeleteSegments``, ``GcRewriteChunks``); the

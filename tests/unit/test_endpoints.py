@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from seglake.errors import S3Error
 from seglake.frontend.dispatch import FAMILIES, split_handler
 from seglake.frontend.http import Request
 from seglake.frontend.router import Route, route
@@ -49,12 +50,19 @@ def test_names_are_unique() -> None:
 def test_own_endpoint_rows(e: Endpoint) -> None:
     """Seglake's own endpoints: a declared own operation, its own action,
     at a path no bucket can name (``/v1``: too short for a bucket name)."""
-    assert e.name in OWN_OPERATIONS and e.actions == (e.name,)
+    assert len(e.actions) == 1 and e.actions[0] in OWN_OPERATIONS
+    if e.name in OWN_OPERATIONS:
+        assert e.actions == (e.name,)
     assert e.target == SERVICE and e.path.startswith("/v1/")
     assert e.handler is not None
     assert route(e.method, e.path.encode(), {}) == Route(e.name, "", "")
     # virtual-hosted: the path is a key of the Host's bucket, as S3 says
-    assert route(e.method, e.path.encode(), {}, vhost_bucket="bkt").operation != e.name
+    # (or no S3 operation at all: a POST to a key is 405)
+    try:
+        vhost_op: str | None = route(e.method, e.path.encode(), {}, vhost_bucket="bkt").operation
+    except S3Error:
+        vhost_op = None
+    assert vhost_op != e.name
 
 
 @pytest.mark.parametrize("e", ENDPOINTS, ids=lambda e: e.name)
