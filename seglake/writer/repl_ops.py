@@ -139,7 +139,9 @@ def _decode(a: ReplApply) -> list[_Item]:
         try:
             items.append(_check_entry(e))
         except (BodyError, FormatError, ValueError) as exc:
-            raise _bad(f"entry {i} ({e.op} {e.bucket!r} {e.key!r} {e.uid!r}): {exc}") from None
+            raise _bad(
+                f"entry {i} ({e.op} {e.bucket!r:.80} {e.key!r:.80} {e.uid!r:.60}): {exc}"
+            ) from None
     return items
 
 
