@@ -268,7 +268,8 @@ def _move_cursor(conn: apsw.Connection, a: ReplApply, items: list[_Item], confli
         conn.execute(
             "INSERT INTO repl_remotes(remote, site, epoch, pull_cursor, last_pull_hlc, "
             "last_ok_ns, conflicts) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(remote) DO UPDATE "
-            "SET site = excluded.site, epoch = excluded.epoch, pull_cursor = excluded.pull_cursor,"
+            "SET site = coalesce(excluded.site, site), epoch = excluded.epoch, "
+            "pull_cursor = excluded.pull_cursor,"
             " last_pull_hlc = coalesce(excluded.last_pull_hlc, last_pull_hlc),"
             " last_ok_ns = excluded.last_ok_ns, last_error = NULL,"
             " conflicts = conflicts + excluded.conflicts",
