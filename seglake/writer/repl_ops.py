@@ -654,13 +654,19 @@ def _apply_bucket_gone(
     registers = query(
         conn, "SELECT 1 FROM bucket_stamps WHERE bucket = ? AND field != ?", (bucket, GONE_FIELD)
     )
-    keep = (
-        registers
-        or query(conn, "SELECT 1 FROM versions WHERE bucket = ? LIMIT 1", (bucket,))
-        or query(conn, "SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (bucket,))
-    )
+    keep = registers or query(conn, "SELECT 1 FROM versions WHERE bucket = ? LIMIT 1", (bucket,))
     if keep:
         return conflicts + (1 if _bucket_exists(conn, bucket) else 0)
+    # Uploads in progress here go with the bucket: they are this site's
+    # alone, and keeping the bucket for them would leave the sites
+    # disagreeing for good. Their parts' chunks become garbage for GC.
+    if query(conn, "SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (bucket,)):
+        conflicts += 1
+        conn.execute(
+            "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?)",
+            (bucket,),
+        )
+        conn.execute("DELETE FROM uploads WHERE bucket = ?", (bucket,))
     conn.execute("DELETE FROM current WHERE bucket = ?", (bucket,))
     conn.execute("DELETE FROM completed_uploads WHERE bucket = ?", (bucket,))
     conn.execute("DELETE FROM buckets WHERE name = ?", (bucket,))
