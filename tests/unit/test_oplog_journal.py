@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import apsw
 import msgspec
 import pytest
 
@@ -18,7 +17,7 @@ from seglake.errors import S3Error
 from seglake.meta.schema import open_write, query
 from seglake.protocol import repl_entries
 from seglake.protocol.hlc import Hlc
-from seglake.writer import ops, oplog_journal, vmeta_ops
+from seglake.writer import oplog_journal, ops, vmeta_ops
 from seglake.writer.oplog_journal import OplogJournal
 from seglake.writer.ops import BatchContext, VersionClock
 
