@@ -231,3 +231,49 @@ def test_kill_9_of_the_puller_mid_step_resumes(tmp_path: Path, point: str) -> No
             assert marker.exists()  # the maintenance process was killed once
             ids = [r[1] for r in final["killb"]]
             assert len(ids) == len(set(ids)) == 20
+
+
+def test_continuous_pull_pauses_while_quiesced(tmp_path: Path) -> None:
+    pa, pb = free_port(), free_port()
+    a = node(tmp_path, "a", pa)
+    b = node(tmp_path, "b", pb, "--repl-remote", url(pa))
+    with running(a, b):
+        sa = a.s3()
+        sa.create_bucket(Bucket="quiet")
+        converge(a, b)
+        out = seglake("maintenance", "enable", "--data-dir", str(b.data_dir))
+        assert out.returncode == 0, out.stderr
+        sa.put_object(Bucket="quiet", Key="while-quiesced", Body=b"waits")
+        deadline = time.monotonic() + 10
+        while True:
+            (task,) = b.status()["replication"]
+            if task["state"] == "paused":
+                break
+            assert time.monotonic() < deadline, task
+            time.sleep(0.2)
+        assert "quiet" not in state(b) or not state(b)["quiet"]
+        out = seglake("maintenance", "disable", "--data-dir", str(b.data_dir))
+        assert out.returncode == 0, out.stderr
+        final = converge(a, b)
+        assert [r[0] for r in final["quiet"]] == ["while-quiesced"]
+
+
+def test_usage_refusals(tmp_path: Path) -> None:
+    data = str(tmp_path / "d")
+    keys = ["-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY]
+    out = seglake("-mode", "repl-pull", "-data-dir", data, *keys)
+    assert out.returncode == 2 and "needs -repl-remote URL" in out.stderr
+    out = seglake("-mode", "repl-pull", "-data-dir", data, "-repl-remote", "http://127.0.0.1:1")
+    assert out.returncode == 2 and "-repl-access-key" in out.stderr
+    out = seglake("-mode", "repl-pull", "-data-dir", data, "-repl-remote", "http://127.0.0.1:1",
+                  "-repl-fetch-data=false", *keys)  # fmt: skip
+    assert out.returncode == 2 and "-repl-fetch-data=false is not supported" in out.stderr
+    out = seglake("-mode", "repl-pull", "-data-dir", data, "-repl-remote", "ftp://x", *keys)
+    assert out.returncode == 2 and "not an http:// or https:// URL" in out.stderr
+    # Nothing listens there: retried until -repl-retry-timeout, then exit 1.
+    started = time.monotonic()
+    out = seglake("-mode", "repl-pull", "-data-dir", data, "-repl-remote",
+                  f"http://127.0.0.1:{free_port()}", "-repl-retry-timeout", "1s",
+                  "-repl-backoff-max", "0.2", *keys)  # fmt: skip
+    assert out.returncode == 1 and "gave up" in out.stdout + out.stderr, out.stderr
+    assert time.monotonic() - started < 30
