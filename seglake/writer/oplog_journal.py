@@ -34,8 +34,10 @@ change) and the KEK id for ``kek``; ``bucket`` is "" for ``kek``.
 Suppression: the replication apply (repl-apply) writes rows a remote
 produced — the entries are inserted by it with their origin stamps — and
 must not have the triggers add local entries for the same change. It runs
-its mutation inside ``with journal.suppressed():``; touches made meanwhile
-are ignored. A bucket field it applies must also update
+its mutation inside ``with ctx.oplog.suppressed():`` (``BatchContext.oplog``
+is the committer's journal); touches made meanwhile are ignored. It also
+calls ``ctx.hlc.observe(entry.hlc)`` for each applied entry, so later local
+stamps are above it. A bucket field it applies must also update
 ``bucket_stamps`` (value included), or the next local touch of that bucket
 would announce the remote's value as a local change.
 """

@@ -93,12 +93,15 @@ class Origin:
 
     def bucket(self, bucket: str, versioning: str = "enabled") -> list[list[Any]]:
         return [
-            self._entry("bucket", bucket, None, None, re_.BucketBody("created_ns", 5)),
-            self._entry("bucket", bucket, None, None, re_.BucketBody("versioning", versioning)),
+            self._entry("bucket", bucket, None, "created_ns", re_.BucketBody("created_ns", 5)),
+            self._entry(
+                "bucket", bucket, None, "versioning", re_.BucketBody("versioning", versioning)
+            ),
         ]
 
     def field(self, bucket: str, field: str, value: Any, hlc: int | None = None) -> list[Any]:
-        return self._entry("bucket", bucket, None, None, re_.BucketBody(field, value), hlc=hlc)
+        body = re_.BucketBody(field, value)
+        return self._entry("bucket", bucket, None, field, body, hlc=hlc)
 
     def gone(self, bucket: str) -> list[Any]:
         return self._entry("bucket_gone", bucket, None, None, re_.BucketGoneBody())
@@ -194,7 +197,7 @@ def test_pull_applies_a_version_with_local_chunk_locations(conn: apsw.Connection
         (f"site:{A}", A, o.epoch, 3, 0)
     ]
     # The writer's clock saw the remote stamp.
-    assert ctx.clock.last_ns >= hlc_rules.physical_ms(T0 + 3) * 1_000_000
+    assert ctx.hlc.last >= T0 + 3
     assert query(conn, "SELECT versioning FROM buckets WHERE name = 'b'") == [("enabled",)]
 
 
@@ -390,7 +393,7 @@ def test_vmeta_before_its_version_is_taken_when_it_arrives(conn: apsw.Connection
 def test_kek_is_inserted_once(conn: apsw.Connection) -> None:
     a = Origin(A)
     body = re_.KekBody("1" * 16, b"w" * 60, "2" * 16, 7)
-    e = a._entry("kek", "-", None, None, body)
+    e = a._entry("kek", "", None, "1" * 16, body)
     run(conn, a.pull([e]))
     assert query(conn, "SELECT id, master_id FROM sse_keks") == [("1" * 16, "2" * 16)]
 
@@ -472,10 +475,12 @@ def _bad_variants(o: Origin) -> Iterator[tuple[str, list[Any]]]:
     st = o.state("b", "k", "0" * 24)
     yield "state ACTIVE", [*st[:7], re_.encode_body(re_.StateBody("ACTIVE"))]
     yield "bad versioning", o.field("b", "versioning", "maybe")
+    f = o.field("b", "policy", "p")
+    yield "bucket entry named for another field", [*f[:6], "cors", *f[7:]]
     yield "unknown field", [*o.field("b", "x", 1)[:7], b"\x82\xa5field\xa1x\xa5value\x01"]
     yield (
         "kek too short",
-        o._entry("kek", "-", None, None, re_.KekBody("1" * 16, b"w", "2" * 16, 1)),
+        o._entry("kek", "", None, "1" * 16, re_.KekBody("1" * 16, b"w", "2" * 16, 1)),
     )
     yield "bad vmeta", o.vmeta("b", "k", "0" * 24, b"\x01")
 
