@@ -44,6 +44,8 @@ import h11
 import trio
 from defusedxml import ElementTree
 
+from seglake.format.errors import FormatError
+from seglake.format.manifest import decode_manifest
 from seglake.protocol import repl_wire
 from seglake.protocol.repl_wire import OplogPage, PushBatch, PushResult, WireError
 from seglake.protocol.sigv4 import UNSIGNED_PAYLOAD, sign_request
@@ -441,7 +443,8 @@ class ReplClient:
         return missing
 
     async def manifests(self, uids: list[str]) -> dict[str, bytes]:
-        """uid → manifest bytes of the versions the remote has (others absent)."""
+        """uid → manifest bytes of the versions the remote has (others
+        absent), each checked against its own checksum."""
         found: dict[str, bytes] = {}
         wanted = list(dict.fromkeys(uids))
         step = repl_wire.MAX_MANIFEST_UIDS
@@ -452,7 +455,16 @@ class ReplClient:
                 got = repl_wire.decode_manifests(raw)
             except WireError as exc:
                 raise ReplHTTPError(0, "InvalidResponse", str(exc), retryable=False) from None
-            found.update({u: m for u, m in got.items() if u in group})
+            for uid, manifest in got.items():
+                if uid not in group:
+                    continue
+                try:
+                    # Its own checksum: damage on the way (or at the source)
+                    # is caught here, not when the writer applies it.
+                    decode_manifest(manifest, path=f"manifest {uid}", with_meta=False)
+                except FormatError as exc:
+                    raise ReplHTTPError(0, "InvalidResponse", str(exc)) from None
+                found[uid] = manifest
         return found
 
     async def chunks(self, digests: list[bytes]) -> dict[bytes, bytes]:
