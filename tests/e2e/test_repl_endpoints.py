@@ -275,6 +275,10 @@ def test_oplog_json(src: SeglakeServer) -> None:
     doc = resp.json()
     assert len(doc["entries"]) == 3 and doc["more"] is True
     assert doc["cursor"] == f"{doc['epoch']}:{doc['next']}"
+    whole = raw(src, "GET", "/v1/replication/oplog", [("format", "json")]).json()
+    version = next(e for e in whole["entries"] if e["op"] == "version")
+    assert {"version_id", "size", "etag"} <= set(version["body"])
+    assert version["manifest_bytes"] > 0
 
 
 def test_oplog_truncated_below_floor(src: SeglakeServer) -> None:
