@@ -9,6 +9,11 @@ import trio
 
 from seglake.private_files import use_private_umask
 
+# A child's exit code for "this configuration cannot start on this store"
+# (e.g. --site-id on a store with data): restarting cannot help, so the
+# supervisor stops with it instead of retrying.
+EXIT_REFUSED = 2
+
 PARENT_CHECK_INTERVAL_S = 0.5
 
 

@@ -43,7 +43,7 @@ from seglake.config import Config
 from seglake.format.errors import FormatError
 from seglake.format.layout import SEGMENT_SUFFIX, segment_file_name, segment_id_of
 from seglake.format.manifest import decode_manifest
-from seglake.format.segment import MIN_DATA_OFFSET, read_footer
+from seglake.format.segment import MIN_DATA_OFFSET, TYPE_CHUNK, header_size, read_footer, version_of
 from seglake.format.vmeta import DEFAULT as DEFAULT_VMETA
 from seglake.format.vmeta import decode_vmeta, from_body
 from seglake.meta.schema import open_read, query
@@ -125,6 +125,7 @@ def run_fsck(cfg: Config, *, all_manifests: bool = False) -> FsckReport:
         try:
             segments = _check_segments(cfg, conn, report)
             known_uids, db_manifests = _check_versions(cfg, conn, report, segments)
+            _check_chunk_index(cfg, conn, report, segments)
             db_vmeta = query(conn, "SELECT uid, bucket, key, version_id, vmeta FROM versions")
         finally:
             conn.execute("COMMIT")
@@ -249,6 +250,52 @@ def _check_versions(
                     )
         live[str(uid)] = (db_bytes, where)
     return known, live
+
+
+def _check_chunk_index(
+    cfg: Config, conn: Any, report: FsckReport, segments: dict[int, _Segment]
+) -> None:
+    """Every ``chunk_index`` entry names a chunk record with that digest
+    and length at that place (replication serves chunks from it): the
+    record header before the data is read, not the data."""
+    rows = query(conn, "SELECT digest, segment, offset, length FROM chunk_index ORDER BY segment")
+    by_segment: dict[int, list[tuple[bytes, int, int]]] = {}
+    for digest, seg_id, offset, length in rows:
+        by_segment.setdefault(int(seg_id), []).append((bytes(digest), int(offset), int(length)))
+    for seg_id, entries in by_segment.items():
+        path = segment_path(cfg, seg_id)
+        fd = -1
+        if not _chunk_problem(seg_id, MIN_DATA_OFFSET, 1, segments):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                fd = -1
+        try:
+            head = header_size(version_of(fd)) if fd >= 0 else 0
+            for digest, offset, length in entries:
+                problem = _chunk_problem(seg_id, offset, length, segments)
+                if not problem and fd >= 0:
+                    raw = os.pread(fd, head, offset - head)
+                    # A version-1 header (36 bytes) has no type byte: always a chunk.
+                    rtype = raw[36] if len(raw) > 36 else TYPE_CHUNK
+                    if (
+                        len(raw) != head
+                        or raw[:32] != digest
+                        or int.from_bytes(raw[32:36], "big") != length
+                        or rtype != TYPE_CHUNK
+                    ):
+                        problem = f"no chunk {digest.hex()} of {length} bytes at {offset}"
+                elif not problem:
+                    problem = f"segment {seg_id} cannot be opened"
+                if problem:
+                    report.errors.append(
+                        Finding(
+                            "chunk-index-wrong", problem, f"meta.db:chunk_index[{digest.hex()}]"
+                        )
+                    )
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
 
 def _chunk_problem(seg_id: int, offset: int, length: int, segments: dict[int, _Segment]) -> str:

@@ -54,7 +54,7 @@ from seglake.ipc.messages import (
     Request,
     SupervisorStats,
 )
-from seglake.lifecycle import CONFIG_FD_FLAG, MAX_CONFIG_BYTES, READY_FD_FLAG
+from seglake.lifecycle import CONFIG_FD_FLAG, EXIT_REFUSED, MAX_CONFIG_BYTES, READY_FD_FLAG
 from seglake.locks import try_lock, write_holder
 from seglake.logs import setup_logging
 from seglake.metrics.merge import Aggregate
@@ -75,6 +75,10 @@ EXTEND_EVERY_S = 10.0
 STABLE_AFTER_S = 30.0  # a child up this long resets its backoff
 HEARTBEAT_INTERVAL_S = 5.0
 KILL_GRACE_S = 5.0
+
+
+class WriterRefused(Exception):
+    """The writer exited with EXIT_REFUSED before it was ever ready."""
 
 
 class DataDirLocked(Exception):
@@ -401,6 +405,10 @@ class Supervisor:
                     announced = True
                     task_status.started()
             code = await proc.wait()
+            if child.role == "writer" and not announced and code == EXIT_REFUSED:
+                # The writer refused this configuration (its log says why):
+                # a restart would refuse again.
+                raise WriterRefused(f"the writer refused to start (exit {code}); see its log")
             child.stopped_at = time.time()
             self.stats.retire(child.name)  # its counters stay in the totals
             if child.role == "writer":
@@ -557,5 +565,13 @@ def serve(cfg: Config) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
-    trio.run(sup.run)
+    refused: list[BaseException] = []
+    try:
+        trio.run(sup.run)
+    except* WriterRefused as group:
+        refused.extend(group.exceptions)
+    if refused:
+        log.error("%s", refused[0])
+        print(f"seglake: {refused[0]}", file=sys.stderr)
+        return EXIT_REFUSED
     return 0

@@ -258,7 +258,7 @@ class Committer:
             raise WriterFatal(f"segment seal failed: {exc}") from exc
         fsync_s = time.monotonic() - fsync_started
 
-        ctx = BatchContext(self.clock, hlc=self.hlc, site=self.site)
+        ctx = BatchContext(self.clock, hlc=self.hlc, site=self.site, oplog=self.oplog)
         self.oplog.reset()
         conn = self.conn
         lock_rules.GUARD.tick()  # one lock-clock reading for the whole batch

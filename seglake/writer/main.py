@@ -57,7 +57,7 @@ from seglake.ipc.messages import (
     decode_request,
 )
 from seglake.ipc.report import report_forever
-from seglake.lifecycle import exit_when_orphaned, read_child_args
+from seglake.lifecycle import EXIT_REFUSED, exit_when_orphaned, read_child_args
 from seglake.locks import try_lock
 from seglake.logs import setup_logging
 from seglake.meta.schema import open_read, open_write
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = Writer(cfg)
     except (StoreNeedsUpgrade, SiteIdRefused) as exc:
         log.critical("refusing to start: %s", exc)
-        return 2
+        return EXIT_REFUSED
     except (WriterFatal, OSError, apsw.Error) as exc:
         # A start-up I/O error (a failed directory fsync, SQLite unable to
         # replay its WAL) is a durability failure like any other.

@@ -56,6 +56,7 @@ from seglake.protocol import conditions, object_lock
 from seglake.protocol.hlc import Hlc
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
 from seglake.writer import chunk_index, lock_rules
+from seglake.writer.oplog_journal import OplogJournal
 
 NULL_VERSION = "null"
 
@@ -94,6 +95,9 @@ class BatchContext:
     # §1): the committer passes its own; "" = read settings['site_id'].
     hlc: Hlc = field(default_factory=lambda: Hlc(wall_ms))
     site: str = ""
+    # The oplog's triggers (None outside the committer, e.g. unit tests):
+    # the replication apply runs under ``oplog.suppressed()``.
+    oplog: OplogJournal | None = None
     committed_ends: dict[int, int] = field(default_factory=dict)
     manifests: list[tuple[str, bytes]] = field(default_factory=list)  # (uid, bytes)
     unlink_after_commit: list[str] = field(default_factory=list)  # uids
