@@ -18,6 +18,7 @@ from seglake.frontend.bucket_encryption import BucketEncryptionHandlers
 from seglake.frontend.bucket_lifecycle import BucketLifecycleHandlers
 from seglake.frontend.bucket_policy import BucketPolicyHandlers
 from seglake.frontend.buckets import BucketHandlers
+from seglake.frontend.conflicts import ConflictHandlers
 from seglake.frontend.copy import CopyHandlers
 from seglake.frontend.family_base import Family, Handler
 from seglake.frontend.multidelete import MultiDeleteHandlers
@@ -53,6 +54,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "tagging": TaggingHandlers,
     "replication": ReplicationHandlers,
     "repl_snapshot": SnapshotHandlers,
+    "conflicts": ConflictHandlers,
 }
 
 

@@ -59,6 +59,7 @@ from seglake.ipc.messages import (
     Put,
     VersionMetaInit,
 )
+from seglake.meta.conflict_reads import key_has_conflict
 from seglake.meta.reads import MetaReader, VersionRow, version_tags
 from seglake.protocol import checksums, conditions
 from seglake.protocol.attributes import (
@@ -102,6 +103,8 @@ RESPONSE_OVERRIDES = {
 # An override becomes a response header; 4 KiB is far above any real
 # Content-Disposition and well under the header-section limits of clients.
 MAX_OVERRIDE_BYTES = 4 * 1024
+# Sent by GET/HEAD of a key that has versions in state CONFLICT.
+CONFLICT_HEADER = b"x-seglake-conflict"
 # RFC 7230 token: what an x-amz-meta- name may consist of.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _ENCODED_WORDS_RE = re.compile(r"^\s*(=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=\s*)+$")
@@ -455,6 +458,7 @@ class ObjectHandlers(FamilyBase):
                     headers={
                         "x-amz-delete-marker": "true", "x-amz-version-id": version_id,
                         "Last-Modified": http_date(version.created_ns), "Allow": "DELETE",
+                        **({"x-seglake-conflict": "true"} if version.state == "CONFLICT" else {}),
                     },
                 )  # fmt: skip
             return version
@@ -545,6 +549,10 @@ class ObjectHandlers(FamilyBase):
         ]
         if self._reports_version(v):
             h.append((b"x-amz-version-id", v.version_id.encode()))
+        if v.state == "CONFLICT" or key_has_conflict(self.reader.conn, v.bucket, v.key):
+            # A concurrent write on another site lost to (or is) this one
+            # (docs/design-replication.md §3); GET /v1/meta/conflicts lists it.
+            h.append((CONFLICT_HEADER, b"true"))
         if v.tag_count > 0:  # AWS sends it only for an object with tags
             h.append((b"x-amz-tagging-count", str(v.tag_count).encode()))
         for name, value in (meta.get("headers") or {}).items():

@@ -297,6 +297,8 @@ OWN_ENDPOINTS: Final[tuple[Endpoint, ...]] = (
       handler="replication.get_chunks", path="/v1/replication/chunk"),
     E("GetReplicationSnapshot", "GET", SERVICE, actions=("ReplicationRead",),
       handler="repl_snapshot.get_snapshot", path="/v1/replication/snapshot"),
+    E("GetMetaConflicts", "GET", SERVICE, actions=("GetMetaConflicts",),
+      handler="conflicts.meta_conflicts", granted_by_ro=True, path="/v1/meta/conflicts"),
 )  # fmt: skip
 
 # Object Lock: a permission that is no operation of its own. A request that

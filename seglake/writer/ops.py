@@ -55,7 +55,7 @@ from seglake.meta.schema import get_setting, live_version, query
 from seglake.protocol import conditions, object_lock
 from seglake.protocol.hlc import Hlc
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
-from seglake.writer import chunk_index, lock_rules
+from seglake.writer import chunk_index, lock_rules, lww_rows
 from seglake.writer.oplog_journal import OplogJournal
 
 NULL_VERSION = "null"
@@ -410,21 +410,9 @@ def apply_delete_version(conn: apsw.Connection, ctx: BatchContext, a: DeleteVers
     lock_rules.check_delete(conn, row_id, key, version_id, bypass=a.bypass_governance)
     with lock_rules.GUARD.bypassing(a.bypass_governance):
         conn.execute("UPDATE versions SET state = 'DELETED' WHERE id = ?", (row_id,))
-    cur = current_version(conn, bucket, key)
-    if cur is not None and cur.row_id == row_id:
-        newest = query(
-            conn,
-            "SELECT id FROM versions WHERE bucket = ? AND key = ? AND state != 'DELETED' "
-            "ORDER BY created_ns DESC LIMIT 1",
-            (bucket, key),
-        )
-        if newest:
-            conn.execute(
-                "UPDATE current SET version = ? WHERE bucket = ? AND key = ?",
-                (int(newest[0][0]), bucket, key),
-            )
-        else:
-            conn.execute("DELETE FROM current WHERE bucket = ? AND key = ?", (bucket, key))
+    # The key's current version is the newest by (hlc, site) that is not
+    # DELETED or CONFLICT: the rule every site applies (protocol/lww.py).
+    lww_rows.recompute_key(conn, bucket, key)
     return Deleted(version_id=version_id, delete_marker=marker)
 
 

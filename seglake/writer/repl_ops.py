@@ -23,8 +23,8 @@ Rules this file keeps:
   chunk locations (from the request's ``chunks`` or ``chunk_index``, by
   digest and length), written like a local version's (``ctx.manifests``).
 - **Stamps of things that have no column**: a bucket's gone stamp is kept
-  in ``bucket_stamps`` under the field ``GONE_FIELD`` (not a config field,
-  so no bucket entry can name it); the stamp of a version's vmeta is the
+  in ``bucket_stamps`` under the field ``GONE_FIELD`` (as the local journal
+  keeps it; not a config field, so no bucket entry can name it); the stamp of a version's vmeta is the
   largest ``vmeta`` entry the oplog holds for that uid (local changes are
   journalled there too), so no column is needed for it.
 - Conflicts counted: versions that became CONFLICT, a ``bucket_gone`` that
@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -68,10 +68,10 @@ from seglake.protocol.repl_entries import (
 )
 from seglake.protocol.repl_wire import MAX_PAGE_ENTRIES, OPS, Entry
 from seglake.writer import lock_rules
+from seglake.writer.lww_rows import recompute_key
+from seglake.writer.oplog_journal import GONE_FIELD
 from seglake.writer.ops import NULL_VERSION, BatchContext, Mutations, vmeta_columns
 
-# bucket_stamps.field of a bucket's gone stamp (see the top).
-GONE_FIELD: Final = "~gone"
 DIRECTIONS: Final = frozenset({"pull", "push", "bootstrap"})
 # Version uids: the writer's 16 hex digits of inverted clock, then a random
 # tail (8 hex since replication; none in stores from before it).
@@ -81,7 +81,9 @@ _KEK_WRAPPED_BYTES: Final = 60
 _MAX_BUCKET_BYTES: Final = 255
 # Keys of a manifest's meta that the writer adds itself (writer/ops.py);
 # the rest is what versions.meta holds.
-_MANIFEST_OWN_KEYS: Final = frozenset({"etag", "created_ns", "delete_marker", "s3_version_id"})
+_MANIFEST_OWN_KEYS: Final = frozenset(
+    {"etag", "created_ns", "delete_marker", "s3_version_id", "hlc", "site", "prev"}
+)
 # What the buckets columns hold when a field's register is dropped.
 _FIELD_DEFAULTS: Final[dict[str, str | int | None]] = {"versioning": "unversioned"}
 
@@ -136,7 +138,8 @@ def _check_entry(e: Entry) -> _Item:
         raise ValueError(f"unknown op {e.op!r}")
     if not (hlc_rules.valid(e.hlc) and e.hlc > 0) or not hlc_rules.valid_site(e.site):
         raise ValueError("bad stamp")
-    if not 0 < len(e.bucket.encode()) <= _MAX_BUCKET_BYTES:
+    # A KEK belongs to no bucket (its entry says "").
+    if not (0 < len(e.bucket.encode()) <= _MAX_BUCKET_BYTES or (e.op == "kek" and not e.bucket)):
         raise ValueError("bad bucket name")
     per_version = e.op in ("version", "state", "vmeta")
     if per_version and (e.key is None or e.uid is None or _UID.fullmatch(e.uid) is None):
@@ -162,9 +165,14 @@ def _check_entry(e: Entry) -> _Item:
     elif isinstance(body, VmetaBody) and body.vmeta is not None:
         decode_vmeta(body.vmeta, path=f"entry {e.uid} vmeta")
     elif isinstance(body, BucketBody):
+        # The field names the entry (oplog_identity): one stamp may change
+        # several fields of a bucket (writer/oplog_journal.py).
+        if e.uid != body.field:
+            raise ValueError("a bucket entry's uid is its field")
         _check_field_value(body)
     elif isinstance(body, KekBody) and (
-        _KEK_HEX.fullmatch(body.id) is None
+        e.uid != body.id
+        or _KEK_HEX.fullmatch(body.id) is None
         or _KEK_HEX.fullmatch(body.master_id) is None
         or len(body.wrapped) != _KEK_WRAPPED_BYTES
     ):
@@ -188,22 +196,14 @@ def _check_field_value(body: BucketBody) -> None:
 
 
 def _observe(ctx: BatchContext, stamp: int) -> None:
-    """Every later local stamp must be above what this site applied
-    (design §1). The writer's HLC comes with repl-local's clock wiring;
-    until then the batch's version clock is moved past the stamp's
-    physical time, which is what local stamps are made of meanwhile."""
-    ns = hlc_rules.physical_ms(stamp) * 1_000_000
-    if ns > ctx.clock.last_ns:
-        ctx.clock.last_ns = ns
+    """Every later local stamp must be above what this site applied (design §1)."""
+    ctx.hlc.observe(stamp)
 
 
-@contextmanager
-def _local_journal_suppressed(conn: apsw.Connection) -> Iterator[None]:
+def _local_journal_suppressed(ctx: BatchContext) -> AbstractContextManager[None]:
     """The local oplog triggers must not journal what this module applies:
-    the entry is journalled as the origin's (contract). Rewired to
-    repl-local's ``OplogJournal.suppressed()`` when that lands; until then
-    no trigger journals local mutations, so there is nothing to switch."""
-    yield
+    the entry is journalled as the origin's (writer/oplog_journal.py)."""
+    return nullcontext() if ctx.oplog is None else ctx.oplog.suppressed()
 
 
 # ---- cursors -----------------------------------------------------------------
@@ -278,7 +278,13 @@ def apply_repl(conn: apsw.Connection, ctx: BatchContext, a: ReplApply) -> ReplAp
         return ReplApplied(applied=0, skipped=len(items), conflicts=0, cursor=a.to_seq)
     chunks = {c.digest: c for c in a.chunks}
     applied = skipped = conflicts = 0
-    with _local_journal_suppressed(conn):
+    with _local_journal_suppressed(ctx):
+        # A version deleted later in this same batch needs no data either
+        # (a page or snapshot holding a put and its delete): its state is
+        # made pending before the version is met.
+        for it in items:
+            if isinstance(it.body, StateBody):
+                _pend(conn, it)
         for it in items:
             _observe(ctx, it.entry.hlc)
             if not _journal(conn, it.entry):
@@ -332,39 +338,6 @@ def _gone_stamp(conn: apsw.Connection, bucket: str) -> lww.Stamp | None:
 
 def _bucket_exists(conn: apsw.Connection, bucket: str) -> bool:
     return bool(query(conn, "SELECT 1 FROM buckets WHERE name = ?", (bucket,)))
-
-
-def recompute_key(conn: apsw.Connection, bucket: str, key: str) -> int:
-    """Set every row's ACTIVE/CONFLICT state and the key's ``current`` row
-    by ``lww.decide_key``; the number of rows that became CONFLICT."""
-    rows = query(
-        conn,
-        "SELECT id, uid, hlc, site, prev_hlc, prev_site, state, delete_marker FROM versions "
-        "WHERE bucket = ? AND key = ?",
-        (bucket, key),
-    )
-    ids: dict[str, int] = {}
-    lrows: list[lww.Row] = []
-    for row_id, uid, hlc, site, prev_hlc, prev_site, state, marker in rows:
-        ids[str(uid)] = int(row_id)
-        prev = None if prev_hlc is None else (int(prev_hlc), str(prev_site or ""))
-        lrows.append(lww.Row(str(uid), int(hlc), str(site), prev, str(state), bool(marker)))
-    verdict = lww.decide_key(lrows)
-    became_conflict = 0
-    for r in lrows:
-        new = verdict.states[r.uid]
-        if new != r.state:
-            conn.execute("UPDATE versions SET state = ? WHERE id = ?", (new, ids[r.uid]))
-            became_conflict += new == lww.CONFLICT
-    if verdict.current is None:
-        conn.execute("DELETE FROM current WHERE bucket = ? AND key = ?", (bucket, key))
-    else:
-        conn.execute(
-            "INSERT INTO current(bucket, key, version) VALUES (?, ?, ?) "
-            "ON CONFLICT(bucket, key) DO UPDATE SET version = excluded.version",
-            (bucket, key, ids[verdict.current]),
-        )
-    return became_conflict
 
 
 def _local_chunks(
@@ -425,7 +398,9 @@ def _apply_version(
         raise _bad(f"unknown bucket {e.bucket!r}")
     if query(conn, "SELECT 1 FROM versions WHERE uid = ?", (e.uid,)):
         return 0  # arrived by another route (a snapshot) under another entry
-    pending = bool(query(conn, "SELECT 1 FROM repl_pending_state WHERE uid = ?", (e.uid,)))
+    waiting = query(conn, "SELECT hlc, site FROM repl_pending_state WHERE uid = ?", (e.uid,))
+    pending = bool(waiting)
+    state_stamp = (int(waiting[0][0]), str(waiting[0][1])) if waiting else (None, None)
     # A version deleted before it arrived needs no data: it is kept as a
     # DELETED row (a tombstone for the sibling rule), without a manifest.
     refs = [] if pending else _local_chunks(conn, m, chunks)
@@ -448,14 +423,14 @@ def _apply_version(
     prev = body.prev
     conn.execute(
         "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, state, "
-        "delete_marker, hlc, site, prev_hlc, prev_site, meta, manifest, vmeta, tag_count, "
-        "lock_mode, lock_until_ms, legal_hold) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "delete_marker, hlc, site, prev_hlc, prev_site, state_hlc, state_site, meta, manifest, "
+        "vmeta, tag_count, lock_mode, lock_until_ms, legal_hold) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             e.uid, e.bucket, e.key, body.version_id, body.size, body.etag, body.created_ns,
             lww.DELETED if pending else lww.ACTIVE, int(body.delete_marker), e.hlc, e.site,
             None if prev is None else prev.hlc, None if prev is None else prev.site,
-            msgpack.packb(meta, use_bin_type=True), manifest,
+            *state_stamp, msgpack.packb(meta, use_bin_type=True), manifest,
             *vmeta_columns(None if vmeta_value is None or vmeta_value.is_default else vmeta_value),
         ),
     )  # fmt: skip
@@ -472,24 +447,47 @@ def _apply_version(
     return recompute_key(conn, e.bucket, e.key)
 
 
+def _pend(conn: apsw.Connection, it: _Item) -> None:
+    """Keep a DELETED state whose version is not here (yet). Of several
+    states of one uid the smallest stamp is kept, on every site alike."""
+    e = it.entry
+    if query(conn, "SELECT 1 FROM versions WHERE uid = ?", (e.uid,)):
+        return
+    conn.execute(
+        "INSERT INTO repl_pending_state(uid, bucket, key, hlc, site) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(uid) DO UPDATE SET hlc = excluded.hlc, site = excluded.site "
+        "WHERE (excluded.hlc, excluded.site) < (hlc, site)",
+        (e.uid, e.bucket, e.key, e.hlc, e.site),
+    )
+
+
 def _apply_state(
     conn: apsw.Connection, ctx: BatchContext, it: _Item, chunks: dict[bytes, ReplChunk]
 ) -> int:
     e = it.entry
     assert e.uid is not None and e.key is not None
-    rows = query(conn, "SELECT bucket, key, state FROM versions WHERE uid = ?", (e.uid,))
+    rows = query(
+        conn,
+        "SELECT bucket, key, state, state_hlc, state_site FROM versions WHERE uid = ?",
+        (e.uid,),
+    )
     if not rows:
-        conn.execute(
-            "INSERT OR IGNORE INTO repl_pending_state(uid, bucket, key, hlc, site) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (e.uid, e.bucket, e.key, e.hlc, e.site),
-        )
+        _pend(conn, it)
         return 0
     bucket, key, state = str(rows[0][0]), str(rows[0][1]), str(rows[0][2])
     if state == lww.DELETED:
+        # Deleted on several sites: the smallest stamp, as _pend keeps.
+        if rows[0][3] is None or it.stamp < (int(rows[0][3]), str(rows[0][4])):
+            conn.execute(
+                "UPDATE versions SET state_hlc = ?, state_site = ? WHERE uid = ?",
+                (e.hlc, e.site, e.uid),
+            )
         return 0
     with _lock_may_refuse(conn, "repl_state") as refused:
-        conn.execute("UPDATE versions SET state = 'DELETED' WHERE uid = ?", (e.uid,))
+        conn.execute(
+            "UPDATE versions SET state = 'DELETED', state_hlc = ?, state_site = ? WHERE uid = ?",
+            (e.hlc, e.site, e.uid),
+        )
     if refused:
         return 1
     return recompute_key(conn, bucket, key)

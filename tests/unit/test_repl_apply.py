@@ -93,12 +93,15 @@ class Origin:
 
     def bucket(self, bucket: str, versioning: str = "enabled") -> list[list[Any]]:
         return [
-            self._entry("bucket", bucket, None, None, re_.BucketBody("created_ns", 5)),
-            self._entry("bucket", bucket, None, None, re_.BucketBody("versioning", versioning)),
+            self._entry("bucket", bucket, None, "created_ns", re_.BucketBody("created_ns", 5)),
+            self._entry(
+                "bucket", bucket, None, "versioning", re_.BucketBody("versioning", versioning)
+            ),
         ]
 
     def field(self, bucket: str, field: str, value: Any, hlc: int | None = None) -> list[Any]:
-        return self._entry("bucket", bucket, None, None, re_.BucketBody(field, value), hlc=hlc)
+        body = re_.BucketBody(field, value)
+        return self._entry("bucket", bucket, None, field, body, hlc=hlc)
 
     def gone(self, bucket: str) -> list[Any]:
         return self._entry("bucket_gone", bucket, None, None, re_.BucketGoneBody())
@@ -194,7 +197,7 @@ def test_pull_applies_a_version_with_local_chunk_locations(conn: apsw.Connection
         (f"site:{A}", A, o.epoch, 3, 0)
     ]
     # The writer's clock saw the remote stamp.
-    assert ctx.clock.last_ns >= hlc_rules.physical_ms(T0 + 3) * 1_000_000
+    assert ctx.hlc.last >= T0 + 3
     assert query(conn, "SELECT versioning FROM buckets WHERE name = 'b'") == [("enabled",)]
 
 
@@ -347,7 +350,9 @@ def test_state_before_version_is_pending_then_absorbing(conn: apsw.Connection) -
     run(conn, a.pull([v], direction="bootstrap", to_seq=0))
     assert states(conn) == {uid: "DELETED"} and current_uid(conn, "b", "k") is None
     assert query(conn, "SELECT count(*) FROM repl_pending_state") == [(0,)]
-    assert query(conn, "SELECT manifest FROM versions") == [(None,)]
+    assert query(conn, "SELECT manifest, state_hlc, state_site FROM versions") == [
+        (None, T0 + 4, A)
+    ]
 
 
 def test_delete_state_recomputes_current(conn: apsw.Connection) -> None:
@@ -359,6 +364,9 @@ def test_delete_state_recomputes_current(conn: apsw.Connection) -> None:
     assert current_uid(conn, "b", "k") == u2
     run(conn, a.pull([a.state("b", "k", u2)], from_seq=4))
     assert current_uid(conn, "b", "k") == u1
+    assert query(conn, "SELECT state_hlc, state_site FROM versions WHERE uid = ?", (u2,)) == [
+        (T0 + 5, A)
+    ]
     # A later put of the deleted uid cannot revive it (duplicate entry).
     run(conn, a.pull([v2], direction="bootstrap", to_seq=0))
     assert states(conn)[u2] == "DELETED"
@@ -390,7 +398,7 @@ def test_vmeta_before_its_version_is_taken_when_it_arrives(conn: apsw.Connection
 def test_kek_is_inserted_once(conn: apsw.Connection) -> None:
     a = Origin(A)
     body = re_.KekBody("1" * 16, b"w" * 60, "2" * 16, 7)
-    e = a._entry("kek", "-", None, None, body)
+    e = a._entry("kek", "", None, "1" * 16, body)
     run(conn, a.pull([e]))
     assert query(conn, "SELECT id, master_id FROM sse_keks") == [("1" * 16, "2" * 16)]
 
@@ -472,10 +480,12 @@ def _bad_variants(o: Origin) -> Iterator[tuple[str, list[Any]]]:
     st = o.state("b", "k", "0" * 24)
     yield "state ACTIVE", [*st[:7], re_.encode_body(re_.StateBody("ACTIVE"))]
     yield "bad versioning", o.field("b", "versioning", "maybe")
+    f = o.field("b", "policy", "p")
+    yield "bucket entry named for another field", [*f[:6], "cors", *f[7:]]
     yield "unknown field", [*o.field("b", "x", 1)[:7], b"\x82\xa5field\xa1x\xa5value\x01"]
     yield (
         "kek too short",
-        o._entry("kek", "-", None, None, re_.KekBody("1" * 16, b"w", "2" * 16, 1)),
+        o._entry("kek", "", None, "1" * 16, re_.KekBody("1" * 16, b"w", "2" * 16, 1)),
     )
     yield "bad vmeta", o.vmeta("b", "k", "0" * 24, b"\x01")
 
@@ -507,3 +517,27 @@ def test_hostile_batch_fields(conn: apsw.Connection) -> None:
             run(conn, a)
         assert err.value.code == "ReplicationBadBatch", a
     assert checksum(conn) == before
+
+
+def test_version_deleted_later_in_the_same_batch_needs_no_data(conn: apsw.Connection) -> None:
+    a, b = Origin(A), Origin(B, start=T0 + 100)
+    bucket = a.bucket("b")
+    v, uid, _ = a.version("b", "k", [b"never fetched"])
+    gone = a.state("b", "k", uid)
+    reply = run(conn, a.pull([*bucket, v, gone]))  # no chunk locations given
+    assert (reply.applied, reply.conflicts) == (4, 0)
+    assert query(conn, "SELECT state, manifest, state_hlc FROM versions") == [
+        ("DELETED", None, T0 + 4)
+    ]
+    assert query(conn, "SELECT count(*) FROM repl_pending_state") == [(0,)]
+    # Deleted on another site too, later: the first (smallest) stamp stays.
+    run(conn, b.pull([b.state("b", "k", uid)]))
+    assert query(conn, "SELECT state_hlc, state_site FROM versions") == [(T0 + 4, A)]
+    # ... and an earlier one replaces it, as on every other site.
+    run(
+        conn,
+        b.pull(
+            [b._entry("state", "b", "k", uid, re_.StateBody("DELETED"), hlc=T0 + 2)], from_seq=1
+        ),
+    )
+    assert query(conn, "SELECT state_hlc, state_site FROM versions") == [(T0 + 2, B)]
