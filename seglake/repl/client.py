@@ -44,6 +44,8 @@ import h11
 import trio
 from defusedxml import ElementTree
 
+from seglake.format.errors import FormatError
+from seglake.format.manifest import decode_manifest
 from seglake.protocol import repl_wire
 from seglake.protocol.repl_wire import OplogPage, PushBatch, PushResult, WireError
 from seglake.protocol.sigv4 import UNSIGNED_PAYLOAD, sign_request
@@ -185,8 +187,8 @@ class _Connection:
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     async def aclose(self) -> None:
-        with trio.move_on_after(1):
-            await self.stream.aclose()
+        # Forcefully: no TLS close_notify exchange, and safe under cancellation.
+        await trio.aclose_forcefully(self.stream)
 
 
 class Response:
@@ -259,18 +261,29 @@ class ReplClient:
     # ---- connection and one exchange ----------------------------------
     async def _connect(self) -> _Connection:
         t = self.target
+        tcp: trio.SocketStream | None = None
+        connected = False
         try:
             with trio.fail_after(self.timeout):
                 tcp = await trio.open_tcp_stream(t.host, t.port)
-                stream: trio.abc.Stream = tcp
-                if self._ssl is not None:
-                    tls = trio.SSLStream(tcp, self._ssl, server_hostname=t.host,
-                                         https_compatible=True)  # fmt: skip
-                    await tls.do_handshake()
-                    stream = tls
+                if self._ssl is None:
+                    connected = True
+                    return _Connection(tcp)
+                tls = trio.SSLStream(tcp, self._ssl, server_hostname=t.host,
+                                     https_compatible=True)  # fmt: skip
+                await tls.do_handshake()
+                connected = True
+                return _Connection(tls)
         except (OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
+            cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                # The remote's certificate is not trusted: waiting will not
+                # change that (--repl-ca-file, or the remote's certificate).
+                raise ReplHTTPError(0, "TLSError", str(cause), retryable=False) from exc
             raise _broken(exc) from exc
-        return _Connection(stream)
+        finally:
+            if not connected and tcp is not None:
+                await trio.aclose_forcefully(tcp)
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -354,6 +367,9 @@ class ReplClient:
                     if isinstance(exc, ReplHTTPError):
                         raise
                     raise _broken(exc) from exc
+                except BaseException:
+                    await self._drop()  # cancelled mid-exchange: state unknown
+                    raise
                 break
             conn.requests += 1
             try:
@@ -427,7 +443,8 @@ class ReplClient:
         return missing
 
     async def manifests(self, uids: list[str]) -> dict[str, bytes]:
-        """uid → manifest bytes of the versions the remote has (others absent)."""
+        """uid → manifest bytes of the versions the remote has (others
+        absent), each checked against its own checksum."""
         found: dict[str, bytes] = {}
         wanted = list(dict.fromkeys(uids))
         step = repl_wire.MAX_MANIFEST_UIDS
@@ -438,7 +455,16 @@ class ReplClient:
                 got = repl_wire.decode_manifests(raw)
             except WireError as exc:
                 raise ReplHTTPError(0, "InvalidResponse", str(exc), retryable=False) from None
-            found.update({u: m for u, m in got.items() if u in group})
+            for uid, manifest in got.items():
+                if uid not in group:
+                    continue
+                try:
+                    # Its own checksum: damage on the way (or at the source)
+                    # is caught here, not when the writer applies it.
+                    decode_manifest(manifest, path=f"manifest {uid}", with_meta=False)
+                except FormatError as exc:
+                    raise ReplHTTPError(0, "InvalidResponse", str(exc)) from None
+                found[uid] = manifest
         return found
 
     async def chunks(self, digests: list[bytes]) -> dict[bytes, bytes]:
