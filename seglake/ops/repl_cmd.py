@@ -165,6 +165,39 @@ async def run_push(cfg: Config, writer: WriterPort, remote: str, dest: Remote) -
     return status
 
 
+async def run_bootstrap(
+    cfg: Config, writer: WriterPort, remote: str, source: Remote
+) -> dict[str, Any]:
+    """The snapshot, then pulls until caught up; a failure of the snapshot
+    is final (run it again with -repl-bootstrap-force), one of the catch-up
+    pulls is retried like ``repl-pull``."""
+    from seglake.repl.bootstrap import bootstrap_from
+
+    stream = client_for(cfg, remote)
+    try:
+        report = await bootstrap_from(
+            source, stream, writer, cfg.db_path, remote, force=cfg.repl_bootstrap_force,
+            limit=cfg.repl_limit,
+        )  # fmt: skip
+    except Exception as exc:
+        from seglake.repl.runner import classify
+
+        failure = classify(exc)
+        if failure is None:
+            raise
+        raise S3Error(
+            "InternalError"
+            if failure.status in (0,) or failure.status >= 500
+            else "InvalidRequest",
+            message=f"bootstrap from {remote} failed: {failure}",
+        ) from None
+    doc = report.as_dict()
+    if report.catch_up.more:
+        status = await run_pull(cfg, writer, remote, source)
+        doc["catch_up_more"] = status.as_dict(time.time())
+    return doc
+
+
 def _summary(mode: str, status: TaskStatus) -> str:
     moved = "received" if status.direction == "pull" else "sent"
     nbytes = status.bytes_in if status.direction == "pull" else status.bytes_out
@@ -205,6 +238,9 @@ def repl_cmd(cfg: Config, mode: str, *, as_json: bool) -> int:
             f"or stop it to run {mode} once"
         )
         return 1
+    if mode == "repl-bootstrap":
+        # A new site starts from nothing: its data dir may not exist yet.
+        cfg.root.mkdir(parents=True, exist_ok=True)
     started = time.time()
     try:
         doc = trio.run(_offline, cfg, mode, remotes)
@@ -250,8 +286,10 @@ async def _run_all(
         client = client_for(cfg, remote)
         try:
             if mode == "repl-bootstrap":
-                # The snapshot codec (protocol/repl_snapshot.py) is not merged yet.
-                raise S3Error("NotImplemented", message="repl-bootstrap is not wired yet")
+                report = await run_bootstrap(cfg, writer, remote, client)
+                doc["remotes"].append({"remote": remote, **report})
+                doc["lines"].append(f"{mode} {remote}: {json.dumps(report, sort_keys=True)}")
+                continue
             status = TaskStatus(remote, "pull" if mode == "repl-pull" else "push")
             try:
                 if mode == "repl-pull":

@@ -31,6 +31,7 @@ import trio
 from seglake.errors import S3Error
 from seglake.meta.repl_remote_reads import store_is_empty
 from seglake.meta.schema import open_read
+from seglake.protocol.repl_snapshot import SnapshotDecoder, SnapshotEnd
 from seglake.protocol.repl_wire import Entry
 from seglake.repl import plan
 from seglake.repl.port import Remote, WriterPort
@@ -91,14 +92,14 @@ async def bootstrap(
     force: bool,
     limit: int,
 ) -> BootstrapReport:
-    """Apply the snapshot ``items`` (``Entry``... then one end item with
-    ``epoch``, ``seq``, ``site``), set the pull cursor, pull until caught up."""
+    """Apply the snapshot ``items`` (``Entry``... then ``SnapshotEnd``), set
+    the pull cursor there, pull until caught up."""
     await check_empty(db_path, force=force)
     report = BootstrapReport()
     batch: list[Entry] = []
     batch_bytes = 0
     numbered = 0
-    end: Any = None
+    end: SnapshotEnd | None = None
 
     async def flush() -> None:
         nonlocal batch, batch_bytes
@@ -113,7 +114,7 @@ async def bootstrap(
     async for item in items:
         if end is not None:
             raise S3Error("ReplicationBadBatch", message="snapshot items after its end")
-        if not isinstance(item, Entry):
+        if isinstance(item, SnapshotEnd):
             end = item
             continue
         # Snapshot entries have no seq of their own (0): number them so a
@@ -149,3 +150,35 @@ def _merge(total: StepReport, step: StepReport) -> None:
     total.last_hlc = max(total.last_hlc, step.last_hlc)
     total.epoch, total.cursor, total.head = step.epoch, step.cursor, step.head
     total.head_hlc, total.more, total.remote_site = step.head_hlc, step.more, step.remote_site
+
+
+async def snapshot_items(body: AsyncIterator[bytes]) -> AsyncIterator[Entry | SnapshotEnd]:
+    """The items of a snapshot body as it streams in (decoded by
+    ``protocol/repl_snapshot.py``, which bounds each item and refuses a
+    truncated stream)."""
+    decoder = SnapshotDecoder()
+    async for piece in body:
+        for item in decoder.feed(piece):
+            yield item
+    decoder.close()
+
+
+async def bootstrap_from(
+    source: Remote,
+    stream: Remote,
+    writer: WriterPort,
+    db_path: Path,
+    remote: str,
+    *,
+    force: bool,
+    limit: int,
+) -> BootstrapReport:
+    """``repl-bootstrap``: stream ``GET /v1/replication/snapshot`` of
+    ``remote`` (through ``stream``) into this store, fetching chunks and
+    pulling through ``source`` (a client holds one connection, busy with
+    the snapshot while it streams), then pull until caught up."""
+    await check_empty(db_path, force=force)
+    async with stream.snapshot() as body:
+        return await bootstrap(
+            source, writer, db_path, remote, snapshot_items(body), force=True, limit=limit
+        )
