@@ -96,6 +96,20 @@ def converge(*nodes: SeglakeServer, timeout: float = CONVERGE_S) -> dict[str, An
         time.sleep(0.3)
 
 
+def validate(a: SeglakeServer, b: SeglakeServer) -> None:
+    """repl-validate --deep over the two data dirs: buckets, fields, versions,
+    states, stamps and chunk digests identical."""
+    deadline = time.monotonic() + CONVERGE_S
+    while True:
+        out = seglake("-mode", "repl-validate", "-data-dir", str(a.data_dir), "-repl-other",
+                      str(b.data_dir), "--deep")  # fmt: skip
+        if out.returncode == 0:
+            return
+        # A bucket field or state may still be on its way after listings agree.
+        assert out.returncode == 1 and time.monotonic() < deadline, out.stdout + out.stderr
+        time.sleep(0.3)
+
+
 def multipart(s3: Any, bucket: str, key: str, parts: list[bytes]) -> None:
     up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
     done = []
@@ -178,6 +192,7 @@ def test_two_sites_converge_one_shot_then_continuous(tmp_path: Path) -> None:
         a = restart(a)
         handles.append(a)
         converge(a, b)
+        validate(a, b)
         status = a.status()
         (pull_task,) = status["replication"]
         assert pull_task["direction"] == "pull" and pull_task["remote"] == url(pb)
@@ -211,6 +226,7 @@ def test_bootstrap_then_push_both_ways(tmp_path: Path) -> None:
             final = converge(a, c)
             keys = {r[0] for r in final["src"]}
             assert {"from-a", "from-c", "k03", "k29"} <= keys
+            validate(a, c)
 
 
 @pytest.mark.parametrize("point", ["repl.after_chunks_before_apply",
@@ -221,16 +237,18 @@ def test_kill_9_of_the_puller_mid_step_resumes(tmp_path: Path, point: str) -> No
     marker = tmp_path / "fired"
     b = node(tmp_path, "b", pb, "--repl-remote", url(pa), "--repl-limit", "5",
              env={"SEGLAKE_FAILPOINTS": f"{point}=kill@2:{marker}"})  # fmt: skip
-    with running(a):
+    # Both start before A has anything to pull: the harness's start-up
+    # checks ask B's maintenance process, which the failpoint kills later.
+    with running(a, b):
         sa = a.s3()
         sa.create_bucket(Bucket="killb")
         for i in range(20):
             sa.put_object(Bucket="killb", Key=f"k{i}", Body=bytes([i]) * (300_000 + i))
-        with running(b):
-            final = converge(a, b)
-            assert marker.exists()  # the maintenance process was killed once
-            ids = [r[1] for r in final["killb"]]
-            assert len(ids) == len(set(ids)) == 20
+        final = converge(a, b)
+        assert marker.exists()  # the maintenance process was killed once
+        ids = [r[1] for r in final["killb"]]
+        assert len(ids) == len(set(ids)) == 20
+        validate(a, b)
 
 
 def test_continuous_pull_pauses_while_quiesced(tmp_path: Path) -> None:
