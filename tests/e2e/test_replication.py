@@ -155,7 +155,10 @@ def test_two_sites_converge_one_shot_then_continuous(tmp_path: Path) -> None:
         sa.delete_object(Bucket="shared", Key="k2")  # a delete marker
         sa.put_object(Bucket="shared", Key="big", Body=bytes(range(256)) * (6 * MIB // 256))
         multipart(sa, "shared", "mp", [b"x" * 65536, b"y" * 65536, b"z" * 100])
+        sa.put_bucket_tagging(Bucket="shared", Tagging={"TagSet": [{"Key": "t", "Value": "a"}]})
         sb.create_bucket(Bucket="bonly")
+        sb.create_bucket(Bucket="short-lived")
+        sb.delete_bucket(Bucket="short-lived")
         sb.put_object(Bucket="bonly", Key="kb", Body=b"from b")
         v = sb.put_object(Bucket="bonly", Key="gone", Body=b"deleted soon")["VersionId"]
         sb.delete_object(Bucket="bonly", Key="gone", VersionId=v)
@@ -179,7 +182,8 @@ def test_two_sites_converge_one_shot_then_continuous(tmp_path: Path) -> None:
         assert next(r for r in final["shared"] if r[0] == "k1" and r[2])[5] == len(
             b"newest, from b"
         )
-        assert "bonly" in final and "shared" in final
+        assert "bonly" in final and "shared" in final and "short-lived" not in final
+        assert b.s3().get_bucket_tagging(Bucket="shared")["TagSet"] == [{"Key": "t", "Value": "a"}]
 
         # Push from A (one-shot is refused while A runs; use B's view of A).
         refused = seglake("-mode", "repl-push", "-data-dir", str(a.data_dir), "-repl-remote",
@@ -218,6 +222,12 @@ def test_bootstrap_then_push_both_ways(tmp_path: Path) -> None:
         again = seglake("-mode", "repl-bootstrap", "-data-dir", str(cdir), "-repl-remote", url(pa),
                         "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
         assert again.returncode == 1 and "repl-bootstrap-force" in again.stderr
+        # The pull cursor is stored now: -repl-since may not move it.
+        epoch = report["cursor"].split(":")[0]
+        moved = seglake("-mode", "repl-pull", "-data-dir", str(cdir), "-repl-remote", url(pa),
+                        "-repl-since", f"{epoch}:0", "-repl-access-key", ACCESS_KEY,
+                        "-repl-secret-key", SECRET_KEY)  # fmt: skip
+        assert moved.returncode == 2 and "it moves only with the entries" in moved.stderr
         c = node(tmp_path, "c", pc, "--repl-remote", url(pa))
         with running(c):
             sc = c.s3()
@@ -295,3 +305,48 @@ def test_usage_refusals(tmp_path: Path) -> None:
                   "-repl-backoff-max", "0.2", *keys)  # fmt: skip
     assert out.returncode == 1 and "gave up" in out.stdout + out.stderr, out.stderr
     assert time.monotonic() - started < 30
+
+
+def test_bootstrap_while_the_source_takes_writes(tmp_path: Path) -> None:
+    import threading
+
+    pa, pc = free_port(), free_port()
+    a = node(tmp_path, "a", pa)
+    with running(a):
+        sa = a.s3(max_attempts=3)
+        sa.create_bucket(Bucket="busy")
+        for i in range(40):
+            sa.put_object(Bucket="busy", Key=f"before-{i:03d}", Body=bytes([i % 256]) * 20_000)
+        stop = threading.Event()
+        written: list[str] = []
+
+        def writer() -> None:
+            s3 = a.s3(max_attempts=3)
+            for i in range(2000):
+                if stop.is_set():
+                    return
+                key = f"during-{i:04d}"
+                s3.put_object(Bucket="busy", Key=key, Body=key.encode() * 500)
+                written.append(key)
+                time.sleep(0.01)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            time.sleep(0.3)
+            doc = repl_once("repl-bootstrap", tmp_path / "c", url(pa), "-repl-limit", "20")
+        finally:
+            stop.set()
+            t.join(30)
+        assert written and doc["remotes"][0]["snapshot"]["entries"] >= 40
+        c = node(tmp_path, "c", pc, "--repl-remote", url(pa))
+        with running(c):
+            converge(a, c)
+            validate(a, c)
+            deadline = time.monotonic() + CONVERGE_S
+            while True:
+                (task,) = c.status()["replication"]
+                if task["backlog_entries"] == 0 and task["lag_seconds"] == 0.0:
+                    break
+                assert time.monotonic() < deadline, task
+                time.sleep(0.2)
