@@ -102,6 +102,10 @@ async def push_step(
     _row, own_site, own_epoch, cursor, page = await trio.to_thread.run_sync(
         _local_page, db_path, remote, limit, remote_site or None
     )
+    if remote_site == own_site:
+        raise S3Error(
+            "InvalidArgument", message=f"{remote} is this very site ({own_site}): not pushing"
+        )
     report = StepReport(
         epoch=own_epoch, cursor=cursor, head=page.head, head_hlc=page.head_hlc, more=page.more,
         remote_site=remote_site,

@@ -280,6 +280,8 @@ def test_continuous_pull_pauses_while_quiesced(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, task
             time.sleep(0.2)
         assert "quiet" not in state(b) or not state(b)["quiet"]
+        shown = seglake("status", "--data-dir", str(b.data_dir))
+        assert shown.returncode == 0 and "replication" in shown.stdout and "paused" in shown.stdout
         out = seglake("maintenance", "disable", "--data-dir", str(b.data_dir))
         assert out.returncode == 0, out.stderr
         final = converge(a, b)
