@@ -42,7 +42,11 @@ MODES = (
     "lifecycle-plan", "lifecycle-run",
     # a version-1 store into segment format 2 (seglake/writer/upgrade.py)
     "upgrade",
+    # one-shot replication (seglake/ops/repl_cmd.py)
+    "repl-pull", "repl-push", "repl-bootstrap",
 )  # fmt: skip
+# Settings whose flag may be given several times (joined as a comma list).
+REPEATABLE = frozenset({"repl_remote"})
 DEFAULT_WAIT_TIMEOUT_S = 60.0  # how long `maintenance enable|disable` waits for the state
 
 
@@ -97,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
-        if FIELD_TYPES[f.name] is bool:
+        if f.name in REPEATABLE:
+            settings.add_argument(
+                flag, dest=f.name, action="append", default=None, help=flag_help(f.name)
+            )
+        elif FIELD_TYPES[f.name] is bool:
             settings.add_argument(
                 flag, dest=f.name, nargs="?", const="true", default=None,
                 metavar="BOOL", help=flag_help(f.name),
@@ -109,9 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setting_flags(args: argparse.Namespace) -> dict[str, str | bool]:
     """The settings given as flags on this command line."""
-    return {
-        f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None
-    }
+    out: dict[str, str | bool] = {}
+    for f in fields(Config):
+        value = getattr(args, f.name)
+        if isinstance(value, list):
+            value = ",".join(value)
+        if value is not None:
+            out[f.name] = value
+    return out
 
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, Config]:
@@ -232,6 +245,10 @@ def run(argv: list[str]) -> int:
         if mode == "lifecycle-plan":
             return lifecycle_plan_cmd(cfg, target, as_json=args.json)
         return lifecycle_run_cmd(cfg, target, as_json=args.json)
+    if mode in ("repl-pull", "repl-push", "repl-bootstrap"):
+        from seglake.ops.repl_cmd import repl_cmd
+
+        return repl_cmd(cfg, mode, as_json=args.json)
     print(f"seglake: unknown mode {mode!r} (available: {', '.join(MODES)})", file=sys.stderr)
     return 2
 
@@ -278,6 +295,21 @@ def render_status(result: dict[str, Any]) -> None:
     from seglake.ops.toolbox_cmds import render_runs
 
     render_runs(console, result.get("runs") or [])
+    repl = result.get("replication") or []
+    if repl:
+        table = Table(
+            "remote", "direction", "state", "cursor", "backlog", "lag s", "entries", "conflicts",
+            "last error", title="replication",
+        )  # fmt: skip
+        for r in repl:
+            lag = r.get("lag_seconds")
+            table.add_row(
+                str(r.get("remote")), str(r.get("direction")), str(r.get("state")),
+                f"{r.get('epoch')}:{r.get('cursor')}", str(r.get("backlog_entries")),
+                "?" if lag is None else f"{lag:.1f}", str(r.get("entries")),
+                str(r.get("conflicts")), str(r.get("last_error") or ""),
+            )  # fmt: skip
+        console.print(table)
 
 
 if __name__ == "__main__":

@@ -199,6 +199,34 @@ class Config:
     # (HLC) only, for the skew tests; it is refused unless SEGLAKE_TEST_MODE=1.
     site_id: str = ""
     test_clock_offset_ms: int = 0
+    # Replication (seglake/repl/, docs/replication.md). ``repl_remote``: the
+    # other sites' S3 URLs (comma list; the flag may be repeated), pulled
+    # from (and pushed to, with repl_push) by the maintenance process of
+    # ``serve``, or by the one-shot modes repl-pull / repl-push /
+    # repl-bootstrap. The key must be allowed ReplicationRead (pull) /
+    # ReplicationWrite (push) on the remote. A step repeats every interval
+    # when caught up; a failure backs off exponentially with full jitter up
+    # to the backoff max; a one-shot run gives up after repl_retry_timeout
+    # of failing. repl_limit / repl_push_limit: entries per oplog page.
+    repl_remote: str = ""
+    repl_access_key: str = ""
+    repl_secret_key: str = ""
+    repl_region: str = "us-east-1"
+    repl_pull: bool = True
+    repl_push: bool = False
+    repl_interval: float = 5.0
+    repl_backoff_max: float = 60.0
+    repl_retry_timeout: float = 60.0
+    repl_since: str = ""
+    repl_limit: int = 1000
+    repl_watch: bool = False
+    repl_fetch_data: bool = True
+    repl_push_since: str = ""
+    repl_push_limit: int = 1000
+    repl_push_watch: bool = False
+    repl_push_interval: float = 5.0
+    repl_push_backoff_max: float = 60.0
+    repl_bootstrap_force: bool = False
 
     @property
     def lifecycle_day_ns(self) -> int:
@@ -290,6 +318,11 @@ class Config:
     def domain_list(self) -> tuple[str, ...]:
         """Base domains for virtual-hosted style, lowercase, no leading dot."""
         return tuple(d.lstrip(".").rstrip(".") for d in csv_list(self.domains.lower()))
+
+    @property
+    def repl_remotes(self) -> tuple[str, ...]:
+        """The replication remotes (``--repl-remote``), each once, in order."""
+        return tuple(dict.fromkeys(r.rstrip("/") for r in csv_list(self.repl_remote)))
 
     @property
     def if_match_bucket_set(self) -> frozenset[str]:
@@ -484,6 +517,20 @@ def validate(cfg: Config) -> None:
     CorsPolicy.from_config(cfg)  # raises ValueError on a bad origin/method/header
     if cfg.site_id and not _SITE_ID_RE.fullmatch(cfg.site_id):
         raise ValueError("site-id must be 16 lowercase hex characters")
+    validate_repl(cfg)
+
+
+def validate_repl(cfg: Config) -> None:
+    for url in cfg.repl_remotes:
+        if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", url):
+            raise ValueError(f"repl-remote: {url!r} is not an http:// or https:// URL")
+    for name in ("repl_interval", "repl_backoff_max", "repl_retry_timeout",
+                 "repl_push_interval", "repl_push_backoff_max"):  # fmt: skip
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name.replace('_', '-')} must not be negative")
+    for name in ("repl_limit", "repl_push_limit"):
+        if not 1 <= getattr(cfg, name) <= 10_000:
+            raise ValueError(f"{name.replace('_', '-')} must be 1..10000")
 
 
 _DOMAIN_RE: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")

@@ -15,7 +15,7 @@ from typing import Any, Final
 from seglake.config import FIELD_TYPES, Config, env_name, read_secrets_file
 
 # Settings whose value is never printed.
-SECRET_FIELDS: Final = frozenset({"secret_key"})
+SECRET_FIELDS: Final = frozenset({"secret_key", "repl_secret_key"})
 REDACTED: Final = "<redacted>"
 
 HELP: Final[dict[str, str]] = {
@@ -84,6 +84,25 @@ HELP: Final[dict[str, str]] = {
     "gc_pause_file": "while this file exists GC pauses ('' = DATA_DIR/.seglake-gc-pause)",
     "sse_master_key_file": "the SSE master key file; back it up ('' = DATA_DIR/.seglake-sse.master)",
     "sse_c_allow_http": "accept SSE-C customer keys over plain HTTP (tests only; AWS refuses)",
+    "repl_remote": "replication remotes: S3 URLs of other sites (comma list; flag repeatable)",
+    "repl_access_key": "access key this site signs replication requests with",
+    "repl_secret_key": "its secret key (put it in --secrets-file, not on a command line)",
+    "repl_region": "SigV4 region of the replication remotes",
+    "repl_pull": "serve: pull from every repl-remote continuously",
+    "repl_push": "serve: push to every repl-remote continuously",
+    "repl_interval": "seconds between pull steps once caught up",
+    "repl_backoff_max": "longest wait between retries of a failing pull",
+    "repl_retry_timeout": "one-shot modes give up after failing this long",
+    "repl_since": "repl-pull: start at this cursor (EPOCH:SEQ) when none is stored",
+    "repl_limit": "oplog entries per pulled page (1..10000)",
+    "repl_watch": "repl-pull: keep pulling every repl-interval instead of exiting",
+    "repl_fetch_data": "fetch object data with the metadata (false is refused: see docs)",
+    "repl_push_since": "repl-push: start at this seq of our oplog when none is stored",
+    "repl_push_limit": "oplog entries per pushed page (1..10000)",
+    "repl_push_watch": "repl-push: keep pushing every repl-push-interval instead of exiting",
+    "repl_push_interval": "seconds between push steps once caught up",
+    "repl_push_backoff_max": "longest wait between retries of a failing push",
+    "repl_bootstrap_force": "repl-bootstrap: apply the snapshot even if the store is not empty",
 }
 
 

@@ -66,11 +66,15 @@ class LogState:
     # Every manifest record seen, per uid (fsck compares each with meta.db).
     manifest_copies: dict[str, list[ManifestAt]] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)
+    # uid -> (hlc, site) of its last state record, when that record has them.
+    state_stamps: dict[str, tuple[int, str]] = field(default_factory=dict)
     # uid -> the body of its last version-meta record (records.vmeta_body).
     vmeta: dict[str, dict[str, Any]] = field(default_factory=dict)
     # KEK id -> the body of its last key record (records.key_body).
     keks: dict[str, dict[str, Any]] = field(default_factory=dict)
     buckets: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # None: gone
+    # name -> (hlc, site) of a bucket-gone record that carries its stamp.
+    gone_stamps: dict[str, tuple[int, str]] = field(default_factory=dict)
     segments: list[SegmentInfo] = field(default_factory=list)
     records: int = 0
     problems: list[str] = field(default_factory=list)
@@ -164,11 +168,19 @@ def _replay_one(fd: int, path: Path, state: LogState) -> None:
         elif kind == KIND_KEY:
             _key_record(state, body)
         elif kind == KIND_STATE:
-            state.states[str(body["uid"])] = str(body["state"])
+            uid = str(body["uid"])
+            state.states[uid] = str(body["state"])
+            stamp = (body.get("hlc"), body.get("site"))
+            if isinstance(stamp[0], int) and isinstance(stamp[1], str):
+                state.state_stamps[uid] = (stamp[0], stamp[1])
+            else:
+                state.state_stamps.pop(uid, None)
         elif kind == KIND_BUCKET:
             state.buckets[str(body["name"])] = body
         elif kind == KIND_BUCKET_GONE:
             state.buckets[str(body["name"])] = None
+            if isinstance(body.get("hlc"), int) and isinstance(body.get("site"), str):
+                state.gone_stamps[str(body["name"])] = (int(body["hlc"]), str(body["site"]))
 
 
 def _key_record(state: LogState, body: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from seglake.frontend.object_lock import ObjectLockHandlers
 from seglake.frontend.objects import ObjectHandlers
 from seglake.frontend.observe import ObserveHandlers
 from seglake.frontend.postobject import PostObjectHandlers
+from seglake.frontend.repl_snapshot import SnapshotHandlers
 from seglake.frontend.replication import ReplicationHandlers
 from seglake.frontend.tagging import TaggingHandlers
 from seglake.frontend.versioning import VersioningHandlers
@@ -53,6 +54,7 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "tagging": TaggingHandlers,
     "replication": ReplicationHandlers,
     "conflicts": ConflictHandlers,
+    "repl_snapshot": SnapshotHandlers,
 }
 
 

@@ -641,6 +641,34 @@ class ReplApply(Request[ReplApplied], frozen=True):
     remote_site: str = ""
 
 
+class ReplSetPushCursor(Request[Done], frozen=True):
+    """Raise ``repl_remotes.push_cursor`` of ``remote`` after the remote
+    acknowledged our entries up to ``cursor`` of our oplog ``epoch``
+    (seglake/writer/repl_cursor_ops.py). Within one epoch the cursor only
+    moves forward unless ``rewind``; ``bytes_out`` is added to the remote's counter."""
+
+    name: ClassVar[str] = "repl_set_push_cursor"
+    remote: str
+    epoch: str
+    cursor: int
+    last_push_hlc: int = 0
+    bytes_out: int = 0
+    remote_site: str = ""
+    # The remote lost our cursor (ReplicationGap): move back to ``cursor``.
+    rewind: bool = False
+
+
+class ReplNoteRemote(Request[Done], frozen=True):
+    """Record the outcome of a replication step for ``remote`` that is not
+    itself a cursor move: ``error`` (None = leave, "" = clear) into
+    ``repl_remotes.last_error``; ``bytes_in`` added to its counter."""
+
+    name: ClassVar[str] = "repl_note_remote"
+    remote: str
+    error: str | None = None
+    bytes_in: int = 0
+
+
 class Pong(Reply, frozen=True):
     pid: int
     uptime: float
@@ -894,7 +922,7 @@ WRITER: Final = Service(
     SetBucketPolicy, SetBucketLifecycle, SetBucketCors, SetVersionMeta, SetBucketConfig,
     LifecycleExpire, RecordOpRun, SetMaintenance,
     MpuGcAbort, DbReindex, Ping, Status, MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
-    GcRepoint, EnsureKek, RewrapKeks, ReplApply,
+    GcRepoint, EnsureKek, RewrapKeks, ReplApply, ReplSetPushCursor, ReplNoteRemote,
 )  # fmt: skip
 SUPERVISOR: Final = Service("supervisor", ListProcesses, Report, SupervisorStats)
 # The admin socket: ``stats`` typed; its older commands (each carrying the

@@ -49,6 +49,7 @@ from seglake.ipc.messages import (
 )
 from seglake.lifecycle import exit_when_orphaned, read_child_args
 from seglake.logs import setup_logging
+from seglake.maintenance.repl_tasks import ReplTasks
 from seglake.maintenance.scheduler import Scheduler
 from seglake.meta.maintenance_reads import recent_runs
 from seglake.metrics import view
@@ -66,6 +67,7 @@ class Maintenance:
         self.token = cfg.admin_token_path.read_text().strip()
         self.started = time.time()
         self.scheduler = Scheduler(cfg, self._writer_call)
+        self.repl = ReplTasks(cfg)
 
     async def _writer_call(self, msg: Request[R]) -> R:
         return await call_service(str(self.cfg.writer_socket), msg)
@@ -87,6 +89,7 @@ class Maintenance:
             "store": store,
             "runs": runs,
             "schedules": self.scheduler.describe(),
+            "replication": self.repl.describe(),
         }
 
     async def stats(self) -> dict[str, Any]:
@@ -112,7 +115,7 @@ class Maintenance:
             runs = []
         return view.build(
             now=time.time(), version=seglake_version(), supervisor=sup, store=store, runs=runs,
-            disk=disk_state(self.cfg),
+            disk=disk_state(self.cfg), replication=self.repl.describe(),
         )  # fmt: skip
 
     async def maintenance(self, action: Any) -> dict[str, Any]:
@@ -171,6 +174,7 @@ class Maintenance:
             nursery.start_soon(exit_when_orphaned)
             nursery.start_soon(trio.serve_listeners, conn, [trio.SocketListener(sock)])
             nursery.start_soon(self.scheduler.run)  # MPU-GC and scrub (scheduler.py)
+            nursery.start_soon(self.repl.run)  # pull/push per --repl-remote (repl_tasks.py)
             log.info("maintenance ready; admin socket %s", path)
             import signal
 

@@ -229,7 +229,9 @@ MIGRATIONS: Final[list[str]] = [
     # exactly (rank within a millisecond in ns order); with the stamp's site
     # and the stamp of the key's current version when the version was
     # written (prev_*: what the sibling rule of seglake/protocol/lww.py
-    # compares). The site id of this store is chosen here for stores that
+    # compares). state_hlc/state_site: the stamp of the version's DELETED
+    # state (its oplog 'state' entry; kept in state records so rebuild-index
+    # restores it). The site id of this store is chosen here for stores that
     # predate it; the writer may still replace it while the store is empty.
     # oplog: every replicated mutation in local commit order (seq is the
     # paging cursor; oplog_identity makes applying a relayed entry
@@ -241,6 +243,8 @@ MIGRATIONS: Final[list[str]] = [
     ALTER TABLE versions ADD COLUMN site TEXT NOT NULL DEFAULT '';
     ALTER TABLE versions ADD COLUMN prev_hlc INTEGER;
     ALTER TABLE versions ADD COLUMN prev_site TEXT;
+    ALTER TABLE versions ADD COLUMN state_hlc INTEGER;
+    ALTER TABLE versions ADD COLUMN state_site TEXT;
     UPDATE versions SET hlc = ranked.stamp FROM (
         SELECT id, ((hlc / 1000000) << 16)
             | min(ROW_NUMBER() OVER (PARTITION BY hlc / 1000000 ORDER BY hlc, id) - 1, 65535)

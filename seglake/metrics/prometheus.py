@@ -183,6 +183,32 @@ def render(doc: dict[str, Any]) -> str:
             [({"process": p.get("name")}, float(p[key])) for p in procs
              if p.get(key) is not None],
         )  # fmt: skip
+    repl = doc.get("replication") or []
+    for name, kind, key, text in (
+        (
+            "seglake_repl_backlog_entries",
+            "gauge",
+            "backlog_entries",
+            "Oplog entries not yet replicated (remote head minus cursor).",
+        ),
+        (
+            "seglake_repl_lag_seconds",
+            "gauge",
+            "lag_seconds",
+            "Now minus the physical time of the last replicated stamp (0 when caught up).",
+        ),
+        ("seglake_repl_last_hlc", "gauge", "last_hlc", "Last pulled/pushed HLC stamp."),
+        ("seglake_repl_entries_total", "counter", "entries", "Oplog entries replicated."),
+        ("seglake_repl_conflicts_total", "counter", "conflicts", "Versions that became CONFLICT."),
+        ("seglake_repl_bytes_in_total", "counter", "bytes_in", "Chunk bytes pulled."),
+        ("seglake_repl_bytes_out_total", "counter", "bytes_out", "Chunk bytes pushed."),
+        ("seglake_repl_failures", "gauge", "failures", "Consecutive failed steps."),
+    ):
+        out.metric(
+            name, kind, text,
+            [({"remote": r.get("remote"), "direction": r.get("direction")}, float(r[key]))
+             for r in repl if isinstance(r, dict) and r.get(key) is not None],
+        )  # fmt: skip
     disk = doc.get("disk") or {}
     out.metric("seglake_disk_free_bytes", "gauge", "Free bytes on the data dir's file system.",
                [({}, disk.get("free_bytes"))])  # fmt: skip

@@ -65,6 +65,7 @@ def build(
     store: dict[str, Any],
     runs: list[dict[str, Any]],
     disk: dict[str, Any],
+    replication: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     errors: list[str] = []
     for name, part in (("supervisor", supervisor), ("writer", store)):
@@ -130,13 +131,15 @@ def build(
                 "fsync_seconds": wr.get("fsync_seconds") or {},
             },
         },
+        # replication tasks of the maintenance process, one per remote and
+        # direction (seglake/repl/runner.py TaskStatus)
+        "replication": replication or [],
         "maintenance_state": maint.get("state"),
         "maintenance_updated_at": maint.get("since"),
         "write_inflight": maint.get("write_in_flight", store.get("write_in_flight")),
         "maintenance_transitions": maint.get("history", []),
         "processes": supervisor.get("processes", []),
         "disk": disk,
-        "replication": {},  # no replication yet: one entry per remote once it exists
     }
 
 

@@ -61,7 +61,8 @@ from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
 from seglake.format.vmeta import decode_vmeta, encode_vmeta, from_body
 from seglake.meta.schema import open_write, set_setting
-from seglake.writer.embedded import sync_dir
+from seglake.protocol.repl_entries import BUCKET_FIELDS as BUCKET_STAMP_FIELDS
+from seglake.writer.embedded import backfill_chunk_index, regenerate_oplog, sync_dir
 
 # The bucket settings kept as text columns and in bucket records, after
 # versioning (records.BUCKET_TEXT_FIELDS).
@@ -71,6 +72,9 @@ BUCKET_TEXT_COLUMNS = (
 # Keys the writer adds to a version's meta when it writes the manifest
 # (ops._insert_version); the versions.meta column holds the meta without them.
 MANIFEST_ONLY_META = ("etag", "created_ns", "delete_marker", "s3_version_id")
+# The replication stamps the writer adds to the manifest meta (also kept
+# out of versions.meta; restored into versions.hlc/site/prev_*).
+MANIFEST_STAMP_META = ("hlc", "site", "prev")
 NULL_VERSION = "null"
 
 
@@ -110,6 +114,9 @@ class _Version:
     meta: dict[str, Any]
     manifest: bytes
     state: str = "ACTIVE"
+    hlc: int | None = None
+    site: str | None = None
+    prev: tuple[int, str] | None = None
 
 
 def _versions(log: LogState, report: RebuildReport) -> list[_Version]:
@@ -125,6 +132,7 @@ def _versions(log: LogState, report: RebuildReport) -> list[_Version]:
             continue
         meta = dict(m.meta)
         extra = {k: meta.pop(k, None) for k in MANIFEST_ONLY_META}
+        hlc, site, prev = (meta.pop(k, None) for k in MANIFEST_STAMP_META)
         created = extra["created_ns"]
         if not isinstance(created, int) or not isinstance(extra["s3_version_id"], str):
             report.manifests_skipped += 1
@@ -142,6 +150,16 @@ def _versions(log: LogState, report: RebuildReport) -> list[_Version]:
                 delete_marker=bool(extra["delete_marker"]),
                 meta=meta,
                 manifest=at.data,
+                hlc=hlc if isinstance(hlc, int) and isinstance(site, str) else None,
+                site=site if isinstance(hlc, int) and isinstance(site, str) else None,
+                prev=(
+                    (prev[0], prev[1])
+                    if isinstance(prev, list)
+                    and len(prev) == 2
+                    and isinstance(prev[0], int)
+                    and isinstance(prev[1], str)
+                    else None
+                ),
             )
         )
     out.sort(key=lambda v: (v.created_ns, v.uid))
@@ -193,11 +211,20 @@ def build_database(
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{target}{suffix}")
+    site = _old_site_id(cfg)
     conn = open_write(str(target))
     try:
+        if site is not None:
+            with conn:
+                set_setting(conn, "site_id", site)
+        else:
+            report.notes.append(
+                "the old database's site id could not be read: this store has a new one"
+            )
         _fill(conn, buckets, states, versions, segments, report, record_ends)
         _fill_keks(conn, log.keks, report)
         _fill_vmeta(conn, log, report)
+        _fill_replication(conn, log, buckets, report)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         # A self-contained file: no -wal of its own to be mixed up with the
         # old database's during the swap.
@@ -288,14 +315,18 @@ def _fill(
                 and newest_null[(v.bucket, v.key)] != v.uid
             ):
                 state = "DELETED"
+            # A manifest without stamps (written before replication) gets
+            # one from its creation time below, as migration 10 did.
+            prev_hlc, prev_site = v.prev if v.prev is not None else (None, None)
             conn.execute(
                 "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, "
-                "state, delete_marker, hlc, meta, manifest) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "state, delete_marker, hlc, site, prev_hlc, prev_site, meta, manifest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     v.uid, v.bucket, v.key, v.version_id, v.size, v.etag, v.created_ns, state,
-                    int(v.delete_marker), v.created_ns, msgpack.packb(v.meta, use_bin_type=True),
-                    v.manifest,
+                    int(v.delete_marker), v.created_ns if v.hlc is None else v.hlc,
+                    "" if v.site is None else v.site, prev_hlc, prev_site,
+                    msgpack.packb(v.meta, use_bin_type=True), v.manifest,
                 ),
             )  # fmt: skip
             row_id = conn.last_insert_rowid()
@@ -335,6 +366,83 @@ def _fill(
     report.notes.append(
         "not restored (database only): open multipart uploads, API keys, ops_runs history, "
         "maintenance state (starts off); DAMAGED marks survive only as state records"
+    )
+
+
+def _old_site_id(cfg: Config) -> str | None:
+    """The site id of the database being replaced, if it can be read: a
+    rebuilt store keeps its identity (its writes carry it)."""
+    if not cfg.db_path.exists():
+        return None
+    try:
+        conn = apsw.Connection(str(cfg.db_path), flags=apsw.SQLITE_OPEN_READONLY)
+    except apsw.Error:
+        return None
+    try:
+        rows = conn.execute("SELECT value FROM settings WHERE name = 'site_id'").fetchall()
+    except apsw.Error:
+        return None
+    finally:
+        conn.close()
+    return str(rows[0][0]) if rows else None
+
+
+def _fill_replication(
+    conn: apsw.Connection,
+    log: LogState,
+    buckets: dict[str, dict[str, Any]],
+    report: RebuildReport,
+) -> None:
+    """The replication state (docs/design-replication.md §4): version stamps
+    (those the manifests lacked, from their creation time in the order
+    migration 10 uses), DELETED states' stamps, bucket registers, the chunk
+    index, and a new oplog (one entry per row, HLC order) under a new
+    epoch, with settings['hlc'] at the largest stamp."""
+    site = str(conn.execute("SELECT value FROM settings WHERE name = 'site_id'").fetchall()[0][0])
+    with conn:
+        conn.execute(
+            "UPDATE versions SET hlc = ranked.stamp, site = ? FROM ("
+            "  SELECT id, ((hlc / 1000000) << 16)"
+            "    | min(ROW_NUMBER() OVER (PARTITION BY hlc / 1000000 ORDER BY hlc, id) - 1, 65535)"
+            "    AS stamp FROM versions WHERE site = ''"
+            ") AS ranked WHERE versions.id = ranked.id",
+            (site,),
+        )
+        for uid, (hlc, origin) in log.state_stamps.items():
+            conn.execute(
+                "UPDATE versions SET state_hlc = ?, state_site = ? WHERE uid = ? "
+                "AND state = 'DELETED'",
+                (hlc, origin, uid),
+            )
+        for name, body in buckets.items():
+            stamps = body.get("stamps")
+            if not isinstance(stamps, dict):
+                continue
+            for field_name, stamp in stamps.items():
+                value_col = field_name if field_name in BUCKET_STAMP_FIELDS else None
+                if value_col is None or not (
+                    isinstance(stamp, list) and len(stamp) == 2 and isinstance(stamp[0], int)
+                ):
+                    continue
+                conn.execute(
+                    f"INSERT INTO bucket_stamps(bucket, field, hlc, site, value) "
+                    f"SELECT name, ?, ?, ?, {value_col} FROM buckets WHERE name = ?",
+                    (field_name, stamp[0], str(stamp[1]), name),
+                )
+        for name, (hlc, origin) in log.gone_stamps.items():
+            # Kept after a re-creation too, as the writer keeps it.
+            conn.execute(
+                "INSERT INTO bucket_stamps(bucket, field, hlc, site, value) "
+                "VALUES (?, '_gone', ?, ?, NULL)",
+                (name, hlc, origin),
+            )
+    backfill_chunk_index(conn)
+    entries = regenerate_oplog(
+        conn, site=site, state_stamps={u: s for u, s in log.state_stamps.items()}
+    )
+    report.notes.append(
+        f"replication: {entries} oplog entries regenerated under a new epoch (remotes "
+        "restart their cursors at 0 of it; applying is idempotent)"
     )
 
 
@@ -406,7 +514,8 @@ def _dump(path: Path) -> dict[str, dict[Any, Any]]:
                 for r in conn.execute(
                     "SELECT uid, bucket, key, version_id, size, etag, created_ns, state, "
                     "delete_marker, meta, manifest, vmeta, tag_count, lock_mode, lock_until_ms, "
-                    "legal_hold FROM versions"
+                    "legal_hold, hlc, site, prev_hlc, prev_site, state_hlc, state_site "
+                    "FROM versions"
                 )
             }
             current = {
@@ -423,13 +532,17 @@ def _dump(path: Path) -> dict[str, dict[Any, Any]]:
                 r[0]: tuple(r[1:])
                 for r in conn.execute("SELECT id, wrapped, master_id, created_ns FROM sse_keks")
             }
+            stamps = {
+                (r[0], r[1]): tuple(r[2:])
+                for r in conn.execute("SELECT bucket, field, hlc, site, value FROM bucket_stamps")
+            }
         finally:
             conn.execute("COMMIT")
     finally:
         conn.close()
     return {
         "buckets": buckets, "versions": versions, "current": current, "segments": segments,
-        "sse_keks": keks,
+        "sse_keks": keks, "bucket_stamps": stamps,
     }  # fmt: skip
 
 
@@ -453,7 +566,7 @@ def compare_databases(original: Path, rebuilt: Path) -> tuple[int, list[str]]:
     a, b = _dump(original), _dump(rebuilt)
     count = 0
     listed: list[str] = []
-    for table in ("buckets", "versions", "current", "segments", "sse_keks"):
+    for table in ("buckets", "versions", "current", "segments", "sse_keks", "bucket_stamps"):
         for k in sorted(a[table].keys() | b[table].keys(), key=repr):
             left, right = a[table].get(k), b[table].get(k)
             if left == right:

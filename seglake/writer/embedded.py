@@ -37,6 +37,8 @@ import trio
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.ipc.messages import (
+    Append,
+    Appended,
     GcDeleteSegments,
     GcDropSegments,
     GcRepoint,
@@ -45,7 +47,9 @@ from seglake.ipc.messages import (
     Request,
 )
 from seglake.locks import offline_lock
-from seglake.writer import fileio
+from seglake.meta.schema import set_setting
+from seglake.protocol.repl_entries import Stamp
+from seglake.writer import chunk_index, fileio, oplog_journal
 from seglake.writer.gc_ops import handle_request
 from seglake.writer.main import StoreNeedsUpgrade, Writer
 from seglake.writer.segments import WriterFatal
@@ -67,6 +71,12 @@ class EmbeddedWriter:
             raise S3Error("AccessDenied", message=f"{msg.name} runs only through gc_step")
         result: R = await self._writer.committer.submit(msg)
         return result
+
+    async def append(self, digest: bytes, data: bytes) -> Appended:
+        """Store one chunk in the open segment, as a frontend's ``Append``
+        does (replication pulls: the caller checked its BLAKE3). It becomes
+        durable with the next committed batch, before whatever lists it."""
+        return await self._writer._append(Append(digest=digest), memoryview(data))
 
     async def gc_step(self, msg: GcStep) -> Any:
         """One GC request (``GcDeleteSegments``, ``GcRewriteChunks``); the
@@ -142,3 +152,27 @@ def sync_dir(path: Path) -> None:
     registry (``fileio.py``), for offline tools that place files themselves
     (rebuild-index, snapshot)."""
     fileio.fsync_dir(path, "dir.fsync")
+
+
+# For rebuild-index (seglake/ops/rebuild.py): the derived replication tables
+# of a database it built, made by the writer's own code.
+def backfill_chunk_index(conn: apsw.Connection) -> int:
+    return chunk_index.backfill(conn)
+
+
+def regenerate_oplog(
+    conn: apsw.Connection, *, site: str, state_stamps: dict[str, tuple[int, str]]
+) -> int:
+    """A new oplog of every row (one entry each, HLC order) under a new
+    epoch; settings['hlc'] raised to the largest stamp."""
+    stamps = {uid: Stamp(h, s) for uid, (h, s) in state_stamps.items()}
+    with conn:
+        conn.execute("DELETE FROM oplog")
+        n = oplog_journal.regenerate(conn, site=site, state_stamps=stamps)
+        top: Any = conn.execute(
+            "SELECT max(ifnull((SELECT max(hlc) FROM oplog), 0), "
+            "ifnull((SELECT max(hlc) FROM bucket_stamps), 0))"
+        ).fetchall()[0][0]
+        set_setting(conn, oplog_journal.HLC_SETTING, int(top))
+        set_setting(conn, oplog_journal.EPOCH_SETTING, oplog_journal.new_epoch())
+    return n

@@ -16,7 +16,7 @@ from seglake.errors import S3Error
 from seglake.ipc.messages import Done, RecordOpRun, RunRecorded, SetMaintenance
 from seglake.meta.maintenance_state import MAINTENANCE_SETTING
 from seglake.meta.schema import set_setting
-from seglake.writer import admin_ops
+from seglake.writer import admin_ops, repl_cursor_ops
 from seglake.writer.key_ops import KEY_MUTATIONS
 from seglake.writer.ops import BatchContext, Mutations
 
@@ -51,7 +51,9 @@ APPLY: Final[Mutations] = {
     SetMaintenance: apply_set_maintenance,
 }
 
-# Mutations the quiesce gate never refuses: they change no object data.
+# Mutations the quiesce gate never refuses: they change no object data
+# (replication's cursor/status bookkeeping included).
 INTERNAL: Final = frozenset(
-    {"mark_damaged", *(t.name for t in APPLY), *KEY_MUTATIONS, *admin_ops.INTERNAL}
-)
+    {"mark_damaged", *(t.name for t in APPLY), *KEY_MUTATIONS, *admin_ops.INTERNAL,
+     *(t.name for t in repl_cursor_ops.APPLY)}
+)  # fmt: skip

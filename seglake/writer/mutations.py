@@ -20,6 +20,7 @@ from seglake.writer import (
     maintenance_ops,
     multipart_ops,
     ops,
+    repl_cursor_ops,
     repl_ops,
     sse_ops,
     versioning_ops,
@@ -51,6 +52,7 @@ APPLY: Final[dict[type[Request[Any]], Apply]] = _merge(
     sse_ops.APPLY,
     vmeta_ops.APPLY,
     repl_ops.APPLY,
+    repl_cursor_ops.APPLY,
 )
 # The wire names of the mutations (the quiesce gate decides by name).
 MUTATION_NAMES: Final = frozenset(kind.name for kind in APPLY)

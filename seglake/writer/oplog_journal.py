@@ -198,7 +198,12 @@ class OplogJournal:
         if not rows or rows[0][2] != "DELETED":
             return 0
         body = encode_body(StateBody("DELETED"))
-        conn.execute(_INSERT, (hlc.tick(), site, "state", rows[0][0], rows[0][1], uid, body))
+        stamp = hlc.tick()
+        conn.execute(_INSERT, (stamp, site, "state", rows[0][0], rows[0][1], uid, body))
+        # No trigger watches these columns; the state record reads them.
+        conn.execute(
+            "UPDATE versions SET state_hlc = ?, state_site = ? WHERE uid = ?", (stamp, site, uid)
+        )
         return 1
 
     @staticmethod
@@ -300,14 +305,20 @@ def regenerate(conn: apsw.Connection, *, site: str, state_stamps: dict[str, Stam
         body = encode_body(KekBody(str(kek_id), bytes(wrapped), str(master), int(created)))
         entries.append((from_ns(int(created)), site, 1, "kek", "", None, str(kek_id), body))
     for row in query(
-        conn, f"SELECT uid, bucket, key, hlc, site, state, {_VERSION_COLS} FROM versions"
+        conn,
+        "SELECT uid, bucket, key, hlc, site, state, state_hlc, state_site, "
+        f"{_VERSION_COLS} FROM versions",
     ):
-        uid, bucket, key, at, origin, state, *cols = row
+        uid, bucket, key, at, origin, state, state_hlc, state_site, *cols = row
         entries.append(
             (int(at), str(origin), 2, "version", bucket, key, uid, encode_body(version_body(cols)))
         )
         if state == "DELETED":
-            s = state_stamps.get(str(uid), Stamp(int(at), str(origin)))
+            s = (
+                Stamp(int(state_hlc), str(state_site))
+                if state_hlc is not None
+                else state_stamps.get(str(uid), Stamp(int(at), str(origin)))
+            )
             body = encode_body(StateBody("DELETED"))
             entries.append((s.hlc, s.site, 4, "state", bucket, key, uid, body))
     entries.sort(key=lambda e: (e[0], e[1], e[2]))

@@ -95,21 +95,38 @@ def bucket_record(conn: apsw.Connection, name: str) -> tuple[int, bytes]:
     rows: list[Any] = conn.execute(
         f"SELECT {_BUCKET_COLUMNS} FROM buckets WHERE name = ?", (name,)
     ).fetchall()
+    # The replication registers (bucket_stamps): {field: [hlc, site]}.
+    found: list[Any] = conn.execute(
+        "SELECT field, hlc, site FROM bucket_stamps WHERE bucket = ?", (name,)
+    ).fetchall()
+    stamps = {str(f): [int(h), str(s)] for f, h, s in found}
     if not rows:
-        return TYPE_BUCKET, encode_record(KIND_BUCKET_GONE, {"name": name})
+        gone: dict[str, Any] = {"name": name}
+        if "_gone" in stamps:
+            gone.update(hlc=stamps["_gone"][0], site=stamps["_gone"][1])
+        return TYPE_BUCKET, encode_record(KIND_BUCKET_GONE, gone)
     created, versioning, policy, lifecycle, cors, tags, acl, ownership, lock, enc = rows[0]
     body = bucket_body(
         name, int(created), str(versioning), policy, lifecycle, cors,
         tags=tags, acl=acl, ownership=ownership, object_lock=lock, encryption=enc,
     )  # fmt: skip
+    stamps.pop("_gone", None)
+    if stamps:
+        body["stamps"] = stamps
     return TYPE_BUCKET, encode_record(KIND_BUCKET, body)
 
 
 def state_record(conn: apsw.Connection, uid: str) -> tuple[int, bytes]:
-    """The version-state record of ``uid`` (PURGED if no row)."""
-    found: list[Any] = conn.execute("SELECT state FROM versions WHERE uid = ?", (uid,)).fetchall()
+    """The version-state record of ``uid`` (PURGED if no row); a DELETED
+    state carries its replication stamp (``hlc``, ``site``) when it has one."""
+    found: list[Any] = conn.execute(
+        "SELECT state, state_hlc, state_site FROM versions WHERE uid = ?", (uid,)
+    ).fetchall()
     state = str(found[0][0]) if found else "PURGED"
-    return TYPE_STATE, encode_record(KIND_STATE, {"uid": uid, "state": state})
+    body: dict[str, Any] = {"uid": uid, "state": state}
+    if found and state == "DELETED" and found[0][1] is not None:
+        body.update(hlc=int(found[0][1]), site=str(found[0][2]))
+    return TYPE_STATE, encode_record(KIND_STATE, body)
 
 
 def vmeta_record(conn: apsw.Connection, uid: str) -> tuple[int, bytes] | None:

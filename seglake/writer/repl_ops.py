@@ -279,6 +279,12 @@ def apply_repl(conn: apsw.Connection, ctx: BatchContext, a: ReplApply) -> ReplAp
     chunks = {c.digest: c for c in a.chunks}
     applied = skipped = conflicts = 0
     with _local_journal_suppressed(ctx):
+        # A version deleted later in this same batch needs no data either
+        # (a page or snapshot holding a put and its delete): its state is
+        # made pending before the version is met.
+        for it in items:
+            if isinstance(it.body, StateBody):
+                _pend(conn, it)
         for it in items:
             _observe(ctx, it.entry.hlc)
             if not _journal(conn, it.entry):
@@ -392,7 +398,9 @@ def _apply_version(
         raise _bad(f"unknown bucket {e.bucket!r}")
     if query(conn, "SELECT 1 FROM versions WHERE uid = ?", (e.uid,)):
         return 0  # arrived by another route (a snapshot) under another entry
-    pending = bool(query(conn, "SELECT 1 FROM repl_pending_state WHERE uid = ?", (e.uid,)))
+    waiting = query(conn, "SELECT hlc, site FROM repl_pending_state WHERE uid = ?", (e.uid,))
+    pending = bool(waiting)
+    state_stamp = (int(waiting[0][0]), str(waiting[0][1])) if waiting else (None, None)
     # A version deleted before it arrived needs no data: it is kept as a
     # DELETED row (a tombstone for the sibling rule), without a manifest.
     refs = [] if pending else _local_chunks(conn, m, chunks)
@@ -415,14 +423,14 @@ def _apply_version(
     prev = body.prev
     conn.execute(
         "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, state, "
-        "delete_marker, hlc, site, prev_hlc, prev_site, meta, manifest, vmeta, tag_count, "
-        "lock_mode, lock_until_ms, legal_hold) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "delete_marker, hlc, site, prev_hlc, prev_site, state_hlc, state_site, meta, manifest, "
+        "vmeta, tag_count, lock_mode, lock_until_ms, legal_hold) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             e.uid, e.bucket, e.key, body.version_id, body.size, body.etag, body.created_ns,
             lww.DELETED if pending else lww.ACTIVE, int(body.delete_marker), e.hlc, e.site,
             None if prev is None else prev.hlc, None if prev is None else prev.site,
-            msgpack.packb(meta, use_bin_type=True), manifest,
+            *state_stamp, msgpack.packb(meta, use_bin_type=True), manifest,
             *vmeta_columns(None if vmeta_value is None or vmeta_value.is_default else vmeta_value),
         ),
     )  # fmt: skip
@@ -439,24 +447,47 @@ def _apply_version(
     return recompute_key(conn, e.bucket, e.key)
 
 
+def _pend(conn: apsw.Connection, it: _Item) -> None:
+    """Keep a DELETED state whose version is not here (yet). Of several
+    states of one uid the smallest stamp is kept, on every site alike."""
+    e = it.entry
+    if query(conn, "SELECT 1 FROM versions WHERE uid = ?", (e.uid,)):
+        return
+    conn.execute(
+        "INSERT INTO repl_pending_state(uid, bucket, key, hlc, site) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(uid) DO UPDATE SET hlc = excluded.hlc, site = excluded.site "
+        "WHERE (excluded.hlc, excluded.site) < (hlc, site)",
+        (e.uid, e.bucket, e.key, e.hlc, e.site),
+    )
+
+
 def _apply_state(
     conn: apsw.Connection, ctx: BatchContext, it: _Item, chunks: dict[bytes, ReplChunk]
 ) -> int:
     e = it.entry
     assert e.uid is not None and e.key is not None
-    rows = query(conn, "SELECT bucket, key, state FROM versions WHERE uid = ?", (e.uid,))
+    rows = query(
+        conn,
+        "SELECT bucket, key, state, state_hlc, state_site FROM versions WHERE uid = ?",
+        (e.uid,),
+    )
     if not rows:
-        conn.execute(
-            "INSERT OR IGNORE INTO repl_pending_state(uid, bucket, key, hlc, site) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (e.uid, e.bucket, e.key, e.hlc, e.site),
-        )
+        _pend(conn, it)
         return 0
     bucket, key, state = str(rows[0][0]), str(rows[0][1]), str(rows[0][2])
     if state == lww.DELETED:
+        # Deleted on several sites: the smallest stamp, as _pend keeps.
+        if rows[0][3] is None or it.stamp < (int(rows[0][3]), str(rows[0][4])):
+            conn.execute(
+                "UPDATE versions SET state_hlc = ?, state_site = ? WHERE uid = ?",
+                (e.hlc, e.site, e.uid),
+            )
         return 0
     with _lock_may_refuse(conn, "repl_state") as refused:
-        conn.execute("UPDATE versions SET state = 'DELETED' WHERE uid = ?", (e.uid,))
+        conn.execute(
+            "UPDATE versions SET state = 'DELETED', state_hlc = ?, state_site = ? WHERE uid = ?",
+            (e.hlc, e.site, e.uid),
+        )
     if refused:
         return 1
     return recompute_key(conn, bucket, key)

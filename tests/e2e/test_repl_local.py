@@ -9,6 +9,7 @@ stamps; a store from before the oplog gets one, in its old order.
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from seglake.meta import repl_reads
 from seglake.meta.schema import open_read
 from seglake.protocol import repl_entries, repl_wire
 from seglake.protocol.hlc import physical_ms
-from tests.e2e._helpers import cli, db_rows
+from tests.e2e._helpers import cli, cli_json, db_rows
 from tests.harness import SeglakeServer, ServerError
 
 SITE = "0123456789abcdef"
@@ -219,3 +220,98 @@ def test_site_id_only_on_an_empty_store(tmp_path: Path) -> None:
     assert db_rows(data, "SELECT value FROM settings WHERE name = 'site_id'") == [(old,)]
     out = cli(data, "config", "show", "--site-id", "XYZ")
     assert out.returncode != 0 and "16 lowercase hex" in out.stderr
+
+
+def _replication_state(data: Path) -> dict[str, Any]:
+    return {
+        "versions": sorted(
+            db_rows(
+                data,
+                "SELECT uid, hlc, site, prev_hlc, prev_site, state, state_hlc, state_site "
+                "FROM versions",
+            )
+        ),
+        "bucket_stamps": sorted(db_rows(data, "SELECT * FROM bucket_stamps")),
+        "chunk_index": sorted(db_rows(data, "SELECT * FROM chunk_index")),
+        "site": db_rows(data, "SELECT value FROM settings WHERE name = 'site_id'"),
+    }
+
+
+def test_rebuild_index_restores_stamps(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with SeglakeServer(data, frontends=1, extra_args=["--site-id", SITE]) as srv:
+        s3 = srv.s3()
+        s3.create_bucket(Bucket="ver")
+        for i in range(3):
+            s3.put_object(Bucket="ver", Key="k", Body=b"v%d" % i * 5000)
+        vid = s3.put_object(Bucket="ver", Key="gone", Body=b"bye")["VersionId"]
+        s3.delete_object(Bucket="ver", Key="gone", VersionId=vid)
+        s3.put_bucket_tagging(Bucket="ver", Tagging={"TagSet": [{"Key": "t", "Value": "1"}]})
+        s3.create_bucket(Bucket="tmp")
+        s3.delete_bucket(Bucket="tmp")
+        srv.stop()
+    before = _replication_state(data)
+    before_index = list(before["chunk_index"])
+    old_epoch = db_rows(data, "SELECT value FROM settings WHERE name = 'oplog_epoch'")
+    old_ops = [(r[1], r[2], r[3], r[4], r[6]) for r in oplog(data)]
+    assert any(v[6] is not None for v in before["versions"])  # a DELETED state's stamp
+    assert any(f == "_gone" for _b, f, *_ in before["bucket_stamps"])
+    code, check = cli_json(data, "rebuild-index", "--dry-run")
+    assert code == 0 and check["differences"] == 0, check
+    out = cli(data, "rebuild-index", "--force")
+    assert out.returncode == 0, out.stderr
+    after = _replication_state(data)
+    # The index is rebuilt from the kept versions: the deleted one's chunk
+    # (still in its segment until GC) is no longer listed.
+    missing = set(before.pop("chunk_index")) - set(after["chunk_index"])
+    assert [m[0] for m in missing] == [blake3.blake3(b"bye").digest()]
+    assert set(after.pop("chunk_index")) < set(before_index)
+    assert after == before
+    assert db_rows(data, "SELECT value FROM settings WHERE name = 'oplog_epoch'") != old_epoch
+    # the regenerated oplog: one entry per row, HLC order, the same identities
+    new = oplog(data)
+    assert [r[1] for r in new] == sorted(r[1] for r in new)
+    new_ops = {(r[1], r[2], r[3], r[4], r[6]) for r in new}
+    live_versions = {o for o in old_ops if o[2] == "version"}
+    assert {o for o in new_ops if o[2] == "version"} == live_versions
+    assert {o for o in new_ops if o[2] == "state"} == {o for o in old_ops if o[2] == "state"}
+    hlc_setting = int(db_rows(data, "SELECT value FROM settings WHERE name = 'hlc'")[0][0])
+    assert hlc_setting >= max(r[1] for r in new)
+    with SeglakeServer(data, frontends=1) as srv:
+        srv.s3().put_object(Bucket="ver", Key="k", Body=b"after rebuild")
+        srv.stop()
+    assert_stamps_increase(data)
+    assert max(r[1] for r in oplog(data)) > hlc_setting
+
+
+def test_a_store_from_before_the_oplog_gets_one_in_its_order(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    with tarfile.open(FIXTURE) as tar:
+        tar.extractall(data, filter="data")
+    with SeglakeServer(data, frontends=1) as srv:
+        s3 = srv.s3()
+        s3.put_object(Bucket="versioned", Key="k0", Body=b"third version of k0")
+        srv.stop()
+    site = db_rows(data, "SELECT value FROM settings WHERE name = 'site_id'")[0][0]
+    assert len(db_rows(data, "SELECT value FROM settings WHERE name = 'oplog_epoch'")[0][0]) == 16
+    # creation order and stamp order agree for every migrated version
+    rows = db_rows(data, "SELECT created_ns, hlc, site FROM versions ORDER BY created_ns")
+    assert [r[1] for r in rows] == sorted(r[1] for r in rows) and {r[2] for r in rows} == {site}
+    assert len({r[1] for r in rows}) == len(rows)
+    ops = oplog(data)
+    versions = db_rows(data, "SELECT uid FROM versions")
+    assert {r[6] for r in ops if r[3] == "version"} == {v[0] for v in versions}
+    deleted = db_rows(data, "SELECT uid FROM versions WHERE state = 'DELETED'")
+    assert {r[6] for r in ops if r[3] == "state"} == {d[0] for d in deleted}
+    # the old rows' entries come first, in HLC order, then the new put
+    assert ops[-1][3] == "version" and ops[-1][5] == "k0"
+    assert [r[1] for r in ops[:-1]] == sorted(r[1] for r in ops[:-1])
+    fields = {(r[4], r[6]) for r in ops if r[3] == "bucket"}
+    assert {("versioned", "versioning"), ("plain", "versioning"), ("versioned", "policy")} <= fields
+    # every kept chunk was indexed by the one-time backfill
+    assert db_rows(data, "SELECT value FROM settings WHERE name = 'chunk_index_ready'") == [("1",)]
+    assert db_rows(data, "SELECT count(*) FROM chunk_index")[0][0] > 0
+    assert_stamps_increase(data)
+    code, fsck = cli_json(data, "fsck")
+    assert code == 0 and fsck["clean"], fsck["errors"]

@@ -106,6 +106,9 @@ EXAMPLES: list[m.Request[Any]] = [
     m.ReplApply(remote="http://b:9000", direction="pull", epoch="e1", from_seq=0, to_seq=2,
                 entries=[[1, 5 << 16, "ab", "bucket_gone", "bkt", None, None, b"\x80", None]],
                 chunks=[m.ReplChunk(DIGEST, 1, 0, 4)], remote_site="ab"),
+    m.ReplSetPushCursor(remote="http://b:9000", epoch="e1", cursor=7, last_push_hlc=9 << 16,
+                        bytes_out=10, remote_site="ab"),
+    m.ReplNoteRemote(remote="http://b:9000", error="503 ServiceUnavailable", bytes_in=4),
 ]  # fmt: skip
 
 # One example of every structured reply.

@@ -350,7 +350,9 @@ def test_state_before_version_is_pending_then_absorbing(conn: apsw.Connection) -
     run(conn, a.pull([v], direction="bootstrap", to_seq=0))
     assert states(conn) == {uid: "DELETED"} and current_uid(conn, "b", "k") is None
     assert query(conn, "SELECT count(*) FROM repl_pending_state") == [(0,)]
-    assert query(conn, "SELECT manifest FROM versions") == [(None,)]
+    assert query(conn, "SELECT manifest, state_hlc, state_site FROM versions") == [
+        (None, T0 + 4, A)
+    ]
 
 
 def test_delete_state_recomputes_current(conn: apsw.Connection) -> None:
@@ -362,6 +364,9 @@ def test_delete_state_recomputes_current(conn: apsw.Connection) -> None:
     assert current_uid(conn, "b", "k") == u2
     run(conn, a.pull([a.state("b", "k", u2)], from_seq=4))
     assert current_uid(conn, "b", "k") == u1
+    assert query(conn, "SELECT state_hlc, state_site FROM versions WHERE uid = ?", (u2,)) == [
+        (T0 + 5, A)
+    ]
     # A later put of the deleted uid cannot revive it (duplicate entry).
     run(conn, a.pull([v2], direction="bootstrap", to_seq=0))
     assert states(conn)[u2] == "DELETED"
@@ -512,3 +517,27 @@ def test_hostile_batch_fields(conn: apsw.Connection) -> None:
             run(conn, a)
         assert err.value.code == "ReplicationBadBatch", a
     assert checksum(conn) == before
+
+
+def test_version_deleted_later_in_the_same_batch_needs_no_data(conn: apsw.Connection) -> None:
+    a, b = Origin(A), Origin(B, start=T0 + 100)
+    bucket = a.bucket("b")
+    v, uid, _ = a.version("b", "k", [b"never fetched"])
+    gone = a.state("b", "k", uid)
+    reply = run(conn, a.pull([*bucket, v, gone]))  # no chunk locations given
+    assert (reply.applied, reply.conflicts) == (4, 0)
+    assert query(conn, "SELECT state, manifest, state_hlc FROM versions") == [
+        ("DELETED", None, T0 + 4)
+    ]
+    assert query(conn, "SELECT count(*) FROM repl_pending_state") == [(0,)]
+    # Deleted on another site too, later: the first (smallest) stamp stays.
+    run(conn, b.pull([b.state("b", "k", uid)]))
+    assert query(conn, "SELECT state_hlc, state_site FROM versions") == [(T0 + 4, A)]
+    # ... and an earlier one replaces it, as on every other site.
+    run(
+        conn,
+        b.pull(
+            [b._entry("state", "b", "k", uid, re_.StateBody("DELETED"), hlc=T0 + 2)], from_seq=1
+        ),
+    )
+    assert query(conn, "SELECT state_hlc, state_site FROM versions") == [(T0 + 2, B)]

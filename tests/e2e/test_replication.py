@@ -1,0 +1,233 @@
+"""Replication between real servers (issue #12): one-shot and continuous
+pull and push, bootstrap, and a kill -9 of the pulling process in the
+middle of a step (docs/design-replication.md §8)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import ACCESS_KEY, SECRET_KEY, SeglakeServer
+
+MIB = 1024 * 1024
+CONVERGE_S = 40.0
+COMMON = ["--min-part-size", "65536", "--repl-interval", "0.2", "--repl-push-interval", "0.2",
+          "--repl-backoff-max", "0.5", "--repl-push-backoff-max", "0.5",
+          "--repl-access-key", ACCESS_KEY, "--repl-secret-key", SECRET_KEY]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def node(root: Path, name: str, port: int, *extra: str, env: dict[str, str] | None = None
+         ) -> SeglakeServer:  # fmt: skip
+    args = ["--addr", f"127.0.0.1:{port}", *COMMON, *extra]
+    return SeglakeServer(root / name, frontends=1, extra_args=args, env=env)
+
+
+def seglake(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "seglake.cli", *args], capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def repl_once(mode: str, data_dir: Path, remote: str, *extra: str) -> dict[str, Any]:
+    out = seglake(
+        "-mode", mode, "-data-dir", str(data_dir), "-repl-remote", remote,
+        "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY,
+        "-repl-retry-timeout", "5s", "--json", *extra,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr + out.stdout
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
+def state(srv: SeglakeServer) -> dict[str, Any]:
+    """Every bucket's versions (key, id, latest, delete marker, etag, size,
+    sha256 of the bytes), as a client sees them."""
+    s3 = srv.s3(max_attempts=3)
+    out: dict[str, Any] = {}
+    for b in sorted(x["Name"] for x in s3.list_buckets()["Buckets"]):
+        rows = []
+        resp = s3.list_object_versions(Bucket=b)
+        for v in resp.get("Versions", []):
+            body = s3.get_object(Bucket=b, Key=v["Key"], VersionId=v["VersionId"])["Body"].read()
+            rows.append((v["Key"], v["VersionId"], v["IsLatest"], False, v["ETag"], v["Size"],
+                         hashlib.sha256(body).hexdigest()))  # fmt: skip
+        for m in resp.get("DeleteMarkers", []):
+            rows.append((m["Key"], m["VersionId"], m["IsLatest"], True, "", 0, ""))
+        out[b] = sorted(rows)
+    return out
+
+
+def converge(*nodes: SeglakeServer, timeout: float = CONVERGE_S) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [state(n) for n in nodes]
+        if all(s == states[0] for s in states[1:]):
+            return states[0]
+        if time.monotonic() > deadline:
+            lines = []
+            for b in sorted(set().union(*states)):
+                rows = [set(s.get(b, [])) for s in states]
+                for i, r in enumerate(rows):
+                    lines += [
+                        f"only on node {i}: {b} {x}" for x in sorted(r - rows[0] | rows[0] - r)
+                    ]
+            raise AssertionError(f"did not converge in {timeout}s:\n" + "\n".join(lines))
+        time.sleep(0.3)
+
+
+def multipart(s3: Any, bucket: str, key: str, parts: list[bytes]) -> None:
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    done = []
+    for i, data in enumerate(parts, 1):
+        etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=i, Body=data)["ETag"]
+        done.append({"ETag": etag, "PartNumber": i})
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up,
+                                 MultipartUpload={"Parts": done})  # fmt: skip
+
+
+@contextlib.contextmanager
+def running(*servers: SeglakeServer) -> Iterator[None]:
+    try:
+        for s in servers:
+            s.start()
+        yield
+    finally:
+        for s in servers:
+            s.close()
+
+
+def restart(srv: SeglakeServer) -> SeglakeServer:
+    """The same node (data dir, port, flags) started again by a new handle
+    (a handle owns one log file and one process tree)."""
+    srv.close()
+    new = SeglakeServer(srv.data_dir, frontends=srv.frontends, extra_args=srv.extra_args,
+                        env=srv.env)  # fmt: skip
+    return new.start()
+
+
+def test_two_sites_converge_one_shot_then_continuous(tmp_path: Path) -> None:
+    pa, pb = free_port(), free_port()
+    a = node(tmp_path, "a", pa, "--repl-remote", url(pb))  # A pulls from B continuously
+    b = node(tmp_path, "b", pb)
+    handles = [a, b]
+    with running(a, b), contextlib.ExitStack() as later:
+        later.callback(lambda: [h.close() for h in handles])
+        sa, sb = a.s3(), b.s3()
+        sa.create_bucket(Bucket="shared")
+        sa.put_object(Bucket="shared", Key="k1", Body=b"one")
+        sa.put_object(Bucket="shared", Key="k1", Body=b"one, overwritten")
+        sa.put_object(Bucket="shared", Key="k2", Body=b"two")
+        sa.delete_object(Bucket="shared", Key="k2")  # a delete marker
+        sa.put_object(Bucket="shared", Key="big", Body=bytes(range(256)) * (6 * MIB // 256))
+        multipart(sa, "shared", "mp", [b"x" * 65536, b"y" * 65536, b"z" * 100])
+        sb.create_bucket(Bucket="bonly")
+        sb.put_object(Bucket="bonly", Key="kb", Body=b"from b")
+        v = sb.put_object(Bucket="bonly", Key="gone", Body=b"deleted soon")["VersionId"]
+        sb.delete_object(Bucket="bonly", Key="gone", VersionId=v)
+
+        # One-shot pull into B (its server stopped), then B comes back.
+        b.close()
+        doc = repl_once("repl-pull", b.data_dir, url(pa))
+        (remote,) = doc["remotes"]
+        assert remote["applied"] > 0 and remote["backlog_entries"] == 0
+        assert remote["state"] == "done" and remote["bytes_in"] >= 6 * MIB
+        again = repl_once("repl-pull", b.data_dir, url(pa))
+        assert again["remotes"][0]["applied"] == 0  # caught up: nothing twice
+        b = restart(b)
+        handles.append(b)
+        sb = b.s3()
+
+        # A has been pulling from B all along (retrying while B was down).
+        sb.put_object(Bucket="shared", Key="k1", Body=b"newest, from b")
+        sb.delete_bucket_cors(Bucket="shared")
+        final = converge(a, b)
+        assert next(r for r in final["shared"] if r[0] == "k1" and r[2])[5] == len(
+            b"newest, from b"
+        )
+        assert "bonly" in final and "shared" in final
+
+        # Push from A (one-shot is refused while A runs; use B's view of A).
+        refused = seglake("-mode", "repl-push", "-data-dir", str(a.data_dir), "-repl-remote",
+                          url(pb), "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
+        assert refused.returncode == 1 and "serve --repl-remote" in refused.stderr
+        a.close()
+        sb.put_object(Bucket="bonly", Key="late", Body=b"written while a is down")
+        pushed = repl_once("repl-push", a.data_dir, url(pb))
+        assert pushed["remotes"][0]["state"] == "done"
+        a = restart(a)
+        handles.append(a)
+        converge(a, b)
+        status = a.status()
+        (pull_task,) = status["replication"]
+        assert pull_task["direction"] == "pull" and pull_task["remote"] == url(pb)
+        assert pull_task["backlog_entries"] == 0 and pull_task["lag_seconds"] == 0.0
+
+
+def test_bootstrap_then_push_both_ways(tmp_path: Path) -> None:
+    pa, pc = free_port(), free_port()
+    a = node(tmp_path, "a", pa, "--repl-remote", url(pc), "--repl-push")
+    with running(a):
+        sa = a.s3()
+        sa.create_bucket(Bucket="src")
+        for i in range(30):
+            sa.put_object(Bucket="src", Key=f"k{i:02d}", Body=f"value {i}".encode() * 100)
+        sa.delete_object(Bucket="src", Key="k03")
+        cdir = tmp_path / "c"
+        doc = repl_once("repl-bootstrap", cdir, url(pa))
+        (report,) = doc["remotes"]
+        assert report["snapshot"]["entries"] > 30 and report["cursor"].endswith(
+            str(report["cursor"].split(":")[1])
+        )
+        # A second bootstrap into a store that is no longer empty is refused.
+        again = seglake("-mode", "repl-bootstrap", "-data-dir", str(cdir), "-repl-remote", url(pa),
+                        "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
+        assert again.returncode == 1 and "repl-bootstrap-force" in again.stderr
+        c = node(tmp_path, "c", pc, "--repl-remote", url(pa))
+        with running(c):
+            sc = c.s3()
+            sc.put_object(Bucket="src", Key="from-c", Body=b"c wrote this")
+            sa.put_object(Bucket="src", Key="from-a", Body=b"a wrote this")
+            final = converge(a, c)
+            keys = {r[0] for r in final["src"]}
+            assert {"from-a", "from-c", "k03", "k29"} <= keys
+
+
+@pytest.mark.parametrize("point", ["repl.after_chunks_before_apply",
+                                   "repl.after_commit_before_reply"])  # fmt: skip
+def test_kill_9_of_the_puller_mid_step_resumes(tmp_path: Path, point: str) -> None:
+    pa, pb = free_port(), free_port()
+    a = node(tmp_path, "a", pa)
+    marker = tmp_path / "fired"
+    b = node(tmp_path, "b", pb, "--repl-remote", url(pa), "--repl-limit", "5",
+             env={"SEGLAKE_FAILPOINTS": f"{point}=kill@2:{marker}"})  # fmt: skip
+    with running(a):
+        sa = a.s3()
+        sa.create_bucket(Bucket="killb")
+        for i in range(20):
+            sa.put_object(Bucket="killb", Key=f"k{i}", Body=bytes([i]) * (300_000 + i))
+        with running(b):
+            final = converge(a, b)
+            assert marker.exists()  # the maintenance process was killed once
+            ids = [r[1] for r in final["killb"]]
+            assert len(ids) == len(set(ids)) == 20
