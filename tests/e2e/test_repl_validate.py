@@ -118,3 +118,39 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert out.returncode == 2 and "needs -repl-other" in out.stderr
     out = validate("-data-dir", str(tmp_path), "-repl-other", str(tmp_path / "nope"))
     assert out.returncode == 2 and "not a seglake data dir" in out.stderr
+
+
+def test_a_bootstrapped_site_validates_identical(tmp_path: Path) -> None:
+    """Snapshot → bootstrap → repl-validate: the new site holds what its
+    source holds (an endpoint compared with a data dir, deep)."""
+    src, new = tmp_path / "src", tmp_path / "new"
+    creds = ("-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)
+    with SeglakeServer(src, frontends=1) as srv:
+        s3 = srv.s3()
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_tagging(Bucket=BUCKET, Tagging={"TagSet": [{"Key": "t", "Value": "1"}]})
+        v1 = s3.put_object(Bucket=BUCKET, Key="k", Body=b"one")["VersionId"]
+        s3.put_object(Bucket=BUCKET, Key="k", Body=b"two", Tagging="color=blue")
+        s3.delete_object(Bucket=BUCKET, Key="k", VersionId=v1)
+        s3.put_object(Bucket=BUCKET, Key="marked", Body=b"m")
+        s3.delete_object(Bucket=BUCKET, Key="marked")
+        s3.put_object(Bucket=BUCKET, Key="secret", Body=b"s" * 5000, ServerSideEncryption="AES256")
+        s3.create_bucket(Bucket="validate-locked", ObjectLockEnabledForBucket=True)
+        s3.put_object(Bucket="validate-locked", Key="held", Body=b"h",
+                      ObjectLockLegalHoldStatus="ON")  # fmt: skip
+        s3.create_bucket(Bucket="validate-plain")
+        s3.put_object(Bucket="validate-plain", Key="p", Body=b"p1")
+        s3.put_object(Bucket="validate-plain", Key="p", Body=b"p2")
+        s3.put_object(Bucket="validate-plain", Key="q", Body=b"q")
+        s3.delete_object(Bucket="validate-plain", Key="q")
+
+        boot = subprocess.run(
+            [sys.executable, "-m", "seglake.cli", "-mode", "repl-bootstrap", "-data-dir", str(new),
+             "-repl-remote", srv.endpoint, *creds, "-repl-retry-timeout", "5s"],
+            capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
+        )  # fmt: skip
+        assert boot.returncode == 0, boot.stdout + boot.stderr
+        out = validate("-repl-remote", srv.endpoint, "-repl-other", str(new), *creds, "--deep")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.startswith("repl-validate: A and B hold the same state: 3 buckets")
