@@ -69,7 +69,7 @@ _VERSION_COLS: Final = (
 )
 
 
-def snapshot_items(conn: apsw.Connection, *, batch: int = BATCH) -> Iterator[Entry | SnapshotEnd]:
+def snapshot_items(conn: apsw.Connection, *, batch: int = BATCH) -> Generator[Entry | SnapshotEnd]:
     """Every item of the snapshot, the ``SnapshotEnd`` last; see the top."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
