@@ -209,3 +209,47 @@ def test_keyset_batches_do_not_change_the_snapshot(
     assert gone == ["snap-again", "snap-gone"]
     again = [e for e in entries if e.bucket == "snap-again"]
     assert again[0].op == "bucket_gone" and all(e.hlc > again[0].hlc for e in again[1:])
+
+
+def test_only_a_whole_store_replication_key_may_read_it(server: SeglakeServer) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from seglake.repl.client import ReplHTTPError
+
+    read_policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "seglake:ReplicationRead", "Resource": "*"}]})  # fmt: skip
+    keys = {"snaprw": "rw", "snapread": read_policy, "snapbound": read_policy}
+
+    def cli(*args: str) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "seglake.cli", *args, "-data-dir", str(server.data_dir)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+
+    for key, policy in keys.items():
+        cli("-mode", "keys", "-keys-action", "create", f"-key-access={key}",
+            f"-key-secret={key}-secret-1", f"-key-policy={policy}")  # fmt: skip
+    cli("-mode", "keys", "-keys-action", "allow-bucket", "-key-access=snapbound",
+        f"-key-bucket={VB}")  # fmt: skip
+
+    async def fetch(key: str) -> tuple[int, str] | int:
+        client = ReplClient(server.endpoint, access_key=key, secret_key=f"{key}-secret-1")
+        try:
+            with trio.fail_after(30):
+                async with client.snapshot() as body:
+                    n = 0
+                    async for piece in body:
+                        n += len(piece)
+                    return n
+        except ReplHTTPError as exc:
+            return exc.status, exc.code
+        finally:
+            await client.aclose()
+
+    assert trio.run(fetch, "snaprw") == (403, "AccessDenied")
+    assert trio.run(fetch, "snapbound") == (403, "AccessDenied")
+    got = trio.run(fetch, "snapread")
+    assert isinstance(got, int) and got > 0
