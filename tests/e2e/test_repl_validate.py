@@ -197,24 +197,24 @@ def test_two_sites_with_a_conflict_converge_to_identical(tmp_path: Path) -> None
             b.s3().put_object(Bucket=BUCKET, Key="x", Body=b"from b")
         sa.put_object(Bucket=BUCKET, Key="x", Body=b"from a")  # concurrent: same prev
     # Healed: each pulls from the other.
-    with node("a", pa, "--repl-remote", url_b, *fast) as a:
-        with node("b", pb, "--repl-remote", url_a, *fast) as b:
-            deadline = time.monotonic() + 60
-            while True:
-                out = validate("-repl-remote", url_a, "-repl-other", url_b,
-                               "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
-                if out.returncode == 0 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
-            assert out.returncode == 0, out.stdout + out.stderr
-            for d in (a.data_dir, b.data_dir):
-                assert db_rows(d, "SELECT count(*) FROM versions WHERE state = 'CONFLICT'") == [
-                    (1,)
-                ]
-            deep = validate("-repl-remote", url_a, "-repl-other", url_b, "--deep",
-                            "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
-            assert deep.returncode == 0, deep.stdout + deep.stderr
-            # Stored CONFLICT/current (a live data dir) against derived (an endpoint).
-            mixed = validate("-data-dir", str(a.data_dir), "-repl-other", url_b,
-                             "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
-            assert mixed.returncode == 0, mixed.stdout + mixed.stderr
+    with (
+        node("a", pa, "--repl-remote", url_b, *fast) as a,
+        node("b", pb, "--repl-remote", url_a, *fast) as b,
+    ):
+        deadline = time.monotonic() + 60
+        while True:
+            out = validate("-repl-remote", url_a, "-repl-other", url_b,
+                           "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
+            if out.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert out.returncode == 0, out.stdout + out.stderr
+        for d in (a.data_dir, b.data_dir):
+            assert db_rows(d, "SELECT count(*) FROM versions WHERE state = 'CONFLICT'") == [(1,)]
+        deep = validate("-repl-remote", url_a, "-repl-other", url_b, "--deep",
+                        "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
+        assert deep.returncode == 0, deep.stdout + deep.stderr
+        # Stored CONFLICT/current (a live data dir) against derived (an endpoint).
+        mixed = validate("-data-dir", str(a.data_dir), "-repl-other", url_b,
+                         "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
+        assert mixed.returncode == 0, mixed.stdout + mixed.stderr
