@@ -79,6 +79,12 @@ _UID: Final = re.compile(r"[0-9a-f]{16,40}")
 _KEK_HEX: Final = re.compile(r"[0-9a-f]{16}")
 _KEK_WRAPPED_BYTES: Final = 60
 _MAX_BUCKET_BYTES: Final = 255
+_MAX_KEY_BYTES: Final = 1024
+# An epoch is 16 hex; a remote's name is what an operator configured.
+_MAX_NAME: Final = 1024
+# SQLite integers are signed 64-bit: a larger value would fail the batch
+# with an exception that is no S3Error.
+_I64: Final = (1 << 63) - 1
 # Keys of a manifest's meta that the writer adds itself (writer/ops.py);
 # the rest is what versions.meta holds.
 _MANIFEST_OWN_KEYS: Final = frozenset(
@@ -115,10 +121,14 @@ def _decode(a: ReplApply) -> list[_Item]:
         raise _bad("an empty range carries entries")
     if a.direction == "push" and not hlc_rules.valid_site(a.remote_site):
         raise _bad(f"bad sending site {a.remote_site!r}")
+    if not (0 < len(a.epoch) <= _MAX_NAME and len(a.remote) <= _MAX_NAME):
+        raise _bad("bad epoch or remote name")
     if len(a.entries) > MAX_PAGE_ENTRIES:
         raise _bad(f"{len(a.entries)} entries (at most {MAX_PAGE_ENTRIES})")
     for c in a.chunks:
-        if len(c.digest) != 32 or c.segment_id < 0 or c.offset < 0 or c.length < 1:
+        if len(c.digest) != 32 or not (
+            0 <= c.segment_id <= _I64 and 0 <= c.offset <= _I64 and 0 < c.length <= _I64
+        ):
             raise _bad("malformed chunk location")
     items: list[_Item] = []
     for i, raw in enumerate(a.entries):
@@ -129,7 +139,9 @@ def _decode(a: ReplApply) -> list[_Item]:
         try:
             items.append(_check_entry(e))
         except (BodyError, FormatError, ValueError) as exc:
-            raise _bad(f"entry {i} ({e.op} {e.bucket!r} {e.key!r} {e.uid!r}): {exc}") from None
+            raise _bad(
+                f"entry {i} ({e.op} {e.bucket!r:.80} {e.key!r:.80} {e.uid!r:.60}): {exc}"
+            ) from None
     return items
 
 
@@ -141,6 +153,8 @@ def _check_entry(e: Entry) -> _Item:
     # A KEK belongs to no bucket (its entry says "").
     if not (0 < len(e.bucket.encode()) <= _MAX_BUCKET_BYTES or (e.op == "kek" and not e.bucket)):
         raise ValueError("bad bucket name")
+    if e.key is not None and not 0 < len(e.key.encode()) <= _MAX_KEY_BYTES:
+        raise ValueError("bad key")
     per_version = e.op in ("version", "state", "vmeta")
     if per_version and (e.key is None or e.uid is None or _UID.fullmatch(e.uid) is None):
         raise ValueError("a version's entry names its key and uid")
@@ -152,8 +166,10 @@ def _check_entry(e: Entry) -> _Item:
         manifest = decode_manifest(e.manifest, path=f"entry {e.uid}")
         if (manifest.bucket, manifest.key, manifest.version_id) != (e.bucket, e.key, e.uid):
             raise ValueError("manifest names another version")
-        if manifest.size != body.size or body.size < 0:
+        if manifest.size != body.size or not 0 <= body.size <= _I64:
             raise ValueError("manifest size differs from the entry's")
+        if not 0 <= body.created_ns <= _I64:
+            raise ValueError("bad created_ns")
         if body.version_id not in (NULL_VERSION, e.uid):
             raise ValueError(f"version id {body.version_id!r} is neither null nor the uid")
         if body.prev is not None and not (
@@ -172,6 +188,7 @@ def _check_entry(e: Entry) -> _Item:
         _check_field_value(body)
     elif isinstance(body, KekBody) and (
         e.uid != body.id
+        or not 0 <= body.created_ns <= _I64
         or _KEK_HEX.fullmatch(body.id) is None
         or _KEK_HEX.fullmatch(body.master_id) is None
         or len(body.wrapped) != _KEK_WRAPPED_BYTES
@@ -183,7 +200,7 @@ def _check_entry(e: Entry) -> _Item:
 def _check_field_value(body: BucketBody) -> None:
     value = body.value
     if body.field == "created_ns":
-        if not isinstance(value, int) or value < 0:
+        if not isinstance(value, int) or not 0 <= value <= _I64:
             raise ValueError("created_ns is a non-negative integer")
     elif body.field == "versioning":
         if value not in ("enabled", "suspended", "unversioned"):

@@ -480,6 +480,13 @@ def _bad_variants(o: Origin) -> Iterator[tuple[str, list[Any]]]:
     st = o.state("b", "k", "0" * 24)
     yield "state ACTIVE", [*st[:7], re_.encode_body(re_.StateBody("ACTIVE"))]
     yield "bad versioning", o.field("b", "versioning", "maybe")
+    big = re_.VersionBody("0" * 24, 0, "e", (1 << 64) - 1)
+    yield "created_ns beyond 64 bits", [*v[:7], re_.encode_body(big), v[8]]
+    yield (
+        "huge key",
+        [*o.state("b", "k", "0" * 24)[:5], "k" * 2000, *o.state("b", "k", "0" * 24)[6:]],
+    )
+    yield "created_ns register beyond 64 bits", o.field("b", "created_ns", 1 << 63)
     f = o.field("b", "policy", "p")
     yield "bucket entry named for another field", [*f[:6], "cors", *f[7:]]
     yield "unknown field", [*o.field("b", "x", 1)[:7], b"\x82\xa5field\xa1x\xa5value\x01"]
@@ -511,6 +518,8 @@ def test_hostile_batch_fields(conn: apsw.Connection) -> None:
         o.pull(o.bucket("b"), from_seq=0, to_seq=0),
         msgspec.structs.replace(o.pull(o.bucket("b"), direction="push"), remote_site="x"),
         o.pull([], chunks=[ReplChunk(b"short", 1, 1, 1)]),
+        o.pull([], chunks=[ReplChunk(b"d" * 32, 1 << 63, 1, 1)]),
+        msgspec.structs.replace(o.pull([]), epoch=""),
     ]
     for a in cases:
         with pytest.raises(S3Error) as err:
