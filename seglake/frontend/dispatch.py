@@ -53,8 +53,8 @@ FAMILIES: Final[Mapping[str, type[Family]]] = {
     "object_lock": ObjectLockHandlers,
     "tagging": TaggingHandlers,
     "replication": ReplicationHandlers,
-    "repl_snapshot": SnapshotHandlers,
     "conflicts": ConflictHandlers,
+    "repl_snapshot": SnapshotHandlers,
 }
 
 

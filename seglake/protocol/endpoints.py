@@ -284,8 +284,6 @@ OWN_OPERATIONS: Final[Mapping[str, bool]] = {
 OWN_ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     E("GetMetaStats", "GET", SERVICE, actions=("GetMetaStats",), handler="observe.meta_stats",
       granted_by_ro=True, path="/v1/meta/stats"),
-    E("GetMetaConflicts", "GET", SERVICE, actions=("GetMetaConflicts",),
-      handler="conflicts.meta_conflicts", granted_by_ro=True, path="/v1/meta/conflicts"),
     # Replication (docs/design-replication.md §5, frontend/replication.py).
     E("GetReplicationOplog", "GET", SERVICE, actions=("ReplicationRead",),
       handler="replication.get_oplog", path="/v1/replication/oplog"),
@@ -297,6 +295,8 @@ OWN_ENDPOINTS: Final[tuple[Endpoint, ...]] = (
       handler="replication.get_manifests", path="/v1/replication/manifest"),
     E("GetReplicationChunks", "GET", SERVICE, actions=("ReplicationRead",),
       handler="replication.get_chunks", path="/v1/replication/chunk"),
+    E("GetMetaConflicts", "GET", SERVICE, actions=("GetMetaConflicts",),
+      handler="conflicts.meta_conflicts", granted_by_ro=True, path="/v1/meta/conflicts"),
     E("GetReplicationSnapshot", "GET", SERVICE, actions=("ReplicationRead",),
       handler="repl_snapshot.get_snapshot", path="/v1/replication/snapshot"),
 )  # fmt: skip

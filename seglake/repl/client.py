@@ -30,6 +30,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import ssl
 from collections.abc import AsyncIterator, Iterable
@@ -310,20 +311,63 @@ class ReplClient:
         self, conn: _Connection, method: str, path: bytes, query: bytes,
         headers: list[tuple[bytes, bytes]], body: list[bytes],
     ) -> Response:  # fmt: skip
+        """Send the request and read the head of its answer. The body is
+        sent while the answer is awaited: a server that refuses a body
+        part-way (a bad chunk in a push) answers and may close before
+        reading the rest, and that answer, not the broken pipe, is what the
+        caller must see. Until the body is sent the wait for the answer is
+        bounded by the sending (each piece within ``timeout``); after it,
+        by ``timeout``."""
         target = path + (b"?" + query if query else b"")
         await conn.send(h11.Request(method=method, target=target, headers=headers), self.timeout)
-        for piece in body:
-            if piece:
-                await conn.send(h11.Data(data=piece), self.timeout)
-                self.bytes_out += len(piece)
-        await conn.send(h11.EndOfMessage(), self.timeout)
-        while True:
-            event = await conn.next_event(self.timeout)
-            if isinstance(event, h11.InformationalResponse):
-                continue  # 100 Continue: we do not wait for it, the body is sent
-            if isinstance(event, h11.Response):
-                return Response(conn, event.status_code, list(event.headers), self.timeout)
-            raise ReplHTTPError(0, "ConnectionError", "the remote closed before answering")
+        head_wait = trio.CancelScope()
+        send_error: BaseException | None = None
+
+        async def send_body() -> None:
+            nonlocal send_error
+            try:
+                for piece in body:
+                    if piece:
+                        await conn.send(h11.Data(data=piece), self.timeout)
+                        self.bytes_out += len(piece)
+                await conn.send(h11.EndOfMessage(), self.timeout)
+            except (h11.LocalProtocolError, OSError, trio.BrokenResourceError,
+                    trio.ClosedResourceError, trio.TooSlowError) as exc:  # fmt: skip
+                # Perhaps the remote answered and closed: read what it said.
+                send_error = exc
+            head_wait.deadline = trio.current_time() + self.timeout
+
+        async def read_head() -> Response | BaseException:
+            """The answer's head, or why there is none (never raises, so
+            nothing leaves the nursery below as an exception group)."""
+            try:
+                while True:
+                    event = await conn.next_event(math.inf)
+                    if isinstance(event, h11.InformationalResponse):
+                        continue  # 100 Continue: we do not wait for it
+                    if not isinstance(event, h11.Response):
+                        return ReplHTTPError(0, "ConnectionError",
+                                             "the remote closed before answering")  # fmt: skip
+                    return Response(conn, event.status_code, list(event.headers), self.timeout)
+            except (ReplHTTPError, h11.RemoteProtocolError, OSError, trio.BrokenResourceError,
+                    trio.ClosedResourceError) as exc:  # fmt: skip
+                return exc
+
+        outcome: Response | BaseException = trio.TooSlowError()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_body)
+            with head_wait:
+                outcome = await read_head()
+            if not isinstance(outcome, Response) or not 200 <= outcome.status < 300:
+                # No answer, or an early refusal: the rest of the body is
+                # not wanted (the connection is then not reused: h11 is
+                # still mid-request).
+                nursery.cancel_scope.cancel()
+        if isinstance(outcome, Response):
+            if 200 <= outcome.status < 300 and send_error is not None:
+                raise send_error
+            return outcome
+        raise send_error or outcome
 
     @asynccontextmanager
     async def _request(
