@@ -96,6 +96,20 @@ def converge(*nodes: SeglakeServer, timeout: float = CONVERGE_S) -> dict[str, An
         time.sleep(0.3)
 
 
+def validate(a: SeglakeServer, b: SeglakeServer) -> None:
+    """repl-validate --deep over the two data dirs: buckets, fields, versions,
+    states, stamps and chunk digests identical."""
+    deadline = time.monotonic() + CONVERGE_S
+    while True:
+        out = seglake("-mode", "repl-validate", "-data-dir", str(a.data_dir), "-repl-other",
+                      str(b.data_dir), "--deep")  # fmt: skip
+        if out.returncode == 0:
+            return
+        # A bucket field or state may still be on its way after listings agree.
+        assert out.returncode == 1 and time.monotonic() < deadline, out.stdout + out.stderr
+        time.sleep(0.3)
+
+
 def multipart(s3: Any, bucket: str, key: str, parts: list[bytes]) -> None:
     up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
     done = []
@@ -141,7 +155,10 @@ def test_two_sites_converge_one_shot_then_continuous(tmp_path: Path) -> None:
         sa.delete_object(Bucket="shared", Key="k2")  # a delete marker
         sa.put_object(Bucket="shared", Key="big", Body=bytes(range(256)) * (6 * MIB // 256))
         multipart(sa, "shared", "mp", [b"x" * 65536, b"y" * 65536, b"z" * 100])
+        sa.put_bucket_tagging(Bucket="shared", Tagging={"TagSet": [{"Key": "t", "Value": "a"}]})
         sb.create_bucket(Bucket="bonly")
+        sb.create_bucket(Bucket="short-lived")
+        sb.delete_bucket(Bucket="short-lived")
         sb.put_object(Bucket="bonly", Key="kb", Body=b"from b")
         v = sb.put_object(Bucket="bonly", Key="gone", Body=b"deleted soon")["VersionId"]
         sb.delete_object(Bucket="bonly", Key="gone", VersionId=v)
@@ -165,7 +182,8 @@ def test_two_sites_converge_one_shot_then_continuous(tmp_path: Path) -> None:
         assert next(r for r in final["shared"] if r[0] == "k1" and r[2])[5] == len(
             b"newest, from b"
         )
-        assert "bonly" in final and "shared" in final
+        assert "bonly" in final and "shared" in final and "short-lived" not in final
+        assert b.s3().get_bucket_tagging(Bucket="shared")["TagSet"] == [{"Key": "t", "Value": "a"}]
 
         # Push from A (one-shot is refused while A runs; use B's view of A).
         refused = seglake("-mode", "repl-push", "-data-dir", str(a.data_dir), "-repl-remote",
@@ -178,6 +196,7 @@ def test_two_sites_converge_one_shot_then_continuous(tmp_path: Path) -> None:
         a = restart(a)
         handles.append(a)
         converge(a, b)
+        validate(a, b)
         status = a.status()
         (pull_task,) = status["replication"]
         assert pull_task["direction"] == "pull" and pull_task["remote"] == url(pb)
@@ -203,6 +222,12 @@ def test_bootstrap_then_push_both_ways(tmp_path: Path) -> None:
         again = seglake("-mode", "repl-bootstrap", "-data-dir", str(cdir), "-repl-remote", url(pa),
                         "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY)  # fmt: skip
         assert again.returncode == 1 and "repl-bootstrap-force" in again.stderr
+        # The pull cursor is stored now: -repl-since may not move it.
+        epoch = report["cursor"].split(":")[0]
+        moved = seglake("-mode", "repl-pull", "-data-dir", str(cdir), "-repl-remote", url(pa),
+                        "-repl-since", f"{epoch}:0", "-repl-access-key", ACCESS_KEY,
+                        "-repl-secret-key", SECRET_KEY)  # fmt: skip
+        assert moved.returncode == 2 and "it moves only with the entries" in moved.stderr
         c = node(tmp_path, "c", pc, "--repl-remote", url(pa))
         with running(c):
             sc = c.s3()
@@ -211,6 +236,7 @@ def test_bootstrap_then_push_both_ways(tmp_path: Path) -> None:
             final = converge(a, c)
             keys = {r[0] for r in final["src"]}
             assert {"from-a", "from-c", "k03", "k29"} <= keys
+            validate(a, c)
 
 
 @pytest.mark.parametrize("point", ["repl.after_chunks_before_apply",
@@ -221,13 +247,106 @@ def test_kill_9_of_the_puller_mid_step_resumes(tmp_path: Path, point: str) -> No
     marker = tmp_path / "fired"
     b = node(tmp_path, "b", pb, "--repl-remote", url(pa), "--repl-limit", "5",
              env={"SEGLAKE_FAILPOINTS": f"{point}=kill@2:{marker}"})  # fmt: skip
-    with running(a):
+    # Both start before A has anything to pull: the harness's start-up
+    # checks ask B's maintenance process, which the failpoint kills later.
+    with running(a, b):
         sa = a.s3()
         sa.create_bucket(Bucket="killb")
         for i in range(20):
             sa.put_object(Bucket="killb", Key=f"k{i}", Body=bytes([i]) * (300_000 + i))
-        with running(b):
-            final = converge(a, b)
-            assert marker.exists()  # the maintenance process was killed once
-            ids = [r[1] for r in final["killb"]]
-            assert len(ids) == len(set(ids)) == 20
+        final = converge(a, b)
+        assert marker.exists()  # the maintenance process was killed once
+        ids = [r[1] for r in final["killb"]]
+        assert len(ids) == len(set(ids)) == 20
+        validate(a, b)
+
+
+def test_continuous_pull_pauses_while_quiesced(tmp_path: Path) -> None:
+    pa, pb = free_port(), free_port()
+    a = node(tmp_path, "a", pa)
+    b = node(tmp_path, "b", pb, "--repl-remote", url(pa))
+    with running(a, b):
+        sa = a.s3()
+        sa.create_bucket(Bucket="quiet")
+        converge(a, b)
+        out = seglake("maintenance", "enable", "--data-dir", str(b.data_dir))
+        assert out.returncode == 0, out.stderr
+        sa.put_object(Bucket="quiet", Key="while-quiesced", Body=b"waits")
+        deadline = time.monotonic() + 10
+        while True:
+            (task,) = b.status()["replication"]
+            if task["state"] == "paused":
+                break
+            assert time.monotonic() < deadline, task
+            time.sleep(0.2)
+        assert "quiet" not in state(b) or not state(b)["quiet"]
+        out = seglake("maintenance", "disable", "--data-dir", str(b.data_dir))
+        assert out.returncode == 0, out.stderr
+        final = converge(a, b)
+        assert [r[0] for r in final["quiet"]] == ["while-quiesced"]
+
+
+def test_usage_refusals(tmp_path: Path) -> None:
+    data = str(tmp_path / "d")
+    keys = ["-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY]
+    out = seglake("-mode", "repl-pull", "-data-dir", data, *keys)
+    assert out.returncode == 2 and "needs -repl-remote URL" in out.stderr
+    out = seglake("-mode", "repl-pull", "-data-dir", data, "-repl-remote", "http://127.0.0.1:1")
+    assert out.returncode == 2 and "-repl-access-key" in out.stderr
+    out = seglake("-mode", "repl-pull", "-data-dir", data, "-repl-remote", "http://127.0.0.1:1",
+                  "-repl-fetch-data=false", *keys)  # fmt: skip
+    assert out.returncode == 2 and "-repl-fetch-data=false is not supported" in out.stderr
+    out = seglake("-mode", "repl-pull", "-data-dir", data, "-repl-remote", "ftp://x", *keys)
+    assert out.returncode == 2 and "not an http:// or https:// URL" in out.stderr
+    # Nothing listens there: retried until -repl-retry-timeout, then exit 1.
+    started = time.monotonic()
+    out = seglake("-mode", "repl-pull", "-data-dir", data, "-repl-remote",
+                  f"http://127.0.0.1:{free_port()}", "-repl-retry-timeout", "1s",
+                  "-repl-backoff-max", "0.2", *keys)  # fmt: skip
+    assert out.returncode == 1 and "gave up" in out.stdout + out.stderr, out.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_bootstrap_while_the_source_takes_writes(tmp_path: Path) -> None:
+    import threading
+
+    pa, pc = free_port(), free_port()
+    a = node(tmp_path, "a", pa)
+    with running(a):
+        sa = a.s3(max_attempts=3)
+        sa.create_bucket(Bucket="busy")
+        for i in range(40):
+            sa.put_object(Bucket="busy", Key=f"before-{i:03d}", Body=bytes([i % 256]) * 20_000)
+        stop = threading.Event()
+        written: list[str] = []
+
+        def writer() -> None:
+            s3 = a.s3(max_attempts=3)
+            for i in range(2000):
+                if stop.is_set():
+                    return
+                key = f"during-{i:04d}"
+                s3.put_object(Bucket="busy", Key=key, Body=key.encode() * 500)
+                written.append(key)
+                time.sleep(0.01)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            time.sleep(0.3)
+            doc = repl_once("repl-bootstrap", tmp_path / "c", url(pa), "-repl-limit", "20")
+        finally:
+            stop.set()
+            t.join(30)
+        assert written and doc["remotes"][0]["snapshot"]["entries"] >= 40
+        c = node(tmp_path, "c", pc, "--repl-remote", url(pa))
+        with running(c):
+            converge(a, c)
+            validate(a, c)
+            deadline = time.monotonic() + CONVERGE_S
+            while True:
+                (task,) = c.status()["replication"]
+                if task["backlog_entries"] == 0 and task["lag_seconds"] == 0.0:
+                    break
+                assert time.monotonic() < deadline, task
+                time.sleep(0.2)
