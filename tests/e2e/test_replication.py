@@ -352,3 +352,26 @@ def test_bootstrap_while_the_source_takes_writes(tmp_path: Path) -> None:
                     break
                 assert time.monotonic() < deadline, task
                 time.sleep(0.2)
+
+
+def test_three_sites_in_a_ring_converge(tmp_path: Path) -> None:
+    """A pulls from C, B from A, C from B: every write reaches every site by
+    relaying (entries keep their origin stamp), with concurrent writes to
+    one key on all three."""
+    pa, pb, pc = free_port(), free_port(), free_port()
+    a = node(tmp_path, "a", pa, "--repl-remote", url(pc))
+    b = node(tmp_path, "b", pb, "--repl-remote", url(pa))
+    c = node(tmp_path, "c", pc, "--repl-remote", url(pb))
+    with running(a, b, c):
+        a.s3().create_bucket(Bucket="ring")
+        converge(a, b, c)
+        for name, srv in (("a", a), ("b", b), ("c", c)):
+            s3 = srv.s3()
+            s3.put_object(Bucket="ring", Key="same", Body=f"written at {name}".encode())
+            s3.put_object(Bucket="ring", Key=f"only-{name}", Body=name.encode() * 1000)
+        a.s3().delete_object(Bucket="ring", Key="only-b")  # may race b's put: LWW decides
+        final = converge(a, b, c)
+        assert {"same", "only-a", "only-b", "only-c"} <= {r[0] for r in final["ring"]}
+        assert sum(1 for r in final["ring"] if r[0] == "same" and r[2]) == 1
+        validate(a, b)
+        validate(b, c)
