@@ -239,8 +239,11 @@ def test_bootstrap_then_push_both_ways(tmp_path: Path) -> None:
             validate(a, c)
 
 
-@pytest.mark.parametrize("point", ["repl.after_chunks_before_apply",
-                                   "repl.after_commit_before_reply"])  # fmt: skip
+@pytest.mark.parametrize("point", [
+    "repl.after_chunks_before_apply",  # the maintenance process, chunks appended, not applied
+    "repl.after_commit_before_reply",  # the maintenance process, applied, before it goes on
+    "applied.repl_apply",  # the writer, in the batch of a ReplApply before its COMMIT
+])  # fmt: skip
 def test_kill_9_of_the_puller_mid_step_resumes(tmp_path: Path, point: str) -> None:
     pa, pb = free_port(), free_port()
     a = node(tmp_path, "a", pa)
@@ -255,7 +258,7 @@ def test_kill_9_of_the_puller_mid_step_resumes(tmp_path: Path, point: str) -> No
         for i in range(20):
             sa.put_object(Bucket="killb", Key=f"k{i}", Body=bytes([i]) * (300_000 + i))
         final = converge(a, b)
-        assert marker.exists()  # the maintenance process was killed once
+        assert marker.exists()  # the process was killed once
         ids = [r[1] for r in final["killb"]]
         assert len(ids) == len(set(ids)) == 20
         validate(a, b)
