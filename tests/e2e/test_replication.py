@@ -378,3 +378,32 @@ def test_three_sites_in_a_ring_converge(tmp_path: Path) -> None:
         assert sum(1 for r in final["ring"] if r[0] == "same" and r[2]) == 1
         validate(a, b)
         validate(b, c)
+
+
+def test_continuous_push_resends_to_a_site_that_lost_its_cursor(tmp_path: Path) -> None:
+    """A pushes to B (B pulls nothing). B is then replaced by an empty store
+    at the same address: A's next batch is a gap there (409), A rewinds to
+    the start of its oplog and B gets everything."""
+    import shutil
+
+    pa, pb = free_port(), free_port()
+    a = node(tmp_path, "a", pa, "--repl-remote", url(pb), "--repl-push", "--repl-pull", "false")
+    b = node(tmp_path, "b", pb)
+    handles = [a, b]
+    with running(a, b), contextlib.ExitStack() as later:
+        later.callback(lambda: [h.close() for h in handles])
+        sa = a.s3()
+        sa.create_bucket(Bucket="pushed")
+        for i in range(5):
+            sa.put_object(Bucket="pushed", Key=f"k{i}", Body=bytes([i]) * 70_000)
+        converge(a, b)
+        (task,) = a.status()["replication"]
+        assert task["direction"] == "push" and task["backlog_entries"] == 0
+        b.close()
+        shutil.rmtree(b.data_dir)
+        b = restart(b)
+        handles.append(b)
+        sa.put_object(Bucket="pushed", Key="after", Body=b"after the loss")
+        final = converge(a, b)
+        assert len(final["pushed"]) == 6
+        validate(a, b)
