@@ -119,7 +119,7 @@ async def push_step(
     digests = [d for d, _ in needs]
     for i in range(0, len(digests), MAX_HAVE_DIGESTS):
         lacking.update(await dest.have(digests[i : i + MAX_HAVE_DIGESTS]))
-    groups = plan.groups(page.entries, chunks_of, lacking)
+    groups = plan.groups(page.entries, chunks_of, lacking, plan.MAX_GROUP_BYTES)
     sent: set[bytes] = set()
     pos = cursor
     for i, group in enumerate(groups or [[]]):

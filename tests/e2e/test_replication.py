@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import socket
 import subprocess
@@ -407,3 +408,97 @@ def test_continuous_push_resends_to_a_site_that_lost_its_cursor(tmp_path: Path) 
         final = converge(a, b)
         assert len(final["pushed"]) == 6
         validate(a, b)
+
+
+def test_a_page_is_applied_in_bounded_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With groups of at most 2 MiB of chunks to fetch, one page of large
+    objects is applied as several ReplApply, each moving the cursor to its
+    last entry, and a push does the same (pull/push run in this process
+    against a live remote, into an offline store through the embedded
+    writer)."""
+    import trio
+
+    from seglake.config import Config
+    from seglake.ipc.messages import ReplApply
+    from seglake.repl import plan
+    from seglake.repl.client import ReplClient
+    from seglake.repl.pull import pull_step
+    from seglake.repl.push import push_step
+    from seglake.writer.embedded import EmbeddedWriter, run_embedded
+
+    monkeypatch.setattr(plan, "MAX_GROUP_BYTES", 2 * MIB)
+    monkeypatch.setattr(plan, "MAX_FETCH_BYTES", 1 * MIB)
+    pa = free_port()
+    a = node(tmp_path, "a", pa)
+    with running(a):
+        sa = a.s3()
+        sa.create_bucket(Bucket="groups")
+        for i in range(6):
+            sa.put_object(Bucket="groups", Key=f"k{i}", Body=bytes([i + 1]) * (MIB + MIB // 2))
+        (tmp_path / "b").mkdir()
+        cfg = Config(data_dir=str(tmp_path / "b"))
+        remote = url(pa)
+        applies: list[tuple[int, int, int]] = []
+
+        class Counting:
+            """The embedded writer, noting each ReplApply's range and size."""
+
+            def __init__(self, w: EmbeddedWriter) -> None:
+                self.w = w
+
+            async def append(self, digest: bytes, data: bytes) -> Any:
+                return await self.w.append(digest, data)
+
+            async def apply(self, msg: Any) -> Any:
+                if isinstance(msg, ReplApply):
+                    applies.append((msg.from_seq, msg.to_seq, len(msg.chunks)))
+                return await self.w.apply(msg)
+
+        async def pull_all(w: EmbeddedWriter) -> list[Any]:
+            client = ReplClient(remote, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+            try:
+                steps = []
+                for _ in range(10):
+                    r = await pull_step(client, Counting(w), cfg.db_path, remote, limit=1000)
+                    steps.append(r)
+                    if not r.more:
+                        break
+                return steps
+            finally:
+                await client.aclose()
+
+        (step,) = trio.run(run_embedded, cfg, "test", pull_all)
+        # bucket entry(ies) + 6 versions; 1.5 MiB each in groups of <= 2 MiB.
+        assert step.applied == step.entries >= 7 and step.backlog == 0
+        assert step.chunks == 6 and step.bytes_in == 6 * (MIB + MIB // 2)
+        # One object's chunks per group (two would pass 2 MiB), the ranges
+        # adjoining from 0 to the head.
+        assert len(applies) == 6 and [n for _, _, n in applies] == [1] * 6
+        assert applies[0][0] == 0 and applies[-1][1] == step.head
+        assert all(x[1] == y[0] for x, y in itertools.pairwise(applies))
+
+        async def push_all(w: EmbeddedWriter) -> Any:
+            client = ReplClient(remote, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+            try:
+                site = (await client.oplog("0", 1)).site
+                return await push_step(client, w, cfg.root, cfg.db_path, remote, limit=1000,
+                                       remote_site=site)  # fmt: skip
+            finally:
+                await client.aclose()
+
+        sb_dir = tmp_path / "b"
+        offline = SeglakeServer(sb_dir, frontends=1, extra_args=["--addr", "127.0.0.1:0"])
+        with offline:
+            s3 = offline.s3()
+            for i in range(3):
+                s3.put_object(Bucket="groups", Key=f"from-b-{i}", Body=bytes([9 + i]) * (MIB + 7))
+        pushed = trio.run(run_embedded, cfg, "test", push_all)
+        # Only B's own writes go back (A's entries are left out), with their data.
+        assert pushed.entries == 3 and pushed.chunks == 3 and pushed.backlog == 0
+        assert pushed.bytes_out == 3 * (MIB + 7)
+        b = node(tmp_path, "b", free_port())
+        with running(b):
+            converge(a, b)
+            validate(a, b)
