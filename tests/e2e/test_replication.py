@@ -290,6 +290,15 @@ def test_continuous_pull_pauses_while_quiesced(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         final = converge(a, b)
         assert [r[0] for r in final["quiet"]] == ["while-quiesced"]
+        stats = seglake("stats", "--json", "--data-dir", str(b.data_dir))
+        assert stats.returncode == 0, stats.stderr
+        (row,) = json.loads(stats.stdout)["replication"]
+        assert row["remote"] == url(pa) and row["direction"] == "pull" and row["entries"] >= 2
+        import urllib.request
+
+        with urllib.request.urlopen(f"{url(pb)}/.seglake/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        assert f'seglake_repl_entries_total{{remote="{url(pa)}",direction="pull"}}' in text
 
 
 def test_usage_refusals(tmp_path: Path) -> None:
