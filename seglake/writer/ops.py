@@ -131,19 +131,18 @@ def stamp_for_key(conn: apsw.Connection, ctx: BatchContext, bucket: str, key: st
     any row of the key holds (the per-key rule of protocol/hlc.py, with the
     key's newest stamp as ``prev``: a version written here is current under
     LWW whatever the wall clock says)."""
-    rows = query(
+    # One statement on the hot path: the key's current stamp and its
+    # largest (versions_by_stamp answers the max from the index).
+    row = query(
         conn,
-        "SELECT v.hlc, v.site FROM current c JOIN versions v ON v.id = c.version "
-        "WHERE c.bucket = ? AND c.key = ?",
+        "SELECT v.hlc, v.site, (SELECT max(hlc) FROM versions WHERE bucket = ?1 AND key = ?2) "
+        "FROM (SELECT 1) LEFT JOIN current c ON c.bucket = ?1 AND c.key = ?2 "
+        "LEFT JOIN versions v ON v.id = c.version",
         (bucket, key),
-    )
-    prev = (int(rows[0][0]), str(rows[0][1])) if rows else None
-    top = query(
-        conn,
-        "SELECT hlc FROM versions WHERE bucket = ? AND key = ? ORDER BY hlc DESC LIMIT 1",
-        (bucket, key),
-    )
-    return KeyStamp(ctx.hlc.stamp_key(int(top[0][0]) if top else None), ctx.site_id(conn), prev)
+    )[0]
+    prev = None if row[0] is None else (int(row[0]), str(row[1]))
+    top = None if row[2] is None else int(row[2])
+    return KeyStamp(ctx.hlc.stamp_key(top), ctx.site_id(conn), prev)
 
 
 # A mutation: ``apply(conn, ctx, msg)``. Any: each takes its own request

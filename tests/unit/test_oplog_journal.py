@@ -171,3 +171,16 @@ def test_site_id_choice(store: Store) -> None:
     with pytest.raises(oplog_journal.SiteIdRefused, match="only on an empty store"):
         oplog_journal.choose_site_id(store.conn, "00000000000000cc")
     assert oplog_journal.choose_site_id(store.conn, "00000000000000bb") == "00000000000000bb"
+
+
+def test_kek_entry(store: Store) -> None:
+    from seglake.writer import sse_ops
+
+    kek = ["1" * 16, b"w" * 60, "2" * 16]
+    store.batch((sse_ops.apply_ensure_kek, {"candidate": kek}))
+    store.batch((sse_ops.apply_ensure_kek, {"candidate": ["3" * 16, b"x" * 60, "2" * 16]}))
+    rows = store.oplog()
+    assert [(r[3], r[4], r[5], r[6]) for r in rows] == [("kek", "", None, "1" * 16)]
+    body = rows[0][7]
+    assert isinstance(body, repl_entries.KekBody)
+    assert (body.id, body.wrapped, body.master_id) == ("1" * 16, b"w" * 60, "2" * 16)
