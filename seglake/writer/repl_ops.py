@@ -412,11 +412,18 @@ def _apply_version(
     e, body, m = it.entry, it.body, it.manifest
     assert isinstance(body, VersionBody) and m is not None and e.key is not None
     assert e.uid is not None
-    if lww.below_gone(it.stamp, _gone_stamp(conn, e.bucket)):
+    gone = _gone_stamp(conn, e.bucket)
+    if lww.below_gone(it.stamp, gone):
         return 0  # written before a deletion of its bucket: gone with it
+    conflicts = 0
     if not _bucket_exists(conn, e.bucket):
-        # The origin's oplog has a bucket's entries before its versions.
-        raise _bad(f"unknown bucket {e.bucket!r}")
+        if gone is None:
+            # The origin's oplog has a bucket's entries before its versions.
+            raise _bad(f"unknown bucket {e.bucket!r}")
+        # Written after a delete of its bucket seen here (concurrently, on
+        # another site): the bucket lives on, as it does where it was
+        # written (lww.bucket_exists), with defaults for what was dropped.
+        conflicts += _ensure_bucket(conn, e.bucket, gone)
     if query(conn, "SELECT 1 FROM versions WHERE uid = ?", (e.uid,)):
         return 0  # arrived by another route (a snapshot) under another entry
     waiting = query(conn, "SELECT hlc, site FROM repl_pending_state WHERE uid = ?", (e.uid,))
@@ -465,7 +472,7 @@ def _apply_version(
                 "VALUES (?, ?, ?, ?)",
                 (r.digest, r.segment_id, r.offset, r.length),
             )
-    return recompute_key(conn, e.bucket, e.key)
+    return conflicts + recompute_key(conn, e.bucket, e.key)
 
 
 def _pend(conn: apsw.Connection, it: _Item) -> None:
@@ -550,14 +557,19 @@ def _apply_kek(
 # ---- buckets -------------------------------------------------------------------
 
 
+def _stamp_ns(stamp: lww.Stamp) -> int:
+    return hlc_rules.physical_ms(stamp[0]) * 1_000_000
+
+
 def _ensure_bucket(conn: apsw.Connection, bucket: str, stamp: lww.Stamp) -> bool:
-    """Create the bucket row with defaults if absent; True if created."""
+    """Create the bucket row with defaults if absent; True if created.
+    ``stamp``: the bucket's gone stamp if it has one (every site then
+    derives the same creation time), else the creating entry's."""
     if _bucket_exists(conn, bucket):
         return False
-    created = hlc_rules.physical_ms(stamp[0]) * 1_000_000
     conn.execute(
         "INSERT INTO buckets(name, created_ns, versioning) VALUES (?, ?, 'unversioned')",
-        (bucket, created),
+        (bucket, _stamp_ns(stamp)),
     )
     return True
 
@@ -595,7 +607,7 @@ def _apply_bucket(
         "value = excluded.value",
         (e.bucket, body.field, e.hlc, e.site, body.value),
     )
-    created = _ensure_bucket(conn, e.bucket, it.stamp)
+    created = _ensure_bucket(conn, e.bucket, it.stamp if gone is None else gone)
     _set_column(conn, e.bucket, body.field, body.value)
     # A bucket that comes back after a delete seen here is worth a look.
     return 1 if created and gone is not None else 0
@@ -626,7 +638,8 @@ def _apply_bucket_gone(
     ):
         conn.execute("DELETE FROM bucket_stamps WHERE bucket = ? AND field = ?", (bucket, field))
         if _bucket_exists(conn, bucket):
-            _set_column(conn, bucket, str(field), _FIELD_DEFAULTS.get(str(field)))
+            default = _stamp_ns(gone) if field == "created_ns" else _FIELD_DEFAULTS.get(str(field))
+            _set_column(conn, bucket, str(field), default)
     # Versions written before the delete go with the bucket, as at the origin.
     conflicts = 0
     old = query(
