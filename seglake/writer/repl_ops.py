@@ -121,11 +121,7 @@ def _decode(a: ReplApply) -> list[_Item]:
         raise _bad("an empty range carries entries")
     if a.direction == "push" and not hlc_rules.valid_site(a.remote_site):
         raise _bad(f"bad sending site {a.remote_site!r}")
-    # A bootstrap batch carries no epoch: the snapshot names its cursor
-    # only in its last item (protocol/repl_snapshot.py), and bootstrap
-    # moves no cursor.
-    epoch_ok = bool(a.epoch) or a.direction == "bootstrap"
-    if not (epoch_ok and len(a.epoch) <= _MAX_NAME and len(a.remote) <= _MAX_NAME):
+    if not (0 < len(a.epoch) <= _MAX_NAME and len(a.remote) <= _MAX_NAME):
         raise _bad("bad epoch or remote name")
     if len(a.entries) > MAX_PAGE_ENTRIES:
         raise _bad(f"{len(a.entries)} entries (at most {MAX_PAGE_ENTRIES})")

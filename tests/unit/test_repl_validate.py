@@ -89,3 +89,18 @@ def test_difference_lines() -> None:
         "kek 0123456789abcdef: only in B",
     ]
     assert compare(a, a) == []
+
+
+def test_a_truncated_snapshot_is_refused_not_compared() -> None:
+    import pytest
+
+    from seglake.protocol.repl_wire import WireError
+
+    items: list[Entry | SnapshotEnd] = [
+        _version("0000000000000001", 5 << 16, A_SITE, None),
+        SnapshotEnd("e" * 16, 1, A_SITE, 5 << 16),
+    ]
+    source = _Source(items)
+    source.raw = source.raw[:-3]
+    with pytest.raises(WireError, match="truncated"):
+        trio.run(read_endpoint, source, "A")  # type: ignore[arg-type]
