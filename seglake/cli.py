@@ -44,6 +44,8 @@ MODES = (
     "upgrade",
     # one-shot replication (seglake/ops/repl_cmd.py)
     "repl-pull", "repl-push", "repl-bootstrap",
+    # compare two sites (seglake/ops/repl_validate_cmd.py)
+    "repl-validate",
 )  # fmt: skip
 # Settings whose flag may be given several times (joined as a comma list).
 REPEATABLE = frozenset({"repl_remote"})
@@ -84,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--all-manifests", action="store_true", help="fsck: also look for orphan manifest files"
     )
+    p.add_argument(
+        "--deep", action="store_true",
+        help="repl-validate: also read every chunk on both sides and check its BLAKE3",
+    )  # fmt: skip
     from seglake.ops.toolbox_cmds import add_toolbox_flags
 
     add_toolbox_flags(p)
@@ -249,6 +255,10 @@ def run(argv: list[str]) -> int:
         from seglake.ops.repl_cmd import repl_cmd
 
         return repl_cmd(cfg, mode, as_json=args.json)
+    if mode == "repl-validate":
+        from seglake.ops.repl_validate_cmd import repl_validate_cmd
+
+        return repl_validate_cmd(cfg, deep=args.deep, as_json=args.json)
     print(f"seglake: unknown mode {mode!r} (available: {', '.join(MODES)})", file=sys.stderr)
     return 2
 

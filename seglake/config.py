@@ -227,6 +227,10 @@ class Config:
     repl_push_interval: float = 5.0
     repl_push_backoff_max: float = 60.0
     repl_bootstrap_force: bool = False
+    # repl-validate (seglake/repl/validate.py): the other side to compare
+    # with, a data dir or an S3 URL; the first side is --repl-remote if
+    # given, else --data-dir.
+    repl_other: str = ""
 
     @property
     def lifecycle_day_ns(self) -> int:

@@ -88,6 +88,7 @@ HELP: Final[dict[str, str]] = {
     "repl_access_key": "access key this site signs replication requests with",
     "repl_secret_key": "its secret key (put it in --secrets-file, not on a command line)",
     "repl_region": "SigV4 region of the replication remotes",
+    "repl_other": "repl-validate: the other data dir or S3 URL to compare with",
     "repl_pull": "serve: pull from every repl-remote continuously",
     "repl_push": "serve: push to every repl-remote continuously",
     "repl_interval": "seconds between pull steps once caught up",

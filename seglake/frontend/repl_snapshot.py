@@ -20,7 +20,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Final
 
 import apsw
@@ -31,7 +31,8 @@ from seglake.frontend.family_base import FamilyBase
 from seglake.frontend.http import Request
 from seglake.meta.schema import open_read
 from seglake.meta.snapshot_reads import snapshot_items
-from seglake.protocol.repl_snapshot import encode_stream
+from seglake.protocol.repl_snapshot import SnapshotEnd, encode_stream
+from seglake.protocol.repl_wire import Entry
 from seglake.units import MiB
 
 log = logging.getLogger("seglake.frontend.repl_snapshot")
@@ -62,7 +63,8 @@ class SnapshotHandlers(FamilyBase):
             conn = await trio.to_thread.run_sync(open_read, str(self.cfg.db_path))
         except (apsw.Error, RuntimeError) as exc:
             raise S3Error("ServiceUnavailable", message=f"meta.db: {exc}") from None
-        frames = encode_stream(snapshot_items(conn))
+        items = snapshot_items(conn)
+        frames = encode_stream(items)
         try:
             try:
                 piece = await trio.to_thread.run_sync(_next_piece, frames)
@@ -83,11 +85,14 @@ class SnapshotHandlers(FamilyBase):
         finally:
             # Ends the read transaction (the generators' finally) even when
             # the client went away mid-stream.
-            await trio.to_thread.run_sync(_close, frames, conn)
+            await trio.to_thread.run_sync(_close, frames, items, conn)
 
 
-def _close(frames: Iterator[bytes], conn: apsw.Connection) -> None:
-    close = getattr(frames, "close", None)
-    if close is not None:
-        close()
+def _close(
+    frames: Generator[bytes], items: Generator[Entry | SnapshotEnd], conn: apsw.Connection
+) -> None:
+    # Outer first: closing it does not close the generator it iterates,
+    # whose ``finally`` is what ends the read transaction.
+    frames.close()
+    items.close()
     conn.close()

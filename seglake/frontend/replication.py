@@ -36,6 +36,7 @@ from typing import Final
 import blake3
 import trio
 
+from seglake.aio import s3_error_from_group
 from seglake.config import Config
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
@@ -62,6 +63,9 @@ CHUNKS_LEFT_HEADER: Final = b"x-seglake-chunks-left"
 # Hash and verify bigger chunks in a thread (blake3 releases the GIL).
 THREAD_HASH_MIN: Final = 1 * MiB
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
+# Appends of one push in flight at once (as for an object body,
+# frontend/body.py): the writer stores one chunk while the next arrives.
+APPENDS_IN_FLIGHT: Final = 2
 
 
 def _one(req: Request, name: str) -> str | None:
@@ -292,31 +296,41 @@ class ReplicationHandlers(FamilyBase):
         received = 0
         chunks: list[ReplChunk] = []
         stored: set[bytes] = set()
+        # Appends overlap the receiving and checking of the next frames.
+        in_flight = trio.Semaphore(APPENDS_IN_FLIGHT)
+
+        async def store(digest: bytes, chunk: bytes) -> None:
+            try:
+                where = await self.writer.append(chunk, digest)
+                chunks.append(ReplChunk(digest, where.segment_id, where.offset, where.length))
+            finally:
+                in_flight.release()
+
         try:
-            while True:
-                message = await req.recv()
-                if message["type"] == "http.disconnect":
-                    raise S3Error("IncompleteBody")
-                data = bytes(message.get("body", b""))
-                received += len(data)
-                if received > length:
-                    raise S3Error("IncompleteBody", message="more body than Content-Length")
-                sha.update(data)
-                for item in reader.feed(data):
-                    if isinstance(item, PushBatch):
-                        self._check_batch(item, our_site)
-                        continue
-                    digest, chunk = item
-                    await self._verify_chunk(digest, chunk)
-                    if digest not in stored:
-                        stored.add(digest)
-                        where = await self.writer.append(chunk, digest)
-                        chunks.append(
-                            ReplChunk(digest, where.segment_id, where.offset, where.length)
-                        )
-                if not message.get("more_body", False):
-                    break
-            batch = reader.eof()
+            with s3_error_from_group():
+                async with trio.open_nursery() as nursery:
+                    while True:
+                        message = await req.recv()
+                        if message["type"] == "http.disconnect":
+                            raise S3Error("IncompleteBody")
+                        data = bytes(message.get("body", b""))
+                        received += len(data)
+                        if received > length:
+                            raise S3Error("IncompleteBody", message="more than Content-Length")
+                        sha.update(data)
+                        for item in reader.feed(data):
+                            if isinstance(item, PushBatch):
+                                self._check_batch(item, our_site)
+                                continue
+                            digest, chunk = item
+                            await self._verify_chunk(digest, chunk)
+                            if digest not in stored:
+                                stored.add(digest)
+                                await in_flight.acquire()
+                                nursery.start_soon(store, digest, chunk)
+                        if not message.get("more_body", False):
+                            break
+                    batch = reader.eof()
         except WireError as exc:
             raise S3Error("ReplicationBadBatch", message=str(exc)) from None
         if received != length:

@@ -168,8 +168,12 @@ class ReplTasks:
                     return report
 
                 async def on_failure(f: Failure) -> None:
-                    if f.code == "ReplicationGap" and epoch:
-                        await rewind_push(writer, remote, epoch[0])
+                    if f.code == "ReplicationGap":
+                        # The remote lost our cursor: it may be another
+                        # store now, under another site id.
+                        site.clear()
+                        if epoch:
+                            await rewind_push(writer, remote, epoch[0])
 
                 policy = Backoff(cfg.repl_push_interval, cfg.repl_push_backoff_max)
                 await run_task(

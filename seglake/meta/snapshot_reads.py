@@ -21,7 +21,8 @@ version's precede its state, as the applier needs):
    alone says what became of it); a ``vmeta`` entry at the newest vmeta
    stamp the oplog holds for it, so an older vmeta entry relayed later does
    not win over the current value; a ``state`` entry for a DELETED row, at
-   the stamp of its ``state`` oplog entry, or the version's own;
+   its DELETED stamp (``versions.state_hlc/state_site``; for a row from
+   before those columns, its ``state`` oplog entry's, else its own stamp);
 5. ``SnapshotEnd``: settings ``oplog_epoch``, max(oplog.seq), ``site_id``,
    max(oplog.hlc) — read in the same transaction, so pulling from that
    cursor misses nothing and the snapshot holds everything before it.
@@ -64,11 +65,11 @@ _GONE_BODY: Final = encode_body(BucketGoneBody())
 _STATE_BODY: Final = encode_body(StateBody("DELETED"))
 _VERSION_COLS: Final = (
     "uid, bucket, key, version_id, size, etag, created_ns, state, delete_marker, hlc, site, "
-    "prev_hlc, prev_site, meta, manifest, vmeta"
+    "prev_hlc, prev_site, meta, manifest, vmeta, state_hlc, state_site"
 )
 
 
-def snapshot_items(conn: apsw.Connection, *, batch: int = BATCH) -> Iterator[Entry | SnapshotEnd]:
+def snapshot_items(conn: apsw.Connection, *, batch: int = BATCH) -> Generator[Entry | SnapshotEnd]:
     """Every item of the snapshot, the ``SnapshotEnd`` last; see the top."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -218,7 +219,7 @@ def _merged_versions(
 
 def _one_version(row: Any, oplog: dict[str, tuple[int, str]]) -> Iterator[Entry]:
     (uid, bucket, key, version_id, size, etag, created_ns, state, marker, at, origin,
-     prev_hlc, prev_site, meta, manifest, vmeta) = row  # fmt: skip
+     prev_hlc, prev_site, meta, manifest, vmeta, state_hlc, state_site) = row  # fmt: skip
     uid, bucket, key = str(uid), str(bucket), str(key)
     if manifest is not None:
         body = VersionBody(
@@ -237,7 +238,10 @@ def _one_version(row: Any, oplog: dict[str, tuple[int, str]]) -> Iterator[Entry]
             value = encode_body(VmetaBody(None if vmeta is None else bytes(vmeta)))
             yield _entry(h, s, "vmeta", bucket, key, uid, value)
     if state == "DELETED":
-        h, s = oplog.get("state", (int(at), str(origin)))
+        if state_hlc is not None:
+            h, s = int(state_hlc), str(state_site)
+        else:  # a row deleted before the stamp had a column
+            h, s = oplog.get("state", (int(at), str(origin)))
         yield _entry(h, s, "state", bucket, key, uid, _STATE_BODY)
 
 

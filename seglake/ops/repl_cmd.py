@@ -238,14 +238,16 @@ def repl_cmd(cfg: Config, mode: str, *, as_json: bool) -> int:
             f"or stop it to run {mode} once"
         )
         return 1
-    if mode == "repl-bootstrap":
-        # A new site starts from nothing: its data dir may not exist yet.
+    if mode in ("repl-bootstrap", "repl-pull"):
+        # A new site may start from nothing (a snapshot, or the remote's
+        # whole oplog): its data dir need not exist yet.
         cfg.root.mkdir(parents=True, exist_ok=True)
     started = time.time()
     try:
         doc = trio.run(_offline, cfg, mode, remotes)
     except DataDirBusy as exc:
-        _err(f"{mode}: {exc}")
+        text = str(exc)
+        _err(text if text.startswith(mode) else f"{mode}: {text}")
         return 1
     except UsageError as exc:
         _err(f"{mode}: {exc}")

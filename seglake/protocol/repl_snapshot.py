@@ -23,7 +23,7 @@ whole would silently lose versions.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Final
 
 import msgspec
@@ -71,7 +71,7 @@ def encode_item(item: Item) -> bytes:
     return LENGTH.pack(len(raw)) + raw
 
 
-def encode_stream(items: Iterable[Item]) -> Iterator[bytes]:
+def encode_stream(items: Iterable[Item]) -> Generator[bytes]:
     """The framed items of a whole snapshot; the last must be the only
     ``SnapshotEnd``."""
     ended = False

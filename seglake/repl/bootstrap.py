@@ -38,6 +38,9 @@ from seglake.repl.port import Remote, WriterPort
 from seglake.repl.pull import StepReport, apply_page, pull_step, set_pull_cursor
 
 BATCH_ENTRIES: Final = 1000
+# A bootstrap batch moves no cursor, and the snapshot names its epoch only
+# at its end: its batches carry this placeholder (the writer needs one).
+SNAPSHOT_EPOCH: Final = "snapshot"
 BATCH_BYTES: Final = plan.MAX_GROUP_BYTES
 MAX_CATCH_UP_STEPS: Final = 1_000_000
 
@@ -105,7 +108,7 @@ async def bootstrap(
         nonlocal batch, batch_bytes
         if batch:
             await apply_page(
-                source, writer, db_path, remote=remote, direction="bootstrap", page_epoch="",
+                source, writer, db_path, remote=remote, direction="bootstrap", page_epoch=SNAPSHOT_EPOCH,
                 page_site=batch[0].site, from_seq=0, to_seq=0, entries=batch,
                 report=report.snapshot,
             )  # fmt: skip

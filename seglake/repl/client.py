@@ -30,6 +30,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import ssl
 from collections.abc import AsyncIterator, Iterable
@@ -44,6 +45,8 @@ import h11
 import trio
 from defusedxml import ElementTree
 
+from seglake.format.errors import FormatError
+from seglake.format.manifest import decode_manifest
 from seglake.protocol import repl_wire
 from seglake.protocol.repl_wire import OplogPage, PushBatch, PushResult, WireError
 from seglake.protocol.sigv4 import UNSIGNED_PAYLOAD, sign_request
@@ -185,8 +188,8 @@ class _Connection:
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     async def aclose(self) -> None:
-        with trio.move_on_after(1):
-            await self.stream.aclose()
+        # Forcefully: no TLS close_notify exchange, and safe under cancellation.
+        await trio.aclose_forcefully(self.stream)
 
 
 class Response:
@@ -259,18 +262,29 @@ class ReplClient:
     # ---- connection and one exchange ----------------------------------
     async def _connect(self) -> _Connection:
         t = self.target
+        tcp: trio.SocketStream | None = None
+        connected = False
         try:
             with trio.fail_after(self.timeout):
                 tcp = await trio.open_tcp_stream(t.host, t.port)
-                stream: trio.abc.Stream = tcp
-                if self._ssl is not None:
-                    tls = trio.SSLStream(tcp, self._ssl, server_hostname=t.host,
-                                         https_compatible=True)  # fmt: skip
-                    await tls.do_handshake()
-                    stream = tls
+                if self._ssl is None:
+                    connected = True
+                    return _Connection(tcp)
+                tls = trio.SSLStream(tcp, self._ssl, server_hostname=t.host,
+                                     https_compatible=True)  # fmt: skip
+                await tls.do_handshake()
+                connected = True
+                return _Connection(tls)
         except (OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
+            cause = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                # The remote's certificate is not trusted: waiting will not
+                # change that (--repl-ca-file, or the remote's certificate).
+                raise ReplHTTPError(0, "TLSError", str(cause), retryable=False) from exc
             raise _broken(exc) from exc
-        return _Connection(stream)
+        finally:
+            if not connected and tcp is not None:
+                await trio.aclose_forcefully(tcp)
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -297,20 +311,63 @@ class ReplClient:
         self, conn: _Connection, method: str, path: bytes, query: bytes,
         headers: list[tuple[bytes, bytes]], body: list[bytes],
     ) -> Response:  # fmt: skip
+        """Send the request and read the head of its answer. The body is
+        sent while the answer is awaited: a server that refuses a body
+        part-way (a bad chunk in a push) answers and may close before
+        reading the rest, and that answer, not the broken pipe, is what the
+        caller must see. Until the body is sent the wait for the answer is
+        bounded by the sending (each piece within ``timeout``); after it,
+        by ``timeout``."""
         target = path + (b"?" + query if query else b"")
         await conn.send(h11.Request(method=method, target=target, headers=headers), self.timeout)
-        for piece in body:
-            if piece:
-                await conn.send(h11.Data(data=piece), self.timeout)
-                self.bytes_out += len(piece)
-        await conn.send(h11.EndOfMessage(), self.timeout)
-        while True:
-            event = await conn.next_event(self.timeout)
-            if isinstance(event, h11.InformationalResponse):
-                continue  # 100 Continue: we do not wait for it, the body is sent
-            if isinstance(event, h11.Response):
-                return Response(conn, event.status_code, list(event.headers), self.timeout)
-            raise ReplHTTPError(0, "ConnectionError", "the remote closed before answering")
+        head_wait = trio.CancelScope()
+        send_error: BaseException | None = None
+
+        async def send_body() -> None:
+            nonlocal send_error
+            try:
+                for piece in body:
+                    if piece:
+                        await conn.send(h11.Data(data=piece), self.timeout)
+                        self.bytes_out += len(piece)
+                await conn.send(h11.EndOfMessage(), self.timeout)
+            except (h11.LocalProtocolError, OSError, trio.BrokenResourceError,
+                    trio.ClosedResourceError, trio.TooSlowError) as exc:  # fmt: skip
+                # Perhaps the remote answered and closed: read what it said.
+                send_error = exc
+            head_wait.deadline = trio.current_time() + self.timeout
+
+        async def read_head() -> Response | BaseException:
+            """The answer's head, or why there is none (never raises, so
+            nothing leaves the nursery below as an exception group)."""
+            try:
+                while True:
+                    event = await conn.next_event(math.inf)
+                    if isinstance(event, h11.InformationalResponse):
+                        continue  # 100 Continue: we do not wait for it
+                    if not isinstance(event, h11.Response):
+                        return ReplHTTPError(0, "ConnectionError",
+                                             "the remote closed before answering")  # fmt: skip
+                    return Response(conn, event.status_code, list(event.headers), self.timeout)
+            except (ReplHTTPError, h11.RemoteProtocolError, OSError, trio.BrokenResourceError,
+                    trio.ClosedResourceError) as exc:  # fmt: skip
+                return exc
+
+        outcome: Response | BaseException = trio.TooSlowError()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_body)
+            with head_wait:
+                outcome = await read_head()
+            if not isinstance(outcome, Response) or not 200 <= outcome.status < 300:
+                # No answer, or an early refusal: the rest of the body is
+                # not wanted (the connection is then not reused: h11 is
+                # still mid-request).
+                nursery.cancel_scope.cancel()
+        if isinstance(outcome, Response):
+            if 200 <= outcome.status < 300 and send_error is not None:
+                raise send_error
+            return outcome
+        raise send_error or outcome
 
     @asynccontextmanager
     async def _request(
@@ -354,6 +411,9 @@ class ReplClient:
                     if isinstance(exc, ReplHTTPError):
                         raise
                     raise _broken(exc) from exc
+                except BaseException:
+                    await self._drop()  # cancelled mid-exchange: state unknown
+                    raise
                 break
             conn.requests += 1
             try:
@@ -427,7 +487,8 @@ class ReplClient:
         return missing
 
     async def manifests(self, uids: list[str]) -> dict[str, bytes]:
-        """uid → manifest bytes of the versions the remote has (others absent)."""
+        """uid → manifest bytes of the versions the remote has (others
+        absent), each checked against its own checksum."""
         found: dict[str, bytes] = {}
         wanted = list(dict.fromkeys(uids))
         step = repl_wire.MAX_MANIFEST_UIDS
@@ -438,7 +499,16 @@ class ReplClient:
                 got = repl_wire.decode_manifests(raw)
             except WireError as exc:
                 raise ReplHTTPError(0, "InvalidResponse", str(exc), retryable=False) from None
-            found.update({u: m for u, m in got.items() if u in group})
+            for uid, manifest in got.items():
+                if uid not in group:
+                    continue
+                try:
+                    # Its own checksum: damage on the way (or at the source)
+                    # is caught here, not when the writer applies it.
+                    decode_manifest(manifest, path=f"manifest {uid}", with_meta=False)
+                except FormatError as exc:
+                    raise ReplHTTPError(0, "InvalidResponse", str(exc)) from None
+                found[uid] = manifest
         return found
 
     async def chunks(self, digests: list[bytes]) -> dict[bytes, bytes]:

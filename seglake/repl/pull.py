@@ -94,7 +94,7 @@ async def fetch_and_append(
     ``ReplicationMissingChunk`` (retryable: it may have been moved by the
     remote's GC between its page and our request)."""
     stored: dict[bytes, ReplChunk] = {}
-    for batch in plan.fetch_batches(needs):
+    for batch in plan.fetch_batches(needs, max_bytes=plan.MAX_FETCH_BYTES):
         got = await source.chunks(batch)
         for d in batch:
             data = got.get(d)
@@ -131,7 +131,7 @@ async def apply_page(
     all_needs = plan.unique(n for e in entries for n in chunks_of[e.seq])
     missing = set(await trio.to_thread.run_sync(_missing, db_path, [d for d, _ in all_needs]))
     held: dict[bytes, ReplChunk] = {}
-    groups = plan.groups(entries, chunks_of, missing)
+    groups = plan.groups(entries, chunks_of, missing, plan.MAX_GROUP_BYTES)
     pos = from_seq
     for i, group in enumerate(groups or [[]]):
         last = i == max(0, len(groups) - 1)

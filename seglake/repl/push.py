@@ -102,6 +102,10 @@ async def push_step(
     _row, own_site, own_epoch, cursor, page = await trio.to_thread.run_sync(
         _local_page, db_path, remote, limit, remote_site or None
     )
+    if remote_site == own_site:
+        raise S3Error(
+            "InvalidArgument", message=f"{remote} is this very site ({own_site}): not pushing"
+        )
     report = StepReport(
         epoch=own_epoch, cursor=cursor, head=page.head, head_hlc=page.head_hlc, more=page.more,
         remote_site=remote_site,
@@ -115,7 +119,7 @@ async def push_step(
     digests = [d for d, _ in needs]
     for i in range(0, len(digests), MAX_HAVE_DIGESTS):
         lacking.update(await dest.have(digests[i : i + MAX_HAVE_DIGESTS]))
-    groups = plan.groups(page.entries, chunks_of, lacking)
+    groups = plan.groups(page.entries, chunks_of, lacking, plan.MAX_GROUP_BYTES)
     sent: set[bytes] = set()
     pos = cursor
     for i, group in enumerate(groups or [[]]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 import trio
@@ -77,5 +78,33 @@ def test_silent_peer_times_out() -> None:
                     await client.fetch("GET", "/v1/meta/stats")
             assert info.value.code == "Timeout" and info.value.retryable
             await client.aclose()
+
+        trio.run(main)
+
+
+def test_https_with_ca_file(tmp_path: Path) -> None:
+    from tests.e2e.test_tls import Pki, TlsServer
+
+    pki = Pki(tmp_path)
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    pki.issue(cert, key)
+    tls = ["--tls", "--tls-cert", str(cert), "--tls-key", str(key)]
+    with TlsServer(tmp_path / "data", frontends=1, extra_args=tls) as srv:
+
+        async def main() -> None:
+            trusted = ReplClient(srv.endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY,
+                                 timeout=30, ca_file=str(pki.ca_path))  # fmt: skip
+            try:
+                for _ in range(2):
+                    assert isinstance(json.loads(await trusted.fetch("GET", "/v1/meta/stats")),
+                                      dict)  # fmt: skip
+                assert trusted._conn is not None and trusted._conn.requests == 2
+            finally:
+                await trusted.aclose()
+            untrusted = ReplClient(srv.endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY,
+                                   timeout=30)  # fmt: skip
+            with pytest.raises(ReplHTTPError) as info:
+                await untrusted.fetch("GET", "/v1/meta/stats")
+            assert info.value.code == "TLSError" and not info.value.retryable
 
         trio.run(main)

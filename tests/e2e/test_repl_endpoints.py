@@ -275,6 +275,10 @@ def test_oplog_json(src: SeglakeServer) -> None:
     doc = resp.json()
     assert len(doc["entries"]) == 3 and doc["more"] is True
     assert doc["cursor"] == f"{doc['epoch']}:{doc['next']}"
+    whole = raw(src, "GET", "/v1/replication/oplog", [("format", "json")]).json()
+    version = next(e for e in whole["entries"] if e["op"] == "version")
+    assert {"version_id", "size", "etag"} <= set(version["body"])
+    assert version["manifest_bytes"] > 0
 
 
 def test_oplog_truncated_below_floor(src: SeglakeServer) -> None:
@@ -568,3 +572,24 @@ def test_quiesced_reads_work_posts_refused(src: SeglakeServer) -> None:
             503, "MaintenanceMode")  # fmt: skip
     finally:
         assert cli(src.data_dir, "maintenance", "disable").returncode == 0
+
+
+def test_client_sees_early_refusal_of_a_big_push(dst: SeglakeServer) -> None:
+    """The server refuses the first frame and stops reading a body far
+    over what it drains: the client reports that answer, not a broken pipe."""
+    page = full_page(dst)
+    other_site = "f" * 16 if page.site != "f" * 16 else "e" * 16
+    batch = PushBatch(site=other_site, epoch="a" * 16, from_seq=0, to_seq=0, entries=[])
+    chunk = bytes(4 << 20)
+    frames = [(b"\1" * 32, chunk), *[(blake3.blake3(chunk).digest(), chunk)] * 15]  # 64 MiB
+    before = state_of(dst)
+
+    async def main(c: ReplClient) -> None:
+        with pytest.raises(ReplHTTPError) as info:
+            await c.push(batch, frames)
+        assert (info.value.status, info.value.code) == (400, "ReplicationBadChunk")
+        # the connection was dropped (mid-request), the next call works
+        assert (await c.oplog("0", 1)).epoch == page.epoch
+
+    run(dst, main)
+    assert state_of(dst) == before

@@ -175,3 +175,81 @@ def test_unsigned_and_wrong_method_are_refused(server: SeglakeServer) -> None:
     assert r.status_code == 403 and b"<Code>AccessDenied</Code>" in r.content
     r = signed_request(server, "POST", "/v1/replication/snapshot")
     assert r.status_code in (400, 405) and b"<Code>" in r.content
+
+
+def test_keyset_batches_do_not_change_the_snapshot(
+    server: SeglakeServer, store: dict[str, Any]
+) -> None:
+    """Batches of one row walk every keyset boundary (gone stamps, buckets,
+    KEKs, versions merged with the oplog's stamps) and give the same items."""
+    from seglake.meta.schema import open_read
+    from seglake.meta.snapshot_reads import snapshot_items
+
+    s3 = server.s3()
+    s3.create_bucket(Bucket="snap-gone")
+    s3.delete_bucket(Bucket="snap-gone")
+    s3.create_bucket(Bucket="snap-again")
+    s3.delete_bucket(Bucket="snap-again")
+    s3.create_bucket(Bucket="snap-again")  # recreated: its gone stamp and its fields
+    conn = open_read(str(server.data_dir / "meta.db"))
+    try:
+        whole = list(snapshot_items(conn))
+        one_by_one = list(snapshot_items(conn, batch=1))
+        # Abandoned half way: the read transaction ends, the connection is reusable.
+        it = snapshot_items(conn, batch=1)
+        next(it), next(it)
+        it.close()
+        assert list(snapshot_items(conn, batch=3)) == whole
+    finally:
+        conn.close()
+    assert one_by_one == whole
+    assert isinstance(whole[-1], SnapshotEnd)
+    entries = [e for e in whole if isinstance(e, Entry)]
+    gone = [e.bucket for e in entries if e.op == "bucket_gone"]
+    assert gone == ["snap-again", "snap-gone"]
+    again = [e for e in entries if e.bucket == "snap-again"]
+    assert again[0].op == "bucket_gone" and all(e.hlc > again[0].hlc for e in again[1:])
+
+
+def test_only_a_whole_store_replication_key_may_read_it(server: SeglakeServer) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from seglake.repl.client import ReplHTTPError
+
+    read_policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "seglake:ReplicationRead", "Resource": "*"}]})  # fmt: skip
+    keys = {"snaprw": "rw", "snapread": read_policy, "snapbound": read_policy}
+
+    def cli(*args: str) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "seglake.cli", *args, "-data-dir", str(server.data_dir)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+
+    for key, policy in keys.items():
+        cli("-mode", "keys", "-keys-action", "create", f"-key-access={key}",
+            f"-key-secret={key}-secret-1", f"-key-policy={policy}")  # fmt: skip
+    cli("-mode", "keys", "-keys-action", "allow-bucket", "-key-access=snapbound",
+        f"-key-bucket={VB}")  # fmt: skip
+
+    async def fetch(key: str) -> tuple[int, str] | int:
+        client = ReplClient(server.endpoint, access_key=key, secret_key=f"{key}-secret-1")
+        try:
+            with trio.fail_after(30):
+                async with client.snapshot() as body:
+                    n = 0
+                    async for piece in body:
+                        n += len(piece)
+                    return n
+        except ReplHTTPError as exc:
+            return exc.status, exc.code
+        finally:
+            await client.aclose()
+
+    assert trio.run(fetch, "snaprw") == (403, "AccessDenied")
+    assert trio.run(fetch, "snapbound") == (403, "AccessDenied")
+    got = trio.run(fetch, "snapread")
+    assert isinstance(got, int) and got > 0
