@@ -20,6 +20,10 @@ of the *set* of entries a site has seen, never of their arrival order):
 - DAMAGED describes this site's disk, not the history: it is kept as the
   row's state, and such a row is eligible for current exactly when an
   ACTIVE one would be.
+- **Version metadata** (tags, ACL, legal hold) is one register per
+  version, the newest stamp wins; a retention is merged instead
+  (design-version-metadata.md §2): the later retain-until date, and
+  COMPLIANCE over GOVERNANCE, so no site can shorten what another set.
 - **Buckets**: each config field is a register; the larger stamp wins.
   ``bucket_gone`` at T is itself remembered (as the bucket's gone stamp,
   the largest seen): registers and versions stamped below it are dropped,
@@ -123,3 +127,15 @@ def bucket_exists(
     return any(not below_gone(s, gone) for s in registers) or any(
         not below_gone(s, gone) for s in versions
     )
+
+
+Retention = tuple[str, int]  # (mode, retain-until ms)
+
+
+def merge_retention(a: Retention | None, b: Retention | None) -> Retention | None:
+    """Two sites' retentions of one version, merged: the later date, and
+    COMPLIANCE if either says so (commutative, so order does not matter)."""
+    if a is None or b is None:
+        return a if b is None else b
+    mode = "COMPLIANCE" if "COMPLIANCE" in (a[0], b[0]) else a[0]
+    return (mode, max(a[1], b[1]))

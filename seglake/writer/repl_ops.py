@@ -39,7 +39,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import apsw
@@ -49,7 +49,7 @@ import msgspec
 from seglake.errors import S3Error
 from seglake.format.errors import FormatError
 from seglake.format.manifest import ChunkRef, Manifest, decode_manifest, encode_manifest
-from seglake.format.vmeta import decode_vmeta
+from seglake.format.vmeta import Lock, VersionMeta, decode_vmeta
 from seglake.ipc.messages import ReplApplied, ReplApply, ReplChunk
 from seglake.meta.schema import query
 from seglake.protocol import hlc as hlc_rules
@@ -391,19 +391,41 @@ def _local_chunks(
     return refs
 
 
-def _newest_vmeta(conn: apsw.Connection, uid: str) -> tuple[lww.Stamp, bytes | None] | None:
-    """The newest vmeta entry the oplog holds for ``uid`` (its stamp and blob)."""
-    rows = query(
+def _vmeta_entries(conn: apsw.Connection, uid: str) -> list[tuple[lww.Stamp, bytes | None]]:
+    """The vmeta entries the oplog holds for ``uid`` (stamp, blob), newest first."""
+    out: list[tuple[lww.Stamp, bytes | None]] = []
+    for hlc, site, raw in query(
         conn,
         "SELECT hlc, site, body FROM oplog WHERE op = 'vmeta' AND uid = ? "
-        "ORDER BY hlc DESC, site DESC LIMIT 1",
+        "ORDER BY hlc DESC, site DESC",
         (uid,),
-    )
-    if not rows:
-        return None
-    body = decode_body("vmeta", bytes(rows[0][2]))
-    assert isinstance(body, VmetaBody)
-    return (int(rows[0][0]), str(rows[0][1])), body.vmeta
+    ):
+        body = decode_body("vmeta", bytes(raw))
+        assert isinstance(body, VmetaBody)
+        out.append(((int(hlc), str(site)), body.vmeta))
+    return out
+
+
+def _lock_of(v: VersionMeta) -> lww.Retention | None:
+    return None if v.lock is None else (v.lock.mode, v.lock.until_ms)
+
+
+def _merged_vmeta(winner: VersionMeta, others: list[VersionMeta]) -> VersionMeta:
+    """``winner`` (the newest value) with every value's retention merged in
+    (``lww.merge_retention``)."""
+    lock = _lock_of(winner)
+    for o in others:
+        lock = lww.merge_retention(lock, _lock_of(o))
+    return replace(winner, lock=None if lock is None else Lock(lock[0], lock[1]))
+
+
+def _vmeta_cols(
+    blob_given: bool, value: VersionMeta
+) -> tuple[bytes | None, int | None, str | None, int | None, int]:
+    # A value that was never set stays NULL; one that was keeps its blob,
+    # defaults or not (format/vmeta.py: a removal must win where it meets
+    # an older value).
+    return vmeta_columns(value if blob_given else None)
 
 
 def _apply_version(
@@ -432,11 +454,12 @@ def _apply_version(
     # A version deleted before it arrived needs no data: it is kept as a
     # DELETED row (a tombstone for the sibling rule), without a manifest.
     refs = [] if pending else _local_chunks(conn, m, chunks)
-    vmeta_blob = body.vmeta
-    later = _newest_vmeta(conn, e.uid)
-    if later is not None:
-        vmeta_blob = later[1]
-    vmeta_value = None if vmeta_blob is None else decode_vmeta(vmeta_blob)
+    # vmeta entries that came before their version (another route): the
+    # newest wins, every retention counts.
+    blobs = [blob for _, blob in _vmeta_entries(conn, e.uid)] + [body.vmeta]
+    values = [decode_vmeta(b) for b in blobs]
+    vmeta_given = any(b is not None for b in blobs)
+    vmeta_value = _merged_vmeta(values[0], values[1:])
     meta = {k: v for k, v in m.meta.items() if k not in _MANIFEST_OWN_KEYS}
     if body.tombstone:
         meta["tombstone"] = True
@@ -459,7 +482,7 @@ def _apply_version(
             lww.DELETED if pending else lww.ACTIVE, int(body.delete_marker), e.hlc, e.site,
             None if prev is None else prev.hlc, None if prev is None else prev.site,
             *state_stamp, msgpack.packb(meta, use_bin_type=True), manifest,
-            *vmeta_columns(None if vmeta_value is None or vmeta_value.is_default else vmeta_value),
+            *_vmeta_cols(vmeta_given, vmeta_value),
         ),
     )  # fmt: skip
     conn.execute("DELETE FROM repl_pending_state WHERE uid = ?", (e.uid,))
@@ -526,13 +549,23 @@ def _apply_vmeta(
 ) -> int:
     e, body = it.entry, it.body
     assert isinstance(body, VmetaBody) and e.uid is not None
-    newest = _newest_vmeta(conn, e.uid)  # this entry is in the oplog already
-    if newest is not None and newest[0] > it.stamp:
-        return 0  # a newer snapshot of this version's vmeta was applied
-    if not query(conn, "SELECT 1 FROM versions WHERE uid = ?", (e.uid,)):
-        return 0  # the version, when it comes, takes the newest from the oplog
-    value = None if body.vmeta is None else decode_vmeta(body.vmeta)
-    cols = vmeta_columns(None if value is None or value.is_default else value)
+    rows = query(conn, "SELECT vmeta FROM versions WHERE uid = ?", (e.uid,))
+    if not rows:
+        return 0  # the version, when it comes, takes the entries from the oplog
+    stored = None if rows[0][0] is None else bytes(rows[0][0])
+    current = decode_vmeta(stored)
+    incoming = decode_vmeta(body.vmeta)
+    entries = _vmeta_entries(conn, e.uid)  # this entry is among them
+    if entries and entries[0][0] > it.stamp:
+        # A newer value was applied already: it stays, but this one's
+        # retention still counts.
+        value = _merged_vmeta(current, [incoming])
+    else:
+        value = _merged_vmeta(incoming, [current])
+    given = stored is not None or body.vmeta is not None
+    cols = _vmeta_cols(given, value)
+    if cols[0] == stored:
+        return 0
     with _lock_may_refuse(conn, "repl_vmeta") as refused:
         conn.execute(
             "UPDATE versions SET vmeta = ?, tag_count = ?, lock_mode = ?, lock_until_ms = ?, "

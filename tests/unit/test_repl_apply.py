@@ -569,3 +569,40 @@ def test_bucket_gone_aborts_uploads_open_here(conn: apsw.Connection) -> None:
     assert query(conn, "SELECT count(*) FROM buckets") == [(0,)]
     assert query(conn, "SELECT count(*) FROM uploads") == [(0,)]
     assert query(conn, "SELECT count(*) FROM parts") == [(0,)]
+
+
+def test_vmeta_retention_is_merged_not_replaced(conn: apsw.Connection) -> None:
+    from seglake.format.vmeta import Lock, decode_vmeta
+
+    a, b = Origin(A), Origin(B, start=T0 + 1000)
+    bucket = a.bucket("b")
+    v, uid, _ = a.version("b", "k", [])
+    run(conn, a.pull([*bucket, v]))
+    locked = encode_vmeta(VersionMeta(rev=5, lock=Lock("GOVERNANCE", 10_000)))
+    run(conn, a.pull([a.vmeta("b", "k", uid, locked)], from_seq=3))
+    # A newer value from a site that never saw the retention: its tags win,
+    # the retention stays.
+    tagged = encode_vmeta(VersionMeta(rev=9, tags=(("t", "1"),)))
+    run(conn, b.pull([b.vmeta("b", "k", uid, tagged)]))
+    got = decode_vmeta(query(conn, "SELECT vmeta FROM versions")[0][0])
+    assert got.tags == (("t", "1"),) and got.lock == Lock("GOVERNANCE", 10_000)
+    # An older COMPLIANCE retention, relayed late: it is merged in, tags stay.
+    old = encode_vmeta(VersionMeta(rev=1, lock=Lock("COMPLIANCE", 50)))
+    run(
+        conn, a.pull([a._entry("vmeta", "b", "k", uid, re_.VmetaBody(old), hlc=T0 + 3)], from_seq=4)
+    )
+    got = decode_vmeta(query(conn, "SELECT vmeta FROM versions")[0][0])
+    assert got.tags == (("t", "1"),) and got.lock == Lock("COMPLIANCE", 10_000)
+    assert query(conn, "SELECT lock_mode, lock_until_ms, tag_count FROM versions") == [
+        ("COMPLIANCE", 10_000, 1)
+    ]
+
+
+def test_merge_retention() -> None:
+    from seglake.protocol import lww
+
+    assert lww.merge_retention(None, None) is None
+    assert lww.merge_retention(("GOVERNANCE", 5), None) == ("GOVERNANCE", 5)
+    assert lww.merge_retention(None, ("COMPLIANCE", 5)) == ("COMPLIANCE", 5)
+    assert lww.merge_retention(("GOVERNANCE", 9), ("COMPLIANCE", 5)) == ("COMPLIANCE", 9)
+    assert lww.merge_retention(("GOVERNANCE", 1), ("GOVERNANCE", 5)) == ("GOVERNANCE", 5)
