@@ -24,13 +24,18 @@ Rules this file keeps:
   digest and length), written like a local version's (``ctx.manifests``).
 - **Stamps of things that have no column**: a bucket's gone stamp is kept
   in ``bucket_stamps`` under the field ``GONE_FIELD`` (as the local journal
-  keeps it; not a config field, so no bucket entry can name it); the stamp of a version's vmeta is the
-  largest ``vmeta`` entry the oplog holds for that uid (local changes are
-  journalled there too), so no column is needed for it.
+  keeps it; not a config field, so no bucket entry can name it); the stamp
+  of a version's vmeta is the largest ``vmeta`` entry the oplog holds for
+  that uid (local changes are journalled there too). Tags, ACL and legal
+  hold come from the newest value, the retention is merged from all
+  (``lww.merge_retention``).
+- **Every site derives the same rows**: a key's states and current version
+  come from ``writer/lww_rows.recompute_key``; a bucket's existence from
+  its registers, versions and gone stamp (``lww.bucket_exists``).
 - Conflicts counted: versions that became CONFLICT, a ``bucket_gone`` that
-  could not remove its bucket, a bucket recreated after its gone stamp, a
-  remote DELETED or vmeta change an Object Lock here refused (the lock wins
-  on this site; the entry is still recorded).
+  could not remove its bucket (or aborted uploads open here), a bucket
+  recreated after its gone stamp, a remote DELETED or bucket_gone an Object
+  Lock here refused (the lock wins on this site; the entry is recorded).
 """
 
 from __future__ import annotations
