@@ -375,7 +375,9 @@ def apply_delete_object(conn: apsw.Connection, ctx: BatchContext, a: DeleteObjec
         cur = current_version(conn, bucket, key)
         if cur is not None:
             conn.execute("UPDATE versions SET state = 'DELETED' WHERE id = ?", (cur.row_id,))
-            conn.execute("DELETE FROM current WHERE bucket = ? AND key = ?", (bucket, key))
+            # Usually the key has no other live row; one that came from
+            # another site does (protocol/lww.py decides, here as there).
+            lww_rows.recompute_key(conn, bucket, key)
         return Deleted(version_id=None, delete_marker=False)
     version_id, _ = _insert_version(
         conn, ctx, bucket=bucket, key=key, versioning=versioning, size=0,

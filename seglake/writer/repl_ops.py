@@ -121,7 +121,10 @@ def _decode(a: ReplApply) -> list[_Item]:
         raise _bad("an empty range carries entries")
     if a.direction == "push" and not hlc_rules.valid_site(a.remote_site):
         raise _bad(f"bad sending site {a.remote_site!r}")
-    if not (0 < len(a.epoch) <= _MAX_NAME and len(a.remote) <= _MAX_NAME):
+    # A bootstrap batch may carry no epoch: the snapshot names its cursor
+    # only in its last item, and bootstrap moves no cursor.
+    epoch_ok = bool(a.epoch) or a.direction == "bootstrap"
+    if not (epoch_ok and len(a.epoch) <= _MAX_NAME and len(a.remote) <= _MAX_NAME):
         raise _bad("bad epoch or remote name")
     if len(a.entries) > MAX_PAGE_ENTRIES:
         raise _bad(f"{len(a.entries)} entries (at most {MAX_PAGE_ENTRIES})")
@@ -268,7 +271,8 @@ def _move_cursor(conn: apsw.Connection, a: ReplApply, items: list[_Item], confli
         conn.execute(
             "INSERT INTO repl_remotes(remote, site, epoch, pull_cursor, last_pull_hlc, "
             "last_ok_ns, conflicts) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(remote) DO UPDATE "
-            "SET site = excluded.site, epoch = excluded.epoch, pull_cursor = excluded.pull_cursor,"
+            "SET site = coalesce(excluded.site, site), epoch = excluded.epoch, "
+            "pull_cursor = excluded.pull_cursor,"
             " last_pull_hlc = coalesce(excluded.last_pull_hlc, last_pull_hlc),"
             " last_ok_ns = excluded.last_ok_ns, last_error = NULL,"
             " conflicts = conflicts + excluded.conflicts",
@@ -653,13 +657,19 @@ def _apply_bucket_gone(
     registers = query(
         conn, "SELECT 1 FROM bucket_stamps WHERE bucket = ? AND field != ?", (bucket, GONE_FIELD)
     )
-    keep = (
-        registers
-        or query(conn, "SELECT 1 FROM versions WHERE bucket = ? LIMIT 1", (bucket,))
-        or query(conn, "SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (bucket,))
-    )
+    keep = registers or query(conn, "SELECT 1 FROM versions WHERE bucket = ? LIMIT 1", (bucket,))
     if keep:
         return conflicts + (1 if _bucket_exists(conn, bucket) else 0)
+    # Uploads in progress here go with the bucket: they are this site's
+    # alone, and keeping the bucket for them would leave the sites
+    # disagreeing for good. Their parts' chunks become garbage for GC.
+    if query(conn, "SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (bucket,)):
+        conflicts += 1
+        conn.execute(
+            "DELETE FROM parts WHERE upload_id IN (SELECT upload_id FROM uploads WHERE bucket = ?)",
+            (bucket,),
+        )
+        conn.execute("DELETE FROM uploads WHERE bucket = ?", (bucket,))
     conn.execute("DELETE FROM current WHERE bucket = ?", (bucket,))
     conn.execute("DELETE FROM completed_uploads WHERE bucket = ?", (bucket,))
     conn.execute("DELETE FROM buckets WHERE name = ?", (bucket,))

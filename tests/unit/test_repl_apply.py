@@ -259,7 +259,9 @@ def test_pull_cursor_rules(conn: apsw.Connection) -> None:
 def test_bootstrap_then_set_cursor(conn: apsw.Connection) -> None:
     o = Origin(A)
     entries = o.bucket("b")
-    assert run(conn, o.pull(entries, direction="bootstrap", to_seq=0)).applied == 2
+    # A snapshot batch names no epoch (its cursor comes in its last item).
+    first = msgspec.structs.replace(o.pull(entries, direction="bootstrap", to_seq=0), epoch="")
+    assert run(conn, first).applied == 2
     assert query(conn, "SELECT count(*) FROM repl_remotes") == [(0,)]
     # The same snapshot batch again: every entry is a duplicate.
     again = run(conn, o.pull(entries, direction="bootstrap", to_seq=0))
@@ -550,3 +552,20 @@ def test_version_deleted_later_in_the_same_batch_needs_no_data(conn: apsw.Connec
         ),
     )
     assert query(conn, "SELECT state_hlc, state_site FROM versions") == [(T0 + 2, B)]
+
+
+def test_bucket_gone_aborts_uploads_open_here(conn: apsw.Connection) -> None:
+    a, b = Origin(A), Origin(B, start=T0 + 1000)
+    run(conn, a.pull(a.bucket("b")))
+    with conn:
+        conn.execute(
+            "INSERT INTO uploads(upload_id, bucket, key, created_ns, meta) VALUES ('u1', 'b', 'k', 1, x'80')"
+        )
+        conn.execute(
+            "INSERT INTO parts(upload_id, part_number, size, etag, created_ns, checksums, chunks) "
+            "VALUES ('u1', 1, 1, 'e', 1, x'80', x'90')"
+        )
+    assert run(conn, b.pull([b.gone("b")])).conflicts == 1
+    assert query(conn, "SELECT count(*) FROM buckets") == [(0,)]
+    assert query(conn, "SELECT count(*) FROM uploads") == [(0,)]
+    assert query(conn, "SELECT count(*) FROM parts") == [(0,)]

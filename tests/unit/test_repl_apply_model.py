@@ -27,6 +27,7 @@ from seglake.ipc.messages import (
     ReplApply,
     Request,
     SetBucketConfig,
+    SetVersionMeta,
 )
 from seglake.meta import repl_reads
 from seglake.meta.schema import migrate, query, set_setting
@@ -111,7 +112,7 @@ class Store:
             query(
                 self.conn,
                 "SELECT uid, bucket, key, version_id, state, hlc, site, prev_hlc, prev_site, "
-                "delete_marker FROM versions ORDER BY uid",
+                "delete_marker, vmeta FROM versions ORDER BY uid",
             ),
             query(
                 self.conn,
@@ -127,7 +128,7 @@ class Store:
 
 
 WHAT = (
-    "put", "put", "put", "marker", "delete", "delete", "tags", "create", "drop",
+    "put", "put", "put", "marker", "delete", "delete", "tags", "vtags", "create", "drop",
     "deliver", "deliver", "deliver", "tick",
 )  # fmt: skip
 
@@ -155,7 +156,7 @@ def test_stores_converge_through_the_writer(n: int, data: st.DataObject) -> None
                 for r in query(
                     s.conn,
                     "SELECT version_id FROM versions WHERE bucket = 'b' AND key = ? "
-                    "AND state != 'DELETED' ORDER BY uid",
+                    "AND state != 'DELETED' ORDER BY hlc, site",
                     (key,),
                 )
             ]
@@ -164,8 +165,12 @@ def test_stores_converge_through_the_writer(n: int, data: st.DataObject) -> None
                 s.local(DeleteVersion(bucket="b", key=key, version_id=vid))
         elif what == "tags":
             s.local(SetBucketConfig(bucket="b", field="tags", value=f"<T{next(counter)}/>"))
+        elif what == "vtags":
+            tag = ("t", str(next(counter)))
+            s.local(SetVersionMeta(bucket="b", key=key, tags=[tag]))
         elif what == "create":
-            s.local(CreateBucket(bucket="b", versioning="enabled"))
+            versioning = data.draw(st.sampled_from(["enabled", "unversioned"]), label="kind")
+            s.local(CreateBucket(bucket="b", versioning=versioning))
         elif what == "drop":
             s.local(DeleteBucket(bucket="b"))
         elif what == "tick":
@@ -184,4 +189,8 @@ def test_stores_converge_through_the_writer(n: int, data: st.DataObject) -> None
                     assert dst.apply(src.oplog())
     first = stores[0].snapshot()
     for s in stores[1:]:
-        assert s.snapshot() == first
+        other = s.snapshot()
+        for part, mine, theirs in zip(
+            ("versions", "current", "buckets", "registers"), first, other, strict=True
+        ):
+            assert mine == theirs, (part, set(mine) ^ set(theirs))
