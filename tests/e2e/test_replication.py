@@ -229,6 +229,10 @@ def test_bootstrap_then_push_both_ways(tmp_path: Path) -> None:
                         "-repl-since", f"{epoch}:0", "-repl-access-key", ACCESS_KEY,
                         "-repl-secret-key", SECRET_KEY)  # fmt: skip
         assert moved.returncode == 2 and "it moves only with the entries" in moved.stderr
+        # A new store may name where its first pull starts (a bare seq: the
+        # remote's epoch); from 0 it is the whole oplog.
+        fresh = repl_once("repl-pull", tmp_path / "d", url(pa), "-repl-since", "0")
+        assert fresh["remotes"][0]["applied"] > 30 and fresh["remotes"][0]["backlog_entries"] == 0
         c = node(tmp_path, "c", pc, "--repl-remote", url(pa))
         with running(c):
             sc = c.s3()
