@@ -6,6 +6,8 @@ Query: ``bucket``, ``prefix``, ``limit`` (1..1000, default 1000) and the
 position to continue from, ``after_bucket``, ``after_key``,
 ``after_version``, which a truncated answer gives back in ``next``.
 Answer: ``{"conflicts": [...], "truncated": bool, "next": {...} | null}``.
+A key limited to some buckets (``seglake keys allow-bucket``) sees only
+the conflicts of those.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class ConflictHandlers(FamilyBase):
         page = conflict_page(
             self.reader.conn, bucket=bucket, prefix=prefix, limit=limit, after=after
         )
+        # A key limited to some buckets sees only theirs (as ListBuckets);
+        # the page still ends where the scan did, so paging is unchanged.
+        rows = [
+            r for r in page.rows if req.identity is None or req.identity.may_use_bucket(r.bucket)
+        ]
         doc: dict[str, Any] = {
             "conflicts": [
                 {
@@ -67,7 +74,7 @@ class ConflictHandlers(FamilyBase):
                     "delete_marker": r.delete_marker,
                     "created_ns": r.created_ns,
                 }
-                for r in page.rows
+                for r in rows
             ],
             "truncated": page.next is not None,
             "next": None if page.next is None else dict(zip(_AFTER, page.next, strict=True)),

@@ -11,14 +11,18 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from seglake.errors import S3Error
 from seglake.ipc.call import call_writer
 from seglake.ipc.messages import ReplApplied, ReplApply
 from seglake.protocol import repl_entries as re_
+from tests.e2e._helpers import cli
 from tests.e2e._signing import signed_request
-from tests.harness import SeglakeServer
+from tests.harness import REGION, SeglakeServer
 from tests.unit.test_repl_apply import T0, Origin
 
 A = "1" * 16
@@ -127,3 +131,25 @@ def test_bad_batch_through_the_socket_is_refused(
         )
     assert err.value.code == "ReplicationBadBatch"
     assert uid
+
+
+def test_a_key_limited_to_buckets_sees_only_theirs(
+    server: SeglakeServer, s3: Any, make_bucket: Any
+) -> None:
+    mine, other = make_bucket("mine"), make_bucket("other")
+    for b in (mine, other):
+        s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+        _siblings(server, b, "k")
+    out = cli(server.data_dir, "keys", "create", "--key-access", "conflictro",
+              "--key-secret", "conflict-secret-1", "--key-policy", "ro")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    out = cli(server.data_dir, "keys", "allow-bucket", "--key-access", "conflictro",
+              "--key-bucket", mine)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    url = f"{server.endpoint}/v1/meta/conflicts?limit=1000"
+    req = AWSRequest(method="GET", url=url)
+    S3SigV4Auth(Credentials("conflictro", "conflict-secret-1"), "s3", REGION).add_auth(req)
+    r = httpx.get(url, headers=dict(req.headers.items()))
+    assert r.status_code == 200, r.text
+    buckets = {c["bucket"] for c in r.json()["conflicts"]}
+    assert mine in buckets and other not in buckets
