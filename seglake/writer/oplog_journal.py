@@ -111,8 +111,8 @@ def bucket_values(conn: apsw.Connection, name: str) -> dict[str, Any] | None:
 
 def version_body(row: Any) -> VersionBody:
     """``row``: version_id, size, etag, created_ns, delete_marker, prev_hlc,
-    prev_site, vmeta, meta (the columns ``_VERSION_COLS`` names)."""
-    version_id, size, etag, created_ns, marker, prev_hlc, prev_site, vmeta, _meta = row
+    prev_site, vmeta (the columns ``_VERSION_COLS`` names)."""
+    version_id, size, etag, created_ns, marker, prev_hlc, prev_site, vmeta = row
     prev = None if prev_hlc is None else Stamp(int(prev_hlc), str(prev_site))
     return VersionBody(
         version_id=str(version_id),
@@ -126,7 +126,7 @@ def version_body(row: Any) -> VersionBody:
 
 
 _VERSION_COLS: Final = (
-    "version_id, size, etag, created_ns, delete_marker, prev_hlc, prev_site, vmeta, meta"
+    "version_id, size, etag, created_ns, delete_marker, prev_hlc, prev_site, vmeta"
 )
 
 
@@ -164,10 +164,16 @@ class OplogJournal:
         """Insert the oplog rows of everything touched; the number inserted."""
         touched = list(self._touched)
         self._touched.clear()
+        # The new versions' rows in one query per 500 (a batch of small PUTs
+        # is mostly these), inserted below in touch order.
+        rows = _version_rows(conn, [name for kind, name in touched if kind == _VERSION])
         n = 0
         for kind, name in touched:
             if kind == _VERSION:
-                n += self._version(conn, name)
+                row = rows.get(name)
+                if row is not None:
+                    conn.execute(_INSERT, row)
+                    n += 1
             elif kind == _STATE:
                 n += self._state(conn, name, hlc, site)
             elif kind == _VMETA:
@@ -177,20 +183,6 @@ class OplogJournal:
             elif kind == _KEK:
                 n += self._kek(conn, name, hlc, site)
         return n
-
-    @staticmethod
-    def _version(conn: apsw.Connection, uid: str) -> int:
-        rows = query(
-            conn,
-            f"SELECT hlc, site, bucket, key, {_VERSION_COLS} FROM versions WHERE uid = ?",
-            (uid,),
-        )
-        if not rows:
-            return 0
-        stamp, site, bucket, key, *cols = rows[0]
-        body = encode_body(version_body(cols))
-        conn.execute(_INSERT, (int(stamp), str(site), "version", bucket, key, uid, body))
-        return 1
 
     @staticmethod
     def _state(conn: apsw.Connection, uid: str, hlc: Hlc, site: str) -> int:
@@ -227,6 +219,23 @@ class OplogJournal:
         body = encode_body(KekBody(kek_id, bytes(wrapped), str(master), int(created)))
         conn.execute(_INSERT, (hlc.tick(), site, "kek", "", None, kek_id, body))
         return 1
+
+
+def _version_rows(conn: apsw.Connection, uids: list[str]) -> dict[str, tuple[Any, ...]]:
+    """uid → the ``version`` oplog row (``_INSERT``'s parameters) of each
+    uid that still has its version row."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for i in range(0, len(uids), 500):
+        part = uids[i : i + 500]
+        for uid, stamp, site, bucket, key, *cols in query(
+            conn,
+            f"SELECT uid, hlc, site, bucket, key, {_VERSION_COLS} FROM versions "
+            f"WHERE uid IN ({','.join('?' * len(part))})",
+            tuple(part),
+        ):
+            body = encode_body(version_body(cols))
+            out[str(uid)] = (int(stamp), str(site), "version", bucket, key, str(uid), body)
+    return out
 
 
 def bucket_entries(conn: apsw.Connection, name: str, hlc: Hlc, site: str) -> int:
