@@ -36,13 +36,11 @@ _ADD: Final = (
 
 
 def add(conn: apsw.Connection, chunks: Iterable[ChunkRef]) -> None:
-    for c in chunks:
-        conn.execute(_ADD, (c.digest, c.segment_id, c.offset, c.length))
+    conn.executemany(_ADD, ((c.digest, c.segment_id, c.offset, c.length) for c in chunks))
 
 
 def add_keys(conn: apsw.Connection, keys: Iterable[ChunkKey]) -> None:
-    for seg, off, length, digest in keys:
-        conn.execute(_ADD, (digest, seg, off, length))
+    conn.executemany(_ADD, ((digest, seg, off, length) for seg, off, length, digest in keys))
 
 
 def repoint(conn: apsw.Connection, moves: dict[ChunkKey, ChunkRef]) -> None:

@@ -293,6 +293,8 @@ class Committer:
                     del ctx.manifests[mark:]
                     ctx.committed_ends = committed
                     m.error = exc
+            if ctx.to_index:
+                chunk_index.add(conn, ctx.to_index)
             # Before the records: a state record carries its oplog stamp.
             self.oplog.flush(conn, self.hlc, self.site)
             synced = self._append_and_flush(ctx, dirty)

@@ -55,7 +55,6 @@ from seglake.ipc.messages import (
 from seglake.meta.schema import query
 from seglake.protocol import checksums
 from seglake.protocol.limits import MAX_PART_NUMBER, MAX_PART_SIZE, MIN_PART_SIZE
-from seglake.writer import chunk_index
 from seglake.writer.ops import (
     BatchContext,
     Mutations,
@@ -163,7 +162,7 @@ def apply_upload_part(conn: apsw.Connection, ctx: BatchContext, a: UploadPart) -
         (a.upload_id, number, size, a.etag, ns, msgpack.packb(sums), packed_chunks, a.sse_nonce),
     )
     ctx.reference(chunks)
-    chunk_index.add(conn, chunks)
+    ctx.to_index.extend(chunks)
     return PartStored(created_ns=ns)
 
 

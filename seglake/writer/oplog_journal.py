@@ -168,13 +168,18 @@ class OplogJournal:
         # is mostly these), inserted below in touch order.
         rows = _version_rows(conn, [name for kind, name in touched if kind == _VERSION])
         n = 0
+        run: list[tuple[Any, ...]] = []  # consecutive version rows: one statement
         for kind, name in touched:
             if kind == _VERSION:
                 row = rows.get(name)
                 if row is not None:
-                    conn.execute(_INSERT, row)
+                    run.append(row)
                     n += 1
-            elif kind == _STATE:
+                continue
+            if run:
+                conn.executemany(_INSERT, run)
+                run = []
+            if kind == _STATE:
                 n += self._state(conn, name, hlc, site)
             elif kind == _VMETA:
                 n += self._vmeta(conn, name, hlc, site)
@@ -182,6 +187,8 @@ class OplogJournal:
                 n += bucket_entries(conn, name, hlc, site)
             elif kind == _KEK:
                 n += self._kek(conn, name, hlc, site)
+        if run:
+            conn.executemany(_INSERT, run)
         return n
 
     @staticmethod

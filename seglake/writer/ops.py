@@ -55,7 +55,7 @@ from seglake.meta.schema import get_setting, live_version, query
 from seglake.protocol import conditions, object_lock
 from seglake.protocol.hlc import Hlc
 from seglake.protocol.limits import MAX_COPY_SOURCE_BYTES
-from seglake.writer import chunk_index, lock_rules, lww_rows
+from seglake.writer import lock_rules, lww_rows
 from seglake.writer.oplog_journal import OplogJournal
 
 NULL_VERSION = "null"
@@ -101,6 +101,12 @@ class BatchContext:
     committed_ends: dict[int, int] = field(default_factory=dict)
     manifests: list[tuple[str, bytes]] = field(default_factory=list)  # (uid, bytes)
     unlink_after_commit: list[str] = field(default_factory=list)  # uids
+    # Chunks that committed references name, for chunk_index (written once
+    # per batch by the committer: one statement for all of them). A chunk of
+    # a mutation rolled back under its savepoint may stay listed: its bytes
+    # are in the segment with that digest until GC drops the segment, which
+    # drops its entries too.
+    to_index: list[ChunkRef] = field(default_factory=list)
 
     def reference(self, chunks: list[ChunkRef]) -> None:
         for c in chunks:
@@ -296,7 +302,7 @@ def _insert_version(
     )
     ctx.manifests.append((uid, manifest))
     ctx.reference(chunks)
-    chunk_index.add(conn, chunks)
+    ctx.to_index.extend(chunks)
     return version_id, ns
 
 
