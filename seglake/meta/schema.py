@@ -266,6 +266,7 @@ MIGRATIONS: Final[list[str]] = [
         body    BLOB NOT NULL
     );
     CREATE UNIQUE INDEX oplog_identity ON oplog(site, hlc, op, bucket, ifnull(uid, ''));
+    CREATE INDEX oplog_vmeta ON oplog(uid, hlc, site) WHERE op = 'vmeta';
     CREATE TABLE chunk_index (
         digest   BLOB PRIMARY KEY,
         segment  INTEGER NOT NULL,
