@@ -330,10 +330,18 @@ class Committer:
             if isinstance(exc, WriterFatal):
                 raise
             return synced
+        # Named apart from before_commit/after_commit: in a replicating store
+        # chunk appends and status updates commit batches too, so a count of
+        # plain commits cannot aim at the batch that applies remote entries.
+        replicating = any(m.msg.name == "repl_apply" for m in batch)
         try:
             failpoints.hit("before_commit")
+            if replicating:
+                failpoints.hit("repl_apply.before_commit")
             conn.execute("COMMIT")
             failpoints.hit("after_commit")
+            if replicating:
+                failpoints.hit("repl_apply.after_commit")
         except apsw.FullError as exc:
             self._rollback()
             self._forget_new_versions(ctx)

@@ -6,10 +6,13 @@ copies, multipart uploads and object-lock state replicated
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from seglake.format import layout
 from tests.e2e.test_replication import (
@@ -186,7 +189,7 @@ def test_copy_multipart_tags_and_locks_replicate(tmp_path: Path) -> None:
     with running(a, b):
         sa, sb = a.s3(), b.s3()
         sa.create_bucket(Bucket="objs", ObjectLockEnabledForBucket=True)
-        big = bytes(range(256)) * (64 * MIB // 256)
+        big = os.urandom(64 * MIB)  # no repeats: its chunks do not dedupe
         sa.put_object(Bucket="objs", Key="big", Body=big)
         converge(a, b)
         before = pulled_bytes(b)
@@ -196,7 +199,7 @@ def test_copy_multipart_tags_and_locks_replicate(tmp_path: Path) -> None:
         multipart(sa, "objs", "mp", parts)
         sa.put_object_tagging(Bucket="objs", Key="mp",
                               Tagging={"TagSet": [{"Key": "colour", "Value": "blue"}]})  # fmt: skip
-        sa.put_object_acl(Bucket="objs", Key="mp", ACL="public-read")
+        sa.put_object_acl(Bucket="objs", Key="mp", ACL="authenticated-read")
         until = time.time() + 3600
         locked = sa.put_object(Bucket="objs", Key="locked", Body=b"keep me",
                                ObjectLockMode="GOVERNANCE",
@@ -225,7 +228,7 @@ def test_copy_multipart_tags_and_locks_replicate(tmp_path: Path) -> None:
             {"Key": "colour", "Value": "blue"}
         ]
         grants = sb.get_object_acl(Bucket="objs", Key="mp")["Grants"]
-        assert any(g["Grantee"].get("URI", "").endswith("/AllUsers") and g["Permission"] == "READ"
+        assert any(g["Grantee"].get("URI", "").endswith("/AuthenticatedUsers") and g["Permission"] == "READ"
                    for g in grants)  # fmt: skip
         ret = sb.get_object_retention(Bucket="objs", Key="locked", VersionId=locked)["Retention"]
         assert ret["Mode"] == "GOVERNANCE" and abs(ret["RetainUntilDate"].timestamp() - until) < 2
@@ -237,3 +240,176 @@ def test_copy_multipart_tags_and_locks_replicate(tmp_path: Path) -> None:
             else:
                 raise AssertionError(f"delete of locked {key} allowed on B")
         validate(a, b)
+
+
+@pytest.mark.parametrize("point", [
+    "repl_apply.before_commit",  # the puller's writer: segments flushed, rows not committed
+    "repl_apply.after_commit",  # the puller's writer: committed, no reply sent
+])  # fmt: skip
+def test_kill_9_of_the_pullers_writer_mid_pull(tmp_path: Path, point: str) -> None:
+    """B pulls from A while A takes writes; B's writer is killed (-9) in the
+    commit of a ReplApply batch. After its restart the pull resumes: one
+    version row per uid, one oplog row per origin stamp, and every object A
+    acknowledged reads back byte for byte on B."""
+    pa, pb = port(), port()
+    a = node(tmp_path, "a", pa)
+    marker = tmp_path / "fired"
+    b = node(tmp_path, "b", pb, "--repl-remote", url(pa), "--repl-limit", "5",
+             env={"SEGLAKE_FAILPOINTS": f"{point}=kill@3:{marker}"})  # fmt: skip
+    with running(a, b):
+        sa = a.s3(max_attempts=3)
+        sa.create_bucket(Bucket="killw")
+        acked: dict[str, bytes] = {}
+        for i in range(24):
+            data = os.urandom(200_000 + i)
+            sa.put_object(Bucket="killw", Key=f"k{i:02d}", Body=data)
+            acked[f"k{i:02d}"] = data
+            if i % 6 == 5:
+                time.sleep(0.5)  # let B pull between bursts: the kill falls mid-stream
+        final = converge(a, b)
+        assert marker.exists()
+        assert sorted(r[0] for r in final["killw"]) == sorted(acked)
+        for key, data in acked.items():
+            assert body(b, "killw", key) == data
+        with contextlib.closing(db(b)) as conn:
+            dup = conn.execute(
+                "SELECT uid, count(*) FROM versions GROUP BY uid HAVING count(*) > 1"
+            ).fetchall()
+            assert dup == []
+            site_a = site_of(a)
+            relayed = conn.execute(
+                "SELECT hlc, op, bucket, key, uid FROM oplog WHERE site = ? ORDER BY seq", (site_a,)
+            ).fetchall()
+        with contextlib.closing(db(a)) as conn:
+            origin = conn.execute(
+                "SELECT hlc, op, bucket, key, uid FROM oplog WHERE site = ? ORDER BY seq", (site_a,)
+            ).fetchall()
+        # Every entry of A's exactly once on B, in A's order.
+        assert relayed == origin
+        with contextlib.closing(db(b)) as conn:
+            (n,) = conn.execute("SELECT count(*) FROM versions WHERE bucket = 'killw'").fetchone()
+            assert n == len(acked)
+        validate(a, b)
+
+
+def _push_state(srv: SeglakeServer) -> tuple[object, ...]:
+    """What a refused push must leave unchanged."""
+    with contextlib.closing(db(srv)) as conn:
+        return (
+            conn.execute("SELECT count(*), ifnull(max(seq), 0) FROM oplog").fetchone(),
+            conn.execute("SELECT count(*) FROM versions").fetchone(),
+            conn.execute("SELECT * FROM repl_inbound ORDER BY 1").fetchall(),
+            conn.execute("SELECT count(*) FROM chunk_index").fetchone(),
+        )
+
+
+@pytest.mark.parametrize("lie", ["unknown-digest", "wrong-length"])
+def test_push_of_a_manifest_naming_absent_data_is_refused(tmp_path: Path, lie: str) -> None:
+    """A pushed version whose manifest names a chunk neither held by the
+    receiver nor sent with the batch (a digest nobody has, in a segment that
+    does not exist), or a held chunk with another length: refused with its
+    code, nothing applied; the honest batch then applies."""
+    import dataclasses
+
+    import msgspec
+    import trio
+
+    from seglake.format.manifest import decode_manifest, encode_manifest
+    from seglake.protocol.repl_wire import PushBatch
+    from seglake.repl.client import ReplClient, ReplHTTPError
+    from tests.harness import ACCESS_KEY, SECRET_KEY
+
+    a = node(tmp_path, "a", port())
+    b = node(tmp_path, "b", port())
+    with running(a, b):
+        sa = a.s3()
+        sa.create_bucket(Bucket="lies")
+        for i in range(3):
+            sa.put_object(Bucket="lies", Key=f"k{i}", Body=os.urandom(100_000 + i))
+
+        async def main() -> tuple[str, int]:
+            ca = ReplClient(a.endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+            cb = ReplClient(b.endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+            try:
+                page = await ca.oplog("0", 1000)
+                entries = list(page.entries)
+                i, e = next((i, e) for i, e in enumerate(entries) if e.op == "version")
+                assert e.manifest is not None
+                m = decode_manifest(e.manifest, path="test")
+                digests = [c.digest for x in entries if x.op == "version" and x.manifest
+                           for c in decode_manifest(x.manifest, path="t").chunks]  # fmt: skip
+                chunks = await ca.chunks(digests)
+                first = m.chunks[0]
+                if lie == "unknown-digest":
+                    forged = dataclasses.replace(first, digest=os.urandom(32), segment_id=987654)
+                else:
+                    forged = dataclasses.replace(first, length=first.length + 1)
+                crafted = encode_manifest(dataclasses.replace(m, chunks=(forged, *m.chunks[1:])))
+                entries[i] = msgspec.structs.replace(e, manifest=crafted)
+                batch = PushBatch(site=page.site, epoch=page.epoch, from_seq=0, to_seq=page.next,
+                                  entries=entries)  # fmt: skip
+                frames = [(d, chunks[d]) for d in digests]
+                before = _push_state(b)
+                try:
+                    await cb.push(batch, frames)
+                except ReplHTTPError as exc:
+                    refused = (exc.code, exc.status)
+                else:
+                    raise AssertionError("a manifest naming absent data was applied")
+                assert _push_state(b) == before
+                honest = PushBatch(site=page.site, epoch=page.epoch, from_seq=0,
+                                   to_seq=page.next, entries=page.entries)  # fmt: skip
+                done = await cb.push(honest, frames)
+                assert done.applied == len(page.entries)
+                return refused
+            finally:
+                await ca.aclose()
+                await cb.aclose()
+
+        code, status = trio.run(main)
+        assert (status, code) in ((409, "ReplicationMissingChunk"), (400, "ReplicationBadBatch"))
+        converge(a, b)
+
+
+def test_replayed_one_shot_pull_applies_nothing_twice(tmp_path: Path) -> None:
+    """A one-shot pull from seq 0, then the same range asked again with
+    -repl-since (refused: the cursor moves only with the entries) and without
+    (nothing applied): one version row per source version."""
+    from tests.e2e.test_replication import repl_once, seglake
+    from tests.harness import ACCESS_KEY, SECRET_KEY
+
+    pa = port()
+    a = node(tmp_path, "a", pa)
+    with running(a):
+        sa = a.s3()
+        sa.create_bucket(Bucket="replay")
+        for i in range(10):
+            sa.put_object(Bucket="replay", Key=f"k{i}", Body=os.urandom(50_000))
+        sa.delete_object(Bucket="replay", Key="k3")
+        d = tmp_path / "d"
+        first = repl_once("repl-pull", d, url(pa), "-repl-since", "0")
+        assert first["remotes"][0]["applied"] >= 12
+        before = _push_state_dir(d)
+        cursor = first["remotes"][0]["cursor"]
+        epoch = str(cursor).split(":")[0]
+        again = seglake("-mode", "repl-pull", "-data-dir", str(d), "-repl-remote", url(pa),
+                        "-repl-since", f"{epoch}:0", "-repl-access-key", ACCESS_KEY,
+                        "-repl-secret-key", SECRET_KEY)  # fmt: skip
+        assert again.returncode == 2 and "it moves only with the entries" in again.stderr
+        third = repl_once("repl-pull", d, url(pa))
+        assert third["remotes"][0]["applied"] == 0
+        assert _push_state_dir(d) == before
+        with contextlib.closing(db(a)) as conn:
+            src = sorted(conn.execute("SELECT uid FROM versions").fetchall())
+        with contextlib.closing(sqlite3.connect(d / layout.DB_FILE)) as conn:
+            dst = sorted(conn.execute("SELECT uid FROM versions").fetchall())
+        assert src == dst and len(dst) == len(set(dst)) == 11
+
+
+def _push_state_dir(d: Path) -> tuple[object, ...]:
+    with contextlib.closing(sqlite3.connect(d / layout.DB_FILE)) as conn:
+        return (
+            conn.execute("SELECT count(*), ifnull(max(seq), 0) FROM oplog").fetchone(),
+            conn.execute("SELECT count(*) FROM versions").fetchone(),
+            conn.execute("SELECT remote, site, epoch, pull_cursor FROM repl_remotes").fetchall(),
+        )
