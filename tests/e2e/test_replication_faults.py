@@ -390,8 +390,10 @@ def test_replayed_one_shot_pull_applies_nothing_twice(tmp_path: Path) -> None:
         first = repl_once("repl-pull", d, url(pa), "-repl-since", "0")
         assert first["remotes"][0]["applied"] >= 12
         before = _push_state_dir(d)
-        cursor = first["remotes"][0]["cursor"]
-        epoch = str(cursor).split(":")[0]
+        with contextlib.closing(db(a)) as conn:
+            (epoch,) = conn.execute(
+                "SELECT value FROM settings WHERE name = 'oplog_epoch'"
+            ).fetchone()
         again = seglake("-mode", "repl-pull", "-data-dir", str(d), "-repl-remote", url(pa),
                         "-repl-since", f"{epoch}:0", "-repl-access-key", ACCESS_KEY,
                         "-repl-secret-key", SECRET_KEY)  # fmt: skip
