@@ -344,7 +344,10 @@ def test_push_of_a_manifest_naming_absent_data_is_refused(tmp_path: Path, lie: s
                     forged = dataclasses.replace(first, digest=os.urandom(32), segment_id=987654)
                 else:
                     forged = dataclasses.replace(first, length=first.length + 1)
-                crafted = encode_manifest(dataclasses.replace(m, chunks=(forged, *m.chunks[1:])))
+                grow = forged.length - first.length  # the manifest stays self-consistent
+                crafted = encode_manifest(
+                    dataclasses.replace(m, size=m.size + grow, chunks=(forged, *m.chunks[1:]))
+                )
                 entries[i] = msgspec.structs.replace(e, manifest=crafted)
                 batch = PushBatch(site=page.site, epoch=page.epoch, from_seq=0, to_seq=page.next,
                                   entries=entries)  # fmt: skip
