@@ -305,7 +305,7 @@ def _push_state(srv: SeglakeServer) -> tuple[object, ...]:
 
 @pytest.mark.parametrize(("lie", "refusal"), [
     ("unknown-digest", (409, "ReplicationMissingChunk")),  # neither held nor sent
-    ("wrong-length", (400, "ReplicationBadBatch")),  # contradicts the frame sent with it
+    ("wrong-length", (409, "ReplicationMissingChunk")),  # held and sent at another length
 ])  # fmt: skip
 def test_push_of_a_manifest_naming_absent_data_is_refused(
     tmp_path: Path, lie: str, refusal: tuple[int, str]
@@ -320,6 +320,7 @@ def test_push_of_a_manifest_naming_absent_data_is_refused(
     import trio
 
     from seglake.format.manifest import decode_manifest, encode_manifest
+    from seglake.protocol import repl_entries
     from seglake.protocol.repl_wire import PushBatch
     from seglake.repl.client import ReplClient, ReplHTTPError
     from tests.harness import ACCESS_KEY, SECRET_KEY
@@ -353,7 +354,13 @@ def test_push_of_a_manifest_naming_absent_data_is_refused(
                 crafted = encode_manifest(
                     dataclasses.replace(m, size=m.size + grow, chunks=(forged, *m.chunks[1:]))
                 )
-                entries[i] = msgspec.structs.replace(e, manifest=crafted)
+                vbody = repl_entries.decode_body("version", e.body)
+                assert isinstance(vbody, repl_entries.VersionBody)
+                # The entry agrees with its manifest: only the chunk lies.
+                fixed = repl_entries.encode_body(
+                    msgspec.structs.replace(vbody, size=vbody.size + grow)
+                )
+                entries[i] = msgspec.structs.replace(e, manifest=crafted, body=fixed)
                 batch = PushBatch(site=page.site, epoch=page.epoch, from_seq=0, to_seq=page.next,
                                   entries=entries)  # fmt: skip
                 frames = [(d, chunks[d]) for d in digests]
@@ -362,6 +369,9 @@ def test_push_of_a_manifest_naming_absent_data_is_refused(
                     await cb.push(batch, frames)
                 except ReplHTTPError as exc:
                     refused = (exc.code, exc.status)
+                    assert ("not held here" if lie == "unknown-digest" else "another length") in (
+                        exc.message
+                    )
                 else:
                     raise AssertionError("a manifest naming absent data was applied")
                 assert _push_state(b) == before
