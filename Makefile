@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: build run test test-faults mutation-check fuzz lint fmt check bench clean docs
+.PHONY: build run test test-faults mutation-check fuzz lint fmt check bench bench-repl clean docs
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -73,6 +73,13 @@ bench: build
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.metrics_cost
 	$(BIN)/python -m benchmarks.sse_cost
+	$(BIN)/python -m benchmarks.repl_throughput
+
+# Replication between two servers on loopback: one-shot pull throughput
+# (10,000 x 4 KiB, 20 x 64 MiB) against PUT and TCP ceilings, and B's lag
+# under a steady write load on A (~4 minutes; docs/performance.md).
+bench-repl: build
+	$(BIN)/python -m benchmarks.repl_throughput
 
 clean:
 	rm -rf build $(VENV)

@@ -227,6 +227,11 @@ class Config:
     repl_push_interval: float = 5.0
     repl_push_backoff_max: float = 60.0
     repl_bootstrap_force: bool = False
+    # PEM file of the CA(s) that signed the remotes' certificates, for
+    # https:// remotes whose certificate the system store does not trust
+    # ("" = the system store only). Read once per client; a remote whose
+    # certificate fails verification stops its task (retrying cannot help).
+    repl_ca_file: str = ""
     # repl-validate (seglake/repl/validate.py): the other side to compare
     # with, a data dir or an S3 URL; the first side is --repl-remote if
     # given, else --data-dir.
@@ -269,6 +274,12 @@ class Config:
             f"`seglake upgrade --data-dir {self.root}` (converts manifest and record files "
             f"into segment records; restartable)"
         )
+
+    @property
+    def repl_ca_path(self) -> str | None:
+        # Resolved here: the maintenance process need not share the cwd of
+        # the command line that named the file.
+        return str(Path(self.repl_ca_file).resolve()) if self.repl_ca_file else None
 
     @property
     def sse_master_path(self) -> Path:
@@ -535,6 +546,8 @@ def validate_repl(cfg: Config) -> None:
     for name in ("repl_limit", "repl_push_limit"):
         if not 1 <= getattr(cfg, name) <= 10_000:
             raise ValueError(f"{name.replace('_', '-')} must be 1..10000")
+    if cfg.repl_ca_file and not Path(cfg.repl_ca_file).is_file():
+        raise ValueError(f"repl-ca-file: {cfg.repl_ca_file} is not a file")
 
 
 _DOMAIN_RE: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")

@@ -104,6 +104,7 @@ HELP: Final[dict[str, str]] = {
     "repl_push_interval": "seconds between push steps once caught up",
     "repl_push_backoff_max": "longest wait between retries of a failing push",
     "repl_bootstrap_force": "repl-bootstrap: apply the snapshot even if the store is not empty",
+    "repl_ca_file": "PEM CA file trusted for https:// remotes, beside the system store",
 }
 
 

@@ -133,7 +133,7 @@ class ReplTasks:
         cfg = self.cfg
         client = ReplClient(
             remote, access_key=cfg.repl_access_key, secret_key=cfg.repl_secret_key,
-            region=cfg.repl_region,
+            region=cfg.repl_region, ca_file=cfg.repl_ca_path,
         )  # fmt: skip
 
         async def note(report: StepReport | None, error: str | None) -> None:

@@ -57,8 +57,9 @@ def _err(msg: str) -> None:
 
 def client_for(cfg: Config, url: str) -> ReplClient:
     return ReplClient(
-        url, access_key=cfg.repl_access_key, secret_key=cfg.repl_secret_key, region=cfg.repl_region
-    )
+        url, access_key=cfg.repl_access_key, secret_key=cfg.repl_secret_key,
+        region=cfg.repl_region, ca_file=cfg.repl_ca_path,
+    )  # fmt: skip
 
 
 def _stored(cfg: Config, remote: str) -> tuple[RemoteRow | None, str]:

@@ -39,7 +39,8 @@ def _read(cfg: Config, where: str, label: str, deep: bool) -> StoreState:
 
     async def main() -> StoreState:
         client = ReplClient(where.rstrip("/"), access_key=cfg.repl_access_key,
-                            secret_key=cfg.repl_secret_key, region=cfg.repl_region)  # fmt: skip
+                            secret_key=cfg.repl_secret_key, region=cfg.repl_region,
+                            ca_file=cfg.repl_ca_path)  # fmt: skip
         try:
             return await read_endpoint(client, label, deep=deep)
         finally:

@@ -27,9 +27,13 @@ from dataclasses import dataclass
 from typing import Final
 
 # Error codes that mean the same request will fail again however long we wait.
+# TLSError has no HTTP status (the handshake failed: the remote's certificate
+# is not trusted) but is no passing failure either: it needs --repl-ca-file or
+# another certificate on the remote.
 PERMANENT_CODES: Final = frozenset({
     "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "OplogTruncated",
     "ReplicationBadBatch", "ReplicationBadChunk", "InvalidArgument", "NotImplemented",
+    "TLSError",
 })  # fmt: skip
 # 409s a fresh step repairs: it re-reads the cursor (ours or the remote's)
 # and re-fetches what was missing.

@@ -13,6 +13,7 @@ from seglake.repl.backoff import BASE_DELAY_S, Backoff, is_permanent
     ("status", "code", "permanent"),
     [
         (0, "", False),  # connection refused / timeout
+        (0, "TLSError", True),  # an untrusted certificate stays untrusted
         (500, "InternalError", False),
         (503, "ServiceUnavailable", False),
         (503, "SlowDown", False),
