@@ -308,7 +308,8 @@ def render_status(result: dict[str, Any]) -> None:
     repl = result.get("replication") or []
     if repl:
         table = Table(
-            "remote", "direction", "state", "cursor", "backlog", "lag s", "entries", "conflicts",
+            "remote", "direction", "state", "cursor", "backlog", "backlog bytes", "lag s",
+            "entries", "conflicts",
             "last error", title="replication",
         )  # fmt: skip
         for r in repl:
@@ -316,7 +317,7 @@ def render_status(result: dict[str, Any]) -> None:
             table.add_row(
                 str(r.get("remote")), str(r.get("direction")), str(r.get("state")),
                 f"{r.get('epoch')}:{r.get('cursor')}", str(r.get("backlog_entries")),
-                "?" if lag is None else f"{lag:.1f}", str(r.get("entries")),
+                str(r.get("backlog_bytes", 0)), "?" if lag is None else f"{lag:.1f}", str(r.get("entries")),
                 str(r.get("conflicts")), str(r.get("last_error") or ""),
             )  # fmt: skip
         console.print(table)

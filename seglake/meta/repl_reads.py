@@ -12,8 +12,8 @@ from typing import Final, TypeVar
 
 import apsw
 
-from seglake.meta.schema import get_setting, query
-from seglake.protocol.repl_wire import Entry, OplogPage
+from seglake.meta.schema import get_setting, query, scalar
+from seglake.protocol.repl_wire import BACKLOG_SCAN_ROWS, Entry, OplogPage
 
 # SQLite's default limit of bound parameters is 32,766; lists from a
 # remote are capped far lower (repl_wire limits), this keeps any caller safe.
@@ -64,6 +64,16 @@ def oplog_page(
             "ON o.op = 'version' AND v.uid = o.uid WHERE o.seq > ? ORDER BY o.seq LIMIT ?",
             (since, limit),
         )
+        after = int(rows[-1][0]) if rows else since
+        backlog_bytes = int(
+            scalar(
+                conn,
+                "SELECT ifnull(sum(v.size), 0) FROM (SELECT op, uid, site FROM oplog "
+                "WHERE seq > ? ORDER BY seq LIMIT ?) o JOIN versions v ON v.uid = o.uid "
+                "WHERE o.op = 'version' AND o.site IS NOT ?",
+                (after, BACKLOG_SCAN_ROWS, exclude_site),
+            )
+        )
     entries: list[Entry] = []
     for seq, hlc, origin, op, bucket, key, uid, body, manifest, has_row in rows:
         if exclude_site is not None and origin == exclude_site:
@@ -93,6 +103,7 @@ def oplog_page(
         floor=floor,
         head=head,
         head_hlc=head_hlc,
+        backlog_bytes=backlog_bytes,
     )
 
 

@@ -192,6 +192,12 @@ def render(doc: dict[str, Any]) -> str:
             "Oplog entries not yet replicated (remote head minus cursor).",
         ),
         (
+            "seglake_repl_backlog_bytes",
+            "gauge",
+            "backlog_bytes",
+            "Object bytes of the version entries not yet replicated (as of the last step).",
+        ),
+        (
             "seglake_repl_lag_seconds",
             "gauge",
             "lag_seconds",

@@ -38,6 +38,9 @@ DIGEST_BYTES: Final = 32
 FRAME_HEADER: Final = struct.Struct(">32sI")
 MAX_PAGE_ENTRIES: Final = 10_000
 DEFAULT_PAGE_ENTRIES: Final = 1_000
+# How far past a page the server looks to count the backlog's bytes: a
+# bounded scan, so a far-behind puller's polls stay cheap.
+BACKLOG_SCAN_ROWS: Final = 100_000
 MAX_MANIFEST_UIDS: Final = 100
 MAX_CHUNK_DIGESTS: Final = 64
 # The largest chunk a segment record holds (format/segment.py CHUNK_SIZE;
@@ -90,7 +93,10 @@ class OplogPage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A page of the oplog after ``since``. ``next``: the cursor to ask from
     next; ``more``: entries remain after it; ``floor``: the lowest seq still
     kept (a cursor below it must bootstrap); ``head``: the newest seq;
-    ``site``: the serving store's site id."""
+    ``site``: the serving store's site id; ``backlog_bytes``: the object
+    bytes of the version entries after ``next`` (what a caught-up receiver
+    still has to fetch; counted over at most ``BACKLOG_SCAN_ROWS`` entries,
+    so a lower bound beyond that)."""
 
     epoch: str
     site: str
@@ -100,6 +106,7 @@ class OplogPage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     floor: int
     head: int
     head_hlc: int = 0
+    backlog_bytes: int = 0
 
 
 class PushBatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -438,6 +445,6 @@ def page_json(page: OplogPage) -> bytes:
     doc = {
         "epoch": page.epoch, "site": page.site, "next": page.next, "more": page.more,
         "floor": page.floor, "head": page.head, "head_hlc": page.head_hlc,
-        "cursor": format_cursor(page.epoch, page.next), "entries": entries,
+        "backlog_bytes": page.backlog_bytes, "cursor": format_cursor(page.epoch, page.next), "entries": entries,
     }  # fmt: skip
     return msgspec.json.encode(doc)

@@ -153,6 +153,7 @@ def _merge(total: StepReport, step: StepReport) -> None:
     total.last_hlc = max(total.last_hlc, step.last_hlc)
     total.epoch, total.cursor, total.head = step.epoch, step.cursor, step.head
     total.head_hlc, total.more, total.remote_site = step.head_hlc, step.more, step.remote_site
+    total.backlog_bytes = step.backlog_bytes
 
 
 async def snapshot_items(body: AsyncIterator[bytes]) -> AsyncIterator[Entry | SnapshotEnd]:

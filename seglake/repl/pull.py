@@ -51,6 +51,7 @@ class StepReport:
     cursor: int = 0
     head: int = 0
     head_hlc: int = 0
+    backlog_bytes: int = 0  # object bytes still to come after this step (OplogPage)
     more: bool = False
     remote_site: str = ""
 
@@ -174,7 +175,7 @@ async def pull_step(
     from_seq = cursor if page.epoch == epoch else 0
     report = StepReport(
         epoch=page.epoch, cursor=from_seq, head=page.head, head_hlc=page.head_hlc,
-        more=page.more, remote_site=page.site,
+        backlog_bytes=page.backlog_bytes, more=page.more, remote_site=page.site,
     )  # fmt: skip
     if not page.entries and page.next <= from_seq:
         return report

@@ -108,7 +108,7 @@ async def push_step(
         )
     report = StepReport(
         epoch=own_epoch, cursor=cursor, head=page.head, head_hlc=page.head_hlc, more=page.more,
-        remote_site=remote_site,
+        backlog_bytes=page.backlog_bytes, remote_site=remote_site,
     )  # fmt: skip
     if page.next <= cursor:
         return report

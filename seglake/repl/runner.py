@@ -109,6 +109,7 @@ class TaskStatus:
     cursor: int = 0
     head: int = 0
     head_hlc: int = 0
+    backlog_bytes: int = 0
     remote_site: str = ""
     last_ok: float | None = None
     last_error: str | None = None
@@ -140,6 +141,7 @@ class TaskStatus:
         self.bytes_out += r.bytes_out
         self.last_hlc = max(self.last_hlc, r.last_hlc)
         self.epoch, self.cursor, self.head, self.head_hlc = r.epoch, r.cursor, r.head, r.head_hlc
+        self.backlog_bytes = r.backlog_bytes
         self.remote_site = r.remote_site or self.remote_site
         self.last_ok = now
         self.failures = 0
@@ -157,6 +159,7 @@ class TaskStatus:
             "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
             "last_hlc": self.last_hlc, "epoch": self.epoch, "cursor": self.cursor,
             "head": self.head, "backlog_entries": self.backlog,
+            "backlog_bytes": self.backlog_bytes if self.backlog else 0,
             "lag_seconds": self.lag_seconds(now), "remote_site": self.remote_site,
             "last_ok": self.last_ok, "last_error": self.last_error,
             "last_error_at": self.last_error_at, "failures": self.failures, **self.extra,

@@ -169,6 +169,7 @@ def test_two_sites_converge_one_shot_then_continuous(tmp_path: Path) -> None:
         doc = repl_once("repl-pull", b.data_dir, url(pa))
         (remote,) = doc["remotes"]
         assert remote["applied"] > 0 and remote["backlog_entries"] == 0
+        assert remote["backlog_bytes"] == 0
         assert remote["state"] == "done" and remote["bytes_in"] >= 6 * MIB
         again = repl_once("repl-pull", b.data_dir, url(pa))
         assert again["remotes"][0]["applied"] == 0  # caught up: nothing twice

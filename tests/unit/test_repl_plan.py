@@ -173,12 +173,21 @@ def test_lag_uses_the_physical_part_of_the_last_stamp() -> None:
 def test_stats_and_prometheus_carry_the_tasks() -> None:
     from seglake.metrics import prometheus, view
 
-    status = TaskStatus("http://b:9000", "push", head=7, cursor=5, last_hlc=(1000 << 16))
+    status = TaskStatus(
+        "http://b:9000", "push", head=7, cursor=5, last_hlc=(1000 << 16), backlog_bytes=4096
+    )
     row = status.as_dict(3.0)
     assert row["backlog_entries"] == 2 and row["lag_seconds"] == 2.0
+    assert row["backlog_bytes"] == 4096
+    # caught up: no bytes are left, whatever the last page said
+    assert (
+        TaskStatus("r", "pull", head=5, cursor=5, backlog_bytes=9).as_dict(1.0)["backlog_bytes"]
+        == 0
+    )
     doc = view.build(now=0.0, version="x", supervisor={}, store={}, runs=[], disk={},
                      replication=[row])  # fmt: skip
     assert doc["replication"] == [row]
     text = prometheus.render(doc)
     assert 'seglake_repl_backlog_entries{remote="http://b:9000",direction="push"} 2' in text
     assert 'seglake_repl_lag_seconds{remote="http://b:9000",direction="push"} 2' in text
+    assert 'seglake_repl_backlog_bytes{remote="http://b:9000",direction="push"} 4096' in text

@@ -89,6 +89,29 @@ def test_pages_in_seq_order_with_manifests(db: tuple[apsw.Connection, apsw.Conne
     assert (past.entries, past.next, past.more) == ([], 3, False)
 
 
+def test_backlog_bytes_count_the_versions_after_the_page(
+    db: tuple[apsw.Connection, apsw.Connection],
+) -> None:
+    w, r = db
+    with w:
+        for i, (site, size) in enumerate(
+            [(SITE_A, 10), (SITE_A, 300), (SITE_B, 5000), (SITE_A, 7)]
+        ):
+            _version(w, f"u{i}", b"M")
+            w.execute("UPDATE versions SET size = ? WHERE uid = ?", (size, f"u{i}"))
+            _oplog(w, 10 + i, site, "version", f"u{i}")
+            _oplog(w, 20 + i, site, "state", f"u{i}")  # no bytes of its own
+    # after the first page (seq 1, 2: u0 and its state): u1, u2, u3 remain
+    assert repl_reads.oplog_page(r, 0, 2).backlog_bytes == 300 + 5000 + 7
+    # a puller that is site B never gets B's own writes, so they are no backlog
+    assert repl_reads.oplog_page(r, 0, 2, exclude_site=SITE_B).backlog_bytes == 307
+    # caught up: nothing left
+    last = repl_reads.oplog_page(r, 0, 100)
+    assert (last.next, last.backlog_bytes) == (8, 0)
+    # the JSON form people read says it too
+    assert b'"backlog_bytes":5307' in repl_wire.page_json(repl_reads.oplog_page(r, 1, 1))
+
+
 def test_exclude_site_still_advances(db: tuple[apsw.Connection, apsw.Connection]) -> None:
     w, r = db
     with w:
