@@ -678,9 +678,10 @@ class ReplPruned(Reply, frozen=True):
 class ReplPruneOplog(Request[ReplPruned], frozen=True):
     """Delete up to ``limit`` oplog rows with seq < ``below`` from the
     floor up and raise ``settings['oplog_floor']`` past them
-    (seglake/writer/oplog_prune.py). The newest ``vmeta`` row of a uid is
-    kept: applying a later entry reads that version's metadata stamps from
-    it."""
+    (seglake/writer/oplog_prune.py). The newest row of the oplog is kept
+    (seq must never be handed out twice), and so is the newest ``vmeta``
+    row of a uid: applying a later entry reads that version's metadata
+    stamps from it."""
 
     name: ClassVar[str] = "repl_prune_oplog"
     below: int

@@ -4,7 +4,9 @@
 
 ``settings['oplog_floor']`` is the highest seq pruning may have removed: a
 cursor at the floor still continues (it needs the entries after it), one
-below it gets ``410 OplogTruncated``.
+below it gets ``410 OplogTruncated``. The newest row is never pruned (seq
+is SQLite's rowid: an empty table would number from 1 again), so the floor
+stays below the head.
 
 The floor a prune may move to (``prune_target``) is the least of
 - every configured push remote's acknowledged cursor (a remote we have not
@@ -150,5 +152,14 @@ def plan_prune(
             push_remotes=push_remotes, epoch=epoch,
         )  # fmt: skip
         return target, oplog_stats(conn)
+    finally:
+        conn.close()
+
+
+def oplog_stats_at(db_path: str) -> OplogStats:
+    """``oplog_stats`` on a connection of its own (status, stats)."""
+    conn = open_read(db_path)
+    try:
+        return oplog_stats(conn)
     finally:
         conn.close()

@@ -127,13 +127,13 @@ def test_prune_moves_the_floor_in_batches_and_keeps_the_newest_vmeta(tmp_path: P
     assert (stats.rows, stats.bytes, stats.floor, stats.head) == (2, 2 * (10 + 64), 6, 7)
     # A newer value of v1 arrives and is pruned in turn: it is kept as v1's
     # newest and the one kept before it goes.
-    _add(cfg, [(8, NOW_MS, "vmeta", "v1", 10)])
-    out = _run(cfg, [ReplPruneOplog(below=9), ReplPruneOplog(below=3),
+    _add(cfg, [(8, NOW_MS, "vmeta", "v1", 10), (9, NOW_MS, "state", "s9", 10)])
+    out = _run(cfg, [ReplPruneOplog(below=10), ReplPruneOplog(below=3),
                      ReplPruneOplog(below=-1)])  # fmt: skip
     assert out[0] == ReplPruned(pruned=1, floor=8, more=False)
     assert out[1] == ReplPruned(pruned=0, floor=8, more=False)  # never moves back
     assert out[2] == "InvalidArgument"
-    assert _seqs(cfg) == [7, 8]
+    assert _seqs(cfg) == [7, 8, 9]  # 9, the newest row, is never pruned
 
 
 def test_tombstone_horizon(tmp_path: Path) -> None:
@@ -152,5 +152,8 @@ def test_tombstone_horizon(tmp_path: Path) -> None:
     # Below the oldest kept row (seq 2), and older than the retention.
     assert horizon(0) == ((NOW_MS - 2 * DAY_MS) << 16) | 2
     assert horizon(3 * DAY_MS) == (NOW_MS - 3 * DAY_MS) << 16
-    _run(cfg, [ReplPruneOplog(below=4)])
-    assert horizon(0) == NOW_MS << 16  # empty oplog: the retention alone
+    # The newest row is never pruned: seqs must never be handed out again.
+    assert _run(cfg, [ReplPruneOplog(below=4)]) == [ReplPruned(pruned=1, floor=2, more=False)]
+    assert _seqs(cfg) == [3]
+    assert horizon(0) == ((NOW_MS - 1000) << 16) | 3
+    assert horizon(DAY_MS) == (NOW_MS - DAY_MS) << 16
