@@ -305,6 +305,12 @@ def render_status(result: dict[str, Any]) -> None:
     from seglake.ops.toolbox_cmds import render_runs
 
     render_runs(console, result.get("runs") or [])
+    oplog = result.get("oplog") or {}
+    if "rows" in oplog:
+        console.print(
+            f"oplog: {oplog['rows']} rows, {oplog['bytes']} bytes, floor {oplog['floor']}, "
+            f"head {oplog['head']}"
+        )
     repl = result.get("replication") or []
     if repl:
         table = Table(

@@ -232,6 +232,14 @@ class Config:
     # ("" = the system store only). Read once per client; a remote whose
     # certificate fails verification stops its task (retrying cannot help).
     repl_ca_file: str = ""
+    # Oplog retention (seglake/meta/oplog_horizon.py): the maintenance
+    # process prunes oplog rows every prune interval (0 = never) once every
+    # push remote acknowledged them and they are older than the retention;
+    # the byte cap overrides the remotes (a remote behind it must
+    # bootstrap). gc-run purges a DELETED row only below that horizon.
+    repl_oplog_retention: float = 7 * 86400.0
+    repl_oplog_max_bytes: int = GiB
+    repl_oplog_prune_interval: float = 600.0
     # repl-validate (seglake/repl/validate.py): the other side to compare
     # with, a data dir or an S3 URL; the first side is --repl-remote if
     # given, else --data-dir.
@@ -540,7 +548,8 @@ def validate_repl(cfg: Config) -> None:
         if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", url):
             raise ValueError(f"repl-remote: {url!r} is not an http:// or https:// URL")
     for name in ("repl_interval", "repl_backoff_max", "repl_retry_timeout",
-                 "repl_push_interval", "repl_push_backoff_max"):  # fmt: skip
+                 "repl_push_interval", "repl_push_backoff_max", "repl_oplog_retention",
+                 "repl_oplog_prune_interval"):  # fmt: skip
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name.replace('_', '-')} must not be negative")
     for name in ("repl_limit", "repl_push_limit"):
@@ -548,6 +557,8 @@ def validate_repl(cfg: Config) -> None:
             raise ValueError(f"{name.replace('_', '-')} must be 1..10000")
     if cfg.repl_ca_file and not Path(cfg.repl_ca_file).is_file():
         raise ValueError(f"repl-ca-file: {cfg.repl_ca_file} is not a file")
+    if cfg.repl_oplog_max_bytes < 1:
+        raise ValueError("repl-oplog-max-bytes must be at least 1")
 
 
 _DOMAIN_RE: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")

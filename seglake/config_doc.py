@@ -105,6 +105,9 @@ HELP: Final[dict[str, str]] = {
     "repl_push_backoff_max": "longest wait between retries of a failing push",
     "repl_bootstrap_force": "repl-bootstrap: apply the snapshot even if the store is not empty",
     "repl_ca_file": "PEM CA file trusted for https:// remotes, beside the system store",
+    "repl_oplog_retention": "keep oplog rows (and DELETED rows for gc-run) at least this long",
+    "repl_oplog_max_bytes": "prune the oplog above this size even if a push remote is behind",
+    "repl_oplog_prune_interval": "seconds between scheduled oplog prunes (0 = never)",
 }
 
 

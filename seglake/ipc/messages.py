@@ -669,6 +669,25 @@ class ReplNoteRemote(Request[Done], frozen=True):
     bytes_in: int = 0
 
 
+class ReplPruned(Reply, frozen=True):
+    pruned: int  # rows deleted
+    floor: int  # settings['oplog_floor'] now
+    more: bool  # rows below ``below`` are left for another call
+
+
+class ReplPruneOplog(Request[ReplPruned], frozen=True):
+    """Delete up to ``limit`` oplog rows with seq < ``below`` from the
+    floor up and raise ``settings['oplog_floor']`` past them
+    (seglake/writer/oplog_prune.py). The newest row of the oplog is kept
+    (seq must never be handed out twice), and so is the newest ``vmeta``
+    row of a uid: applying a later entry reads that version's metadata
+    stamps from it."""
+
+    name: ClassVar[str] = "repl_prune_oplog"
+    below: int
+    limit: int = 1000
+
+
 class Pong(Reply, frozen=True):
     pid: int
     uptime: float
@@ -711,6 +730,9 @@ class GcDeleteSegments(Request[GcDeleted], frozen=True):
     yes: bool = False  # run even though the store is not quiesced
     sealed_before_ns: int = 0
     purge_limit: int = 0
+    # Tombstone horizon: a DELETED row is purged only once its deletion is
+    # older than this and below the oplog floor (meta/oplog_horizon.py).
+    retention_ms: int = 7 * 86_400_000
 
 
 class GcRewritten(Reply, frozen=True):
@@ -741,6 +763,7 @@ class GcDropSegments(Request[GcDropped], frozen=True):
     below: int
     sealed_before_ns: int = 0
     purge_limit: int = 0
+    retention_ms: int = 7 * 86_400_000
     # Where the segments are: their manifest and metadata records are
     # copied forward before they are dropped.
     segments_dir: str = ""
@@ -923,6 +946,7 @@ WRITER: Final = Service(
     LifecycleExpire, RecordOpRun, SetMaintenance,
     MpuGcAbort, DbReindex, Ping, Status, MaintenanceStatus, MaintenanceSet, GcDeleteSegments, GcRewriteChunks, GcDropSegments,
     GcRepoint, EnsureKek, RewrapKeks, ReplApply, ReplSetPushCursor, ReplNoteRemote,
+    ReplPruneOplog,
 )  # fmt: skip
 SUPERVISOR: Final = Service("supervisor", ListProcesses, Report, SupervisorStats)
 # The admin socket: ``stats`` typed; its older commands (each carrying the

@@ -83,6 +83,7 @@ class Maintenance:
         except (OSError, RuntimeError, apsw.Error) as exc:
             runs = [{"error": f"ops_runs unavailable: {exc}"}]
         return {
+            "oplog": await self._oplog(),
             "data_dir": str(self.cfg.root),
             "address": procs.address,
             "processes": procs.processes,
@@ -116,7 +117,18 @@ class Maintenance:
         return view.build(
             now=time.time(), version=seglake_version(), supervisor=sup, store=store, runs=runs,
             disk=disk_state(self.cfg), replication=self.repl.describe(),
+            oplog=await self._oplog(),
         )  # fmt: skip
+
+    async def _oplog(self) -> dict[str, Any]:
+        """Rows, bytes, floor and head of the oplog (meta/oplog_horizon.py)."""
+        from seglake.meta.oplog_horizon import oplog_stats_at
+
+        try:
+            stats = await trio.to_thread.run_sync(oplog_stats_at, str(self.cfg.db_path))
+        except (OSError, RuntimeError, apsw.Error) as exc:
+            return {"error": f"oplog unavailable: {exc}"}
+        return stats.as_dict()
 
     async def maintenance(self, action: Any) -> dict[str, Any]:
         writer = str(self.cfg.writer_socket)

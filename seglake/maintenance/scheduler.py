@@ -16,6 +16,12 @@ maintenance mode is on; the next run plans again from the current state, so
 a run stopped or killed half-way is simply finished by the next one. Every
 run over buckets with rules is recorded in ``ops_runs`` (``seglake status``).
 
+Oplog pruning (``oplog_prune_once``) deletes oplog rows below the floor
+``seglake/meta/oplog_horizon.py`` picks (push remotes' acknowledged
+cursors, ``--repl-oplog-retention``, ``--repl-oplog-max-bytes``) through the
+writer's ``repl_prune_oplog`` in bounded batches; it changes no object data
+and runs in maintenance mode too.
+
 Scrub is throttled to ``--scrub-bytes-per-sec`` by pacing its reads, so a
 scheduled scrub costs clients a bounded share of the disk. Both schedules
 wait one full interval before their first run (a restart loop must not
@@ -32,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import apsw
 import trio
 
 from seglake.config import Config
@@ -42,10 +49,17 @@ from seglake.ipc.messages import (
     MpuGcAbort,
     MpuGcAborted,
     RecordOpRun,
+    ReplPruned,
+    ReplPruneOplog,
     Request,
 )
 
 log = logging.getLogger("seglake.maintenance")
+
+# Rows per writer call, and calls per run: a run never holds the writer
+# long, and a backlog larger than one run's share waits for the next.
+PRUNE_BATCH = 2000
+PRUNE_CALLS_PER_RUN = 500
 
 WriterCall = Callable[[Request[Any]], Awaitable[Any]]
 
@@ -91,6 +105,9 @@ class Scheduler:
             "lifecycle_interval": self.cfg.lifecycle_interval,
             "lifecycle_day_seconds": self.cfg.lifecycle_day_seconds,
             "lifecycle_actions_per_sec": self.cfg.lifecycle_actions_per_sec,
+            "oplog_prune_interval": self.cfg.repl_oplog_prune_interval,
+            "oplog_retention": self.cfg.repl_oplog_retention,
+            "oplog_max_bytes": self.cfg.repl_oplog_max_bytes,
             "last": self.last,
         }
 
@@ -106,6 +123,11 @@ class Scheduler:
                 nursery.start_soon(
                     self._every, "lifecycle", self.cfg.lifecycle_interval, self.lifecycle_once
                 )
+            if self.cfg.repl_oplog_prune_interval > 0:
+                nursery.start_soon(
+                    self._every, "oplog-prune", self.cfg.repl_oplog_prune_interval,
+                    self.oplog_prune_once,
+                )  # fmt: skip
 
     async def _every(
         self, name: str, interval: float, job: Callable[[], Awaitable[dict[str, Any]]]
@@ -156,6 +178,36 @@ class Scheduler:
             await self._record("mpu-gc-run", started, "ok", doc)
             log.info("scheduled mpu-gc aborted %d upload(s)", len(aborted))
         return {"aborted": len(aborted)}
+
+    async def oplog_prune_once(self) -> dict[str, Any]:
+        from seglake.meta.oplog_horizon import plan_prune
+
+        cfg = self.cfg
+        if not cfg.db_path.exists():
+            return {"skipped": "no database"}
+        push = cfg.repl_remotes if cfg.repl_push else ()
+        try:
+            below, before = await trio.to_thread.run_sync(
+                lambda: plan_prune(
+                    str(cfg.db_path), now_ms=time.time_ns() // 1_000_000,
+                    retention_s=cfg.repl_oplog_retention, max_bytes=cfg.repl_oplog_max_bytes,
+                    push_remotes=push,
+                )
+            )  # fmt: skip
+        except apsw.Error as exc:  # busy or not migrated yet: the next run tries again
+            return {"error": f"meta.db: {exc}"}
+        pruned = 0
+        floor = before.floor
+        more = below > floor + 1
+        for _ in range(PRUNE_CALLS_PER_RUN):
+            if not more:
+                break
+            r: ReplPruned = await self.writer_call(ReplPruneOplog(below=below, limit=PRUNE_BATCH))
+            pruned += r.pruned
+            floor, more = r.floor, r.more
+        if pruned:
+            log.info("oplog pruned: %d row(s), floor now %d", pruned, floor)
+        return {"pruned": pruned, "floor": floor, "target": below, "rows_before": before.rows}
 
     async def _quiesced(self) -> bool:
         state = await self.writer_call(MaintenanceStatus())

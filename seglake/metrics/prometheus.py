@@ -215,6 +215,15 @@ def render(doc: dict[str, Any]) -> str:
             [({"remote": r.get("remote"), "direction": r.get("direction")}, float(r[key]))
              for r in repl if isinstance(r, dict) and r.get(key) is not None],
         )  # fmt: skip
+    oplog = doc.get("oplog") or {}
+    for name, key, text in (
+        ("seglake_oplog_rows", "rows", "Rows the oplog holds."),
+        ("seglake_oplog_bytes", "bytes", "Oplog size: bodies plus a fixed per-row overhead."),
+        ("seglake_oplog_floor", "floor", "Highest seq pruning may have removed."),
+        ("seglake_oplog_head", "head", "Highest seq of the oplog."),
+    ):
+        if isinstance(oplog.get(key), int):
+            out.metric(name, "gauge", text, [({}, float(oplog[key]))])
     disk = doc.get("disk") or {}
     out.metric("seglake_disk_free_bytes", "gauge", "Free bytes on the data dir's file system.",
                [({}, disk.get("free_bytes"))])  # fmt: skip

@@ -66,6 +66,7 @@ def build(
     runs: list[dict[str, Any]],
     disk: dict[str, Any],
     replication: list[dict[str, Any]] | None = None,
+    oplog: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     errors: list[str] = []
     for name, part in (("supervisor", supervisor), ("writer", store)):
@@ -134,6 +135,9 @@ def build(
         # replication tasks of the maintenance process, one per remote and
         # direction (seglake/repl/runner.py TaskStatus)
         "replication": replication or [],
+        # rows, bytes (bodies + per-row overhead), floor and head seq of the
+        # oplog (meta/oplog_horizon.py)
+        "oplog": oplog or {},
         "maintenance_state": maint.get("state"),
         "maintenance_updated_at": maint.get("since"),
         "write_inflight": maint.get("write_in_flight", store.get("write_in_flight")),

@@ -44,6 +44,7 @@ from seglake.ipc.messages import (
     RecordOpRun,
 )
 from seglake.meta.live_chunks import collect_live_chunks
+from seglake.meta.oplog_horizon import tombstone_horizon
 from seglake.meta.schema import open_read, query
 from seglake.writer.embedded import EmbeddedWriter, run_embedded
 
@@ -89,6 +90,9 @@ class GcPlan:
     segment_bytes: int = 0
     live_bytes: int = 0
     deleted_versions: int = 0
+    # DELETED rows the tombstone horizon keeps for now (meta/oplog_horizon.py).
+    deleted_versions_held: int = 0
+    retention_ms: int = 7 * 86_400_000
     skipped_young: int = 0
     skipped_limit: int = 0
     blocked: bool = False  # liveness unknown: the writer will refuse to delete
@@ -117,6 +121,7 @@ class GcPlan:
             "segment_bytes_on_disk": self.segment_bytes,
             "live_bytes": self.live_bytes,
             "deleted_versions_to_purge": self.deleted_versions,
+            "deleted_versions_held": self.deleted_versions_held,
             "skipped_young": self.skipped_young,
             "skipped_limit": self.skipped_limit,
             "blocked": self.blocked,
@@ -129,6 +134,7 @@ class Limits:
     max_segments: int = 0
     max_bytes: int = 0
     max_live: float = 0.5
+    retention_ms: int = 7 * 86_400_000
 
     @classmethod
     def from_config(cls, cfg: Config) -> Limits:
@@ -138,7 +144,12 @@ class Limits:
             raise ValueError("gc-rewrite-max-live must be a fraction in (0, 1]")
         if cfg.gc_rewrite_bytes_per_sec < 0:
             raise ValueError("gc-rewrite-bytes-per-sec must not be negative")
-        return cls(cfg.gc_min_age, cfg.gc_max_segments, cfg.gc_max_bytes, cfg.gc_rewrite_max_live)
+        if cfg.repl_oplog_retention < 0:
+            raise ValueError("repl-oplog-retention must not be negative")
+        return cls(
+            cfg.gc_min_age, cfg.gc_max_segments, cfg.gc_max_bytes, cfg.gc_rewrite_max_live,
+            int(cfg.repl_oplog_retention * 1000),
+        )  # fmt: skip
 
 
 def segment_files(cfg: Config) -> dict[int, int]:
@@ -153,7 +164,7 @@ def segment_files(cfg: Config) -> dict[int, int]:
 
 def make_plan(cfg: Config, limits: Limits, *, rewrite: bool, now_ns: int | None = None) -> GcPlan:
     """What a run would do now (read-only; the writer re-checks at run time)."""
-    plan = GcPlan("gc-rewrite" if rewrite else "gc")
+    plan = GcPlan("gc-rewrite" if rewrite else "gc", retention_ms=limits.retention_ms)
     now_ns = time.time_ns() if now_ns is None else now_ns
     conn = open_read(str(cfg.db_path))
     try:
@@ -161,9 +172,17 @@ def make_plan(cfg: Config, limits: Limits, *, rewrite: bool, now_ns: int | None 
         try:
             rows = query(conn, "SELECT id, state, sealed_ns FROM segments ORDER BY id")
             live = collect_live_chunks(conn)
-            plan.deleted_versions = int(
-                query(conn, "SELECT count(*) FROM versions WHERE state = 'DELETED'")[0][0]
+            horizon = tombstone_horizon(
+                conn, now_ms=now_ns // 1_000_000, retention_ms=limits.retention_ms
             )
+            ((below, held),) = query(
+                conn,
+                "SELECT count(*) FILTER (WHERE ifnull(state_hlc, hlc) < ?), "
+                "count(*) FILTER (WHERE ifnull(state_hlc, hlc) >= ?) "
+                "FROM versions WHERE state = 'DELETED'",
+                (horizon, horizon),
+            )
+            plan.deleted_versions, plan.deleted_versions_held = int(below), int(held)
         finally:
             conn.execute("COMMIT")
     finally:
@@ -346,7 +365,12 @@ async def run_delete(
     for i in range(0, len(ids), DELETE_BATCH):
         batch = ids[i : i + DELETE_BATCH]
         r: GcDeleted = await backend.call(
-            GcDeleteSegments(segments=batch, yes=yes, sealed_before_ns=sealed_before)
+            GcDeleteSegments(
+                segments=batch,
+                yes=yes,
+                sealed_before_ns=sealed_before,
+                retention_ms=limits.retention_ms,
+            )
         )
         _merge_delete(report, r)
         progress(sum(sizes.get(s, 0) for s in batch), "deleting dead segments")
@@ -362,7 +386,9 @@ async def purge_deleted(
         return
     for _ in range(plan.deleted_versions // PURGE_BATCH + 3):
         r: GcDeleted = await backend.call(
-            GcDeleteSegments(segments=[], yes=yes, purge_limit=PURGE_BATCH)
+            GcDeleteSegments(
+                segments=[], yes=yes, purge_limit=PURGE_BATCH, retention_ms=plan.retention_ms
+            )
         )
         _merge_delete(report, r)
         progress(0, f"purged {report.purged_versions} deleted version row(s)")

@@ -33,6 +33,12 @@ from seglake.repl.pull import StepReport
 
 log = logging.getLogger("seglake.repl")
 
+# What a task stopped by 410 OplogTruncated tells the operator to do.
+BOOTSTRAP_HINT: Final = (
+    "bootstrap: the remote pruned its oplog past our cursor; stop this server and run "
+    "`seglake -mode repl-bootstrap -repl-remote {remote} -repl-bootstrap-force` "
+    "(docs/replication.md), then start it again"
+)
 # How often a paused task looks again whether maintenance mode is off.
 PAUSE_POLL_S: Final = 1.0
 
@@ -204,6 +210,9 @@ async def run_task(
             await _note(note, None, str(failure))
             if failure.permanent:
                 status.state = "stopped"
+                if failure.code == "OplogTruncated":
+                    # Only a snapshot brings this site back in step: say how.
+                    status.extra["action"] = BOOTSTRAP_HINT.format(remote=status.remote)
                 raise ReplStopped(failure) from None
             if on_failure is not None:
                 try:

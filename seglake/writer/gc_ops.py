@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -90,6 +91,7 @@ from seglake.meta.live_chunks import (
     decode_part_chunks,
     encode_part_chunks,
 )
+from seglake.meta.oplog_horizon import tombstone_horizon
 from seglake.meta.schema import open_read, query
 from seglake.writer import chunk_index, fileio
 from seglake.writer.ops import BatchContext, Mutations
@@ -128,10 +130,20 @@ def apply_gc_drop_segments(
     # DELETED rows are kept only until GC (see ops.py). Bounded per call:
     # each purge also appends a metadata record. Purged before the segments
     # are dropped, so their manifests are not copied forward for nothing.
+    # Only below the tombstone horizon (meta/oplog_horizon.py): the row and
+    # its stamps are what keeps a late, older put of the version from
+    # coming back; its chunks are reclaimed above either way.
     limit = max(0, min(a.purge_limit, MAX_PURGE_PER_CALL))
+    horizon = tombstone_horizon(conn, now_ms=time.time_ns() // 1_000_000,
+                                retention_ms=a.retention_ms)  # fmt: skip
     uids = [
         str(r[0])
-        for r in query(conn, "SELECT uid FROM versions WHERE state = 'DELETED' LIMIT ?", (limit,))
+        for r in query(
+            conn,
+            "SELECT uid FROM versions WHERE state = 'DELETED' AND ifnull(state_hlc, hlc) < ? "
+            "LIMIT ?",
+            (horizon, limit),
+        )
     ]
     for uid in uids:
         conn.execute("DELETE FROM versions WHERE uid = ? AND state = 'DELETED'", (uid,))
@@ -161,7 +173,13 @@ def apply_gc_drop_segments(
         conn.execute("DELETE FROM segments WHERE id = ?", (sid,))
         deleted.append(sid)
     chunk_index.drop_segments(conn, deleted, live)
-    remaining = int(query(conn, "SELECT count(*) FROM versions WHERE state = 'DELETED'")[0][0])
+    remaining = int(
+        query(
+            conn,
+            "SELECT count(*) FROM versions WHERE state = 'DELETED' AND ifnull(state_hlc, hlc) < ?",
+            (horizon,),
+        )[0][0]
+    )
     return GcDropped(
         deleted=deleted, skipped=skipped, purged_versions=len(uids), purge_remaining=remaining
     )
@@ -352,10 +370,14 @@ class SegmentGC:
             # Shielded: once started, a step runs to its end even if the
             # caller goes away, so no half-finished state outlives it.
             with trio.CancelScope(shield=True):
-                result = await self._delete(ids, msg.sealed_before_ns, msg.purge_limit)
+                result = await self._delete(
+                    ids, msg.sealed_before_ns, msg.purge_limit, msg.retention_ms
+                )
         return result
 
-    async def _delete(self, ids: list[int], sealed_before_ns: int, purge_limit: int) -> GcDeleted:
+    async def _delete(
+        self, ids: list[int], sealed_before_ns: int, purge_limit: int, retention_ms: int
+    ) -> GcDeleted:
         open_ids = {s.segment_id for s in self.store.to_seal}
         if self.store.current is not None:
             open_ids.add(self.store.current.segment_id)
@@ -369,6 +391,7 @@ class SegmentGC:
                     below=self.store.next_id - 1,
                     sealed_before_ns=sealed_before_ns,
                     purge_limit=purge_limit,
+                    retention_ms=retention_ms,
                     segments_dir=str(self.store.dir),
                 )
             )
@@ -482,7 +505,7 @@ class SegmentGC:
         remaining = len(keys) - len(moves)
         dropped = GcDeleted()
         if remaining == 0:
-            dropped = await self._delete([sid], 0, 0)
+            dropped = await self._delete([sid], 0, 0, 0)
         return GcRewritten(
             segment=sid, moved_chunks=len(moves), moved_bytes=moved_bytes,
             remaining_chunks=remaining, damaged=damaged,

@@ -16,7 +16,7 @@ from seglake.errors import S3Error
 from seglake.ipc.messages import Done, RecordOpRun, RunRecorded, SetMaintenance
 from seglake.meta.maintenance_state import MAINTENANCE_SETTING
 from seglake.meta.schema import set_setting
-from seglake.writer import admin_ops, repl_cursor_ops
+from seglake.writer import admin_ops, oplog_prune, repl_cursor_ops
 from seglake.writer.key_ops import KEY_MUTATIONS
 from seglake.writer.ops import BatchContext, Mutations
 
@@ -55,5 +55,5 @@ APPLY: Final[Mutations] = {
 # (replication's cursor/status bookkeeping included).
 INTERNAL: Final = frozenset(
     {"mark_damaged", *(t.name for t in APPLY), *KEY_MUTATIONS, *admin_ops.INTERNAL,
-     *(t.name for t in repl_cursor_ops.APPLY)}
+     *(t.name for t in repl_cursor_ops.APPLY), *(t.name for t in oplog_prune.APPLY)}
 )  # fmt: skip

@@ -19,6 +19,7 @@ from seglake.writer import (
     lifecycle_ops,
     maintenance_ops,
     multipart_ops,
+    oplog_prune,
     ops,
     repl_cursor_ops,
     repl_ops,
@@ -53,6 +54,7 @@ APPLY: Final[dict[type[Request[Any]], Apply]] = _merge(
     vmeta_ops.APPLY,
     repl_ops.APPLY,
     repl_cursor_ops.APPLY,
+    oplog_prune.APPLY,
 )
 # The wire names of the mutations (the quiesce gate decides by name).
 MUTATION_NAMES: Final = frozenset(kind.name for kind in APPLY)

@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from botocore.exceptions import ClientError
 
 from seglake.format.manifest import decode_manifest
+from seglake.ipc.call import call_writer
+from seglake.ipc.messages import ReplPruneOplog
 from tests.e2e._helpers import cli, cli_json, db_rows
 from tests.harness import SeglakeServer, server_fixture
 
@@ -211,6 +214,17 @@ def test_seed_flow_reclaims_under_load(gsrv: SeglakeServer) -> None:
 # ---- space figures ------------------------------------------------------------------
 
 
+def prune_oplog(srv: SeglakeServer) -> None:
+    """Every oplog row but the newest, as a scheduled prune with no push
+    remote and no retention would."""
+    head = int(db_rows(srv.data_dir, "SELECT max(seq) FROM oplog")[0][0])
+    trio.run(
+        call_writer,
+        str(srv.data_dir / ".seglake-writer.sock"),
+        ReplPruneOplog(below=head, limit=10_000),
+    )
+
+
 def test_space_figures_1000_objects(gsrv: SeglakeServer) -> None:
     s3 = gsrv.s3()
     make_unversioned(s3, "gc-space")
@@ -224,6 +238,11 @@ def test_space_figures_1000_objects(gsrv: SeglakeServer) -> None:
     doomed = set(keys[:600]) | set(rng.sample(keys[600:], 300))
     for key in sorted(doomed):
         s3.delete_object(Bucket="gc-space", Key=key)
+    # The tombstone horizon: DELETED rows are purged only once the oplog is
+    # pruned past their deletions (a later write stays as its newest row)
+    # and they are older than -repl-oplog-retention (0 here).
+    s3.put_object(Bucket="gc-space", Key="zz-after-deletes", Body=b"x")
+    prune_oplog(gsrv)
     live_bytes = sum(sizes[k] for k in keys if k not in doomed)
     before = segment_bytes(gsrv.data_dir)
     dead = before - live_bytes
@@ -236,7 +255,7 @@ def test_space_figures_1000_objects(gsrv: SeglakeServer) -> None:
 
     maintenance(gsrv.data_dir, "enable")
     t0 = time.monotonic()
-    code, run = cli_json(gsrv.data_dir, "gc-run")
+    code, run = cli_json(gsrv.data_dir, "gc-run", "-repl-oplog-retention", "0")
     gc_s = time.monotonic() - t0
     assert code == 0, run
     mid = segment_bytes(gsrv.data_dir)

@@ -109,12 +109,14 @@ EXAMPLES: list[m.Request[Any]] = [
     m.ReplSetPushCursor(remote="http://b:9000", epoch="e1", cursor=7, last_push_hlc=9 << 16,
                         bytes_out=10, remote_site="ab"),
     m.ReplNoteRemote(remote="http://b:9000", error="503 ServiceUnavailable", bytes_in=4),
+    m.ReplPruneOplog(below=10, limit=100),
 ]  # fmt: skip
 
 # One example of every structured reply.
 REPLIES: list[m.Reply | m.Appended] = [
     m.Appended(1, 2, 3),
     m.Done(),
+    m.ReplPruned(pruned=3, floor=9, more=False),
     m.Written(version_id="v", created_ns=1),
     m.KekReply(kek=m.KekRow(id="a" * 16, wrapped=b"w" * 60, master_id="b" * 16)),
     m.KeksRewrapped(count=2),

@@ -134,6 +134,13 @@ async def test_permanent_failure_stops() -> None:
         await run_task(steps, status, Backoff(0.0, 0.01, retry_timeout=60.0), watch=True)
     assert steps.calls == 1 and status.state == "stopped"
     assert err.value.failure.code == "OplogTruncated"
+    # The status says how to get back in step.
+    action = status.as_dict(0.0)["action"]
+    assert "-mode repl-bootstrap -repl-remote r " in action, action
+    other = TaskStatus("r", "pull")
+    with pytest.raises(ReplStopped):
+        await run_task(Steps([S3Error("AccessDenied")]), other, Backoff(0.0, 0.01), watch=True)
+    assert "action" not in other.as_dict(0.0)
 
 
 async def test_one_shot_gives_up_after_retry_timeout() -> None:
