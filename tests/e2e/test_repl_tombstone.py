@@ -14,8 +14,16 @@ from botocore.exceptions import ClientError
 
 from tests.e2e._helpers import cli, db_rows, status_and_code
 from tests.e2e._signing import signed_request
-from tests.e2e.test_replication import free_port, node, repl_once, restart, running, validate
-from tests.harness import SeglakeServer
+from tests.e2e.test_replication import (
+    free_port,
+    node,
+    repl_once,
+    restart,
+    running,
+    seglake,
+    validate,
+)  # fmt: skip
+from tests.harness import ACCESS_KEY, SECRET_KEY, SeglakeServer
 
 UNVERSIONED = ["--default-versioning", "unversioned"]
 TOMB_SQL = (
@@ -182,6 +190,14 @@ def test_a_late_older_put_does_not_bring_the_key_back(tmp_path: Path) -> None:
             )
             assert live == [(1,)]  # the tombstone only
         validate(a, b)
+        # A's rows against B's snapshot (the tombstone travels in it, and
+        # wins there without being current, as in the writer).
+        for ours, theirs in ((a, b), (b, a)):
+            out = seglake(
+                "-mode", "repl-validate", "-data-dir", str(ours.data_dir), "-repl-other",
+                theirs.endpoint, "-repl-access-key", ACCESS_KEY, "-repl-secret-key", SECRET_KEY,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stdout + out.stderr
 
         # A newer put wins over the tombstone, on both sites.
         b.s3().put_object(Bucket="shared", Key="k", Body=b"newest, from b")
