@@ -90,7 +90,7 @@ def plan_keys(
             rows = query(
                 conn,
                 "SELECT key, uid, version_id, created_ns, size, delete_marker, vmeta FROM versions "
-                "WHERE bucket = ? AND key >= ? AND key <= ? AND state != 'DELETED' "
+                "WHERE bucket = ? AND key >= ? AND key <= ? AND state != 'DELETED' AND tombstone = 0 "
                 "ORDER BY key, created_ns DESC, id DESC",
                 (bucket, keys[0], keys[-1]),
             )

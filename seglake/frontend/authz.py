@@ -336,7 +336,7 @@ class Authorizer:
         else:
             sql = (
                 "SELECT vmeta FROM versions WHERE bucket = ? AND key = ? AND version_id = ? "
-                "AND state != 'DELETED'"
+                "AND state != 'DELETED' AND tombstone = 0"
             )
             params = (bucket, key, version_id)
         rows = query(self.conn, sql, params)

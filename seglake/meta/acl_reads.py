@@ -105,7 +105,8 @@ def version_owners(
     rows = query(
         conn,
         "SELECT key, version_id, meta FROM versions "
-        f"WHERE bucket = ? AND (key, version_id) IN (VALUES {marks}) AND state != 'DELETED'",
+        f"WHERE bucket = ? AND (key, version_id) IN (VALUES {marks}) AND state != 'DELETED' "
+        "AND tombstone = 0",
         (bucket, *flat),
     )
     return {

@@ -68,7 +68,9 @@ def conflict_page(
     bucket applies to the keys of every bucket)."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be 1..{MAX_PAGE}")
-    where = ["state = 'CONFLICT'"]
+    # A tombstone that lost to a concurrent put is nothing to resolve: it is
+    # invisible to S3, and the put it lost to stands.
+    where = ["state = 'CONFLICT'", "tombstone = 0"]
     params: list[str | int] = []
     if bucket is not None:
         where.append("bucket = ?")
@@ -105,7 +107,8 @@ def key_has_conflict(conn: apsw.Connection, bucket: str, key: str) -> bool:
     return bool(
         query(
             conn,
-            "SELECT 1 FROM versions WHERE bucket = ? AND key = ? AND state = 'CONFLICT' LIMIT 1",
+            "SELECT 1 FROM versions WHERE bucket = ? AND key = ? AND state = 'CONFLICT' "
+            "AND tombstone = 0 LIMIT 1",
             (bucket, key),
         )
     )

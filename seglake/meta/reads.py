@@ -103,7 +103,7 @@ class MetaReader:
         rows = query(
             self.conn,
             f"SELECT {_VERSION_COLS} FROM versions v WHERE v.bucket = ? AND v.key = ? "
-            "AND v.version_id = ? AND v.state != 'DELETED'",
+            "AND v.version_id = ? AND v.state != 'DELETED' AND v.tombstone = 0",
             (bucket, key, version_id),
         )
         return _version(rows[0]) if rows else None

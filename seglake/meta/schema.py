@@ -231,7 +231,9 @@ MIGRATIONS: Final[list[str]] = [
     # written (prev_*: what the sibling rule of seglake/protocol/lww.py
     # compares). state_hlc/state_site: the stamp of the version's DELETED
     # state (its oplog 'state' entry; kept in state records so rebuild-index
-    # restores it). The site id of this store is chosen here for stores that
+    # restores it). tombstone: the hidden null delete marker an unversioned
+    # DELETE leaves (never in ``current``, invisible to S3; it keeps a late
+    # older put from another site from bringing the key back). The site id of this store is chosen here for stores that
     # predate it; the writer may still replace it while the store is empty.
     # oplog: every replicated mutation in local commit order (seq is the
     # paging cursor; oplog_identity makes applying a relayed entry
@@ -245,6 +247,7 @@ MIGRATIONS: Final[list[str]] = [
     ALTER TABLE versions ADD COLUMN prev_site TEXT;
     ALTER TABLE versions ADD COLUMN state_hlc INTEGER;
     ALTER TABLE versions ADD COLUMN state_site TEXT;
+    ALTER TABLE versions ADD COLUMN tombstone INTEGER NOT NULL DEFAULT 0;
     UPDATE versions SET hlc = ranked.stamp FROM (
         SELECT id, ((hlc / 1000000) << 16)
             | min(ROW_NUMBER() OVER (PARTITION BY hlc / 1000000 ORDER BY hlc, id) - 1, 65535)
@@ -376,7 +379,7 @@ def live_version(
         rows = query(
             conn,
             f"SELECT {cols} FROM versions v WHERE v.bucket = ? AND v.key = ? "
-            "AND v.version_id = ? AND v.state != 'DELETED'",
+            "AND v.version_id = ? AND v.state != 'DELETED' AND v.tombstone = 0",
             (bucket, key, version_id),
         )
     return rows[0] if rows else None

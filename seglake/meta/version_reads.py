@@ -81,7 +81,7 @@ def list_versions(
             reader.conn,
             f"SELECT {_COLS} FROM versions v "
             "LEFT JOIN current c ON c.bucket = v.bucket AND c.key = v.key "
-            f"WHERE v.bucket = ? AND {where} AND v.state != 'DELETED' "
+            f"WHERE v.bucket = ? AND {where} AND v.state != 'DELETED' AND v.tombstone = 0 "
             "ORDER BY v.key, v.created_ns DESC LIMIT ?",
             (bucket, *params, batch),
         )
@@ -100,7 +100,8 @@ def null_version_created_ns(reader: MetaReader, bucket: str, key: str) -> int | 
     rows = query(
         reader.conn,
         "SELECT created_ns FROM versions WHERE bucket = ? AND key = ? "
-        "AND version_id = 'null' AND state != 'DELETED' ORDER BY created_ns DESC LIMIT 1",
+        "AND version_id = 'null' AND state != 'DELETED' AND tombstone = 0 "
+        "ORDER BY created_ns DESC LIMIT 1",
         (bucket, key),
     )
     return int(rows[0][0]) if rows else None

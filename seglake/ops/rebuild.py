@@ -298,6 +298,7 @@ def _fill(
                 if v.version_id == NULL_VERSION:
                     newest_null[(v.bucket, v.key)] = v.uid  # ascending: last is newest
         current: dict[tuple[str, str], tuple[int, int]] = {}
+        tombstoned: dict[tuple[str, str], int] = {}
         committed_end: dict[int, int] = dict(record_ends)
         orphans: set[str] = set()
         for v in versions:
@@ -318,15 +319,18 @@ def _fill(
             # A manifest without stamps (written before replication) gets
             # one from its creation time below, as migration 10 did.
             prev_hlc, prev_site = v.prev if v.prev is not None else (None, None)
+            # An unversioned DELETE's hidden tombstone says so in its
+            # manifest meta: restored as one, and never current.
+            tombstone = v.meta.get("tombstone") is True
             conn.execute(
                 "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, "
-                "state, delete_marker, hlc, site, prev_hlc, prev_site, meta, manifest) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "state, delete_marker, hlc, site, prev_hlc, prev_site, meta, manifest, tombstone) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     v.uid, v.bucket, v.key, v.version_id, v.size, v.etag, v.created_ns, state,
                     int(v.delete_marker), v.created_ns if v.hlc is None else v.hlc,
                     "" if v.site is None else v.site, prev_hlc, prev_site,
-                    msgpack.packb(v.meta, use_bin_type=True), v.manifest,
+                    msgpack.packb(v.meta, use_bin_type=True), v.manifest, int(tombstone),
                 ),
             )  # fmt: skip
             row_id = conn.last_insert_rowid()
@@ -338,7 +342,12 @@ def _fill(
                 committed_end[c.segment_id] = max(
                     committed_end.get(c.segment_id, 0), c.offset + c.length
                 )
-            if state != "DELETED":
+            if tombstone and state != "DELETED":
+                # The key's winner is the hidden tombstone: no current row
+                # (a row of the key replayed before it is not current either).
+                current.pop((v.bucket, v.key), None)
+                tombstoned[(v.bucket, v.key)] = v.created_ns
+            elif state != "DELETED" and tombstoned.get((v.bucket, v.key), -1) <= v.created_ns:
                 prev = current.get((v.bucket, v.key))
                 if prev is None or prev[0] <= v.created_ns:
                     current[(v.bucket, v.key)] = (v.created_ns, row_id)

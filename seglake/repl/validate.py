@@ -73,12 +73,14 @@ class VersionFacts:
     etag: str | None = None
     size: int | None = None
     delete_marker: bool | None = None
+    tombstone: bool | None = None
     digests: tuple[bytes, ...] | None = None
     vmeta: tuple[Any, ...] | None = None
 
 
 COMPARED: Final = (
-    "hlc", "site", "version_id", "etag", "size", "delete_marker", "digests", "vmeta",
+    "hlc", "site", "version_id", "etag", "size", "delete_marker", "tombstone", "digests",
+    "vmeta",
 )  # fmt: skip
 
 
@@ -128,9 +130,9 @@ def read_data_dir(root: Path, label: str, *, deep: bool = False) -> StoreState:
                 st.keks.add(str(kek_id))
             for row in conn.execute(
                 "SELECT uid, bucket, key, version_id, etag, size, delete_marker, state, hlc, "
-                "site, manifest, vmeta FROM versions"
+                "site, manifest, vmeta, tombstone FROM versions"
             ):
-                uid, bucket, key, vid, etag, size, marker, state, hlc, site, mf, vmeta = row
+                uid, bucket, key, vid, etag, size, marker, state, hlc, site, mf, vmeta, tomb = row
                 vk = (str(bucket), str(key), str(uid))
                 if state == lww.DELETED:
                     st.versions[vk] = VersionFacts(lww.DELETED)
@@ -145,7 +147,7 @@ def read_data_dir(root: Path, label: str, *, deep: bool = False) -> StoreState:
                 st.versions[vk] = VersionFacts(
                     state=str(state), hlc=int(hlc), site=str(site), version_id=str(vid),
                     etag=str(etag), size=int(size), delete_marker=bool(marker),
-                    digests=digests,
+                    tombstone=bool(tomb), digests=digests,
                     vmeta=vmeta_value(None if vmeta is None else bytes(vmeta), f"{label}:{uid}"),
                 )  # fmt: skip
             for bucket, key, uid in conn.execute(
@@ -252,12 +254,16 @@ class _SnapshotBuilder:
                 continue
             prev = None if body.prev is None else (body.prev.hlc, body.prev.site)
             state = lww.DELETED if deleted else lww.ACTIVE
-            row = lww.Row(uid, entry.hlc, entry.site, prev, state, body.delete_marker)
+            row = lww.Row(
+                uid, entry.hlc, entry.site, prev, state, body.delete_marker, body.tombstone
+            )
             by_key.setdefault((bucket, key), []).append(row)
         for (bucket, key), rows in by_key.items():
             verdict = lww.decide_key(rows)
-            if verdict.current is not None:
-                self.st.current[(bucket, key)] = verdict.current
+            winner = next((r for r in rows if r.uid == verdict.current), None)
+            if winner is not None and not winner.tombstone:
+                # A tombstone wins without being current (the writer's rule).
+                self.st.current[(bucket, key)] = winner.uid
             for r in rows:
                 state = verdict.states[r.uid]
                 vk = (bucket, key, r.uid)
@@ -270,7 +276,7 @@ class _SnapshotBuilder:
                 self.st.versions[vk] = VersionFacts(
                     state=state, hlc=entry.hlc, site=entry.site, version_id=body.version_id,
                     etag=body.etag, size=body.size, delete_marker=body.delete_marker,
-                    digests=tuple(c.digest for c in m.chunks),
+                    tombstone=body.tombstone, digests=tuple(c.digest for c in m.chunks),
                     vmeta=vmeta_value(body.vmeta, f"{self.st.label}:{r.uid}"),
                 )  # fmt: skip
         return self.st

@@ -94,7 +94,8 @@ def _versions(conn: apsw.Connection, bucket: str, key: str) -> list[Any]:
     return query(
         conn,
         "SELECT id, uid, version_id, created_ns, size, delete_marker, vmeta FROM versions "
-        "WHERE bucket = ? AND key = ? AND state != 'DELETED' ORDER BY created_ns DESC, id DESC",
+        "WHERE bucket = ? AND key = ? AND state != 'DELETED' AND tombstone = 0 "
+        "ORDER BY created_ns DESC, id DESC",
         (bucket, key),
     )
 

@@ -228,7 +228,9 @@ class Writer:
                 "SELECT count(*) FROM current c JOIN versions v ON v.id = c.version "
                 "WHERE v.delete_marker = 0"
             ),
-            "versions": one("SELECT count(*) FROM versions WHERE state != 'DELETED'"),
+            "versions": one(
+                "SELECT count(*) FROM versions WHERE state != 'DELETED' AND tombstone = 0"
+            ),
             "bytes_live": one(
                 "SELECT sum(size) FROM versions WHERE state != 'DELETED' AND delete_marker = 0"
             ),

@@ -111,8 +111,8 @@ def bucket_values(conn: apsw.Connection, name: str) -> dict[str, Any] | None:
 
 def version_body(row: Any) -> VersionBody:
     """``row``: version_id, size, etag, created_ns, delete_marker, prev_hlc,
-    prev_site, vmeta (the columns ``_VERSION_COLS`` names)."""
-    version_id, size, etag, created_ns, marker, prev_hlc, prev_site, vmeta = row
+    prev_site, vmeta, tombstone (the columns ``_VERSION_COLS`` names)."""
+    version_id, size, etag, created_ns, marker, prev_hlc, prev_site, vmeta, tomb = row
     prev = None if prev_hlc is None else Stamp(int(prev_hlc), str(prev_site))
     return VersionBody(
         version_id=str(version_id),
@@ -120,13 +120,14 @@ def version_body(row: Any) -> VersionBody:
         etag=str(etag),
         created_ns=int(created_ns),
         delete_marker=bool(marker),
+        tombstone=bool(tomb),
         prev=prev,
         vmeta=None if vmeta is None else bytes(vmeta),
     )
 
 
 _VERSION_COLS: Final = (
-    "version_id, size, etag, created_ns, delete_marker, prev_hlc, prev_site, vmeta"
+    "version_id, size, etag, created_ns, delete_marker, prev_hlc, prev_site, vmeta, tombstone"
 )
 
 

@@ -147,6 +147,15 @@ def stamp_for_key(conn: apsw.Connection, ctx: BatchContext, bucket: str, key: st
         "WHERE c.bucket = ? AND c.key = ?",
         (bucket, key),
     )
+    if not rows:
+        # No current row: a hidden tombstone (an unversioned DELETE) may
+        # still be the key's LWW winner, and a new version follows it.
+        rows = query(
+            conn,
+            "SELECT hlc, site FROM versions WHERE bucket = ? AND key = ? "
+            "AND version_id = 'null' AND tombstone = 1 AND state = 'ACTIVE'",
+            (bucket, key),
+        )
     prev = (int(rows[0][0]), str(rows[0][1])) if rows else None
     return KeyStamp(ctx.hlc.stamp_key(None if prev is None else prev[0]), ctx.site_id(conn), prev)
 
@@ -240,10 +249,13 @@ def _insert_version(
     chunks: list[ChunkRef],
     delete_marker: bool,
     vmeta: VersionMetaInit | VersionMeta | None = None,
+    tombstone: bool = False,
 ) -> tuple[str, int]:
     """Insert a new version (current for its key); ``vmeta``: its mutable
     metadata, stored in the same row, so the record journal's insert
-    trigger writes its version-meta record in this batch."""
+    trigger writes its version-meta record in this batch. ``tombstone``:
+    the hidden null delete marker of an unversioned DELETE, the key's LWW
+    winner but never in ``current`` (S3 sees no version at all)."""
     ns = ctx.clock.tick()
     stamp = stamp_for_key(conn, ctx, bucket, key)
     value = vmeta if isinstance(vmeta, VersionMeta) or vmeta is None else from_init(vmeta, ns)
@@ -272,6 +284,8 @@ def _insert_version(
             "AND version_id = 'null' AND state != 'DELETED'",
             (bucket, key),
         )
+    if tombstone:
+        meta = {**meta, "tombstone": True}  # rebuild-index restores the flag from it
     manifest_meta = dict(meta)
     manifest_meta.update(
         etag=etag, created_ns=ns, delete_marker=delete_marker, s3_version_id=version_id
@@ -286,20 +300,23 @@ def _insert_version(
     conn.execute(
         "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, state, "
         "delete_marker, hlc, site, prev_hlc, prev_site, meta, manifest, vmeta, tag_count, "
-        "lock_mode, lock_until_ms, legal_hold) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "lock_mode, lock_until_ms, legal_hold, tombstone) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 'ACTIVE', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             uid, bucket, key, version_id, size, etag, ns, int(delete_marker), stamp.hlc,
             stamp.site, prev_hlc, prev_site, msgpack.packb(meta, use_bin_type=True), manifest,
-            *vmeta_columns(value),
+            *vmeta_columns(value), int(tombstone),
         ),
     )  # fmt: skip
     row_id = conn.last_insert_rowid()
-    conn.execute(
-        "INSERT INTO current(bucket, key, version) VALUES (?, ?, ?) "
-        "ON CONFLICT(bucket, key) DO UPDATE SET version = excluded.version",
-        (bucket, key, row_id),
-    )
+    if tombstone:
+        conn.execute("DELETE FROM current WHERE bucket = ? AND key = ?", (bucket, key))
+    else:
+        conn.execute(
+            "INSERT INTO current(bucket, key, version) VALUES (?, ?, ?) "
+            "ON CONFLICT(bucket, key) DO UPDATE SET version = excluded.version",
+            (bucket, key, row_id),
+        )
     ctx.manifests.append((uid, manifest))
     ctx.reference(chunks)
     ctx.to_index.extend(chunks)
@@ -380,7 +397,18 @@ def apply_delete_object(conn: apsw.Connection, ctx: BatchContext, a: DeleteObjec
     if versioning == "unversioned":
         cur = current_version(conn, bucket, key)
         if cur is not None:
-            conn.execute("UPDATE versions SET state = 'DELETED' WHERE id = ?", (cur.row_id,))
+            # The null version goes (DELETED, as a replaced one does) and a
+            # hidden tombstone stamped above it becomes the key's LWW
+            # winner, so a late older put from another site lands below
+            # it instead of bringing the key back (design §2).
+            _insert_version(
+                conn, ctx, bucket=bucket, key=key, versioning=versioning, size=0,
+                etag="", meta={}, chunks=[], delete_marker=True, tombstone=True,
+            )  # fmt: skip
+            conn.execute(
+                "UPDATE versions SET state = 'DELETED' WHERE id = ? AND state != 'DELETED'",
+                (cur.row_id,),
+            )
             # Usually the key has no other live row; one that came from
             # another site does (protocol/lww.py decides, here as there).
             lww_rows.recompute_key(conn, bucket, key)
@@ -407,7 +435,7 @@ def apply_delete_version(conn: apsw.Connection, ctx: BatchContext, a: DeleteVers
     rows = query(
         conn,
         "SELECT id, delete_marker FROM versions WHERE bucket = ? AND key = ? "
-        "AND version_id = ? AND state != 'DELETED'",
+        "AND version_id = ? AND state != 'DELETED' AND tombstone = 0",
         (bucket, key, version_id),
     )
     if not rows:

@@ -480,14 +480,14 @@ def _apply_version(
     conn.execute(
         "INSERT INTO versions(uid, bucket, key, version_id, size, etag, created_ns, state, "
         "delete_marker, hlc, site, prev_hlc, prev_site, state_hlc, state_site, meta, manifest, "
-        "vmeta, tag_count, lock_mode, lock_until_ms, legal_hold) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "vmeta, tag_count, lock_mode, lock_until_ms, legal_hold, tombstone) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             e.uid, e.bucket, e.key, body.version_id, body.size, body.etag, body.created_ns,
             lww.DELETED if pending else lww.ACTIVE, int(body.delete_marker), e.hlc, e.site,
             None if prev is None else prev.hlc, None if prev is None else prev.site,
             *state_stamp, msgpack.packb(meta, use_bin_type=True), manifest,
-            *_vmeta_cols(vmeta_given, vmeta_value),
+            *_vmeta_cols(vmeta_given, vmeta_value), int(body.tombstone),
         ),
     )  # fmt: skip
     conn.execute("DELETE FROM repl_pending_state WHERE uid = ?", (e.uid,))

@@ -97,7 +97,8 @@ def _target(conn: apsw.Connection, bucket: str, key: str, version_id: str | None
         rows = query(
             conn,
             f"SELECT {cols} FROM versions v WHERE v.bucket = ? AND v.key = ? "
-            "AND v.version_id = ? AND v.state != 'DELETED' ORDER BY v.id DESC LIMIT 1",
+            "AND v.version_id = ? AND v.state != 'DELETED' AND v.tombstone = 0 "
+            "ORDER BY v.id DESC LIMIT 1",
             (bucket, key, version_id),
         )
         if not rows:

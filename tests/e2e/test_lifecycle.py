@@ -226,8 +226,16 @@ def test_expiration_days_with_filters_and_headers(lsrv: SeglakeServer) -> None:
     assert versions(s3, "ver", "exp/mid") == [("exp/mid", False, False), ("exp/mid", True, True)]
     for key in ("exp/small", "exp/big", "keep/mid"):
         assert s3.get_object(Bucket="ver", Key=key)["Body"].read() == bodies[key]
-    # Unversioned: deleted for real, nothing listed.
+    # Unversioned: deleted for real, nothing listed; the hidden tombstone
+    # left behind (docs/design-replication.md §2) is planned for nothing.
     assert versions(s3, "unver") == [("stay/a", False, True)]
+    assert db_rows(
+        lsrv.data_dir,
+        "SELECT state, tombstone FROM versions WHERE bucket = 'unver' AND key = 'gone/a' "
+        "ORDER BY id",
+    ) == [("DELETED", 0), ("ACTIVE", 1)]
+    assert plan(lsrv, "unver")["actions"] == []
+    assert run_pass(lsrv, "unver")["applied_total"] == 0
     # Nothing is done twice.
     again = run_pass(lsrv, "ver")
     assert again["applied_total"] == 0 and again["planned"] == 0

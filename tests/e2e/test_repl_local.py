@@ -166,8 +166,12 @@ def test_unversioned_and_bucket_gone(tmp_path: Path) -> None:
         ("state", "n"),
         ("version", "n"),
         ("state", "n"),
+        ("version", "n"),  # the unversioned DELETE's hidden tombstone
         ("bucket_gone", None),
     ]
+    tomb = [g[3] for g in got if g[0] == "version"]
+    assert [t.tombstone for t in tomb] == [False, False, True]
+    assert tomb[2].delete_marker and tomb[2].version_id == "null" and tomb[2].size == 0
     assert got[-1][0] == "bucket_gone"
     assert db_rows(data, "SELECT field FROM bucket_stamps WHERE bucket = 'plain'") == [("_gone",)]
     assert_stamps_increase(data)

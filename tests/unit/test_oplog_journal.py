@@ -111,7 +111,13 @@ def test_unversioned_overwrite_and_delete_emit_states(store: Store) -> None:
     store.batch(put("n"))
     store.batch((ops.apply_delete_object, {"bucket": "b", "key": "n"}))
     ops_ = [(r[3], r[5]) for r in store.oplog() if r[3] != "bucket"]
-    assert ops_ == [("version", "n"), ("state", "n"), ("version", "n"), ("state", "n")]
+    # the delete: the null version's state and the hidden tombstone's version
+    assert ops_ == [
+        ("version", "n"), ("state", "n"), ("version", "n"), ("state", "n"), ("version", "n"),
+    ]  # fmt: skip
+    tomb = [r[7] for r in store.oplog() if r[3] == "version"]
+    assert [t.tombstone for t in tomb] == [False, False, True]
+    assert tomb[2].delete_marker and tomb[2].version_id == "null"
     states = [r for r in store.oplog() if r[3] == "state"]
     assert all(r[7] == repl_entries.StateBody("DELETED") for r in states)
     # the state stamp is kept on the row (the state record carries it)
