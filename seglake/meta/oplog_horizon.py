@@ -163,3 +163,13 @@ def oplog_stats_at(db_path: str) -> OplogStats:
         return oplog_stats(conn)
     finally:
         conn.close()
+
+
+# The versions rows gc-run may purge, given the horizon twice (SQL
+# parameters): DELETED rows whose deletion is below it, and hidden
+# tombstones (unversioned DELETE) stamped below it. Above the horizon a
+# remote may still send an older put of the key, which the row must beat.
+PURGEABLE: Final = (
+    "((state = 'DELETED' AND ifnull(state_hlc, hlc) < ?) "
+    "OR (tombstone = 1 AND state != 'DELETED' AND hlc < ?))"
+)

@@ -44,7 +44,7 @@ from seglake.ipc.messages import (
     RecordOpRun,
 )
 from seglake.meta.live_chunks import collect_live_chunks
-from seglake.meta.oplog_horizon import tombstone_horizon
+from seglake.meta.oplog_horizon import PURGEABLE, tombstone_horizon
 from seglake.meta.schema import open_read, query
 from seglake.writer.embedded import EmbeddedWriter, run_embedded
 
@@ -177,10 +177,10 @@ def make_plan(cfg: Config, limits: Limits, *, rewrite: bool, now_ns: int | None 
             )
             ((below, held),) = query(
                 conn,
-                "SELECT count(*) FILTER (WHERE ifnull(state_hlc, hlc) < ?), "
-                "count(*) FILTER (WHERE ifnull(state_hlc, hlc) >= ?) "
-                "FROM versions WHERE state = 'DELETED'",
-                (horizon, horizon),
+                f"SELECT count(*) FILTER (WHERE {PURGEABLE}), "
+                f"count(*) FILTER (WHERE NOT {PURGEABLE}) "
+                "FROM versions WHERE state = 'DELETED' OR tombstone = 1",
+                (horizon, horizon, horizon, horizon),
             )
             plan.deleted_versions, plan.deleted_versions_held = int(below), int(held)
         finally:

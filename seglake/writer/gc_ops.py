@@ -91,7 +91,7 @@ from seglake.meta.live_chunks import (
     decode_part_chunks,
     encode_part_chunks,
 )
-from seglake.meta.oplog_horizon import tombstone_horizon
+from seglake.meta.oplog_horizon import PURGEABLE, tombstone_horizon
 from seglake.meta.schema import open_read, query
 from seglake.writer import chunk_index, fileio
 from seglake.writer.ops import BatchContext, Mutations
@@ -132,7 +132,9 @@ def apply_gc_drop_segments(
     # are dropped, so their manifests are not copied forward for nothing.
     # Only below the tombstone horizon (meta/oplog_horizon.py): the row and
     # its stamps are what keeps a late, older put of the version from
-    # coming back; its chunks are reclaimed above either way.
+    # coming back; its chunks are reclaimed above either way. The hidden
+    # tombstone of an unversioned DELETE (never current, no data) goes by
+    # the same rule, or every key ever deleted would keep a row for good.
     limit = max(0, min(a.purge_limit, MAX_PURGE_PER_CALL))
     horizon = tombstone_horizon(conn, now_ms=time.time_ns() // 1_000_000,
                                 retention_ms=a.retention_ms)  # fmt: skip
@@ -140,13 +142,13 @@ def apply_gc_drop_segments(
         str(r[0])
         for r in query(
             conn,
-            "SELECT uid FROM versions WHERE state = 'DELETED' AND ifnull(state_hlc, hlc) < ? "
-            "LIMIT ?",
-            (horizon, limit),
+            f"SELECT uid FROM versions WHERE {PURGEABLE} LIMIT ?",
+            (horizon, horizon, limit),
         )
     ]
     for uid in uids:
-        conn.execute("DELETE FROM versions WHERE uid = ? AND state = 'DELETED'", (uid,))
+        conn.execute("DELETE FROM versions WHERE uid = ? AND (state = 'DELETED' OR tombstone = 1)",
+                     (uid,))  # fmt: skip
     deleted: list[int] = []
     skipped: dict[str, str] = {}
     for sid in ids:
@@ -176,8 +178,8 @@ def apply_gc_drop_segments(
     remaining = int(
         query(
             conn,
-            "SELECT count(*) FROM versions WHERE state = 'DELETED' AND ifnull(state_hlc, hlc) < ?",
-            (horizon,),
+            f"SELECT count(*) FROM versions WHERE {PURGEABLE}",
+            (horizon, horizon),
         )[0][0]
     )
     return GcDropped(

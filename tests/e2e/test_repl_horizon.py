@@ -159,3 +159,50 @@ def test_gc_keeps_a_deleted_row_inside_the_horizon(tmp_path: Path) -> None:
         ]
     finally:
         srv.close()
+
+
+def test_gc_purges_a_hidden_tombstone_only_below_the_horizon(tmp_path: Path) -> None:
+    srv = SeglakeServer(
+        tmp_path / "a", frontends=1, extra_args=["--default-versioning", "unversioned"]
+    ).start()
+    try:
+        s3 = srv.s3()
+        s3.create_bucket(Bucket="plain")  # unversioned: a DELETE leaves a hidden tombstone
+        s3.put_object(Bucket="plain", Key="k", Body=b"gone soon")
+        s3.delete_object(Bucket="plain", Key="k")
+        tomb = (
+            "SELECT count(*) FROM versions WHERE key = 'k' AND tombstone = 1 AND state = 'ACTIVE'"
+        )
+        assert db_rows(srv.data_dir, tomb) == [(1,)]
+
+        def gc_run(*flags: str) -> dict[str, Any]:
+            assert cli(srv.data_dir, "maintenance", "enable").returncode == 0
+            try:
+                code, doc = cli_json(srv.data_dir, "gc-run", *flags)
+                assert code == 0, doc
+                return doc
+            finally:
+                assert cli(srv.data_dir, "maintenance", "disable").returncode == 0
+
+        # Inside the horizon (nothing pruned): a remote may still send an
+        # older put of k, which only the tombstone can beat; gc-plan says so.
+        code, plan = cli_json(srv.data_dir, "gc-plan", "-repl-oplog-retention", "0")
+        assert code == 0 and plan["deleted_versions_to_purge"] == 0, plan
+        assert plan["deleted_versions_held"] == 2  # the old null version and the tombstone
+        gc_run("-repl-oplog-retention", "0")
+        assert db_rows(srv.data_dir, tomb) == [(1,)]
+
+        # Pruned past both rows and out of retention: both are purged, and
+        # the key is what it was: absent, and free to be written again.
+        s3.put_object(Bucket="plain", Key="later", Body=b"x")
+        writer(srv, ReplPruneOplog(below=oplog_of(srv)["head"] + 1))
+        assert gc_run("-repl-oplog-retention", "0")["purged_versions"] == 2
+        assert db_rows(srv.data_dir, "SELECT count(*) FROM versions WHERE key = 'k'") == [(0,)]
+        with pytest.raises(ClientError) as err:
+            s3.head_object(Bucket="plain", Key="k")
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        assert s3.list_objects_v2(Bucket="plain").get("KeyCount") == 1
+        s3.put_object(Bucket="plain", Key="k", Body=b"again")
+        assert s3.get_object(Bucket="plain", Key="k")["Body"].read() == b"again"
+    finally:
+        srv.close()
