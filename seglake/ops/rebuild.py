@@ -17,8 +17,9 @@ offset) order, the newest record per uid and per bucket name):
   ``PURGED``: left out), with the metadata (tags, ACL, retention, legal
   hold: ``vmeta`` and the columns mirroring it) of its newest version-meta
   record (none: defaults; a record of an unknown or purged uid is ignored);
-- the current pointer of each key: its newest version that is not DELETED
-  (the rule every writer mutation keeps);
+- the current pointer of each key: its ACTIVE version with the largest
+  (hlc, site) stamp, none when that is a hidden tombstone (the rule every
+  writer mutation and replicated apply keeps, writer/lww_rows.py);
 - segments from the segment files (SEALED when they end in a valid footer);
 - ``settings.clock_ns`` so new versions sort after every restored one, and
   ``settings.lock_clock_hwm`` (Object Lock's clock) from the same stamp.
@@ -60,7 +61,7 @@ from seglake.format import segment as segfmt
 from seglake.format.errors import FormatError
 from seglake.format.manifest import decode_manifest
 from seglake.format.vmeta import decode_vmeta, encode_vmeta, from_body
-from seglake.meta.schema import open_write, set_setting
+from seglake.meta.schema import open_write, scalar, set_setting
 from seglake.protocol.repl_entries import BUCKET_FIELDS as BUCKET_STAMP_FIELDS
 from seglake.writer.embedded import backfill_chunk_index, regenerate_oplog, sync_dir
 
@@ -445,6 +446,21 @@ def _fill_replication(
                 "VALUES (?, '_gone', ?, ?, NULL)",
                 (name, hlc, origin),
             )
+        # The current version of each key by the rule the writer keeps
+        # (writer/lww_rows.py): the largest (hlc, site) among ACTIVE rows,
+        # none when that is a hidden tombstone. Creation order, used above
+        # before the stamps were final, is not it: a replicated version
+        # stamped by a site whose clock ran ahead can be older by
+        # creation time and still win, and a CONFLICT row is never current.
+        conn.execute("DELETE FROM current")
+        conn.execute(
+            "INSERT INTO current(bucket, key, version) SELECT bucket, key, id FROM ("
+            "  SELECT id, bucket, key, tombstone, ROW_NUMBER() OVER ("
+            "    PARTITION BY bucket, key ORDER BY hlc DESC, site DESC) AS rank"
+            "  FROM versions WHERE state = 'ACTIVE'"
+            ") WHERE rank = 1 AND tombstone = 0"
+        )
+        report.current = int(scalar(conn, "SELECT count(*) FROM current"))
     backfill_chunk_index(conn)
     entries = regenerate_oplog(
         conn, site=site, state_stamps={u: s for u, s in log.state_stamps.items()}

@@ -470,9 +470,19 @@ def _apply_version(
         meta["tombstone"] = True
     manifest: bytes | None = None
     if not pending:
+        # The stamps (and the tombstone flag) a rebuild-index restores come
+        # from this manifest record: the entry's, which is what the row
+        # holds, never whatever the origin's meta says.
+        own_meta = dict(m.meta)
+        own_meta.update(
+            hlc=e.hlc, site=e.site,
+            prev=None if body.prev is None else [body.prev.hlc, body.prev.site],
+        )  # fmt: skip
+        if body.tombstone:
+            own_meta["tombstone"] = True
         try:
             manifest = encode_manifest(
-                Manifest(e.bucket, e.key, e.uid, m.size, tuple(refs), m.meta)
+                Manifest(e.bucket, e.key, e.uid, m.size, tuple(refs), own_meta)
             )
         except ValueError as exc:
             raise _bad(f"manifest of {e.uid}: {exc}") from None

@@ -153,3 +153,38 @@ def test_a_key_limited_to_buckets_sees_only_theirs(
     assert r.status_code == 200, r.text
     buckets = {c["bucket"] for c in r.json()["conflicts"]}
     assert mine in buckets and other not in buckets
+
+
+def test_rebuild_index_keeps_the_lww_winner_current(tmp_path: Any) -> None:
+    """A version from a site whose clock ran ahead wins by its stamp though
+    it is older by creation time; the local sibling it beat is CONFLICT.
+    rebuild-index must restore exactly that: the winner current, the
+    CONFLICT row never."""
+    import time
+
+    from tests.e2e._helpers import cli_json
+
+    data = tmp_path / "s"
+    with SeglakeServer(data, frontends=1) as srv:
+        s3 = srv.s3()
+        s3.create_bucket(Bucket="skew")
+        s3.put_bucket_versioning(Bucket="skew", VersioningConfiguration={"Status": "Enabled"})
+        local = s3.put_object(Bucket="skew", Key="k", Body=b"local, later")["VersionId"]
+        ahead = ((time.time_ns() // 1_000_000) + 600_000) << 16  # ten minutes ahead
+        origin = Origin(B)
+        entry, remote, _ = origin.version("skew", "k", [], hlc=ahead)  # created_ns 9: long ago
+        assert writer(srv, origin.pull([entry], direction="bootstrap", to_seq=0)).conflicts == 1
+        assert s3.head_object(Bucket="skew", Key="k")["VersionId"] == remote
+        srv.stop()
+    code, check = cli_json(data, "rebuild-index", "--dry-run")
+    assert code == 0 and check["differences"] == 0, str(check)
+    assert cli(data, "rebuild-index", "--force").returncode == 0
+    with SeglakeServer(data, frontends=1) as srv:
+        s3 = srv.s3()
+        head = s3.head_object(Bucket="skew", Key="k")
+        assert head["VersionId"] == remote
+        loser = s3.head_object(Bucket="skew", Key="k", VersionId=local)
+        assert loser["ResponseMetadata"]["HTTPHeaders"]["x-seglake-conflict"] == "true"
+        assert s3.get_object(Bucket="skew", Key="k", VersionId=local)["Body"].read() == (
+            b"local, later"
+        )
