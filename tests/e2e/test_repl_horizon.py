@@ -34,6 +34,17 @@ def oplog_of(srv: SeglakeServer) -> dict[str, Any]:
     return doc
 
 
+def gc_run(srv: SeglakeServer, *flags: str) -> dict[str, Any]:
+    """gc-run on the live server, inside maintenance mode as an operator runs it."""
+    assert cli(srv.data_dir, "maintenance", "enable").returncode == 0
+    try:
+        code, doc = cli_json(srv.data_dir, "gc-run", *flags)
+        assert code == 0, doc
+        return doc
+    finally:
+        assert cli(srv.data_dir, "maintenance", "disable").returncode == 0
+
+
 def test_pruned_oplog_stops_the_pull_until_a_bootstrap(tmp_path: Path) -> None:
     pa, pb = free_port(), free_port()
     prune = ["--repl-oplog-prune-interval", "0.3", "--repl-oplog-retention", "0"]
@@ -112,20 +123,11 @@ def test_gc_keeps_a_deleted_row_inside_the_horizon(tmp_path: Path) -> None:
         deleted = "SELECT count(*) FROM versions WHERE uid = ? AND state = 'DELETED'"
         assert db_rows(srv.data_dir, deleted, (uid,))[0][0] == 1
 
-        def gc_run(*flags: str) -> dict[str, Any]:
-            assert cli(srv.data_dir, "maintenance", "enable").returncode == 0
-            try:
-                code, doc = cli_json(srv.data_dir, "gc-run", *flags)
-                assert code == 0, doc
-                return doc
-            finally:
-                assert cli(srv.data_dir, "maintenance", "disable").returncode == 0
-
         # Nothing pruned yet: the oplog may still owe a remote the deletion.
         code, plan = cli_json(srv.data_dir, "gc-plan", "-repl-oplog-retention", "0")
         assert code == 0 and plan["deleted_versions_held"] == 1, plan
         assert plan["deleted_versions_to_purge"] == 0
-        assert gc_run("-repl-oplog-retention", "0")["purged_versions"] == 0
+        assert gc_run(srv, "-repl-oplog-retention", "0")["purged_versions"] == 0
         assert db_rows(srv.data_dir, deleted, (uid,))[0][0] == 1
 
         # Pruned past it (a later write is the newest row, which stays), but
@@ -134,7 +136,12 @@ def test_gc_keeps_a_deleted_row_inside_the_horizon(tmp_path: Path) -> None:
         head = oplog_of(srv)["head"]
         pruned: ReplPruned = writer(srv, ReplPruneOplog(below=head + 1))
         assert pruned.floor == head - 1 and not pruned.more
-        assert gc_run()["purged_versions"] == 0
+        assert (
+            gc_run(
+                srv,
+            )["purged_versions"]
+            == 0
+        )
         assert db_rows(srv.data_dir, deleted, (uid,))[0][0] == 1
 
         # A late put of that version (its oplog identity is pruned here, so
@@ -149,11 +156,11 @@ def test_gc_keeps_a_deleted_row_inside_the_horizon(tmp_path: Path) -> None:
 
         # The late entry is in the oplog again, with its old stamp: until it
         # is pruned too, remotes may still be sent it, and the row stays.
-        assert gc_run("-repl-oplog-retention", "0")["purged_versions"] == 0
+        assert gc_run(srv, "-repl-oplog-retention", "0")["purged_versions"] == 0
         s3.put_object(Bucket="tomb", Key="later", Body=b"y")
         writer(srv, ReplPruneOplog(below=oplog_of(srv)["head"] + 1))
         # Below the floor and past the retention: purged.
-        assert gc_run("-repl-oplog-retention", "0")["purged_versions"] == 1
+        assert gc_run(srv, "-repl-oplog-retention", "0")["purged_versions"] == 1
         assert db_rows(srv.data_dir, "SELECT count(*) FROM versions WHERE uid = ?", (uid,)) == [
             (0,)
         ]
@@ -175,28 +182,19 @@ def test_gc_purges_a_hidden_tombstone_only_below_the_horizon(tmp_path: Path) -> 
         )
         assert db_rows(srv.data_dir, tomb) == [(1,)]
 
-        def gc_run(*flags: str) -> dict[str, Any]:
-            assert cli(srv.data_dir, "maintenance", "enable").returncode == 0
-            try:
-                code, doc = cli_json(srv.data_dir, "gc-run", *flags)
-                assert code == 0, doc
-                return doc
-            finally:
-                assert cli(srv.data_dir, "maintenance", "disable").returncode == 0
-
         # Inside the horizon (nothing pruned): a remote may still send an
         # older put of k, which only the tombstone can beat; gc-plan says so.
         code, plan = cli_json(srv.data_dir, "gc-plan", "-repl-oplog-retention", "0")
         assert code == 0 and plan["deleted_versions_to_purge"] == 0, plan
         assert plan["deleted_versions_held"] == 2  # the old null version and the tombstone
-        gc_run("-repl-oplog-retention", "0")
+        gc_run(srv, "-repl-oplog-retention", "0")
         assert db_rows(srv.data_dir, tomb) == [(1,)]
 
         # Pruned past both rows and out of retention: both are purged, and
         # the key is what it was: absent, and free to be written again.
         s3.put_object(Bucket="plain", Key="later", Body=b"x")
         writer(srv, ReplPruneOplog(below=oplog_of(srv)["head"] + 1))
-        assert gc_run("-repl-oplog-retention", "0")["purged_versions"] == 2
+        assert gc_run(srv, "-repl-oplog-retention", "0")["purged_versions"] == 2
         assert db_rows(srv.data_dir, "SELECT count(*) FROM versions WHERE key = 'k'") == [(0,)]
         with pytest.raises(ClientError) as err:
             s3.head_object(Bucket="plain", Key="k")

@@ -9,33 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import apsw
-import trio
 
 from seglake.config import Config
-from seglake.errors import S3Error
 from seglake.ipc.messages import ReplPruned, ReplPruneOplog, ReplSetPushCursor
 from seglake.meta import oplog_horizon as oh
 from seglake.meta.schema import get_setting
-from seglake.writer.embedded import EmbeddedWriter, run_embedded
+from tests.unit._embedded import apply_all as _run
 
 SITE = "a1" * 8
 DAY_MS = 86_400_000
 NOW_MS = 1_800_000_000_000
 PUSH = "http://127.0.0.1:9"
-
-
-def _run(cfg: Config, msgs: list[Any]) -> list[Any]:
-    async def work(w: EmbeddedWriter) -> list[Any]:
-        out: list[Any] = []
-        for m in msgs:
-            try:
-                out.append(await w.apply(m))
-            except S3Error as exc:
-                out.append(exc.code)
-        return out
-
-    result: list[Any] = trio.run(run_embedded, cfg, "test", work)
-    return result
 
 
 def _store(tmp_path: Path) -> Config:

@@ -12,28 +12,14 @@ import apsw
 import trio
 
 from seglake.config import Config
-from seglake.errors import S3Error
 from seglake.format import layout
 from seglake.format.segment import digest, read_record
 from seglake.ipc.messages import Appended, ReplNoteRemote, ReplSetPushCursor
 from seglake.meta.repl_remote_reads import remote_row, remote_rows
 from seglake.writer.embedded import EmbeddedWriter, run_embedded
+from tests.unit._embedded import apply_all as _run
 
 R = "http://127.0.0.1:9"
-
-
-def _run(cfg: Config, msgs: list[Any]) -> list[Any]:
-    async def work(w: EmbeddedWriter) -> list[Any]:
-        out: list[Any] = []
-        for m in msgs:
-            try:
-                out.append(await w.apply(m))
-            except S3Error as exc:
-                out.append(exc.code)
-        return out
-
-    result: list[Any] = trio.run(run_embedded, cfg, "test", work)
-    return result
 
 
 def _row(cfg: Config) -> Any:
