@@ -314,19 +314,26 @@ def render_status(result: dict[str, Any]) -> None:
     repl = result.get("replication") or []
     if repl:
         table = Table(
-            "remote", "direction", "state", "cursor", "backlog", "backlog bytes", "lag s",
-            "entries", "conflicts",
+            "remote", "direction", "state", "cursor", "backlog", "lag s", "entries", "conflicts",
             "last error", title="replication",
         )  # fmt: skip
         for r in repl:
             lag = r.get("lag_seconds")
             table.add_row(
                 str(r.get("remote")), str(r.get("direction")), str(r.get("state")),
-                f"{r.get('epoch')}:{r.get('cursor')}", str(r.get("backlog_entries")),
-                str(r.get("backlog_bytes", 0)), "?" if lag is None else f"{lag:.1f}", str(r.get("entries")),
+                f"{r.get('epoch')}:{r.get('cursor')}", _backlog(r), "?" if lag is None else f"{lag:.1f}", str(r.get("entries")),
                 str(r.get("conflicts")), str(r.get("last_error") or ""),
             )  # fmt: skip
         console.print(table)
+
+
+def _backlog(row: dict[str, Any]) -> str:
+    """A task's backlog in one column (the table must fit 80 columns):
+    entries, and the object bytes they carry when there are any."""
+    from seglake.ops.dashboard import compact_bytes
+
+    entries, data = row.get("backlog_entries"), row.get("backlog_bytes")
+    return f"{entries} ({compact_bytes(data)})" if data else str(entries)
 
 
 if __name__ == "__main__":
